@@ -1,0 +1,93 @@
+"""The one place that makes boto3 clients, for AWS targets and the local cloud alike.
+
+Only the endpoint differs: the local target points every client at the local cloud's moto
+server with fixed throwaway credentials; AWS targets use the profile and boto3's usual chain.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from provisioner.targets import Target
+
+LOCAL_CREDENTIALS = {"aws_access_key_id": "dynoform", "aws_secret_access_key": "dynoform-local"}
+_BOTO_CONFIG = Config(
+    retries={"max_attempts": 5, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=60,
+    max_pool_connections=32,
+)
+
+
+def local_endpoint() -> str:
+    """The local cloud's AWS endpoint; raises a clear error when it is not running."""
+    from provisioner.localcloud import endpoint_url
+
+    return endpoint_url()
+
+
+class Aws:
+    """Lazily made boto3 clients for one target; thread-safe to share."""
+
+    def __init__(self, target: Target, endpoint_url: str | None = None) -> None:
+        self.target = target
+        self._endpoint = endpoint_url
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+
+    @cached_property
+    def endpoint_url(self) -> str | None:
+        if self._endpoint:
+            return self._endpoint
+        if self.target.endpoint_url:
+            return self.target.endpoint_url
+        if self.target.is_local:
+            return os.environ.get("DYNOFORM_LOCAL_ENDPOINT") or local_endpoint()
+        return None
+
+    @cached_property
+    def session(self) -> boto3.Session:
+        if self.target.is_local:
+            return boto3.Session(region_name=self.target.region, **LOCAL_CREDENTIALS)
+        return boto3.Session(profile_name=self.target.profile, region_name=self.target.region)
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self.session.client(  # type: ignore[call-overload]
+                    service, endpoint_url=self.endpoint_url, config=_BOTO_CONFIG
+                )
+            return self._clients[service]
+
+    @property
+    def ec2(self) -> Any:
+        return self.client("ec2")
+
+    @property
+    def s3(self) -> Any:
+        return self.client("s3")
+
+    @property
+    def elbv2(self) -> Any:
+        return self.client("elbv2")
+
+    @property
+    def ssm(self) -> Any:
+        return self.client("ssm")
+
+    @property
+    def sts(self) -> Any:
+        return self.client("sts")
+
+    @property
+    def acm(self) -> Any:
+        return self.client("acm")
+
+    def account_id(self) -> str:
+        return str(self.sts.get_caller_identity()["Account"])

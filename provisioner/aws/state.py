@@ -1,0 +1,158 @@
+"""The state store: JSON documents in one S3 bucket per platform, with optimistic concurrency.
+
+Creates use `IfNoneMatch="*"` and updates `IfMatch=<etag>`, so two writers can never both win:
+a release number is allocated by creating its document, and a lease is a document too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from provisioner.errors import DynoformError
+
+SSE = {"ServerSideEncryption": "AES256"}
+
+
+class Conflict(Exception):
+    """A conditional write lost: the document exists already, or changed since it was read."""
+
+
+@dataclass(frozen=True)
+class Doc:
+    data: Any
+    etag: str
+
+
+def _is_precondition(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
+
+
+def _is_missing(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
+class Documents:
+    """Low-level JSON documents in a bucket; every object is encrypted at rest."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def ensure_bucket(self, region: str) -> bool:
+        """Create the bucket (versioned, private, encrypted) unless it exists; True if created."""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+            return False
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        self.s3.create_bucket(**kwargs)
+        self.s3.put_bucket_versioning(
+            Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
+        )
+        self.s3.put_public_access_block(
+            Bucket=self.bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        self.s3.put_bucket_encryption(
+            Bucket=self.bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+        return True
+
+    def get(self, key: str) -> Doc | None:
+        try:
+            resp = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        return Doc(json.loads(resp["Body"].read()), resp["ETag"])
+
+    def _put(self, key: str, data: Any, **conditions: str) -> str:
+        body = json.dumps(data, sort_keys=True, indent=1).encode()
+        try:
+            resp = self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                **SSE,
+                **conditions,
+            )
+        except ClientError as exc:
+            if _is_precondition(exc):
+                raise Conflict(key) from exc
+            raise
+        return str(resp["ETag"])
+
+    def create(self, key: str, data: Any) -> str:
+        """Write only if no document exists at key; raises Conflict otherwise."""
+        return self._put(key, data, IfNoneMatch="*")
+
+    def update(self, key: str, data: Any, etag: str) -> str:
+        """Write only if the document is still the one read with etag; raises Conflict otherwise."""
+        return self._put(key, data, IfMatch=etag)
+
+    def put(self, key: str, data: Any) -> str:
+        return self._put(key, data)
+
+    def delete(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def keys(self, prefix: str) -> list[str]:
+        result: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            result.extend(obj["Key"] for obj in page.get("Contents", []))
+        return result
+
+    def children(self, prefix: str) -> list[str]:
+        """Names one level below prefix (like `ls`), e.g. app names under `apps/`."""
+        result: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                result.append(common["Prefix"][len(prefix) :].rstrip("/"))
+        return result
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object (all versions) under prefix; returns how many keys went."""
+        count = 0
+        paginator = self.s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            objects = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            for start in range(0, len(objects), 1000):
+                chunk = objects[start : start + 1000]
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})
+                count += len(chunk)
+        return count
+
+
+def bucket_name(platform: str, account_id: str) -> str:
+    name = f"dynoform-{platform}-{account_id}".lower()
+    if len(name) > 63:
+        raise DynoformError(
+            f"state bucket name {name!r} is too long", "use a shorter platform name"
+        )
+    return name

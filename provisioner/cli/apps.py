@@ -1,0 +1,11 @@
+"""`apps` commands (being built; see the open issues)."""
+
+from __future__ import annotations
+
+import typer
+
+group = typer.Typer(help="apps commands.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="apps")

@@ -1,0 +1,125 @@
+"""What every command shares: global options, the chosen app, output helpers, the edges."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from provisioner.aws.session import Aws
+from provisioner.aws.state import Documents, bucket_name
+from provisioner.errors import DynoformError
+from provisioner.model.names import validate_app_name
+from provisioner.store import Store
+from provisioner.targets import Target, get_target
+
+# Data to stdout, everything else (progress, status, errors) to stderr.
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, highlight=False)
+
+_REMOTE_RE = re.compile(r"dynoform::([a-z][a-z0-9-]{2,29})")
+
+
+@dataclass
+class Globals:
+    target_name: str = "local"
+    json: bool = False
+    yes: bool = False
+    verbose: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def target(self) -> Target:
+        return get_target(self.target_name)
+
+    @cached_property
+    def aws(self) -> Aws:
+        return Aws(self.target)
+
+    @cached_property
+    def store(self) -> Store:
+        """The state store, its bucket made on first use."""
+        docs = Documents(self.aws.s3, bucket_name(self.target.platform, self.aws.account_id()))
+        docs.ensure_bucket(self.target.region)
+        return Store(docs)
+
+
+GLOBALS = Globals()
+
+
+def g() -> Globals:
+    return GLOBALS
+
+
+def app_from_git_remote(cwd: str | None = None) -> str | None:
+    """The app named by the `dynoform` git remote of the current repository, if any."""
+    try:
+        result = subprocess.run(
+            ["git", "remote", "get-url", "dynoform"],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = _REMOTE_RE.fullmatch(result.stdout.strip()) if result.returncode == 0 else None
+    return match.group(1) if match else None
+
+
+def resolve_app(app: str | None) -> str:
+    """`-a APP`, else the `dynoform` git remote, else a clear error."""
+    name = app or app_from_git_remote()
+    if not name:
+        raise DynoformError(
+            "no app given", "pass -a APP, or run inside a repository with a `dynoform` git remote"
+        )
+    return validate_app_name(name)
+
+
+AppOption = typer.Option(None, "--app", "-a", help="The app (default: the `dynoform` git remote).")
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str], empty: str = "none") -> None:
+    if not rows:
+        err.print(empty)
+        return
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column.upper())
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    out.print(table)
+
+
+def confirm(question: str, expected: str | None = None, given: str | None = None) -> None:
+    """Ask before destroying; `--yes` or `--confirm NAME` skip the question."""
+    if expected is not None and given is not None:
+        if given != expected:
+            raise DynoformError(f"confirmation {given!r} does not match {expected!r}")
+        return
+    if GLOBALS.yes:
+        return
+    if not sys.stdin.isatty():
+        hint = f"pass --confirm {expected}" if expected else "pass --yes"
+        raise DynoformError(f"{question} needs confirmation", hint)
+    answer = typer.prompt(f"{question} Type {expected or 'yes'} to confirm")
+    if answer.strip() != (expected or "yes"):
+        raise DynoformError("not confirmed; nothing changed")
+
+
+def status(message: str) -> None:
+    err.print(message)

@@ -1,0 +1,11 @@
+"""`domains` commands (being built; see the open issues)."""
+
+from __future__ import annotations
+
+import typer
+
+group = typer.Typer(help="domains commands.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="domains")

@@ -1,0 +1,132 @@
+"""The `dynoform` command: Heroku's vocabulary, `apps:create` and `apps create` alike."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from provisioner.cli import common
+
+try:  # Typer 0.29+ bundles its own Click; older Typer uses the click package.
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+from provisioner.errors import DynoformError
+
+app = typer.Typer(
+    name="dynoform",
+    help=(
+        "Heroku's workflow on your own EC2 hosts, or offline on the local cloud.\n\n"
+        "Example: dynoform apps:create myapp && dynoform deploy -a myapp ."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root(
+    target: str = typer.Option(
+        "local", "--target", "-t", envvar="DYNOFORM_TARGET", help="Where the platform lives."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Skip confirmations."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail on stderr."),
+) -> None:
+    """Global options may stand anywhere on the command line."""
+    common.GLOBALS.target_name = target
+    common.GLOBALS.json = json_out
+    common.GLOBALS.yes = yes
+    common.GLOBALS.verbose = verbose
+
+
+def _register() -> None:
+    from provisioner.cli import groups
+
+    groups.register(app)
+
+
+# Options that belong to the root and may be written anywhere; hoisted before the command.
+_GLOBAL_FLAGS = {"--json", "--yes", "-y", "-v", "--verbose", "-vv"}
+_GLOBAL_VALUED = {"--target", "-t"}
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """Hoist global options to the front and split `apps:create` into `apps create`."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in _GLOBAL_FLAGS:
+            hoisted.append(arg)
+        elif arg in _GLOBAL_VALUED and i + 1 < len(argv):
+            hoisted.extend([arg, argv[i + 1]])
+            i += 1
+        elif arg.startswith("--target="):
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    for index, arg in enumerate(rest):
+        if arg == "--":
+            break
+        if not arg.startswith("-"):
+            if ":" in arg:
+                rest[index : index + 1] = arg.split(":")
+            break
+    return hoisted + rest
+
+
+def _friendly(exc: Exception) -> DynoformError:
+    if isinstance(exc, NoCredentialsError):
+        return DynoformError(
+            "no AWS credentials found", "set a profile with `targets:add --profile`"
+        )
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return DynoformError(f"AWS said {error.get('Code')}: {error.get('Message')}")
+    return DynoformError(f"AWS request failed: {exc}", "check the target's endpoint and network")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = normalize_argv(list(sys.argv[1:] if argv is None else argv))
+    _register()
+    try:
+        result = app(args=args, prog_name="dynoform", standalone_mode=False)
+    except DynoformError as exc:
+        _fail(exc)
+    except (BotoCoreError, ClientError) as exc:
+        _fail(_friendly(exc))
+    except click_errors.NoArgsIsHelpError as exc:
+        if exc.ctx is not None:
+            sys.stderr.write(exc.ctx.get_help() + "\n")
+        sys.exit(2)
+    except click_errors.UsageError as exc:
+        exc.show()
+        sys.exit(2)
+    except click_errors.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        common.err.print("interrupted")
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(exc: DynoformError) -> None:
+    message = f"error: {exc.message}"
+    if exc.hint:
+        message += f" (hint: {exc.hint})"
+    common.err.print(message, markup=False, soft_wrap=True)
+    sys.exit(1)

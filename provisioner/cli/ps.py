@@ -1,0 +1,11 @@
+"""`ps` commands (being built; see the open issues)."""
+
+from __future__ import annotations
+
+import typer
+
+group = typer.Typer(help="ps commands.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="ps")

@@ -1,0 +1,292 @@
+"""Apps, releases, config, formation and leases as documents in the state store.
+
+Layout (one bucket per platform):
+  apps/<app>/app.json                  the app record
+  apps/<app>/config.json               current config vars {"version": n, "vars": {...}}
+  apps/<app>/formation.json            process types -> quantity, size
+  apps/<app>/releases/<00000012>.json  release v12 (no config values in it)
+  apps/<app>/release-config/<00000012>.json   the config snapshot of v12
+  leases/<app>.json                    who is changing the app right now
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from provisioner.aws.state import Conflict, Documents
+from provisioner.errors import DynoformError
+from provisioner.model.config import validate_config
+from provisioner.model.formation import Formation, formation_from_dict, formation_to_dict
+from provisioner.model.names import validate_app_name
+from provisioner.model.release import Release
+
+MAX_CONFLICT_RETRIES = 50
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def whoami() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class Store:
+    def __init__(self, docs: Documents) -> None:
+        self.docs = docs
+
+    # apps -------------------------------------------------------------------------------------
+    def _app_key(self, app: str) -> str:
+        return f"apps/{validate_app_name(app)}/app.json"
+
+    def create_app(self, app: str, **fields: Any) -> dict[str, Any]:
+        record = {"name": app, "created_at": now_iso(), "stack": "debian-13", "buildpacks": []}
+        record.update(fields)
+        try:
+            self.docs.create(self._app_key(app), record)
+        except Conflict:
+            raise DynoformError(
+                f"app {app!r} already exists", "choose another name or use `-a` to pick it"
+            ) from None
+        return record
+
+    def app(self, app: str) -> dict[str, Any]:
+        doc = self.docs.get(self._app_key(app))
+        if doc is None:
+            raise DynoformError(f"no app named {app!r}", "see `dynoform apps`")
+        return dict(doc.data)
+
+    def app_exists(self, app: str) -> bool:
+        return self.docs.get(self._app_key(app)) is not None
+
+    def update_app(self, app: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Read-modify-write of the app record, retried on concurrent changes."""
+        key = self._app_key(app)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            doc = self.docs.get(key)
+            if doc is None:
+                raise DynoformError(f"no app named {app!r}", "see `dynoform apps`")
+            data = dict(doc.data)
+            change(data)
+            try:
+                self.docs.update(key, data, doc.etag)
+                return data
+            except Conflict:
+                continue
+        raise DynoformError(f"app {app!r} changed too often to update", "retry")
+
+    def apps(self) -> list[str]:
+        return sorted(self.docs.children("apps/"))
+
+    def delete_app(self, app: str) -> int:
+        validate_app_name(app)
+        return self.docs.delete_prefix(f"apps/{app}/") + self.docs.delete_prefix(f"leases/{app}.")
+
+    # releases ---------------------------------------------------------------------------------
+    def _release_key(self, app: str, version: int) -> str:
+        return f"apps/{app}/releases/{version:08d}.json"
+
+    def release_versions(self, app: str) -> list[int]:
+        prefix = f"apps/{app}/releases/"
+        return sorted(int(k[len(prefix) : -len(".json")]) for k in self.docs.keys(prefix))
+
+    def create_release(
+        self, app: str, make: Callable[[int], Release], config: dict[str, str]
+    ) -> Release:
+        """Allocate the next version by creating its document; concurrent callers never collide.
+
+        The config snapshot is written first under the version, so a release never exists
+        without its config.
+        """
+        versions = self.release_versions(app)
+        version = (versions[-1] if versions else 0) + 1
+        for _ in range(MAX_CONFLICT_RETRIES * 4):
+            release = make(version)
+            try:
+                self.docs.create(self._release_key(app, version), release.to_dict())
+            except Conflict:
+                version += 1
+                continue
+            self.docs.put(f"apps/{app}/release-config/{version:08d}.json", validate_config(config))
+            return release
+        raise DynoformError(f"could not allocate a release number for {app!r}", "retry")
+
+    def release(self, app: str, version: int) -> Release:
+        doc = self.docs.get(self._release_key(app, version))
+        if doc is None:
+            raise DynoformError(f"app {app!r} has no release v{version}", "see `dynoform releases`")
+        return Release.from_dict(doc.data)
+
+    def releases(self, app: str) -> list[Release]:
+        return [self.release(app, v) for v in self.release_versions(app)]
+
+    def release_config(self, app: str, version: int) -> dict[str, str]:
+        doc = self.docs.get(f"apps/{app}/release-config/{version:08d}.json")
+        return dict(doc.data) if doc else {}
+
+    def set_release_status(self, app: str, version: int, status: str) -> Release:
+        key = self._release_key(app, version)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            doc = self.docs.get(key)
+            if doc is None:
+                raise DynoformError(f"app {app!r} has no release v{version}")
+            release = Release.from_dict(doc.data)
+            release.status = status
+            try:
+                self.docs.update(key, release.to_dict(), doc.etag)
+                return release
+            except Conflict:
+                continue
+        raise DynoformError(f"release v{version} of {app!r} changed too often", "retry")
+
+    def current_release(self, app: str) -> Release | None:
+        """The newest succeeded release, the one that serves."""
+        for version in reversed(self.release_versions(app)):
+            release = self.release(app, version)
+            if release.status == "succeeded":
+                return release
+        return None
+
+    # config -----------------------------------------------------------------------------------
+    def config(self, app: str) -> tuple[dict[str, str], str | None]:
+        doc = self.docs.get(f"apps/{app}/config.json")
+        if doc is None:
+            return {}, None
+        return dict(doc.data.get("vars", {})), doc.etag
+
+    def save_config(self, app: str, config: dict[str, str], etag: str | None) -> None:
+        """Store config vars; raises Conflict when another change came first."""
+        data = {"vars": validate_config(config), "updated_at": now_iso()}
+        key = f"apps/{app}/config.json"
+        if etag is None:
+            self.docs.create(key, data)
+        else:
+            self.docs.update(key, data, etag)
+
+    # formation --------------------------------------------------------------------------------
+    def formation(self, app: str) -> tuple[Formation, str | None]:
+        doc = self.docs.get(f"apps/{app}/formation.json")
+        if doc is None:
+            return {}, None
+        return formation_from_dict(doc.data), doc.etag
+
+    def save_formation(self, app: str, formation: Formation, etag: str | None) -> None:
+        key = f"apps/{app}/formation.json"
+        data = formation_to_dict(formation)
+        if etag is None:
+            self.docs.create(key, data)
+        else:
+            self.docs.update(key, data, etag)
+
+    # leases -----------------------------------------------------------------------------------
+    @contextmanager
+    def lease(
+        self, app: str, operation: str, ttl: float = 900, wait: bool = False, timeout: float = 900
+    ) -> Iterator[Lease]:
+        lease = Lease(self.docs, app, operation, ttl)
+        lease.acquire(wait=wait, timeout=timeout)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+
+@dataclass
+class LeaseInfo:
+    holder: str
+    operation: str
+    acquired_at: str
+    expires_at: float
+
+
+class Lease:
+    """A per-app lease: one holder at a time; taken over only after it expires.
+
+    It is renewed in the background while held, so a long deploy keeps it, and a killed
+    process loses it after ttl seconds.
+    """
+
+    def __init__(self, docs: Documents, app: str, operation: str, ttl: float) -> None:
+        self.docs = docs
+        self.key = f"leases/{app}.json"
+        self.app = app
+        self.operation = operation
+        self.ttl = ttl
+        self.holder = f"{whoami()}:{os.getpid()}:{threading.get_ident()}"
+        self.etag: str | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _record(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "operation": self.operation,
+            "acquired_at": now_iso(),
+            "expires_at": time.time() + self.ttl,
+        }
+
+    def try_acquire(self) -> LeaseInfo | None:
+        """Take the lease; returns None on success, or who holds it."""
+        try:
+            self.etag = self.docs.create(self.key, self._record())
+            return None
+        except Conflict:
+            pass
+        doc = self.docs.get(self.key)
+        if doc is None:
+            return self.try_acquire()
+        info = LeaseInfo(**{k: doc.data[k] for k in LeaseInfo.__dataclass_fields__})
+        if info.expires_at > time.time():
+            return info
+        try:
+            self.etag = self.docs.update(self.key, self._record(), doc.etag)
+            return None
+        except Conflict:
+            return self.try_acquire()
+
+    def acquire(self, wait: bool = False, timeout: float = 900) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            holder = self.try_acquire()
+            if holder is None:
+                break
+            if not wait or time.monotonic() > deadline:
+                since = holder.acquired_at
+                raise DynoformError(
+                    f"app {self.app!r} is busy: {holder.operation} by {holder.holder} since {since}",
+                    "wait for it to finish, or pass --wait",
+                )
+            time.sleep(1.0)
+        self._renewer = threading.Thread(target=self._renew_loop, daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            if self.etag is None:
+                return
+            try:
+                self.etag = self.docs.update(self.key, self._record(), self.etag)
+            except Conflict:
+                return  # somebody took it over after expiry; the operation will notice
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer:
+            self._renewer.join(timeout=5)
+        doc = self.docs.get(self.key)
+        if doc is not None and doc.data.get("holder") == self.holder:
+            self.docs.delete(self.key)
+        self.etag = None
