@@ -54,7 +54,11 @@ class Aws:
     @cached_property
     def session(self) -> boto3.Session:
         if self.target.is_local:
-            return boto3.Session(region_name=self.target.region, **LOCAL_CREDENTIALS)
+            return boto3.Session(
+                region_name=self.target.region,
+                aws_access_key_id=LOCAL_CREDENTIALS["aws_access_key_id"],
+                aws_secret_access_key=LOCAL_CREDENTIALS["aws_secret_access_key"],
+            )
         return boto3.Session(profile_name=self.target.profile, region_name=self.target.region)
 
     def client(self, service: str) -> Any:
