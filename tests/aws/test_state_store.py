@@ -1,0 +1,105 @@
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from provisioner.aws.state import Conflict, Documents
+from provisioner.errors import DynoformError
+from provisioner.model.release import Release
+from provisioner.store import Lease, now_iso
+
+
+def make_release(version: int) -> Release:
+    return Release(version, f"Deploy {version}", "test", now_iso(), status="succeeded")
+
+
+def test_bucket_is_versioned_private_and_encrypted(aws, store):
+    s3, bucket = aws.s3, store.docs.bucket
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    store.docs.put("x.json", {"a": 1})
+    assert s3.head_object(Bucket=bucket, Key="x.json")["ServerSideEncryption"] == "AES256"
+    assert store.docs.ensure_bucket("us-east-1") is False
+
+
+def test_sixteen_concurrent_releases_get_distinct_consecutive_versions(store):
+    store.create_app("busy-app")
+    barrier = threading.Barrier(16)
+
+    def create(i: int) -> int:
+        barrier.wait()
+        return store.create_release("busy-app", make_release, {"N": str(i)}).version
+
+    with ThreadPoolExecutor(16) as pool:
+        versions = sorted(pool.map(create, range(16)))
+    assert versions == list(range(1, 17))
+    assert store.release_versions("busy-app") == list(range(1, 17))
+    assert all(store.release_config("busy-app", v) for v in versions)
+
+
+def test_stale_update_is_refused(store):
+    docs: Documents = store.docs
+    etag = docs.create("doc.json", {"n": 1})
+    newer = docs.update("doc.json", {"n": 2}, etag)
+    with pytest.raises(Conflict):
+        docs.update("doc.json", {"n": 3}, etag)
+    with pytest.raises(Conflict):
+        docs.create("doc.json", {"n": 4})
+    assert docs.get("doc.json").data == {"n": 2}
+    assert docs.get("doc.json").etag == newer
+
+
+def test_lease_is_exclusive_names_holder_and_expires(store):
+    store.create_app("leased")
+    with store.lease("leased", "deploy", ttl=30):
+        with pytest.raises(DynoformError) as info:
+            with store.lease("leased", "scale"):
+                pass
+        assert "busy: deploy by" in str(info.value) and "since" in str(info.value)
+    with store.lease("leased", "scale", ttl=30):
+        pass  # released: free again
+
+
+def test_expired_lease_is_taken_over(store):
+    store.create_app("expiring")
+    # try_acquire takes the lease without the renewing thread, as a process killed right
+    # after taking it would leave it
+    dead = Lease(store.docs, "expiring", "deploy", ttl=1)
+    assert dead.try_acquire() is None
+    with pytest.raises(DynoformError, match="busy: deploy"):
+        with store.lease("expiring", "scale"):
+            pass
+    time.sleep(1.2)
+    with store.lease("expiring", "scale", ttl=30) as second:
+        assert store.docs.get("leases/expiring.json").data["holder"] == second.holder
+
+
+def test_wait_for_lease(store):
+    store.create_app("waiting")
+    held = store.lease("waiting", "deploy", ttl=30)
+    held.__enter__()
+    threading.Timer(1.0, lambda: held.__exit__(None, None, None)).start()
+    start = time.monotonic()
+    with store.lease("waiting", "scale", wait=True, timeout=10):
+        assert time.monotonic() - start >= 0.9
+
+
+def test_apps_and_config(store):
+    store.create_app("one-app")
+    store.create_app("two-app")
+    with pytest.raises(DynoformError, match="already exists"):
+        store.create_app("one-app")
+    assert store.apps() == ["one-app", "two-app"]
+    config, etag = store.config("one-app")
+    assert config == {} and etag is None
+    store.save_config("one-app", {"A": 'q"uote\nnl'}, None)
+    config, etag = store.config("one-app")
+    assert config == {"A": 'q"uote\nnl'}
+    with pytest.raises(Conflict):
+        store.save_config("one-app", {"A": "x"}, None)
+    store.delete_app("one-app")
+    assert store.apps() == ["two-app"]
