@@ -1,10 +1,91 @@
-"""`apps` commands (being built; see the open issues)."""
+"""`apps`: create, list, inspect, rename and destroy apps."""
 
 from __future__ import annotations
 
 import typer
 
-group = typer.Typer(help="apps commands.", no_args_is_help=True)
+from provisioner.cli import common
+from provisioner.cli.common import AppOption, emit_json, g, out, print_table, resolve_app, status
+from provisioner.ops import apps as ops
+
+group = typer.Typer(
+    help="Apps.\n\nExample: dynoform apps:create myapp",
+    invoke_without_command=True,
+)
+
+
+@group.callback()
+def list_apps(ctx: typer.Context) -> None:
+    """List apps. Example: dynoform apps --json"""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = g().store
+    rows = []
+    for name in store.apps():
+        current = store.current_release(name)
+        rows.append({"name": name, "release": f"v{current.version}" if current else None})
+    if g().json:
+        emit_json(rows)
+    else:
+        print_table(rows, ["name", "release"], empty="no apps yet: dynoform apps:create")
+
+
+@group.command("create")
+def create(
+    name: str = typer.Argument(None, help="App name (random when omitted)."),
+    no_remote: bool = typer.Option(False, "--no-remote", help="Do not add a git remote."),
+) -> None:
+    """Create an app. Example: dynoform apps:create myapp"""
+    record = ops.create_app(g().store, name)
+    status(f"created {record['name']}")
+    if not no_remote and (change := ops.add_git_remote(record["name"])):
+        status(change)
+    if g().json:
+        emit_json(record)
+    else:
+        out.print(record["name"])
+
+
+@group.command("info")
+def info(app: str = AppOption) -> None:
+    """Show an app. Example: dynoform apps:info -a myapp --json"""
+    name = resolve_app(app)
+    data = ops.app_info(g().store, name, common.web_url(name))
+    if g().json:
+        emit_json(data)
+        return
+    for key in ("name", "web_url", "release", "stack", "buildpacks", "created_at"):
+        value = data[key]
+        if key == "release" and value is not None:
+            value = f"v{value}"
+        out.print(f"{key}: {'' if value is None else value}")
+
+
+@group.command("rename")
+def rename(
+    new_name: str = typer.Argument(..., help="The new name."),
+    app: str = AppOption,
+) -> None:
+    """Rename an app. Example: dynoform apps:rename newname -a oldname"""
+    old = resolve_app(app)
+    ops.rename_app(g().store, old, new_name)
+    status(f"renamed {old} to {new_name}")
+    if common.app_from_git_remote() == old:
+        ops.add_git_remote(new_name)
+
+
+@group.command("destroy")
+def destroy(
+    app: str = AppOption,
+    confirm_name: str = typer.Option(None, "--confirm", help="The app's name, to confirm."),
+) -> None:
+    """Destroy an app and everything it has. Example: dynoform apps:destroy -a myapp --confirm myapp"""
+    name = resolve_app(app)
+    common.confirm(f"Destroy {name} with its dynos, releases and slugs?", name, confirm_name)
+    g().store.app(name)
+    common.destroy_app_resources(name)
+    removed = g().store.delete_app(name)
+    status(f"destroyed {name} ({removed} stored objects removed)")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import subprocess
@@ -123,3 +124,36 @@ def confirm(question: str, expected: str | None = None, given: str | None = None
 
 def status(message: str) -> None:
     err.print(message)
+
+
+def web_url(app: str) -> str | None:
+    """The app's URL through the router, once the router table exists (dyno layer)."""
+    router = _optional("provisioner.ops.router")
+    return router.web_url(GLOBALS, app) if router else None
+
+
+def activator() -> Any:
+    """The function that rolls an app's dynos to a release (a no-op until dynos exist)."""
+    rollout = _optional("provisioner.ops.rollout")
+    if rollout is None:
+        from provisioner.ops.releases import no_dynos
+
+        return no_dynos
+    return rollout.activator(GLOBALS)
+
+
+def destroy_app_resources(app: str) -> None:
+    """Remove an app's dynos, router entries, slugs and builds (each layer that exists)."""
+    rollout = _optional("provisioner.ops.rollout")
+    if rollout is not None:
+        rollout.destroy_app(GLOBALS, app)
+
+
+def _optional(module: str) -> Any:
+    """A layer that later work adds; absent layers have nothing to do."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None

@@ -39,10 +39,8 @@ def root(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail on stderr."),
 ) -> None:
     """Global options may stand anywhere on the command line."""
-    common.GLOBALS.target_name = target
-    common.GLOBALS.json = json_out
-    common.GLOBALS.yes = yes
-    common.GLOBALS.verbose = verbose
+    state = common.g()
+    state.target_name, state.json, state.yes, state.verbose = target, json_out, yes, verbose
 
 
 def _register() -> None:
@@ -99,6 +97,7 @@ def _friendly(exc: Exception) -> DynoformError:
 
 def main(argv: list[str] | None = None) -> None:
     args = normalize_argv(list(sys.argv[1:] if argv is None else argv))
+    common.GLOBALS = common.Globals()  # fresh per invocation (tests call main() repeatedly)
     _register()
     try:
         result = app(args=args, prog_name="dynoform", standalone_mode=False)

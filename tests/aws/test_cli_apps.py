@@ -1,0 +1,107 @@
+"""The apps, config and releases commands, end to end through the CLI against moto."""
+
+import json
+
+import pytest
+from moto import mock_aws
+
+from provisioner.cli.main import main
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    with mock_aws():
+        assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
+        yield lambda *args: run(capsys, "-t", "t1", *args)
+
+
+def run(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_apps_create_list_info_destroy(cli):
+    assert cli("apps:create", "shop-one")[0] == 0
+    code, out, _ = cli("apps", "create", "--json")
+    random_name = json.loads(out)["name"]
+    assert code == 0 and random_name.count("-") == 2
+    names = [a["name"] for a in json.loads(cli("apps", "--json")[1])]
+    assert names == sorted(["shop-one", random_name])
+    info = json.loads(cli("apps:info", "-a", "shop-one", "--json")[1])
+    assert info["name"] == "shop-one" and info["release"] is None and info["stack"] == "debian-13"
+    code, _, err = cli("apps:create", "shop-one")
+    assert code == 1 and "already exists" in err
+    code, _, err = cli("apps:create", "Bad_Name")
+    assert code == 1 and "app name" in err and err.count("\n") == 1
+    code, _, err = cli("apps:destroy", "-a", "shop-one", "--confirm", "wrong")
+    assert code == 1 and "does not match" in err
+    assert cli("apps:destroy", "-a", "shop-one", "--confirm", "shop-one")[0] == 0
+    assert [a["name"] for a in json.loads(cli("apps", "--json")[1])] == [random_name]
+
+
+def test_config_values_survive_and_make_releases(cli):
+    cli("apps:create", "cfg-app")
+    tricky = 'it\'s "quoted" = yes\nsecond line ünïcødé $HOME `x`'
+    assert cli("config:set", "-a", "cfg-app", f"TRICKY={tricky}", "PLAIN=1")[0] == 0
+    assert cli("config:get", "-a", "cfg-app", "TRICKY")[1] == tricky + "\n"
+    assert json.loads(cli("config", "-a", "cfg-app", "--json")[1]) == {
+        "PLAIN": "1",
+        "TRICKY": tricky,
+    }
+    assert cli("config:unset", "-a", "cfg-app", "PLAIN")[0] == 0
+    code, _, err = cli("config:unset", "-a", "cfg-app", "NOPE")
+    assert code == 1 and "NOPE not set" in err
+    code, _, err = cli("config:set", "-a", "cfg-app", "1BAD=x")
+    assert code == 1 and "POSIX" in err
+    releases = json.loads(cli("releases", "-a", "cfg-app", "--json")[1])
+    assert [r["version"] for r in releases] == [2, 1]
+    assert releases[0]["description"] == "Remove PLAIN config var"
+    assert releases[1]["description"] == "Set PLAIN, TRICKY config vars"
+    assert all(r["status"] == "succeeded" for r in releases)
+    # config values never show up in release listings
+    assert "quoted" not in cli("releases", "-a", "cfg-app", "--json")[1]
+
+
+def test_env_file(cli, tmp_path):
+    cli("apps:create", "env-app")
+    env = tmp_path / "prod.env"
+    env.write_text('A=1\nB="two\\nlines"\n')
+    assert cli("config:set", "-a", "env-app", "--env-file", str(env))[0] == 0
+    assert json.loads(cli("config", "-a", "env-app", "--json")[1]) == {"A": "1", "B": "two\nlines"}
+
+
+def test_rollback_creates_a_new_release_with_old_config(cli):
+    cli("apps:create", "roll-app")
+    cli("config:set", "-a", "roll-app", "V=one")
+    cli("config:set", "-a", "roll-app", "V=two")
+    assert cli("releases:rollback", "-a", "roll-app")[0] == 0
+    assert cli("config:get", "-a", "roll-app", "V")[1] == "one\n"
+    releases = json.loads(cli("releases", "-a", "roll-app", "--json")[1])
+    assert releases[0]["version"] == 3 and releases[0]["description"] == "Rollback to v1"
+    assert cli("releases:rollback", "v2", "-a", "roll-app")[0] == 0
+    assert cli("config:get", "-a", "roll-app", "V")[1] == "two\n"
+    info = json.loads(cli("releases:info", "v4", "-a", "roll-app", "--json")[1])
+    assert info["description"] == "Rollback to v2"
+    code, _, err = cli("releases:rollback", "v9", "-a", "roll-app")
+    assert code == 1 and "no release v9" in err
+
+
+def test_app_from_git_remote(cli, tmp_path):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert cli("apps:create", "git-app")[0] == 0
+    remote = subprocess.run(
+        ["git", "remote", "get-url", "dynoform"], capture_output=True, text=True
+    )
+    assert remote.stdout.strip() == "dynoform::git-app"
+    assert json.loads(cli("apps:info", "--json")[1])["name"] == "git-app"
+    assert cli("apps:rename", "new-git-app")[0] == 0
+    assert json.loads(cli("apps:info", "--json")[1])["name"] == "new-git-app"
