@@ -1,0 +1,107 @@
+"""Large objects in the platform bucket: source tarballs, slugs, build caches, build logs.
+
+Hosts never hold AWS credentials: they fetch and upload through presigned URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from provisioner.aws.state import SSE
+
+URL_TTL = 3600
+
+
+def source_key(app: str, sha256: str) -> str:
+    return f"sources/{app}/{sha256}.tgz"
+
+
+def slug_key(app: str, sha256: str) -> str:
+    return f"slugs/{app}/{sha256}.tgz"
+
+
+def cache_key(app: str) -> str:
+    return f"caches/{app}/cache.tgz"
+
+
+def build_log_key(app: str, build_id: str) -> str:
+    return f"builds/{app}/{build_id}.log"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Blobs:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def size(self, key: str) -> int:
+        return int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+
+    def upload_if_absent(self, key: str, path: Path) -> bool:
+        """Upload unless an object with this (content-addressed) key exists; True if uploaded."""
+        if self.exists(key):
+            return False
+        with path.open("rb") as handle:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=handle, **SSE)
+        return True
+
+    def put_text(self, key: str, text: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode(), **SSE)
+
+    def get_text(self, key: str) -> str | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return bytes(body).decode("utf-8", errors="replace")
+
+    def get_url(self, key: str, ttl: int = URL_TTL) -> str:
+        return str(
+            self.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl
+            )
+        )
+
+    def put_url(self, key: str, ttl: int = URL_TTL) -> str:
+        return str(
+            self.s3.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl
+            )
+        )
+
+    def delete_prefix(self, prefix: str) -> int:
+        count = 0
+        paginator = self.s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            objects = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            for start in range(0, len(objects), 1000):
+                self.s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects[start : start + 1000]}
+                )
+                count += len(objects[start : start + 1000])
+        return count

@@ -1,0 +1,221 @@
+"""The router table on ELBv2: per app a target group, a host-header rule, and web dyno targets.
+
+On AWS an Application Load Balancer serves it; on the local cloud the same API calls reach moto
+and the local cloud's HAProxy follows them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from provisioner.errors import DynoformError
+
+MAX_HOSTS_PER_RULE = 5  # ALB: at most 5 condition values per rule
+MAINTENANCE_PAGE = (
+    "<!doctype html><title>Offline for maintenance</title>"
+    "<h1>This app is offline for maintenance</h1><p>Please check back soon.</p>"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    ip: str
+    port: int
+
+
+def target_group_name(platform: str, app: str) -> str:
+    """ELBv2 names are at most 32 characters: a readable prefix plus a hash keeps them unique."""
+    digest = hashlib.sha256(f"{platform}/{app}".encode()).hexdigest()[:8]
+    return f"df-{app[:20]}-{digest}"
+
+
+def app_hostnames(app: str, domain: str, custom: Iterable[str] = ()) -> list[str]:
+    names = [f"{app}.{domain}", *sorted(set(custom))]
+    if len(names) > MAX_HOSTS_PER_RULE:
+        raise DynoformError(
+            f"{app} has {len(names)} hostnames; at most {MAX_HOSTS_PER_RULE} are supported",
+            "remove a domain with `dynoform domains:remove`",
+        )
+    return names
+
+
+def free_priority(used: Iterable[int], start: int = 100) -> int:
+    taken = set(used)
+    priority = start
+    while priority in taken:
+        priority += 1
+    return priority
+
+
+def forward_action(tg_arn: str) -> list[dict[str, Any]]:
+    return [{"Type": "forward", "TargetGroupArn": tg_arn}]
+
+
+def maintenance_action() -> list[dict[str, Any]]:
+    return [
+        {
+            "Type": "fixed-response",
+            "FixedResponseConfig": {
+                "StatusCode": "503",
+                "ContentType": "text/html",
+                "MessageBody": MAINTENANCE_PAGE,
+            },
+        }
+    ]
+
+
+class RouterTable:
+    """ELBv2 calls for one platform's load balancer listener."""
+
+    def __init__(
+        self, elbv2: Any, platform: str, vpc_id: str, listener_arns: list[str], domain: str
+    ) -> None:
+        self.elbv2 = elbv2
+        self.platform = platform
+        self.vpc_id = vpc_id
+        self.listener_arns = listener_arns
+        self.domain = domain
+
+    # target groups --------------------------------------------------------------------------
+    def target_group_arn(self, app: str) -> str | None:
+        try:
+            groups = self.elbv2.describe_target_groups(
+                Names=[target_group_name(self.platform, app)]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TargetGroupNotFound":
+                return None
+            raise
+        return str(groups["TargetGroups"][0]["TargetGroupArn"])
+
+    def ensure_target_group(self, app: str, health_path: str = "/") -> str:
+        arn = self.target_group_arn(app)
+        if arn is not None:
+            return arn
+        created = self.elbv2.create_target_group(
+            Name=target_group_name(self.platform, app),
+            Protocol="HTTP",
+            Port=80,
+            VpcId=self.vpc_id,
+            TargetType="ip",
+            HealthCheckProtocol="HTTP",
+            HealthCheckPath=health_path,
+            HealthCheckIntervalSeconds=5,
+            HealthCheckTimeoutSeconds=2,
+            HealthyThresholdCount=2,
+            UnhealthyThresholdCount=2,
+            Matcher={"HttpCode": "200-399"},
+            Tags=[
+                {"Key": "dynoform:platform", "Value": self.platform},
+                {"Key": "dynoform:app", "Value": app},
+            ],
+        )
+        arn = str(created["TargetGroups"][0]["TargetGroupArn"])
+        self.elbv2.modify_target_group_attributes(
+            TargetGroupArn=arn,
+            Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}],
+        )
+        return arn
+
+    def set_health_path(self, app: str, path: str) -> None:
+        arn = self.ensure_target_group(app)
+        self.elbv2.modify_target_group(TargetGroupArn=arn, HealthCheckPath=path)
+
+    # rules ----------------------------------------------------------------------------------
+    def _rules(self, listener_arn: str) -> list[dict[str, Any]]:
+        return list(self.elbv2.describe_rules(ListenerArn=listener_arn)["Rules"])
+
+    def _app_rule(self, listener_arn: str, app: str) -> dict[str, Any] | None:
+        own = f"{app}.{self.domain}"
+        for rule in self._rules(listener_arn):
+            for condition in rule.get("Conditions", []):
+                values = condition.get("HostHeaderConfig", {}).get("Values") or condition.get(
+                    "Values", []
+                )
+                if condition.get("Field") == "host-header" and own in values:
+                    return rule
+        return None
+
+    def ensure_rule(self, app: str, domains: Iterable[str] = (), maintenance: bool = False) -> None:
+        """One rule per listener: host-header = the app's hostnames -> its target group."""
+        tg_arn = self.ensure_target_group(app)
+        hosts = app_hostnames(app, self.domain, domains)
+        actions = maintenance_action() if maintenance else forward_action(tg_arn)
+        conditions = [{"Field": "host-header", "HostHeaderConfig": {"Values": hosts}}]
+        for listener in self.listener_arns:
+            rule = self._app_rule(listener, app)
+            if rule is None:
+                used = [
+                    int(r["Priority"]) for r in self._rules(listener) if r["Priority"].isdigit()
+                ]
+                self.elbv2.create_rule(
+                    ListenerArn=listener,
+                    Priority=free_priority(used),
+                    Conditions=conditions,
+                    Actions=actions,
+                )
+            elif _rule_differs(rule, hosts, actions):
+                self.elbv2.modify_rule(
+                    RuleArn=rule["RuleArn"], Conditions=conditions, Actions=actions
+                )
+
+    # targets --------------------------------------------------------------------------------
+    def targets(self, app: str) -> set[Target]:
+        arn = self.target_group_arn(app)
+        if arn is None:
+            return set()
+        health = self.elbv2.describe_target_health(TargetGroupArn=arn)
+        return {
+            Target(d["Target"]["Id"], int(d["Target"]["Port"]))
+            for d in health["TargetHealthDescriptions"]
+        }
+
+    def register(self, app: str, targets: Iterable[Target]) -> None:
+        wanted = [{"Id": t.ip, "Port": t.port} for t in targets]
+        if wanted:
+            self.elbv2.register_targets(
+                TargetGroupArn=self.ensure_target_group(app), Targets=wanted
+            )
+
+    def deregister(self, app: str, targets: Iterable[Target]) -> None:
+        gone = [{"Id": t.ip, "Port": t.port} for t in targets]
+        arn = self.target_group_arn(app)
+        if gone and arn:
+            self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=gone)
+
+    def sync_targets(self, app: str, wanted: set[Target]) -> tuple[set[Target], set[Target]]:
+        """Make the target group hold exactly `wanted`; returns (added, removed)."""
+        current = self.targets(app)
+        added, removed = wanted - current, current - wanted
+        self.register(app, added)
+        self.deregister(app, removed)
+        return added, removed
+
+    def remove_app(self, app: str) -> None:
+        for listener in self.listener_arns:
+            rule = self._app_rule(listener, app)
+            if rule is not None:
+                self.elbv2.delete_rule(RuleArn=rule["RuleArn"])
+        arn = self.target_group_arn(app)
+        if arn is not None:
+            self.elbv2.delete_target_group(TargetGroupArn=arn)
+
+
+def _rule_differs(rule: dict[str, Any], hosts: list[str], actions: list[dict[str, Any]]) -> bool:
+    current_hosts: list[str] = []
+    for condition in rule.get("Conditions", []):
+        if condition.get("Field") == "host-header":
+            current_hosts = list(
+                condition.get("HostHeaderConfig", {}).get("Values") or condition.get("Values", [])
+            )
+    current_actions = rule.get("Actions", [])
+    kind = current_actions[0].get("Type") if current_actions else None
+    same_target = kind == actions[0]["Type"] and current_actions[0].get(
+        "TargetGroupArn"
+    ) == actions[0].get("TargetGroupArn")
+    return sorted(current_hosts) != sorted(hosts) or not same_target

@@ -1,0 +1,74 @@
+import pytest
+
+from provisioner.aws.router import (
+    RouterTable,
+    Target,
+    app_hostnames,
+    free_priority,
+    target_group_name,
+)
+from provisioner.errors import DynoformError
+
+
+@pytest.fixture
+def router(aws):
+    ec2, elbv2 = aws.ec2, aws.elbv2
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    lb = elbv2.create_load_balancer(Name="df-test", Subnets=subnets)["LoadBalancers"][0]
+    listener = elbv2.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[
+            {
+                "Type": "fixed-response",
+                "FixedResponseConfig": {"StatusCode": "404", "ContentType": "text/plain"},
+            }
+        ],
+    )["Listeners"][0]
+    return RouterTable(elbv2, "test", vpc, [listener["ListenerArn"]], "apps.example.com")
+
+
+def test_names_are_short_unique_and_stable():
+    long_app = "a" * 30
+    assert len(target_group_name("dynoform", long_app)) <= 32
+    assert target_group_name("p", "app-one") != target_group_name("q", "app-one")
+    assert target_group_name("p", "app-one") == target_group_name("p", "app-one")
+    assert free_priority([100, 101, 103]) == 102
+    with pytest.raises(DynoformError, match="at most 5"):
+        app_hostnames("x", "d", ["a", "b", "c", "d", "e"])
+
+
+def test_rule_targets_and_removal(router, aws):
+    router.ensure_rule("shop", ["shop.example.org"])
+    router.ensure_rule("shop", ["shop.example.org"])  # idempotent: still one rule
+    router.ensure_rule("blog")
+    rules = [
+        r
+        for r in aws.elbv2.describe_rules(ListenerArn=router.listener_arns[0])["Rules"]
+        if not r["IsDefault"]
+    ]
+    assert len(rules) == 2
+    assert len({r["Priority"] for r in rules}) == 2
+    added, removed = router.sync_targets(
+        "shop", {Target("10.42.1.10", 20001), Target("10.42.2.10", 20002)}
+    )
+    assert len(added) == 2 and not removed
+    added, removed = router.sync_targets(
+        "shop", {Target("10.42.1.10", 20001), Target("10.42.2.11", 20003)}
+    )
+    assert added == {Target("10.42.2.11", 20003)} and removed == {Target("10.42.2.10", 20002)}
+    assert router.targets("shop") == {Target("10.42.1.10", 20001), Target("10.42.2.11", 20003)}
+    router.ensure_rule("shop", ["shop.example.org"], maintenance=True)
+    rule = router._app_rule(router.listener_arns[0], "shop")
+    assert rule["Actions"][0]["Type"] == "fixed-response"
+    router.remove_app("shop")
+    assert router.target_group_arn("shop") is None
+    assert router._app_rule(router.listener_arns[0], "shop") is None
+    assert router.target_group_arn("blog") is not None
