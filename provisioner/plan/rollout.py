@@ -1,0 +1,291 @@
+"""Rollout plans: ordered actions that take running dynos to the desired ones (pure).
+
+One path for deploys, config changes, rollbacks, restarts and scaling (Heroku's preboot):
+
+web dynos that must be replaced or added (all at once, next to the old ones)
+  step 1 start        new units (fresh ports)
+  step 2 wait_port    each new dyno answers HTTP on its $PORT (boot timeout, 60 s)
+  step 3 register     new targets in the app's target group
+  step 4 wait_healthy each new target healthy
+  step 5 deregister   old targets
+  step 6 drain        wait out the deregistration delay
+  step 7 stop         old units
+other process types, one dyno at a time: stop old, start new, wait_running.
+
+Actions of one step may run in parallel; steps run in order. If any action of steps 1-4 fails,
+the executor runs `on_failure` (deregister and stop the new web dynos, best effort): the old
+release never stopped serving. Later failures leave the new release serving.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.model.formation import Formation
+from provisioner.model.sizes import DEFAULT_SIZE
+from provisioner.plan.placement import DynoRef
+from provisioner.plan.ports import PORT_HIGH, PORT_LOW, assign_ports
+from provisioner.plan.units import DynoInstance
+
+KINDS = (
+    "start",
+    "wait_port",
+    "register",
+    "wait_healthy",
+    "deregister",
+    "drain",
+    "stop",
+    "wait_running",
+)
+PREBOOT_STEPS = 4  # failures up to this step roll back to the old dynos
+
+
+@dataclass(frozen=True)
+class RolloutOptions:
+    boot_timeout_s: float = 60.0  # Heroku: a web dyno must bind $PORT within 60 s
+    health_timeout_s: float = 60.0
+    drain_s: float = 30.0  # the target group's deregistration delay
+    settle_s: float = 5.0  # a non-web dyno must stay up this long after start
+    stop_timeout_s: float = 30.0  # SIGTERM, then SIGKILL (the unit's TimeoutStopSec=)
+    preboot: bool = True
+    port_low: int = PORT_LOW
+    port_high: int = PORT_HIGH
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing the executor does on one host for one dyno instance."""
+
+    kind: str
+    step: int
+    instance: DynoInstance
+    timeout_s: float | None = None
+
+    @property
+    def host(self) -> str:
+        return self.instance.host
+
+    @property
+    def dyno(self) -> str:
+        return self.instance.name
+
+    @property
+    def unit(self) -> str:
+        return self.instance.unit
+
+    @property
+    def port(self) -> int | None:
+        return self.instance.port
+
+    @property
+    def release(self) -> int:
+        return self.instance.release
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "kind": self.kind,
+            "host": self.host,
+            "dyno": self.dyno,
+            "unit": self.unit,
+            "release": self.release,
+            "port": self.port,
+            "timeout_s": self.timeout_s,
+        }
+
+    def describe(self) -> str:
+        port = f" port {self.port}" if self.port else ""
+        return (
+            f"{self.step:>2} {self.kind:<12} {self.dyno:<12} v{self.release} on {self.host}{port}"
+        )
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    app: str
+    release: int
+    actions: list[Action] = field(default_factory=list)
+    on_failure: list[Action] = field(default_factory=list)
+    keep: list[DynoInstance] = field(default_factory=list)  # running and left alone
+    final: list[DynoInstance] = field(default_factory=list)  # what runs when done
+
+    @property
+    def started(self) -> list[DynoInstance]:
+        return [a.instance for a in self.actions if a.kind == "start"]
+
+    @property
+    def stopped(self) -> list[DynoInstance]:
+        return [a.instance for a in self.actions if a.kind == "stop"]
+
+    def steps(self) -> list[list[Action]]:
+        """Actions grouped by step, in order; each group may run in parallel."""
+        groups: dict[int, list[Action]] = defaultdict(list)
+        for action in self.actions:
+            groups[action.step].append(action)
+        return [groups[s] for s in sorted(groups)]
+
+    def is_empty(self) -> bool:
+        return not self.actions
+
+    def describe(self) -> str:
+        return "\n".join(a.describe() for a in self.actions) or "nothing to do"
+
+
+def plan_converge(
+    app: str,
+    release: int,
+    formation: Formation,
+    placement: Mapping[DynoRef, str],
+    running: Sequence[DynoInstance],
+    ports_in_use: Mapping[str, Iterable[int]] | None = None,
+    restart: Iterable[str] = (),
+    options: RolloutOptions | None = None,
+) -> RolloutPlan:
+    """Take one app's running dynos to `release` with the formation, placed as `placement`.
+
+    running: this app's dyno instances now on the hosts (any release), with their ports.
+    ports_in_use: host -> ports used there by anything else (other apps' dynos).
+    restart: dyno names (`web.1`) or types (`web`) to replace even if they already match.
+    Deploy, rollback and config change: a new release, so every dyno is replaced.
+    Scale, ps:type and host changes: only the dynos that differ are started or stopped.
+    """
+    opts = options or RolloutOptions()
+    desired = _desired(app, release, formation, placement)
+    restart_set = set(restart)
+    current = {d.name: d for d in running if d.release == release}
+    keep: list[DynoInstance] = []
+    start: list[DynoInstance] = []
+    for want in desired:
+        have = current.get(want.name)
+        if have and _matches(have, want) and not _restarting(want, restart_set):
+            keep.append(have)
+        else:
+            gen = max((d.gen + 1 for d in running if _same_dyno(d, want)), default=0)
+            start.append(DynoInstance(app, release, want.name, want.host, None, gen, want.size))
+    kept_units = {d.unit for d in keep}
+    stop = sorted(d for d in running if d.unit not in kept_units)
+    start = _with_ports(start, running, ports_in_use or {}, opts)
+    actions, on_failure = _actions(start, stop, opts)
+    final = sorted([*keep, *start])
+    return RolloutPlan(app, release, actions, on_failure, sorted(keep), final)
+
+
+def _desired(
+    app: str, release: int, formation: Formation, placement: Mapping[DynoRef, str]
+) -> list[DynoInstance]:
+    result = []
+    for dyno, host in sorted(placement.items()):
+        if dyno.app != app or dyno.type not in formation:
+            continue
+        if dyno.index > formation[dyno.type].quantity:
+            continue
+        size = formation[dyno.type].size or DEFAULT_SIZE
+        result.append(DynoInstance(app, release, dyno.name, host, None, 0, size))
+    return result
+
+
+def _matches(have: DynoInstance, want: DynoInstance) -> bool:
+    return have.host == want.host and have.size == want.size
+
+
+def _restarting(want: DynoInstance, restart: set[str]) -> bool:
+    return want.name in restart or want.type in restart
+
+
+def _same_dyno(a: DynoInstance, b: DynoInstance) -> bool:
+    return a.release == b.release and a.name == b.name
+
+
+def _with_ports(
+    start: list[DynoInstance],
+    running: Sequence[DynoInstance],
+    ports_in_use: Mapping[str, Iterable[int]],
+    opts: RolloutOptions,
+) -> list[DynoInstance]:
+    """Fresh ports for new web dynos, avoiding every port in use on their host."""
+    by_host: dict[str, list[DynoInstance]] = defaultdict(list)
+    for dyno in start:
+        if dyno.is_web:
+            by_host[dyno.host].append(dyno)
+    ported: dict[str, int] = {}
+    for host, dynos in sorted(by_host.items()):
+        taken = [
+            *ports_in_use.get(host, ()),
+            *(d.port for d in running if d.host == host and d.port),
+        ]
+        ported.update(
+            assign_ports({}, [d.unit for d in dynos], taken, opts.port_low, opts.port_high, host)
+        )
+    return [d.with_port(ported.get(d.unit)) for d in start]
+
+
+def _actions(
+    start: list[DynoInstance], stop: list[DynoInstance], opts: RolloutOptions
+) -> tuple[list[Action], list[Action]]:
+    web_new = [d for d in start if d.is_web]
+    web_old = [d for d in stop if d.is_web]
+    actions: list[Action] = []
+    on_failure: list[Action] = []
+    if web_new or web_old:
+        actions += _web_actions(web_new, web_old, opts)
+        on_failure = [Action("deregister", 1, d) for d in web_new] + [
+            Action("stop", 2, d, opts.stop_timeout_s) for d in web_new
+        ]
+    step = max((a.step for a in actions), default=0)
+    actions += _rolling_actions(
+        [d for d in start if not d.is_web], [d for d in stop if not d.is_web], step, opts
+    )
+    return actions, on_failure
+
+
+def _web_actions(
+    new: list[DynoInstance], old: list[DynoInstance], opts: RolloutOptions
+) -> list[Action]:
+    if not opts.preboot:
+        # Without preboot: stop the old first (a short outage), then bring up the new.
+        return _stop_old(old, 1, opts) + _bring_up(new, 4, opts)
+    return _bring_up(new, 1, opts) + _stop_old(old, 5, opts)
+
+
+def _bring_up(new: list[DynoInstance], first: int, opts: RolloutOptions) -> list[Action]:
+    return (
+        [Action("start", first, d) for d in new]
+        + [Action("wait_port", first + 1, d, opts.boot_timeout_s) for d in new]
+        + [Action("register", first + 2, d) for d in new]
+        + [Action("wait_healthy", first + 3, d, opts.health_timeout_s) for d in new]
+    )
+
+
+def _stop_old(old: list[DynoInstance], first: int, opts: RolloutOptions) -> list[Action]:
+    ported = [d for d in old if d.port]
+    return (
+        [Action("deregister", first, d) for d in ported]
+        + [Action("drain", first + 1, d, opts.drain_s) for d in ported]
+        + [Action("stop", first + 2, d, opts.stop_timeout_s) for d in old]
+    )
+
+
+def _rolling_actions(
+    new: list[DynoInstance], old: list[DynoInstance], after: int, opts: RolloutOptions
+) -> list[Action]:
+    """Non-web types: one dyno at a time; the old instance of a name stops before the new one."""
+    old_by_name: dict[tuple[str, str], list[DynoInstance]] = defaultdict(list)
+    for dyno in old:
+        old_by_name[(dyno.type, dyno.name)].append(dyno)
+    actions: list[Action] = []
+    step = after
+    for dyno in sorted(new, key=lambda d: (d.type, d.index)):
+        step += 1
+        for previous in old_by_name.pop((dyno.type, dyno.name), []):
+            actions.append(Action("stop", step, previous, opts.stop_timeout_s))
+        actions.append(Action("start", step + 1, dyno))
+        actions.append(Action("wait_running", step + 2, dyno, opts.settle_s))
+        step += 2
+    leftovers = sorted(d for group in old_by_name.values() for d in group)
+    if leftovers:
+        step += 1
+        actions += [Action("stop", step, d, opts.stop_timeout_s) for d in leftovers]
+    return actions

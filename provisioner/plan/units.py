@@ -1,0 +1,111 @@
+"""Dyno instances and their systemd unit names (pure).
+
+One unit per dyno instance: `dyno-<app>.v<N>.<type>.<n>.service`, or with a restart generation
+`dyno-<app>.v<N>-<g>.<type>.<n>.service`. Why not a template unit `dyno-<app>@.service`:
+every dyno has values of its own (release dir, PORT, size limits, release), and a template can only
+pass one opaque instance string (`%i`); preboot also needs the old and the new instance of `web.1`
+side by side. A plain unit per instance keeps every value literal in the file, so
+`systemd-analyze verify` checks exactly what runs and `systemctl cat` shows it.
+The name parses back without ambiguity: app names and process types hold no '.'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, replace
+
+from provisioner.errors import DynoformError
+from provisioner.model.names import validate_app_name, validate_process_type
+from provisioner.model.sizes import DEFAULT_SIZE
+
+UNIT_PREFIX = "dyno-"
+_UNIT_RE = re.compile(
+    r"dyno-(?P<app>[a-z][a-z0-9-]*)\.v(?P<release>\d+)(?:-(?P<gen>\d+))?"
+    r"\.(?P<type>[A-Za-z0-9_-]+)\.(?P<index>\d+)\.service"
+)
+MAX_USER_NAME = 31  # systemd and utmp accept at most 31 characters in a user name
+
+
+@dataclass(frozen=True, order=True)
+class DynoInstance:
+    """One running (or to-be-started) dyno: `web.1` of release v3 on host i-0abc, port 20001.
+
+    gen counts restarts of the same release, so a restarted web dyno can boot next to the one
+    it replaces (preboot) under a different unit name.
+    """
+
+    app: str
+    release: int
+    name: str
+    host: str
+    port: int | None = None
+    gen: int = 0
+    size: str = DEFAULT_SIZE
+
+    @property
+    def type(self) -> str:
+        return self.name.rpartition(".")[0]
+
+    @property
+    def index(self) -> int:
+        return int(self.name.rpartition(".")[2])
+
+    @property
+    def is_web(self) -> bool:
+        return self.type == "web"
+
+    @property
+    def unit(self) -> str:
+        return unit_name(self.app, self.release, self.name, self.gen)
+
+    def with_port(self, port: int | None) -> DynoInstance:
+        return replace(self, port=port)
+
+
+def unit_name(app: str, release: int, dyno: str, gen: int = 0) -> str:
+    validate_app_name(app)
+    kind, _, index = dyno.rpartition(".")
+    validate_process_type(kind)
+    if not index.isdigit() or release < 1 or gen < 0:
+        raise DynoformError(f"dyno {dyno!r} of release v{release}: expected TYPE.N and v1 or later")
+    run = f"v{release}" if gen == 0 else f"v{release}-{gen}"
+    return f"{UNIT_PREFIX}{app}.{run}.{kind}.{int(index)}.service"
+
+
+def parse_unit_name(unit: str, host: str = "", port: int | None = None) -> DynoInstance | None:
+    """A dyno unit name back to its instance; None for units that are not dynos."""
+    match = _UNIT_RE.fullmatch(unit)
+    if not match:
+        return None
+    return DynoInstance(
+        app=match["app"],
+        release=int(match["release"]),
+        name=f"{match['type']}.{int(match['index'])}",
+        host=host,
+        port=port,
+        gen=int(match["gen"] or 0),
+    )
+
+
+def app_user(app: str) -> str:
+    """The unprivileged per-app user that runs its dynos: `dyno-<app>`, shortened if too long."""
+    validate_app_name(app)
+    name = f"dyno-{app}"
+    if len(name) <= MAX_USER_NAME:
+        return name
+    digest = hashlib.sha256(app.encode()).hexdigest()[:8]
+    return f"dyno-{app[:17]}-{digest}"
+
+
+def app_dir(app: str) -> str:
+    return f"/srv/dynoform/apps/{validate_app_name(app)}"
+
+
+def release_dir(app: str, release: int) -> str:
+    return f"{app_dir(app)}/releases/v{release}"
+
+
+def env_file(app: str, release: int) -> str:
+    """The release's config + commands, root:root 0600, loaded with LoadCredential=."""
+    return f"{app_dir(app)}/env/v{release}.json"

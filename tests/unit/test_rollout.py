@@ -1,0 +1,181 @@
+"""Rollout plans, unit names and the per-host port allocator."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner.errors import DynoformError
+from provisioner.model.formation import ProcessFormation
+from provisioner.plan.placement import DynoRef
+from provisioner.plan.ports import allocate_ports, assign_ports
+from provisioner.plan.rollout import RolloutOptions, plan_converge
+from provisioner.plan.units import (
+    DynoInstance,
+    app_user,
+    env_file,
+    parse_unit_name,
+    release_dir,
+    unit_name,
+)
+
+APP = "shop"
+FORMATION = {"web": ProcessFormation(2), "worker": ProcessFormation(1)}
+PLACEMENT = {
+    DynoRef(APP, "web", 1): "h1",
+    DynoRef(APP, "web", 2): "h2",
+    DynoRef(APP, "worker", 1): "h2",
+}
+RUNNING_V3 = [
+    DynoInstance(APP, 3, "web.1", "h1", 20000),
+    DynoInstance(APP, 3, "web.2", "h2", 20000),
+    DynoInstance(APP, 3, "worker.1", "h2"),
+]
+
+
+def kinds(plan) -> list[tuple[int, str, str, int, int | None]]:
+    return [(a.step, a.kind, a.dyno, a.release, a.port) for a in plan.actions]
+
+
+def test_unit_names_round_trip_and_stay_unambiguous() -> None:
+    assert unit_name("my-app", 3, "web.1") == "dyno-my-app.v3.web.1.service"
+    assert unit_name("my-app", 3, "web_x.12", gen=2) == "dyno-my-app.v3-2.web_x.12.service"
+    parsed = parse_unit_name("dyno-my-app.v3-2.web_x.12.service", "h1", 20001)
+    assert parsed == DynoInstance("my-app", 3, "web_x.12", "h1", 20001, 2)
+    assert parsed.unit == "dyno-my-app.v3-2.web_x.12.service"
+    assert parse_unit_name("ssh.service") is None
+    with pytest.raises(DynoformError):
+        unit_name("shop", 0, "web.1")
+
+
+def test_paths_and_the_per_app_user() -> None:
+    assert release_dir(APP, 4) == "/srv/dynoform/apps/shop/releases/v4"
+    assert env_file(APP, 4) == "/srv/dynoform/apps/shop/env/v4.json"
+    assert app_user(APP) == "dyno-shop"
+    long = app_user("a" * 30)
+    assert len(long) <= 31 and long.startswith("dyno-aaaa") and long != app_user("a" * 29 + "b")
+
+
+def test_ports_lowest_free_first_and_existing_keep_theirs() -> None:
+    assert allocate_ports([20000, 20002], 3) == [20001, 20003, 20004]
+    got = assign_ports({"a": 20005}, ["a", "b", "c"], taken=[20000])
+    assert got == {"a": 20005, "b": 20001, "c": 20002}
+    with pytest.raises(DynoformError, match="no free dyno ports on host h1: 2 needed, 1 free"):
+        allocate_ports([20000], 2, 20000, 20001, host="h1")
+
+
+def test_first_deploy_starts_everything_with_preboot_order() -> None:
+    plan = plan_converge(APP, 1, FORMATION, PLACEMENT, [])
+    assert kinds(plan) == [
+        (1, "start", "web.1", 1, 20000),
+        (1, "start", "web.2", 1, 20000),
+        (2, "wait_port", "web.1", 1, 20000),
+        (2, "wait_port", "web.2", 1, 20000),
+        (3, "register", "web.1", 1, 20000),
+        (3, "register", "web.2", 1, 20000),
+        (4, "wait_healthy", "web.1", 1, 20000),
+        (4, "wait_healthy", "web.2", 1, 20000),
+        (6, "start", "worker.1", 1, None),
+        (7, "wait_running", "worker.1", 1, None),
+    ]
+    assert plan.actions[2].timeout_s == 60.0
+    assert [a.kind for a in plan.on_failure] == ["deregister", "deregister", "stop", "stop"]
+
+
+def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -> None:
+    plan = plan_converge(APP, 4, FORMATION, PLACEMENT, RUNNING_V3, {"h1": [20001]})
+    assert kinds(plan) == [
+        (1, "start", "web.1", 4, 20002),  # 20000 is v3's web.1, 20001 another app's
+        (1, "start", "web.2", 4, 20001),
+        (2, "wait_port", "web.1", 4, 20002),
+        (2, "wait_port", "web.2", 4, 20001),
+        (3, "register", "web.1", 4, 20002),
+        (3, "register", "web.2", 4, 20001),
+        (4, "wait_healthy", "web.1", 4, 20002),
+        (4, "wait_healthy", "web.2", 4, 20001),
+        (5, "deregister", "web.1", 3, 20000),
+        (5, "deregister", "web.2", 3, 20000),
+        (6, "drain", "web.1", 3, 20000),
+        (6, "drain", "web.2", 3, 20000),
+        (7, "stop", "web.1", 3, 20000),
+        (7, "stop", "web.2", 3, 20000),
+        (8, "stop", "worker.1", 3, None),
+        (9, "start", "worker.1", 4, None),
+        (10, "wait_running", "worker.1", 4, None),
+    ]
+    assert plan.actions[0].unit == "dyno-shop.v4.web.1.service"
+    assert {a.kind for a in plan.on_failure} == {"deregister", "stop"}
+    assert all(a.release == 4 for a in plan.on_failure)
+    assert [d.release for d in plan.final] == [4, 4, 4]
+    assert len(plan.steps()) == 10
+
+
+def test_converging_to_what_runs_does_nothing() -> None:
+    plan = plan_converge(APP, 3, FORMATION, PLACEMENT, RUNNING_V3)
+    assert plan.is_empty() and plan.describe() == "nothing to do"
+    assert plan.keep == sorted(RUNNING_V3)
+
+
+def test_scale_up_and_down_touch_only_the_difference() -> None:
+    up = {**PLACEMENT, DynoRef(APP, "web", 3): "h1"}
+    plan = plan_converge(APP, 3, {**FORMATION, "web": ProcessFormation(3)}, up, RUNNING_V3)
+    assert kinds(plan) == [
+        (1, "start", "web.3", 3, 20001),
+        (2, "wait_port", "web.3", 3, 20001),
+        (3, "register", "web.3", 3, 20001),
+        (4, "wait_healthy", "web.3", 3, 20001),
+    ]
+    down = {d: h for d, h in PLACEMENT.items() if d.name != "web.2"}
+    plan = plan_converge(APP, 3, {**FORMATION, "web": ProcessFormation(1)}, down, RUNNING_V3)
+    assert kinds(plan) == [
+        (5, "deregister", "web.2", 3, 20000),
+        (6, "drain", "web.2", 3, 20000),
+        (7, "stop", "web.2", 3, 20000),
+    ]
+    assert plan.on_failure == []
+    plan = plan_converge(
+        APP, 3, {**FORMATION, "worker": ProcessFormation(0)}, PLACEMENT, RUNNING_V3
+    )
+    assert kinds(plan) == [(1, "stop", "worker.1", 3, None)]
+
+
+def test_restart_of_web_uses_a_new_generation_so_it_can_preboot() -> None:
+    plan = plan_converge(APP, 3, FORMATION, PLACEMENT, RUNNING_V3, restart=["web.1"])
+    assert [(a.kind, a.unit) for a in plan.actions if a.kind in ("start", "stop")] == [
+        ("start", "dyno-shop.v3-1.web.1.service"),
+        ("stop", "dyno-shop.v3.web.1.service"),
+    ]
+    again = plan_converge(APP, 3, FORMATION, PLACEMENT, plan.final, restart=["web"])
+    assert {a.unit for a in again.started} == {
+        "dyno-shop.v3-2.web.1.service",
+        "dyno-shop.v3-1.web.2.service",
+    }
+
+
+def test_moved_or_resized_dynos_are_replaced() -> None:
+    moved = {**PLACEMENT, DynoRef(APP, "web", 2): "h1"}
+    plan = plan_converge(APP, 3, FORMATION, moved, RUNNING_V3)
+    assert [(a.kind, a.host, a.port) for a in plan.actions if a.kind in ("start", "stop")] == [
+        ("start", "h1", 20001),
+        ("stop", "h2", 20000),
+    ]
+    bigger = {**FORMATION, "worker": ProcessFormation(1, "standard-2x")}
+    plan = plan_converge(APP, 3, bigger, PLACEMENT, RUNNING_V3)
+    assert plan.started[0].size == "standard-2x" and plan.started[0].gen == 1
+    assert plan.stopped == [RUNNING_V3[2]]
+
+
+def test_without_preboot_old_web_stops_first() -> None:
+    plan = plan_converge(
+        APP, 4, FORMATION, PLACEMENT, RUNNING_V3, options=RolloutOptions(preboot=False)
+    )
+    web = [(a.step, a.kind, a.release) for a in plan.actions if a.dyno == "web.1"]
+    assert web[:3] == [(1, "deregister", 3), (2, "drain", 3), (3, "stop", 3)]
+    assert web[3] == (4, "start", 4)
+
+
+def test_leftovers_of_other_releases_are_stopped_and_actions_serialise() -> None:
+    stale = DynoInstance(APP, 2, "worker.1", "h1")
+    plan = plan_converge(APP, 3, FORMATION, PLACEMENT, [*RUNNING_V3, stale])
+    assert kinds(plan) == [(1, "stop", "worker.1", 2, None)]
+    assert plan.actions[0].to_dict()["unit"] == "dyno-shop.v2.worker.1.service"
+    assert "stop" in plan.describe()
