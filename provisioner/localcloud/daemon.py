@@ -1,0 +1,432 @@
+"""The local cloud daemon: `python -m provisioner.localcloud.daemon` (started by `local up`).
+
+It builds the host image if needed, brings up the bridge and NAT, serves moto on the gateway,
+seeds a Debian 13 AMI and its public SSM parameter, writes cloud.json when ready, then
+reconciles: every EC2 instance in 198.18.0.0/15 becomes a systemd-nspawn host at its private
+IP; load balancers get HAProxy (lb.py). SIGTERM powers every host off and removes all it made.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from provisioner.localcloud import (
+    DEBIAN_SSM_PARAMETER,
+    DEFAULT_PORT,
+    GATEWAY,
+    REGION,
+    cloud_file,
+    hosts_dir,
+    network,
+    pid_file,
+    plan,
+    state_dir,
+    status_file,
+)
+from provisioner.localcloud import image as host_image
+from provisioner.localcloud.hosts import (
+    CA_BUNDLE,
+    REBOOT_EXIT,
+    Host,
+    Seed,
+    hostname_for,
+    machine_resolver,
+)
+from provisioner.localcloud.system import log
+
+POLL_SECONDS = 0.3
+LB_SYNC_SECONDS = 0.5
+ACCOUNT = "123456789012"  # moto's default account, which our fixed local credentials map to
+
+_reboots: set[str] = set()
+_reboots_lock = threading.Lock()
+
+
+def _hook_reboots() -> None:
+    """moto's reboot only resets the state; record it so the host really reboots."""
+    from moto.ec2.models.instances import Instance as MotoInstance
+
+    original = MotoInstance.reboot
+
+    def reboot(self: Any) -> None:
+        original(self)
+        with _reboots_lock:
+            _reboots.add(self.id)
+
+    MotoInstance.reboot = reboot  # type: ignore[method-assign]
+
+
+def take_reboots() -> set[str]:
+    with _reboots_lock:
+        taken = set(_reboots)
+        _reboots.clear()
+    return taken
+
+
+def free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind((GATEWAY, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on the gateway address")
+
+
+def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+def phase(text: str) -> None:
+    """What the daemon is doing now, for `local up` to show while it waits."""
+    log.info(text)
+    (state_dir() / "phase").write_text(text + "\n")
+
+
+class Cloud:
+    def __init__(self) -> None:
+        self.stop_event = threading.Event()
+        self.hosts: dict[str, Host] = {}
+        self.refused: dict[str, str] = {}
+        self.instances: dict[str, plan.Instance] = {}
+        self.server: Any = None
+        self.endpoint = ""
+        self.image = Path()
+        self.lbs: Any = None
+        self.lb_error = ""
+        self.last_lb_sync = 0.0
+
+    # --- start -------------------------------------------------------------------------
+    def start(self) -> None:
+        phase("checking the host image (a first build takes about a minute)")
+        self.image = host_image.ensure_image()
+        phase("bringing up the bridge and NAT")
+        network.bridge_up(state_dir())
+        phase("starting the AWS endpoint (moto)")
+        self._start_moto()
+        self._seed_moto()
+        self._start_lbs()
+        write_json(
+            cloud_file(),
+            {
+                "endpoint": self.endpoint,
+                "pid": os.getpid(),
+                "region": REGION,
+                "gateway": GATEWAY,
+                "image": str(self.image),
+                "started": datetime.now(UTC).isoformat(),
+            },
+        )
+        phase("ready")
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        _hook_reboots()
+        port = free_port(DEFAULT_PORT)
+        self.server = ThreadedMotoServer(ip_address=GATEWAY, port=port, verbose=False)
+        self.server.start()
+        self.endpoint = f"http://{GATEWAY}:{port}"
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="dynoform",
+            aws_secret_access_key="dynoform-local",
+        )
+
+    def _seed_moto(self) -> None:
+        """A Debian 13 AMI, published where the fleet looks it up on real AWS too."""
+        from moto.ssm.models import Parameter, ssm_backends
+
+        ec2 = self.client("ec2")
+        image_id = ec2.register_image(
+            Name=f"debian-13-amd64-{self.image.name}",
+            Description="Debian 13 (trixie), dynoform local cloud host image",
+            Architecture="x86_64",
+            RootDeviceName="/dev/xvda",
+            VirtualizationType="hvm",
+        )["ImageId"]
+        backend = ssm_backends[ACCOUNT][REGION]
+        backend._parameters[DEBIAN_SSM_PARAMETER].append(
+            Parameter(  # type: ignore[abstract]
+                account_id=ACCOUNT,
+                name=DEBIAN_SSM_PARAMETER,
+                value=image_id,
+                parameter_type="String",
+                description="Debian 13 AMI (dynoform local cloud)",
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=datetime.now(UTC),
+                version=1,
+                data_type="aws:ec2:image",
+            )
+        )
+        log.info("seeded AMI %s at %s", image_id, DEBIAN_SSM_PARAMETER)
+
+    def _start_lbs(self) -> None:
+        try:
+            from provisioner.localcloud.lb import LoadBalancers  # built by its own module
+        except ImportError as exc:
+            self.lb_error = f"load balancers unavailable: {exc}"
+            log.warning(self.lb_error)
+            return
+        self.lbs = LoadBalancers(self.client("elbv2"), state_dir())
+
+    # --- loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        ec2 = self.client("ec2")
+        while not self.stop_event.is_set():
+            started = time.monotonic()
+            try:
+                self.reconcile(ec2)
+            except Exception:
+                log.exception("reconcile failed; retrying")
+            self._sync_lbs()
+            self._write_status()
+            self.stop_event.wait(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
+
+    def _sync_lbs(self) -> None:
+        if self.lbs is None or time.monotonic() - self.last_lb_sync < LB_SYNC_SECONDS:
+            return
+        self.last_lb_sync = time.monotonic()
+        try:
+            self.lbs.sync()
+            self.lb_error = ""
+        except Exception as exc:
+            if str(exc) != self.lb_error:
+                log.exception("load balancer sync failed")
+            self.lb_error = str(exc)
+
+    def describe(self, ec2: Any) -> list[plan.Instance]:
+        found: list[plan.Instance] = []
+        for page in ec2.get_paginator("describe_instances").paginate():
+            for reservation in page["Reservations"]:
+                found.extend(plan.from_api(raw) for raw in reservation["Instances"])
+        return found
+
+    def reconcile(self, ec2: Any) -> None:
+        instances = self.describe(ec2)
+        self.instances = {i.instance_id: i for i in instances}
+        realised = {iid: host.address for iid, host in self.hosts.items()}
+        wanted, self.refused = plan.assign(instances, realised)
+        reboots = take_reboots()
+        for iid, inst in wanted.items():
+            if inst.desired == plan.RUNNING:
+                self._keep_running(ec2, inst, reboot=iid in reboots)
+            else:
+                self._keep_stopped(iid)
+        for iid in list(self.hosts):
+            if iid not in wanted:
+                self._remove(iid)
+
+    def _keep_running(self, ec2: Any, inst: plan.Instance, reboot: bool) -> None:
+        host = self.hosts.get(inst.instance_id)
+        if host is None:
+            root = hosts_dir() / inst.instance_id
+            host = Host(inst.instance_id, inst.private_ip or "", root, self.image)
+            self.hosts[inst.instance_id] = host
+            host.start(self._seed(ec2, inst))
+            return
+        if host.running:
+            if reboot:
+                log.info("%s: rebooting", inst.instance_id)
+                host.reboot()
+            elif host.stopping_since:
+                host.force_if_stuck()
+            else:
+                host.probe_ssh()
+            return
+        if host.proc is not None:  # it exited on its own
+            code = host.proc.returncode
+            host.last_exit = code
+            host.teardown(keep_disk=True)
+            if code != REBOOT_EXIT and not host.stopping_since:
+                # A power-off from inside: EC2 then reports the instance stopped.
+                log.info("%s: powered off from inside (exit %s)", inst.instance_id, code)
+                ec2.stop_instances(InstanceIds=[inst.instance_id])
+                return
+        host.start(None)
+
+    def _keep_stopped(self, iid: str) -> None:
+        host = self.hosts.get(iid)
+        if host is None:
+            return  # a stopped instance we never booted: nothing to do until it starts
+        if host.running:
+            host.request_stop()
+            host.force_if_stuck()
+        elif host.proc is not None:
+            log.info("%s: stopped (disk kept)", iid)
+            host.last_exit = host.proc.returncode
+            host.teardown(keep_disk=True)
+
+    def _remove(self, iid: str) -> None:
+        host = self.hosts[iid]
+        if host.running:
+            host.request_stop()
+            host.force_if_stuck(grace=10)
+            return
+        log.info("%s: terminated; removing its host", iid)
+        host.teardown(keep_disk=False)
+        del self.hosts[iid]
+
+    def _seed(self, ec2: Any, inst: plan.Instance) -> Seed:
+        raw = ec2.describe_instance_attribute(InstanceId=inst.instance_id, Attribute="userData")
+        encoded = raw.get("UserData", {}).get("Value") or ""
+        key = None
+        if inst.key_name:
+            pairs = ec2.describe_key_pairs(KeyNames=[inst.key_name], IncludePublicKey=True)
+            key = pairs["KeyPairs"][0].get("PublicKey") if pairs["KeyPairs"] else None
+        return Seed(
+            hostname=hostname_for(inst.private_ip or ""),
+            authorized_key=key,
+            user_data=base64.b64decode(encoded) if encoded else b"",
+            resolv_conf=machine_resolver(),
+            ca_bundle=CA_BUNDLE.read_bytes() if CA_BUNDLE.exists() else None,
+        )
+
+    # --- status ------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        hosts = []
+        for iid, host in sorted(self.hosts.items()):
+            inst = self.instances.get(iid)
+            hosts.append(
+                {
+                    "instance_id": iid,
+                    "private_ip": host.address,
+                    "state": inst.state if inst else "terminated",
+                    "host": _host_state(host),
+                    "ssh": host.ssh_ready_after is not None,
+                    "ssh_ready_seconds": _round(host.ssh_ready_after),
+                    "nspawn_pid": host.proc.pid if host.running and host.proc else None,
+                    "netns": host.netns,
+                    "boots": host.boots,
+                    "last_exit": host.last_exit,
+                }
+            )
+        refused = [
+            {
+                "instance_id": iid,
+                "private_ip": self.instances[iid].private_ip if iid in self.instances else None,
+                "state": self.instances[iid].state if iid in self.instances else None,
+                "reason": reason,
+            }
+            for iid, reason in sorted(self.refused.items())
+        ]
+        lbs: list[Any] = []
+        if self.lbs is not None:
+            try:
+                lbs = list(self.lbs.status())
+            except Exception as exc:
+                self.lb_error = str(exc)
+        return {
+            "running": True,
+            "endpoint": self.endpoint,
+            "pid": os.getpid(),
+            "state_dir": str(state_dir()),
+            "image": str(self.image),
+            "hosts": hosts,
+            "not_realised": refused,
+            "load_balancers": lbs,
+            "load_balancer_error": self.lb_error or None,
+            "updated": datetime.now(UTC).isoformat(),
+        }
+
+    def _write_status(self) -> None:
+        try:
+            write_json(status_file(), self.status())
+        except OSError:
+            log.exception("could not write the status file")
+
+    # --- stop --------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        phase("stopping: powering hosts off")
+        for host in self.hosts.values():
+            host.request_stop()
+        deadline = time.monotonic() + 30
+        while any(h.running for h in self.hosts.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for host in self.hosts.values():
+            if host.running and host.proc is not None:
+                host.proc.kill()
+                host.proc.wait(timeout=10)
+            host.teardown(keep_disk=False)
+        self.hosts.clear()
+        if self.lbs is not None:
+            try:
+                self.lbs.close()
+            except Exception:
+                log.exception("closing the load balancers failed")
+        if self.server is not None:
+            self.server.stop()
+        network.bridge_down(state_dir())
+        for path in (cloud_file(), status_file(), state_dir() / "phase"):
+            path.unlink(missing_ok=True)
+        log.info("the local cloud is down")
+
+
+def _host_state(host: Host) -> str:
+    if host.running:
+        if host.stopping_since:
+            return "stopping"
+        return "up" if host.ssh_ready_after is not None else "booting"
+    return "off"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def main() -> int:
+    state = state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    pid_file().write_text(f"{os.getpid()}\n")
+    cloud = Cloud()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        cloud.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    code = 0
+    try:
+        cloud.start()
+        cloud.run()
+    except Exception:
+        log.exception("the local cloud failed")
+        code = 1
+    finally:
+        cloud.shutdown()
+        pid_file().unlink(missing_ok=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
