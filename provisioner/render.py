@@ -1,0 +1,109 @@
+"""Rendering (pure): jinja2 with StrictUndefined over the shipped templates/ directory.
+
+Dyno units come from templates/dyno/dyno.service.j2, one file per dyno instance (see
+provisioner.plan.units for why not a template unit). Config vars never go into a unit: they go
+into the release's env document (JSON, root:root 0600 on the host), which systemd hands to the
+dyno as a credential and templates/dyno/dyno-launch turns into the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from provisioner.errors import DynoformError
+from provisioner.model.config import validate_config
+from provisioner.model.sizes import dyno_size
+from provisioner.paths import resource_dir
+from provisioner.plan.units import DynoInstance, app_user, env_file, release_dir
+
+LAUNCHER_PATH = "/usr/local/lib/dynoform/dyno-launch"  # where hosts keep templates/dyno/dyno-launch
+DYNO_SLICE = "dynoform.slice"  # rendered by the host playbook from templates/host/
+# IMDS over IPv4 and IPv6 (Nitro instances): dynos must never reach instance credentials.
+METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
+ENV_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    stop_timeout_s: int = 30  # Heroku: SIGTERM, then SIGKILL after 30 s
+    restart_sec: str = "1s"  # first restart after a crash
+    restart_steps: int = 8  # ... growing to the maximum over this many restarts
+    restart_max_delay: str = "5min"
+    slice: str = DYNO_SLICE
+    launcher: str = LAUNCHER_PATH
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The one jinja2 environment: strict (a missing value is an error), no HTML escaping."""
+    return Environment(
+        loader=FileSystemLoader(str(resource_dir("templates"))),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_one_line,
+    )
+
+
+def _one_line(value: Any) -> Any:
+    # Unit files are line based: a newline inside a value would add a directive.
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        raise DynoformError(f"refusing to render a value with a line break: {value!r}")
+    return value
+
+
+def render_template(name: str, **context: Any) -> str:
+    return environment().get_template(name).render(**context)
+
+
+def dyno_unit_context(instance: DynoInstance, options: UnitOptions | None = None) -> dict[str, Any]:
+    opts = options or UnitOptions()
+    if instance.is_web and not instance.port:
+        raise DynoformError(f"web dyno {instance.name} of {instance.app} has no port")
+    return {
+        "app": instance.app,
+        "release": instance.release,
+        "dyno": instance.name,
+        "process_type": instance.type,
+        "port": instance.port if instance.is_web else None,
+        "size": dyno_size(instance.size),
+        "user": app_user(instance.app),
+        "release_dir": release_dir(instance.app, instance.release),
+        "env_file": env_file(instance.app, instance.release),
+        "launcher": opts.launcher,
+        "slice": opts.slice,
+        "metadata_addresses": " ".join(METADATA_ADDRESSES),
+        "stop_timeout_s": opts.stop_timeout_s,
+        "restart_sec": opts.restart_sec,
+        "restart_steps": opts.restart_steps,
+        "restart_max_delay": opts.restart_max_delay,
+    }
+
+
+def render_dyno_unit(instance: DynoInstance, options: UnitOptions | None = None) -> str:
+    """The systemd unit file text for one dyno instance; install it as `instance.unit`."""
+    return render_template("dyno/dyno.service.j2", **dyno_unit_context(instance, options))
+
+
+def render_env_document(config: Mapping[str, str], commands: Mapping[str, str]) -> str:
+    """The release's env document: config vars and Procfile commands, as JSON.
+
+    Write it on the host as root:root 0600 at provisioner.plan.units.env_file(app, release).
+    """
+    data = {
+        "format": ENV_FORMAT,
+        "config": validate_config(config),
+        "commands": dict(sorted(commands.items())),
+    }
+    return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=False) + "\n"
+
+
+def launcher_source() -> str:
+    """templates/dyno/dyno-launch, to install on hosts at LAUNCHER_PATH (root:root 0755)."""
+    return (resource_dir("templates") / "dyno" / "dyno-launch").read_text(encoding="utf-8")
