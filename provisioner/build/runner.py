@@ -40,7 +40,7 @@ SLUG_MTIME = 1_000_000_000  # fixed mtime for every slug entry, so equal input -
 STACK = "dynoform-debian-13"
 RESULT_VERSION = 1
 _PROCFILE_LINE = re.compile(r"([A-Za-z0-9_-]+)[ \t]*:[ \t]*(.*)")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOC_MARKER = re.compile(r"(---|\.\.\.)(\s|$)")
 
 
 class BuildError(Exception):
@@ -183,7 +183,7 @@ def parse_release_yaml(text: str) -> dict[str, object]:
     result: dict[str, object] = {}
     current: str | None = None
     for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
-        if not raw.strip() or raw.lstrip().startswith("#") or raw.strip() in ("---", "..."):
+        if not raw.strip() or raw.lstrip().startswith("#") or _DOC_MARKER.match(raw):
             continue
         indented = raw[0] in " \t"
         line = raw.strip()

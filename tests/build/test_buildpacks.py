@@ -1,0 +1,503 @@
+"""The build runner and the built-in buildpacks, for real, on this machine (no systemd).
+
+Each test packs a source tarball (as `git archive` would), runs provisioner/build/runner.py in a
+subprocess with the host's python3, and checks the result JSON, the output and the slug. The
+python tests reach PyPI and the nodejs dependency test reaches the npm registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = ROOT / "provisioner" / "build" / "runner.py"
+BUILDPACKS = ROOT / "buildpacks"
+EXAMPLES = ROOT / "examples"
+
+
+@dataclass
+class Build:
+    status: int
+    output: str
+    result: dict
+    slug: Path
+    seconds: float
+
+    def members(self) -> list[str]:
+        with tarfile.open(self.slug) as archive:
+            return archive.getnames()
+
+    def read(self, name: str) -> str:
+        with tarfile.open(self.slug) as archive:
+            member = archive.extractfile(name)
+            assert member is not None
+            return member.read().decode()
+
+
+def make_source(src_dir: Path, out: Path) -> Path:
+    with tarfile.open(out, "w:gz") as archive:
+        for path in sorted(src_dir.rglob("*")):
+            archive.add(path, arcname=path.relative_to(src_dir).as_posix(), recursive=False)
+    return out
+
+
+def write_app(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def run_build(
+    tmp: Path,
+    src_dir: Path,
+    *,
+    app_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+    tag: str = "b",
+) -> Build:
+    env_dir = tmp / f"env-{tag}"
+    env_dir.mkdir(exist_ok=True)
+    for name, value in (env or {}).items():
+        (env_dir / name).write_text(value)
+    source = make_source(src_dir, tmp / f"source-{tag}.tgz")
+    slug = tmp / f"slug-{tag}.tgz"
+    result = tmp / f"result-{tag}.json"
+    argv = [
+        sys.executable,
+        str(RUNNER),
+        "--source", str(source),
+        "--app-dir", str(app_dir or tmp / "app"),
+        "--cache-dir", str(cache_dir or tmp / "cache"),
+        "--env-dir", str(env_dir),
+        "--slug-out", str(slug),
+        "--result", str(result),
+    ]  # fmt: skip
+    if not extra or "--buildpack" not in extra:
+        argv += ["--buildpacks-dir", str(BUILDPACKS)]
+    argv += extra or []
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    seconds = time.monotonic() - started
+    assert done.stderr == "", done.stderr
+    return Build(done.returncode, done.stdout, json.loads(result.read_text()), slug, seconds)
+
+
+def assert_ok(build: Build) -> None:
+    assert build.status == 0, build.output
+    assert build.result["ok"] is True
+    digest = hashlib.sha256(build.slug.read_bytes()).hexdigest()
+    assert build.result["sha256"] == digest
+    assert build.result["size"] == build.slug.stat().st_size
+
+
+def assert_fails(build: Build, stage: str, needle: str) -> None:
+    assert build.status == 1, build.output
+    assert build.result["ok"] is False
+    assert build.result["stage"] == stage
+    assert needle in build.result["error"], build.result["error"]
+    assert needle in build.output
+    assert " !     Build failed" in build.output
+    assert not build.slug.exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_web(app_dir: Path, command: str, extra_env: dict[str, str]) -> str:
+    """Start a web process from a built app as a dyno would (.profile.d first), fetch `/json`
+    or `/`, stop it. Returns the body."""
+    port = free_port()
+    script = 'for f in .profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec ' + command
+    env = {"PATH": os.environ["PATH"], "HOME": str(app_dir), "PORT": str(port), **extra_env}
+    proc = subprocess.Popen(
+        ["bash", "-c", script], cwd=app_dir, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=2) as resp:
+                    return resp.read().decode()
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# --- the examples ------------------------------------------------------------------------------
+
+
+def test_python_example_cold_then_warm(tmp_path: Path):
+    app_dir = tmp_path / "app"
+    cold = run_build(tmp_path, EXAMPLES / "python", app_dir=app_dir, tag="cold")
+    assert_ok(cold)
+    assert "-----> Python app detected" in cold.output
+    assert "Installing requirements with pip" in cold.output
+    assert cold.result["buildpack"] == "Python"
+    assert set(cold.result["process_types"]) == {"web", "worker"}
+    assert cold.result["release_command"] is None
+    names = cold.members()
+    assert "app.py" in names and "Procfile" in names
+    assert "README.md" not in names and not any(n.startswith("tests") for n in names)  # .slugignore
+    assert any(n.startswith(".venv/lib/") and n.endswith("gunicorn/__init__.py") for n in names)
+    assert f"export VIRTUAL_ENV='{app_dir}/.venv'" in cold.read(".profile.d/python.sh")
+    # Built where it runs: the venv's scripts point at the build dir (/app on hosts).
+    assert cold.read(".venv/bin/gunicorn").startswith(f"#!{app_dir}/.venv/bin/python")
+
+    warm = run_build(tmp_path, EXAMPLES / "python", app_dir=app_dir, tag="warm")
+    assert_ok(warm)
+    assert "Restoring the virtualenv from the build cache" in warm.output
+    print(f"\npython example build: cold {cold.seconds:.2f} s, warm {warm.seconds:.2f} s")
+    assert warm.seconds < cold.seconds
+    # Same input, same place, warm cache: byte-identical slug.
+    assert warm.result["sha256"] == cold.result["sha256"]
+
+    body = run_web(
+        app_dir, warm.result["process_types"]["web"], {"DYNO": "web.1", "DYNOFORM_RELEASE": "v7"}
+    )
+    assert json.loads(body)["dyno"] == "web.1" and json.loads(body)["release"] == "v7"
+
+
+def test_nodejs_example(tmp_path: Path):
+    build = run_build(tmp_path, EXAMPLES / "nodejs")
+    assert_ok(build)
+    assert "-----> Node.js app detected" in build.output
+    assert build.result["process_types"] == {"web": "npm start"}
+    body = run_web(tmp_path / "app", "npm start", {"DYNO": "web.2", "DYNOFORM_RELEASE": "v3"})
+    assert json.loads(body)["dyno"] == "web.2" and json.loads(body)["release"] == "v3"
+
+
+def test_static_example(tmp_path: Path):
+    build = run_build(tmp_path, EXAMPLES / "static")
+    assert_ok(build)
+    assert "-----> Static HTML app detected" in build.output
+    assert build.result["process_types"] == {"web": "python3 -m http.server $PORT"}
+    assert build.members() == ["index.html"]
+
+
+def test_procfile_only_example(tmp_path: Path):
+    build = run_build(tmp_path, EXAMPLES / "procfile")
+    assert_ok(build)
+    assert "-----> Procfile app detected" in build.output
+    assert build.result["process_types"] == {
+        "web": "python3 -m http.server $PORT --directory public"
+    }
+
+
+# --- dependencies and caches -----------------------------------------------------------------
+
+
+def test_nodejs_dependency_with_lock_file_cold_then_warm(tmp_path: Path):
+    src = write_app(
+        tmp_path / "src",
+        {
+            "package.json": json.dumps(
+                {
+                    "name": "t",
+                    "version": "1.0.0",
+                    "private": True,
+                    "dependencies": {"ms": "2.1.3"},
+                    "scripts": {"start": "node -e \"console.log(require('ms')(60000))\""},
+                }  # fmt: skip
+            )
+        },
+    )
+    subprocess.run(
+        ["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"],
+        cwd=src, capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+    cold = run_build(tmp_path, src, tag="cold")
+    assert_ok(cold)
+    assert "npm ci (package-lock.json)" in cold.output
+    assert "node_modules/ms/index.js" in cold.members()
+    assert "package-lock.json" in cold.members()
+    warm = run_build(tmp_path, src, tag="warm")
+    assert_ok(warm)
+    assert "Restoring node_modules from the build cache" in warm.output
+    assert warm.result["sha256"] == cold.result["sha256"]
+    print(f"\nnodejs (1 dependency): cold {cold.seconds:.2f} s, warm {warm.seconds:.2f} s")
+
+
+def test_pyproject_dependencies_are_installed(tmp_path: Path):
+    src = write_app(
+        tmp_path / "src",
+        {
+            "pyproject.toml": '[project]\nname = "t"\nversion = "0"\ndependencies = ["gunicorn==23.0.0"]\n',
+            "Procfile": "web: gunicorn app:app\n",
+        },
+    )
+    build = run_build(tmp_path, src)
+    assert_ok(build)
+    assert any(n.endswith("site-packages/gunicorn/__init__.py") for n in build.members())
+
+
+def test_django_collectstatic_and_its_switch(tmp_path: Path):
+    src = write_app(
+        tmp_path / "src",
+        {
+            "requirements.txt": "Django==5.1.4\n",
+            "manage.py": (
+                "import os, sys\n"
+                "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site_settings')\n"
+                "from django.core.management import execute_from_command_line\n"
+                "execute_from_command_line(sys.argv)\n"
+            ),
+            "site_settings.py": (
+                "from pathlib import Path\n"
+                "BASE_DIR = Path(__file__).resolve().parent\n"
+                "SECRET_KEY = 'build-only'\n"
+                "INSTALLED_APPS = ['django.contrib.staticfiles']\n"
+                "STATIC_URL = 'static/'\n"
+                "STATIC_ROOT = BASE_DIR / 'staticfiles'\n"
+                "STATICFILES_DIRS = [BASE_DIR / 'assets']\n"
+            ),
+            "assets/site.css": "body { color: teal }\n",
+        },
+    )
+    build = run_build(tmp_path, src, tag="on")
+    assert_ok(build)
+    assert "Django: manage.py collectstatic --noinput" in build.output
+    assert "staticfiles/site.css" in build.members()
+
+    skipped = run_build(tmp_path, src, env={"DISABLE_COLLECTSTATIC": "1"}, tag="off")
+    assert_ok(skipped)
+    assert "skipping collectstatic (DISABLE_COLLECTSTATIC=1)" in skipped.output
+    assert "staticfiles/site.css" not in skipped.members()
+
+
+def test_python_version_file_names_what_is_available(tmp_path: Path):
+    src = write_app(tmp_path / "src", {"requirements.txt": "", ".python-version": "3.99\n"})
+    build = run_build(tmp_path, src)
+    assert_fails(build, "compile", "bin/compile failed")
+    assert "Python 3.99 (from .python-version) is not available on this build host" in build.output
+    host = subprocess.run(
+        ["python3", "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    line = next(x for x in build.output.splitlines() if "not available" in x)
+    print("\n" + line)
+    assert f"Available: {host} (" in line or f", {host} (" in line
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def custom_buildpack(
+    root: Path, compile_body: str, release_yaml: str = "---\ndefault_process_types: {}\n"
+) -> Path:
+    bindir = root / "bin"
+    bindir.mkdir(parents=True)
+    scripts = {
+        "detect": "#!/bin/sh\necho Custom\n",
+        "compile": "#!/bin/sh\nset -e\n" + compile_body,
+        "release": f"#!/bin/sh\ncat <<'EOF'\n{release_yaml}EOF\n",
+    }
+    for name, text in scripts.items():
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
+    return root
+
+
+def test_failing_buildpack(tmp_path: Path):
+    pack = custom_buildpack(
+        tmp_path / "bp", 'echo "       compiling"\necho "boom: missing libfoo"\nexit 3\n'
+    )
+    src = write_app(tmp_path / "src", {"Procfile": "web: true\n"})
+    build = run_build(tmp_path, src, extra=["--buildpack", str(pack)])
+    assert_fails(build, "compile", "Custom buildpack: bin/compile failed with exit status 3")
+    assert "boom: missing libfoo" in build.result["error"]
+
+
+def test_no_buildpack_detects_the_app(tmp_path: Path):
+    src = write_app(tmp_path / "src", {"notes.txt": "hello\n"})
+    build = run_build(tmp_path, src)
+    assert_fails(build, "detect", "No default language could be detected for this app")
+
+
+def test_malformed_procfile(tmp_path: Path):
+    src = write_app(
+        tmp_path / "src", {"Procfile": "web: python3 -m http.server $PORT\nworker python3 w.py\n"}
+    )
+    build = run_build(tmp_path, src)
+    assert_fails(build, "procfile", "Procfile line 2: expected 'type: command'")
+
+
+def test_oversized_slug_is_refused_with_its_size(tmp_path: Path):
+    src = write_app(tmp_path / "src", {"Procfile": "web: true\n"})
+    (src / "blob.bin").write_bytes(os.urandom(300_000))
+    build = run_build(tmp_path, src, extra=["--max-slug-bytes", "100000"])
+    assert_fails(build, "slug", "Compiled slug size 29")
+    assert "is too large (max is 97.7 KB)" in build.result["error"]
+
+
+def test_explicit_buildpack_gets_config_through_env_dir_only(tmp_path: Path):
+    body = (
+        'cp "$3/GREETING" "$1/greeting.txt"\n'
+        'echo "${GREETING:-unset}" > "$1/environ.txt"\n'
+        '[ ! -e "$1/big.psd" ] && echo ignored-before-compile > "$1/slugignore.txt"\n'
+    )
+    release = "---\ndefault_process_types:\n  web: ./serve --port $PORT\n  worker: ./work\n"
+    pack = custom_buildpack(tmp_path / "bp", body, release)
+    src = write_app(
+        tmp_path / "src",
+        {
+            "Procfile": "worker: ./work --fast\nrelease: ./migrate\n",
+            ".slugignore": "*.psd\n",
+            "big.psd": "x",
+        },
+    )
+    build = run_build(
+        tmp_path, src, env={"GREETING": "hi there = 'x'\n"}, extra=["--buildpack", str(pack)]
+    )
+    assert_ok(build)
+    assert build.read("greeting.txt") == "hi there = 'x'\n"
+    assert build.read("environ.txt") == "unset\n"  # config vars are not in the environment
+    assert build.read("slugignore.txt") == "ignored-before-compile\n"
+    assert build.result["process_types"] == {
+        "worker": "./work --fast",
+        "web": "./serve --port $PORT",
+    }
+    assert build.result["release_command"] == "./migrate"
+    assert build.result["buildpack"] == "Custom"
+
+
+def test_explicit_buildpack_that_does_not_detect(tmp_path: Path):
+    pack = custom_buildpack(tmp_path / "bp", "true\n")
+    (pack / "bin" / "detect").write_text("#!/bin/sh\necho 'no Gemfile here' >&2\nexit 1\n")
+    src = write_app(tmp_path / "src", {"Procfile": "web: true\n"})
+    build = run_build(tmp_path, src, extra=["--buildpack", str(pack)])
+    assert_fails(build, "detect", "buildpack bp does not detect this app: no Gemfile here")
+
+
+# --- slug format -----------------------------------------------------------------------------
+
+
+def test_slug_is_deterministic_and_normalised(tmp_path: Path):
+    src = write_app(tmp_path / "src", {"Procfile": "web: ./run\n", "b/z.txt": "z", "a.txt": "a"})
+    (src / "run").write_text("#!/bin/sh\n")
+    (src / "run").chmod(0o750)
+    first = run_build(tmp_path, src, tag="one")
+    os.utime(src / "a.txt", (1, 1))  # a new mtime in the source changes nothing
+    second = run_build(
+        tmp_path, src, app_dir=tmp_path / "other", cache_dir=tmp_path / "c2", tag="two"
+    )
+    assert_ok(first)
+    assert first.result["sha256"] == second.result["sha256"]
+    with tarfile.open(first.slug) as archive:
+        members = archive.getmembers()
+    assert [m.name for m in members] == ["Procfile", "a.txt", "b", "b/z.txt", "run"]
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {
+        (0, 0, "", "", 1_000_000_000)
+    }
+    assert {m.name: m.mode for m in members}["run"] == 0o755
+    raw = first.slug.read_bytes()
+    assert raw[4:8] == b"\0\0\0\0"  # gzip header mtime
+
+
+def test_cache_tarballs_round_trip(tmp_path: Path):
+    """The S3 round trip of the build cache: --cache-out after one build, --cache-in on a
+    fresh host (empty cache dir) makes the next build warm."""
+    body = 'if [ -f "$2/stamp" ]; then echo "       cache hit"; else echo "       cache miss"; echo 1 > "$2/stamp"; fi\n'
+    pack = custom_buildpack(tmp_path / "bp", body)
+    src = write_app(tmp_path / "src", {"Procfile": "web: true\n"})
+    out = tmp_path / "cache-out.tgz"
+    first = run_build(
+        tmp_path,
+        src,
+        cache_dir=tmp_path / "c1",
+        extra=["--buildpack", str(pack), "--cache-out", str(out)],
+        tag="1",
+    )
+    assert_ok(first)
+    assert "cache miss" in first.output and out.is_file()
+    second = run_build(
+        tmp_path,
+        src,
+        cache_dir=tmp_path / "c2",
+        extra=["--buildpack", str(pack), "--cache-in", str(out)],
+        tag="2",
+    )
+    assert_ok(second)
+    assert "cache hit" in second.output
+
+
+def test_source_with_unsafe_paths_is_refused(tmp_path: Path):
+    bad = tmp_path / "bad.tgz"
+    with tarfile.open(bad, "w:gz") as archive:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 1
+        archive.addfile(info, io.BytesIO(b"x"))
+    result = tmp_path / "r.json"
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), "--source", str(bad), "--app-dir", str(tmp_path / "app"),
+         "--buildpacks-dir", str(BUILDPACKS), "--cache-dir", str(tmp_path / "c"),
+         "--env-dir", str(tmp_path / "e"), "--slug-out", str(tmp_path / "s.tgz"), "--result", str(result)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert json.loads(result.read_text())["stage"] == "source"
+    assert not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_node_missing_fails_clearly(tmp_path: Path):
+    """With no node on PATH, a package.json app is still detected as Node.js and compile says
+    what the build host lacks (instead of falling through to another buildpack)."""
+    src = write_app(tmp_path / "src", {"package.json": "{}", "index.html": "<p>x</p>"})
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in (
+        "bash",
+        "sh",
+        "sed",
+        "cat",
+        "mkdir",
+        "rm",
+        "cp",
+        "mv",
+        "sha256sum",
+        "cut",
+        "dirname",
+    ):
+        found = shutil.which(tool)
+        if found:
+            (bindir / tool).symlink_to(found)
+    env_path = os.environ["PATH"]
+    os.environ["PATH"] = str(bindir)
+    try:
+        build = run_build(tmp_path, src)
+    finally:
+        os.environ["PATH"] = env_path
+    assert_fails(build, "compile", "Node.js buildpack: bin/compile failed")
+    assert "Node.js is not installed on this build host" in build.output
+    assert "apt-get install nodejs npm" in build.output

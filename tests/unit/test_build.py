@@ -1,0 +1,318 @@
+"""Pure parts of the build: Procfile and bin/release parsing, process-type merge, slug rules,
+and the argv the deploy runs on a build host."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from provisioner.build import (
+    build_layout,
+    build_unit_argv,
+    merge_process_types,
+    parse_build_result,
+    parse_procfile,
+    parse_release_yaml,
+    runner_argv,
+)
+from provisioner.build.runner import (
+    BuildError,
+    check_slug_size,
+    slug_entry_mode,
+    split_release_command,
+)
+from provisioner.errors import DynoformError, ValidationError
+from provisioner.model.procfile import parse_procfile as model_parse_procfile
+
+# --- bin/release output ---------------------------------------------------------------------
+
+
+def test_release_yaml_heroku_shape():
+    text = (
+        "---\n"
+        "addons: []\n"
+        "config_vars:\n"
+        "  LANG: en_US.UTF-8\n"
+        "default_process_types:\n"
+        "  web: npm start\n"
+        "  worker: 'node worker.js --name ''x'''\n"
+        '  clock: "bin/clock \\"now\\""\n'
+    )
+    parsed = parse_release_yaml(text)
+    assert parsed["addons"] == []
+    assert parsed["config_vars"] == {"LANG": "en_US.UTF-8"}
+    assert parsed["default_process_types"] == {
+        "web": "npm start",
+        "worker": "node worker.js --name 'x'",
+        "clock": 'bin/clock "now"',
+    }
+
+
+def test_release_yaml_empty_mapping_and_comments():
+    parsed = parse_release_yaml("--- # comment\n# more\ndefault_process_types: {}\n")
+    assert parsed == {"default_process_types": {}}
+
+
+def test_release_yaml_list_items():
+    assert parse_release_yaml("addons:\n  - heroku-postgresql\n") == {
+        "addons": ["heroku-postgresql"]
+    }
+
+
+def test_release_yaml_command_with_colon_and_dollar():
+    parsed = parse_release_yaml(
+        "default_process_types:\n  web: gunicorn -b 0.0.0.0:$PORT app:app\n"
+    )
+    assert parsed["default_process_types"] == {"web": "gunicorn -b 0.0.0.0:$PORT app:app"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "default_process_types: {web: x}\n",
+        "  web: orphan\n",
+        "just words\n",
+        "a: []\nb:\n  - x\n  y: z\n",
+    ],
+)
+def test_release_yaml_rejects_what_it_cannot_read(text: str):
+    with pytest.raises(BuildError) as info:
+        parse_release_yaml(text)
+    assert info.value.stage == "release"
+
+
+# --- Procfile ----------------------------------------------------------------------------------
+
+
+def test_procfile_order_and_comments():
+    text = "# comment\nweb: gunicorn app:app\n\nworker:python w.py\r\nrelease: python migrate.py\n"
+    assert parse_procfile(text) == {
+        "web": "gunicorn app:app",
+        "worker": "python w.py",
+        "release": "python migrate.py",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("web gunicorn\n", "line 1"),
+        ("web: a\nweb: b\n", "defined twice"),
+        ("web:\n", "has no command"),
+        ("we b: x\n", "expected 'type: command'"),
+    ],
+)
+def test_procfile_errors_name_the_line(text: str, needle: str):
+    with pytest.raises(BuildError) as info:
+        parse_procfile(text)
+    assert needle in info.value.message
+    assert info.value.stage == "procfile"
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab_-:# \t\nw1$")), max_size=40))
+def test_runner_procfile_agrees_with_the_model(text: str):
+    """The runner carries its own copy of the Procfile rules (it is stdlib-only on hosts)."""
+    try:
+        expected: dict[str, str] | None = model_parse_procfile(text).processes
+    except ValidationError:
+        expected = None
+    try:
+        got: dict[str, str] | None = parse_procfile(text)
+    except BuildError:
+        got = None
+    assert got == expected
+
+
+# --- merge -------------------------------------------------------------------------------------
+
+
+def test_procfile_wins_over_buildpack_defaults():
+    merged = merge_process_types({"web": "npm start", "worker": "node w.js"}, {"web": "node s.js"})
+    assert merged == {"web": "node s.js", "worker": "node w.js"}
+    assert list(merged) == ["web", "worker"]
+
+
+def test_release_entry_is_split_off():
+    dynos, release = split_release_command({"web": "x", "release": "python migrate.py"})
+    assert dynos == {"web": "x"}
+    assert release == "python migrate.py"
+    assert split_release_command({"web": "x"}) == ({"web": "x"}, None)
+
+
+# --- slug rules -------------------------------------------------------------------------------
+
+
+def test_slug_size_limit_names_the_size():
+    check_slug_size(500 * 1024 * 1024)
+    with pytest.raises(BuildError) as info:
+        check_slug_size(612 * 1024 * 1024 + 1)
+    assert "612.0 MB" in info.value.message and "500.0 MB" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (0o100644, 0o644),
+        (0o100600, 0o644),
+        (0o100775, 0o755),
+        (0o104755, 0o755),
+        (0o40700, 0o755),
+        (0o100666, 0o644),
+    ],
+)
+def test_slug_entry_mode_is_normalised(mode: int, expected: int):
+    assert slug_entry_mode(mode) == expected
+
+
+# --- argv for the build host -------------------------------------------------------------------
+
+
+def test_runner_argv_builtin_buildpacks():
+    layout = build_layout("quiet-river-4821", "b7")
+    assert runner_argv(layout, source_version="0123abcd") == [
+        "/usr/bin/python3",
+        "/srv/dynoform/build/runner.py",
+        "--source",
+        "/srv/dynoform/builds/quiet-river-4821/b7/source.tgz",
+        "--app-dir",
+        "/app",
+        "--cache-dir",
+        "/srv/dynoform/cache/quiet-river-4821",
+        "--env-dir",
+        "/srv/dynoform/builds/quiet-river-4821/b7/env",
+        "--slug-out",
+        "/srv/dynoform/builds/quiet-river-4821/b7/slug.tgz",
+        "--result",
+        "/srv/dynoform/builds/quiet-river-4821/b7/result.json",
+        "--log",
+        "/srv/dynoform/builds/quiet-river-4821/b7/build.log",
+        "--buildpacks-dir",
+        "/srv/dynoform/build/buildpacks",
+        "--source-version",
+        "0123abcd",
+    ]
+
+
+def test_runner_argv_explicit_buildpacks_and_cache_tarballs():
+    layout = build_layout("myapp", "b1")
+    argv = runner_argv(
+        layout,
+        ["/srv/dynoform/builds/myapp/b1/bp/0", "/srv/dynoform/build/buildpacks/python"],
+        use_cache_tarballs=True,
+    )
+    assert "--buildpacks-dir" not in argv
+    assert argv[argv.index("--buildpack") + 1] == "/srv/dynoform/builds/myapp/b1/bp/0"
+    assert argv.count("--buildpack") == 2
+    assert argv[-4:] == [
+        "--cache-in",
+        "/srv/dynoform/builds/myapp/b1/cache-in.tgz",
+        "--cache-out",
+        "/srv/dynoform/builds/myapp/b1/cache-out.tgz",
+    ]
+
+
+def test_build_unit_argv_exact():
+    layout = build_layout("myapp", "b1")
+    argv = build_unit_argv(layout, ["/usr/bin/python3", "/srv/dynoform/build/runner.py"])
+    assert argv == [
+        "systemd-run",
+        "--unit=dynoform-build-myapp-b1",
+        "--description=dynoform build",
+        "--service-type=exec",
+        "--wait",
+        "--pipe",
+        "--collect",
+        "--quiet",
+        "-p", "User=dynoform-build",
+        "-p", "Group=dynoform-build",
+        "-p", "BindPaths=/srv/dynoform/builds/myapp/b1/app:/app",
+        "-p", "WorkingDirectory=/app",
+        "-p", "MemoryMax=2G",
+        "-p", "MemorySwapMax=0",
+        "-p", "RuntimeMaxSec=900",
+        "-p", "TasksMax=4096",
+        "-p", "NoNewPrivileges=yes",
+        "-p", "PrivateTmp=yes",
+        "-p", "ProtectSystem=strict",
+        "-p", "ProtectHome=yes",
+        "-p", "ReadWritePaths=/srv/dynoform/builds/myapp/b1 /srv/dynoform/cache/myapp",
+        "-p", "IPAddressDeny=169.254.169.254",
+        "-p", "KillMode=control-group",
+        "-p", "Environment=HOME=/tmp LANG=C.UTF-8",
+        "--",
+        "/usr/bin/python3",
+        "/srv/dynoform/build/runner.py",
+    ]  # fmt: skip
+
+
+def test_build_unit_argv_limits():
+    layout = build_layout("myapp", "b1")
+    argv = build_unit_argv(layout, ["true"], user="builder", memory_max="512M", runtime_max_sec=60)
+    assert "User=builder" in argv and "MemoryMax=512M" in argv and "RuntimeMaxSec=60" in argv
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: build_layout("Bad_Name", "b1"), "app name"),
+        (lambda: build_layout("myapp", "b 1"), "build id"),
+        (lambda: runner_argv(build_layout("myapp", "b1"), ["/tmp/x y"]), "path"),
+        (lambda: runner_argv(build_layout("myapp", "b1"), ["relative/bp"]), "path"),
+        (lambda: runner_argv(build_layout("myapp", "b1"), ["/srv/../etc"]), "path"),
+        (
+            lambda: runner_argv(build_layout("myapp", "b1"), source_version="$(reboot)"),
+            "source version",
+        ),
+        (lambda: build_unit_argv(build_layout("myapp", "b1"), ["x"], user="root;x"), "user"),
+        (
+            lambda: build_unit_argv(build_layout("myapp", "b1"), ["x"], memory_max="2G -p X"),
+            "memory",
+        ),
+    ],
+)
+def test_unsafe_inputs_are_refused(call, field: str):
+    with pytest.raises(ValidationError) as info:
+        call()
+    assert field in info.value.message
+
+
+# --- result ----------------------------------------------------------------------------------
+
+
+def test_parse_build_result_success():
+    text = json.dumps(
+        {
+            "version": 1,
+            "ok": True,
+            "sha256": "a" * 64,
+            "size": 1234,
+            "buildpack": "Python",
+            "process_types": {"web": "gunicorn app:app"},
+            "release_command": "python migrate.py",
+            "duration_s": 7.3,
+        }
+    )
+    result = parse_build_result(text)
+    assert result.sha256 == "a" * 64 and result.size == 1234
+    assert result.process_types == {"web": "gunicorn app:app"}
+    assert result.release_command == "python migrate.py"
+
+
+def test_parse_build_result_failure_carries_the_message():
+    text = json.dumps(
+        {"version": 1, "ok": False, "stage": "detect", "error": "No default language"}
+    )
+    with pytest.raises(DynoformError) as info:
+        parse_build_result(text)
+    assert "build failed (detect): No default language" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "text", ["not json", "[]", json.dumps({"ok": True, "sha256": "xyz", "size": 1})]
+)
+def test_parse_build_result_rejects_garbage(text: str):
+    with pytest.raises(DynoformError):
+        parse_build_result(text)
