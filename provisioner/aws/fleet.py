@@ -1,0 +1,204 @@
+"""EC2 instances of the platform: the Debian 13 AMI, launch requests, listing, termination.
+
+The launch request is built by a pure function (tested as data): IMDSv2 required with hop
+limit 1, so dynos behind one more hop cannot reach the metadata service; an encrypted root
+volume; tags for platform and role.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from provisioner.aws.platform import PLATFORM_TAG, ROLE_TAG, Platform
+from provisioner.aws.session import Aws
+from provisioner.errors import DynoformError
+
+DEBIAN_13_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
+RUNNER = "runner"
+DEFAULT_TYPE = "t3.small"
+ROOT_GIB = 20
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+
+
+@dataclass
+class Host:
+    id: str
+    private_ip: str | None
+    public_ip: str | None
+    zone: str
+    type: str
+    state: str
+    subnet_id: str | None
+    role: str
+    launched_at: str
+
+    def address(self, local: bool) -> str:
+        """Where to SSH: the private address on the local cloud, else the public one if any."""
+        address = self.private_ip if local else (self.public_ip or self.private_ip)
+        if not address:
+            raise DynoformError(f"host {self.id} has no address yet (state {self.state})")
+        return address
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def debian_ami(aws: Aws) -> str:
+    """The current official Debian 13 AMI, from its public SSM parameter."""
+    try:
+        value = aws.ssm.get_parameter(Name=DEBIAN_13_PARAMETER)["Parameter"]["Value"]
+    except ClientError as exc:
+        raise DynoformError(
+            f"cannot read the Debian 13 AMI from SSM parameter {DEBIAN_13_PARAMETER}: "
+            f"{exc.response.get('Error', {}).get('Code')}",
+            "on the local cloud run `dynoform local up`; on AWS allow ssm:GetParameter",
+        ) from None
+    return str(value)
+
+
+def root_device(aws: Aws, ami: str) -> str:
+    try:
+        images = aws.ec2.describe_images(ImageIds=[ami])["Images"]
+    except ClientError:
+        images = []
+    return str(images[0].get("RootDeviceName") or "/dev/xvda") if images else "/dev/xvda"
+
+
+def launch_request(
+    platform: Platform,
+    *,
+    ami: str,
+    device: str,
+    instance_type: str,
+    subnet_id: str,
+    user_data: str,
+    role: str = RUNNER,
+) -> dict[str, Any]:
+    """The run_instances arguments for one host (pure)."""
+    tags = [
+        {"Key": PLATFORM_TAG, "Value": platform.name},
+        {"Key": ROLE_TAG, "Value": role},
+        {"Key": "Name", "Value": f"dynoform-{platform.name}-{role}"},
+    ]
+    return {
+        "ImageId": ami,
+        "InstanceType": instance_type,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "KeyName": platform.key_name,
+        "SubnetId": subnet_id,
+        "SecurityGroupIds": [platform.runner_sg_id],
+        "UserData": user_data,
+        "MetadataOptions": {
+            "HttpTokens": "required",
+            "HttpPutResponseHopLimit": 1,
+            "HttpEndpoint": "enabled",
+        },
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": device,
+                "Ebs": {
+                    "VolumeSize": ROOT_GIB,
+                    "VolumeType": "gp3",
+                    "Encrypted": True,
+                    "DeleteOnTermination": True,
+                },
+            }
+        ],
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": tags},
+            {"ResourceType": "volume", "Tags": tags},
+        ],
+    }
+
+
+def spread(subnet_zones: dict[str, str], existing: list[str], count: int) -> list[str]:
+    """Subnets for `count` new hosts, each time the zone with the fewest hosts (pure).
+
+    subnet_zones maps subnet id -> zone; existing lists the zones of the current hosts.
+    """
+    load = Counter({zone: 0 for zone in subnet_zones.values()})
+    load.update(z for z in existing if z in load)
+    by_zone = {zone: subnet for subnet, zone in subnet_zones.items()}
+    chosen = []
+    for _ in range(count):
+        zone = min(sorted(load), key=lambda z: load[z])
+        chosen.append(by_zone[zone])
+        load[zone] += 1
+    return chosen
+
+
+def _host(instance: dict[str, Any]) -> Host:
+    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+    return Host(
+        id=instance["InstanceId"],
+        private_ip=instance.get("PrivateIpAddress"),
+        public_ip=instance.get("PublicIpAddress"),
+        zone=instance.get("Placement", {}).get("AvailabilityZone", ""),
+        type=instance.get("InstanceType", ""),
+        state=instance.get("State", {}).get("Name", ""),
+        subnet_id=instance.get("SubnetId"),
+        role=tags.get(ROLE_TAG, ""),
+        launched_at=str(instance.get("LaunchTime", "")),
+    )
+
+
+def launch(aws: Aws, request: dict[str, Any]) -> Host:
+    instance = aws.ec2.run_instances(**request)["Instances"][0]
+    return _host(instance)
+
+
+def list_hosts(aws: Aws, platform: str, role: str | None = RUNNER) -> list[Host]:
+    filters = [
+        {"Name": f"tag:{PLATFORM_TAG}", "Values": [platform]},
+        {"Name": "instance-state-name", "Values": LIVE_STATES},
+    ]
+    if role:
+        filters.append({"Name": f"tag:{ROLE_TAG}", "Values": [role]})
+    hosts = []
+    paginator = aws.ec2.get_paginator("describe_instances")
+    for page in paginator.paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            hosts.extend(_host(i) for i in reservation["Instances"])
+    return sorted(hosts, key=lambda h: (h.launched_at, h.id))
+
+
+def get_host(aws: Aws, platform: str, instance_id: str) -> Host:
+    for host in list_hosts(aws, platform, role=None):
+        if host.id == instance_id:
+            return host
+    raise DynoformError(f"no host {instance_id} in platform {platform!r}", "see `dynoform hosts`")
+
+
+def wait_running(aws: Aws, instance_id: str, timeout: float = 300) -> Host:
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        reservations = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        host = _host(reservations[0]["Instances"][0])
+        if host.state == "running":
+            return host
+        if host.state in ("shutting-down", "terminated", "stopped"):
+            raise DynoformError(f"host {instance_id} is {host.state}, not running")
+        if time.monotonic() > deadline:
+            raise DynoformError(f"host {instance_id} still {host.state} after {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 5)
+
+
+def terminate(aws: Aws, instance_ids: list[str]) -> None:
+    if instance_ids:
+        aws.ec2.terminate_instances(InstanceIds=instance_ids)
+
+
+def user_data_of(aws: Aws, instance_id: str) -> str:
+    """The instance's user-data as text (for tests and diagnosis)."""
+    attr = aws.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    value = attr.get("UserData", {}).get("Value", "")
+    return base64.b64decode(value).decode() if value else ""

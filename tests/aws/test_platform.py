@@ -1,0 +1,237 @@
+"""Platform init and host launches against moto: idempotent, tagged, locked down."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from provisioner.aws import fleet
+from provisioner.aws.platform import (
+    PLATFORM_TAG,
+    destroy_platform,
+    ensure_platform,
+    load_platform,
+)
+from provisioner.errors import DynoformError
+from provisioner.remote.hostkeys import cloud_config, generate_host_keys
+from provisioner.targets import Target
+
+SSH_CIDR = "203.0.113.7/32"
+
+
+@pytest.fixture
+def config_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def target():
+    return Target("test", region="us-east-1", platform="plat")
+
+
+def _count(aws) -> dict[str, int]:
+    ec2 = aws.ec2
+    tagged = [{"Name": f"tag:{PLATFORM_TAG}", "Values": ["plat"]}]
+    return {
+        "vpcs": len(ec2.describe_vpcs(Filters=tagged)["Vpcs"]),
+        "subnets": len(ec2.describe_subnets(Filters=tagged)["Subnets"]),
+        "igws": len(ec2.describe_internet_gateways(Filters=tagged)["InternetGateways"]),
+        "route_tables": len(ec2.describe_route_tables(Filters=tagged)["RouteTables"]),
+        "groups": len(ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]),
+        "keys": len(ec2.describe_key_pairs()["KeyPairs"]),
+        "lbs": len(aws.elbv2.describe_load_balancers()["LoadBalancers"]),
+        "buckets": len(aws.s3.list_buckets()["Buckets"]),
+    }
+
+
+def test_load_before_init_is_a_clear_error(aws, target, config_home):
+    with pytest.raises(DynoformError, match="platform:init"):
+        load_platform(aws, target)
+
+
+def test_init_twice_creates_each_resource_once(aws, target, config_home):
+    first = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    counts = _count(aws)
+    assert counts == {
+        "vpcs": 1,
+        "subnets": 3,
+        "igws": 1,
+        "route_tables": 1,
+        "groups": 2,
+        "keys": 1,
+        "lbs": 1,
+        "buckets": 1,
+    }
+    assert first.created
+    second = ensure_platform(aws, target)
+    assert second.created == []
+    assert _count(aws) == counts
+    assert second.as_dict() == first.as_dict()
+    assert load_platform(aws, target).as_dict() == first.as_dict()
+    listeners = aws.elbv2.describe_listeners(LoadBalancerArn=first.lb_arn)["Listeners"]
+    assert len(listeners) == 1
+
+
+def test_network_layout_and_tags(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    vpc = aws.ec2.describe_vpcs(VpcIds=[platform.vpc_id])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "10.42.0.0/16"
+    subnets = aws.ec2.describe_subnets(SubnetIds=platform.subnet_ids)["Subnets"]
+    assert len({s["AvailabilityZone"] for s in subnets}) == 3
+    assert sorted(s["CidrBlock"] for s in subnets) == [
+        "10.42.0.0/20",
+        "10.42.16.0/20",
+        "10.42.32.0/20",
+    ]
+    for subnet in subnets:
+        tags = {t["Key"]: t["Value"] for t in subnet["Tags"]}
+        assert tags[PLATFORM_TAG] == "plat"
+    routes = aws.ec2.describe_route_tables(RouteTableIds=[platform.route_table_id])["RouteTables"][
+        0
+    ]
+    assert any(r.get("GatewayId") == platform.igw_id for r in routes["Routes"])
+    assert {a["SubnetId"] for a in routes["Associations"] if "SubnetId" in a} == set(
+        platform.subnet_ids
+    )
+    lb_tags = aws.elbv2.describe_tags(ResourceArns=[platform.lb_arn])["TagDescriptions"][0]["Tags"]
+    assert {"Key": PLATFORM_TAG, "Value": "plat"} in lb_tags
+
+
+def test_local_target_uses_the_benchmark_range(aws, config_home):
+    local = Target("local", kind="local", platform="plat")
+    platform = ensure_platform(aws, local)
+    vpc = aws.ec2.describe_vpcs(VpcIds=[platform.vpc_id])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "198.18.0.0/16"
+    group = aws.ec2.describe_security_groups(GroupIds=[platform.runner_sg_id])["SecurityGroups"][0]
+    ssh = [p for p in group["IpPermissions"] if p["FromPort"] == 22]
+    assert [r["CidrIp"] for r in ssh[0]["IpRanges"]] == ["198.18.0.1/32"]
+
+
+def test_security_group_rules(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    ensure_platform(aws, target, ssh_cidr=SSH_CIDR)  # no duplicate rules
+    groups = {
+        g["GroupId"]: g
+        for g in aws.ec2.describe_security_groups(
+            GroupIds=[platform.runner_sg_id, platform.lb_sg_id]
+        )["SecurityGroups"]
+    }
+    lb = groups[platform.lb_sg_id]["IpPermissions"]
+    assert sorted((p["FromPort"], p["ToPort"]) for p in lb) == [(80, 80), (443, 443)]
+    assert all([r["CidrIp"] for r in p["IpRanges"]] == ["0.0.0.0/0"] for p in lb)
+    runner = groups[platform.runner_sg_id]["IpPermissions"]
+    assert len(runner) == 2
+    ssh = next(p for p in runner if p["FromPort"] == 22)
+    assert [r["CidrIp"] for r in ssh["IpRanges"]] == [SSH_CIDR]
+    assert not ssh.get("UserIdGroupPairs")
+    dynos = next(p for p in runner if p["FromPort"] != 22)
+    assert (dynos["FromPort"], dynos["ToPort"]) == (1024, 65535)
+    assert [g["GroupId"] for g in dynos["UserIdGroupPairs"]] == [platform.lb_sg_id]
+    assert not dynos.get("IpRanges")
+
+
+def test_listener_answers_404_naming_dynoform(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    listener = aws.elbv2.describe_listeners(ListenerArns=[platform.listener_arn])["Listeners"][0]
+    assert listener["Port"] == 80 and listener["Protocol"] == "HTTP"
+    action = listener["DefaultActions"][0]
+    assert action["Type"] == "fixed-response"
+    assert action["FixedResponseConfig"]["StatusCode"] == "404"
+    assert "dynoform" in action["FixedResponseConfig"]["MessageBody"]
+
+
+def test_key_pair_generated_0600_and_reused(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    key = config_home / "dynoform" / "keys" / "test" / "id_ed25519"
+    assert platform.key_path == str(key)
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert key.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    before = key.read_bytes()
+    aws.ec2.delete_key_pair(KeyName=platform.key_name)  # e.g. the local cloud restarted
+    ensure_platform(aws, target)
+    assert key.read_bytes() == before
+    assert aws.ec2.describe_key_pairs(KeyNames=[platform.key_name])["KeyPairs"]
+
+
+def _seed_debian_parameter(aws) -> str:
+    """moto refuses PutParameter under /aws/ (as AWS does): publish it in the backend."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ssm.models import Parameter, ssm_backends
+
+    ami = aws.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ssm_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]._parameters[fleet.DEBIAN_13_PARAMETER].append(
+        Parameter(
+            account_id=DEFAULT_ACCOUNT_ID,
+            name=fleet.DEBIAN_13_PARAMETER,
+            value=ami,
+            parameter_type="String",
+            description="Debian 13",
+            allowed_pattern=None,
+            keyid=None,
+            last_modified_date=datetime.now(UTC),
+            version=1,
+            data_type="aws:ec2:image",
+        )
+    )
+    return ami
+
+
+def test_launch_requests_imdsv2_encryption_and_tags(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    ami = _seed_debian_parameter(aws)
+    assert fleet.debian_ami(aws) == ami
+    user_data = cloud_config(generate_host_keys())
+    request = fleet.launch_request(
+        platform,
+        ami=ami,
+        device=fleet.root_device(aws, ami),
+        instance_type="t3.small",
+        subnet_id=platform.subnet_ids[1],
+        user_data=user_data,
+    )
+    host = fleet.launch(aws, request)
+    instance = aws.ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert instance["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    assert instance["KeyName"] == platform.key_name
+    assert [g["GroupId"] for g in instance["SecurityGroups"]] == [platform.runner_sg_id]
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert tags[PLATFORM_TAG] == "plat" and tags["dynoform:role"] == "runner"
+    volume_ids = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]]
+    volumes = aws.ec2.describe_volumes(VolumeIds=volume_ids)["Volumes"]
+    assert volumes and all(v["Encrypted"] for v in volumes)
+    assert fleet.user_data_of(aws, host.id) == user_data
+    assert [h.id for h in fleet.list_hosts(aws, "plat")] == [host.id]
+    assert (
+        host.zone
+        == aws.ec2.describe_subnets(SubnetIds=[platform.subnet_ids[1]])["Subnets"][0][
+            "AvailabilityZone"
+        ]
+    )
+
+
+def test_missing_debian_parameter_is_a_clear_error(aws):
+    with pytest.raises(DynoformError, match="Debian 13 AMI"):
+        fleet.debian_ami(aws)
+
+
+def test_spread_fills_the_emptiest_zone_first():
+    subnets = {"s-a": "a", "s-b": "b", "s-c": "c"}
+    assert fleet.spread(subnets, [], 4) == ["s-a", "s-b", "s-c", "s-a"]
+    assert fleet.spread(subnets, ["a", "a", "b"], 3) == ["s-c", "s-b", "s-c"]
+
+
+def test_destroy_removes_everything(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    ami = _seed_debian_parameter(aws)
+    request = fleet.launch_request(
+        platform, ami=ami, device="/dev/xvda", instance_type="t3.small",
+        subnet_id=platform.subnet_ids[0], user_data="#cloud-config\n{}\n",
+    )  # fmt: skip
+    fleet.launch(aws, request)
+    destroy_platform(aws, target, delete_state=True)
+    counts = _count(aws)
+    assert counts == dict.fromkeys(counts, 0)
+    assert fleet.list_hosts(aws, "plat") == []
