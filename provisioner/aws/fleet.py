@@ -161,7 +161,7 @@ def list_hosts(aws: Aws, platform: str, role: str | None = RUNNER) -> list[Host]
     ]
     if role:
         filters.append({"Name": f"tag:{ROLE_TAG}", "Values": [role]})
-    hosts = []
+    hosts: list[Host] = []
     paginator = aws.ec2.get_paginator("describe_instances")
     for page in paginator.paginate(Filters=filters):
         for reservation in page["Reservations"]:
