@@ -1,0 +1,689 @@
+"""The local cloud's load-balancer data plane, pure part: ELBv2 state -> HAProxy.
+
+moto's ELBv2 keeps load balancers, listeners, rules and target groups but moves no bytes. This
+module turns its describe_* answers into a frozen model, renders that model as an HAProxy config
+(one frontend per HTTP listener, one backend per target group) and works out what changed
+between two models: a structural change needs a config reload, a change of targets only goes
+through HAProxy's runtime API (`add server`, drain, `del server`), which drops no request.
+
+No I/O here except reading the template; lb.py is the edge that talks to moto and HAProxy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from provisioner.paths import resource_dir
+
+PORT_BASE = 18000
+PORT_LIMIT = 18999
+# Extra check pacing on top of the target group's own interval: a target that is down or in
+# transition is probed this often, so a newly registered target serves about a second after
+# registration instead of interval x healthy-threshold (AWS would take 10 s or more).
+FAST_INTER_MS = 250
+DOWN_INTER_MS = 500
+DEFAULT_MATCHER = "200"
+SUPPORTED_TARGET_TYPES = ("ip", "instance")
+_MATCHER_RE = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.*?_:-]+$")
+_NAME_RE = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class Target:
+    """A registered target: `id` is the IP (ip targets) or instance id; `address` its IP."""
+
+    id: str
+    address: str
+    port: int
+
+    @property
+    def server_name(self) -> str:
+        return safe_name(f"{self.id}:{self.port}")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    enabled: bool = True
+    path: str = "/"
+    port: int | None = None  # None: the traffic port
+    interval: int = 30
+    timeout: int = 5
+    healthy: int = 5
+    unhealthy: int = 2
+    matcher: str = DEFAULT_MATCHER
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    arn: str
+    name: str
+    health: HealthCheck
+    deregistration_delay: int = 300
+    targets: tuple[Target, ...] = ()
+
+    @property
+    def backend(self) -> str:
+        return safe_name(f"tg-{self.name}")
+
+
+@dataclass(frozen=True)
+class Action:
+    """A listener action: forward, fixed-response or redirect."""
+
+    kind: str
+    target_group_arn: str = ""
+    status_code: int = 200
+    content_type: str = "text/plain"
+    body: str = ""
+    location: str = ""  # redirect: an HAProxy log-format string
+
+
+@dataclass(frozen=True)
+class Rule:
+    arn: str
+    priority: int
+    action: Action
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Listener:
+    arn: str
+    port: int
+    protocol: str
+    local_port: int | None  # None: not served locally (only HTTP listeners are)
+    default: Action
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def local_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.local_port}" if self.local_port else None
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    arn: str
+    name: str
+    dns_name: str
+    listeners: tuple[Listener, ...] = ()
+
+
+@dataclass(frozen=True)
+class Model:
+    load_balancers: tuple[LoadBalancer, ...] = ()
+    target_groups: tuple[TargetGroup, ...] = ()
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def served_listeners(self) -> list[tuple[LoadBalancer, Listener]]:
+        return [(lb, ln) for lb in self.load_balancers for ln in lb.listeners if ln.local_port]
+
+    def target_group(self, arn: str) -> TargetGroup | None:
+        return next((tg for tg in self.target_groups if tg.arn == arn), None)
+
+
+def safe_name(text: str) -> str:
+    """An HAProxy proxy/server name: only [A-Za-z0-9_.:-]."""
+    return _NAME_RE.sub("_", text)
+
+
+# ---------------------------------------------------------------- ports
+
+
+def allocate_ports(
+    known: Mapping[str, int], listener_arns: Iterable[str], base: int = PORT_BASE
+) -> dict[str, int]:
+    """Give every listener ARN a stable local port; known ones keep theirs, new ones get the
+    lowest free port from `base`. Ports of listeners that are gone stay reserved so a listener
+    that comes back (after a daemon restart, say) never takes another one's port."""
+    ports = dict(known)
+    used = set(ports.values())
+    next_port = base
+    for arn in sorted(set(listener_arns) - set(ports)):
+        while next_port in used:
+            next_port += 1
+        if next_port > PORT_LIMIT:
+            raise ValueError(f"no free local load-balancer port left in {base}-{PORT_LIMIT}")
+        ports[arn] = next_port
+        used.add(next_port)
+    return ports
+
+
+# ---------------------------------------------------------------- building the model
+
+
+def build_model(
+    load_balancers: Sequence[Mapping[str, Any]],
+    listeners: Mapping[str, Sequence[Mapping[str, Any]]],
+    rules: Mapping[str, Sequence[Mapping[str, Any]]],
+    target_groups: Sequence[Mapping[str, Any]],
+    attributes: Mapping[str, Sequence[Mapping[str, Any]]],
+    targets: Mapping[str, Sequence[Mapping[str, Any]]],
+    ports: Mapping[str, int],
+    instance_ips: Mapping[str, str] | None = None,
+) -> Model:
+    """The model from describe_* answers.
+
+    listeners: LB ARN -> describe_listeners()["Listeners"]; rules: listener ARN ->
+    describe_rules()["Rules"]; attributes: TG ARN -> describe_target_group_attributes()
+    ["Attributes"]; targets: TG ARN -> describe_target_health()["TargetHealthDescriptions"];
+    ports: listener ARN -> local port; instance_ips: instance id -> private IP.
+    """
+    warnings: list[str] = []
+    lbs = []
+    for lb in sorted(load_balancers, key=lambda x: x["LoadBalancerName"]):
+        if lb.get("Type", "application") != "application":
+            continue
+        lns = [
+            _listener(ln, rules.get(ln["ListenerArn"], ()), ports, warnings)
+            for ln in sorted(listeners.get(lb["LoadBalancerArn"], ()), key=lambda x: x["Port"])
+        ]
+        lbs.append(
+            LoadBalancer(
+                arn=lb["LoadBalancerArn"],
+                name=lb["LoadBalancerName"],
+                dns_name=lb.get("DNSName", ""),
+                listeners=tuple(lns),
+            )
+        )
+    tgs = []
+    for tg in sorted(target_groups, key=lambda x: x["TargetGroupName"]):
+        if tg.get("TargetType", "instance") not in SUPPORTED_TARGET_TYPES:
+            warnings.append(
+                f"target group {tg['TargetGroupName']}: type {tg['TargetType']} ignored"
+            )
+            continue
+        arn = tg["TargetGroupArn"]
+        tgs.append(
+            TargetGroup(
+                arn=arn,
+                name=tg["TargetGroupName"],
+                health=_health(tg),
+                deregistration_delay=_deregistration_delay(attributes.get(arn, ())),
+                targets=_targets(targets.get(arn, ()), tg, instance_ips or {}, warnings),
+            )
+        )
+    return Model(load_balancers=tuple(lbs), target_groups=tuple(tgs), warnings=tuple(warnings))
+
+
+def _listener(
+    ln: Mapping[str, Any],
+    rules: Sequence[Mapping[str, Any]],
+    ports: Mapping[str, int],
+    warnings: list[str],
+) -> Listener:
+    arn = ln["ListenerArn"]
+    served = ln.get("Protocol") == "HTTP"
+    built = []
+    for rule in rules:
+        if rule.get("IsDefault") or rule.get("Priority") == "default":
+            continue
+        parsed = _rule(rule, warnings)
+        if parsed is not None:
+            built.append(parsed)
+    return Listener(
+        arn=arn,
+        port=int(ln["Port"]),
+        protocol=ln.get("Protocol", "HTTP"),
+        local_port=ports.get(arn) if served else None,
+        default=_action(ln.get("DefaultActions", ()), warnings, arn),
+        rules=tuple(sorted(built, key=lambda r: r.priority)),
+    )
+
+
+def _rule(rule: Mapping[str, Any], warnings: list[str]) -> Rule | None:
+    hosts: list[str] = []
+    paths: list[str] = []
+    methods: list[str] = []
+    for cond in rule.get("Conditions", ()):
+        kind = cond.get("Field")
+        if kind == "host-header":
+            hosts += cond.get("HostHeaderConfig", {}).get("Values") or cond.get("Values", [])
+        elif kind == "path-pattern":
+            paths += cond.get("PathPatternConfig", {}).get("Values") or cond.get("Values", [])
+        elif kind == "http-request-method":
+            methods += cond.get("HttpRequestMethodConfig", {}).get("Values", [])
+        else:
+            warnings.append(f"rule {rule['RuleArn']}: condition {kind} is not supported locally")
+            return None
+    bad = [h for h in hosts if not _HOST_RE.match(h)]
+    if bad:
+        warnings.append(f"rule {rule['RuleArn']}: bad host-header values {bad}")
+        return None
+    return Rule(
+        arn=rule["RuleArn"],
+        priority=int(rule["Priority"]),
+        action=_action(rule.get("Actions", ()), warnings, rule["RuleArn"]),
+        hosts=tuple(hosts),
+        paths=tuple(paths),
+        methods=tuple(m.upper() for m in methods),
+    )
+
+
+def _action(actions: Sequence[Mapping[str, Any]], warnings: list[str], where: str) -> Action:
+    """The terminal action of a rule (authenticate-* actions are skipped locally)."""
+    final = [a for a in actions if a.get("Type") in ("forward", "fixed-response", "redirect")]
+    if not final:
+        warnings.append(f"{where}: no forward/fixed-response/redirect action; answering 503")
+        return Action(kind="fixed-response", status_code=503, body="no action\n")
+    act = sorted(final, key=lambda a: a.get("Order", 0))[0]
+    kind = act["Type"]
+    if kind == "forward":
+        return Action(kind="forward", target_group_arn=_forward_target(act, warnings, where))
+    if kind == "fixed-response":
+        cfg = act.get("FixedResponseConfig", {})
+        return Action(
+            kind="fixed-response",
+            status_code=int(cfg.get("StatusCode", "200")),
+            content_type=cfg.get("ContentType") or "text/plain",
+            body=cfg.get("MessageBody", ""),
+        )
+    cfg = act.get("RedirectConfig", {})
+    return Action(
+        kind="redirect",
+        status_code=int(str(cfg.get("StatusCode", "HTTP_302")).removeprefix("HTTP_")),
+        location=redirect_location(cfg),
+    )
+
+
+def _forward_target(act: Mapping[str, Any], warnings: list[str], where: str) -> str:
+    if act.get("TargetGroupArn"):
+        return str(act["TargetGroupArn"])
+    groups = act.get("ForwardConfig", {}).get("TargetGroups", [])
+    if len(groups) > 1:
+        warnings.append(f"{where}: weighted forward; locally all traffic goes to the heaviest")
+    best: Mapping[str, Any] = max(groups, key=lambda g: g.get("Weight", 1), default={})
+    return str(best.get("TargetGroupArn", ""))
+
+
+def redirect_location(cfg: Mapping[str, Any]) -> str:
+    """An ALB RedirectConfig as an HAProxy log-format string for `redirect location`.
+
+    #{protocol}, #{host}, #{port}, #{path} (without its leading slash) and #{query} are the
+    ALB's placeholders; a default port for the protocol is left out of the URL."""
+    protocol = str(cfg.get("Protocol", "#{protocol}"))
+    host = str(cfg.get("Host", "#{host}"))
+    port = str(cfg.get("Port", "#{port}"))
+    path = str(cfg.get("Path", "/#{path}"))
+    query = str(cfg.get("Query", "#{query}"))
+    url = f"{protocol.lower()}://{host}"
+    if not (protocol == "HTTPS" and port == "443") and not (protocol == "HTTP" and port == "80"):
+        url += f":{port}"
+    url += path
+    if query:
+        url += f"?{query}"
+    subs = {
+        "#{protocol}": "%[var(txn.proto)]",
+        "#{host}": "%[var(txn.host)]",
+        "#{port}": "%[var(txn.port)]",
+        "#{path}": "%[path,regsub(^/,)]",
+        "#{query}": "%[query]",
+    }
+    url = url.replace("%", "%%")
+    for key, value in subs.items():
+        url = url.replace(key, value)
+    return url
+
+
+def _health(tg: Mapping[str, Any]) -> HealthCheck:
+    port = tg.get("HealthCheckPort", "traffic-port")
+    matcher = str(tg.get("Matcher", {}).get("HttpCode", DEFAULT_MATCHER)).replace(" ", "")
+    return HealthCheck(
+        enabled=bool(tg.get("HealthCheckEnabled", True)),
+        path=tg.get("HealthCheckPath") or "/",
+        port=None if port in ("traffic-port", None, "") else int(port),
+        interval=int(tg.get("HealthCheckIntervalSeconds", 30)),
+        timeout=int(tg.get("HealthCheckTimeoutSeconds", 5)),
+        healthy=int(tg.get("HealthyThresholdCount", 5)),
+        unhealthy=int(tg.get("UnhealthyThresholdCount", 2)),
+        matcher=matcher if _MATCHER_RE.match(matcher) else DEFAULT_MATCHER,
+    )
+
+
+def _deregistration_delay(attributes: Sequence[Mapping[str, Any]]) -> int:
+    for attr in attributes:
+        if attr.get("Key") == "deregistration_delay.timeout_seconds":
+            return int(attr.get("Value", 300))
+    return 300
+
+
+def _targets(
+    descriptions: Sequence[Mapping[str, Any]],
+    tg: Mapping[str, Any],
+    instance_ips: Mapping[str, str],
+    warnings: list[str],
+) -> tuple[Target, ...]:
+    out = set()
+    for desc in descriptions:
+        target = desc.get("Target", desc)
+        if desc.get("TargetHealth", {}).get("State") == "draining":
+            continue
+        tid = str(target["Id"])
+        port = int(target.get("Port") or tg.get("Port") or 80)
+        if tg.get("TargetType") == "instance":
+            address = instance_ips.get(tid)
+            if not address:
+                warnings.append(f"target group {tg['TargetGroupName']}: no IP for {tid}")
+                continue
+        else:
+            address = tid
+        out.add(Target(id=tid, address=address, port=port))
+    return tuple(sorted(out, key=lambda t: (t.id, t.port)))
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def host_regex(values: Iterable[str]) -> str:
+    """ALB host-header values (case-insensitive, `*` = any run, `?` = one char) as a regex."""
+    return _wildcards_regex(v.lower() for v in values)
+
+
+def path_regex(values: Iterable[str]) -> str:
+    """ALB path-pattern values (case-sensitive, same wildcards) as a regex."""
+    return _wildcards_regex(values)
+
+
+def _wildcards_regex(values: Iterable[str]) -> str:
+    parts = []
+    for value in values:
+        escaped = "".join(
+            ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in value
+        )
+        parts.append(escaped)
+    # A single quote cannot appear inside HAProxy's single-quoted words: spell it as \x27.
+    return ("^(?:" + "|".join(parts) + ")$").replace("'", "\\x27")
+
+
+def server_args(tg: TargetGroup, target: Target) -> list[str]:
+    """The words after `server NAME` (config) and `add server BE/NAME` (runtime API)."""
+    args = [f"{target.address}:{target.port}"]
+    hc = tg.health
+    if hc.enabled:
+        args += [
+            "check",
+            "inter",
+            f"{hc.interval}s",
+            "fastinter",
+            f"{min(FAST_INTER_MS, hc.interval * 1000)}ms",
+            "downinter",
+            f"{min(DOWN_INTER_MS, hc.interval * 1000)}ms",
+            "rise",
+            str(hc.healthy),
+            "fall",
+            str(hc.unhealthy),
+        ]
+        if hc.port is not None:
+            args += ["port", str(hc.port)]
+    return args
+
+
+def haproxy_string(text: str) -> str:
+    """A double-quoted HAProxy config word."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + escaped.replace("$", "\\$").replace("#", "\\#") + '"'
+
+
+def _action_view(action: Action, model: Model, name: str) -> dict[str, Any]:
+    if action.kind == "forward":
+        tg = model.target_group(action.target_group_arn)
+        if tg is None:
+            return {
+                "backend": name,
+                "kind": "fixed-response",
+                "status": 503,
+                "content_type": haproxy_string("text/plain"),
+                "body": haproxy_string("target group not found\n"),
+            }
+        return {"backend": tg.backend, "kind": "forward"}
+    if action.kind == "fixed-response":
+        return {
+            "backend": name,
+            "kind": "fixed-response",
+            "status": action.status_code,
+            "content_type": haproxy_string(action.content_type),
+            "body": haproxy_string(action.body) if action.body else "",
+        }
+    return {
+        "backend": name,
+        "kind": "redirect",
+        "status": action.status_code,
+        "location": haproxy_string(action.location),
+    }
+
+
+def config_view(model: Model, state_dir: Path) -> dict[str, Any]:
+    """What the template needs, with every name and quoted word decided here."""
+    frontends = []
+    action_backends = []
+    for lb, ln in model.served_listeners:
+        fe_name = safe_name(f"lb-{lb.name}-{ln.port}")
+        rules = []
+        for rule in ln.rules:
+            act = _action_view(rule.action, model, f"{fe_name}-r{rule.priority}")
+            rules.append(
+                {
+                    "id": f"r{rule.priority}",
+                    "host": host_regex(rule.hosts) if rule.hosts else None,
+                    "path": path_regex(rule.paths) if rule.paths else None,
+                    "methods": " ".join(rule.methods) if rule.methods else None,
+                    "backend": act["backend"],
+                }
+            )
+            if act["kind"] != "forward":
+                action_backends.append(act)
+        default = _action_view(ln.default, model, f"{fe_name}-default")
+        if default["kind"] != "forward":
+            action_backends.append(default)
+        frontends.append(
+            {
+                "name": fe_name,
+                "lb": lb.name,
+                "listener_arn": ln.arn,
+                "port": ln.port,
+                "proto": ln.protocol.lower(),
+                "local_port": ln.local_port,
+                "rules": rules,
+                "default_backend": default["backend"],
+            }
+        )
+    backends = []
+    for tg in model.target_groups:
+        backends.append(
+            {
+                "name": tg.backend,
+                "arn": tg.arn,
+                "health": tg.health,
+                "check_path": haproxy_string(tg.health.path),
+                "servers": [
+                    {"name": t.server_name, "args": " ".join(server_args(tg, t))}
+                    for t in tg.targets
+                ],
+            }
+        )
+    return {
+        "state_dir": str(state_dir),
+        "frontends": frontends,
+        "backends": backends,
+        "action_backends": action_backends,
+    }
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - an HAProxy config, not HTML; words are quoted above
+    )
+
+
+def render_config(model: Model, state_dir: Path) -> str:
+    template = _environment().get_template("localcloud/haproxy.cfg.j2")
+    return template.render(**config_view(model, state_dir))
+
+
+def only_servers(model: Model, known: Collection[tuple[str, str]]) -> Model:
+    """The model keeping only targets whose (backend, server) is in `known`.
+
+    A (re)loaded HAProxy starts the servers of its config as up, before any check, and
+    spreads their first checks over a whole interval. So a (re)load gets only the servers the
+    running HAProxy already has (their state comes from the state file); the others are then
+    added through the runtime API, held down until their first checks pass."""
+    return replace(
+        model,
+        target_groups=tuple(
+            replace(
+                tg, targets=tuple(t for t in tg.targets if (tg.backend, t.server_name) in known)
+            )
+            for tg in model.target_groups
+        ),
+    )
+
+
+def without_targets(model: Model) -> Model:
+    return replace(
+        model,
+        target_groups=tuple(
+            replace(tg, targets=(), deregistration_delay=0) for tg in model.target_groups
+        ),
+    )
+
+
+def structure_key(model: Model, state_dir: Path) -> str:
+    """The config without its server lines: when it changes, HAProxy must reload."""
+    return render_config(without_targets(model), state_dir)
+
+
+# ---------------------------------------------------------------- diffs
+
+
+@dataclass(frozen=True)
+class TargetChanges:
+    """Per backend: (target group, target) pairs to add and server names to drain."""
+
+    added: tuple[tuple[TargetGroup, Target], ...] = ()
+    removed: tuple[tuple[TargetGroup, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+def target_changes(old: Model, new: Model) -> TargetChanges:
+    """Targets registered and deregistered between two models of the same structure."""
+    added = []
+    removed = []
+    old_tgs = {tg.arn: tg for tg in old.target_groups}
+    for tg in new.target_groups:
+        before = old_tgs.get(tg.arn)
+        before_names = {t.server_name for t in before.targets} if before else set()
+        now_names = {t.server_name for t in tg.targets}
+        added += [(tg, t) for t in tg.targets if t.server_name not in before_names]
+        removed += [(tg, name) for name in sorted(before_names - now_names)]
+    return TargetChanges(added=tuple(added), removed=tuple(removed))
+
+
+# ---------------------------------------------------------------- runtime API commands
+
+
+def _srv(backend: str, server: str) -> str:
+    return f"{backend}/{server}"
+
+
+def cmd_add_server(tg: TargetGroup, target: Target) -> str:
+    return f"add server {_srv(tg.backend, target.server_name)} " + " ".join(server_args(tg, target))
+
+
+def cmd_activate(tg: TargetGroup, target: Target) -> str:
+    """Enable a freshly added server, which HAProxy makes in maintenance.
+
+    `enable server` marks it up at once; `set server ... health down` in the same line makes
+    it wait for `rise` passing checks, as an ALB target waits in `initial`. One line: the CLI
+    runs it without letting a request be balanced in between."""
+    srv = _srv(tg.backend, target.server_name)
+    if not tg.health.enabled:
+        return f"enable server {srv}"
+    return f"enable health {srv}; enable server {srv}; set server {srv} health down"
+
+
+def cmd_drain(backend: str, server: str) -> str:
+    return f"set server {_srv(backend, server)} state drain"
+
+
+def cmd_ready(backend: str, server: str) -> str:
+    return f"set server {_srv(backend, server)} state ready"
+
+
+def cmd_remove(backend: str, server: str, force: bool = False) -> str:
+    """Take a drained server out; `force` also cuts sessions still open past the delay."""
+    srv = _srv(backend, server)
+    parts = [f"disable server {srv}"]
+    if force:
+        parts.append(f"shutdown sessions server {srv}")
+    parts.append(f"del server {srv}")
+    return "; ".join(parts)
+
+
+def cmd_show_stat() -> str:
+    return "show stat"
+
+
+def cmd_show_servers_state() -> str:
+    return "show servers state"
+
+
+# ---------------------------------------------------------------- parsing runtime API answers
+
+
+def parse_stat(text: str) -> dict[tuple[str, str], dict[str, str]]:
+    """`show stat` CSV -> {(proxy, server): row}."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("# "):
+        return {}
+    header = lines[0][2:].split(",")
+    out = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        out[(row.get("pxname", ""), row.get("svname", ""))] = row
+    return out
+
+
+def server_sessions(stat: Mapping[tuple[str, str], Mapping[str, str]], be: str, srv: str) -> int:
+    """Current plus queued sessions of one server; -1 when HAProxy does not know it."""
+    row = stat.get((be, srv))
+    if row is None:
+        return -1
+    return int(row.get("scur") or 0) + int(row.get("qcur") or 0)
+
+
+def servers_in_state(text: str) -> set[tuple[str, str]]:
+    """(backend, server) pairs in a `show servers state` dump."""
+    out = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and not line.startswith("#") and parts[0].isdigit():
+            out.add((parts[1], parts[3]))
+    return out
+
+
+def cli_error(answer: str) -> str | None:
+    """The runtime API answers errors as text; None when the answer looks like success."""
+    bad = ("No such", "Unknown command", "cannot", "Require", "not found", "invalid", "error")
+    for line in answer.splitlines():
+        if any(word.lower() in line.lower() for word in bad):
+            return line.strip()
+    return None
