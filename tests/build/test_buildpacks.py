@@ -501,3 +501,131 @@ def test_node_missing_fails_clearly(tmp_path: Path):
     assert_fails(build, "compile", "Node.js buildpack: bin/compile failed")
     assert "Node.js is not installed on this build host" in build.output
     assert "apt-get install nodejs npm" in build.output
+
+
+# --- the transient build unit on a real Debian 13 systemd --------------------------------------
+
+ROOTFS = Path(os.environ.get("DYNOFORM_TEST_ROOTFS", "/var/tmp/dfexp/root"))
+
+
+@dataclass
+class Container:
+    leader: int
+
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", *argv],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=check,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def debian13(tmp_path: Path):
+    """A throwaway Debian 13 systemd container (overlay over the cached rootfs, no network)."""
+    if (
+        os.geteuid() != 0
+        or not shutil.which("systemd-nspawn")
+        or not (ROOTFS / "usr/bin/python3").exists()
+    ):
+        pytest.skip("needs root, systemd-nspawn and a Debian 13 rootfs (DYNOFORM_TEST_ROOTFS)")
+    layers = {name: tmp_path / name for name in ("upper", "work", "merged")}
+    for path in layers.values():
+        path.mkdir()
+    merged = layers["merged"]
+    options = f"lowerdir={ROOTFS},upperdir={layers['upper']},workdir={layers['work']}"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)], check=True)
+    proc = None
+    try:
+        (merged / "etc/machine-id").write_text("")
+        build_root = merged / "srv/dynoform/build"
+        build_root.mkdir(parents=True)
+        shutil.copy(RUNNER, build_root / "runner.py")
+        shutil.copytree(BUILDPACKS, build_root / "buildpacks", symlinks=True)
+        proc = subprocess.Popen(
+            ["systemd-nspawn", "-D", str(merged), "--boot", "--register=no", "--keep-unit",
+             "--private-network", f"--machine=bpt-{os.getpid()}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        container = Container(_wait_for_boot(proc))
+        yield container, merged
+    finally:
+        if proc is not None:
+            _stop_container(proc)
+        subprocess.run(["umount", str(merged)], check=False)
+
+
+def _wait_for_boot(proc: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "systemd-nspawn exited"
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        if children:
+            state = Container(int(children[0])).run("systemctl", "is-system-running", check=False)
+            if state.stdout.strip() in ("running", "degraded"):
+                return int(children[0])
+        time.sleep(0.5)
+    raise AssertionError("the container did not boot within 60 s")
+
+
+def _stop_container(proc: subprocess.Popen[bytes]) -> None:
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if proc.poll() is None and children.exists() and children.read_text().split():
+        Container(int(children.read_text().split()[0])).run(
+            "systemctl", "poweroff", check=False, timeout=10
+        )
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.cloud
+def test_build_unit_runs_the_runner_at_app_as_the_build_user(debian13, tmp_path: Path):
+    from provisioner.build import build_layout, build_unit_argv, parse_build_result, runner_argv
+
+    container, merged = debian13
+    layout = build_layout("bpapp", "b1")
+    container.run(
+        "useradd",
+        "--system",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        "dynoform-build",
+    )
+    for path in (layout.work_dir, layout.app_dir, layout.env_dir, layout.cache_dir):
+        container.run(
+            "install", "-d", "-o", "dynoform-build", "-g", "dynoform-build", "-m", "0700", path
+        )
+    # No network in this container: a python app without dependencies still makes a venv.
+    src = write_app(tmp_path / "src", {"requirements.txt": "", "Procfile": "web: python app.py\n"})
+    make_source(src, merged / layout.source.lstrip("/"))
+    container.run("chown", "dynoform-build:", layout.source)
+
+    done = container.run(*build_unit_argv(layout, runner_argv(layout)), check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "-----> Python app detected" in done.stdout  # streamed back through --pipe
+    result = parse_build_result((merged / layout.result.lstrip("/")).read_text())
+    slug = merged / layout.slug.lstrip("/")
+    assert result.sha256 == hashlib.sha256(slug.read_bytes()).hexdigest()
+    with tarfile.open(slug) as archive:
+        pip = archive.extractfile(".venv/bin/pip")
+        assert pip is not None and pip.read().startswith(b"#!/app/.venv/bin/python")
+    owner = container.run("stat", "-c", "%U", f"{layout.app_dir}/.venv").stdout.strip()
+    assert owner == "dynoform-build"
+
+    # The time limit is enforced: a build over RuntimeMaxSec is stopped and fails.
+    slow = build_layout("bpapp", "b2")
+    for path in (slow.work_dir, slow.app_dir):
+        container.run(
+            "install", "-d", "-o", "dynoform-build", "-g", "dynoform-build", "-m", "0700", path
+        )
+    started = time.monotonic()
+    done = container.run(*build_unit_argv(slow, ["sleep", "60"], runtime_max_sec=2), check=False)
+    elapsed = time.monotonic() - started
+    assert done.returncode != 0 and 2 <= elapsed < 30, (done.returncode, elapsed, done.stderr)
