@@ -20,7 +20,14 @@ from provisioner.errors import DynoformError
 from provisioner.model.config import validate_config
 from provisioner.model.sizes import dyno_size
 from provisioner.paths import resource_dir
-from provisioner.plan.units import DynoInstance, app_user, env_file, release_dir
+from provisioner.plan.units import (
+    DYNO_UID_MAX,
+    DYNO_UID_MIN,
+    DynoInstance,
+    app_user,
+    env_file,
+    release_dir,
+)
 
 LAUNCHER_PATH = "/usr/local/lib/dynoform/dyno-launch"  # where hosts keep templates/dyno/dyno-launch
 DYNO_SLICE = "dynoform.slice"  # rendered by the host playbook from templates/host/
@@ -102,6 +109,21 @@ def render_env_document(config: Mapping[str, str], commands: Mapping[str, str]) 
         "commands": dict(sorted(commands.items())),
     }
     return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=False) + "\n"
+
+
+def render_metadata_block() -> str:
+    """nftables rules that keep every dyno (uid in the dyno range) off the metadata service.
+
+    A second wall next to the units' IPAddressDeny=, which needs a cgroup-v2 BPF firewall that
+    some hosts lack. Load with `nft -f FILE` (idempotent: the table is flushed and rebuilt).
+    """
+    return render_template(
+        "dyno/metadata-block.nft.j2",
+        uid_min=DYNO_UID_MIN,
+        uid_max=DYNO_UID_MAX,
+        ipv4=METADATA_ADDRESSES[0],
+        ipv6=METADATA_ADDRESSES[1],
+    )
 
 
 def launcher_source() -> str:

@@ -25,6 +25,11 @@ _UNIT_RE = re.compile(
     r"\.(?P<type>[A-Za-z0-9_-]+)\.(?P<index>\d+)\.service"
 )
 MAX_USER_NAME = 31  # systemd and utmp accept at most 31 characters in a user name
+# Per-app users get uids (and groups gids) from this range only, so one host firewall rule can
+# match every dyno by uid (see templates/dyno/metadata-block.nft.j2). Outside both the usual
+# system range (<1000) and systemd's DynamicUser= range (61184-65519).
+DYNO_UID_MIN = 40000
+DYNO_UID_MAX = 49999
 
 
 @dataclass(frozen=True, order=True)
@@ -96,6 +101,32 @@ def app_user(app: str) -> str:
         return name
     digest = hashlib.sha256(app.encode()).hexdigest()[:8]
     return f"dyno-{app[:17]}-{digest}"
+
+
+def create_app_user_argv(app: str) -> list[str]:
+    """argv (run as root on the host) that creates the app's user and group, uid in range.
+
+    Run it only when `getent passwd <user>` finds nothing (useradd fails on an existing user).
+    """
+    return [
+        "useradd",
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/app",
+        "--shell",
+        "/usr/sbin/nologin",
+        "-K",
+        f"SYS_UID_MIN={DYNO_UID_MIN}",
+        "-K",
+        f"SYS_UID_MAX={DYNO_UID_MAX}",
+        "-K",
+        f"SYS_GID_MIN={DYNO_UID_MIN}",
+        "-K",
+        f"SYS_GID_MAX={DYNO_UID_MAX}",
+        app_user(app),
+    ]
 
 
 def app_dir(app: str) -> str:

@@ -21,8 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.plan.units import DynoInstance, app_user, env_file, release_dir
-from provisioner.render import LAUNCHER_PATH, launcher_source, render_dyno_unit, render_env_document
+from provisioner.plan.units import (
+    DYNO_UID_MIN,
+    DynoInstance,
+    create_app_user_argv,
+    env_file,
+    release_dir,
+)
+from provisioner.render import (
+    LAUNCHER_PATH,
+    launcher_source,
+    render_dyno_unit,
+    render_env_document,
+    render_metadata_block,
+)
 
 pytestmark = pytest.mark.cloud
 
@@ -106,13 +118,9 @@ def install(root: Path) -> None:
     """What a deploy puts on a host: launcher, users, release dirs, env files, units, slice."""
     put(root, LAUNCHER_PATH, launcher_source(), 0o755)
     put(root, "/etc/systemd/system/dynoform.slice", "[Unit]\nDescription=dynoform dynos\n", 0o644)
-    users = sorted({app_user(u.app) for u in UNITS} | {"dyno-other"})
-    script = " && ".join(
-        f"useradd --system --no-create-home --shell /usr/sbin/nologin --user-group {u}"
-        for u in users
-    )
-    made = run([*NSPAWN, "-D", str(root), "sh", "-c", script])
-    assert made.returncode == 0, made.stderr
+    for app in sorted({u.app for u in UNITS} | {"other"}):
+        made = run([*NSPAWN, "-D", str(root), *create_app_user_argv(app)])
+        assert made.returncode == 0, made.stderr
     commands = {"web": "python3 -m http.server $PORT", "check": "python3 /app/check.py"}
     commands["worker"] = "sleep infinity"
     for unit in UNITS:
@@ -242,36 +250,46 @@ def test_web_dyno_serves_on_its_port_with_its_environment(booted: Booted) -> Non
     environ = booted.sh(["cat", f"/proc/{main_pid}/environ"]).stdout.split("\0")
     assert "DYNO=web.1" in environ and f"PORT={WEB.port}" in environ
     assert f"SECRET={CONFIG['SECRET']}" in environ
-    user = booted.sh(["ps", "-o", "user=", "-p", main_pid]).stdout.strip()
-    assert user == "dyno-shop"
+    user = booted.sh(["ps", "-o", "user:32=,uid=", "-p", main_pid]).stdout.split()
+    assert user[0] == "dyno-shop" and int(user[1]) >= DYNO_UID_MIN
 
 
-def test_dyno_is_isolated(booted: Booted) -> None:
-    # A listener on the metadata address inside the container: reachable for root, not dynos.
+@pytest.fixture(scope="module")
+def fake_imds(booted: Booted) -> Iterator[None]:
+    """A listener on the metadata address inside the container: root reaches it."""
     booted.sh(["ip", "addr", "add", f"{METADATA}/32", "dev", "lo"])
-    booted.sh(
-        ["systemd-run", "--unit=fake-imds", "python3", "-m", "http.server", "80", "-b", METADATA]
-    )
-    reachable = ""
+    listen = ["python3", "-m", "http.server", "80", "-b", METADATA]
+    booted.sh(["systemd-run", "--unit=fake-imds", *listen])
+    code = ""
     for _ in range(50):
-        reachable = booted.sh(
-            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{METADATA}/"]
-        ).stdout
-        if reachable == "200":
+        curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{METADATA}/"]
+        code = booted.sh(curl).stdout
+        if code == "200":
             break
         time.sleep(0.2)
-    assert reachable == "200"
-    assert booted.sh(["systemctl", "start", CHECK.unit]).returncode == 0
-    report = None
-    for _ in range(50):
-        log = booted.sh(["journalctl", "-u", CHECK.unit, "-o", "cat", "--no-pager"]).stdout
-        lines = [line for line in log.splitlines() if line.startswith("CHECK ")]
-        if lines:
-            report = json.loads(lines[0][len("CHECK ") :])
-            break
-        time.sleep(0.2)
-    booted.sh(["systemctl", "stop", CHECK.unit, "fake-imds"])
-    assert report is not None
+    assert code == "200"
+    yield
+    booted.sh(["systemctl", "stop", "fake-imds"])
+
+
+def check_report(booted: Booted) -> dict[str, str]:
+    """Start the check dyno once and return what it found."""
+    assert booted.sh(["systemctl", "restart", CHECK.unit]).returncode == 0
+    invocation = booted.sh(["systemctl", "show", "-P", "InvocationID", CHECK.unit]).stdout.strip()
+    try:
+        for _ in range(50):
+            query = ["journalctl", f"_SYSTEMD_INVOCATION_ID={invocation}", "-o", "cat"]
+            lines = [x for x in booted.sh(query).stdout.splitlines() if x.startswith("CHECK ")]
+            if lines:
+                return dict(json.loads(lines[0][len("CHECK ") :]))
+            time.sleep(0.2)
+    finally:
+        booted.sh(["systemctl", "stop", CHECK.unit])
+    raise AssertionError("the check dyno reported nothing")
+
+
+def test_dyno_is_isolated(booted: Booted, fake_imds: None) -> None:
+    report = check_report(booted)
     assert report["DYNO"] == "check.1" and report["SECRET"] == CONFIG["SECRET"]
     assert report["own_env"] == report["other_env"] == "FileNotFoundError"  # /srv is hidden
     assert report["other_app"] == "FileNotFoundError"
@@ -284,6 +302,21 @@ def test_dyno_is_isolated(booted: Booted) -> None:
     if report["metadata"] == "connected" and "no data" in accounting:
         pytest.xfail("systemd has no BPF firewall here (cgroup v1/hybrid): IPAddressDeny= inert")
     assert report["metadata"] == "PermissionError"
+
+
+def test_host_firewall_keeps_dynos_off_the_metadata_service(
+    booted: Booted, fake_imds: None, tmp_path: Path
+) -> None:
+    rules = tmp_path / "metadata-block.nft"
+    rules.write_text(render_metadata_block(), encoding="utf-8")
+    # The machine's nft binary, in the container's network namespace only; twice: idempotent.
+    for _ in range(2):
+        loaded = run(["nsenter", "-t", str(booted.leader), "-n", "nft", "-f", str(rules)])
+        assert loaded.returncode == 0, loaded.stderr
+    report = check_report(booted)
+    assert report["metadata"] in ("OSError", "ConnectionRefusedError"), report["metadata"]
+    code = booted.sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{METADATA}/"])
+    assert code.stdout == "200"  # root (the host agent) still reaches it
 
 
 def test_killed_dyno_comes_back(booted: Booted) -> None:

@@ -20,6 +20,7 @@ from provisioner.render import (
     launcher_source,
     render_dyno_unit,
     render_env_document,
+    render_metadata_block,
     render_template,
 )
 
@@ -154,3 +155,7 @@ def test_launcher_explains_what_is_wrong(tmp_path: Path) -> None:
         check=False,
     )
     assert no_creds.returncode == 78 and "LoadCredential=env" in no_creds.stderr
+
+
+def test_metadata_block_matches_golden_file() -> None:
+    check_golden("metadata-block.nft", render_metadata_block())

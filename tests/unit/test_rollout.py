@@ -12,6 +12,7 @@ from provisioner.plan.rollout import RolloutOptions, plan_converge
 from provisioner.plan.units import (
     DynoInstance,
     app_user,
+    create_app_user_argv,
     env_file,
     parse_unit_name,
     release_dir,
@@ -52,6 +53,8 @@ def test_paths_and_the_per_app_user() -> None:
     assert env_file(APP, 4) == "/srv/dynoform/apps/shop/env/v4.json"
     assert app_user(APP) == "dyno-shop"
     long = app_user("a" * 30)
+    argv = create_app_user_argv(APP)
+    assert argv[0] == "useradd" and argv[-1] == "dyno-shop" and "SYS_UID_MIN=40000" in argv
     assert len(long) <= 31 and long.startswith("dyno-aaaa") and long != app_user("a" * 29 + "b")
 
 
