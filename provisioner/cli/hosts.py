@@ -1,10 +1,186 @@
-"""`hosts` commands (being built; see the open issues)."""
+"""`hosts`: the machines dynos run on: add, list, bootstrap, exec, remove."""
 
 from __future__ import annotations
 
-import typer
+import sys
+import threading
+import time
+from typing import Any
 
-group = typer.Typer(help="hosts commands.", no_args_is_help=True)
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from provisioner.aws import fleet as ec2_fleet
+from provisioner.cli.common import confirm, emit_json, err, g, out, print_table, status
+from provisioner.errors import DynoformError
+from provisioner.ops.hosts import Fleet
+
+group = typer.Typer(
+    help="The hosts dynos run on.\n\nExample: dynoform hosts:add --count 3",
+    invoke_without_command=True,
+)
+
+_COLUMNS = ["id", "private_ip", "zone", "type", "state", "bootstrapped", "dynos"]
+
+
+class HostLines:
+    """A progress line per host on stderr: redrawn on a terminal, appended otherwise."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.started = time.monotonic()
+        self.rows: dict[int, tuple[str, str, float]] = {
+            slot: ("", "waiting", self.started) for slot in range(count)
+        }
+        self.lock = threading.Lock()
+        self.live: Live | None = None
+        if err.is_terminal:
+            self.live = Live(self._table(), console=err, refresh_per_second=4, transient=False)
+
+    def _table(self) -> Table:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        now = time.monotonic()
+        for slot, (host_id, state, _since) in sorted(self.rows.items()):
+            table.add_row(
+                f"host {slot + 1}/{self.count}",
+                host_id or "-",
+                f"{now - self.started:5.1f}s" if not state.startswith(("ready", "failed")) else "",
+                state,
+            )
+        return table
+
+    def __call__(self, slot: int, host_id: str, state: str) -> None:
+        with self.lock:
+            host_id = host_id or self.rows[slot][0]
+            self.rows[slot] = (host_id, state, time.monotonic())
+            if self.live is not None:
+                self.live.update(self._table())
+            else:
+                elapsed = time.monotonic() - self.started
+                err.print(
+                    f"host {slot + 1}/{self.count} {host_id or '-'}: {state} ({elapsed:.1f} s)",
+                    markup=False,
+                )
+
+    def __enter__(self) -> HostLines:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+@group.callback()
+def list_hosts(ctx: typer.Context) -> None:
+    """List the hosts. Example: dynoform hosts --json"""
+    if ctx.invoked_subcommand is not None:
+        return
+    with Fleet.open(g().aws, g().target) as fleet:
+        rows = [row.as_dict() for row in fleet.rows()]
+    if g().json:
+        emit_json(rows)
+    else:
+        print_table(rows, _COLUMNS, empty="no hosts yet: dynoform hosts:add")
+
+
+@group.command("add")
+def add(
+    count: int = typer.Option(1, "--count", "-n", help="How many hosts."),
+    instance_type: str = typer.Option(ec2_fleet.DEFAULT_TYPE, "--type", help="EC2 instance type."),
+) -> None:
+    """Launch and bootstrap hosts in parallel. Example: dynoform hosts:add --count 3 --type t3.small"""
+    started = time.monotonic()
+    with Fleet.open(g().aws, g().target, create=True) as fleet:
+        with HostLines(count) as lines:
+            outcomes = fleet.add(count, instance_type, lines)
+            for slot, outcome in enumerate(outcomes):
+                if outcome.ok and outcome.value is not None:
+                    lines(slot, outcome.value.id, f"ready in {outcome.seconds:.1f} s")
+                else:
+                    lines(slot, "", f"failed: {outcome.error}")
+    seconds = time.monotonic() - started
+    good = [o.value for o in outcomes if o.ok and o.value is not None]
+    failed = [o for o in outcomes if not o.ok]
+    status(
+        f"{len(good)} of {count} hosts added in {seconds:.1f} s"
+        + (f", {len(failed)} failed (terminated)" if failed else "")
+    )
+    if g().json:
+        emit_json([{**h.as_dict(), "bootstrapped": True} for h in good])
+    else:
+        for host in good:
+            out.print(host.id)
+    if failed:
+        raise DynoformError(f"{len(failed)} of {count} hosts failed and were terminated")
+
+
+@group.command("bootstrap")
+def bootstrap(
+    ids: list[str] = typer.Argument(None, help="Hosts (default: all)."),
+    check: bool = typer.Option(False, "--check", help="Show what would change; change nothing."),
+) -> None:
+    """Converge hosts to their role; --check only reports. Example: dynoform hosts:bootstrap --check"""
+    with Fleet.open(g().aws, g().target) as fleet:
+        outcomes = fleet.bootstrap_many(ids or [], check)
+    rows: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        changes = [s.as_dict() for s in outcome.value.changes] if outcome.value else []
+        rows.append(
+            {"id": outcome.item.id, "ok": outcome.ok, "changes": changes, "error": outcome.error}
+        )
+    verb = "would change" if check else "changed"
+    for row in rows:
+        if not row["ok"]:
+            err.print(f"{row['id']}: failed: {row['error']}", markup=False)
+            continue
+        status(f"{row['id']}: {len(row['changes'])} {verb}")
+        for change in row["changes"]:
+            err.print(f"  {verb} {change['step']}: {'; '.join(change['reasons'])}", markup=False)
+            if g().verbose:
+                for action in change["actions"]:
+                    err.print(f"    {action}", markup=False)
+    total = sum(len(r["changes"]) for r in rows)
+    status(f"{total} {'changes would be made' if check else 'changes'} on {len(rows)} host(s)")
+    if g().json:
+        emit_json(rows)
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        raise DynoformError(f"{len(failed)} of {len(rows)} hosts failed")
+
+
+@group.command("exec", context_settings={"allow_interspersed_args": False})
+def exec_(
+    host_id: str = typer.Argument(..., help="The host."),
+    command: list[str] = typer.Argument(..., help="The command and its arguments, after --."),
+    timeout: float = typer.Option(600, "--timeout", help="Seconds before giving up."),
+) -> None:
+    """Run a command on a host as the login user. Example: dynoform hosts:exec i-0abc -- uptime"""
+    if command and command[0] == "--":  # Click keeps `--` once positional parsing stopped
+        command = command[1:]
+    if not command:
+        raise DynoformError("no command given", "dynoform hosts:exec ID -- uptime")
+    with Fleet.open(g().aws, g().target) as fleet:
+        code, stdout, stderr = fleet.exec(host_id, command, timeout)
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    if code:
+        raise typer.Exit(code)
+
+
+@group.command("remove")
+def remove(
+    host_id: str = typer.Argument(..., help="The host to terminate."),
+    force: bool = typer.Option(False, "--force", help="Remove even if it cannot be checked."),
+    confirm_id: str = typer.Option(None, "--confirm", help="The host id, to confirm."),
+) -> None:
+    """Terminate a host that runs no dynos. Example: dynoform hosts:remove i-0abc --confirm i-0abc"""
+    confirm(f"This terminates host {host_id}.", expected=host_id, given=confirm_id)
+    with Fleet.open(g().aws, g().target) as fleet:
+        fleet.remove(host_id, force=force)
+    status(f"removed host {host_id}")
 
 
 def register(app: typer.Typer) -> None:

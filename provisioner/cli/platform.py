@@ -1,10 +1,81 @@
-"""`platform` commands (being built; see the open issues)."""
+"""`platform`: the network, security groups, key pair, state bucket and load balancer."""
 
 from __future__ import annotations
 
 import typer
 
-group = typer.Typer(help="platform commands.", no_args_is_help=True)
+from provisioner.aws.platform import destroy_platform, ensure_platform, load_platform
+from provisioner.cli.common import confirm, emit_json, g, out, status
+
+group = typer.Typer(
+    help="The platform a target's hosts and apps live in.\n\nExample: dynoform platform:init",
+    no_args_is_help=True,
+)
+
+_FIELDS = [
+    "name", "target", "region", "cidr", "vpc_id", "subnet_ids", "zones", "runner_sg_id",
+    "lb_sg_id", "key_name", "key_path", "bucket", "lb_dns", "lb_arn", "listener_arn",
+]  # fmt: skip
+
+
+def _show(data: dict[str, object]) -> None:
+    if g().json:
+        emit_json(data)
+        return
+    for key in _FIELDS:
+        value = data.get(key)
+        out.print(f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}")
+
+
+@group.command("init")
+def init(
+    ssh_cidr: str = typer.Option(
+        None, "--ssh-cidr", help="Who may SSH to hosts (default: this machine)."
+    ),
+) -> None:
+    """Create the platform, or complete it; a second run creates nothing.
+
+    Example: dynoform platform:init --ssh-cidr 203.0.113.7/32
+    """
+    platform = ensure_platform(g().aws, g().target, ssh_cidr=ssh_cidr)
+    for item in platform.created:
+        status(f"created {item}")
+    status(
+        f"platform {platform.name} on {g().target.name}: "
+        + (f"{len(platform.created)} resources created" if platform.created else "up to date")
+    )
+    _show(platform.as_dict())
+
+
+@group.command("info")
+def info() -> None:
+    """Show the platform's resources. Example: dynoform platform:info --json"""
+    _show(load_platform(g().aws, g().target).as_dict())
+
+
+@group.command("destroy")
+def destroy(
+    confirm_name: str = typer.Option(None, "--confirm", help="The platform name, to confirm."),
+    delete_state: bool = typer.Option(
+        False, "--delete-state", help="Also delete the state bucket (apps, releases, slugs)."
+    ),
+) -> None:
+    """Terminate every host and delete the platform's resources.
+
+    Example: dynoform platform:destroy --confirm dynoform
+    """
+    target = g().target
+    what = "and its state bucket " if delete_state else ""
+    confirm(
+        f"This terminates every host of platform {target.platform} on {target.name} "
+        f"and deletes its network and load balancer {what}.",
+        expected=target.platform,
+        given=confirm_name,
+    )
+    done = destroy_platform(g().aws, target, delete_state=delete_state)
+    for item in done:
+        status(f"deleted {item}")
+    status(f"platform {target.platform} destroyed" if done else "nothing to destroy")
 
 
 def register(app: typer.Typer) -> None:

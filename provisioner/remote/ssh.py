@@ -29,7 +29,7 @@ CONNECT_TIMEOUT = 10.0
 # Mode, owner and group are validated before they reach this fixed script; the content comes
 # on stdin, lands in a temporary file next to the target and is renamed into place.
 _PUT_SCRIPT = (
-    'set -e; dir=$(dirname -- "$1"); '
+    'set -e; dir=$(dirname -- "$1"); mkdir -p -- "$dir"; '
     'tmp=$(mktemp -- "$dir/.dynoform-put.XXXXXX"); '
     "trap 'rm -f -- \"$tmp\"' EXIT; "
     'cat > "$tmp"; chmod -- "$2" "$tmp"; chown -- "$3" "$tmp"; '
@@ -215,6 +215,7 @@ class Connection:
         stdin: bytes | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         check: bool = False,
+        label: str | None = None,
     ) -> Result:
         """Run argv on the host (as root with sudo=True) and wait at most timeout seconds."""
         full = list(argv)
@@ -228,13 +229,13 @@ class Connection:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            code, out, err = _collect(chan, deadline, self.endpoint, full)
+            code, out, err = _collect(chan, deadline, self.endpoint, label or shlex.join(full))
         finally:
             chan.close()
         result = Result(full, code, out, err, time.monotonic() - started)
         if check and not result.ok:
             raise RemoteError(
-                f"on host {self.endpoint.name}: `{shlex.join(list(argv))}` exited {code}: "
+                f"on host {self.endpoint.name}: `{label or shlex.join(list(argv))}` exited {code}: "
                 f"{(err or out).strip()[-400:]}"
             )
         return result
@@ -255,35 +256,36 @@ class Connection:
         if not _MODE_RE.fullmatch(mode) or not all(_NAME_RE.fullmatch(n) for n in (owner, group)):
             raise RemoteError(f"bad mode or owner for {path}: {mode} {owner}:{group}")
         argv = ["sh", "-c", _PUT_SCRIPT, "sh", path, mode, f"{owner}:{group}"]
-        return self.run(argv, sudo=True, stdin=data, timeout=timeout, check=True)
+        label = f"write {path}"
+        return self.run(argv, sudo=True, stdin=data, timeout=timeout, check=True, label=label)
 
     def close(self) -> None:
         self.fabric.close()
 
 
 def _collect(
-    chan: paramiko.Channel, deadline: float, endpoint: Endpoint, argv: list[str]
+    chan: paramiko.Channel, deadline: float, endpoint: Endpoint, label: str
 ) -> tuple[int, str, str]:
     out = bytearray()
     err = bytearray()
     while not chan.eof_received or chan.recv_ready() or chan.recv_stderr_ready():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _timed_out(endpoint, argv)
+            raise _timed_out(endpoint, label)
         select.select([chan], [], [], remaining)
         while chan.recv_ready():
             out += chan.recv(65536)
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
     if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
-        raise _timed_out(endpoint, argv)
+        raise _timed_out(endpoint, label)
     code = chan.recv_exit_status()
     return code, out.decode(errors="replace"), err.decode(errors="replace")
 
 
-def _timed_out(endpoint: Endpoint, argv: list[str]) -> RemoteError:
+def _timed_out(endpoint: Endpoint, label: str) -> RemoteError:
     return RemoteError(
-        f"on host {endpoint.name}: `{shlex.join(argv)}` timed out",
+        f"on host {endpoint.name}: `{label}` timed out",
         "the host may be overloaded; retry, or inspect it with `dynoform hosts:exec`",
     )
 
@@ -311,11 +313,12 @@ class Pool:
             self._conns[key] = conn
             return conn
 
-    def drop(self, endpoint: Endpoint) -> None:
-        key = (endpoint.name, endpoint.address, endpoint.port)
+    def drop_name(self, name: str) -> None:
+        """Close and forget the connections to the host of this name."""
         with self._lock:
-            conn = self._conns.pop(key, None)
-        if conn is not None:
+            keys = [key for key in self._conns if key[0] == name]
+            conns = [self._conns.pop(key) for key in keys]
+        for conn in conns:
             conn.close()
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Operations: read state through the edges, ask the core what to do, apply it."""

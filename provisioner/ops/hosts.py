@@ -1,0 +1,297 @@
+"""Fleet operations: add hosts (launch, pin, bootstrap), list, bootstrap, exec, remove.
+
+Reads state through the edges (EC2, the state store, SSH), asks the pure core (playbook plans,
+zone spread) what to do, and applies it. Host pins live in the state store at
+`hosts/<instance-id>.json` and are written before the first connection to the host.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provisioner import playbook as pb
+from provisioner.aws import fleet
+from provisioner.aws.platform import Platform, ensure_platform, load_platform
+from provisioner.aws.session import Aws
+from provisioner.aws.state import Documents
+from provisioner.errors import DynoformError
+from provisioner.remote.fanout import MAX_WORKERS, Outcome, fan_out
+from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
+from provisioner.remote.ssh import Connection, Endpoint, Pool
+from provisioner.store import now_iso
+from provisioner.targets import Target
+
+BOOT_TIMEOUT = 300.0  # from run_instances until SSH answers
+REACH_TIMEOUT = 10.0  # for hosts that should already be up
+APT_TIMEOUT = 900.0
+STEP_TIMEOUT = 120.0
+LOGIN_USER = "admin"  # the Debian AMI's login user, with passwordless sudo
+ROLE = fleet.RUNNER
+
+Progress = Callable[[int, str, str], None]  # slot, host id ("" before launch), status
+
+
+def pin_key(instance_id: str) -> str:
+    return f"hosts/{instance_id}.json"
+
+
+def parse_dyno_units(stdout: str) -> list[str]:
+    """Service units below dynoform.slice, from `find /sys/fs/cgroup/dynoform.slice ...`."""
+    return sorted({line.rsplit("/", 1)[-1] for line in stdout.split() if line.endswith(".service")})
+
+
+DYNO_UNITS_FACT = (
+    "find",
+    "/sys/fs/cgroup/dynoform.slice",
+    "-mindepth",
+    "1",
+    "-type",
+    "d",
+    "-name",
+    "*.service",
+)
+
+
+class SshRunner:
+    """The playbook's Runner over one pooled SSH connection, as root through `sudo -n`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def fact(self, argv: pb.Cmd) -> pb.Fact:
+        result = self.conn.run(argv, sudo=True, timeout=STEP_TIMEOUT)
+        return pb.Fact(result.exit_code, result.stdout)
+
+    def apply(self, action: pb.Action) -> None:
+        if isinstance(action, pb.Put):
+            self.conn.put(
+                action.content,
+                action.path,
+                mode=action.mode,
+                owner=action.owner,
+                group=action.group,
+            )
+            return
+        timeout = APT_TIMEOUT if "apt-get" in action else STEP_TIMEOUT
+        self.conn.run(action, sudo=True, timeout=timeout, check=True)
+
+
+@dataclass
+class HostRow:
+    id: str
+    private_ip: str | None
+    zone: str
+    type: str
+    state: str
+    bootstrapped: bool
+    dynos: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Fleet:
+    """The platform's hosts, the state store's pins and one SSH pool."""
+
+    aws: Aws
+    target: Target
+    platform: Platform
+    docs: Documents
+    pool: Pool = field(default_factory=Pool)
+    _role: tuple[pb.Role, Any] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, aws: Aws, target: Target, create: bool = False) -> Fleet:
+        platform = ensure_platform(aws, target) if create else load_platform(aws, target)
+        return cls(aws, target, platform, Documents(aws.s3, platform.bucket))
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # state ------------------------------------------------------------------------------------
+    def pin(self, instance_id: str) -> dict[str, Any]:
+        doc = self.docs.get(pin_key(instance_id))
+        if doc is None:
+            raise DynoformError(
+                f"host {instance_id} has no pinned host key in the state store",
+                "dynoform connects only to hosts it launched; remove it with hosts:remove",
+            )
+        return dict(doc.data)
+
+    def _update_pin(self, instance_id: str, **fields: Any) -> None:
+        record = self.pin(instance_id)
+        record.update(fields)
+        self.docs.put(pin_key(instance_id), record)
+
+    def endpoint(self, host: fleet.Host) -> Endpoint:
+        return Endpoint(
+            name=host.id,
+            address=host.address(self.target.is_local),
+            key_path=Path(self.platform.key_path),
+            pinned=tuple(self.pin(host.id)["host_keys"]),
+            user=LOGIN_USER,
+        )
+
+    def hosts(self) -> list[fleet.Host]:
+        return fleet.list_hosts(self.aws, self.platform.name)
+
+    def host(self, instance_id: str) -> fleet.Host:
+        return fleet.get_host(self.aws, self.platform.name, instance_id)
+
+    def connect(self, host: fleet.Host, retry_for: float = REACH_TIMEOUT) -> Connection:
+        if host.state != "running":
+            raise DynoformError(f"host {host.id} is {host.state}", "start it, or remove it")
+        return self.pool.get(self.endpoint(host), retry_for=retry_for)
+
+    def role(self) -> tuple[pb.Role, Any]:
+        with self._lock:
+            if self._role is None:
+                self._role = pb.load_role(ROLE)
+            return self._role
+
+    # operations -------------------------------------------------------------------------------
+    def bootstrap(
+        self,
+        host: fleet.Host,
+        check: bool = False,
+        retry_for: float = REACH_TIMEOUT,
+        on_step: Callable[[pb.StepReport], None] | None = None,
+    ) -> pb.Report:
+        conn = self.connect(host, retry_for)
+        role, templates = self.role()
+        runner = SshRunner(conn)
+        steps = role.steps(pb.gather(runner), templates)
+        report = pb.run_steps(steps, runner, check=check, on_step=on_step)
+        if not check:
+            self._update_pin(host.id, bootstrapped=True, bootstrapped_at=now_iso(), role=ROLE)
+        return report
+
+    def add(
+        self, count: int, instance_type: str, progress: Progress | None = None
+    ) -> list[Outcome[int, fleet.Host]]:
+        """Launch and bootstrap `count` hosts in parallel; failed hosts are terminated."""
+        if count < 1 or count > 100:
+            raise DynoformError("--count must be between 1 and 100")
+        ami = fleet.debian_ami(self.aws)
+        device = fleet.root_device(self.aws, ami)
+        zones = dict(zip(self.platform.subnet_ids, self.platform.zones, strict=True))
+        subnets = fleet.spread(zones, [h.zone for h in self.hosts()], count)
+        say = progress or (lambda slot, host_id, status: None)
+
+        def add_one(slot: int) -> fleet.Host:
+            say(slot, "", "launching")
+            keys = generate_host_keys()
+            request = fleet.launch_request(
+                self.platform,
+                ami=ami,
+                device=device,
+                instance_type=instance_type,
+                subnet_id=subnets[slot],
+                user_data=cloud_config(keys),
+            )
+            host = fleet.launch(self.aws, request)
+            try:
+                # Pinned before anything connects: the first connection already checks the key.
+                self.docs.create(
+                    pin_key(host.id),
+                    pin_record(
+                        host.id,
+                        keys,
+                        role=ROLE,
+                        type=instance_type,
+                        created_at=now_iso(),
+                        bootstrapped=False,
+                    ),
+                )
+                say(slot, host.id, "booting")
+                host = fleet.wait_running(self.aws, host.id, BOOT_TIMEOUT)
+                self.connect(host, retry_for=BOOT_TIMEOUT)
+                say(slot, host.id, "bootstrapping")
+                self.bootstrap(host, check=False)
+                return host
+            except BaseException as exc:
+                say(slot, host.id, "failed, terminating")
+                self._fail(host.id, str(exc))
+                raise
+
+        return fan_out(list(range(count)), add_one, max_workers=MAX_WORKERS)
+
+    def _fail(self, instance_id: str, reason: str) -> None:
+        """A host that failed is terminated, never used half-configured."""
+        try:
+            fleet.terminate(self.aws, [instance_id])
+            self.pool.drop_name(instance_id)
+            self._update_pin(instance_id, failed=reason[:500], bootstrapped=False)
+        except Exception:  # noqa: BLE001 - best effort; the original error is what matters
+            pass
+
+    def dynos(self, host: fleet.Host, retry_for: float = REACH_TIMEOUT) -> list[str]:
+        result = self.connect(host, retry_for).run(DYNO_UNITS_FACT, timeout=STEP_TIMEOUT)
+        return parse_dyno_units(result.stdout) if result.ok else []
+
+    def rows(self, with_dynos: bool = True) -> list[HostRow]:
+        hosts = self.hosts()
+
+        def row(host: fleet.Host) -> HostRow:
+            doc = self.docs.get(pin_key(host.id))
+            bootstrapped = bool(doc and doc.data.get("bootstrapped"))
+            dynos: int | None = 0
+            if with_dynos and bootstrapped and host.state == "running":
+                try:
+                    dynos = len(self.dynos(host, retry_for=2.0))
+                except DynoformError:
+                    dynos = None  # unreachable: unknown
+            return HostRow(
+                host.id, host.private_ip, host.zone, host.type, host.state, bootstrapped, dynos
+            )
+
+        outcomes = fan_out(hosts, row, max_workers=MAX_WORKERS)
+        return [o.value for o in outcomes if o.value is not None]
+
+    def bootstrap_many(
+        self, ids: Sequence[str], check: bool
+    ) -> list[Outcome[fleet.Host, pb.Report]]:
+        hosts = self.hosts()
+        if ids:
+            known = {h.id: h for h in hosts}
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise DynoformError(f"no such host: {', '.join(missing)}", "see `dynoform hosts`")
+            hosts = [known[i] for i in ids]
+        return fan_out(hosts, lambda h: self.bootstrap(h, check=check), max_workers=MAX_WORKERS)
+
+    def remove(self, instance_id: str, force: bool = False) -> None:
+        host = self.host(instance_id)
+        if host.state == "running":
+            try:
+                units = self.dynos(host)
+            except DynoformError as exc:
+                if not force:
+                    raise DynoformError(
+                        f"cannot check host {instance_id} for running dynos: {exc.message}",
+                        "pass --force to remove it anyway",
+                    ) from None
+                units = []
+            if units:
+                raise DynoformError(
+                    f"host {instance_id} still runs {len(units)} dyno(s): {', '.join(units[:5])}",
+                    "scale the apps down or move the dynos first",
+                )
+        fleet.terminate(self.aws, [instance_id])
+        self.docs.delete(pin_key(instance_id))
+
+    def exec(self, instance_id: str, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        result = self.connect(self.host(instance_id)).run(argv, timeout=timeout)
+        return result.exit_code, result.stdout, result.stderr
