@@ -111,6 +111,53 @@ def render_env_document(config: Mapping[str, str], commands: Mapping[str, str]) 
     return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=False) + "\n"
 
 
+# Unit settings that make no sense for a one-off dyno or are given as systemd-run options.
+_NOT_FOR_RUN = {"ExecStart", "Restart", "RestartSec", "RestartSteps", "RestartMaxDelaySec", "Slice"}
+
+
+def run_dyno_argv(
+    instance: DynoInstance,
+    command: str,
+    tty: bool = False,
+    detach: bool = False,
+    options: UnitOptions | None = None,
+) -> list[str]:
+    """systemd-run argv (as root on the host) for a one-off dyno such as `run.1`.
+
+    It gets exactly the isolation and limits of the release's dyno units (same template), the
+    config through the same credential, and runs `command` after .profile.d like any dyno.
+    Attached (the default) it waits and exits with the command's status; with tty=True it
+    gives the command a terminal (ssh -t); detach=True returns at once and logs to the journal.
+    `command` is the user's own command line, not a secret.
+    """
+    opts = options or UnitOptions()
+    unit = render_dyno_unit(instance, opts)
+    argv = ["systemd-run", "--quiet", f"--unit={instance.unit}", f"--slice={opts.slice}"]
+    if detach:
+        argv += ["--no-block", "--collect"]
+    else:
+        argv += ["--wait", "--collect", "--pty" if tty else "--pipe"]
+    for section, key, value in _settings(unit):
+        if section == "Unit" and key == "Description":
+            argv.append(f"--description={value}")
+        elif section == "Service" and key not in _NOT_FOR_RUN:
+            argv += ["-p", f"{key}={value}"]
+    return [*argv, "--", opts.launcher, "--run", command]
+
+
+def _settings(unit_text: str) -> list[tuple[str, str, str]]:
+    """(section, key, value) for every setting of a rendered unit, in order."""
+    section = ""
+    result = []
+    for line in unit_text.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            result.append((section, key, value))
+    return result
+
+
 def render_metadata_block() -> str:
     """nftables rules that keep every dyno (uid in the dyno range) off the metadata service.
 

@@ -34,6 +34,7 @@ from provisioner.render import (
     render_dyno_unit,
     render_env_document,
     render_metadata_block,
+    run_dyno_argv,
 )
 
 pytestmark = pytest.mark.cloud
@@ -332,3 +333,14 @@ def test_killed_dyno_comes_back(booted: Booted) -> None:
         if state == "active" and restarts != before:
             break
     assert state == "active" and int(restarts) == int(before) + 1
+
+
+def test_one_off_run_dyno_passes_output_and_exit_status(booted: Booted) -> None:
+    argv = run_dyno_argv(DynoInstance("shop", 3, "run.1", "h1"), 'echo "$SECRET"; exit 3')
+    result = booted.sh(argv)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == CONFIG["SECRET"] + "\n"
+    detached = run_dyno_argv(DynoInstance("shop", 3, "run.2", "h1"), "sleep 1", detach=True)
+    assert booted.sh(detached).returncode == 0
+    state = booted.sh(["systemctl", "is-active", "dyno-shop.v3.run.2.service"]).stdout.strip()
+    assert state in ("active", "activating")

@@ -22,6 +22,7 @@ from provisioner.render import (
     render_env_document,
     render_metadata_block,
     render_template,
+    run_dyno_argv,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "dyno"
@@ -159,3 +160,24 @@ def test_launcher_explains_what_is_wrong(tmp_path: Path) -> None:
 
 def test_metadata_block_matches_golden_file() -> None:
     check_golden("metadata-block.nft", render_metadata_block())
+
+
+def test_one_off_dynos_get_the_same_isolation_through_systemd_run() -> None:
+    run = DynoInstance("shop", 3, "run.1", "i-1")
+    argv = run_dyno_argv(run, "bash -lc 'x=1'", tty=True)
+    assert argv[:7] == [
+        "systemd-run",
+        "--quiet",
+        "--unit=dyno-shop.v3.run.1.service",
+        "--slice=dynoform.slice",
+        "--wait",
+        "--collect",
+        "--pty",
+    ]
+    assert argv[-4:] == ["--", "/usr/local/lib/dynoform/dyno-launch", "--run", "bash -lc 'x=1'"]
+    props = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+    assert "LoadCredential=env:/srv/dynoform/apps/shop/env/v3.json" in props
+    assert "IPAddressDeny=169.254.169.254 fd00:ec2::254" in props
+    assert not any(p.startswith(("Restart", "ExecStart")) for p in props)
+    detached = run_dyno_argv(run, "sleep 1", detach=True)
+    assert "--no-block" in detached and "--wait" not in detached
