@@ -289,3 +289,18 @@ def _rolling_actions(
         step += 1
         actions += [Action("stop", step, d, opts.stop_timeout_s) for d in leftovers]
     return actions
+
+
+KEEP_RELEASES = 5
+
+
+def releases_to_prune(
+    on_disk: Iterable[int], in_use: Iterable[int], keep: int = KEEP_RELEASES
+) -> list[int]:
+    """Release versions a host may delete: all but the newest `keep`, never one in use.
+
+    Delete both releases/v<N> and env/v<N>.json; rollbacks to a kept release start instantly.
+    """
+    versions = sorted(set(on_disk), reverse=True)
+    busy = set(in_use)
+    return sorted(v for v in versions[keep:] if v not in busy)

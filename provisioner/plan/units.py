@@ -93,6 +93,73 @@ def parse_unit_name(unit: str, host: str = "", port: int | None = None) -> DynoI
     )
 
 
+@dataclass(frozen=True)
+class DynoState:
+    """What systemd on a host says about one dyno unit (for ps and for planning)."""
+
+    instance: DynoInstance
+    active: str  # ActiveState: active, activating, deactivating, failed, inactive
+    sub: str  # SubState: running, auto-restart, dead, ...
+    main_pid: int
+    restarts: int
+    since: int | None  # unix seconds the unit became active
+    memory_bytes: int | None
+
+
+FACT_PROPERTIES = (
+    "Id,ActiveState,SubState,MainPID,NRestarts,Environment,ActiveEnterTimestamp,MemoryCurrent"
+)
+
+
+def dyno_facts_argv(app: str | None = None) -> list[str]:
+    """argv listing the loaded dyno units of one app (or all apps) on a host."""
+    pattern = (
+        f"{UNIT_PREFIX}{validate_app_name(app)}.*.service" if app else f"{UNIT_PREFIX}*.service"
+    )
+    return ["systemctl", "show", f"--property={FACT_PROPERTIES}", "--timestamp=unix", pattern]
+
+
+def parse_dyno_facts(text: str, host: str) -> list[DynoState]:
+    """Parse the output of dyno_facts_argv: blank-line separated blocks of KEY=VALUE."""
+    states = []
+    for block in text.split("\n\n"):
+        props = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        state = _state(props, host)
+        if state:
+            states.append(state)
+    return sorted(states, key=lambda s: s.instance)
+
+
+def _state(props: dict[str, str], host: str) -> DynoState | None:
+    env = dict(item.partition("=")[::2] for item in props.get("Environment", "").split())
+    port = env.get("PORT", "")
+    instance = parse_unit_name(props.get("Id", ""), host, int(port) if port.isdigit() else None)
+    if instance is None:
+        return None
+    if env.get("DYNOFORM_SIZE"):
+        instance = replace(instance, size=env["DYNOFORM_SIZE"])
+    since = props.get("ActiveEnterTimestamp", "").lstrip("@")
+    memory = props.get("MemoryCurrent", "")
+    return DynoState(
+        instance=instance,
+        active=props.get("ActiveState", ""),
+        sub=props.get("SubState", ""),
+        main_pid=_int(props.get("MainPID")),
+        restarts=_int(props.get("NRestarts")),
+        since=int(since) if since.isdigit() else None,
+        memory_bytes=int(memory) if memory.isdigit() else None,
+    )
+
+
+def _int(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
+def journal_tail_argv(unit: str, lines: int = 20) -> list[str]:
+    """argv for a dyno's last log lines (shown when a deploy fails)."""
+    return ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit]
+
+
 def app_user(app: str) -> str:
     """The unprivileged per-app user that runs its dynos: `dyno-<app>`, shortened if too long."""
     validate_app_name(app)

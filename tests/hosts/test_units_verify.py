@@ -25,7 +25,9 @@ from provisioner.plan.units import (
     DYNO_UID_MIN,
     DynoInstance,
     create_app_user_argv,
+    dyno_facts_argv,
     env_file,
+    parse_dyno_facts,
     release_dir,
 )
 from provisioner.render import (
@@ -251,6 +253,10 @@ def test_web_dyno_serves_on_its_port_with_its_environment(booted: Booted) -> Non
     environ = booted.sh(["cat", f"/proc/{main_pid}/environ"]).stdout.split("\0")
     assert "DYNO=web.1" in environ and f"PORT={WEB.port}" in environ
     assert f"SECRET={CONFIG['SECRET']}" in environ
+    facts = booted.sh(dyno_facts_argv("shop"))
+    states = {s.instance.name: s for s in parse_dyno_facts(facts.stdout, "h1")}
+    assert states["web.1"].instance == WEB and states["web.1"].active == "active"
+    assert states["web.1"].main_pid == int(main_pid) and states["web.1"].since
     user = booted.sh(["ps", "-o", "user:32=,uid=", "-p", main_pid]).stdout.split()
     assert user[0] == "dyno-shop" and int(user[1]) >= DYNO_UID_MIN
 

@@ -8,12 +8,15 @@ from provisioner.errors import DynoformError
 from provisioner.model.formation import ProcessFormation
 from provisioner.plan.placement import DynoRef
 from provisioner.plan.ports import allocate_ports, assign_ports
-from provisioner.plan.rollout import RolloutOptions, plan_converge
+from provisioner.plan.rollout import RolloutOptions, plan_converge, releases_to_prune
 from provisioner.plan.units import (
     DynoInstance,
     app_user,
     create_app_user_argv,
+    dyno_facts_argv,
     env_file,
+    journal_tail_argv,
+    parse_dyno_facts,
     parse_unit_name,
     release_dir,
     unit_name,
@@ -182,3 +185,45 @@ def test_leftovers_of_other_releases_are_stopped_and_actions_serialise() -> None
     assert kinds(plan) == [(1, "stop", "worker.1", 2, None)]
     assert plan.actions[0].to_dict()["unit"] == "dyno-shop.v2.worker.1.service"
     assert "stop" in plan.describe()
+
+
+def test_hosts_keep_the_last_five_releases_and_any_in_use() -> None:
+    assert releases_to_prune(range(1, 10), in_use=[2]) == [1, 3, 4]
+    assert releases_to_prune([1, 2], in_use=[]) == []
+
+
+FACTS = """Id=dyno-shop.v3.web.1.service
+ActiveState=active
+SubState=running
+MainPID=69
+NRestarts=2
+Environment=DYNO=web.1 PORT=20001 HOME=/app DYNOFORM_APP=shop DYNOFORM_SIZE=standard-2x
+ActiveEnterTimestamp=@1795663232
+MemoryCurrent=[not set]
+
+Id=dyno-shop.v3-1.worker.1.service
+ActiveState=activating
+SubState=auto-restart
+MainPID=0
+NRestarts=0
+Environment=DYNO=worker.1 HOME=/app
+ActiveEnterTimestamp=
+MemoryCurrent=1048576
+
+Id=ssh.service
+ActiveState=active
+"""
+
+
+def test_dyno_facts_parse_systemctl_show() -> None:
+    assert dyno_facts_argv("shop")[-1] == "dyno-shop.*.service"
+    states = parse_dyno_facts(FACTS, "h1")
+    assert [s.instance for s in states] == [
+        DynoInstance(APP, 3, "web.1", "h1", 20001, 0, "standard-2x"),
+        DynoInstance(APP, 3, "worker.1", "h1", None, 1),
+    ]
+    web, worker = states
+    assert (web.active, web.main_pid, web.restarts, web.since) == ("active", 69, 2, 1795663232)
+    assert web.memory_bytes is None and worker.memory_bytes == 1048576
+    assert worker.sub == "auto-restart" and worker.since is None
+    assert journal_tail_argv(web.instance.unit, 5)[-3:] == ["5", "-u", web.instance.unit]
