@@ -155,7 +155,8 @@ def plan_converge(
     opts = options or RolloutOptions()
     desired = _desired(app, release, formation, placement)
     restart_set = set(restart)
-    current = {d.name: d for d in running if d.release == release}
+    # The newest generation of each dyno of this release is the one that may be kept.
+    current = {d.name: d for d in sorted(running, key=lambda d: (d.gen, d)) if d.release == release}
     keep: list[DynoInstance] = []
     start: list[DynoInstance] = []
     for want in desired:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provisioner.errors import DynoformError
 from provisioner.model.formation import ProcessFormation
@@ -227,3 +229,61 @@ def test_dyno_facts_parse_systemctl_show() -> None:
     assert web.memory_bytes is None and worker.memory_bytes == 1048576
     assert worker.sub == "auto-restart" and worker.since is None
     assert journal_tail_argv(web.instance.unit, 5)[-3:] == ["5", "-u", web.instance.unit]
+
+
+@st.composite
+def scenarios(draw: st.DrawFn):
+    hosts = [f"h{i}" for i in range(draw(st.integers(1, 3)))]
+    formation = {
+        t: ProcessFormation(
+            draw(st.integers(0, 4)), draw(st.sampled_from(["basic", "standard-2x"]))
+        )
+        for t in ("web", "worker")
+    }
+    placement = {
+        DynoRef(APP, t, i): draw(st.sampled_from(hosts))
+        for t, pf in formation.items()
+        for i in range(1, pf.quantity + 1)
+    }
+    running = []
+    used: dict[str, set[int]] = {h: set() for h in hosts}
+    for n in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(["web", "worker"]))
+        host = draw(st.sampled_from(hosts))
+        port = None
+        if kind == "web":
+            port = draw(st.integers(20000, 20010).filter(lambda p, h=host: p not in used[h]))
+            used[host].add(port)
+        dyno = DynoInstance(APP, draw(st.integers(1, 3)), f"{kind}.{n % 4 + 1}", host, port)
+        if dyno.unit not in {d.unit for d in running}:
+            running.append(dyno)
+    release = draw(st.integers(1, 4))
+    restart = draw(st.lists(st.sampled_from(["web", "worker", "web.1"]), max_size=2))
+    return release, formation, placement, running, restart
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_rollout_invariants(scenario) -> None:
+    release, formation, placement, running, restart = scenario
+    plan = plan_converge(APP, release, formation, placement, running, restart=restart)
+    started, stopped = plan.started, plan.stopped
+    # Everything not kept stops exactly once; the result is what the formation asks for.
+    assert sorted(stopped) == sorted(d for d in running if d not in plan.keep)
+    assert sorted(d.name for d in plan.final) == sorted(d.name for d in placement)
+    assert all(d.release == release for d in plan.final)
+    # New web dynos get ports in range, unique per host, free of everything running there.
+    for dyno in started:
+        assert (dyno.port is not None) == dyno.is_web
+    for host in {d.host for d in started}:
+        ports = [d.port for d in started if d.host == host and d.port]
+        taken = {d.port for d in running if d.host == host}
+        assert len(ports) == len(set(ports)) and not set(ports) & taken
+        assert all(20000 <= p <= 29999 for p in ports)
+    # No unit name is both started and already running; preboot order for web.
+    assert not {d.unit for d in started} & {d.unit for d in running}
+    healthy = [a.step for a in plan.actions if a.kind == "wait_healthy"]
+    web_stops = [a.step for a in plan.actions if a.kind == "stop" and a.instance.is_web]
+    if healthy and web_stops:
+        assert max(healthy) < min(web_stops)
+    assert {a.instance for a in plan.on_failure} <= {d for d in started if d.is_web}
