@@ -22,7 +22,7 @@ import jinja2
 from provisioner.paths import resource_dir
 
 PORT_BASE = 18000
-PORT_LIMIT = 18999
+PORT_SPAN = 999
 # Extra check pacing on top of the target group's own interval: a target that is down or in
 # transition is probed this often, so a newly registered target serves about a second after
 # registration instead of interval x healthy-threshold (AWS would take 10 s or more).
@@ -143,19 +143,23 @@ def safe_name(text: str) -> str:
 
 
 def allocate_ports(
-    known: Mapping[str, int], listener_arns: Iterable[str], base: int = PORT_BASE
+    known: Mapping[str, int],
+    listener_arns: Iterable[str],
+    base: int = PORT_BASE,
+    avoid: Collection[int] = (),
 ) -> dict[str, int]:
     """Give every listener ARN a stable local port; known ones keep theirs, new ones get the
-    lowest free port from `base`. Ports of listeners that are gone stay reserved so a listener
-    that comes back (after a daemon restart, say) never takes another one's port."""
+    lowest free port from `base` that is not in `avoid` (ports something else holds). Ports
+    of listeners that are gone stay reserved so a listener that comes back (after a daemon
+    restart, say) never takes another one's port."""
     ports = dict(known)
-    used = set(ports.values())
+    used = set(ports.values()) | set(avoid)
     next_port = base
     for arn in sorted(set(listener_arns) - set(ports)):
         while next_port in used:
             next_port += 1
-        if next_port > PORT_LIMIT:
-            raise ValueError(f"no free local load-balancer port left in {base}-{PORT_LIMIT}")
+        if next_port > base + PORT_SPAN:
+            raise ValueError(f"no free local load-balancer port left from {base}")
         ports[arn] = next_port
         used.add(next_port)
     return ports

@@ -45,6 +45,15 @@ def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class HaproxyProcess:
     """One HAProxy master process started by us, and its runtime API socket."""
 
@@ -196,8 +205,15 @@ class HaproxyProcess:
 class LoadBalancers:
     """Keeps one HAProxy in step with moto's ELBv2; the local-cloud daemon calls sync()."""
 
-    def __init__(self, elbv2_client: Any, state_dir: Path, ec2_client: Any = None) -> None:
+    def __init__(
+        self,
+        elbv2_client: Any,
+        state_dir: Path,
+        ec2_client: Any = None,
+        port_base: int = hx.PORT_BASE,
+    ) -> None:
         self.elbv2 = elbv2_client
+        self.port_base = port_base
         self._ec2 = ec2_client
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +313,7 @@ class LoadBalancers:
             targets[arn] = self.elbv2.describe_target_health(TargetGroupArn=arn)[
                 "TargetHealthDescriptions"
             ]
-        ports = hx.allocate_ports(self._ports, rules)
+        ports = self._allocate(list(rules))
         if ports != self._ports:
             self._ports = ports
             _write_atomic(self.ports_file, json.dumps(ports, indent=1, sort_keys=True) + "\n")
@@ -342,6 +358,16 @@ class LoadBalancers:
                 aws_session_token=creds.token,
             )
         return self._ec2
+
+    def _allocate(self, listener_arns: list[str]) -> dict[str, int]:
+        """Ports for new listeners, skipping any that something else already holds."""
+        busy: set[int] = set()
+        while True:
+            ports = hx.allocate_ports(self._ports, listener_arns, self.port_base, busy)
+            taken = {p for arn, p in ports.items() if arn not in self._ports and not _free(p)}
+            if not taken:
+                return ports
+            busy |= taken
 
     def _load_ports(self) -> dict[str, int]:
         try:

@@ -1,0 +1,449 @@
+"""The local load-balancer data plane end to end: moto server + real HAProxy + real backends.
+
+Everything runs on loopback: a moto server in a thread, Python http.servers as targets (ip
+targets at 127.0.0.1), and LoadBalancers.sync() in a loop as the local-cloud daemon runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import http.server
+import itertools
+import os
+import shutil
+import signal
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from provisioner.localcloud.lb import LoadBalancers
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
+
+SYNC_SECONDS = 0.5  # as the daemon calls it
+PORT_BASE = 28400
+
+
+class Backend:
+    """A real HTTP server on a free loopback port that says who it is."""
+
+    addresses = itertools.count(11)
+
+    def __init__(self, name: str, health_status: int = 200) -> None:
+        # Each backend on its own loopback address: moto keys a target group's targets by Id
+        # alone, so two targets on one IP with different ports would collapse into one.
+        self.address = f"127.0.0.{next(Backend.addresses) % 250 + 2}"
+        self.name = name
+        self.health_status = health_status
+        self.hits: Counter[str] = Counter()
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                if self.path == "/health":
+                    code, body = backend.health_status, b"health\n"
+                else:
+                    backend.hits[self.path] += 1
+                    if self.path.startswith("/slow"):
+                        time.sleep(1.5)
+                    code, body = 200, f"{backend.name} {self.headers.get('Host')}\n".encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # health checks may reset the connection after the status line
+
+        self.server = Server((self.address, 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def target(self) -> dict[str, Any]:
+        return {"Id": self.address, "Port": self.port}
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # moto keeps its state per process, not per server: start every test from nothing.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def _client(endpoint: str, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+class Cloud:
+    """One ALB with a 404 default, two target groups and host-header rules, and its syncer."""
+
+    def __init__(self, endpoint: str, state_dir: Path, tag: str) -> None:
+        self.elb = _client(endpoint, "elbv2")
+        ec2 = _client(endpoint, "ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.10.{i}.0/24", AvailabilityZone=zone)[
+                "Subnet"
+            ]["SubnetId"]
+            for i, zone in enumerate(("us-east-1a", "us-east-1b"))
+        ]
+        lb = self.elb.create_load_balancer(Name=f"lb-{tag}", Subnets=subnets)["LoadBalancers"][0]
+        self.lb_arn = lb["LoadBalancerArn"]
+        self.web = self._target_group(f"web-{tag}", vpc)
+        self.api = self._target_group(f"api-{tag}", vpc)
+        self.listener = self.elb.create_listener(
+            LoadBalancerArn=self.lb_arn,
+            Protocol="HTTP",
+            Port=80,
+            DefaultActions=[
+                {
+                    "Type": "fixed-response",
+                    "FixedResponseConfig": {
+                        "StatusCode": "404",
+                        "ContentType": "text/plain",
+                        "MessageBody": "no such app\n",
+                    },
+                }
+            ],
+        )["Listeners"][0]["ListenerArn"]
+        self.rule(10, ["web.example.test"], self.web)
+        self.rule(20, ["*.api.test"], self.api)
+        # Away from 18000+, which the shared local cloud on this machine may be using.
+        self.lbs = LoadBalancers(self.elb, state_dir, port_base=PORT_BASE)
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        self.port = self._wait_port()
+
+    def _target_group(self, name: str, vpc: str) -> str:
+        arn = self.elb.create_target_group(
+            Name=name,
+            Protocol="HTTP",
+            Port=80,
+            VpcId=vpc,
+            TargetType="ip",
+            HealthCheckPath="/health",
+            HealthCheckIntervalSeconds=5,
+            HealthyThresholdCount=2,
+            UnhealthyThresholdCount=2,
+            Matcher={"HttpCode": "200-299"},
+        )["TargetGroups"][0]["TargetGroupArn"]
+        self.elb.modify_target_group_attributes(
+            TargetGroupArn=arn,
+            Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}],
+        )
+        return str(arn)
+
+    def rule(self, priority: int, hosts: list[str], tg_arn: str) -> None:
+        self.elb.create_rule(
+            ListenerArn=self.listener,
+            Priority=priority,
+            Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": hosts}}],
+            Actions=[{"Type": "forward", "TargetGroupArn": tg_arn}],
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.lbs.sync()
+            except BaseException as exc:  # surfaced by the test, not swallowed
+                self.errors.append(exc)
+            self._stop.wait(SYNC_SECONDS)
+
+    def _wait_port(self) -> int:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for lb in self.lbs.status():
+                for ln in lb["listeners"] if lb["arn"] == self.lb_arn else ():
+                    if ln["local_url"] and self.lbs.haproxy.running:
+                        return int(ln["local_url"].rsplit(":", 1)[1])
+            time.sleep(0.05)
+        raise AssertionError(f"no local_url in {self.lbs.status()} ({self.errors})")
+
+    def register(self, tg_arn: str, *backends: Backend) -> None:
+        self.elb.register_targets(TargetGroupArn=tg_arn, Targets=[b.target for b in backends])
+
+    def deregister(self, tg_arn: str, *backends: Backend) -> None:
+        self.elb.deregister_targets(TargetGroupArn=tg_arn, Targets=[b.target for b in backends])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        master = self.lbs.haproxy.proc.pid if self.lbs.haproxy.proc else None
+        try:
+            self.lbs.close()
+        finally:
+            if master is not None and Path(f"/proc/{master}").exists():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(master, signal.SIGKILL)
+
+
+def get(port: int, host: str, path: str = "/", timeout: float = 5) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, "X-Request-Id": "req-test-1"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def wait_for(port: int, host: str, want: str, timeout: float = 5.0) -> float:
+    """Seconds until a request for `host` is answered by the backend named `want`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        with contextlib.suppress(OSError):
+            status, body = get(port, host)
+            if status == 200 and body.startswith(want + " "):
+                return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"{host} never reached {want} within {timeout}s")
+
+
+@pytest.fixture
+def backends() -> Iterator[dict[str, Backend]]:
+    made: dict[str, Backend] = {}
+
+    class Factory(dict[str, Backend]):
+        def __missing__(self, name: str) -> Backend:
+            made[name] = self[name] = Backend(name)
+            return made[name]
+
+    yield Factory()
+    for b in made.values():
+        b.stop()
+
+
+@pytest.fixture
+def cloud(endpoint: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cloud]:
+    tag = str(abs(hash(request.node.name)) % 100000)
+    c = Cloud(endpoint, tmp_path / "lb", tag)
+    try:
+        yield c
+    finally:
+        c.close()
+    assert not c.errors, c.errors
+
+
+def test_host_rules_reach_their_target_groups_and_default_is_404(
+    cloud: Cloud, backends: dict[str, Backend]
+) -> None:
+    cloud.register(cloud.web, backends["web1"])
+    cloud.register(cloud.api, backends["api1"])
+    wait_for(cloud.port, "web.example.test", "web1")
+    wait_for(cloud.port, "v1.api.test", "api1")
+
+    assert get(cloud.port, "web.example.test")[1] == "web1 web.example.test\n"
+    assert get(cloud.port, "WEB.Example.test:80")[1].startswith("web1 ")  # case, port
+    assert get(cloud.port, "x.y.api.test")[1].startswith("api1 ")  # * spans dots, as on ALB
+    assert get(cloud.port, "api.test") == (404, "no such app\n")  # *. needs a subdomain
+    assert get(cloud.port, "elsewhere.test") == (404, "no such app\n")
+
+    want = f"dyno={backends['web1'].address}:{backends['web1'].port}"
+    deadline = time.monotonic() + 2  # HAProxy logs a request just after it answers
+    router_log = ""
+    while want not in router_log and time.monotonic() < deadline:
+        router_log = (cloud.lbs.state_dir / "router.log").read_text()
+        time.sleep(0.05)
+    assert "request_id=req-test-1" in router_log
+    assert 'method=GET path="/" host=web.example.test' in router_log
+    assert want in router_log
+    listener = cloud.lbs.status()[0]["listeners"][0]
+    assert listener["local_url"] == f"http://127.0.0.1:{cloud.port}"
+    assert listener["port"] == 80 and listener["protocol"] == "HTTP"
+
+
+def test_target_churn_drops_no_request(cloud: Cloud, backends: dict[str, Backend]) -> None:
+    old, stay, new = backends["old"], backends["stay"], backends["new"]
+    cloud.register(cloud.web, old, stay)
+    wait_for(cloud.port, "web.example.test", "old")
+    wait_for(cloud.port, "web.example.test", "stay")
+    reload_pid = cloud.lbs.haproxy.worker_pid()
+
+    failures: list[str] = []
+    served: Counter[str] = Counter()
+
+    def fresh_connections(n: int) -> None:
+        for _ in range(n):
+            try:
+                status, body = get(cloud.port, "web.example.test", "/churn")
+                served[body.split()[0]] += 1
+                if status != 200:
+                    failures.append(f"{status} {body!r}")
+            except OSError as exc:
+                failures.append(repr(exc))
+            time.sleep(0.02)
+
+    def keep_alive(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+        for _ in range(n):
+            try:
+                conn.request("GET", "/churn", headers={"Host": "web.example.test"})
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                served[body.split()[0]] += 1
+                if resp.status != 200:
+                    failures.append(f"{resp.status} {body!r}")
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+            time.sleep(0.02)
+        conn.close()
+
+    clients = [
+        threading.Thread(target=fresh_connections, args=(100,)),
+        threading.Thread(target=keep_alive, args=(100,)),
+    ]
+    for t in clients:
+        t.start()
+    time.sleep(0.5)
+    registered_at = time.monotonic()
+    cloud.register(cloud.web, new)
+    cloud.deregister(cloud.web, old)
+    serving_after = wait_for(cloud.port, "web.example.test", "new")
+    for t in clients:
+        t.join(timeout=60)
+
+    print(
+        f"churn: {sum(served.values())} requests, {len(failures)} failures, served {dict(served)}, "
+        f"register_targets -> serving {serving_after:.2f}s (at {registered_at:.0f})"
+    )
+    assert failures == []
+    assert sum(served.values()) == 200
+    assert served["new"] > 0 and served["stay"] > 0
+    assert serving_after < 3.0
+    # Target changes went through the runtime API: the same worker still serves.
+    assert cloud.lbs.haproxy.worker_pid() == reload_pid
+    time.sleep(1.0)
+    after = Counter(get(cloud.port, "web.example.test")[1].split()[0] for _ in range(20))
+    assert set(after) == {"new", "stay"}
+
+
+def test_draining_target_finishes_its_request(cloud: Cloud, backends: dict[str, Backend]) -> None:
+    old, new = backends["slow-old"], backends["slow-new"]
+    cloud.register(cloud.api, old)
+    wait_for(cloud.port, "a.api.test", "slow-old")
+    result: list[tuple[int, str]] = []
+    slow = threading.Thread(target=lambda: result.append(get(cloud.port, "a.api.test", "/slow")))
+    slow.start()
+    time.sleep(0.2)
+    cloud.register(cloud.api, new)
+    cloud.deregister(cloud.api, old)
+    wait_for(cloud.port, "a.api.test", "slow-new")
+    slow.join(timeout=10)
+    assert result and result[0][0] == 200 and result[0][1].startswith("slow-old ")
+
+
+def test_unhealthy_targets_get_no_traffic(cloud: Cloud, backends: dict[str, Backend]) -> None:
+    good, sick = backends["good"], backends["sick"]
+    sick.health_status = 500
+    gone = Backend("gone")
+    gone.stop()  # a registered target that does not listen
+    cloud.register(cloud.api, good, sick, gone)
+    wait_for(cloud.port, "b.api.test", "good")
+    time.sleep(1.0)
+    bodies = Counter(get(cloud.port, "b.api.test", "/count")[1].split()[0] for _ in range(40))
+    assert bodies == Counter({"good": 40})
+    assert sick.hits["/count"] == 0
+
+    # A target that turns unhealthy is taken out; one that recovers comes back.
+    sick.health_status = 200
+    wait_for(cloud.port, "b.api.test", "sick", timeout=8)
+    good.health_status = 503
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if {get(cloud.port, "b.api.test")[1].split()[0] for _ in range(6)} == {"sick"}:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("a target failing its health checks kept getting traffic")
+
+
+def test_structural_change_reloads_without_dropping(
+    cloud: Cloud, backends: dict[str, Backend]
+) -> None:
+    cloud.register(cloud.web, backends["w"])
+    cloud.register(cloud.api, backends["a"])
+    wait_for(cloud.port, "web.example.test", "w")
+    wait_for(cloud.port, "q.api.test", "a")
+    before = cloud.lbs.haproxy.worker_pid()
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                status, _ = get(cloud.port, "web.example.test")
+                if status != 200:
+                    failures.append(str(status))
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    client = threading.Thread(target=hammer)
+    client.start()
+    try:
+        cloud.rule(5, ["new.example.test"], cloud.api)  # a new rule: a reload
+        wait_for(cloud.port, "new.example.test", "a")
+    finally:
+        stop.set()
+        client.join(timeout=10)
+    assert cloud.lbs.haproxy.worker_pid() != before
+    assert failures == []
+    # The reloaded HAProxy kept both targets up (state file + runtime re-add).
+    assert get(cloud.port, "web.example.test")[1].startswith("w ")
+
+
+def test_ports_survive_a_restart(endpoint: str, tmp_path: Path) -> None:
+    state = tmp_path / "lb"
+    first = Cloud(endpoint, state, "restart")
+    try:
+        port = first.port
+    finally:
+        first.close()
+    assert not first.lbs.haproxy.running
+    second = LoadBalancers(first.elb, state, port_base=PORT_BASE)
+    try:
+        second.sync()
+        urls = [ln["local_url"] for lb in second.status() for ln in lb["listeners"]]
+        assert f"http://127.0.0.1:{port}" in urls
+    finally:
+        second.close()
