@@ -217,8 +217,16 @@ class BuildResult:
     duration_s: float
 
 
-def parse_build_result(text: str) -> BuildResult:
-    """Parse the runner's result JSON; a failed build raises DynoformError with its message."""
+def parse_build_result(text: str | None, exit_status: int | None = None) -> BuildResult:
+    """Parse the runner's result JSON; a failed build raises DynoformError with its message.
+
+    `text` is None when the result file is missing: the unit was stopped before the runner
+    could write it (over RuntimeMaxSec or MemoryMax, or killed)."""
+    if text is None:
+        raise DynoformError(
+            f"the build stopped without a result (exit status {exit_status})",
+            "a build may run 15 minutes and use the build unit's memory limit; see the output above",
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

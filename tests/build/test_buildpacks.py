@@ -146,7 +146,8 @@ def run_web(app_dir: Path, command: str, extra_env: dict[str, str]) -> str:
                     raise
                 time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -186,6 +187,14 @@ def test_python_example_cold_then_warm(tmp_path: Path):
         app_dir, warm.result["process_types"]["web"], {"DYNO": "web.1", "DYNOFORM_RELEASE": "v7"}
     )
     assert json.loads(body)["dyno"] == "web.1" and json.loads(body)["release"] == "v7"
+
+    # Changed requirements: the venv is rebuilt (pip's cache still helps), one venv is kept.
+    changed = write_app(tmp_path / "changed", {"requirements.txt": "gunicorn==23.0.0\npackaging\n"})
+    rebuilt = run_build(tmp_path, changed, app_dir=app_dir, tag="changed")
+    assert_ok(rebuilt)
+    assert "Installing requirements with pip" in rebuilt.output
+    assert len(list((tmp_path / "cache" / "python").glob("venv-*"))) == 1
+    print(f"python, changed requirements: {rebuilt.seconds:.2f} s (pip cache warm)")
 
 
 def test_nodejs_example(tmp_path: Path):

@@ -316,3 +316,10 @@ def test_parse_build_result_failure_carries_the_message():
 def test_parse_build_result_rejects_garbage(text: str):
     with pytest.raises(DynoformError):
         parse_build_result(text)
+
+
+def test_parse_build_result_without_a_result_file():
+    with pytest.raises(DynoformError) as info:
+        parse_build_result(None, exit_status=1)
+    assert "stopped without a result (exit status 1)" in info.value.message
+    assert info.value.hint and "15 minutes" in info.value.hint
