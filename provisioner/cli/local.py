@@ -61,6 +61,9 @@ def status_command() -> None:
 def _print_status(data: dict[str, Any]) -> None:
     if not data["running"]:
         err.print(f"the local cloud is not running (state dir {data['state_dir']})")
+        if data.get("leftovers"):
+            left = "; ".join(f"{k}: {', '.join(v)}" for k, v in data["leftovers"].items())
+            err.print(f"a previous run left: {left} (`local up` or `local down` removes them)")
         err.print("start it with `dynoform local up`")
         return
     out.print(f"endpoint   {data.get('endpoint')}")

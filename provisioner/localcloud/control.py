@@ -182,7 +182,8 @@ def status() -> dict[str, Any]:
         "load_balancers": [],
     }
     if pid is None:
-        return base
+        left = {kind: items for kind, items in leftovers().items() if items}
+        return {**base, "leftovers": left} if left else base
     data = read_status_file()
     cloud = read_cloud_file() or {}
     if not data:

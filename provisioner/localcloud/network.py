@@ -5,6 +5,7 @@ Command builders are pure (argv lists, tested as data); `apply_*` functions run 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -54,6 +55,13 @@ def names_for(instance_id: str) -> tuple[str, str]:
     return f"{NETNS_PREFIX}{suffix}", f"{VETH_PREFIX}{suffix[-12:]}"
 
 
+def mac_for(instance_id: str) -> str:
+    """A stable, locally administered MAC per instance: after a stop/start the host comes back
+    with the same MAC, so neighbour caches (the bridge's, other hosts') stay right."""
+    digest = hashlib.sha256(instance_id.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def bridge_up(state: Path) -> None:
     if not Path(f"/sys/class/net/{BRIDGE}").exists():
         run(["ip", "link", "add", BRIDGE, "type", "bridge"])
@@ -96,12 +104,30 @@ def host_net_up(instance_id: str, address: str) -> str:
     netns, veth = names_for(instance_id)
     host_net_down(instance_id)
     run(["ip", "netns", "add", netns])
-    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
+    mac = mac_for(instance_id)
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "address",
+            mac,
+            "netns",
+            netns,
+        ]
+    )
     run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
     run(["ip", "-n", netns, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", "eth0"])
     run(["ip", "-n", netns, "link", "set", "eth0", "up"])
     run(["ip", "-n", netns, "link", "set", "lo", "up"])
     run(["ip", "-n", netns, "route", "add", "default", "via", GATEWAY])
+    run(["ip", "neigh", "flush", "to", address, "dev", BRIDGE], check=False)
     return netns
 
 
