@@ -44,9 +44,12 @@ def parse_dyno_units(stdout: str) -> list[str]:
     return sorted({line.rsplit("/", 1)[-1] for line in stdout.split() if line.endswith(".service")})
 
 
+# Units with processes below dynoform.slice: cgroup v2 (EC2), or the unified tree of a hybrid
+# host (the local cloud on a cgroup-v1 machine); find reports the missing one and goes on.
 DYNO_UNITS_FACT = (
     "find",
     "/sys/fs/cgroup/dynoform.slice",
+    "/sys/fs/cgroup/unified/dynoform.slice",
     "-mindepth",
     "1",
     "-type",
@@ -239,7 +242,7 @@ class Fleet:
 
     def dynos(self, host: fleet.Host, retry_for: float = REACH_TIMEOUT) -> list[str]:
         result = self.connect(host, retry_for).run(DYNO_UNITS_FACT, timeout=STEP_TIMEOUT)
-        return parse_dyno_units(result.stdout) if result.ok else []
+        return parse_dyno_units(result.stdout)
 
     def rows(self, with_dynos: bool = True) -> list[HostRow]:
         hosts = self.hosts()
