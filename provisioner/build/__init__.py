@@ -34,6 +34,7 @@ __all__ = [
     "BuildResult",
     "build_layout",
     "build_unit_argv",
+    "buildpack_clone_argv",
     "merge_process_types",
     "parse_build_result",
     "parse_procfile",
@@ -76,6 +77,10 @@ class BuildLayout:
     @property
     def unit(self) -> str:
         return f"dynoform-build-{self.app}-{self.build_id}"
+
+    def buildpack_dir(self, index: int) -> str:
+        """Where the app's Nth explicit buildpack goes (cloned or uploaded) for this build."""
+        return f"{self.work_dir}/buildpacks/{int(index)}"
 
 
 def build_layout(app: str, build_id: str) -> BuildLayout:
@@ -203,6 +208,27 @@ def build_unit_argv(
     for prop in properties:
         argv += ["-p", prop]
     return argv + ["--", *command]
+
+
+_GIT_URL_RE = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?/[A-Za-z0-9._~/%+-]+")
+_GIT_REF_RE = re.compile(r"[A-Za-z0-9._/-]+")
+
+
+def buildpack_clone_argv(url: str, dest: str, *, user: str = BUILD_USER) -> list[str]:
+    """argv that clones a buildpack git URL (`https://host/repo.git#ref`, Heroku's form: ref is
+    a branch or tag) on the build host, as the unprivileged build user, never prompting."""
+    repo, _, ref = url.partition("#")
+    if not _GIT_URL_RE.fullmatch(repo):
+        raise ValidationError(
+            f"buildpack URL {url!r}", "must be an https:// git URL, optionally with #branch-or-tag"
+        )
+    if ref and (not _GIT_REF_RE.fullmatch(ref) or ref.startswith("-")):
+        raise ValidationError(f"buildpack ref {ref!r}", "must be a branch or tag name")
+    argv = ["runuser", "-u", user, "--", "env", "GIT_TERMINAL_PROMPT=0"]
+    argv += ["git", "clone", "--quiet", "--depth", "1"]
+    if ref:
+        argv += ["--branch", ref]
+    return argv + ["--", repo, _safe_path(dest)]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from provisioner.build import (
     build_layout,
     build_unit_argv,
+    buildpack_clone_argv,
     merge_process_types,
     parse_build_result,
     parse_procfile,
@@ -323,3 +324,35 @@ def test_parse_build_result_without_a_result_file():
         parse_build_result(None, exit_status=1)
     assert "stopped without a result (exit status 1)" in info.value.message
     assert info.value.hint and "15 minutes" in info.value.hint
+
+
+def test_buildpack_clone_argv_with_ref():
+    dest = build_layout("myapp", "b1").buildpack_dir(0)
+    assert buildpack_clone_argv("https://github.com/heroku/heroku-buildpack-ruby.git#v300", dest) == [
+        "runuser", "-u", "dynoform-build", "--", "env", "GIT_TERMINAL_PROMPT=0",
+        "git", "clone", "--quiet", "--depth", "1", "--branch", "v300",
+        "--", "https://github.com/heroku/heroku-buildpack-ruby.git",
+        "/srv/dynoform/builds/myapp/b1/buildpacks/0",
+    ]  # fmt: skip
+
+
+def test_buildpack_clone_argv_without_ref():
+    argv = buildpack_clone_argv(
+        "https://example.com/bp", "/srv/dynoform/builds/a1b/b1/buildpacks/1"
+    )
+    assert "--branch" not in argv and argv[-2] == "https://example.com/bp"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@github.com:x/y.git",
+        "http://example.com/bp",
+        "https://example.com/bp#--upload-pack=x",
+        "https://x/ y",
+        "file:///etc",
+    ],
+)
+def test_buildpack_clone_argv_refuses(url: str):
+    with pytest.raises(ValidationError):
+        buildpack_clone_argv(url, "/srv/dynoform/builds/a1b/b1/buildpacks/0")
