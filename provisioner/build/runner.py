@@ -238,6 +238,15 @@ def merge_process_types(defaults: dict[str, str], procfile: dict[str, str]) -> d
     return merged
 
 
+def with_exports(argv: list[str], exports: list[Path]) -> list[str]:
+    """Run argv after sourcing the `export` files of earlier buildpacks (Heroku's multi-buildpack
+    contract: a buildpack's bin/compile may write BP_DIR/export for the ones after it)."""
+    if not exports:
+        return argv
+    script = 'n=$1; shift; while [ "$n" -gt 0 ]; do . "$1"; shift; n=$((n - 1)); done; exec "$@"'
+    return ["/bin/sh", "-c", script, "sh", str(len(exports)), *map(str, exports), *argv]
+
+
 def split_release_command(processes: dict[str, str]) -> tuple[dict[str, str], str | None]:
     """The `release` entry is the release-phase command, not a dyno type."""
     dynos = {k: v for k, v in processes.items() if k != "release"}
@@ -465,8 +474,11 @@ def compile_app(
     env_dir: Path,
     env: dict[str, str],
     log: list[str],
+    exports: list[Path] | None = None,
 ) -> None:
-    argv = [str(pack.script("compile")), str(app_dir), str(cache_dir), str(env_dir)]
+    argv = with_exports(
+        [str(pack.script("compile")), str(app_dir), str(cache_dir), str(env_dir)], exports or []
+    )
     status, last = run_streamed(argv, env, app_dir, log)
     if status != 0:
         raise BuildError(
@@ -621,10 +633,13 @@ def build(opts: Options) -> dict[str, object]:
     candidates, explicit = candidate_buildpacks(opts)
     chosen = detect(candidates, explicit, opts.app_dir, env)
     defaults: dict[str, str] = {}
+    exports: list[Path] = []
     for pack in chosen:
         say(step(f"{pack.name} app detected"))
-        compile_app(pack, opts.app_dir, opts.cache_dir, opts.env_dir, env, opts.log)
+        compile_app(pack, opts.app_dir, opts.cache_dir, opts.env_dir, env, opts.log, exports)
         defaults.update(release_info(pack, opts.app_dir, env))
+        if (pack.path / "export").is_file():
+            exports.append(pack.path / "export")
     processes, release_command = split_release_command(merge_process_types(defaults, procfile))
     say(step("Discovering process types"))
     say(indent(f"Procfile declares types     -> {', '.join(procfile) or '(none)'}"))

@@ -400,6 +400,28 @@ def test_explicit_buildpack_gets_config_through_env_dir_only(tmp_path: Path):
     assert build.result["buildpack"] == "Custom"
 
 
+def test_multiple_buildpacks_run_in_order_with_exports(tmp_path: Path):
+    """Heroku's multi-buildpack contract: each compiles in order; a buildpack's `export` file is
+    sourced before the next ones; the last default_process_types win per type."""
+    first = custom_buildpack(
+        tmp_path / "bp1",
+        'echo "export TOOL_HOME="$1/.tool"" > "$(dirname "$0")/../export"\necho one > "$1/order.txt"\n',
+        "---\ndefault_process_types:\n  web: first\n  worker: first-worker\n",
+    )
+    second = custom_buildpack(
+        tmp_path / "bp2",
+        'echo two >> "$1/order.txt"\necho "$TOOL_HOME" > "$1/tool_home.txt"\n',
+        "---\ndefault_process_types:\n  web: second\n",
+    )
+    src = write_app(tmp_path / "src", {"README": "x\n"})
+    build = run_build(tmp_path, src, extra=["--buildpack", str(first), "--buildpack", str(second)])
+    assert_ok(build)
+    assert build.read("order.txt") == "one\ntwo\n"
+    assert build.read("tool_home.txt") == f"{tmp_path / 'app'}/.tool\n"
+    assert build.result["process_types"] == {"web": "second", "worker": "first-worker"}
+    assert build.result["buildpack"] == "Custom + Custom"
+
+
 def test_explicit_buildpack_that_does_not_detect(tmp_path: Path):
     pack = custom_buildpack(tmp_path / "bp", "true\n")
     (pack / "bin" / "detect").write_text("#!/bin/sh\necho 'no Gemfile here' >&2\nexit 1\n")
