@@ -412,8 +412,13 @@ def _wildcards_regex(values: Iterable[str]) -> str:
 
 
 def server_args(tg: TargetGroup, target: Target) -> list[str]:
-    """The words after `server NAME` (config) and `add server BE/NAME` (runtime API)."""
-    args = [f"{target.address}:{target.port}"]
+    """The words after `add server BE/NAME` (runtime API, which ignores `default-server`)."""
+    return [f"{target.address}:{target.port}", *check_args(tg)]
+
+
+def check_args(tg: TargetGroup) -> list[str]:
+    """The target group's health check as server keywords (`default-server` in the config)."""
+    args: list[str] = []
     hc = tg.health
     if hc.enabled:
         args += [
@@ -511,9 +516,9 @@ def config_view(model: Model, state_dir: Path) -> dict[str, Any]:
                 "arn": tg.arn,
                 "health": tg.health,
                 "check_path": haproxy_string(tg.health.path),
+                "default_server": " ".join(check_args(tg)),
                 "servers": [
-                    {"name": t.server_name, "args": " ".join(server_args(tg, t))}
-                    for t in tg.targets
+                    {"name": t.server_name, "address": f"{t.address}:{t.port}"} for t in tg.targets
                 ],
             }
         )

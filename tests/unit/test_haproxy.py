@@ -1,0 +1,476 @@
+"""The pure half of the local load balancers: ELBv2 describe_* answers -> model -> HAProxy."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.localcloud import haproxy as hx
+
+GOLDEN = Path(__file__).parent / "golden" / "haproxy"
+STATE = Path("/var/lib/dynoform/local")
+ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012"
+LB = f"{ARN}:loadbalancer/app/shop/aaa"
+LN80 = f"{ARN}:listener/app/shop/aaa/l80"
+LN443 = f"{ARN}:listener/app/shop/aaa/l443"
+TG_WEB = f"{ARN}:targetgroup/web/111"
+TG_API = f"{ARN}:targetgroup/api/222"
+TG_LAMBDA = f"{ARN}:targetgroup/fn/333"
+
+
+def fixed(code: str, body: str) -> dict[str, Any]:
+    return {
+        "Type": "fixed-response",
+        "FixedResponseConfig": {
+            "StatusCode": code,
+            "ContentType": "text/plain",
+            "MessageBody": body,
+        },
+    }
+
+
+def describe() -> dict[str, Any]:
+    """Canned answers shaped like moto 5.2's (and AWS's)."""
+    return {
+        "load_balancers": [
+            {
+                "LoadBalancerArn": LB,
+                "LoadBalancerName": "shop",
+                "DNSName": "shop-1.us-east-1.elb.amazonaws.com",
+                "Type": "application",
+            }
+        ],
+        "listeners": {
+            LB: [
+                {
+                    "ListenerArn": LN443,
+                    "Port": 443,
+                    "Protocol": "HTTPS",
+                    "DefaultActions": [fixed("404", "no")],
+                },
+                {
+                    "ListenerArn": LN80,
+                    "Port": 80,
+                    "Protocol": "HTTP",
+                    "DefaultActions": [fixed("404", 'no "app" here\n')],
+                },
+            ]
+        },
+        "rules": {
+            LN80: [
+                {
+                    "RuleArn": f"{LN80}/r-default",
+                    "Priority": "default",
+                    "IsDefault": True,
+                    "Conditions": [],
+                    "Actions": [fixed("404", "no")],
+                },
+                {
+                    "RuleArn": f"{LN80}/r20",
+                    "Priority": "20",
+                    "Conditions": [
+                        {"Field": "host-header", "Values": ["api.shop.test"]},
+                        {"Field": "path-pattern", "Values": ["/v1/*"]},
+                    ],
+                    "Actions": [{"Type": "forward", "TargetGroupArn": TG_API}],
+                },
+                {
+                    "RuleArn": f"{LN80}/r10",
+                    "Priority": "10",
+                    "Conditions": [
+                        {
+                            "Field": "host-header",
+                            "HostHeaderConfig": {"Values": ["*.Shop.test", "shop.test"]},
+                        }
+                    ],
+                    "Actions": [
+                        {
+                            "Type": "forward",
+                            "ForwardConfig": {
+                                "TargetGroups": [{"TargetGroupArn": TG_WEB, "Weight": 1}]
+                            },
+                        }
+                    ],
+                },
+                {
+                    "RuleArn": f"{LN80}/r30",
+                    "Priority": "30",
+                    "Conditions": [{"Field": "host-header", "Values": ["old.shop.test"]}],
+                    "Actions": [
+                        {
+                            "Type": "redirect",
+                            "RedirectConfig": {
+                                "Protocol": "HTTPS",
+                                "Port": "443",
+                                "Host": "shop.test",
+                                "StatusCode": "HTTP_301",
+                            },
+                        }
+                    ],
+                },
+                {
+                    "RuleArn": f"{LN80}/r40",
+                    "Priority": "40",
+                    "Conditions": [
+                        {"Field": "source-ip", "SourceIpConfig": {"Values": ["10.0.0.0/8"]}}
+                    ],
+                    "Actions": [{"Type": "forward", "TargetGroupArn": TG_WEB}],
+                },
+            ]
+        },
+        "target_groups": [
+            {
+                "TargetGroupArn": TG_WEB,
+                "TargetGroupName": "web",
+                "Port": 80,
+                "TargetType": "ip",
+                "HealthCheckEnabled": True,
+                "HealthCheckPath": "/health",
+                "HealthCheckPort": "traffic-port",
+                "HealthCheckIntervalSeconds": 5,
+                "HealthCheckTimeoutSeconds": 3,
+                "HealthyThresholdCount": 2,
+                "UnhealthyThresholdCount": 3,
+                "Matcher": {"HttpCode": "200-299"},
+            },
+            {
+                "TargetGroupArn": TG_API,
+                "TargetGroupName": "api",
+                "Port": 8080,
+                "TargetType": "instance",
+                "HealthCheckPath": "/up",
+                "HealthCheckPort": "9000",
+                "HealthCheckIntervalSeconds": 30,
+                "Matcher": {"HttpCode": "200,204"},
+            },
+            {"TargetGroupArn": TG_LAMBDA, "TargetGroupName": "fn", "TargetType": "lambda"},
+        ],
+        "attributes": {
+            TG_WEB: [{"Key": "deregistration_delay.timeout_seconds", "Value": "10"}],
+            TG_API: [{"Key": "stickiness.enabled", "Value": "false"}],
+        },
+        "targets": {
+            TG_WEB: [
+                {
+                    "Target": {"Id": "198.18.0.12", "Port": 5001},
+                    "TargetHealth": {"State": "healthy"},
+                },
+                {
+                    "Target": {"Id": "198.18.0.11", "Port": 5000},
+                    "TargetHealth": {"State": "healthy"},
+                },
+                {
+                    "Target": {"Id": "198.18.0.13", "Port": 5000},
+                    "TargetHealth": {"State": "draining"},
+                },
+            ],
+            TG_API: [
+                {"Target": {"Id": "i-0abc", "Port": 8080}, "TargetHealth": {"State": "healthy"}},
+                {"Target": {"Id": "i-0def"}, "TargetHealth": {"State": "healthy"}},
+            ],
+        },
+        "ports": {LN80: 18000},
+        "instance_ips": {"i-0abc": "198.18.0.20"},
+    }
+
+
+def model(**changes: Any) -> hx.Model:
+    d = describe()
+    d.update(changes)
+    return hx.build_model(
+        d["load_balancers"],
+        d["listeners"],
+        d["rules"],
+        d["target_groups"],
+        d["attributes"],
+        d["targets"],
+        d["ports"],
+        d["instance_ips"],
+    )
+
+
+# ---------------------------------------------------------------- model
+
+
+def test_model_listeners_rules_and_actions() -> None:
+    m = model()
+    (lb,) = m.load_balancers
+    assert lb.name == "shop" and lb.dns_name.startswith("shop-1.")
+    http, https = lb.listeners
+    assert (http.port, http.local_port, http.local_url) == (80, 18000, "http://127.0.0.1:18000")
+    assert (https.port, https.local_port, https.local_url) == (443, None, None)
+    assert [r.priority for r in http.rules] == [10, 20, 30]  # source-ip rule skipped
+    r10, r20, r30 = http.rules
+    assert r10.hosts == ("*.Shop.test", "shop.test") and r10.action.target_group_arn == TG_WEB
+    assert r20.hosts == ("api.shop.test",) and r20.paths == ("/v1/*",)
+    assert r30.action == hx.Action(
+        kind="redirect", status_code=301, location="https://shop.test/%[path,regsub(^/,)]?%[query]"
+    )
+    assert http.default == hx.Action(
+        kind="fixed-response", status_code=404, content_type="text/plain", body='no "app" here\n'
+    )
+    assert any("source-ip" in w for w in m.warnings)
+
+
+def test_model_target_groups_health_and_targets() -> None:
+    m = model()
+    assert [tg.name for tg in m.target_groups] == ["api", "web"]  # lambda skipped
+    api, web = m.target_groups
+    assert web.health == hx.HealthCheck(
+        enabled=True,
+        path="/health",
+        port=None,
+        interval=5,
+        timeout=3,
+        healthy=2,
+        unhealthy=3,
+        matcher="200-299",
+    )
+    assert web.deregistration_delay == 10
+    assert [(t.address, t.port) for t in web.targets] == [
+        ("198.18.0.11", 5000),
+        ("198.18.0.12", 5001),
+    ]
+    assert api.health.port == 9000 and api.health.matcher == "200,204"
+    assert api.deregistration_delay == 300  # the ALB default
+    # i-0abc resolved to its private IP; i-0def has none yet and is left out with a warning.
+    assert api.targets == (hx.Target(id="i-0abc", address="198.18.0.20", port=8080),)
+    assert any("i-0def" in w for w in m.warnings)
+
+
+def test_bad_matcher_falls_back_to_200() -> None:
+    d = describe()
+    d["target_groups"][0]["Matcher"] = {"HttpCode": "2xx"}
+    (web,) = [
+        tg for tg in model(target_groups=d["target_groups"]).target_groups if tg.name == "web"
+    ]
+    assert web.health.matcher == "200"
+
+
+# ---------------------------------------------------------------- ports
+
+
+def test_ports_are_stable_and_lowest_free() -> None:
+    ports = hx.allocate_ports({"b": 18000}, ["a", "b", "c"])
+    assert ports == {"a": 18001, "b": 18000, "c": 18002}
+    assert hx.allocate_ports(ports, ["c"]) == ports  # gone listeners keep their port
+    assert hx.allocate_ports({}, ["x", "y"], base=20000, avoid={20000}) == {"x": 20001, "y": 20002}
+
+
+# ---------------------------------------------------------------- patterns
+
+
+@pytest.mark.parametrize(
+    ("values", "host", "matches"),
+    [
+        (["*.example.com"], "a.example.com", True),
+        (["*.example.com"], "a.b.example.com", True),
+        (["*.example.com"], "example.com", False),
+        (["*.example.com"], "aexample.com", False),
+        (["Shop.test"], "shop.test", True),
+        (["a?.test"], "ab.test", True),
+        (["a?.test"], "a.test", False),
+        (["x.test", "y.test"], "y.test", True),
+    ],
+)
+def test_host_regex(values: list[str], host: str, matches: bool) -> None:
+    assert bool(re.match(hx.host_regex(values), host)) is matches
+
+
+def test_regex_strings() -> None:
+    assert hx.host_regex(["*.Example.com", "a?.b"]) == r"^(?:.*\.example\.com|a.\.b)$"
+    assert hx.path_regex(["/v1/*"]) == "^(?:/v1/.*)$"
+    assert hx.path_regex(["/it's"]) == "^(?:/it\\x27s)$"  # no bare quote in a '...' word
+
+
+def test_redirect_location_defaults_and_ports() -> None:
+    assert hx.redirect_location({}) == (
+        "%[var(txn.proto)]://%[var(txn.host)]:%[var(txn.port)]/%[path,regsub(^/,)]?%[query]"
+    )
+    assert hx.redirect_location({"Protocol": "HTTP", "Port": "8080", "Query": ""}) == (
+        "http://%[var(txn.host)]:8080/%[path,regsub(^/,)]"
+    )
+    assert hx.redirect_location({"Path": "/100%"}).endswith(":%[var(txn.port)]/100%%?%[query]")
+
+
+def test_haproxy_string_escapes() -> None:
+    assert hx.haproxy_string('a "b" \\ $HOME #x\n') == '"a \\"b\\" \\\\ \\$HOME \\#x\\n"'
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_render_matches_golden() -> None:
+    text = hx.render_config(model(), STATE)
+    golden = GOLDEN / "shop.cfg"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_render_empty_backend_and_missing_target_group() -> None:
+    d = describe()
+    d["rules"][LN80][2]["Actions"] = [
+        {"Type": "forward", "TargetGroupArn": f"{ARN}:targetgroup/gone/9"}
+    ]
+    text = hx.render_config(model(rules=d["rules"], targets={}), STATE)
+    assert "backend lb-shop-80-r10\n    http-request return status 503" in text
+    assert "    server " not in text
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
+def test_haproxy_accepts_rendered_config(tmp_path: Path) -> None:
+    for m in (model(), hx.without_targets(model())):
+        cfg = tmp_path / "haproxy.cfg"
+        cfg.write_text(hx.render_config(m, tmp_path))
+        result = subprocess.run(
+            ["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert "ALERT" not in result.stderr
+
+
+# ---------------------------------------------------------------- diffs
+
+
+def test_target_only_change_keeps_structure() -> None:
+    old = model()
+    d = describe()
+    d["targets"][TG_WEB] = [
+        {"Target": {"Id": "198.18.0.11", "Port": 5000}},
+        {"Target": {"Id": "198.18.0.14", "Port": 5000}},
+    ]
+    d["attributes"][TG_WEB] = [{"Key": "deregistration_delay.timeout_seconds", "Value": "60"}]
+    new = model(targets=d["targets"], attributes=d["attributes"])
+    assert hx.structure_key(old, STATE) == hx.structure_key(new, STATE)
+    changes = hx.target_changes(old, new)
+    assert [(tg.name, t.server_name) for tg, t in changes.added] == [("web", "198.18.0.14:5000")]
+    assert [(tg.name, name) for tg, name in changes.removed] == [("web", "198.18.0.12:5001")]
+    assert not hx.target_changes(new, new)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["rules"][LN80][1]["Conditions"][0].update(Values=["api2.shop.test"]),
+        lambda d: d["rules"][LN80][1].update(Priority="5"),
+        lambda d: d["target_groups"][0].update(HealthCheckPath="/ready"),
+        lambda d: d["target_groups"][0].update(HealthyThresholdCount=3),
+        lambda d: d["listeners"][LB][1].update(DefaultActions=[fixed("503", "down")]),
+    ],
+)
+def test_structural_changes_change_the_key(edit: Any) -> None:
+    d = describe()
+    edit(d)
+    new = hx.build_model(
+        d["load_balancers"],
+        d["listeners"],
+        d["rules"],
+        d["target_groups"],
+        d["attributes"],
+        d["targets"],
+        d["ports"],
+        d["instance_ips"],
+    )
+    assert hx.structure_key(model(), STATE) != hx.structure_key(new, STATE)
+
+
+def test_only_servers_keeps_known_ones() -> None:
+    m = hx.only_servers(model(), {("tg-web", "198.18.0.11:5000")})
+    assert [(tg.name, [t.server_name for t in tg.targets]) for tg in m.target_groups] == [
+        ("api", []),
+        ("web", ["198.18.0.11:5000"]),
+    ]
+
+
+# ---------------------------------------------------------------- runtime API commands
+
+
+def web() -> hx.TargetGroup:
+    return next(tg for tg in model().target_groups if tg.name == "web")
+
+
+def test_command_builders() -> None:
+    tg = web()
+    t = hx.Target(id="198.18.0.15", address="198.18.0.15", port=5000)
+    assert hx.cmd_add_server(tg, t) == (
+        "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 check inter 5s fastinter 250ms "
+        "downinter 500ms rise 2 fall 3"
+    )
+    assert hx.cmd_activate(tg, t) == (
+        "enable health tg-web/198.18.0.15:5000; enable server tg-web/198.18.0.15:5000; "
+        "set server tg-web/198.18.0.15:5000 health down"
+    )
+    no_check = replace(tg, health=replace(tg.health, enabled=False))
+    assert hx.cmd_add_server(no_check, t) == "add server tg-web/198.18.0.15:5000 198.18.0.15:5000"
+    assert hx.cmd_activate(no_check, t) == "enable server tg-web/198.18.0.15:5000"
+    assert hx.cmd_drain("tg-web", "a:1") == "set server tg-web/a:1 state drain"
+    assert hx.cmd_ready("tg-web", "a:1") == "set server tg-web/a:1 state ready"
+    assert hx.cmd_remove("tg-web", "a:1") == "disable server tg-web/a:1; del server tg-web/a:1"
+    assert hx.cmd_remove("tg-web", "a:1", force=True) == (
+        "disable server tg-web/a:1; shutdown sessions server tg-web/a:1; del server tg-web/a:1"
+    )
+
+
+def test_server_args_health_port_and_slow_interval() -> None:
+    api = next(tg for tg in model().target_groups if tg.name == "api")
+    (t,) = api.targets
+    assert hx.server_args(api, t) == [
+        "198.18.0.20:8080",
+        "check",
+        "inter",
+        "30s",
+        "fastinter",
+        "250ms",
+        "downinter",
+        "500ms",
+        "rise",
+        "5",
+        "fall",
+        "2",
+        "port",
+        "9000",
+    ]
+
+
+# ---------------------------------------------------------------- parsing answers
+
+STAT = """# pxname,svname,qcur,qmax,scur,smax,slim,stot
+lb-shop-80,FRONTEND,,,0,1,9979,8
+tg-web,198.18.0.11:5000,0,0,2,3,,40
+tg-web,198.18.0.12:5001,1,1,0,1,,4
+tg-web,BACKEND,0,0,2,3,998,44
+"""
+
+STATE_DUMP = """1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state
+3 tg-web 1 198.18.0.11:5000 198.18.0.11 2 0 1 1 4 15 3 3 6 0 0 0 - 5000 - 0 0 - - 0
+3 tg-web 2 198.18.0.12:5001 198.18.0.12 0 0 1 1 1 17 2 0 6 0 0 0 - 5001 - 0 0 - - 0
+"""
+
+
+def test_parse_stat_and_sessions() -> None:
+    stat = hx.parse_stat(STAT)
+    assert hx.server_sessions(stat, "tg-web", "198.18.0.11:5000") == 2
+    assert hx.server_sessions(stat, "tg-web", "198.18.0.12:5001") == 1  # queued counts
+    assert hx.server_sessions(stat, "tg-web", "nope") == -1
+    assert hx.parse_stat("") == {}
+
+
+def test_servers_in_state_and_cli_errors() -> None:
+    assert hx.servers_in_state(STATE_DUMP) == {
+        ("tg-web", "198.18.0.11:5000"),
+        ("tg-web", "198.18.0.12:5001"),
+    }
+    assert hx.cli_error("New server registered.\n") is None
+    assert hx.cli_error("\n") is None
+    assert hx.cli_error("No such server.\n") == "No such server."
+    assert hx.cli_error("Server still has connections attached to it, cannot remove it.")
