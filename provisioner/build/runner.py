@@ -318,8 +318,11 @@ def fetch_source(source: str | None, url_file: Path | None, work: Path) -> Path:
     if url_file is not None:
         url = url_file.read_text().strip()
         target = work / "source.tgz"
-        with urllib.request.urlopen(url, timeout=300) as response, target.open("wb") as out:  # noqa: S310
-            shutil.copyfileobj(response, out)
+        try:
+            with urllib.request.urlopen(url, timeout=300) as response, target.open("wb") as out:  # noqa: S310
+                shutil.copyfileobj(response, out)
+        except (OSError, ValueError) as exc:  # the message never includes the (secret) URL
+            raise BuildError("source", f"cannot fetch the source tarball: {exc}") from exc
         return target
     if source is None:
         raise BuildError("source", "no source given (--source or --source-url-file)")
@@ -360,7 +363,7 @@ def apply_slugignore(app_dir: Path) -> list[str]:
     return removed
 
 
-def build_env(app_dir: Path, source_version: str | None) -> dict[str, str]:
+def build_env(source_version: str | None) -> dict[str, str]:
     """A small, known environment for buildpacks; config vars reach them only via ENV_DIR."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -629,7 +632,7 @@ def build(opts: Options) -> dict[str, object]:
     opts.cache_dir.mkdir(parents=True, exist_ok=True)
     restore_cache(opts.cache_in, opts.cache_dir)
     opts.env_dir.mkdir(parents=True, exist_ok=True)
-    env = build_env(opts.app_dir, opts.source_version)
+    env = build_env(opts.source_version)
     candidates, explicit = candidate_buildpacks(opts)
     chosen = detect(candidates, explicit, opts.app_dir, env)
     defaults: dict[str, str] = {}
@@ -748,6 +751,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         for line in error_lines(f"Build failed ({exc.stage}): {exc.message}"):
             say(line)
         write_result(failure(exc), args.result)
+        return 1
+    except Exception as exc:  # anything else still ends in a result the deploy can show
+        internal = BuildError("internal", f"the build runner failed: {type(exc).__name__}: {exc}")
+        for line in error_lines(f"Build failed: {internal.message}"):
+            say(line)
+        write_result(failure(internal), args.result)
         return 1
     write_result(result, args.result)
     return 0

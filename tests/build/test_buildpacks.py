@@ -17,9 +17,12 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -660,3 +663,34 @@ def test_build_unit_runs_the_runner_at_app_as_the_build_user(debian13, tmp_path:
     done = container.run(*build_unit_argv(slow, ["sleep", "60"], runtime_max_sec=2), check=False)
     elapsed = time.monotonic() - started
     assert done.returncode != 0 and 2 <= elapsed < 30, (done.returncode, elapsed, done.stderr)
+
+
+def test_source_fetched_from_a_url_in_a_file(tmp_path: Path):
+    """Hosts fetch the source through a presigned URL; it comes in a file, never in argv."""
+    served = tmp_path / "served"
+    served.mkdir()
+    make_source(EXAMPLES / "static", served / "src.tgz")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url_file = tmp_path / "url"
+        url_file.write_text(
+            f"http://127.0.0.1:{server.server_address[1]}/src.tgz?X-Amz-Signature=abc\n"
+        )
+        result = tmp_path / "r.json"
+        done = subprocess.run(
+            [sys.executable, str(RUNNER), "--source-url-file", str(url_file),
+             "--app-dir", str(tmp_path / "app"), "--buildpacks-dir", str(BUILDPACKS),
+             "--cache-dir", str(tmp_path / "c"), "--env-dir", str(tmp_path / "e"),
+             "--slug-out", str(tmp_path / "s.tgz"), "--result", str(result)],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert done.returncode == 0, done.stdout
+    assert json.loads(result.read_text())["buildpack"] == "Static HTML"
+    assert "X-Amz-Signature" not in done.stdout
