@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +59,25 @@ def daemon_pid() -> int | None:
     return pid
 
 
+@contextmanager
+def _locked() -> Iterator[None]:
+    """One `up` or `down` at a time on this machine (several users share one local cloud)."""
+    state = state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    with open(state / "control.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def up(progress: Progress = _quiet) -> dict[str, Any]:
     """Start the daemon unless it runs; returns cloud.json plus `"started"`."""
     check_requirements()
+    with _locked():
+        return _up(progress)
+
+
+def _up(progress: Progress) -> dict[str, Any]:
     if daemon_pid() is not None:
         data = read_cloud_file()
         if data:
@@ -125,6 +143,11 @@ def _log_tail(lines: int = 5) -> str:
 def down(progress: Progress = _quiet, timeout: float = 90) -> dict[str, Any]:
     """Stop the daemon (it powers hosts off), then remove anything still left."""
     check_requirements()
+    with _locked():
+        return _down(progress, timeout)
+
+
+def _down(progress: Progress, timeout: float) -> dict[str, Any]:
     pid = daemon_pid()
     stopped = False
     if pid is not None:

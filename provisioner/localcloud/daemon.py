@@ -17,11 +17,14 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from provisioner.localcloud import (
     DEBIAN_SSM_PARAMETER,
@@ -49,6 +52,7 @@ from provisioner.localcloud.system import log
 
 POLL_SECONDS = 0.3
 LB_SYNC_SECONDS = 0.5
+FAILURE_PAUSE = 5.0
 ACCOUNT = "123456789012"  # moto's default account, which our fixed local credentials map to
 
 _reboots: set[str] = set()
@@ -79,6 +83,8 @@ def take_reboots() -> set[str]:
 def free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as sock:
+            # As the server will: a previous run's connections in TIME_WAIT must not count.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((GATEWAY, port))
             except OSError:
@@ -112,11 +118,14 @@ class Cloud:
         self.lbs: Any = None
         self.lb_error = ""
         self.last_lb_sync = 0.0
+        self.failures: dict[str, tuple[str, float]] = {}
 
     # --- start -------------------------------------------------------------------------
     def start(self) -> None:
         phase("checking the host image (a first build takes about a minute)")
         self.image = host_image.ensure_image()
+        for old in host_image.prune_images(self.image):  # no host runs yet: none is in use
+            log.info("removed the host image of an older recipe: %s", old)
         phase("bringing up the bridge and NAT")
         network.bridge_up(state_dir())
         phase("starting the AWS endpoint (moto)")
@@ -233,12 +242,26 @@ class Cloud:
         reboots = take_reboots()
         for iid, inst in wanted.items():
             if inst.desired == plan.RUNNING:
-                self._keep_running(ec2, inst, reboot=iid in reboots)
+                self._guarded(iid, partial(self._keep_running, ec2, inst, iid in reboots))
             else:
-                self._keep_stopped(iid)
+                self._guarded(iid, partial(self._keep_stopped, iid))
         for iid in list(self.hosts):
             if iid not in wanted:
-                self._remove(iid)
+                self._guarded(iid, partial(self._remove, iid))
+
+    def _guarded(self, iid: str, action: Callable[[], None]) -> None:
+        """One host's failure must not stop the others; retry it after a pause."""
+        message, retry_at = self.failures.get(iid, ("", 0.0))
+        if time.monotonic() < retry_at:
+            return
+        try:
+            action()
+        except Exception as exc:
+            if str(exc) != message:
+                log.exception("%s: failed", iid)
+            self.failures[iid] = (str(exc), time.monotonic() + FAILURE_PAUSE)
+        else:
+            self.failures.pop(iid, None)
 
     def _keep_running(self, ec2: Any, inst: plan.Instance, reboot: bool) -> None:
         host = self.hosts.get(inst.instance_id)
@@ -246,8 +269,6 @@ class Cloud:
             root = hosts_dir() / inst.instance_id
             host = Host(inst.instance_id, inst.private_ip or "", root, self.image)
             self.hosts[inst.instance_id] = host
-            host.start(self._seed(ec2, inst))
-            return
         if host.running:
             if reboot:
                 log.info("%s: rebooting", inst.instance_id)
@@ -266,7 +287,7 @@ class Cloud:
                 log.info("%s: powered off from inside (exit %s)", inst.instance_id, code)
                 ec2.stop_instances(InstanceIds=[inst.instance_id])
                 return
-        host.start(None)
+        host.start(lambda: self._seed(ec2, inst))
 
     def _keep_stopped(self, iid: str) -> None:
         host = self.hosts.get(iid)
@@ -295,7 +316,11 @@ class Cloud:
         encoded = raw.get("UserData", {}).get("Value") or ""
         key = None
         if inst.key_name:
-            pairs = ec2.describe_key_pairs(KeyNames=[inst.key_name], IncludePublicKey=True)
+            try:
+                pairs = ec2.describe_key_pairs(KeyNames=[inst.key_name], IncludePublicKey=True)
+            except ClientError as exc:  # deleted since the launch: boot without it, as EC2 does
+                log.warning("%s: key pair %s: %s", inst.instance_id, inst.key_name, exc)
+                pairs = {"KeyPairs": []}
             key = pairs["KeyPairs"][0].get("PublicKey") if pairs["KeyPairs"] else None
         return Seed(
             hostname=hostname_for(inst.private_ip or ""),
@@ -322,6 +347,7 @@ class Cloud:
                     "netns": host.netns,
                     "boots": host.boots,
                     "last_exit": host.last_exit,
+                    "error": self.failures.get(iid, (None, 0))[0],
                 }
             )
         refused = [

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,17 +124,18 @@ class Host:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, seed: Seed | None) -> None:
-        """Mount the disk, make the network, seed a new disk, boot. Seed None = existing disk."""
-        first = not self.upper.exists()
+    def start(self, seed: Callable[[], Seed]) -> None:
+        """Mount the disk, make the network, seed a new disk (once), boot."""
         for part in ("upper", "work", "merged"):
             (self.root / part).mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)  # the seed (user-data, keys) is for root only
         if not self.merged.is_mount():
             options = f"lowerdir={self.image},upperdir={self.upper},workdir={self.root / 'work'}"
             run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.merged)])
-        if first and seed is not None:
-            self._seed(seed)
+        marker = self.root / "seeded"
+        if not marker.exists():  # a marker, not the upper dir: a failed seed is retried
+            self._seed(seed())
+            marker.write_text("")
         network.host_net_up(self.instance_id, self.address)
         console = open(self.root / "console.log", "ab")
         try:

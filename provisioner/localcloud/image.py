@@ -96,7 +96,7 @@ def image_path() -> Path:
     return paths.image_cache_dir() / recipe_hash()
 
 
-def ensure_image(progress: object = None) -> Path:
+def ensure_image() -> Path:
     """The cached image for the current recipe, built first if missing (about a minute)."""
     final = image_path()
     if final.is_dir():
@@ -115,6 +115,16 @@ def ensure_image(progress: object = None) -> Path:
         tmp.rename(final)
         log.info("host image %s built in %.0f s", final.name, time.monotonic() - started)
     return final
+
+
+def prune_images(keep: Path) -> list[str]:
+    """Remove images of older recipes; call only when no host runs (lower dirs in use)."""
+    removed = []
+    for entry in keep.parent.iterdir():
+        if entry != keep and entry.is_dir() and not entry.name.startswith("."):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
 
 
 def _clean_partial(cache: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,14 +33,15 @@ def launch_one(aws: Aws) -> tuple[str, str]:
     vpc = ec2.create_vpc(CidrBlock="198.19.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="198.19.0.0/24")["Subnet"]["SubnetId"]
     key = new_key()
-    ec2.import_key_pair(KeyName="test-down", PublicKeyMaterial=key.public.encode())
+    name = f"test-down-{uuid.uuid4().hex[:8]}"
+    ec2.import_key_pair(KeyName=name, PublicKeyMaterial=key.public.encode())
     image = aws.ssm.get_parameter(Name="/aws/service/debian/release/13/latest/amd64")
     instance = ec2.run_instances(
         ImageId=image["Parameter"]["Value"],
         MinCount=1,
         MaxCount=1,
         SubnetId=subnet,
-        KeyName="test-down",
+        KeyName=name,
     )["Instances"][0]
     connect(instance["PrivateIpAddress"], key, None).close()
     return instance["InstanceId"], instance["PrivateIpAddress"]
