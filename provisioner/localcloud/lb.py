@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SOCKET_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
+START_RETRY_SECONDS = 5.0
 
 
 def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
@@ -226,6 +227,7 @@ class LoadBalancers:
         self._config: str | None = None
         self._draining: dict[tuple[str, str], float] = {}  # (backend, server) -> deadline
         self._bad_key: str | None = None
+        self._retry_at = 0.0
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------ public
@@ -407,7 +409,16 @@ class LoadBalancers:
             # The old process drains what it served; the new one never had these servers.
             self._draining.clear()
         else:
-            self.haproxy.start(hx.render_config(loaded, self.state_dir))
+            if time.monotonic() < self._retry_at:
+                return
+            try:
+                self.haproxy.start(hx.render_config(loaded, self.state_dir))
+            except DynoformError as exc:
+                # A port taken meanwhile, say: say so once per try, and try again later.
+                self.haproxy.stop()
+                self._retry_at = time.monotonic() + START_RETRY_SECONDS
+                log.error("load balancers: %s; retrying in %ss", exc, START_RETRY_SECONDS)
+                return
         self._apply_targets(loaded, model)
         self.haproxy.write_config(config)
         self._applied, self._key, self._config = model, key, config

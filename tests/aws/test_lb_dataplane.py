@@ -116,14 +116,15 @@ class Cloud:
 
     def __init__(self, endpoint: str, state_dir: Path, tag: str) -> None:
         self.elb = _client(endpoint, "elbv2")
-        ec2 = _client(endpoint, "ec2")
-        vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
+        self.ec2 = ec2 = _client(endpoint, "ec2")
+        self.vpc = vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
         subnets = [
             ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.10.{i}.0/24", AvailabilityZone=zone)[
                 "Subnet"
             ]["SubnetId"]
             for i, zone in enumerate(("us-east-1a", "us-east-1b"))
         ]
+        self.subnets = subnets
         lb = self.elb.create_load_balancer(Name=f"lb-{tag}", Subnets=subnets)["LoadBalancers"][0]
         self.lb_arn = lb["LoadBalancerArn"]
         self.web = self._target_group(f"web-{tag}", vpc)
@@ -170,6 +171,12 @@ class Cloud:
             TargetGroupArn=arn,
             Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}],
         )
+        return str(arn)
+
+    def instance_target_group(self, name: str) -> str:
+        arn = self.elb.create_target_group(
+            Name=name, Protocol="HTTP", Port=8080, VpcId=self.vpc, TargetType="instance"
+        )["TargetGroups"][0]["TargetGroupArn"]
         return str(arn)
 
     def rule(self, priority: int, hosts: list[str], tg_arn: str) -> None:
@@ -447,3 +454,19 @@ def test_ports_survive_a_restart(endpoint: str, tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in urls
     finally:
         second.close()
+
+
+def test_instance_targets_use_the_private_ip(cloud: Cloud) -> None:
+    image = cloud.ec2.describe_images()["Images"][0]["ImageId"]
+    instance = cloud.ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, SubnetId=cloud.subnets[0]
+    )["Instances"][0]
+    tg = cloud.instance_target_group("inst")
+    cloud.elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": instance["InstanceId"]}])
+    want = f"{instance['InstanceId']}:8080 {instance['PrivateIpAddress']}"
+    deadline = time.monotonic() + 3
+    state = ""
+    while want not in state and time.monotonic() < deadline:
+        state = cloud.lbs.haproxy.command("show servers state tg-inst")
+        time.sleep(0.1)
+    assert want in state
