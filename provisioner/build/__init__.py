@@ -66,6 +66,7 @@ class BuildLayout:
     cache_dir: str
     env_dir: str
     source: str
+    source_url: str
     slug: str
     result: str
     log: str
@@ -96,6 +97,7 @@ def build_layout(app: str, build_id: str) -> BuildLayout:
         cache_dir=f"{CACHE_ROOT}/{app}",
         env_dir=f"{work}/env",
         source=f"{work}/source.tgz",
+        source_url=f"{work}/source.url",
         slug=f"{work}/slug.tgz",
         result=f"{work}/result.json",
         log=f"{work}/build.log",
@@ -117,15 +119,21 @@ def runner_argv(
     *,
     source_version: str | None = None,
     use_cache_tarballs: bool = False,
+    source_from_url: bool = False,
     python: str = HOST_PYTHON,
 ) -> list[str]:
     """The runner command inside the unit. `buildpacks`: explicit buildpack dirs on the host,
-    in order (empty: detect among the built-in ones)."""
+    in order (empty: detect among the built-in ones). `source_from_url`: the runner fetches the
+    source itself from the presigned URL in layout.source_url (a file, so the URL stays off
+    command lines) instead of reading layout.source."""
+    source = (
+        ["--source-url-file", layout.source_url] if source_from_url else ["--source", layout.source]
+    )
     argv = [
         python,
         _safe_path(layout.runner),
-        "--source",
-        _safe_path(layout.source),
+        source[0],
+        _safe_path(source[1]),
         "--app-dir",
         "/app",
         "--cache-dir",

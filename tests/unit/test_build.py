@@ -356,3 +356,9 @@ def test_buildpack_clone_argv_without_ref():
 def test_buildpack_clone_argv_refuses(url: str):
     with pytest.raises(ValidationError):
         buildpack_clone_argv(url, "/srv/dynoform/builds/a1b/b1/buildpacks/0")
+
+
+def test_runner_argv_source_from_a_url_file():
+    argv = runner_argv(build_layout("myapp", "b1"), source_from_url=True)
+    assert argv[2:4] == ["--source-url-file", "/srv/dynoform/builds/myapp/b1/source.url"]
+    assert "--source" not in argv
