@@ -235,3 +235,26 @@ def test_destroy_removes_everything(aws, target, config_home):
     counts = _count(aws)
     assert counts == dict.fromkeys(counts, 0)
     assert fleet.list_hosts(aws, "plat") == []
+
+
+def test_a_host_that_fails_is_reported_and_terminated(aws, config_home, monkeypatch):
+    """SSH never answers (a loopback range with nothing listening): the host is terminated."""
+    from provisioner.ops import hosts as ops
+
+    local = Target("loop", kind="local", platform="loop", vpc_cidr="127.42.0.0/16")
+    loop_aws = type(aws)(local)
+    loop_aws.__dict__["endpoint_url"] = None  # moto in process, not the local cloud's server
+    monkeypatch.setattr(ops, "BOOT_TIMEOUT", 1.0)
+    _seed_debian_parameter(loop_aws)
+    seen: list[tuple[int, str, str]] = []
+    with ops.Fleet.open(loop_aws, local, create=True) as fleet:
+        outcomes = fleet.add(2, "t3.small", lambda *event: seen.append(event))
+        assert [o.ok for o in outcomes] == [False, False]
+        assert all("cannot connect to host i-" in (o.error or "") for o in outcomes)
+        assert fleet.hosts() == []  # terminated, not left half-configured
+        ids = {host_id for _slot, host_id, _state in seen if host_id}
+        assert len(ids) == 2
+        for host_id in ids:
+            pin = fleet.pin(host_id)
+            assert pin["bootstrapped"] is False and "cannot connect" in pin["failed"]
+    assert any(state == "failed, terminating" for _slot, _id, state in seen)
