@@ -175,6 +175,28 @@ class RouterTable:
             for d in health["TargetHealthDescriptions"]
         }
 
+    def health(self, app: str, targets: Iterable[Target]) -> dict[Target, str]:
+        """ELBv2's view of each target: healthy, initial, unhealthy, draining, unused."""
+        arn = self.target_group_arn(app)
+        wanted = [{"Id": t.ip, "Port": t.port} for t in targets]
+        if arn is None or not wanted:
+            return {}
+        described = self.elbv2.describe_target_health(TargetGroupArn=arn, Targets=wanted)
+        return {
+            Target(d["Target"]["Id"], int(d["Target"]["Port"])): d["TargetHealth"]["State"]
+            for d in described["TargetHealthDescriptions"]
+        }
+
+    def drain_seconds(self, app: str) -> int:
+        arn = self.target_group_arn(app)
+        if arn is None:
+            return 0
+        attributes = self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+        for attribute in attributes:
+            if attribute["Key"] == "deregistration_delay.timeout_seconds":
+                return int(attribute["Value"])
+        return 300
+
     def register(self, app: str, targets: Iterable[Target]) -> None:
         wanted = [{"Id": t.ip, "Port": t.port} for t in targets]
         if wanted:

@@ -1,11 +1,93 @@
-"""`builds` commands (being built; see the open issues)."""
+"""`builds` and `buildpacks`: build history, build output, and the app's buildpacks."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-group = typer.Typer(help="builds commands.", no_args_is_help=True)
+from provisioner.aws.blobs import Blobs, build_log_key
+from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
+from provisioner.ops import builds as ops
+
+group = typer.Typer(
+    help="Builds.\n\nExample: dynoform builds:output -a myapp", invoke_without_command=True
+)
+packs = typer.Typer(
+    help="Buildpacks.\n\nExample: dynoform buildpacks:set /srv/dynoform/build/buildpacks/python -a myapp",
+    invoke_without_command=True,
+)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(group, name="builds")
+@group.callback()
+def list_builds(ctx: typer.Context, app: str = AppOption) -> None:
+    """List builds, newest first. Example: dynoform builds -a myapp --json"""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = ops.list_builds(g().store, resolve_app(app))
+    if g().json:
+        emit_json(rows)
+    else:
+        print_table(rows, ["id", "status", "description", "release", "buildpack", "created_at"])
+
+
+@group.command("output")
+def output(
+    build_id: str = typer.Argument(None, help="Build id (default: the latest)."),
+    app: str = AppOption,
+) -> None:
+    """Replay a build's output. Example: dynoform builds:output -a myapp"""
+    name = resolve_app(app)
+    build = ops.get_build(g().store, name, build_id)
+    blobs = Blobs(g().aws.s3, g().store.docs.bucket)
+    text = blobs.get_text(build_log_key(name, build["id"]))
+    if text is None:
+        status(f"build {build['id']} is {build['status']}; no output stored yet")
+        return
+    sys.stdout.write(text)
+
+
+def _set(app: str | None, change: list[str] | None) -> None:
+    name = resolve_app(app)
+    record = g().store.update_app(name, lambda data: data.update(buildpacks=change or []))
+    status(f"buildpacks of {name}: {', '.join(record['buildpacks']) or 'detected automatically'}")
+
+
+@packs.callback()
+def list_packs(ctx: typer.Context, app: str = AppOption) -> None:
+    """List the app's buildpacks. Example: dynoform buildpacks -a myapp"""
+    if ctx.invoked_subcommand is not None:
+        return
+    packs_of = g().store.app(resolve_app(app)).get("buildpacks", [])
+    if g().json:
+        emit_json(packs_of)
+    else:
+        for pack in packs_of or ["(detected automatically)"]:
+            sys.stdout.write(pack + "\n")
+
+
+@packs.command("set")
+def set_pack(
+    pack: str = typer.Argument(..., help="A buildpack directory on the build hosts."),
+    app: str = AppOption,
+) -> None:
+    """Use exactly this buildpack. Example: dynoform buildpacks:set /srv/dynoform/build/buildpacks/static -a myapp"""
+    _set(app, [pack])
+
+
+@packs.command("add")
+def add_pack(pack: str = typer.Argument(...), app: str = AppOption) -> None:
+    """Append a buildpack. Example: dynoform buildpacks:add /srv/dynoform/build/buildpacks/python -a myapp"""
+    current = list(g().store.app(resolve_app(app)).get("buildpacks", []))
+    _set(app, [*current, pack])
+
+
+@packs.command("clear")
+def clear_packs(app: str = AppOption) -> None:
+    """Go back to detection. Example: dynoform buildpacks:clear -a myapp"""
+    _set(app, [])
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(group, name="builds")
+    root.add_typer(packs, name="buildpacks")

@@ -1,11 +1,77 @@
-"""`deploy` commands (being built; see the open issues)."""
+"""`deploy` and `git:remote`: send source, build it on the fleet, release it."""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
 import typer
 
-group = typer.Typer(help="deploy commands.", no_args_is_help=True)
+from provisioner.cli import common
+from provisioner.cli.common import AppOption, err, g, out, resolve_app, status
+from provisioner.errors import DynoformError
+from provisioner.ops import apps as app_ops
+from provisioner.ops.deploy import deploy as run_deploy
+from provisioner.ops.deploy import package
+from provisioner.ops.rollout import open_rollout
+from provisioner.plan.rollout import RolloutOptions
+
+git_group = typer.Typer(
+    help="Git integration.\n\nExample: dynoform git:remote -a myapp", no_args_is_help=True
+)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(group, name="deploy")
+def deploy(
+    path: Path = typer.Argument(Path("."), help="The app's directory (a git repository or not)."),
+    app: str = AppOption,
+    ref: str = typer.Option(None, "--ref", help="Deploy this commit instead of HEAD / the tree."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for another operation to finish."),
+    boot_timeout: float = typer.Option(
+        60.0, "--boot-timeout", help="Seconds a web dyno has to bind $PORT."
+    ),
+) -> None:
+    """Build and release an app. Example: dynoform deploy -a myapp examples/python"""
+    name = resolve_app(app)
+    started = time.monotonic()
+    source = package(path, ref)
+    status(f"-----> Deploying {name}: {source.description}")
+    rollout = open_rollout(g(), status, RolloutOptions(boot_timeout_s=boot_timeout))
+    try:
+        result = run_deploy(rollout, name, source, _build_line, wait=wait)
+    finally:
+        rollout.fleet.close()
+        source.tarball.unlink(missing_ok=True)
+    release = result.release
+    status(
+        f"-----> Released v{release.version} of {name} ({result.buildpack}) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    url = common.web_url(name)
+    if g().json:
+        common.emit_json(
+            {"app": name, "release": release.version, "build": result.build_id, "web_url": url}
+        )
+    elif url:
+        out.print(url)
+
+
+def _build_line(line: str) -> None:
+    err.print(line, markup=False, highlight=False)
+    sys.stderr.flush()
+
+
+@git_group.command("remote")
+def git_remote(app: str = AppOption) -> None:
+    """Add the `dynoform` git remote (dynoform::APP). Example: dynoform git:remote -a myapp"""
+    name = resolve_app(app)
+    g().store.app(name)
+    change = app_ops.add_git_remote(name)
+    if change is None:
+        raise DynoformError("not inside a git repository", "run it in your app's repository")
+    status(change)
+
+
+def register(root: typer.Typer) -> None:
+    root.command("deploy")(deploy)
+    root.add_typer(git_group, name="git")

@@ -1,11 +1,47 @@
-"""`run` commands (being built; see the open issues)."""
+"""`run`: a one-off dyno with the app's release and config."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import typer
 
-group = typer.Typer(help="run commands.", no_args_is_help=True)
+from provisioner.cli.common import AppOption, g, resolve_app, status
+from provisioner.errors import DynoformError
+from provisioner.ops.oneoff import run_interactive, run_oneoff
+from provisioner.ops.rollout import open_rollout
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(group, name="run")
+def run(
+    command: list[str] = typer.Argument(..., help="The command, after --."),
+    app: str = AppOption,
+    detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; see logs."),
+    no_tty: bool = typer.Option(False, "--no-tty", help="Never allocate a terminal."),
+) -> None:
+    """Run a one-off dyno. Example: dynoform run -a myapp -- python manage.py migrate"""
+    name = resolve_app(app)
+    store = g().store
+    release = store.current_release(name)
+    if release is None or not release.slug_key:
+        raise DynoformError(f"{name} has no deployed release", "deploy first: dynoform deploy")
+    config = store.release_config(name, release.version)
+    line = command[0] if len(command) == 1 else shlex.join(command)
+    rollout = open_rollout(g(), status)
+    try:
+        if not detach and not no_tty and sys.stdin.isatty() and sys.stdout.isatty():
+            code = run_interactive(rollout, name, release, config, line)
+        else:
+            code = run_oneoff(rollout, name, release, config, line, _print, detach=detach)
+    finally:
+        rollout.fleet.close()
+    raise typer.Exit(code)
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def register(root: typer.Typer) -> None:
+    root.command("run", context_settings={"allow_interspersed_args": False})(run)

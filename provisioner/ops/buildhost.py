@@ -19,7 +19,6 @@ from pathlib import Path
 from provisioner import paths
 from provisioner.build import (
     BUILD_ROOT,
-    BUILD_USER,
     RUNNER_SOURCE,
     BuildLayout,
     BuildResult,
@@ -31,6 +30,8 @@ from provisioner.errors import DynoformError
 from provisioner.remote.ssh import Connection, RemoteError
 
 BUILD_TIMEOUT = 15 * 60 + 60
+# Builds run as the runner role's unprivileged user, which owns /srv/dynoform/{builds,cache}.
+BUILD_USER = "dynoform"
 OutputFn = Callable[[str], None]
 
 # Writes one file per config var into the env dir from JSON on stdin (values never on argv).
@@ -191,7 +192,7 @@ def run_build(
     source_version: str | None = None,
 ) -> BuildResult:
     command = runner_argv(layout, buildpacks, source_version=source_version)
-    code = stream(conn, build_unit_argv(layout, command), on_line, BUILD_TIMEOUT)
+    code = stream(conn, build_unit_argv(layout, command, user=BUILD_USER), on_line, BUILD_TIMEOUT)
     result = conn.run(["cat", layout.result], sudo=True)
     if not result.ok:
         raise DynoformError(

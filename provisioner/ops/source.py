@@ -57,3 +57,16 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     return info
+
+
+def package_commit(path: Path, ref: str, workdir: Path | None = None) -> Source:
+    """Tar up one commit of the repository at path (what `git push` sends)."""
+    resolved = _git(path.resolve(), "rev-parse", "--verify", f"{ref}^{{commit}}")
+    if resolved.returncode != 0:
+        raise DynoformError(f"{ref!r} is not a commit in {path}", "push a branch or commit")
+    commit = resolved.stdout.strip()
+    out = Path(tempfile.mkstemp(suffix=".tgz", dir=workdir)[1])
+    subprocess.run(
+        ["git", "-C", str(path), "archive", "--format=tar.gz", "-o", str(out), commit], check=True
+    )
+    return Source(out, f"Deploy {commit[:7]}", commit)

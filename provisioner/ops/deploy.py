@@ -1,0 +1,170 @@
+"""`dynoform deploy` and `git push`: source -> build on a fleet host -> slug in S3 -> release.
+
+The app lease is held from the upload to the end of the rollout, so two deploys of one app
+never interleave; the second fails at once naming the holder (or waits with --wait).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioner.aws import blobs as keys
+from provisioner.aws import fleet as ec2_fleet
+from provisioner.build import BuildResult, build_layout
+from provisioner.errors import DynoformError
+from provisioner.model.release import Release
+from provisioner.ops import buildhost, builds
+from provisioner.ops.releases import publish
+from provisioner.ops.rollout import Rollout, current_formation
+from provisioner.ops.source import Source
+from provisioner.store import now_iso, whoami
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    release: Release
+    build_id: str
+    buildpack: str
+
+
+def build_host(hosts: list[ec2_fleet.Host], app: str) -> ec2_fleet.Host:
+    """The same host for an app's builds while the fleet is unchanged: its cache stays warm."""
+    if not hosts:
+        raise DynoformError("no usable hosts to build on", "add some: dynoform hosts:add --count 2")
+    ordered = sorted(hosts, key=lambda h: h.id)
+    index = int(hashlib.sha256(app.encode()).hexdigest(), 16) % len(ordered)
+    return ordered[index]
+
+
+def deploy(
+    rollout: Rollout,
+    app: str,
+    source: Source,
+    on_output: Say,
+    wait: bool = False,
+) -> DeployResult:
+    store = rollout.store
+    store.app(app)
+    with store.lease(app, "deploy", wait=wait):
+        return _deploy_locked(rollout, app, source, on_output)
+
+
+def _deploy_locked(rollout: Rollout, app: str, source: Source, on_output: Say) -> DeployResult:
+    store, blobs, say = rollout.store, rollout.blobs, rollout.say
+    source_sha = keys.sha256_file(source.tarball)
+    blobs.upload_if_absent(keys.source_key(app, source_sha), source.tarball)
+    build_id = builds.new_build_id()
+    builds.start_build(store, app, build_id, source.description, source_sha)
+    observed = rollout.observe()
+    host = build_host(observed.hosts, app)
+    say(f"building {app} on {host.id} ({host.private_ip})")
+    log: list[str] = []
+
+    def output(line: str) -> None:
+        log.append(line)
+        on_output(line)
+
+    try:
+        result = _build(rollout, host, app, build_id, source, source_sha, output)
+    except DynoformError as exc:
+        builds.finish_build(store, app, build_id, status="failed", error=exc.message)
+        blobs.put_text(keys.build_log_key(app, build_id), "\n".join(log) + "\n")
+        raise
+    blobs.put_text(keys.build_log_key(app, build_id), "\n".join(log) + "\n")
+    config, _ = store.config(app)
+    template = Release(
+        version=1,
+        description=source.description,
+        created_by=whoami(),
+        created_at=now_iso(),
+        slug_key=keys.slug_key(app, result.sha256),
+        slug_sha256=result.sha256,
+        slug_size=result.size,
+        process_types=result.process_types,
+        release_command=result.release_command,
+        build_id=build_id,
+    )
+
+    def activate(app_name: str, release: Release, cfg: dict[str, str]) -> None:
+        formation = current_formation(store, app_name, release)
+        if release.release_command:
+            run_release_phase(rollout, app_name, release, cfg, on_output)
+        rollout.converge(app_name, release, cfg, formation, observed=rollout.observe())
+
+    try:
+        release = publish(store, app, template, config, activate)
+    except DynoformError as exc:
+        builds.finish_build(store, app, build_id, status="succeeded", release_failed=exc.message)
+        raise
+    builds.finish_build(
+        store,
+        app,
+        build_id,
+        status="succeeded",
+        release=release.version,
+        slug_sha256=result.sha256,
+        buildpack=result.buildpack,
+        host=host.id,
+    )
+    return DeployResult(release, build_id, result.buildpack)
+
+
+def _build(
+    rollout: Rollout,
+    host: ec2_fleet.Host,
+    app: str,
+    build_id: str,
+    source: Source,
+    source_sha: str,
+    output: Say,
+) -> BuildResult:
+    store, blobs = rollout.store, rollout.blobs
+    conn = rollout.fleet.connect(host)
+    layout = build_layout(app, build_id)
+    buildhost.ensure_tooling(conn)
+    config, _ = store.config(app)
+    buildhost.prepare(conn, layout, config, blobs.get_url(keys.source_key(app, source_sha)))
+    cache_key = keys.cache_key(app)
+    had_cache = blobs.exists(cache_key)
+    buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None)
+    buildpacks = list(store.app(app).get("buildpacks") or []) or None
+    try:
+        result = buildhost.run_build(conn, layout, output, buildpacks, source.commit)
+        slug = keys.slug_key(app, result.sha256)
+        if not blobs.exists(slug):
+            buildhost.upload(conn, layout.slug, blobs.put_url(slug))
+        if not had_cache:
+            buildhost.upload_cache(conn, layout, blobs.put_url(cache_key))
+    finally:
+        buildhost.cleanup(conn, layout)
+    return result
+
+
+def run_release_phase(
+    rollout: Rollout,
+    app: str,
+    release: Release,
+    config: dict[str, str],
+    on_output: Say,
+) -> None:
+    """Heroku's release phase: the Procfile's `release:` command in a one-off dyno first."""
+    from provisioner.ops.oneoff import run_oneoff
+
+    rollout.say(f"running release command: {release.release_command}")
+    code = run_oneoff(rollout, app, release, config, str(release.release_command), on_output)
+    if code != 0:
+        raise DynoformError(
+            f"release command failed with exit status {code}; v{release.version} is not deployed",
+            "fix the release command; the previous release keeps serving",
+        )
+
+
+def package(path: Path, ref: str | None) -> Source:
+    from provisioner.ops.source import package_commit, package_source
+
+    return package_commit(path, ref) if ref else package_source(path)

@@ -1,0 +1,41 @@
+"""Where an app is served: its web URL on AWS, or through the local cloud's HAProxy."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from provisioner.aws.platform import load_platform
+from provisioner.errors import DynoformError
+
+
+def local_listener_url(listener_arn: str, wait: float = 3.0) -> str | None:
+    """The loopback URL the local cloud's HAProxy serves a listener on (it appears within ~1 s)."""
+    from provisioner.localcloud import read_status_file
+
+    deadline = time.monotonic() + wait
+    while True:
+        lbs: Any = read_status_file().get("load_balancers") or []
+        for lb in lbs:
+            for listener in lb.get("listeners", []):
+                if listener.get("arn") == listener_arn and listener.get("local_url"):
+                    return str(listener["local_url"])
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+
+
+def web_url(g: Any, app: str) -> str | None:
+    """`http://<app>.localhost:<port>/` on the local cloud; `http://<app>.<domain>/` on AWS."""
+    try:
+        platform = load_platform(g.aws, g.target)
+    except DynoformError:
+        return None
+    host = f"{app}.{g.target.app_domain}"
+    if not g.target.is_local:
+        return f"http://{host}/"
+    url = local_listener_url(platform.listener_arn)
+    if url is None:
+        return None
+    port = url.rsplit(":", 1)[1].rstrip("/")
+    return f"http://{host}:{port}/"
