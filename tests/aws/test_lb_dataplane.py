@@ -425,14 +425,42 @@ def test_structural_change_reloads_without_dropping(
             except OSError as exc:
                 failures.append(repr(exc))
 
-    client = threading.Thread(target=hammer)
-    client.start()
+    kept_alive: list[int] = []
+
+    def keep_alive() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/", headers={"Host": "web.example.test"})
+                resp = conn.getresponse()
+                resp.read()
+                kept_alive.append(resp.status)
+                if resp.status != 200:
+                    failures.append(f"keep-alive {resp.status}")
+                if resp.will_close:  # the old process said goodbye politely
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"keep-alive {exc!r}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+            time.sleep(0.01)
+        conn.close()
+
+    clients = [threading.Thread(target=hammer), threading.Thread(target=keep_alive)]
+    for client in clients:
+        client.start()
     try:
+        time.sleep(0.3)
         cloud.rule(5, ["new.example.test"], cloud.api)  # a new rule: a reload
         wait_for(cloud.port, "new.example.test", "a")
+        time.sleep(0.3)
     finally:
         stop.set()
-        client.join(timeout=10)
+        for client in clients:
+            client.join(timeout=10)
+    print(f"reload: {len(kept_alive)} keep-alive requests, failures {failures}")
+    assert kept_alive
     assert cloud.lbs.haproxy.worker_pid() != before
     assert failures == []
     # The reloaded HAProxy kept both targets up (state file + runtime re-add).
