@@ -73,6 +73,15 @@ def _hook_reboots() -> None:
     MotoInstance.reboot = reboot  # type: ignore[method-assign]
 
 
+def _motofix() -> Any:
+    """The LB module's moto adjustments (its own module), when present."""
+    try:
+        from provisioner.localcloud import motofix
+    except ImportError:
+        return None
+    return motofix
+
+
 def take_reboots() -> set[str]:
     with _reboots_lock:
         taken = set(_reboots)
@@ -150,6 +159,9 @@ class Cloud:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         _hook_reboots()
+        fix = _motofix()
+        if fix is not None:
+            fix.apply()  # targets keyed by (Id, Port) and true health, as on AWS
         port = free_port(DEFAULT_PORT)
         self.server = ThreadedMotoServer(ip_address=GATEWAY, port=port, verbose=False)
         self.server.start()
@@ -221,6 +233,9 @@ class Cloud:
         self.last_lb_sync = time.monotonic()
         try:
             self.lbs.sync()
+            fix = _motofix()
+            if fix is not None:
+                fix.feed_from(self.lbs)
             self.lb_error = ""
         except Exception as exc:
             if str(exc) != self.lb_error:
@@ -284,7 +299,12 @@ class Cloud:
             host.teardown(keep_disk=True)
             if code != REBOOT_EXIT and not host.stopping_since:
                 # A power-off from inside: EC2 then reports the instance stopped.
-                log.info("%s: powered off from inside (exit %s)", inst.instance_id, code)
+                log.info(
+                    "%s: powered off from inside (exit %s): %s",
+                    inst.instance_id,
+                    code,
+                    host.console_tail(),
+                )
                 ec2.stop_instances(InstanceIds=[inst.instance_id])
                 return
         host.start(lambda: self._seed(ec2, inst))

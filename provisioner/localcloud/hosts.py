@@ -203,6 +203,13 @@ class Host:
         for pid in children(self.proc.pid):
             os.kill(pid, signal.SIGINT)
 
+    def console_tail(self, lines: int = 3) -> str:
+        try:
+            text = (self.root / "console.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in text.splitlines()[-lines:])
+
     def probe_ssh(self) -> bool:
         if self.ssh_ready_after is not None:
             return True

@@ -22,7 +22,39 @@ from provisioner.localcloud import (
 from provisioner.localcloud.system import log, run
 
 _TAG = ["-m", "comment", "--comment", RULE_TAG]
-IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+SYSCTL = Path("/proc/sys")
+# Kernel settings the local cloud needs, as minimums; the originals are restored at `down`.
+# Each booted host's systemd takes several inotify instances: at the default 128 per user,
+# the 27th host or so fails to boot.
+SYSCTLS = {
+    "net/ipv4/ip_forward": 1,
+    "fs/inotify/max_user_instances": 8192,
+    "fs/inotify/max_user_watches": 524288,
+}
+SAVED_SYSCTLS = "sysctl.orig.json"
+
+
+def sysctl_changes(current: dict[str, int]) -> dict[str, int]:
+    """The settings to raise (pure): only those below what we need."""
+    return {key: want for key, want in SYSCTLS.items() if current.get(key, 0) < want}
+
+
+def sysctls_up(state: Path) -> None:
+    saved = state / SAVED_SYSCTLS
+    current = {key: int((SYSCTL / key).read_text()) for key in SYSCTLS}
+    if not saved.exists():  # after a crash the file holds the machine's real originals
+        saved.write_text(json.dumps(current))
+    for key, value in sysctl_changes(current).items():
+        (SYSCTL / key).write_text(f"{value}\n")
+
+
+def sysctls_restore(state: Path) -> None:
+    saved = state / SAVED_SYSCTLS
+    if not saved.exists():
+        return
+    for key, value in json.loads(saved.read_text()).items():
+        (SYSCTL / key).write_text(f"{value}\n")
+    saved.unlink()
 
 
 def nat_rules() -> list[tuple[str, list[str]]]:
@@ -69,10 +101,7 @@ def bridge_up(state: Path) -> None:
     if f"{GATEWAY}/{PREFIX_LEN}" not in addrs:
         run(["ip", "addr", "add", f"{GATEWAY}/{PREFIX_LEN}", "dev", BRIDGE])
     run(["ip", "link", "set", BRIDGE, "up"])
-    saved = state / "ip_forward.orig"
-    if not saved.exists():
-        saved.write_text(IP_FORWARD.read_text())
-    IP_FORWARD.write_text("1\n")
+    sysctls_up(state)
     rules_delete()
     for table, spec in nat_rules():
         chain, rest = spec[0], spec[1:]
@@ -93,10 +122,7 @@ def bridge_down(state: Path) -> None:
     rules_delete()
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         run(["ip", "link", "del", BRIDGE], check=False)
-    saved = state / "ip_forward.orig"
-    if saved.exists():
-        IP_FORWARD.write_text(saved.read_text())
-        saved.unlink()
+    sysctls_restore(state)
 
 
 def host_net_up(instance_id: str, address: str) -> str:

@@ -7,6 +7,7 @@ rather than pull the cloud from under them; DYNOFORM_FORCE_DOWN_TEST=1 runs it a
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -16,7 +17,7 @@ import pytest
 
 from provisioner.aws.session import Aws
 from provisioner.localcloud import control, hosts_dir, state_dir
-from provisioner.localcloud.network import IP_FORWARD
+from provisioner.localcloud.network import SAVED_SYSCTLS, SYSCTL, SYSCTLS
 from provisioner.localcloud.system import alive
 from provisioner.targets import LOCAL_TARGET
 
@@ -52,8 +53,9 @@ def test_down_leaves_the_machine_clean_and_up_down_work_again(local_cloud: Aws) 
     in_use = len(status["hosts"]) + len(status["load_balancers"])
     if in_use and not os.environ.get("DYNOFORM_FORCE_DOWN_TEST"):
         pytest.skip(f"the shared local cloud is in use ({in_use} hosts/load balancers)")
-    saved = state_dir() / "ip_forward.orig"
-    forward_before_up = saved.read_text() if saved.exists() else IP_FORWARD.read_text()
+    saved = state_dir() / SAVED_SYSCTLS
+    assert saved.exists()  # the machine's settings from before `up`
+    before_up = json.loads(saved.read_text())
     launch_one(local_cloud)
     daemon = control.daemon_pid()
     assert daemon is not None
@@ -62,7 +64,7 @@ def test_down_leaves_the_machine_clean_and_up_down_work_again(local_cloud: Aws) 
     assert control.leftovers() == CLEAN
     assert not alive(daemon)
     assert not hosts_dir().exists() or not any(hosts_dir().iterdir())
-    assert IP_FORWARD.read_text() == forward_before_up
+    assert {key: int((SYSCTL / key).read_text()) for key in SYSCTLS} == before_up
 
     for _ in range(2):  # a second up and down work too
         control.up()

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from provisioner.localcloud import RULE_TAG, image, plan
 from provisioner.localcloud.hosts import hosts_text, nspawn_argv, resolver_text
-from provisioner.localcloud.network import delete_commands, mac_for, names_for, nat_rules
+from provisioner.localcloud.network import (
+    delete_commands,
+    mac_for,
+    names_for,
+    nat_rules,
+    sysctl_changes,
+)
 from provisioner.localcloud.system import install_hint, missing_tools
 from provisioner.paths import resource_dir
 
@@ -162,3 +168,15 @@ def test_write_files_content_decoding() -> None:
     assert fb.decode({"content": "plain"}) == b"plain"
     assert fb.cloud_config(b"#cloud-config\nruncmd: [ls]\n") == {"runcmd": ["ls"]}
     assert fb.cloud_config(b"#!/bin/sh\n") == {}
+
+
+def test_sysctls_are_only_raised() -> None:
+    current = {
+        "net/ipv4/ip_forward": 0,
+        "fs/inotify/max_user_instances": 128,
+        "fs/inotify/max_user_watches": 1048576,
+    }
+    assert sysctl_changes(current) == {
+        "net/ipv4/ip_forward": 1,
+        "fs/inotify/max_user_instances": 8192,
+    }
