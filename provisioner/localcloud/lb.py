@@ -46,6 +46,11 @@ def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
+def _append(path: Path) -> IO[bytes]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")
+
+
 def _free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -93,6 +98,7 @@ class HaproxyProcess:
             text=True,
             check=False,
         )
+        candidate.unlink(missing_ok=True)
         if result.returncode == 0:
             return None
         return (result.stderr or result.stdout).strip()
@@ -102,7 +108,8 @@ class HaproxyProcess:
         _write_atomic(self.config, text)
         if not self.state_file.exists():
             _write_atomic(self.state_file, "1\n")
-        self._logs = [open(self.router_log, "ab"), open(self.haproxy_log, "ab")]  # noqa: SIM115
+        # Request paths may carry tokens: the logs are for root only, like the state dir.
+        self._logs = [_append(self.router_log), _append(self.haproxy_log)]
         argv = [self.binary(), "-W", "-f", str(self.config), "-p", str(self.pidfile)]
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own paths
             argv,
