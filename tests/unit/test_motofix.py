@@ -1,0 +1,26 @@
+from provisioner.localcloud.motofix import health_state, parse_show_stat
+
+STAT = """# pxname,svname,qcur,status,
+tg-web,FRONTEND,,OPEN,
+tg-web,198.18.0.4-20001,0,UP,
+tg-web,198.18.0.4-20002,0,DOWN 1/2,
+tg-web,198.18.0.5-20001,0,DOWN,
+tg-web,198.18.0.6-20001,0,DRAIN,
+tg-web,198.18.0.7-20001,0,MAINT,
+tg-web,198.18.0.8-20001,0,no check,
+tg-web,BACKEND,0,UP,
+"""
+
+
+def test_haproxy_states_map_to_elbv2_health():
+    states = parse_show_stat(STAT)
+    assert states == {
+        ("tg-web", "198.18.0.4-20001"): "healthy",
+        ("tg-web", "198.18.0.4-20002"): "initial",
+        ("tg-web", "198.18.0.5-20001"): "unhealthy",
+        ("tg-web", "198.18.0.6-20001"): "draining",
+        ("tg-web", "198.18.0.7-20001"): "initial",
+        ("tg-web", "198.18.0.8-20001"): "healthy",
+    }
+    assert health_state("UP 1/3") == "healthy"
+    assert health_state("weird") == "initial"
