@@ -23,8 +23,8 @@ from provisioner.store import Store
 from provisioner.targets import Target, get_target
 
 # Data to stdout, everything else (progress, status, errors) to stderr.
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _REMOTE_RE = re.compile(r"dynoform::([a-z][a-z0-9-]{2,29})")
 

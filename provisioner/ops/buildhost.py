@@ -26,7 +26,6 @@ from provisioner.build import (
     parse_build_result,
     runner_argv,
 )
-from provisioner.errors import DynoformError
 from provisioner.remote.ssh import Connection, RemoteError
 
 BUILD_TIMEOUT = 15 * 60 + 60
@@ -194,12 +193,7 @@ def run_build(
     command = runner_argv(layout, buildpacks, source_version=source_version)
     code = stream(conn, build_unit_argv(layout, command, user=BUILD_USER), on_line, BUILD_TIMEOUT)
     result = conn.run(["cat", layout.result], sudo=True)
-    if not result.ok:
-        raise DynoformError(
-            f"build failed (exit status {code}) before writing a result",
-            "see the build output above",
-        )
-    return parse_build_result(result.stdout)
+    return parse_build_result(result.stdout if result.ok else None, code)
 
 
 def upload(conn: Connection, path: str, url: str) -> None:
