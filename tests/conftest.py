@@ -1,7 +1,44 @@
+from __future__ import annotations
+
 import os
+from collections.abc import Iterator
+
+import pytest
+
+from provisioner.aws.session import Aws
+from provisioner.errors import DynoformError
+from provisioner.targets import LOCAL_TARGET
 
 # No test may reach a real AWS account by accident.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
+
+
+# The shared local cloud, for every tier that needs it (hosts, e2e, build on hosts).
+def local_cloud_skip_reason() -> str | None:
+    from provisioner.localcloud.system import check_requirements
+
+    try:
+        check_requirements()
+    except DynoformError as exc:
+        return f"the local cloud cannot run here: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def local_cloud() -> Iterator[Aws]:
+    """Yields an Aws for the local target; starts the cloud if needed (and stops it then)."""
+    reason = local_cloud_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from provisioner.localcloud import control
+
+    started = control.daemon_pid() is None
+    control.up()
+    try:
+        yield Aws(LOCAL_TARGET)
+    finally:
+        if started and control.daemon_pid() is not None:
+            control.down()

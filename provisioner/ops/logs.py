@@ -1,0 +1,195 @@
+"""Collecting logs: journald on every host over SSH, the local router's log, release events."""
+
+from __future__ import annotations
+
+import json
+import select
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from provisioner import logs as lg
+from provisioner.aws import fleet as ec2_fleet
+from provisioner.errors import DynoformError
+from provisioner.ops.rollout import Observed, Rollout
+from provisioner.remote.fanout import fan_out
+from provisioner.store import Store
+
+Emit = Callable[[lg.LogLine], None]
+
+
+def router_log_path() -> Path | None:
+    from provisioner.localcloud import state_dir
+
+    path = state_dir() / "router.log"
+    return path if path.exists() else None
+
+
+def hostnames(store: Store, app: str, domain: str) -> list[str]:
+    return [f"{app}.{domain}", *store.app(app).get("domains", [])]
+
+
+def dyno_servers(observed: Observed, app: str) -> dict[str, str]:
+    """Router server names (ip:port) -> dyno names, for the app's web dynos now."""
+    result = {}
+    for state in observed.of_app(app):
+        inst = state.instance
+        if inst.port:
+            result[lg.server_name(observed.address(inst.host), inst.port)] = inst.name
+    return result
+
+
+def release_events(store: Store, app: str) -> list[lg.LogLine]:
+    from datetime import datetime
+
+    lines = []
+    for release in store.releases(app):
+        ts = datetime.fromisoformat(release.created_at).timestamp()
+        text = f"Release v{release.version} created by {release.created_by}: {release.description}"
+        if release.status != "succeeded":
+            text += f" ({release.status})"
+        lines.append(lg.LogLine(ts, "dynoform", "api", lg.clean(text)))
+    return lines
+
+
+def read_router(
+    path: Path | None, names: list[str], servers: dict[str, str], max_bytes: int = 4 << 20
+) -> list[lg.LogLine]:
+    if path is None:
+        return []
+    with path.open("rb") as handle:
+        size = path.stat().st_size
+        handle.seek(max(0, size - max_bytes))
+        text = handle.read().decode("utf-8", errors="replace")
+    parsed = (lg.parse_router_line(line, names, servers) for line in text.splitlines())
+    return [line for line in parsed if line is not None]
+
+
+def history(rollout: Rollout, app: str, lines: int, domain: str) -> list[lg.LogLine]:
+    observed = rollout.observe()
+
+    def journal(host: ec2_fleet.Host) -> list[lg.LogLine]:
+        result = rollout.fleet.connect(host).run(lg.journal_argv(app, lines), sudo=True, timeout=60)
+        return list(_parse_journal(result.stdout, app, host.id))
+
+    collected: list[lg.LogLine] = []
+    for outcome in fan_out(observed.hosts, journal, timeout=90):
+        if outcome.ok and outcome.value is not None:
+            collected += outcome.value
+        else:
+            rollout.say(f"warning: no logs from host {outcome.item.id}: {outcome.error}")
+    names = hostnames(rollout.store, app, domain)
+    collected += read_router(router_log_path(), names, dyno_servers(observed, app))
+    collected += release_events(rollout.store, app)
+    return collected
+
+
+def _parse_journal(text: str, app: str, host: str) -> Iterator[lg.LogLine]:
+    for raw in text.splitlines():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        line = lg.parse_journal_entry(entry, app, host)
+        if line is not None:
+            yield line
+
+
+class Tail:
+    """Follow every host at once; picks up new hosts, survives hosts that go away."""
+
+    def __init__(
+        self, rollout: Rollout, app: str, domain: str, emit: Emit, rescan: float = 3.0
+    ) -> None:
+        self.rollout = rollout
+        self.app = app
+        self.emit_line = emit
+        self.names = hostnames(rollout.store, app, domain)
+        self.rescan = rescan
+        self.stop = threading.Event()
+        self.followers: dict[str, threading.Thread] = {}
+        self.servers: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def emit(self, line: lg.LogLine) -> None:
+        with self.lock:
+            self.emit_line(line)
+
+    def run(self, seconds: float | None = None) -> None:
+        end = None if seconds is None else time.monotonic() + seconds
+        router = threading.Thread(target=self._follow_router, daemon=True)
+        router.start()
+        while not self.stop.is_set() and (end is None or time.monotonic() < end):
+            self._scan()
+            self.stop.wait(
+                self.rescan if end is None else min(self.rescan, max(0.0, end - time.monotonic()))
+            )
+        self.stop.set()
+
+    def _scan(self) -> None:
+        try:
+            observed = self.rollout.observe()
+        except DynoformError as exc:
+            self.emit(
+                lg.LogLine(time.time(), "dynoform", "logs", f"cannot list hosts: {exc.message}")
+            )
+            return
+        self.servers = dyno_servers(observed, self.app)
+        for host in observed.hosts:
+            follower = self.followers.get(host.id)
+            if follower is None or not follower.is_alive():
+                thread = threading.Thread(target=self._follow_host, args=(host,), daemon=True)
+                self.followers[host.id] = thread
+                thread.start()
+
+    def _follow_host(self, host: ec2_fleet.Host) -> None:
+        try:
+            conn = self.rollout.fleet.connect(host)
+            chan = conn.transport.open_session(timeout=10)
+            argv = lg.follow_argv(self.app)
+            chan.exec_command(shlex.join(["sudo", "-n", "--", *argv] if conn.sudo else argv))
+            pending = b""
+            while not self.stop.is_set() and not chan.exit_status_ready():
+                select.select([chan], [], [], 0.5)
+                while chan.recv_ready():
+                    pending += chan.recv(65536)
+                    *complete, pending = pending.split(b"\n")
+                    for line in _parse_journal(
+                        b"\n".join(complete).decode(errors="replace"), self.app, host.id
+                    ):
+                        self.emit(line)
+            chan.close()
+        except Exception as exc:  # noqa: BLE001 - a host going away must not end the tail
+            if not self.stop.is_set():
+                self.emit(
+                    lg.LogLine(
+                        time.time(), "dynoform", "logs", f"lost host {host.id}: {exc}; going on"
+                    )
+                )
+        if not self.stop.is_set():
+            self.emit(
+                lg.LogLine(time.time(), "dynoform", "logs", f"host {host.id} went away; going on")
+            )
+
+    def _follow_router(self) -> None:
+        path = router_log_path()
+        if path is None:
+            return
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            pending = b""
+            while not self.stop.is_set():
+                chunk = handle.read(65536)
+                if not chunk:
+                    self.stop.wait(0.2)
+                    continue
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    line = lg.parse_router_line(
+                        raw.decode(errors="replace"), self.names, self.servers
+                    )
+                    if line is not None:
+                        self.emit(line)

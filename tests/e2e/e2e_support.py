@@ -1,0 +1,113 @@
+"""What the end-to-end tests share: running the real CLI, requests through the router."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+
+
+def cli(
+    *args: str,
+    check: bool = True,
+    timeout: float = 600,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `dynoform ARGS` as a user would, on the local target."""
+    result = subprocess.run(
+        [sys.executable, "-m", "provisioner", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {}), "DYNOFORM_TARGET": "local"},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"dynoform {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def cli_json(*args: str) -> object:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+@dataclass(frozen=True)
+class Url:
+    host: str
+    port: int
+
+    @classmethod
+    def of_app(cls, app: str) -> Url:
+        info = cli_json("apps:info", "-a", app)
+        assert isinstance(info, dict)
+        parts = urlsplit(str(info["web_url"]))
+        return cls(str(parts.hostname), int(parts.port or 80))
+
+
+def get(url: Url, path: str = "/json", timeout: float = 5.0) -> tuple[int, bytes]:
+    """One request through the local router (HAProxy on loopback) with the app's Host header."""
+    conn = http.client.HTTPConnection("127.0.0.1", url.port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": url.host})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def dyno_of(url: Url) -> dict[str, str]:
+    status, body = get(url)
+    assert status == 200, (status, body[:200])
+    return dict(json.loads(body))
+
+
+@dataclass
+class Load:
+    """A bounded request loop (about `rate` a second) counting every failed request."""
+
+    url: Url
+    rate: float = 20.0
+    max_seconds: float = 300.0
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    releases: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Load:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        end = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                status, body = get(self.url)
+                if status == 200:
+                    self.ok += 1
+                    self.releases.add(json.loads(body)["release"])
+                else:
+                    self.failures.append(f"HTTP {status}: {body[:120]!r}")
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(max(0.0, 1.0 / self.rate - (time.monotonic() - started)))
