@@ -152,7 +152,11 @@ class Cloud:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
-        self.port = self._wait_port()
+        try:
+            self.port = self._wait_port()
+        except BaseException:
+            self.close()  # the fixture never sees this object: stop HAProxy here
+            raise
 
     def _target_group(self, name: str, vpc: str) -> str:
         arn = self.elb.create_target_group(
