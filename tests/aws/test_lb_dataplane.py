@@ -502,3 +502,48 @@ def test_instance_targets_use_the_private_ip(cloud: Cloud) -> None:
         state = cloud.lbs.haproxy.command("show servers state tg-inst")
         time.sleep(0.1)
     assert want in state
+
+
+def test_path_patterns_and_redirects(cloud: Cloud, backends: dict[str, Backend]) -> None:
+    cloud.register(cloud.web, backends["pw"])
+    cloud.register(cloud.api, backends["pa"])
+    cloud.elb.create_rule(
+        ListenerArn=cloud.listener,
+        Priority=5,
+        Conditions=[
+            {"Field": "host-header", "Values": ["web.example.test"]},
+            {"Field": "path-pattern", "Values": ["/api/*"]},
+        ],
+        Actions=[{"Type": "forward", "TargetGroupArn": cloud.api}],
+    )
+    cloud.elb.create_rule(
+        ListenerArn=cloud.listener,
+        Priority=6,
+        Conditions=[{"Field": "host-header", "Values": ["old.example.test"]}],
+        Actions=[
+            {
+                "Type": "redirect",
+                "RedirectConfig": {
+                    "Protocol": "HTTPS",
+                    "Port": "443",
+                    "Host": "web.example.test",
+                    "StatusCode": "HTTP_301",
+                },
+            }
+        ],
+    )
+    wait_for(cloud.port, "web.example.test", "pw")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        status, body = get(cloud.port, "web.example.test", "/api/x")
+        if body.startswith("pa "):
+            break
+        time.sleep(0.05)
+    assert body.startswith("pa ")
+    assert get(cloud.port, "web.example.test", "/apix")[1].startswith("pw ")  # pattern is /api/*
+    conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+    conn.request("GET", "/a/b?c=1", headers={"Host": "old.example.test"})
+    resp = conn.getresponse()
+    conn.close()
+    assert resp.status == 301
+    assert resp.getheader("Location") == "https://web.example.test/a/b?c=1"
