@@ -409,6 +409,8 @@ class LoadBalancers:
             self._bad_key = key
             log.error("load balancers: HAProxy rejects the rendered config: %s", problem)
             return
+        if self.haproxy.running:
+            self._undrain_returning(model)
         known = self._known_servers() if self.haproxy.running else set()
         loaded = hx.only_servers(model, known)
         if self.haproxy.running:
@@ -429,6 +431,14 @@ class LoadBalancers:
         self._apply_targets(loaded, model)
         self.haproxy.write_config(config)
         self._applied, self._key, self._config = model, key, config
+
+    def _undrain_returning(self, model: hx.Model) -> None:
+        """Targets registered again while draining go back to ready before a reload, or the
+        state file would bring them back drained (and never used again)."""
+        wanted = {(tg.backend, t.server_name) for tg in model.target_groups for t in tg.targets}
+        for slot in [s for s in self._draining if s in wanted]:
+            del self._draining[slot]
+            self._run(hx.cmd_ready(*slot))
 
     def _known_servers(self) -> set[tuple[str, str]]:
         try:

@@ -547,3 +547,22 @@ def test_path_patterns_and_redirects(cloud: Cloud, backends: dict[str, Backend])
     conn.close()
     assert resp.status == 301
     assert resp.getheader("Location") == "https://web.example.test/a/b?c=1"
+
+
+def test_target_back_while_draining_survives_a_reload(
+    cloud: Cloud, backends: dict[str, Backend]
+) -> None:
+    a = backends["back"]
+    cloud.register(cloud.web, a)
+    wait_for(cloud.port, "web.example.test", "back")
+    slow = threading.Thread(target=get, args=(cloud.port, "web.example.test", "/slow"))
+    slow.start()  # keeps `back` busy, so it stays draining
+    time.sleep(0.2)
+    cloud.deregister(cloud.web, a)
+    time.sleep(2 * SYNC_SECONDS + 0.2)
+    draining = [server for _, server in cloud.lbs._draining]
+    assert draining == [f"{a.address}:{a.port}"]  # white-box: the scenario really happened
+    cloud.register(cloud.web, a)
+    cloud.rule(7, ["reload.example.test"], cloud.api)  # and a reload in the same sync
+    slow.join(timeout=10)
+    wait_for(cloud.port, "web.example.test", "back")
