@@ -406,29 +406,38 @@ class Cloud:
 
     # --- stop --------------------------------------------------------------------------
     def shutdown(self) -> None:
+        """Power hosts off, then remove everything; each step runs even if one before failed."""
         phase("stopping: powering hosts off")
         for host in self.hosts.values():
             host.request_stop()
         deadline = time.monotonic() + 30
         while any(h.running for h in self.hosts.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        for host in self.hosts.values():
-            if host.running and host.proc is not None:
-                host.proc.kill()
-                host.proc.wait(timeout=10)
-            host.teardown(keep_disk=False)
-        self.hosts.clear()
+        steps: list[tuple[str, Callable[[], None]]] = [
+            (f"removing host {h.instance_id}", partial(_remove_host, h))
+            for h in self.hosts.values()
+        ]
         if self.lbs is not None:
-            try:
-                self.lbs.close()
-            except Exception:
-                log.exception("closing the load balancers failed")
+            steps.append(("closing the load balancers", self.lbs.close))
         if self.server is not None:
-            self.server.stop()
-        network.bridge_down(state_dir())
+            steps.append(("stopping moto", self.server.stop))
+        steps.append(("removing the bridge and rules", partial(network.bridge_down, state_dir())))
+        for what, step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("%s failed; `dynoform local down` cleans what is left", what)
+        self.hosts.clear()
         for path in (cloud_file(), status_file(), state_dir() / "phase"):
             path.unlink(missing_ok=True)
         log.info("the local cloud is down")
+
+
+def _remove_host(host: Host) -> None:
+    if host.running and host.proc is not None:
+        host.proc.kill()
+        host.proc.wait(timeout=10)
+    host.teardown(keep_disk=False)
 
 
 def _host_state(host: Host) -> str:
