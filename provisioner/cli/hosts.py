@@ -12,9 +12,15 @@ from rich.live import Live
 from rich.table import Table
 
 from provisioner.aws import fleet as ec2_fleet
-from provisioner.cli.common import confirm, emit_json, err, g, out, print_table, status
+from provisioner.cli.common import confirm, emit_json, err, g, out, print_table
 from provisioner.errors import DynoformError
 from provisioner.ops.hosts import Fleet
+
+
+def say(message: str) -> None:
+    """Status on stderr, one line per message however long (logs and tests grep them)."""
+    err.print(message, markup=False, soft_wrap=True, highlight=False)
+
 
 group = typer.Typer(
     help="The hosts dynos run on.\n\nExample: dynoform hosts:add --count 3",
@@ -58,10 +64,7 @@ class HostLines:
                 self.live.update(self._table())
             else:
                 elapsed = time.monotonic() - self.started
-                err.print(
-                    f"host {slot + 1}/{self.count} {host_id or '-'}: {state} ({elapsed:.1f} s)",
-                    markup=False,
-                )
+                say(f"host {slot + 1}/{self.count} {host_id or '-'}: {state} ({elapsed:.1f} s)")
 
     def __enter__(self) -> HostLines:
         if self.live is not None:
@@ -104,7 +107,7 @@ def add(
     seconds = time.monotonic() - started
     good = [o.value for o in outcomes if o.ok and o.value is not None]
     failed = [o for o in outcomes if not o.ok]
-    status(
+    say(
         f"{len(good)} of {count} hosts added in {seconds:.1f} s"
         + (f", {len(failed)} failed (terminated)" if failed else "")
     )
@@ -134,16 +137,16 @@ def bootstrap(
     verb = "would change" if check else "changed"
     for row in rows:
         if not row["ok"]:
-            err.print(f"{row['id']}: failed: {row['error']}", markup=False)
+            say(f"{row['id']}: failed: {row['error']}")
             continue
-        status(f"{row['id']}: {len(row['changes'])} {verb}")
+        say(f"{row['id']}: {len(row['changes'])} {verb}")
         for change in row["changes"]:
-            err.print(f"  {verb} {change['step']}: {'; '.join(change['reasons'])}", markup=False)
+            say(f"  {verb} {change['step']}: {'; '.join(change['reasons'])}")
             if g().verbose:
                 for action in change["actions"]:
-                    err.print(f"    {action}", markup=False)
+                    say(f"    {action}")
     total = sum(len(r["changes"]) for r in rows)
-    status(f"{total} {'changes would be made' if check else 'changes'} on {len(rows)} host(s)")
+    say(f"{total} {'changes would be made' if check else 'changes'} on {len(rows)} host(s)")
     if g().json:
         emit_json(rows)
     failed = [r for r in rows if not r["ok"]]
@@ -180,7 +183,7 @@ def remove(
     confirm(f"This terminates host {host_id}.", expected=host_id, given=confirm_id)
     with Fleet.open(g().aws, g().target) as fleet:
         fleet.remove(host_id, force=force)
-    status(f"removed host {host_id}")
+    say(f"removed host {host_id}")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import typer
 
 from provisioner.aws.platform import destroy_platform, ensure_platform, load_platform
-from provisioner.cli.common import confirm, emit_json, g, out, status
+from provisioner.cli.common import confirm, emit_json, err, g, out
+
+
+def say(message: str) -> None:
+    """Status on stderr, one line per message however long (logs and tests grep them)."""
+    err.print(message, markup=False, soft_wrap=True, highlight=False)
+
 
 group = typer.Typer(
     help="The platform a target's hosts and apps live in.\n\nExample: dynoform platform:init",
@@ -39,8 +45,8 @@ def init(
     """
     platform = ensure_platform(g().aws, g().target, ssh_cidr=ssh_cidr)
     for item in platform.created:
-        status(f"created {item}")
-    status(
+        say(f"created {item}")
+    say(
         f"platform {platform.name} on {g().target.name}: "
         + (f"{len(platform.created)} resources created" if platform.created else "up to date")
     )
@@ -74,8 +80,8 @@ def destroy(
     )
     done = destroy_platform(g().aws, target, delete_state=delete_state)
     for item in done:
-        status(f"deleted {item}")
-    status(f"platform {target.platform} destroyed" if done else "nothing to destroy")
+        say(f"deleted {item}")
+    say(f"platform {target.platform} destroyed" if done else "nothing to destroy")
 
 
 def register(app: typer.Typer) -> None:

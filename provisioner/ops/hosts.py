@@ -39,24 +39,28 @@ def pin_key(instance_id: str) -> str:
     return f"hosts/{instance_id}.json"
 
 
+_BUSY = {"active", "activating", "deactivating", "reloading"}
+
+
 def parse_dyno_units(stdout: str) -> list[str]:
-    """Service units below dynoform.slice, from `find /sys/fs/cgroup/dynoform.slice ...`."""
-    return sorted({line.rsplit("/", 1)[-1] for line in stdout.split() if line.endswith(".service")})
+    """Running services in dynoform.slice or a dynoform-*.slice below it.
+
+    Input: `systemctl show -p Id,Slice,ActiveState '*.service'`, blocks split by blank lines.
+    The host's own systemd answers, not the cgroup tree (which hosts may share locally).
+    """
+    units = set()
+    for block in stdout.split("\n\n"):
+        fields = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        slice_name = fields.get("Slice", "")
+        in_slice = slice_name == "dynoform.slice" or (
+            slice_name.startswith("dynoform-") and slice_name.endswith(".slice")
+        )
+        if in_slice and fields.get("ActiveState") in _BUSY and fields.get("Id"):
+            units.add(fields["Id"])
+    return sorted(units)
 
 
-# Units with processes below dynoform.slice: cgroup v2 (EC2), or the unified tree of a hybrid
-# host (the local cloud on a cgroup-v1 machine); find reports the missing one and goes on.
-DYNO_UNITS_FACT = (
-    "find",
-    "/sys/fs/cgroup/dynoform.slice",
-    "/sys/fs/cgroup/unified/dynoform.slice",
-    "-mindepth",
-    "1",
-    "-type",
-    "d",
-    "-name",
-    "*.service",
-)
+DYNO_UNITS_FACT = ("systemctl", "show", "--property=Id,Slice,ActiveState", "--", "*.service")
 
 
 class SshRunner:

@@ -63,11 +63,12 @@ def test_bad_public_key_is_a_clear_error():
         split_public("garbage")
 
 
-def test_parse_dyno_units_dedups_hybrid_trees():
+def test_parse_dyno_units_counts_running_units_in_the_slices():
     out = (
-        "/sys/fs/cgroup/unified/dynoform.slice/dynoform-web.slice/app-web@1.service\n"
-        "/sys/fs/cgroup/dynoform.slice/dyno-probe.service\n"
-        "/sys/fs/cgroup/unified/dynoform.slice/dyno-probe.service\n"
+        "Slice=system.slice\nId=ssh.service\nActiveState=active\n\n"
+        "Slice=dynoform.slice\nId=dyno-probe.service\nActiveState=active\n\n"
+        "Slice=dynoform-web.slice\nId=app-web@1.service\nActiveState=activating\n\n"
+        "Slice=dynoform.slice\nId=old.service\nActiveState=inactive\n"
     )
     assert parse_dyno_units(out) == ["app-web@1.service", "dyno-probe.service"]
     assert parse_dyno_units("") == []
