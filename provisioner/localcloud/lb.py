@@ -276,6 +276,20 @@ class LoadBalancers:
             for lb in model.load_balancers
         ]
 
+    @property
+    def model(self) -> hx.Model:
+        """What the last sync() read from ELBv2 (target groups with their targets)."""
+        return self._model
+
+    def show_stat(self) -> str:
+        """HAProxy's `show stat` CSV (server states, sessions), or "" when none runs."""
+        if not self.haproxy.running:
+            return ""
+        try:
+            return self.haproxy.command(hx.cmd_show_stat())
+        except OSError:
+            return ""
+
     def close(self) -> None:
         self.haproxy.stop()
         self._applied = None

@@ -11,6 +11,7 @@ import http.client
 import http.server
 import itertools
 import os
+import re
 import shutil
 import signal
 import threading
@@ -295,6 +296,22 @@ def test_host_rules_reach_their_target_groups_and_default_is_404(
         router_log = (cloud.lbs.state_dir / "router.log").read_text()
         time.sleep(0.05)
     assert "request_id=req-test-1" in router_log
+    # Without an X-Request-Id the router makes one, as Heroku's does.
+    conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+    conn.request("GET", "/", headers={"Host": "web.example.test"})
+    conn.getresponse().read()
+    conn.close()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        router_log = (cloud.lbs.state_dir / "router.log").read_text()
+        if re.search(r"request_id=[0-9a-f-]{36} ", router_log):
+            break
+        time.sleep(0.05)
+    assert re.search(r"request_id=[0-9a-f-]{36} ", router_log)
+    assert "tg-web-" in cloud.lbs.show_stat()
+    assert [tg.name for tg in cloud.lbs.model.target_groups] == sorted(
+        tg.name for tg in cloud.lbs.model.target_groups
+    )
     assert 'method=GET path="/" host=web.example.test' in router_log
     assert want in router_log
     listener = cloud.lbs.status()[0]["listeners"][0]
