@@ -1,6 +1,6 @@
 """Local cloud figures: run_instances -> SSH-ready, hosts booted within 60 s, memory per idle host.
 
-Usage (root, the local cloud is started if needed): python bench/localcloud.py [--quick]
+Usage (root, the local cloud is started if needed): python bench/localcloud.py [--quick] [--batch N]
 Prints one JSON document. Uses a VPC in 198.19.0.0/16 so it never contests platform addresses.
 """
 
@@ -153,12 +153,12 @@ def memory(instance_ids: list[str]) -> dict[str, float]:
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, batch_size: int | None = None) -> dict[str, Any]:
     control.up()
     bench = Bench(Aws(LOCAL_TARGET))
     try:
         times = bench.boot_times(3 if quick else 5)
-        batch_size = 6 if quick else 30
+        batch_size = batch_size or (6 if quick else 60)
         ready, ids, slowest = bench.batch(batch_size)
         time.sleep(5 if quick else 15)  # let the hosts settle to idle
         mem = memory(ids)
@@ -183,4 +183,5 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+    size = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else None
+    print(json.dumps(run(quick="--quick" in sys.argv, batch_size=size), indent=2))
