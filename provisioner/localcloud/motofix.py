@@ -126,11 +126,11 @@ def apply() -> None:
 
 def feed_from(lbs: Any) -> None:
     """Read HAProxy's server states through the load balancers' runtime API into moto."""
-    model = getattr(lbs, "_model", None)
-    if model is None or not model.target_groups:
+    model = lbs.model
+    if not model.target_groups:
         set_health({})
         return
-    stats = parse_show_stat(lbs.haproxy.command("show stat"))
+    stats = parse_show_stat(lbs.show_stat())
     states: dict[tuple[str, str, int], str] = {}
     for group in model.target_groups:
         for target in group.targets:
