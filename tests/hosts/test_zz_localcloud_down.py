@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -74,3 +76,34 @@ def test_down_leaves_the_machine_clean_and_up_down_work_again(local_cloud: Aws) 
         control.down()
         assert control.leftovers() == CLEAN
     control.up()  # leave the shared cloud as the session found it: up
+
+
+def test_up_after_kill_9_cleans_what_the_dead_daemon_left(local_cloud: Aws) -> None:
+    status = control.status()
+    in_use = len(status["hosts"]) + len(status["load_balancers"])
+    if in_use and not os.environ.get("DYNOFORM_FORCE_DOWN_TEST"):
+        pytest.skip(f"the shared local cloud is in use ({in_use} hosts/load balancers)")
+    control.up()
+    instance_id, _ = launch_one(Aws(LOCAL_TARGET))
+    host = next(h for h in control.status()["hosts"] if h["instance_id"] == instance_id)
+    nspawn = int(host["nspawn_pid"])
+    daemon = control.daemon_pid()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)  # the daemon this session started (by control.up)
+    wait_until(lambda: not alive(daemon), 10)
+    left = control.leftovers()
+    assert left["netns"] and left["mounts"] and alive(nspawn)  # orphans of the dead daemon
+
+    assert control.up()["started"] is True
+    assert not alive(nspawn)
+    left = control.leftovers()
+    assert (left["netns"], left["veths"], left["mounts"], left["processes"]) == ([], [], [], [])
+    assert left["bridge"] == ["dfbr0"] and len(left["rules"]) == 3  # the new daemon's
+    assert Aws(LOCAL_TARGET).ec2.describe_instances()["Reservations"] == []
+
+
+def wait_until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
