@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -26,6 +27,7 @@ from provisioner.targets import Target, get_target
 out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+_STARTED = time.monotonic()
 _REMOTE_RE = re.compile(r"dynoform::([a-z][a-z0-9-]{2,29})")
 
 
@@ -123,7 +125,10 @@ def confirm(question: str, expected: str | None = None, given: str | None = None
 
 
 def status(message: str) -> None:
-    err.print(message)
+    """A progress line on stderr; with -v it says how long the command has been running."""
+    if GLOBALS.verbose:
+        message = f"[{time.monotonic() - _STARTED:6.2f}s] {message}"
+    err.print(message, markup=False)
 
 
 def web_url(app: str) -> str | None:

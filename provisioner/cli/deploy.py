@@ -36,7 +36,7 @@ def deploy(
     started = time.monotonic()
     source = package(path, ref)
     status(f"-----> Deploying {name}: {source.description}")
-    rollout = open_rollout(g(), status, RolloutOptions(boot_timeout_s=boot_timeout))
+    rollout = open_rollout(g(), status, RolloutOptions(boot_timeout_s=boot_timeout, settle_s=1.0))
     try:
         result = run_deploy(rollout, name, source, _build_line, wait=wait)
     finally:

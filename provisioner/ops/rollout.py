@@ -16,8 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from provisioner.aws import fleet as ec2_fleet
 from provisioner.aws.blobs import Blobs
+from provisioner.aws.platform import Platform, ensure_platform
 from provisioner.aws.router import RouterTable, Target
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
@@ -107,6 +110,15 @@ _STOP_LATER = (
     'sleep "$1"; shift; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
     'for u in "$@"; do rm -f "/etc/systemd/system/$u"; done; systemctl daemon-reload'
 )
+
+
+# Progress after each kind of step (start has its own line before it runs).
+_DONE = {
+    "wait_port": "{dynos} answering on $PORT",
+    "wait_healthy": "{dynos} healthy in the router",
+    "deregister": "{dynos} (old) deregistered, draining",
+    "wait_running": "{dynos} running",
+}
 
 
 @dataclass
@@ -294,6 +306,8 @@ class Rollout:
             by_kind[action.kind].append(action)
         for kind, actions in by_kind.items():
             getattr(self, f"_do_{kind}")(observed, app, actions)
+            if kind in _DONE:
+                self.say(_DONE[kind].format(dynos=", ".join(a.dyno for a in actions)))
 
     def _by_host(self, actions: list[Action]) -> dict[str, list[Action]]:
         result: dict[str, list[Action]] = defaultdict(list)
@@ -476,10 +490,32 @@ def to_json(plan: RolloutPlan) -> str:
     return json.dumps([a.to_dict() for a in plan.actions], indent=1)
 
 
+PLATFORM_DOC = "platform.json"
+
+
+def known_platform(g: Any) -> Platform:
+    """The platform, from its record in the state store when its listener still exists.
+
+    Checking every resource by tag (ensure_platform) costs a dozen API calls; commands that
+    only use the platform read the record it leaves, and fall back to ensure_platform.
+    """
+    doc = g.store.docs.get(PLATFORM_DOC)
+    if doc is not None:
+        platform = Platform(**doc.data)
+        try:
+            g.aws.elbv2.describe_listeners(ListenerArns=[platform.listener_arn])
+            return platform
+        except ClientError:
+            pass
+    platform = ensure_platform(g.aws, g.target)
+    g.store.docs.put(PLATFORM_DOC, platform.as_dict())
+    return platform
+
+
 def open_rollout(g: Any, say: Say, options: RolloutOptions | None = None) -> Rollout:
     """A Rollout for the CLI's target: the fleet, the state store, the router table."""
-    fleet = Fleet.open(g.aws, g.target, create=True)
-    platform = fleet.platform
+    platform = known_platform(g)
+    fleet = Fleet(g.aws, g.target, platform, g.store.docs)
     router = RouterTable(
         g.aws.elbv2, platform.name, platform.vpc_id, [platform.listener_arn], g.target.app_domain
     )
