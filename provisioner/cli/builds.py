@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -47,8 +48,17 @@ def output(
     sys.stdout.write(text)
 
 
+def _normalise(pack: str) -> str:
+    """URLs stay as given; a directory on this machine is remembered by its absolute path."""
+    if pack.startswith("https://"):
+        return pack
+    path = Path(pack).expanduser()
+    return str(path.resolve()) if path.is_dir() else pack
+
+
 def _set(app: str | None, change: list[str] | None) -> None:
     name = resolve_app(app)
+    change = [_normalise(p) for p in change or []]
     record = g().store.update_app(name, lambda data: data.update(buildpacks=change or []))
     status(f"buildpacks of {name}: {', '.join(record['buildpacks']) or 'detected automatically'}")
 

@@ -23,9 +23,11 @@ from provisioner.build import (
     BuildLayout,
     BuildResult,
     build_unit_argv,
+    buildpack_clone_argv,
     parse_build_result,
     runner_argv,
 )
+from provisioner.errors import DynoformError
 from provisioner.remote.ssh import Connection, RemoteError
 
 BUILD_TIMEOUT = 15 * 60 + 60
@@ -93,6 +95,41 @@ def ensure_tooling(conn: Connection) -> bool:
         check=True,
     )
     return True
+
+
+def stage_buildpacks(conn: Connection, layout: BuildLayout, packs: list[str]) -> list[str]:
+    """The app's buildpacks as directories on the build host, in order.
+
+    A git URL is cloned there (as the build user), a directory on this machine is uploaded, and
+    anything else names a directory already on the build hosts.
+    """
+    staged = []
+    for index, pack in enumerate(packs):
+        dest = layout.buildpack_dir(index)
+        local = Path(pack).expanduser()
+        if pack.startswith("https://"):
+            conn.run(
+                ["install", "-d", "-o", BUILD_USER, "-g", BUILD_USER, dest], sudo=True, check=True
+            )
+            conn.run(["rmdir", dest], sudo=True, check=True)
+            result = conn.run(
+                buildpack_clone_argv(pack, dest, user=BUILD_USER), sudo=True, timeout=300
+            )
+            if not result.ok:
+                raise DynoformError(
+                    f"could not clone buildpack {pack}: {result.stderr.strip()[-300:]}",
+                    "check the URL; build hosts need git and network access to it",
+                )
+        elif local.is_dir():
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+                tar.add(local, arcname=".", filter=_fixed)
+            script = 'set -e; mkdir -p "$1"; tar -xzf - -C "$1"; chmod -R a+rX "$1"'
+            conn.run(["sh", "-c", script, "sh", dest], sudo=True, stdin=buf.getvalue(), check=True)
+        else:
+            dest = pack
+        staged.append(dest)
+    return staged
 
 
 def curl_config(url: str, extra: str = "") -> bytes:

@@ -132,8 +132,9 @@ def _build(
     cache_key = keys.cache_key(app)
     had_cache = blobs.exists(cache_key)
     buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None)
-    buildpacks = list(store.app(app).get("buildpacks") or []) or None
+    packs = list(store.app(app).get("buildpacks") or [])
     try:
+        buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
         result = buildhost.run_build(conn, layout, output, buildpacks, source.commit)
         slug = keys.slug_key(app, result.sha256)
         if not blobs.exists(slug):
