@@ -1,0 +1,1 @@
+"""dynoform's benchmarks: `python -m bench` from the repository root."""

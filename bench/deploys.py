@@ -1,0 +1,355 @@
+"""Platform figures on the local cloud: deploys, scaling, the router, failed requests, SSH.
+
+Every figure is measured from the outside, as a user sees it: the time from a command's start
+until every web dyno of the new state answers through the router.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import resource
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "python"
+
+
+def cli(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "provisioner", "-t", "local", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"dynoform {' '.join(args)}: {result.stderr.strip()[-600:]}")
+    return result
+
+
+def cli_json(*args: str) -> Any:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": len(values),
+    }
+
+
+@dataclass(frozen=True)
+class Router:
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, app: str) -> Router:
+        parts = urlsplit(cli_json("apps:info", "-a", app)["web_url"])
+        return cls(str(parts.hostname), int(parts.port or 80))
+
+    def get(self, path: str = "/json", timeout: float = 3.0) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": self.host})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+
+def serving(
+    router: Router, release: str, dynos: set[str], started: float, limit: float = 120
+) -> float:
+    """Seconds from `started` until every dyno in `dynos` has answered with `release`."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            status, body = router.get(timeout=1.0)
+        except OSError:
+            continue
+        if status == 200:
+            data = json.loads(body)
+            if data["release"] == release and data["dyno"] in dynos:
+                seen.add(data["dyno"])
+                if seen == dynos:
+                    return time.monotonic() - started
+        time.sleep(0.005)
+    raise RuntimeError(f"{sorted(dynos - seen)} never served {release}")
+
+
+def next_release(app: str) -> str:
+    releases = cli_json("releases", "-a", app)
+    return f"v{(releases[0]['version'] if releases else 0) + 1}"
+
+
+def fresh_source(tag: str) -> Path:
+    """A copy of the python example with a changed file: a new slug, unchanged dependencies."""
+    work = Path(tempfile.mkdtemp(prefix="dynoform-bench-"))
+    target = work / "app"
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
+    (target / "BENCH_MARK").write_text(tag + "\n")
+    return target
+
+
+@dataclass
+class Deploy:
+    seconds: float
+    cli_rss_mb: float
+
+
+def timed_deploy(app: str, web: int) -> Deploy:
+    """Deploy a changed source; time until every web dyno serves the new release."""
+    release = next_release(app)
+    source = fresh_source(secrets.token_hex(4))
+    router = Router.of(app) if cli_json("apps:info", "-a", app)["web_url"] else None
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "-t", "local", "deploy", "-a", app, str(source)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        router = router or _wait_router(app)
+        seconds = serving(router, release, {f"web.{i}" for i in range(1, web + 1)}, started)
+    finally:
+        _, stderr = proc.communicate(timeout=900)
+        shutil.rmtree(source.parent, ignore_errors=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"deploy failed: {stderr[-600:]}")
+    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return Deploy(seconds, rss_kb / 1024)
+
+
+def _wait_router(app: str) -> Router:
+    for _ in range(600):
+        try:
+            info = cli_json("apps:info", "-a", app)
+        except RuntimeError:
+            info = {}
+        if info.get("web_url"):
+            return Router.of(app)
+        time.sleep(0.5)
+    raise RuntimeError("the app never got a web URL")
+
+
+def ensure_hosts(count: int) -> list[str]:
+    """At least `count` running hosts; returns the ids this benchmark added."""
+    cli("platform:init")
+    have = [h for h in cli_json("hosts") if h["state"] == "running" and h["bootstrapped"]]
+    missing = count - len(have)
+    if missing <= 0:
+        return []
+    before = {h["id"] for h in cli_json("hosts")}
+    cli("hosts:add", "--count", str(missing))
+    return [h["id"] for h in cli_json("hosts") if h["id"] not in before]
+
+
+def new_app() -> str:
+    name = f"bench-{secrets.token_hex(3)}"
+    cli("apps:create", name, "--no-remote")
+    return name
+
+
+def destroy(app: str) -> None:
+    cli("apps:destroy", "-a", app, "--confirm", app, check=False)
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    router: Router
+    rate: float = 20.0
+    ok: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, action: Callable[[], object]) -> dict[str, Any]:
+        thread = threading.Thread(target=self._loop, daemon=True)
+        thread.start()
+        try:
+            action()
+            time.sleep(1.0)
+        finally:
+            self._stop.set()
+            thread.join(timeout=10)
+        return {"requests": self.ok + self.failed, "failed": self.failed, "errors": self.errors[:3]}
+
+    def _loop(self) -> None:
+        end = time.monotonic() + 600
+        while not self._stop.is_set() and time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                status, _ = self.router.get()
+                if status == 200:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(f"HTTP {status}")
+            except OSError as exc:
+                self.failed += 1
+                self.errors.append(str(exc))
+            self._stop.wait(max(0.0, 1 / self.rate - (time.monotonic() - started)))
+
+
+# --- the figures -----------------------------------------------------------------------------
+
+
+def deploys(app: str, runs: int) -> dict[str, Any]:
+    cli("ps:scale", "web=2", "-a", app) if cli_json("apps:info", "-a", app)["release"] else None
+    first = timed_deploy(app, 1)  # the empty build cache: cold
+    cli("ps:scale", "web=2", "-a", app)
+    warm = [timed_deploy(app, 2) for _ in range(runs)]
+    return {
+        "deploy_cold_s": summary([first.seconds]),
+        "deploy_warm_s": summary([w.seconds for w in warm]),
+        "deploy_cli_max_rss_mb": round(max(w.cli_rss_mb for w in [first, *warm]), 1),
+    }
+
+
+def deploy_vs_hosts(app: str, counts: list[int], runs: int) -> dict[str, Any]:
+    result = {}
+    for count in counts:
+        cli("ps:scale", f"web={count}", "worker=0", "-a", app)
+        hosts = {
+            r["host"]
+            for r in cli_json("ps", "-a", app)
+            if r["type"] == "web" and r["state"] == "up"
+        }
+        times = [timed_deploy(app, count).seconds for _ in range(runs)]
+        result[str(count)] = summary(times) | {"hosts_used": len(hosts)}
+    return {"deploy_vs_hosts": result}
+
+
+def scale(app: str, runs: int) -> dict[str, Any]:
+    router = Router.of(app)
+    release = f"v{cli_json('apps:info', '-a', app)['release']}"
+    times = []
+    for _ in range(runs):
+        cli("ps:scale", "web=1", "worker=0", "-a", app)
+        time.sleep(6)  # the scaled-down dynos drain and stop
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", "-t", "local", "ps:scale", "web=4", "-a", app],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        times.append(serving(router, release, {f"web.{i}" for i in range(1, 5)}, started))
+        proc.wait(timeout=300)
+    return {"scale_s": summary(times)}
+
+
+def failed_requests(app: str) -> dict[str, Any]:
+    router = Router.of(app)
+    cli("ps:scale", "web=2", "-a", app)
+    figures = {}
+    figures["deploy"] = Load(router).run(
+        lambda: cli("deploy", "-a", app, str(fresh_source("load")))
+    )
+    figures["rollback"] = Load(router).run(lambda: cli("releases:rollback", "-a", app))
+    figures["restart"] = Load(router).run(lambda: cli("ps:restart", "web", "-a", app))
+    figures["scale_down"] = Load(router).run(lambda: cli("ps:scale", "web=1", "-a", app))
+    return {"failed_requests": figures}
+
+
+def router_overhead(app: str, seconds: int) -> dict[str, Any]:
+    """wrk against one dyno directly and through the router, same load, same run."""
+    if shutil.which("wrk") is None:
+        return {"router_overhead": "wrk is not installed (apt-get install wrk)"}
+    cli("ps:scale", "web=1", "worker=0", "-a", app)
+    time.sleep(6)
+    router = Router.of(app)
+    web = next(r for r in cli_json("ps", "-a", app) if r["name"] == "web.1" and r["state"] == "up")
+    address = next(h["private_ip"] for h in cli_json("hosts") if h["id"] == web["host"])
+    direct = wrk(f"http://{address}:{web['port']}/json", None, seconds)
+    routed = wrk(f"http://127.0.0.1:{router.port}/json", router.host, seconds)
+    return {
+        "router_overhead": {
+            "direct": direct,
+            "router": routed,
+            "rps_ratio": round(routed["rps"] / direct["rps"], 3) if direct["rps"] else None,
+            "p50_ratio": round(routed["p50_ms"] / direct["p50_ms"], 3)
+            if direct["p50_ms"]
+            else None,
+            "p99_ratio": round(routed["p99_ms"] / direct["p99_ms"], 3)
+            if direct["p99_ms"]
+            else None,
+        }
+    }
+
+
+def wrk(url: str, host: str | None, seconds: int) -> dict[str, float]:
+    argv = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency"]
+    if host:
+        argv += ["-H", f"Host: {host}"]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": _latency(out, "50%"),
+        "p99_ms": _latency(out, "99%"),
+        "non_2xx": float(m.group(1))
+        if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out))
+        else 0.0,
+    }
+
+
+def _latency(text: str, label: str) -> float:
+    match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", text)
+    if not match:
+        return 0.0
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def ssh_fanout(counts: list[int], runs: int) -> dict[str, Any]:
+    """One command on N hosts over the pooled SSH edge (connections warm), and one command alone."""
+    from provisioner.aws.session import Aws
+    from provisioner.ops.hosts import Fleet
+    from provisioner.remote.fanout import fan_out
+    from provisioner.targets import LOCAL_TARGET
+
+    with Fleet.open(Aws(LOCAL_TARGET), LOCAL_TARGET) as fleet:
+        hosts = [h for h in fleet.hosts() if h.state == "running"]
+        conns = {h.id: fleet.connect(h) for h in hosts}
+        single = []
+        first = next(iter(conns.values()))
+        for _ in range(50):
+            started = time.perf_counter()
+            first.run(["true"], timeout=10)
+            single.append((time.perf_counter() - started) * 1000)
+        result: dict[str, Any] = {"ssh_reused_command_ms": summary(single)}
+        curve = {}
+        for count in counts:
+            chosen = hosts[:count]
+            if len(chosen) < count:
+                continue
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                outcomes = fan_out(chosen, lambda h: conns[h.id].run(["true"], timeout=10))
+                assert all(o.ok for o in outcomes)
+                times.append((time.perf_counter() - started) * 1000)
+            curve[str(count)] = summary(times)
+        result["ssh_fanout_ms"] = curve
+    return result
