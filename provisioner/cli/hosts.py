@@ -42,7 +42,12 @@ class HostLines:
         self.lock = threading.Lock()
         self.live: Live | None = None
         if err.is_terminal:
-            self.live = Live(self._table(), console=err, refresh_per_second=4, transient=False)
+            self.live = Live(self, console=err, refresh_per_second=4, transient=False)
+
+    def __rich__(self) -> Table:
+        """Rendered again on every refresh, so the clocks keep running."""
+        with self.lock:
+            return self._table()
 
     def _table(self) -> Table:
         table = Table(box=None, show_header=False, pad_edge=False)
@@ -60,11 +65,11 @@ class HostLines:
         with self.lock:
             host_id = host_id or self.rows[slot][0]
             self.rows[slot] = (host_id, state, time.monotonic())
-            if self.live is not None:
-                self.live.update(self._table())
-            else:
-                elapsed = time.monotonic() - self.started
+            elapsed = time.monotonic() - self.started
+            if self.live is None:
                 say(f"host {slot + 1}/{self.count} {host_id or '-'}: {state} ({elapsed:.1f} s)")
+        if self.live is not None:
+            self.live.refresh()  # outside our lock: Live's own lock is always taken first
 
     def __enter__(self) -> HostLines:
         if self.live is not None:
