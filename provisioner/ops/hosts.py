@@ -154,6 +154,15 @@ class Fleet:
     def hosts(self) -> list[fleet.Host]:
         return fleet.list_hosts(self.aws, self.platform.name)
 
+    def ready(self) -> list[fleet.Host]:
+        """Running hosts whose bootstrap finished: the only ones to place dynos or builds on."""
+        result = []
+        for host in self.hosts():
+            doc = self.docs.get(pin_key(host.id))
+            if host.state == "running" and doc and doc.data.get("bootstrapped"):
+                result.append(host)
+        return result
+
     def host(self, instance_id: str) -> fleet.Host:
         return fleet.get_host(self.aws, self.platform.name, instance_id)
 
