@@ -217,12 +217,16 @@ class Cloud:
     # --- loop --------------------------------------------------------------------------
     def run(self) -> None:
         ec2 = self.client("ec2")
+        failure = ""
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
                 self.reconcile(ec2)
-            except Exception:
-                log.exception("reconcile failed; retrying")
+                failure = ""
+            except Exception as exc:
+                if str(exc) != failure:  # once per distinct failure, not every 0.3 s
+                    log.exception("reconcile failed; retrying")
+                failure = str(exc)
             self._sync_lbs()
             self._write_status()
             self.stop_event.wait(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
