@@ -8,6 +8,7 @@ volume; tags for platform and role.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -176,10 +177,14 @@ def get_host(aws: Aws, platform: str, instance_id: str) -> Host:
     raise DynoformError(f"no host {instance_id} in platform {platform!r}", "see `dynoform hosts`")
 
 
-def wait_running(aws: Aws, instance_id: str, timeout: float = 300) -> Host:
+def wait_running(
+    aws: Aws, instance_id: str, timeout: float = 300, cancel: threading.Event | None = None
+) -> Host:
     deadline = time.monotonic() + timeout
     delay = 0.5
     while True:
+        if cancel is not None and cancel.is_set():
+            raise DynoformError(f"waiting for host {instance_id} was cancelled")
         reservations = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
         host = _host(reservations[0]["Instances"][0])
         if host.state == "running":

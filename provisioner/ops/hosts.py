@@ -112,6 +112,7 @@ class Fleet:
     pool: Pool = field(default_factory=Pool)
     _role: tuple[pb.Role, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    cancel: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def open(cls, aws: Aws, target: Target, create: bool = False) -> Fleet:
@@ -169,7 +170,7 @@ class Fleet:
     def connect(self, host: fleet.Host, retry_for: float = REACH_TIMEOUT) -> Connection:
         if host.state != "running":
             raise DynoformError(f"host {host.id} is {host.state}", "start it, or remove it")
-        return self.pool.get(self.endpoint(host), retry_for=retry_for)
+        return self.pool.get(self.endpoint(host), retry_for=retry_for, cancel=self.cancel)
 
     def role(self) -> tuple[pb.Role, Any]:
         with self._lock:
@@ -205,8 +206,11 @@ class Fleet:
         zones = dict(zip(self.platform.subnet_ids, self.platform.zones, strict=True))
         subnets = fleet.spread(zones, [h.zone for h in self.hosts()], count)
         say = progress or (lambda slot, host_id, status: None)
+        unfinished: set[str] = set()
 
         def add_one(slot: int) -> fleet.Host:
+            if self.cancel.is_set():
+                raise DynoformError("interrupted before launch")
             say(slot, "", "launching")
             keys = generate_host_keys()
             request = fleet.launch_request(
@@ -218,6 +222,8 @@ class Fleet:
                 user_data=cloud_config(keys),
             )
             host = fleet.launch(self.aws, request)
+            with self._lock:
+                unfinished.add(host.id)
             try:
                 # Pinned before anything connects: the first connection already checks the key.
                 self.docs.create(
@@ -232,17 +238,41 @@ class Fleet:
                     ),
                 )
                 say(slot, host.id, "booting")
-                host = fleet.wait_running(self.aws, host.id, BOOT_TIMEOUT)
+                host = fleet.wait_running(self.aws, host.id, BOOT_TIMEOUT, self.cancel)
                 self.connect(host, retry_for=BOOT_TIMEOUT)
                 say(slot, host.id, "bootstrapping")
                 self.bootstrap(host, check=False)
+                with self._lock:
+                    unfinished.discard(host.id)
                 return host
             except BaseException as exc:
                 say(slot, host.id, "failed, terminating")
                 self._fail(host.id, str(exc))
+                with self._lock:
+                    unfinished.discard(host.id)
                 raise
 
-        return fan_out(list(range(count)), add_one, max_workers=MAX_WORKERS)
+        try:
+            return fan_out(list(range(count)), add_one, max_workers=MAX_WORKERS)
+        except KeyboardInterrupt:
+            leftover = self._abandon(unfinished)
+            raise DynoformError(
+                f"interrupted; terminated {len(leftover)} host(s) still being set up: "
+                + (", ".join(leftover) or "none"),
+                "hosts that were ready stay; see `dynoform hosts`",
+            ) from None
+        except BaseException:
+            self._abandon(unfinished)
+            raise
+
+    def _abandon(self, unfinished: set[str]) -> list[str]:
+        """Stop every retry loop and terminate the hosts not yet bootstrapped."""
+        self.cancel.set()
+        with self._lock:
+            leftover = sorted(unfinished)
+        for instance_id in leftover:
+            self._fail(instance_id, "interrupted")
+        return leftover
 
     def _fail(self, instance_id: str, reason: str) -> None:
         """A host that failed is terminated, never used half-configured."""

@@ -162,9 +162,15 @@ _RETRYABLE = (OSError, EOFError, paramiko.SSHException)
 
 
 def connect(
-    endpoint: Endpoint, timeout: float = CONNECT_TIMEOUT, retry_for: float = 0.0
+    endpoint: Endpoint,
+    timeout: float = CONNECT_TIMEOUT,
+    retry_for: float = 0.0,
+    cancel: threading.Event | None = None,
 ) -> Connection:
-    """Connect, retrying with growing delays for up to retry_for seconds (hosts booting)."""
+    """Connect, retrying with growing delays for up to retry_for seconds (hosts booting).
+
+    Setting `cancel` stops the retries (an interrupted `hosts:add`).
+    """
     pkey = _load_key(endpoint)
     pinned = _pinned_keys(endpoint)
     deadline = time.monotonic() + retry_for
@@ -177,6 +183,8 @@ def connect(
         except paramiko.BadHostKeyException as exc:  # pragma: no cover - caught inside
             raise _mismatch(endpoint, exc) from None
         except _RETRYABLE as exc:
+            if cancel is not None and cancel.is_set():
+                raise RemoteError(f"connecting to host {endpoint.name} was cancelled") from None
             if time.monotonic() + delay > deadline:
                 raise RemoteError(
                     f"cannot connect to host {endpoint.name} ({endpoint.address}:{endpoint.port}) "
@@ -299,7 +307,9 @@ class Pool:
     _locks: dict[tuple[str, str, int], threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, endpoint: Endpoint, retry_for: float = 0.0) -> Connection:
+    def get(
+        self, endpoint: Endpoint, retry_for: float = 0.0, cancel: threading.Event | None = None
+    ) -> Connection:
         key = (endpoint.name, endpoint.address, endpoint.port)
         with self._lock:
             host_lock = self._locks.setdefault(key, threading.Lock())
@@ -309,7 +319,7 @@ class Pool:
                 return conn
             if conn is not None:
                 conn.close()
-            conn = connect(endpoint, self.timeout, retry_for)
+            conn = connect(endpoint, self.timeout, retry_for, cancel)
             self._conns[key] = conn
             return conn
 
