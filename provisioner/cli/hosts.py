@@ -105,9 +105,7 @@ def add(
         with HostLines(count) as lines:
             outcomes = fleet.add(count, instance_type, lines)
             for slot, outcome in enumerate(outcomes):
-                if outcome.ok and outcome.value is not None:
-                    lines(slot, outcome.value.id, f"ready in {outcome.seconds:.1f} s")
-                else:
+                if not outcome.ok:
                     lines(slot, "", f"failed: {outcome.error}")
     seconds = time.monotonic() - started
     good = [o.value for o in outcomes if o.ok and o.value is not None]

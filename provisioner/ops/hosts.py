@@ -8,6 +8,7 @@ zone spread) what to do, and applies it. Host pins live in the state store at
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,7 @@ class Fleet:
         def add_one(slot: int) -> fleet.Host:
             if self.cancel.is_set():
                 raise DynoformError("interrupted before launch")
+            started = time.monotonic()
             say(slot, "", "launching")
             keys = generate_host_keys()
             request = fleet.launch_request(
@@ -244,6 +246,7 @@ class Fleet:
                 self.bootstrap(host, check=False)
                 with self._lock:
                     unfinished.discard(host.id)
+                say(slot, host.id, f"ready in {time.monotonic() - started:.1f} s")
                 return host
             except BaseException as exc:
                 say(slot, host.id, "failed, terminating")
