@@ -1,0 +1,55 @@
+"""Fan-out: bounded concurrency, per-item results in order, a deadline that is kept."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from provisioner.errors import DynoformError
+from provisioner.remote.fanout import fan_out
+
+
+def test_at_most_max_workers_at_once_and_results_in_order():
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def work(n: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        if n == 3:
+            raise DynoformError("host 3 is broken")
+        return n * n
+
+    outcomes = fan_out(list(range(10)), work, max_workers=3)
+    assert peak <= 3
+    assert [o.item for o in outcomes] == list(range(10))
+    assert [o.value for o in outcomes if o.ok] == [n * n for n in range(10) if n != 3]
+    assert outcomes[3].ok is False and outcomes[3].error == "host 3 is broken"
+
+
+def test_the_deadline_is_kept_and_stragglers_reported():
+    release = threading.Event()
+    seen = []
+
+    def work(n: int) -> int:
+        if n == 1:
+            release.wait(5)
+        return n
+
+    started = time.monotonic()
+    outcomes = fan_out([0, 1], work, timeout=0.3, on_done=seen.append)
+    release.set()
+    assert time.monotonic() - started < 2
+    assert outcomes[0].ok and not outcomes[1].ok
+    assert "timed out" in (outcomes[1].error or "")
+    assert len(seen) == 2
+
+
+def test_nothing_to_do():
+    assert fan_out([], lambda n: n) == []
