@@ -205,7 +205,9 @@ class RouterTable:
             )
 
     def deregister(self, app: str, targets: Iterable[Target]) -> None:
-        gone = [{"Id": t.ip, "Port": t.port} for t in targets]
+        """Deregister those of targets that are registered (draining ones already are not)."""
+        registered = self.targets(app)
+        gone = [{"Id": t.ip, "Port": t.port} for t in targets if t in registered]
         arn = self.target_group_arn(app)
         if gone and arn:
             self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=gone)
