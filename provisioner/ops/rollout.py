@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from provisioner.aws import fleet as ec2_fleet
 from provisioner.aws.blobs import Blobs
-from provisioner.aws.platform import Platform, ensure_platform
+from provisioner.aws.platform import Platform, ensure_platform, load_platform
 from provisioner.aws.router import RouterTable, Target
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
@@ -493,7 +493,7 @@ def to_json(plan: RolloutPlan) -> str:
 PLATFORM_DOC = "platform.json"
 
 
-def known_platform(g: Any) -> Platform:
+def known_platform(g: Any, create: bool = True) -> Platform:
     """The platform, from its record in the state store when its listener still exists.
 
     Checking every resource by tag (ensure_platform) costs a dozen API calls; commands that
@@ -507,14 +507,16 @@ def known_platform(g: Any) -> Platform:
             return platform
         except ClientError:
             pass
-    platform = ensure_platform(g.aws, g.target)
+    platform = ensure_platform(g.aws, g.target) if create else load_platform(g.aws, g.target)
     g.store.docs.put(PLATFORM_DOC, platform.as_dict())
     return platform
 
 
-def open_rollout(g: Any, say: Say, options: RolloutOptions | None = None) -> Rollout:
+def open_rollout(
+    g: Any, say: Say, options: RolloutOptions | None = None, create: bool = True
+) -> Rollout:
     """A Rollout for the CLI's target: the fleet, the state store, the router table."""
-    platform = known_platform(g)
+    platform = known_platform(g, create)
     fleet = Fleet(g.aws, g.target, platform, g.store.docs)
     router = RouterTable(
         g.aws.elbv2, platform.name, platform.vpc_id, [platform.listener_arn], g.target.app_domain
@@ -555,13 +557,18 @@ def activator(
 
 
 def destroy_app(g: Any, app: str) -> None:
+    """Remove the app's dynos and router entries (if there is a platform), then its objects."""
     from provisioner.cli.common import status
 
-    rollout = open_rollout(g, status)
     try:
-        rollout.remove_app(app)
-        blobs = rollout.blobs
-        for prefix in (f"slugs/{app}/", f"sources/{app}/", f"caches/{app}/", f"builds/{app}/"):
-            blobs.delete_prefix(prefix)
-    finally:
-        rollout.fleet.close()
+        rollout = open_rollout(g, status, create=False)
+    except DynoformError:
+        rollout = None  # no platform: nothing runs anywhere
+    if rollout is not None:
+        try:
+            rollout.remove_app(app)
+        finally:
+            rollout.fleet.close()
+    blobs = Blobs(g.aws.s3, g.store.docs.bucket)
+    for prefix in (f"slugs/{app}/", f"sources/{app}/", f"caches/{app}/", f"builds/{app}/"):
+        blobs.delete_prefix(prefix)
