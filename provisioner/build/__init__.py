@@ -121,6 +121,7 @@ def runner_argv(
     use_cache_tarballs: bool = False,
     source_from_url: bool = False,
     python: str = HOST_PYTHON,
+    max_slug_bytes: int | None = None,
 ) -> list[str]:
     """The runner command inside the unit. `buildpacks`: explicit buildpack dirs on the host,
     in order (empty: detect among the built-in ones). `source_from_url`: the runner fetches the
@@ -159,6 +160,8 @@ def runner_argv(
             "--cache-out",
             _safe_path(layout.cache_out),
         ]
+    if max_slug_bytes is not None:
+        argv += ["--max-slug-bytes", str(int(max_slug_bytes))]
     if source_version:
         if not re.fullmatch(r"[0-9a-fA-F]{7,64}", source_version):
             raise ValidationError("source version", "must be a commit id (hex)")

@@ -30,6 +30,7 @@ def deploy(
     boot_timeout: float = typer.Option(
         60.0, "--boot-timeout", help="Seconds a web dyno has to bind $PORT."
     ),
+    max_slug_mb: int = typer.Option(500, "--max-slug-mb", help="Refuse larger slugs (compressed)."),
 ) -> None:
     """Build and release an app. Example: dynoform deploy -a myapp examples/python"""
     name = resolve_app(app)
@@ -38,7 +39,9 @@ def deploy(
     status(f"-----> Deploying {name}: {source.description}")
     rollout = open_rollout(g(), status, RolloutOptions(boot_timeout_s=boot_timeout, settle_s=1.0))
     try:
-        result = run_deploy(rollout, name, source, _build_line, wait=wait)
+        result = run_deploy(
+            rollout, name, source, _build_line, wait=wait, max_slug_bytes=max_slug_mb * 1024 * 1024
+        )
     finally:
         rollout.fleet.close()
         source.tarball.unlink(missing_ok=True)

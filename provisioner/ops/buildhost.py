@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import select
 import shlex
 import tarfile
@@ -95,6 +96,29 @@ def ensure_tooling(conn: Connection) -> bool:
         check=True,
     )
     return True
+
+
+NODE_PACKAGES = ["nodejs", "npm"]
+_NODE_WORD = re.compile(r"(^|[\s/;&|])(node|npm|npx|yarn)(\s|$)")
+
+
+def needs_node(source_names: list[str] | None = None, commands: list[str] | None = None) -> bool:
+    """A Node.js app: package.json at the top of the source, or a process that runs node/npm."""
+    if source_names and any(n.lstrip("./") == "package.json" for n in source_names):
+        return True
+    return any(_NODE_WORD.search(c) for c in commands or [])
+
+
+def ensure_node(conn: Connection, say: Callable[[str], None]) -> None:
+    """Install Debian's nodejs and npm on a host the first time a Node.js app needs them."""
+    if conn.run(["sh", "-c", "command -v node && command -v npm"]).ok:
+        return
+    say(f"installing Node.js on {conn.endpoint.name} (once per host)")
+    script = (
+        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
+        'apt-get install -y -qq --no-install-recommends "$@" >/dev/null'
+    )
+    conn.run(["sh", "-c", script, "sh", *NODE_PACKAGES], sudo=True, timeout=900, check=True)
 
 
 def stage_buildpacks(conn: Connection, layout: BuildLayout, packs: list[str]) -> list[str]:
@@ -226,8 +250,11 @@ def run_build(
     on_line: OutputFn,
     buildpacks: list[str] | None = None,
     source_version: str | None = None,
+    max_slug_bytes: int | None = None,
 ) -> BuildResult:
-    command = runner_argv(layout, buildpacks, source_version=source_version)
+    command = runner_argv(
+        layout, buildpacks, source_version=source_version, max_slug_bytes=max_slug_bytes
+    )
     code = stream(conn, build_unit_argv(layout, command, user=BUILD_USER), on_line, BUILD_TIMEOUT)
     result = conn.run(["cat", layout.result], sudo=True)
     return parse_build_result(result.stdout if result.ok else None, code)

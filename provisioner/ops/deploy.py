@@ -7,6 +7,7 @@ never interleave; the second fails at once naming the holder (or waits with --wa
 from __future__ import annotations
 
 import hashlib
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +48,17 @@ def deploy(
     source: Source,
     on_output: Say,
     wait: bool = False,
+    max_slug_bytes: int | None = None,
 ) -> DeployResult:
     store = rollout.store
     store.app(app)
     with store.lease(app, "deploy", wait=wait):
-        return _deploy_locked(rollout, app, source, on_output)
+        return _deploy_locked(rollout, app, source, on_output, max_slug_bytes)
 
 
-def _deploy_locked(rollout: Rollout, app: str, source: Source, on_output: Say) -> DeployResult:
+def _deploy_locked(
+    rollout: Rollout, app: str, source: Source, on_output: Say, max_slug_bytes: int | None
+) -> DeployResult:
     store, blobs, say = rollout.store, rollout.blobs, rollout.say
     source_sha = keys.sha256_file(source.tarball)
     blobs.upload_if_absent(keys.source_key(app, source_sha), source.tarball)
@@ -70,7 +74,7 @@ def _deploy_locked(rollout: Rollout, app: str, source: Source, on_output: Say) -
         on_output(line)
 
     try:
-        result = _build(rollout, host, app, build_id, source, source_sha, output)
+        result = _build(rollout, host, app, build_id, source, source_sha, output, max_slug_bytes)
     except DynoformError as exc:
         builds.finish_build(store, app, build_id, status="failed", error=exc.message)
         blobs.put_text(keys.build_log_key(app, build_id), "\n".join(log) + "\n")
@@ -122,11 +126,14 @@ def _build(
     source: Source,
     source_sha: str,
     output: Say,
+    max_slug_bytes: int | None,
 ) -> BuildResult:
     store, blobs = rollout.store, rollout.blobs
     conn = rollout.fleet.connect(host)
     layout = build_layout(app, build_id)
     buildhost.ensure_tooling(conn)
+    if buildhost.needs_node(source_names(source.tarball)):
+        buildhost.ensure_node(conn, rollout.say)
     config, _ = store.config(app)
     buildhost.prepare(conn, layout, config, blobs.get_url(keys.source_key(app, source_sha)))
     cache_key = keys.cache_key(app)
@@ -135,7 +142,9 @@ def _build(
     packs = list(store.app(app).get("buildpacks") or [])
     try:
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
-        result = buildhost.run_build(conn, layout, output, buildpacks, source.commit)
+        result = buildhost.run_build(
+            conn, layout, output, buildpacks, source.commit, max_slug_bytes
+        )
         slug = keys.slug_key(app, result.sha256)
         if not blobs.exists(slug):
             buildhost.upload(conn, layout.slug, blobs.put_url(slug))
@@ -144,6 +153,11 @@ def _build(
     finally:
         buildhost.cleanup(conn, layout)
     return result
+
+
+def source_names(tarball: Path) -> list[str]:
+    with tarfile.open(tarball) as tar:
+        return tar.getnames()
 
 
 def run_release_phase(

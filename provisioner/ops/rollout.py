@@ -25,6 +25,7 @@ from provisioner.aws.router import RouterTable, Target
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
+from provisioner.ops.buildhost import ensure_node, needs_node
 from provisioner.ops.hosts import Fleet, pin_key
 from provisioner.plan.placement import DynoRef, place
 from provisioner.plan.placement import Host as PlacementHost
@@ -231,7 +232,9 @@ class Rollout:
             return plan
         started = plan.started
         if started:
-            self.router.ensure_rule(app, self._domains(app), self._maintenance(app))
+            self.router.ensure_rule(
+                app, self._domains(app), self._maintenance(app), self._plain_http(app)
+            )
             self._prepare(observed, app, release, config, {d.host for d in started})
         try:
             for group in plan.steps():
@@ -249,6 +252,10 @@ class Rollout:
     def _maintenance(self, app: str) -> bool:
         return bool(self.store.app(app).get("maintenance", False))
 
+    def _plain_http(self, app: str) -> bool:
+        """The app record's `plain_http`: serve plain HTTP instead of redirecting to HTTPS."""
+        return bool(self.store.app(app).get("plain_http", False))
+
     def _prepare(
         self,
         observed: Observed,
@@ -263,8 +270,12 @@ class Rollout:
         document = render_env_document(config, release.process_types).encode()
         launcher = launcher_source().encode()
 
+        node = needs_node(commands=list(release.process_types.values()))
+
         def prepare(host_id: str) -> None:
             conn = self.conn(host_id, observed)
+            if node:
+                ensure_node(conn, self.say)
             user = app_user(app)
             if not conn.run(["getent", "passwd", user]).ok:
                 conn.run(create_app_user_argv(app), sudo=True, check=True)
@@ -503,8 +514,11 @@ def known_platform(g: Any, create: bool = True) -> Platform:
     if doc is not None:
         platform = Platform(**doc.data)
         try:
-            g.aws.elbv2.describe_listeners(ListenerArns=[platform.listener_arn])
-            return platform
+            if platform.https_listener_arn:  # a record from before HTTPS: build it again
+                g.aws.elbv2.describe_listeners(
+                    ListenerArns=[platform.listener_arn, platform.https_listener_arn]
+                )
+                return platform
         except ClientError:
             pass
     platform = ensure_platform(g.aws, g.target) if create else load_platform(g.aws, g.target)
@@ -519,7 +533,12 @@ def open_rollout(
     platform = known_platform(g, create)
     fleet = Fleet(g.aws, g.target, platform, g.store.docs)
     router = RouterTable(
-        g.aws.elbv2, platform.name, platform.vpc_id, [platform.listener_arn], g.target.app_domain
+        g.aws.elbv2,
+        platform.name,
+        platform.vpc_id,
+        platform.listener_arns,
+        g.target.app_domain,
+        http_listener_arn=platform.listener_arn if platform.https_listener_arn else None,
     )
     return Rollout(
         fleet, g.store, router, Blobs(g.aws.s3, platform.bucket), say, options or RolloutOptions()

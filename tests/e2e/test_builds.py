@@ -1,0 +1,164 @@
+"""Builds, slugs and releases end to end on the local cloud: examples, failures, git push, leases."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from e2e_support import EXAMPLES, Url, cli, cli_json, get
+
+from provisioner.aws.session import Aws
+from provisioner.aws.state import bucket_name
+from provisioner.targets import LOCAL_TARGET
+
+pytestmark = pytest.mark.cloud
+
+
+def slug_in_s3(app: str) -> tuple[str, str]:
+    """(sha256 recorded in the current release, sha256 of the object in S3)."""
+    info = cli_json("releases:info", "-a", app)
+    aws = Aws(LOCAL_TARGET)
+    bucket = bucket_name("dynoform", aws.account_id())
+    key = f"slugs/{app}/{info['slug_sha256']}.tgz"
+    body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return str(info["slug_sha256"]), hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.parametrize("example", ["static", "procfile", "nodejs"])
+def test_examples_build_into_slugs_and_serve(app_name: str, example: str) -> None:
+    result = cli("deploy", "-a", app_name, str(EXAMPLES / example), timeout=900)
+    assert "app detected" in result.stderr
+    recorded, stored = slug_in_s3(app_name)
+    assert recorded == stored
+    status, _ = get(Url.of_app(app_name), "/")
+    assert status == 200
+
+
+def test_python_rebuild_reuses_the_cache_and_identical_slug_is_not_stored_twice(
+    app_name: str,
+) -> None:
+    started = time.monotonic()
+    first = cli("deploy", "-a", app_name, str(EXAMPLES / "python"))
+    cold = time.monotonic() - started
+    assert "Installing requirements with pip" in first.stderr
+    started = time.monotonic()
+    second = cli("deploy", "-a", app_name, str(EXAMPLES / "python"))
+    warm = time.monotonic() - started
+    assert "Restoring the virtualenv from the build cache" in second.stderr
+    print(f"python example deploy: cold {cold:.1f} s, warm {warm:.1f} s")
+    releases = cli_json("releases", "-a", app_name)
+    assert releases[0]["slug_sha256"] == releases[1]["slug_sha256"]  # reproducible slug
+    builds = cli_json("builds", "-a", app_name)
+    assert len(builds) == 2 and all(b["status"] == "succeeded" for b in builds)
+    assert "Python app detected" in cli("builds:output", "-a", app_name).stdout
+
+
+def failing_sources(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
+    bad_procfile = tmp / "bad-procfile"
+    bad_procfile.mkdir()
+    (bad_procfile / "Procfile").write_text("web: python3 -m http.server $PORT\nweb: again\n")
+    nothing = tmp / "nothing"
+    nothing.mkdir()
+    (nothing / "README.txt").write_text("no buildpack detects this\n")
+    big = tmp / "big"
+    big.mkdir()
+    (big / "Procfile").write_text("web: python3 -m http.server $PORT\n")
+    (big / "blob.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    failing_pack = tmp / "failing-pack"
+    (failing_pack / "bin").mkdir(parents=True)
+    for name, body in {
+        "detect": "echo Failing",
+        "compile": "echo compile error >&2; exit 1",
+        "release": "echo ---",
+    }.items():
+        script = failing_pack / "bin" / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    return {
+        "malformed Procfile": (bad_procfile, [], "defined twice"),
+        "nothing detected": (nothing, [], "detect"),
+        "oversized slug": (big, ["--max-slug-mb", "1"], "MB"),
+        "failing buildpack": (EXAMPLES / "procfile", [], "compile"),
+    }
+
+
+def test_failed_builds_create_no_release_and_keep_the_current(
+    app_name: str, tmp_path: Path
+) -> None:
+    cli("deploy", "-a", app_name, str(EXAMPLES / "procfile"))
+    url = Url.of_app(app_name)
+    for label, (source, extra, words) in failing_sources(tmp_path).items():
+        if label == "failing buildpack":
+            cli("buildpacks:set", str(tmp_path / "failing-pack"), "-a", app_name)
+        result = cli("deploy", "-a", app_name, str(source), *extra, check=False)
+        assert result.returncode == 1, label
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and words in result.stderr, (label, result.stderr[-800:])
+        releases = cli_json("releases", "-a", app_name)
+        assert [r["version"] for r in releases] == [1], label
+        assert get(url, "/")[0] == 200, label
+    cli("buildpacks:clear", "-a", app_name)
+
+
+def test_two_deploys_at_once_one_waits_for_the_lease(app_name: str) -> None:
+    cli("deploy", "-a", app_name, str(EXAMPLES / "procfile"))
+    argv = [
+        sys.executable,
+        "-m",
+        "provisioner",
+        "-t",
+        "local",
+        "deploy",
+        "-a",
+        app_name,
+        str(EXAMPLES / "procfile"),
+    ]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-500:]
+    assert second.returncode == 1
+    assert "is busy: deploy by" in second.stderr and "--wait" in second.stderr
+    assert [r["version"] for r in cli_json("releases", "-a", app_name)] == [2, 1]
+
+
+def test_git_push_deploys_and_shows_the_build(app_name: str, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES / "procfile", repo)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DYNOFORM_TARGET": "local",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    assert git("init", "-q", "-b", "main").returncode == 0
+    git("add", ".")
+    assert git("commit", "-q", "-m", "first").returncode == 0
+    assert cli("git:remote", "-a", app_name, cwd=repo).returncode == 0
+    pushed = git("push", "dynoform", "main")
+    assert pushed.returncode == 0, pushed.stderr[-1500:]
+    assert "Procfile app detected" in pushed.stderr or "app detected" in pushed.stderr
+    head = git("rev-parse", "--short=7", "HEAD").stdout.strip()
+    releases = cli_json("releases", "-a", app_name)
+    assert releases[0]["description"] == f"Deploy {head}"
+    (repo / "Procfile").write_text("web: exit 1\nweb: twice\n")
+    git("commit", "-qam", "broken")
+    failed = git("push", "dynoform", "main")
+    assert failed.returncode != 0 and "defined twice" in failed.stderr
+    assert len(cli_json("releases", "-a", app_name)) == 1
