@@ -10,8 +10,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,44 @@ NOT_FOUND_PAGE = (
     "<h1>No such app</h1><p>There is no app at this address. "
     "<small>dynoform</small></p>"
 )
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+CERT_WAIT_SECONDS = 1800  # DNS validation of a new ACM certificate takes minutes
+CERT_POLL_SECONDS = 10.0
+KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1"]
+
+
+def not_found_action() -> list[dict[str, Any]]:
+    return [
+        {
+            "Type": "fixed-response",
+            "FixedResponseConfig": {
+                "StatusCode": "404",
+                "ContentType": "text/html",
+                "MessageBody": NOT_FOUND_PAGE,
+            },
+        }
+    ]
+
+
+def https_redirect_action() -> list[dict[str, Any]]:
+    """HTTP -> the same URL on HTTPS, permanently (ALB placeholders keep host, path, query)."""
+    return [
+        {
+            "Type": "redirect",
+            "RedirectConfig": {
+                "Protocol": "HTTPS",
+                "Port": "443",
+                "Host": "#{host}",
+                "Path": "/#{path}",
+                "Query": "#{query}",
+                "StatusCode": "HTTP_301",
+            },
+        }
+    ]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -56,8 +96,15 @@ class Platform:
     bucket: str
     lb_arn: str
     lb_dns: str
-    listener_arn: str
+    listener_arn: str  # HTTP :80 (redirects to HTTPS)
+    https_listener_arn: str = ""  # HTTPS :443 (empty: a record from before HTTPS)
+    certificate_arn: str = ""
     created: list[str] = field(default_factory=list)
+
+    @property
+    def listener_arns(self) -> list[str]:
+        """The listeners app rules go on: HTTPS, and HTTP when there is no HTTPS one."""
+        return [self.https_listener_arn] if self.https_listener_arn else [self.listener_arn]
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,11 +196,14 @@ def operator_cidr(target: Target) -> str:
 class _Builder:
     """Finds each resource by its tags and creates what is missing, in dependency order."""
 
-    def __init__(self, aws: Aws, target: Target, create: bool) -> None:
+    def __init__(
+        self, aws: Aws, target: Target, create: bool, say: Callable[[str], None] = _say
+    ) -> None:
         self.aws = aws
         self.target = target
         self.name = target.platform
         self.create = create
+        self.say = say
         self.created: list[str] = []
 
     def _missing(self, what: str) -> None:
@@ -360,30 +410,197 @@ class _Builder:
         self.created.append(f"load balancer {name}")
         return str(lb["LoadBalancerArn"]), str(lb["DNSName"])
 
+    def _listeners(self, lb_arn: str) -> dict[int, dict[str, Any]]:
+        found = self.aws.elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
+        return {int(ln["Port"]): ln for ln in found}
+
     def listener(self, lb_arn: str) -> str:
-        listeners = self.aws.elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
-        for listener in listeners:
-            if listener["Port"] == 80:
-                return str(listener["ListenerArn"])
+        """HTTP :80, whose default action redirects to HTTPS (an older 404 default is changed)."""
+        existing = self._listeners(lb_arn).get(80)
+        if existing is not None:
+            arn = str(existing["ListenerArn"])
+            if self.create and not _same_actions(
+                existing.get("DefaultActions", []), https_redirect_action()
+            ):
+                self.aws.elbv2.modify_listener(
+                    ListenerArn=arn, DefaultActions=https_redirect_action()
+                )
+                self.created.append("HTTP listener :80 now redirects to HTTPS")
+            return arn
         self._missing("HTTP listener")
         listener = self.aws.elbv2.create_listener(
             LoadBalancerArn=lb_arn,
             Protocol="HTTP",
             Port=80,
-            DefaultActions=[
-                {
-                    "Type": "fixed-response",
-                    "FixedResponseConfig": {
-                        "StatusCode": "404",
-                        "ContentType": "text/html",
-                        "MessageBody": NOT_FOUND_PAGE,
-                    },
-                }
-            ],
+            DefaultActions=https_redirect_action(),
             Tags=tags(self.name, "listener-http"),
         )["Listeners"][0]
-        self.created.append("HTTP listener :80 (404 page)")
+        self.created.append("HTTP listener :80 (redirect to HTTPS)")
         return str(listener["ListenerArn"])
+
+    def https_listener(self, lb_arn: str, certificate_arn: str) -> str:
+        """HTTPS :443 with the platform's certificate; unknown hosts get the 404 page."""
+        existing = self._listeners(lb_arn).get(443)
+        if existing is not None:
+            arn = str(existing["ListenerArn"])
+            current = [c.get("CertificateArn") for c in existing.get("Certificates", [])]
+            if self.create and certificate_arn and current[:1] != [certificate_arn]:
+                self.aws.elbv2.modify_listener(
+                    ListenerArn=arn, Certificates=[{"CertificateArn": certificate_arn}]
+                )
+                self.created.append("HTTPS listener :443 certificate replaced")
+            return arn
+        self._missing("HTTPS listener")
+        listener = self.aws.elbv2.create_listener(
+            LoadBalancerArn=lb_arn,
+            Protocol="HTTPS",
+            Port=443,
+            SslPolicy=TLS_POLICY,
+            Certificates=[{"CertificateArn": certificate_arn}],
+            DefaultActions=not_found_action(),
+            Tags=tags(self.name, "listener-https"),
+        )["Listeners"][0]
+        self.created.append("HTTPS listener :443 (404 page)")
+        return str(listener["ListenerArn"])
+
+    # certificates -----------------------------------------------------------------------
+    def _own_certificate(self) -> dict[str, Any] | None:
+        """The platform's certificate in ACM, found by its tags (newest first)."""
+        acm = self.aws.client("acm")
+        found = []
+        # AWS lists only RSA certificates unless asked; the local CA's are EC.
+        pages = acm.get_paginator("list_certificates").paginate(Includes={"keyTypes": KEY_TYPES})
+        for page in pages:
+            for summary in page.get("CertificateSummaryList", []):
+                arn = summary["CertificateArn"]
+                pairs = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+                have = {t["Key"]: t.get("Value") for t in pairs}
+                if have.get(PLATFORM_TAG) == self.name and have.get(RESOURCE_TAG) == "cert":
+                    found.append(acm.describe_certificate(CertificateArn=arn)["Certificate"])
+        if not found:
+            return None
+        return max(found, key=lambda c: str(c.get("ImportedAt") or c.get("CreatedAt") or ""))
+
+    def certificate(self) -> str:
+        """The HTTPS certificate: on `local` the local CA's wildcard certificate imported into
+        ACM (re-imported in place when the CA issued a new one); on AWS a wildcard certificate
+        requested from ACM with DNS validation (records put in Route 53 when the zone is
+        there, else printed), waited for until issued."""
+        existing = self._own_certificate()
+        if self.target.is_local:
+            return self._local_certificate(existing)
+        if existing is not None:
+            arn = str(existing["CertificateArn"])
+            if existing.get("Status") != "ISSUED" and self.create:
+                self._validate(arn)
+            return arn
+        self._missing("certificate")
+        domain = self.target.app_domain
+        arn = str(
+            self.aws.client("acm").request_certificate(
+                DomainName=f"*.{domain}",
+                SubjectAlternativeNames=[f"*.{domain}", domain],
+                ValidationMethod="DNS",
+                IdempotencyToken=self.name.replace("-", "")[:32] or "dynoform",
+                Tags=tags(self.name, "cert"),
+            )["CertificateArn"]
+        )
+        self.created.append(f"certificate *.{domain} (ACM, DNS validation)")
+        self._validate(arn)
+        return arn
+
+    def _local_certificate(self, existing: dict[str, Any] | None) -> str:
+        from provisioner.localcloud import ca
+
+        acm = self.aws.client("acm")
+        issued = ca.server_cert(ca.server_names(self.target.app_domain))
+        chain = ca.ensure_ca().cert_pem
+        if existing is not None:
+            arn = str(existing["CertificateArn"])
+            held = acm.get_certificate(CertificateArn=arn)["Certificate"]
+            if ca.fingerprint(held) == issued.fingerprint or not self.create:
+                return arn
+            acm.import_certificate(
+                CertificateArn=arn,
+                Certificate=issued.cert_pem,
+                PrivateKey=issued.key_pem,
+                CertificateChain=chain,
+            )
+            self.created.append("certificate re-imported (issued again by the local CA)")
+            return arn
+        self._missing("certificate")
+        arn = str(
+            acm.import_certificate(
+                Certificate=issued.cert_pem,
+                PrivateKey=issued.key_pem,
+                CertificateChain=chain,
+                Tags=tags(self.name, "cert"),
+            )["CertificateArn"]
+        )
+        self.created.append("certificate *.localhost (local CA, imported into ACM)")
+        return arn
+
+    def _validate(self, arn: str) -> None:
+        """Put the DNS validation records in Route 53 (or print them), then wait for ACM."""
+        acm = self.aws.client("acm")
+        records: list[dict[str, str]] = []
+        for _ in range(15):  # ACM fills in the records a few seconds after the request
+            described = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+            records = _validation_records(described)
+            if records or described.get("Status") == "ISSUED":
+                break
+            time.sleep(2)
+        zone = self._hosted_zone(self.target.app_domain)
+        if records and zone:
+            self.aws.client("route53").change_resource_record_sets(
+                HostedZoneId=zone,
+                ChangeBatch={
+                    "Comment": "dynoform: ACM DNS validation",
+                    "Changes": [
+                        {
+                            "Action": "UPSERT",
+                            "ResourceRecordSet": {
+                                "Name": r["Name"],
+                                "Type": r["Type"],
+                                "TTL": 300,
+                                "ResourceRecords": [{"Value": r["Value"]}],
+                            },
+                        }
+                        for r in records
+                    ],
+                },
+            )
+            self.say(f"certificate validation records put in Route 53 zone {zone}")
+        elif records and described.get("Status") != "ISSUED":
+            self.say("add these DNS records to validate the certificate, then wait:")
+            for r in records:
+                self.say(f"  {r['Name']} {r['Type']} {r['Value']}")
+        self.say(f"waiting for ACM to issue {arn} (DNS validation; Ctrl-C and init again resumes)")
+        deadline = time.monotonic() + CERT_WAIT_SECONDS
+        while True:
+            status = acm.describe_certificate(CertificateArn=arn)["Certificate"].get("Status")
+            if status == "ISSUED":
+                return
+            if status not in ("PENDING_VALIDATION", None) or time.monotonic() > deadline:
+                raise DynoformError(
+                    f"certificate {arn} is {status}, not issued",
+                    "check the DNS validation records, then run platform:init again",
+                )
+            time.sleep(CERT_POLL_SECONDS)
+
+    def _hosted_zone(self, domain: str) -> str | None:
+        """The Route 53 hosted zone for the domain or its nearest parent, if this account has."""
+        try:
+            zones = self.aws.client("route53").list_hosted_zones().get("HostedZones", [])
+        except ClientError:
+            return None
+        by_name = {z["Name"].rstrip("."): z["Id"].rsplit("/", 1)[-1] for z in zones}
+        labels = domain.rstrip(".").split(".")
+        for i in range(len(labels) - 1):
+            zone = by_name.get(".".join(labels[i:]))
+            if zone:
+                return str(zone)
+        return None
 
     def build(self, ssh_cidr: str | None = None) -> Platform:
         vpc_id = self.vpc()
@@ -394,6 +611,8 @@ class _Builder:
         key, path = self.key_pair()
         bucket = self.bucket()
         lb_arn, lb_dns = self.load_balancer(subnet_ids, lb_sg)
+        certificate_arn = self.certificate()
+        https_listener_arn = self.https_listener(lb_arn, certificate_arn)
         listener_arn = self.listener(lb_arn)
         return Platform(
             name=self.name,
@@ -413,6 +632,8 @@ class _Builder:
             lb_arn=lb_arn,
             lb_dns=lb_dns,
             listener_arn=listener_arn,
+            https_listener_arn=https_listener_arn,
+            certificate_arn=certificate_arn,
             created=self.created,
         )
 
@@ -433,6 +654,33 @@ def _cidr_rule(low: int, high: int, cidr: str, description: str) -> dict[str, An
     }
 
 
+def _validation_records(certificate: dict[str, Any]) -> list[dict[str, str]]:
+    """The DNS records ACM wants for validation, once each (the wildcard and the apex share)."""
+    seen: dict[str, dict[str, str]] = {}
+    for option in certificate.get("DomainValidationOptions", []):
+        record = option.get("ResourceRecord")
+        if record:  # kept even once issued: ACM renews through the same records
+            seen[record["Name"]] = {k: str(record[k]) for k in ("Name", "Type", "Value")}
+    return list(seen.values())
+
+
+def _same_actions(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
+    """Whether listener default actions match (ignoring fields AWS adds, such as Order)."""
+    if len(have) != len(want):
+        return False
+    for got, wanted in zip(have, want, strict=True):
+        for key, value in wanted.items():
+            current = got.get(key)
+            if isinstance(value, dict):
+                if not isinstance(current, dict) or any(
+                    str(current.get(k)) != str(v) for k, v in value.items()
+                ):
+                    return False
+            elif current != value:
+                return False
+    return True
+
+
 def _covers(have: dict[str, Any], want: dict[str, Any]) -> bool:
     """True when an existing permission already grants the wanted one."""
     if (have.get("IpProtocol"), have.get("FromPort"), have.get("ToPort")) != (
@@ -448,9 +696,11 @@ def _covers(have: dict[str, Any], want: dict[str, Any]) -> bool:
     return want_cidrs <= have_cidrs and want_groups <= have_groups
 
 
-def ensure_platform(aws: Aws, target: Target, ssh_cidr: str | None = None) -> Platform:
+def ensure_platform(
+    aws: Aws, target: Target, ssh_cidr: str | None = None, say: Callable[[str], None] = _say
+) -> Platform:
     """The platform of this target, creating whatever is missing (idempotent)."""
-    return _Builder(aws, target, create=True).build(ssh_cidr)
+    return _Builder(aws, target, create=True, say=say).build(ssh_cidr)
 
 
 def load_platform(aws: Aws, target: Target) -> Platform:
@@ -483,6 +733,21 @@ def _retry(what: str, call: Any, *args: Any, **kwargs: Any) -> None:
     )
 
 
+def _delete_certificates(aws: Aws, name: str) -> list[str]:
+    """The platform's ACM certificates (the load balancer that used them is gone)."""
+    acm = aws.client("acm")
+    done = []
+    pages = acm.get_paginator("list_certificates").paginate(Includes={"keyTypes": KEY_TYPES})
+    for page in pages:
+        for summary in page.get("CertificateSummaryList", []):
+            arn = summary["CertificateArn"]
+            pairs = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+            if {"Key": PLATFORM_TAG, "Value": name} in pairs:
+                _retry("certificate", acm.delete_certificate, CertificateArn=arn)
+                done.append(f"certificate {summary.get('DomainName', arn)}")
+    return done
+
+
 def destroy_platform(aws: Aws, target: Target, delete_state: bool = False) -> list[str]:
     """Delete every resource of the platform (hosts first); returns what was deleted."""
     name = target.platform
@@ -511,6 +776,7 @@ def destroy_platform(aws: Aws, target: Target, delete_state: bool = False) -> li
     for lb in lbs:
         elbv2.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
         done.append(f"load balancer {lb['LoadBalancerName']}")
+    done += _delete_certificates(aws, name)
     for group in elbv2.describe_target_groups().get("TargetGroups", []):
         tag_list = elbv2.describe_tags(ResourceArns=[group["TargetGroupArn"]])["TagDescriptions"]
         if any(

@@ -70,16 +70,29 @@ def maintenance_action() -> list[dict[str, Any]]:
 
 
 class RouterTable:
-    """ELBv2 calls for one platform's load balancer listener."""
+    """ELBv2 calls for one platform's load balancer listeners.
+
+    Every app has a rule on each of `listener_arns` (HTTPS). The HTTP listener
+    (`http_listener_arn`) redirects every request to HTTPS by its default action, so an app
+    has a rule there only when it opts out of the redirect (`plain_http`): then plain HTTP
+    reaches its dynos too.
+    """
 
     def __init__(
-        self, elbv2: Any, platform: str, vpc_id: str, listener_arns: list[str], domain: str
+        self,
+        elbv2: Any,
+        platform: str,
+        vpc_id: str,
+        listener_arns: list[str],
+        domain: str,
+        http_listener_arn: str | None = None,
     ) -> None:
         self.elbv2 = elbv2
         self.platform = platform
         self.vpc_id = vpc_id
         self.listener_arns = listener_arns
         self.domain = domain
+        self.http_listener_arn = http_listener_arn
 
     # target groups --------------------------------------------------------------------------
     def target_group_arn(self, app: str) -> str | None:
@@ -141,13 +154,33 @@ class RouterTable:
                     return rule
         return None
 
-    def ensure_rule(self, app: str, domains: Iterable[str] = (), maintenance: bool = False) -> None:
-        """One rule per listener: host-header = the app's hostnames -> its target group."""
+    def ensure_rule(
+        self,
+        app: str,
+        domains: Iterable[str] = (),
+        maintenance: bool = False,
+        plain_http: bool | None = None,
+    ) -> None:
+        """One rule per listener: host-header = the app's hostnames -> its target group.
+
+        plain_http: True puts the same rule on the HTTP listener (no redirect to HTTPS),
+        False removes it from there, None leaves the HTTP listener as it is."""
         tg_arn = self.ensure_target_group(app)
         hosts = app_hostnames(app, self.domain, domains)
         actions = maintenance_action() if maintenance else forward_action(tg_arn)
         conditions = [{"Field": "host-header", "HostHeaderConfig": {"Values": hosts}}]
-        for listener in self.listener_arns:
+        listeners = list(self.listener_arns)
+        extra = self.http_listener_arn
+        if extra and extra not in listeners:
+            if plain_http:
+                listeners.append(extra)
+            elif plain_http is False:
+                stale = self._app_rule(extra, app)
+                if stale is not None:
+                    self.elbv2.delete_rule(RuleArn=stale["RuleArn"])
+            elif self._app_rule(extra, app) is not None:
+                listeners.append(extra)  # keep an opted-out app's rule in step
+        for listener in listeners:
             rule = self._app_rule(listener, app)
             if rule is None:
                 used = [
@@ -221,7 +254,8 @@ class RouterTable:
         return added, removed
 
     def remove_app(self, app: str) -> None:
-        for listener in self.listener_arns:
+        extra = [self.http_listener_arn] if self.http_listener_arn else []
+        for listener in dict.fromkeys([*self.listener_arns, *extra]):
             rule = self._app_rule(listener, app)
             if rule is not None:
                 self.elbv2.delete_rule(RuleArn=rule["RuleArn"])

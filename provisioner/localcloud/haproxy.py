@@ -86,6 +86,9 @@ class Action:
     content_type: str = "text/plain"
     body: str = ""
     location: str = ""  # redirect: an HAProxy log-format string
+    # redirect: the ALB RedirectConfig as (key, value) pairs, to aim a redirect to a port of
+    # this load balancer at the loopback port that serves that listener here.
+    redirect: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,18 @@ class Listener:
     arn: str
     port: int
     protocol: str
-    local_port: int | None  # None: not served locally (only HTTP listeners are)
+    local_port: int | None  # None: not served locally (HTTP, and HTTPS with certificates)
     default: Action
     rules: tuple[Rule, ...] = ()
+    # HTTPS: PEM files (certificate + key) for HAProxy, the listener's default one first.
+    certificates: tuple[str, ...] = ()
 
     @property
     def local_url(self) -> str | None:
-        return f"http://127.0.0.1:{self.local_port}" if self.local_port else None
+        if not self.local_port:
+            return None
+        scheme = "https" if self.protocol == "HTTPS" else "http"
+        return f"{scheme}://127.0.0.1:{self.local_port}"
 
 
 @dataclass(frozen=True)
@@ -177,13 +185,16 @@ def build_model(
     targets: Mapping[str, Sequence[Mapping[str, Any]]],
     ports: Mapping[str, int],
     instance_ips: Mapping[str, str] | None = None,
+    certificates: Mapping[str, Sequence[str]] | None = None,
 ) -> Model:
     """The model from describe_* answers.
 
     listeners: LB ARN -> describe_listeners()["Listeners"]; rules: listener ARN ->
     describe_rules()["Rules"]; attributes: TG ARN -> describe_target_group_attributes()
     ["Attributes"]; targets: TG ARN -> describe_target_health()["TargetHealthDescriptions"];
-    ports: listener ARN -> local port; instance_ips: instance id -> private IP.
+    ports: listener ARN -> local port; instance_ips: instance id -> private IP;
+    certificates: HTTPS listener ARN -> PEM files (default first); an HTTPS listener without
+    any is not served.
     """
     warnings: list[str] = []
     lbs = []
@@ -191,7 +202,13 @@ def build_model(
         if lb.get("Type", "application") != "application":
             continue
         lns = [
-            _listener(ln, rules.get(ln["ListenerArn"], ()), ports, warnings)
+            _listener(
+                ln,
+                rules.get(ln["ListenerArn"], ()),
+                ports,
+                warnings,
+                tuple((certificates or {}).get(ln["ListenerArn"], ())),
+            )
             for ln in sorted(listeners.get(lb["LoadBalancerArn"], ()), key=lambda x: x["Port"])
         ]
         lbs.append(
@@ -227,9 +244,11 @@ def _listener(
     rules: Sequence[Mapping[str, Any]],
     ports: Mapping[str, int],
     warnings: list[str],
+    certificates: tuple[str, ...] = (),
 ) -> Listener:
     arn = ln["ListenerArn"]
-    served = ln.get("Protocol") == "HTTP"
+    protocol = ln.get("Protocol", "HTTP")
+    served = protocol == "HTTP" or (protocol == "HTTPS" and bool(certificates))
     built = []
     for rule in rules:
         if rule.get("IsDefault") or rule.get("Priority") == "default":
@@ -240,10 +259,11 @@ def _listener(
     return Listener(
         arn=arn,
         port=int(ln["Port"]),
-        protocol=ln.get("Protocol", "HTTP"),
+        protocol=protocol,
         local_port=ports.get(arn) if served else None,
         default=_action(ln.get("DefaultActions", ()), warnings, arn),
         rules=tuple(sorted(built, key=lambda r: r.priority)),
+        certificates=certificates if served and protocol == "HTTPS" else (),
     )
 
 
@@ -299,6 +319,7 @@ def _action(actions: Sequence[Mapping[str, Any]], warnings: list[str], where: st
         kind="redirect",
         status_code=int(str(cfg.get("StatusCode", "HTTP_302")).removeprefix("HTTP_")),
         location=redirect_location(cfg),
+        redirect=tuple(sorted((str(k), str(v)) for k, v in cfg.items())),
     )
 
 
@@ -445,7 +466,19 @@ def haproxy_string(text: str) -> str:
     return '"' + escaped.replace("$", "\\$").replace("#", "\\#") + '"'
 
 
-def _action_view(action: Action, model: Model, name: str) -> dict[str, Any]:
+def _local_location(action: Action, local_ports: Mapping[int, int]) -> str:
+    """A redirect to a port this load balancer serves here goes to the loopback port that
+    serves it (HTTP :80 -> HTTPS :443 becomes https://host:<local port>/...)."""
+    cfg = dict(action.redirect)
+    port = cfg.get("Port", "")
+    if port.isdigit() and int(port) in local_ports:
+        return redirect_location({**cfg, "Port": str(local_ports[int(port)])})
+    return action.location
+
+
+def _action_view(
+    action: Action, model: Model, name: str, local_ports: Mapping[int, int] | None = None
+) -> dict[str, Any]:
     if action.kind == "forward":
         tg = model.target_group(action.target_group_arn)
         if tg is None:
@@ -469,7 +502,7 @@ def _action_view(action: Action, model: Model, name: str) -> dict[str, Any]:
         "backend": name,
         "kind": "redirect",
         "status": action.status_code,
-        "location": haproxy_string(action.location),
+        "location": haproxy_string(_local_location(action, local_ports or {})),
     }
 
 
@@ -479,9 +512,10 @@ def config_view(model: Model, state_dir: Path) -> dict[str, Any]:
     action_backends = []
     for lb, ln in model.served_listeners:
         fe_name = safe_name(f"lb-{lb.name}-{ln.port}")
+        local_ports = {x.port: x.local_port for x in lb.listeners if x.local_port}
         rules = []
         for rule in ln.rules:
-            act = _action_view(rule.action, model, f"{fe_name}-r{rule.priority}")
+            act = _action_view(rule.action, model, f"{fe_name}-r{rule.priority}", local_ports)
             rules.append(
                 {
                     "id": f"r{rule.priority}",
@@ -493,7 +527,7 @@ def config_view(model: Model, state_dir: Path) -> dict[str, Any]:
             )
             if act["kind"] != "forward":
                 action_backends.append(act)
-        default = _action_view(ln.default, model, f"{fe_name}-default")
+        default = _action_view(ln.default, model, f"{fe_name}-default", local_ports)
         if default["kind"] != "forward":
             action_backends.append(default)
         frontends.append(
@@ -504,6 +538,7 @@ def config_view(model: Model, state_dir: Path) -> dict[str, Any]:
                 "port": ln.port,
                 "proto": ln.protocol.lower(),
                 "local_port": ln.local_port,
+                "crts": list(ln.certificates),
                 "rules": rules,
                 "default_backend": default["backend"],
             }

@@ -29,6 +29,7 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioner.errors import DynoformError
+from provisioner.localcloud import ca
 from provisioner.localcloud import haproxy as hx
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,16 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _rule_hosts(rules: list[dict[str, Any]]) -> set[str]:
+    hosts: set[str] = set()
+    for rule in rules:
+        for cond in rule.get("Conditions", ()):
+            if cond.get("Field") == "host-header":
+                values = cond.get("HostHeaderConfig", {}).get("Values") or cond.get("Values", [])
+                hosts |= {str(v).lower() for v in values}
+    return hosts
 
 
 class HaproxyProcess:
@@ -219,10 +230,19 @@ class LoadBalancers:
         state_dir: Path,
         ec2_client: Any = None,
         port_base: int = hx.PORT_BASE,
+        acm_client: Any = None,
+        ca_dir: Path | None = None,
     ) -> None:
         self.elbv2 = elbv2_client
         self.port_base = port_base
         self._ec2 = ec2_client
+        self._acm = acm_client
+        # Where the keys of certificates the local CA issued are (ACM never returns them).
+        self.ca_dir = ca_dir or ca.ca_dir()
+        self.tls_dir = Path(state_dir) / "tls"
+        self._pems: dict[str, str] = {}  # certificate ARN + fingerprint -> PEM file
+        self._local_wildcards: dict[str, set[str]] = {}  # PEM file -> X of its `*.X` names
+        self._host_pems: dict[str, str] = {}  # host -> its own local-CA PEM file
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.haproxy = HaproxyProcess(self.state_dir)
@@ -323,7 +343,13 @@ class LoadBalancers:
             ln["ListenerArn"]: self._pages("describe_rules", "Rules", ListenerArn=ln["ListenerArn"])
             for lns in listeners.values()
             for ln in lns
-            if ln.get("Protocol") == "HTTP"
+            if ln.get("Protocol") in ("HTTP", "HTTPS")
+        }
+        certificates = {
+            ln["ListenerArn"]: self._listener_pems(ln, rules.get(ln["ListenerArn"], []))
+            for lns in listeners.values()
+            for ln in lns
+            if ln.get("Protocol") == "HTTPS"
         }
         tgs = self._pages("describe_target_groups", "TargetGroups")
         attributes = {}
@@ -341,8 +367,131 @@ class LoadBalancers:
             self._ports = ports
             _write_atomic(self.ports_file, json.dumps(ports, indent=1, sort_keys=True) + "\n")
         return hx.build_model(
-            lbs, listeners, rules, tgs, attributes, targets, ports, self._instance_ips(tgs, targets)
+            lbs,
+            listeners,
+            rules,
+            tgs,
+            attributes,
+            targets,
+            ports,
+            self._instance_ips(tgs, targets),
+            certificates,
         )
+
+    # ------------------------------------------------------------ certificates
+
+    def _listener_pems(
+        self, listener: dict[str, Any], rules: list[dict[str, Any]] | None = None
+    ) -> list[str]:
+        """PEM files (certificate + key) for an HTTPS listener, its default certificate first;
+        certificates whose key cannot be had are skipped (with a warning, once).
+
+        A local-CA certificate for `*.localhost` is valid for no client (OpenSSL refuses a
+        wildcard over a single label), so each exact host the listener's rules name under
+        such a wildcard also gets a certificate of its own from the local CA (SNI picks it)."""
+        arns = [c["CertificateArn"] for c in listener.get("Certificates", [])]
+        try:
+            extra = self.elbv2.describe_listener_certificates(ListenerArn=listener["ListenerArn"])
+            arns += [c["CertificateArn"] for c in extra.get("Certificates", [])]
+        except ClientError:
+            pass
+        pems = []
+        suffixes: set[str] = set()
+        for arn in dict.fromkeys(arns):  # unique, in order
+            pem = self._pem(arn)
+            if pem:
+                pems.append(pem)
+                suffixes |= self._local_wildcards.get(pem, set())
+        if suffixes:
+            for host in sorted(_rule_hosts(rules or [])):
+                label, _, rest = host.partition(".")
+                if rest in suffixes and label and "*" not in host and "?" not in host:
+                    pems.append(self._host_pem(host))
+        return pems
+
+    def _host_pem(self, host: str) -> str:
+        """A local-CA certificate for one host (kept on disk, issued again when the CA
+        changed or it nears expiry)."""
+        known = self._host_pems.get(host)
+        if known and Path(known).exists():
+            return known
+        authority = ca.ensure_ca(self.ca_dir)
+        path = self.tls_dir / f"host-{hx.safe_name(host)}.pem"
+        try:
+            text = path.read_bytes()
+            if not (ca.covers(text, [host]) and ca.signed_by(text, authority.cert_pem)):
+                raise ValueError("stale")
+        except (OSError, ValueError):
+            issued = ca.issue(authority, [host])
+            self.tls_dir.mkdir(parents=True, exist_ok=True)
+            self.tls_dir.chmod(0o700)
+            _write_atomic(path, (issued.cert_pem + issued.key_pem).decode())
+        self._host_pems[host] = str(path)
+        return str(path)
+
+    def _pem(self, arn: str) -> str | None:
+        if ":iam:" in arn:
+            self._warn_once(f"certificate {arn}: IAM server certificates are not served locally")
+            return None
+        try:
+            got = self._acm_client().get_certificate(CertificateArn=arn)
+        except ClientError as exc:
+            self._warn_once(f"certificate {arn}: {exc}")
+            return None
+        cert = str(got["Certificate"])
+        slot = f"{arn} {ca.fingerprint(cert)}"
+        known = self._pems.get(slot)
+        if known and Path(known).exists():
+            return known
+        local_key = ca.key_for(cert, self.ca_dir)
+        key = local_key or self._exported_key(arn)
+        if key is None:
+            self._warn_once(
+                f"certificate {arn}: its private key is not known here (only certificates of the "
+                "local CA, or exportable ones, are served locally)"
+            )
+            return None
+        self.tls_dir.mkdir(parents=True, exist_ok=True)
+        self.tls_dir.chmod(0o700)
+        path = self.tls_dir / f"{ca.fingerprint(cert)}.pem"
+        _write_atomic(path, cert.strip() + "\n" + key.decode().strip() + "\n")
+        self._pems[slot] = str(path)
+        if local_key:
+            self._local_wildcards[str(path)] = set(ca.single_label_wildcards(ca.dns_names(cert)))
+        return str(path)
+
+    def _exported_key(self, arn: str) -> bytes | None:
+        """The key of an exportable (private CA) certificate, decrypted; None otherwise."""
+        import base64
+        import secrets
+
+        from cryptography.hazmat.primitives import serialization
+
+        passphrase = secrets.token_hex(16).encode()
+        try:
+            exported = self._acm_client().export_certificate(
+                CertificateArn=arn, Passphrase=base64.b64encode(passphrase)
+            )
+            key = serialization.load_pem_private_key(
+                exported["PrivateKey"].encode(), password=passphrase
+            )
+        except (ClientError, ValueError, TypeError):
+            return None
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def _warn_once(self, warning: str) -> None:
+        if warning not in self._warned:
+            self._warned.add(warning)
+            log.warning("load balancers: %s", warning)
+
+    def _acm_client(self) -> Any:
+        if self._acm is None:
+            self._acm = self._client_like_elbv2("acm")
+        return self._acm
 
     def _instance_ips(
         self, tgs: list[dict[str, Any]], targets: dict[str, list[dict[str, Any]]]
@@ -369,18 +518,21 @@ class LoadBalancers:
     def _ec2_client(self) -> Any:
         """EC2 for instance targets: the one given, else one like the ELBv2 client."""
         if self._ec2 is None:
-            import boto3
-
-            creds = self.elbv2._request_signer._credentials
-            self._ec2 = boto3.client(
-                "ec2",
-                endpoint_url=self.elbv2.meta.endpoint_url,
-                region_name=self.elbv2.meta.region_name,
-                aws_access_key_id=creds.access_key,
-                aws_secret_access_key=creds.secret_key,
-                aws_session_token=creds.token,
-            )
+            self._ec2 = self._client_like_elbv2("ec2")
         return self._ec2
+
+    def _client_like_elbv2(self, service: str) -> Any:
+        import boto3
+
+        creds = self.elbv2._request_signer._credentials
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.elbv2.meta.endpoint_url,
+            region_name=self.elbv2.meta.region_name,
+            aws_access_key_id=creds.access_key,
+            aws_secret_access_key=creds.secret_key,
+            aws_session_token=creds.token,
+        )
 
     def _allocate(self, listener_arns: list[str]) -> dict[str, int]:
         """Ports for new listeners, skipping any that something else already holds."""
@@ -404,7 +556,7 @@ class LoadBalancers:
     def _apply(self, model: hx.Model) -> None:
         if not model.served_listeners:
             if self.haproxy.running:
-                log.info("load balancers: no HTTP listener left; stopping HAProxy")
+                log.info("load balancers: no served listener left; stopping HAProxy")
                 self.close()
             return
         key = hx.structure_key(model, self.state_dir)

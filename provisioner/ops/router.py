@@ -26,16 +26,20 @@ def local_listener_url(listener_arn: str, wait: float = 3.0) -> str | None:
 
 
 def web_url(g: Any, app: str) -> str | None:
-    """`http://<app>.localhost:<port>/` on the local cloud; `http://<app>.<domain>/` on AWS."""
+    """`https://<app>.localhost:<port>/` on the local cloud; `https://<app>.<domain>/` on AWS.
+
+    A platform made before HTTPS (no HTTPS listener yet) gives the http:// URL until
+    `platform:init` runs again."""
     try:
         platform = load_platform(g.aws, g.target)
     except DynoformError:
         return None
     host = f"{app}.{g.target.app_domain}"
+    scheme = "https" if platform.https_listener_arn else "http"
     if not g.target.is_local:
-        return f"http://{host}/"
-    url = local_listener_url(platform.listener_arn)
+        return f"{scheme}://{host}/"
+    url = local_listener_url(platform.https_listener_arn or platform.listener_arn)
     if url is None:
         return None
     port = url.rsplit(":", 1)[1].rstrip("/")
-    return f"http://{host}:{port}/"
+    return f"{scheme}://{host}:{port}/"

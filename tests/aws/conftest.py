@@ -7,6 +7,14 @@ from provisioner.store import Store
 from provisioner.targets import Target
 
 
+@pytest.fixture(autouse=True)
+def acm_issues_at_once(monkeypatch):
+    """moto issues a requested ACM certificate after 60 s by default; at once here."""
+    import moto.settings
+
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)
+
+
 @pytest.fixture
 def aws():
     with mock_aws():

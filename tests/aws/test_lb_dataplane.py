@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -231,7 +232,9 @@ class Cloud:
 def get(port: int, host: str, path: str = "/", timeout: float = 5) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Host": host, "X-Request-Id": "req-test-1"})
+        conn.request(
+            "GET", path, headers={"Host": host, "X-Request-Id": "req-test-1-0123456789abc"}
+        )
         resp = conn.getresponse()
         return resp.status, resp.read().decode()
     finally:
@@ -295,7 +298,7 @@ def test_host_rules_reach_their_target_groups_and_default_is_404(
     while want not in router_log and time.monotonic() < deadline:
         router_log = (cloud.lbs.state_dir / "router.log").read_text()
         time.sleep(0.05)
-    assert "request_id=req-test-1" in router_log
+    assert "request_id=req-test-1-0123456789abc" in router_log
     # Without an X-Request-Id the router makes one, as Heroku's does.
     conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
     conn.request("GET", "/", headers={"Host": "web.example.test"})
@@ -583,3 +586,71 @@ def test_target_back_while_draining_survives_a_reload(
     cloud.rule(7, ["reload.example.test"], cloud.api)  # and a reload in the same sync
     slow.join(timeout=10)
     wait_for(cloud.port, "web.example.test", "back")
+
+
+def test_https_listener_with_an_acm_certificate_of_the_local_ca(
+    cloud: Cloud, backends: dict[str, Backend], endpoint: str, tmp_path: Path
+) -> None:
+    """HTTPS :443 with the local CA's wildcard imported into ACM: every app host verifies
+    (a certificate of its own, by SNI); HTTP :80 redirects to the loopback HTTPS port."""
+    import ssl
+
+    from provisioner.localcloud import ca
+
+    cloud.lbs.ca_dir = tmp_path / "ca"
+    issued = ca.server_cert(ca.server_names("localhost"), cloud.lbs.ca_dir)
+    acm = _client(endpoint, "acm")
+    cert_arn = acm.import_certificate(Certificate=issued.cert_pem, PrivateKey=issued.key_pem)[
+        "CertificateArn"
+    ]
+    https = cloud.elb.create_listener(
+        LoadBalancerArn=cloud.lb_arn,
+        Protocol="HTTPS",
+        Port=443,
+        Certificates=[{"CertificateArn": cert_arn}],
+        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
+    )["Listeners"][0]["ListenerArn"]
+    cloud.elb.create_rule(
+        ListenerArn=https,
+        Priority=10,
+        Conditions=[{"Field": "host-header", "Values": ["shop.localhost"]}],
+        Actions=[{"Type": "forward", "TargetGroupArn": cloud.web}],
+    )
+    cloud.elb.modify_listener(
+        ListenerArn=cloud.listener,
+        DefaultActions=[
+            {
+                "Type": "redirect",
+                "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"},
+            }
+        ],
+    )
+    cloud.register(cloud.web, backends["tls1"])
+    context = ssl.create_default_context(cafile=str(ca.ca_cert_path(cloud.lbs.ca_dir)))
+    deadline = time.monotonic() + 10
+    port, answer = 0, ""
+    while time.monotonic() < deadline:
+        urls = [ln["local_url"] for lb in cloud.lbs.status() for ln in lb["listeners"]]
+        served = [u for u in urls if u and u.startswith("https://")]
+        if served:
+            port = int(served[0].rsplit(":", 1)[1])
+            with contextlib.suppress(OSError):
+                conn = http.client.HTTPSConnection("shop.localhost", port, context=context)
+                conn.sock = context.wrap_socket(
+                    socket.create_connection(("127.0.0.1", port), timeout=5),
+                    server_hostname="shop.localhost",
+                )
+                conn.request("GET", "/x")
+                resp = conn.getresponse()
+                answer = f"{resp.status} {resp.read().decode()}"
+                conn.close()
+                if answer.startswith("200 tls1 "):
+                    break
+        time.sleep(0.1)
+    assert answer == f"200 tls1 shop.localhost:{port}\n"
+    conn2 = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+    conn2.request("GET", "/a/b?c=1", headers={"Host": "shop.localhost"})
+    resp = conn2.getresponse()
+    conn2.close()
+    assert resp.status == 301
+    assert resp.getheader("Location") == f"https://shop.localhost:{port}/a/b?c=1"

@@ -23,6 +23,8 @@ SSH_CIDR = "203.0.113.7/32"
 @pytest.fixture
 def config_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    # The local CA of `local` targets: here, not the machine's local cloud.
+    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
     return tmp_path
 
 
@@ -71,7 +73,10 @@ def test_init_twice_creates_each_resource_once(aws, target, config_home):
     assert second.as_dict() == first.as_dict()
     assert load_platform(aws, target).as_dict() == first.as_dict()
     listeners = aws.elbv2.describe_listeners(LoadBalancerArn=first.lb_arn)["Listeners"]
-    assert len(listeners) == 1
+    assert sorted((ln["Port"], ln["Protocol"]) for ln in listeners) == [
+        (80, "HTTP"),
+        (443, "HTTPS"),
+    ]
 
 
 def test_network_layout_and_tags(aws, target, config_home):
@@ -132,14 +137,107 @@ def test_security_group_rules(aws, target, config_home):
     assert not dynos.get("IpRanges")
 
 
-def test_listener_answers_404_naming_dynoform(aws, target, config_home):
+def test_http_redirects_to_https_and_https_answers_404(aws, target, config_home):
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
-    listener = aws.elbv2.describe_listeners(ListenerArns=[platform.listener_arn])["Listeners"][0]
-    assert listener["Port"] == 80 and listener["Protocol"] == "HTTP"
-    action = listener["DefaultActions"][0]
+    http = aws.elbv2.describe_listeners(ListenerArns=[platform.listener_arn])["Listeners"][0]
+    assert http["Port"] == 80 and http["Protocol"] == "HTTP"
+    (redirect,) = http["DefaultActions"]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"] == {
+        "Protocol": "HTTPS",
+        "Port": "443",
+        "Host": "#{host}",
+        "Path": "/#{path}",
+        "Query": "#{query}",
+        "StatusCode": "HTTP_301",
+    }
+    https = aws.elbv2.describe_listeners(ListenerArns=[platform.https_listener_arn])["Listeners"]
+    assert https[0]["Port"] == 443 and https[0]["Protocol"] == "HTTPS"
+    assert https[0]["Certificates"][0]["CertificateArn"] == platform.certificate_arn
+    action = https[0]["DefaultActions"][0]
     assert action["Type"] == "fixed-response"
     assert action["FixedResponseConfig"]["StatusCode"] == "404"
     assert "dynoform" in action["FixedResponseConfig"]["MessageBody"]
+    assert platform.listener_arns == [platform.https_listener_arn]
+
+
+def test_aws_certificate_is_a_dns_validated_wildcard(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    cert = aws.client("acm").describe_certificate(CertificateArn=platform.certificate_arn)
+    cert = cert["Certificate"]
+    assert cert["DomainName"] == "*.plat.example.com"
+    assert set(cert["SubjectAlternativeNames"]) == {"*.plat.example.com", "plat.example.com"}
+    assert cert["Type"] == "AMAZON_ISSUED" and cert["Status"] == "ISSUED"
+    assert {o["ValidationMethod"] for o in cert["DomainValidationOptions"]} == {"DNS"}
+    tags = aws.client("acm").list_tags_for_certificate(CertificateArn=platform.certificate_arn)
+    assert {"Key": PLATFORM_TAG, "Value": "plat"} in tags["Tags"]
+
+
+def test_validation_records_go_to_route53_when_the_zone_exists(aws, config_home):
+    target = Target("test", region="us-east-1", platform="zoned", domain="apps.example.org")
+    zone = aws.client("route53").create_hosted_zone(Name="example.org", CallerReference="x")
+    zone_id = zone["HostedZone"]["Id"]
+    said: list[str] = []
+    ensure_platform(aws, target, ssh_cidr=SSH_CIDR, say=said.append)
+    sets = aws.client("route53").list_resource_record_sets(HostedZoneId=zone_id)
+    cnames = [r for r in sets["ResourceRecordSets"] if r["Type"] == "CNAME"]
+    assert [r["Name"] for r in cnames] == ["_d930b28be6c5927595552b219965053e.apps.example.org."]
+    assert any("Route 53" in line for line in said)
+
+
+def test_validation_records_are_printed_without_a_zone_and_init_waits(
+    aws, target, config_home, monkeypatch
+):
+    import moto.settings
+
+    from provisioner.aws import platform as platform_module
+
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", 1)  # pending for a second
+    monkeypatch.setattr(platform_module, "CERT_POLL_SECONDS", 0.2)
+    said: list[str] = []
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR, say=said.append)
+    assert any("CNAME" in line and "acm-validations.aws" in line for line in said)
+    assert any(line.startswith("waiting for ACM") for line in said)
+    cert = aws.client("acm").describe_certificate(CertificateArn=platform.certificate_arn)
+    assert cert["Certificate"]["Status"] == "ISSUED"
+
+
+def test_local_certificate_comes_from_the_local_ca(aws, config_home):
+    from cryptography import x509
+
+    from provisioner.localcloud import ca
+
+    local = Target("local", kind="local", platform="plat")
+    platform = ensure_platform(aws, local)
+    acm = aws.client("acm")
+    held = acm.get_certificate(CertificateArn=platform.certificate_arn)
+    cert = x509.load_pem_x509_certificate(held["Certificate"].encode())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.DNSName)) == {"*.localhost", "localhost"}
+    ca_pem = ca.ca_cert_path().read_bytes()
+    assert ca.signed_by(held["Certificate"].encode(), ca_pem)
+    assert ca.key_for(held["Certificate"]) is not None  # the local LB can serve it
+    described = acm.describe_certificate(CertificateArn=platform.certificate_arn)
+    assert described["Certificate"]["Type"] == "IMPORTED"
+    again = ensure_platform(aws, local)
+    assert again.created == [] and again.certificate_arn == platform.certificate_arn
+    assert len(acm.list_certificates(Includes={"keyTypes": ["EC_prime256v1"]})[
+        "CertificateSummaryList"
+    ]) == 1  # fmt: skip
+
+
+def test_older_platform_is_upgraded_to_https(aws, target, config_home):
+    """A platform whose HTTP listener answered 404 gets HTTPS and the redirect on init."""
+    first = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    aws.elbv2.delete_listener(ListenerArn=first.https_listener_arn)
+    aws.elbv2.modify_listener(
+        ListenerArn=first.listener_arn,
+        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
+    )
+    second = ensure_platform(aws, target)
+    assert "HTTP listener :80 now redirects to HTTPS" in second.created
+    assert "HTTPS listener :443 (404 page)" in second.created
+    assert ensure_platform(aws, target).created == []
 
 
 def test_key_pair_generated_0600_and_reused(aws, target, config_home):

@@ -1,0 +1,197 @@
+"""HTTPS pieces that need no cloud: the local CA, and HTTPS listeners rendered for HAProxy."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import ssl
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from provisioner.localcloud import ca
+from provisioner.localcloud import haproxy as hx
+
+ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012"
+LB = f"{ARN}:loadbalancer/app/web/aaa"
+LN80 = f"{ARN}:listener/app/web/aaa/l80"
+LN443 = f"{ARN}:listener/app/web/aaa/l443"
+TG = f"{ARN}:targetgroup/app/111"
+REDIRECT = {
+    "Type": "redirect",
+    "RedirectConfig": {
+        "Protocol": "HTTPS",
+        "Port": "443",
+        "Host": "#{host}",
+        "Path": "/#{path}",
+        "Query": "#{query}",
+        "StatusCode": "HTTP_301",
+    },
+}
+
+
+# ---------------------------------------------------------------- the local CA
+
+
+def test_ca_is_made_once_with_a_private_key(tmp_path: Path) -> None:
+    first = ca.ensure_ca(tmp_path)
+    again = ca.ensure_ca(tmp_path)
+    assert first == again
+    assert stat.S_IMODE((tmp_path / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    cert = x509.load_pem_x509_certificate(first.cert_pem)
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def _handshake(tmp_path: Path, issued: ca.Issued, hostname: str) -> str | None:
+    """A TLS handshake in memory, verifying against the CA in tmp_path; None when it passes."""
+    context = ssl.create_default_context(cafile=str(ca.ca_cert_path(tmp_path)))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pem = tmp_path / "server.pem"
+    pem.write_bytes(issued.cert_pem + issued.key_pem)
+    server.load_cert_chain(str(pem))
+    client_in, client_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server_in, server_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(client_in, client_out, server_hostname=hostname)
+    srv = server.wrap_bio(server_in, server_out, server_side=True)
+    try:
+        for _ in range(10):
+            for side in (client, srv):
+                try:
+                    side.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+            server_in.write(client_out.read())
+            client_in.write(server_out.read())
+    except ssl.SSLError as exc:
+        return str(exc)
+    return None
+
+
+def test_server_cert_is_kept_and_verifies_in_tls(tmp_path: Path) -> None:
+    names = ca.server_names("localhost")
+    issued = ca.server_cert(names, tmp_path)
+    assert ca.server_cert(names, tmp_path) == issued  # kept, not issued again
+    assert ca.key_for(issued.cert_pem, tmp_path) == issued.key_pem
+    key_file = tmp_path / "certs" / f"{issued.fingerprint}.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert _handshake(tmp_path, issued, "localhost") is None
+    # OpenSSL refuses `*.localhost` (a wildcard over one label): why the local load balancer
+    # gives every app host a certificate of its own.
+    assert "Hostname mismatch" in (_handshake(tmp_path, issued, "shop.localhost") or "")
+    assert ca.single_label_wildcards(ca.dns_names(issued.cert_pem)) == ["localhost"]
+    own = ca.issue(ca.ensure_ca(tmp_path), ["shop.localhost"])
+    assert _handshake(tmp_path, own, "shop.localhost") is None
+    wider = ca.issue(ca.ensure_ca(tmp_path), ["*.apps.test"])
+    assert _handshake(tmp_path, wider, "shop.apps.test") is None
+
+
+def test_names_and_renewal() -> None:
+    assert ca.server_names("localhost") == ["*.localhost", "localhost"]
+    assert ca.server_names("apps.test") == ["*.localhost", "localhost", "*.apps.test", "apps.test"]
+    authority = ca.make_ca()
+    cert = ca.issue(authority, ["*.localhost", "localhost"])
+    assert ca.covers(cert.cert_pem, ["localhost", "*.localhost"])
+    assert not ca.covers(cert.cert_pem, ["*.localhost"])
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=ca.CERT_DAYS - 10)
+    assert not ca.covers(cert.cert_pem, ["*.localhost", "localhost"], now=later)
+    assert ca.signed_by(cert.cert_pem, authority.cert_pem)
+    assert not ca.signed_by(cert.cert_pem, ca.make_ca().cert_pem)
+    with pytest.raises(ValueError):
+        ca.issue(authority, [])
+
+
+def test_a_new_ca_means_a_new_server_cert(tmp_path: Path) -> None:
+    old = ca.server_cert(["*.localhost"], tmp_path)
+    (tmp_path / "ca.crt").unlink()
+    new = ca.server_cert(["*.localhost"], tmp_path)
+    assert new.fingerprint != old.fingerprint
+
+
+# ---------------------------------------------------------------- HTTPS listeners
+
+
+def _model(pems: dict[str, list[str]]) -> hx.Model:
+    listeners = {
+        LB: [
+            {"ListenerArn": LN80, "Port": 80, "Protocol": "HTTP", "DefaultActions": [REDIRECT]},
+            {
+                "ListenerArn": LN443,
+                "Port": 443,
+                "Protocol": "HTTPS",
+                "DefaultActions": [
+                    {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}
+                ],
+            },
+        ]
+    }
+    rules = {
+        LN443: [
+            {
+                "RuleArn": f"{LN443}/r100",
+                "Priority": "100",
+                "Conditions": [{"Field": "host-header", "Values": ["shop.localhost"]}],
+                "Actions": [{"Type": "forward", "TargetGroupArn": TG}],
+            }
+        ]
+    }
+    tgs = [{"TargetGroupArn": TG, "TargetGroupName": "app", "Port": 80, "TargetType": "ip"}]
+    return hx.build_model(
+        [{"LoadBalancerArn": LB, "LoadBalancerName": "web", "DNSName": "web-1.elb"}],
+        listeners,
+        rules,
+        tgs,
+        {},
+        {TG: [{"Target": {"Id": "198.18.0.5", "Port": 5000}}]},
+        {LN80: 18000, LN443: 18001},
+        None,
+        pems,
+    )
+
+
+def test_https_listener_is_served_only_with_certificates() -> None:
+    (lb,) = _model({}).load_balancers
+    assert [ln.local_url for ln in lb.listeners] == ["http://127.0.0.1:18000", None]
+    (lb,) = _model({LN443: ["/s/tls/a.pem", "/s/tls/b.pem"]}).load_balancers
+    http, https = lb.listeners
+    assert https.local_url == "https://127.0.0.1:18001"
+    assert https.certificates == ("/s/tls/a.pem", "/s/tls/b.pem")
+    assert [r.priority for r in https.rules] == [100]
+
+
+def test_rendered_https_frontend_and_local_redirect() -> None:
+    text = hx.render_config(_model({LN443: ["/s/tls/a.pem", "/s/tls/b.pem"]}), Path("/s"))
+    # Several certificates: the first is the default, SNI picks among them.
+    assert "bind 127.0.0.1:18001 ssl crt /s/tls/a.pem crt /s/tls/b.pem\n" in text
+    assert "bind 127.0.0.1:18000\n" in text
+    assert "http-request set-header X-Forwarded-Proto https" in text
+    assert "http-request set-header X-Forwarded-Port 443" in text
+    # HTTP :80 -> HTTPS :443 points at the loopback port that serves :443 here.
+    assert (
+        'http-request redirect location "https://%[var(txn.host)]:18001/%[path,regsub(^/,)]'
+        '?%[query]" code 301'
+    ) in text
+    # Without a served :443 the redirect keeps the ALB's port (the default one, left out).
+    plain = hx.render_config(_model({}), Path("/s"))
+    assert 'location "https://%[var(txn.host)]/%[path,regsub(^/,)]?%[query]" code 301' in plain
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
+def test_haproxy_accepts_an_https_frontend(tmp_path: Path) -> None:
+    issued = ca.server_cert(["*.localhost", "localhost"], tmp_path / "ca")
+    other = ca.server_cert(["*.example.test"], tmp_path / "ca")
+    pems = []
+    for name, cert in (("a", issued), ("b", other)):
+        pem = tmp_path / f"{name}.pem"
+        pem.write_bytes(cert.cert_pem + cert.key_pem)
+        pems.append(str(pem))
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(hx.render_config(_model({LN443: pems}), tmp_path))
+    result = subprocess.run(
+        ["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "ALERT" not in result.stderr
