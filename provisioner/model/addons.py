@@ -1,0 +1,270 @@
+"""Add-ons: kinds, plans, names, attachments, connection URLs, SQL and config rendering (pure).
+
+An add-on is a database or cache owned by one app and attached to any number of apps; each
+attachment is a config var (`DATABASE_URL`, `REDIS_URL`, or `<NAME>_URL`) holding the URL.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from provisioner.errors import DynoformError, ValidationError
+
+POSTGRES = "postgres"
+REDIS = "redis"
+KINDS = (POSTGRES, REDIS)
+SELF_HOSTED = "self-hosted"
+MANAGED = "managed"
+PROVIDERS = (SELF_HOSTED, MANAGED)
+
+# Plans: sizes for the managed provider; the self-hosted one records the plan and shares a host.
+PLANS: dict[str, dict[str, dict[str, Any]]] = {
+    POSTGRES: {
+        "small": {"instance_class": "db.t4g.micro", "storage_gib": 20},
+        "medium": {"instance_class": "db.t4g.small", "storage_gib": 50},
+        "large": {"instance_class": "db.m7g.large", "storage_gib": 100},
+    },
+    REDIS: {
+        "small": {"node_type": "cache.t4g.micro"},
+        "medium": {"node_type": "cache.t4g.small"},
+        "large": {"node_type": "cache.m7g.large"},
+    },
+}
+DEFAULT_PLAN = "small"
+DEFAULT_VAR = {POSTGRES: "DATABASE_URL", REDIS: "REDIS_URL"}
+ALIASES = {"postgres": POSTGRES, "postgresql": POSTGRES, "heroku-postgresql": POSTGRES}
+ALIASES.update({"redis": REDIS, "heroku-redis": REDIS})
+
+_ADDON_NAME_RE = re.compile(r"(postgres|redis)-[a-z0-9]{6}")
+_AS_RE = re.compile(r"[A-Z][A-Z0-9_]{0,40}")
+REDIS_FIRST_PORT = 6380
+REDIS_LAST_PORT = 6479
+POSTGRES_PORT = 5432
+
+
+@dataclass
+class Attachment:
+    app: str
+    var: str
+
+
+@dataclass
+class Addon:
+    """The stored record (`addons/<name>.json`); `secret` never leaves the state store."""
+
+    name: str
+    kind: str
+    plan: str
+    provider: str
+    app: str  # the owner, the app it was created for
+    state: str = "creating"
+    created_at: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
+    resource: dict[str, Any] = field(default_factory=dict)  # where it lives (host, endpoint...)
+    secret: str = ""
+
+    @property
+    def db_name(self) -> str:
+        """The database and user name: the add-on name with underscores (valid unquoted SQL)."""
+        return self.name.replace("-", "_")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Addon:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["attachments"] = [Attachment(**a) for a in data.get("attachments", [])]
+        return cls(**fields)
+
+    def public(self) -> dict[str, Any]:
+        """What `addons:info --json` shows: everything but the password."""
+        data = self.to_dict()
+        data.pop("secret")
+        return data
+
+    def attached_to(self, app: str) -> Attachment | None:
+        return next((a for a in self.attachments if a.app == app), None)
+
+
+def normalize_kind(service: str) -> str:
+    kind = ALIASES.get(service.lower().split(":")[0])
+    if kind is None:
+        raise ValidationError(f"add-on service {service!r}", f"one of {', '.join(KINDS)}")
+    return kind
+
+
+def validate_plan(kind: str, plan: str) -> str:
+    if plan not in PLANS[kind]:
+        raise ValidationError(f"plan {plan!r}", f"one of {', '.join(PLANS[kind])}")
+    return plan
+
+
+def validate_provider(provider: str) -> str:
+    if provider not in PROVIDERS:
+        raise ValidationError(f"provider {provider!r}", f"one of {', '.join(PROVIDERS)}")
+    return provider
+
+
+def validate_addon_name(name: str) -> str:
+    if not _ADDON_NAME_RE.fullmatch(name):
+        raise ValidationError(f"add-on name {name!r}", "like postgres-1a2b3c or redis-1a2b3c")
+    return name
+
+
+def new_addon_name(kind: str) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return f"{kind}-" + "".join(secrets.choice(alphabet) for _ in range(6))
+
+
+def new_password() -> str:
+    """48 hex digits: valid for RDS, ElastiCache auth tokens, URLs and SQL literals alike."""
+    return secrets.token_hex(24)
+
+
+def attachment_var(kind: str, as_name: str | None) -> str:
+    """`--as FOO` gives FOO_URL; without it the kind's default var."""
+    if not as_name:
+        return DEFAULT_VAR[kind]
+    name = as_name.upper()
+    name = name.removesuffix("_URL")
+    if not _AS_RE.fullmatch(name):
+        raise ValidationError(
+            f"--as {as_name!r}", "letters, digits and underscores, a letter first"
+        )
+    return f"{name}_URL"
+
+
+def check_var_free(config: dict[str, str], var: str, addons: list[Addon], app: str) -> None:
+    """Refuse to overwrite a var set by hand or by another add-on."""
+    if var not in config:
+        return
+    owner = next(
+        (a.name for a in addons if any(t.app == app and t.var == var for t in a.attachments)), None
+    )
+    what = f"add-on {owner}" if owner else "a config var set by hand"
+    raise DynoformError(
+        f"{var} is already set on {app} ({what})", "pick another name with --as NAME"
+    )
+
+
+def postgres_url(user: str, password: str, host: str, port: int, database: str) -> str:
+    return f"postgres://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{database}"
+
+
+def redis_url(password: str, host: str, port: int, tls: bool = False) -> str:
+    scheme = "rediss" if tls else "redis"
+    return f"{scheme}://:{quote(password, safe='')}@{host}:{port}"
+
+
+def free_port(used: set[int], first: int = REDIS_FIRST_PORT, last: int = REDIS_LAST_PORT) -> int:
+    for port in range(first, last + 1):
+        if port not in used:
+            return port
+    raise DynoformError("no free port for another add-on on the add-on host", "destroy one first")
+
+
+# self-hosted Postgres: SQL fed to psql on stdin (never on a command line) ------------------------
+def _ident(name: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise ValidationError(f"SQL name {name!r}", "lowercase letters, digits and underscores")
+    return f'"{name}"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def create_database_sql(name: str, password: str) -> str:
+    """Role and database `name`, owned by the role, closed to every other role; idempotent."""
+    ident, lit = _ident(name), _literal(name)
+    return "\n".join(
+        [
+            f"SELECT 'CREATE ROLE {ident} LOGIN' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_roles WHERE rolname = {lit})\\gexec",
+            f"ALTER ROLE {ident} LOGIN PASSWORD {_literal(password)};",
+            f"SELECT 'CREATE DATABASE {ident} OWNER {ident} TEMPLATE template0 "
+            "ENCODING ''UTF8'' LC_COLLATE ''C.UTF-8'' LC_CTYPE ''C.UTF-8''' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = {lit})\\gexec",
+            f"REVOKE ALL ON DATABASE {ident} FROM PUBLIC;",
+            f"GRANT ALL ON DATABASE {ident} TO {ident};",
+            "",
+        ]
+    )
+
+
+def drop_database_sql(name: str) -> str:
+    ident = _ident(name)
+    return f"DROP DATABASE IF EXISTS {ident} WITH (FORCE);\nDROP ROLE IF EXISTS {ident};\n"
+
+
+def psql_argv(database: str = "postgres") -> list[str]:
+    """psql as the postgres superuser over the local socket, SQL on stdin, stop on errors."""
+    return [
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        database,
+    ]
+
+
+def pg_dump_argv(database: str, path: str) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "--no-owner", "--no-privileges",
+            "-d", database, "-f", path]  # fmt: skip
+
+
+def pg_restore_argv(database: str, path: str) -> list[str]:
+    """Restore as the add-on's own role, so it owns every object it gets."""
+    return ["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner", "--no-privileges",
+            "--exit-on-error", f"--role={database}", "-d", database, path]  # fmt: skip
+
+
+# self-hosted Redis: one redis-server@<name> instance per add-on ---------------------------------
+def redis_unit(name: str) -> str:
+    return f"redis-server@{name}.service"
+
+
+def redis_conf_path(name: str) -> str:
+    return f"/etc/redis/redis-{name}.conf"
+
+
+def redis_data_dir(name: str) -> str:
+    return f"/var/lib/redis/{name}"
+
+
+def redis_conf(name: str, address: str, port: int, password: str, memory_mb: int = 64) -> str:
+    """redis.conf for one add-on: its own port, password, data directory and memory cap."""
+    return "\n".join(
+        [
+            f"# dynoform add-on {name}",
+            f"bind {address}",
+            "protected-mode yes",
+            f"port {port}",
+            f"requirepass {password}",
+            f"dir {redis_data_dir(name)}",
+            "appendonly yes",
+            "dbfilename dump.rdb",
+            f"pidfile /run/redis-{name}/redis-server.pid",
+            'logfile ""',
+            "supervised systemd",
+            "daemonize no",
+            f"maxmemory {memory_mb}mb",
+            "maxmemory-policy noeviction",
+            "",
+        ]
+    )
+
+
+def backup_key(addon: str, backup_id: str) -> str:
+    return f"addon-backups/{addon}/{backup_id}.dump"

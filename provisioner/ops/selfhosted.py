@@ -1,0 +1,251 @@
+"""The self-hosted add-on provider: Debian's PostgreSQL and Redis on a fleet host of role `addon`.
+
+One add-on host per platform, launched like the runners (pinned host keys, encrypted volume,
+IMDSv2) but in its own security group, which admits the database ports only from the runners'
+group. The `addon` playbook installs the packages and makes them listen on the private address
+only, with password authentication. Each Postgres add-on is a role and a database of the same
+name (`pg_hba` `sameuser`: a role reaches only its own database); each Redis add-on is its own
+`redis-server@<name>` instance with its own port, password and data directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from provisioner import playbook as pb
+from provisioner.aws import fleet
+from provisioner.aws.blobs import Blobs
+from provisioner.aws.platform import tag_filters, tag_spec
+from provisioner.errors import DynoformError
+from provisioner.model import addons as m
+from provisioner.ops.buildhost import curl_config
+from provisioner.ops.hosts import BOOT_TIMEOUT, Fleet, SshRunner, pin_key
+from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
+from provisioner.remote.ssh import Connection
+from provisioner.store import now_iso
+
+ROLE = "addon"
+HOST_TYPE = "t3.medium"
+SG_RESOURCE = "addons"
+WORK_DIR = "/srv/dynoform-addons/work"
+Say = Callable[[str], None]
+
+
+def ensure_security_group(f: Fleet) -> str:
+    """The add-on hosts' group: SSH as the runners have it, database ports only from runners."""
+    ec2 = f.aws.ec2
+    found = ec2.describe_security_groups(Filters=tag_filters(f.platform.name, SG_RESOURCE))
+    if found["SecurityGroups"]:
+        return str(found["SecurityGroups"][0]["GroupId"])
+    group_id = str(
+        ec2.create_security_group(
+            GroupName=f"dynoform-{f.platform.name}-{SG_RESOURCE}",
+            Description="dynoform add-on hosts: SSH, Postgres and Redis from runners",
+            VpcId=f.platform.vpc_id,
+            TagSpecifications=tag_spec("security-group", f.platform.name, SG_RESOURCE),
+        )["GroupId"]
+    )
+    runners = ec2.describe_security_groups(GroupIds=[f.platform.runner_sg_id])["SecurityGroups"]
+    ssh = [p for p in runners[0].get("IpPermissions", []) if p.get("FromPort") == 22]
+    runner_sg = f.platform.runner_sg_id
+    ec2.authorize_security_group_ingress(
+        GroupId=group_id, IpPermissions=[addon_ingress(runner_sg), redis_ingress(runner_sg), *ssh]
+    )
+    return group_id
+
+
+def addon_ingress(runner_sg: str) -> dict[str, Any]:
+    pair = {"GroupId": runner_sg, "Description": "Postgres from dynos"}
+    return {"IpProtocol": "tcp", "FromPort": m.POSTGRES_PORT, "ToPort": m.POSTGRES_PORT,
+            "UserIdGroupPairs": [pair]}  # fmt: skip
+
+
+def redis_ingress(runner_sg: str) -> dict[str, Any]:
+    pair = {"GroupId": runner_sg, "Description": "Redis from dynos"}
+    return {"IpProtocol": "tcp", "FromPort": m.REDIS_FIRST_PORT, "ToPort": m.REDIS_LAST_PORT,
+            "UserIdGroupPairs": [pair]}  # fmt: skip
+
+
+def addon_hosts(f: Fleet) -> list[fleet.Host]:
+    return [h for h in fleet.list_hosts(f.aws, f.platform.name, role=ROLE) if h.state == "running"]
+
+
+def launch_host(f: Fleet, say: Say) -> fleet.Host:
+    """Launch, pin and wait for one add-on host; terminated again if anything fails."""
+    group_id = ensure_security_group(f)
+    ami = fleet.debian_ami(f.aws)
+    keys = generate_host_keys()
+    request = fleet.launch_request(
+        f.platform,
+        ami=ami,
+        device=fleet.root_device(f.aws, ami),
+        instance_type=HOST_TYPE,
+        subnet_id=f.platform.subnet_ids[0],
+        user_data=cloud_config(keys),
+        role=ROLE,
+    )
+    request["SecurityGroupIds"] = [group_id]
+    host = fleet.launch(f.aws, request)
+    say(f"launched add-on host {host.id}; booting")
+    try:
+        f.docs.create(
+            pin_key(host.id),
+            pin_record(host.id, keys, role=ROLE, type=HOST_TYPE, created_at=now_iso(),
+                       bootstrapped=False),
+        )  # fmt: skip
+        host = fleet.wait_running(f.aws, host.id, BOOT_TIMEOUT, f.cancel)
+        f.connect(host, retry_for=BOOT_TIMEOUT)
+        return host
+    except BaseException:
+        fleet.terminate(f.aws, [host.id])
+        f.docs.delete(pin_key(host.id))
+        raise
+
+
+def bootstrap(f: Fleet, host: fleet.Host, say: Say, check: bool = False) -> pb.Report:
+    """Run the `addon` role; templates get the host's private address and the VPC range."""
+    role, templates = pb.load_role(ROLE)
+    extra = {"private_ip": host.private_ip, "vpc_cidr": f.platform.cidr}
+    role = pb.Role(role.name, {**role.vars, **extra}, role.specs)
+    runner = SshRunner(f.connect(host, retry_for=BOOT_TIMEOUT))
+    steps = role.steps(pb.gather(runner), templates)
+
+    def report(step: pb.StepReport) -> None:
+        if step.changed:
+            say(f"add-on host {host.id}: {step.name}")
+
+    result = pb.run_steps(steps, runner, check=check, on_step=report)
+    if not check:
+        record = f.pin(host.id)
+        record.update(bootstrapped=True, bootstrapped_at=now_iso(), role=ROLE)
+        f.docs.put(pin_key(host.id), record)
+    return result
+
+
+def ensure_host(f: Fleet, say: Say) -> fleet.Host:
+    """The platform's add-on host, launched and bootstrapped on first use."""
+    hosts = addon_hosts(f)
+    if hosts:
+        host = hosts[0]
+        doc = f.docs.get(pin_key(host.id))
+        if doc and doc.data.get("bootstrapped"):
+            return host
+    else:
+        say("no add-on host yet: launching one (PostgreSQL and Redis from Debian)")
+        host = launch_host(f, say)
+    started = time.monotonic()
+    bootstrap(f, host, say)
+    say(f"add-on host {host.id} ready in {time.monotonic() - started:.0f} s")
+    return host
+
+
+def host_of(f: Fleet, addon: m.Addon) -> tuple[fleet.Host, Connection]:
+    host = f.host(str(addon.resource["host_id"]))
+    return host, f.connect(host)
+
+
+class SelfHosted:
+    """The provider on one fleet (the CLI opens and closes it)."""
+
+    name = m.SELF_HOSTED
+
+    def __init__(self, f: Fleet, used_ports: Callable[[str], set[int]]) -> None:
+        self.fleet = f
+        self.used_ports = used_ports  # ports of the Redis add-ons already on a host
+
+    # lifecycle --------------------------------------------------------------------------------
+    def create(self, addon: m.Addon, say: Say) -> str:
+        host = ensure_host(self.fleet, say)
+        conn = self.fleet.connect(host)
+        address = str(host.private_ip)
+        addon.resource.update(host_id=host.id, host=address)
+        if addon.kind == m.POSTGRES:
+            sql = m.create_database_sql(addon.db_name, addon.secret)
+            conn.run(m.psql_argv(), sudo=True, stdin=sql.encode(), check=True, label="psql")
+            addon.resource.update(port=m.POSTGRES_PORT, database=addon.db_name)
+        else:
+            port = m.free_port(self.used_ports(host.id))
+            addon.resource.update(port=port)
+            self._start_redis(conn, addon, address, port)
+        say(f"{addon.name} is available on {host.id}")
+        return self.url(addon)
+
+    def _start_redis(self, conn: Connection, addon: m.Addon, address: str, port: int) -> None:
+        conf = m.redis_conf(addon.name, address, port, addon.secret)
+        conn.run(["install", "-d", "-m", "0750", "-o", "redis", "-g", "redis", "--",
+                  m.redis_data_dir(addon.name)], sudo=True, check=True)  # fmt: skip
+        conn.put(conf.encode(), m.redis_conf_path(addon.name), mode="0640", owner="redis",
+                 group="redis")  # fmt: skip
+        unit = m.redis_unit(addon.name)
+        conn.run(["systemctl", "enable", "--now", "--", unit], sudo=True, check=True)
+        deadline = time.monotonic() + 30
+        while True:
+            state = conn.run(["systemctl", "is-active", "--", unit], sudo=True).stdout.strip()
+            if state == "active":
+                return
+            if time.monotonic() > deadline or state == "failed":
+                raise DynoformError(f"{unit} is {state}", "see its journal on the add-on host")
+            time.sleep(0.5)
+
+    def url(self, addon: m.Addon) -> str:
+        res = addon.resource
+        if addon.kind == m.POSTGRES:
+            return m.postgres_url(addon.db_name, addon.secret, res["host"], int(res["port"]),
+                                  addon.db_name)  # fmt: skip
+        return m.redis_url(addon.secret, res["host"], int(res["port"]))
+
+    def destroy(self, addon: m.Addon, say: Say) -> None:
+        if "host_id" not in addon.resource:
+            return  # never got as far as a host
+        try:
+            _, conn = host_of(self.fleet, addon)
+        except DynoformError as exc:
+            if "no host" in exc.message:
+                return  # the host is gone, and its data with it
+            raise
+        if addon.kind == m.POSTGRES:
+            sql = m.drop_database_sql(addon.db_name)
+            conn.run(m.psql_argv(), sudo=True, stdin=sql.encode(), check=True, label="psql")
+        else:
+            unit = m.redis_unit(addon.name)
+            conn.run(["systemctl", "disable", "--now", "--", unit], sudo=True)
+            conn.run(["rm", "-rf", "--", m.redis_data_dir(addon.name),
+                      m.redis_conf_path(addon.name)], sudo=True, check=True)  # fmt: skip
+        say(f"removed {addon.name} from {addon.resource['host_id']}")
+
+    # backups ----------------------------------------------------------------------------------
+    def capture(self, addon: m.Addon, blobs: Blobs, backup_id: str, say: Say) -> int:
+        """pg_dump (custom format) on the host, uploaded through a presigned URL; its size."""
+        _, conn = host_of(self.fleet, addon)
+        path = f"{WORK_DIR}/{addon.name}-{backup_id}.dump"
+        try:
+            conn.run(["install", "-d", "-m", "0700", "-o", "postgres", "-g", "postgres", "--",
+                      WORK_DIR], sudo=True, check=True)  # fmt: skip
+            say(f"pg_dump {addon.name}")
+            conn.run(m.pg_dump_argv(addon.db_name, path), sudo=True, check=True, timeout=3600)
+            url = blobs.put_url(m.backup_key(addon.name, backup_id))
+            say("uploading the dump")
+            conn.run(["curl", "-fsS", "--retry", "3", "-T", path, "-K", "-"], sudo=True,
+                     stdin=curl_config(url), check=True, timeout=3600, label="curl upload")  # fmt: skip
+        finally:
+            conn.run(["rm", "-f", "--", path], sudo=True)
+        return blobs.size(m.backup_key(addon.name, backup_id))
+
+    def restore(self, source: str, backup_id: str, addon: m.Addon, blobs: Blobs, say: Say) -> None:
+        """Fetch a dump and pg_restore it into addon's database, as the add-on's own role."""
+        _, conn = host_of(self.fleet, addon)
+        path = f"{WORK_DIR}/{addon.name}-restore-{backup_id}.dump"
+        try:
+            conn.run(["install", "-d", "-m", "0700", "-o", "postgres", "-g", "postgres", "--",
+                      WORK_DIR], sudo=True, check=True)  # fmt: skip
+            url = blobs.get_url(m.backup_key(source, backup_id))
+            say(f"fetching {source}/{backup_id}")
+            conn.run(["curl", "-fsS", "--retry", "3", "-o", path, "-K", "-"], sudo=True,
+                     stdin=curl_config(url), check=True, timeout=3600, label="curl download")  # fmt: skip
+            conn.run(["chown", "postgres:postgres", "--", path], sudo=True, check=True)
+            say(f"pg_restore into {addon.name}")
+            conn.run(m.pg_restore_argv(addon.db_name, path), sudo=True, check=True, timeout=3600)
+        finally:
+            conn.run(["rm", "-f", "--", path], sudo=True)

@@ -1,0 +1,136 @@
+"""Add-on model: names, vars, URLs, SQL and Redis config (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner.errors import DynoformError, ValidationError
+from provisioner.model import addons as m
+
+
+def test_kinds_plans_and_providers() -> None:
+    assert m.normalize_kind("postgresql") == "postgres"
+    assert m.normalize_kind("heroku-redis:mini") == "redis"
+    with pytest.raises(ValidationError):
+        m.normalize_kind("mysql")
+    assert m.validate_plan("postgres", "small") == "small"
+    with pytest.raises(ValidationError, match="plan 'huge'"):
+        m.validate_plan("redis", "huge")
+    with pytest.raises(ValidationError):
+        m.validate_provider("cloud")
+
+
+def test_names_and_passwords_are_fresh_and_valid() -> None:
+    names = {m.new_addon_name("postgres") for _ in range(50)}
+    assert len(names) == 50
+    assert all(m.validate_addon_name(n) for n in names)
+    with pytest.raises(ValidationError):
+        m.validate_addon_name("postgres-x; drop")
+    password = m.new_password()
+    assert len(password) == 48 and password.isalnum()
+    assert m.new_password() != password
+
+
+def test_attachment_var() -> None:
+    assert m.attachment_var("postgres", None) == "DATABASE_URL"
+    assert m.attachment_var("redis", None) == "REDIS_URL"
+    assert m.attachment_var("postgres", "analytics") == "ANALYTICS_URL"
+    assert m.attachment_var("postgres", "CACHE_URL") == "CACHE_URL"
+    with pytest.raises(ValidationError):
+        m.attachment_var("redis", "1bad")
+    with pytest.raises(ValidationError):
+        m.attachment_var("redis", "a b")
+
+
+def test_var_already_set_is_refused_with_its_owner() -> None:
+    other = m.Addon("postgres-aaaaaa", "postgres", "small", "self-hosted", "shop")
+    other.attachments.append(m.Attachment("shop", "DATABASE_URL"))
+    m.check_var_free({"OTHER": "1"}, "DATABASE_URL", [other], "shop")
+    with pytest.raises(DynoformError, match="add-on postgres-aaaaaa"):
+        m.check_var_free({"DATABASE_URL": "x"}, "DATABASE_URL", [other], "shop")
+    with pytest.raises(DynoformError, match="set by hand"):
+        m.check_var_free({"REDIS_URL": "x"}, "REDIS_URL", [other], "shop")
+
+
+def test_urls_quote_credentials() -> None:
+    assert m.postgres_url("u", "p@ss/w", "10.0.0.5", 5432, "db") == (
+        "postgres://u:p%40ss%2Fw@10.0.0.5:5432/db"
+    )
+    assert m.redis_url("abc", "h", 6380) == "redis://:abc@h:6380"
+    assert m.redis_url("abc", "h", 6379, tls=True) == "rediss://:abc@h:6379"
+
+
+def test_record_round_trip_and_public_view_hides_the_password() -> None:
+    addon = m.Addon("redis-abc123", "redis", "small", "self-hosted", "shop", secret="s3cret")
+    addon.attachments.append(m.Attachment("shop", "REDIS_URL"))
+    again = m.Addon.from_dict(addon.to_dict())
+    assert again == addon
+    assert "secret" not in addon.public()
+    assert "s3cret" not in str(addon.public())
+    assert addon.db_name == "redis_abc123"
+    assert again.attached_to("shop") == m.Attachment("shop", "REDIS_URL")
+    assert again.attached_to("other") is None
+
+
+def test_free_port() -> None:
+    assert m.free_port(set()) == 6380
+    assert m.free_port({6380, 6381, 6383}) == 6382
+    with pytest.raises(DynoformError):
+        m.free_port(set(range(6380, 6480)))
+
+
+def test_create_sql_is_idempotent_and_quotes() -> None:
+    sql = m.create_database_sql("postgres_abc123", "pa'ss")
+    assert 'CREATE ROLE "postgres_abc123" LOGIN\' WHERE NOT EXISTS' in sql
+    assert "ALTER ROLE \"postgres_abc123\" LOGIN PASSWORD 'pa''ss';" in sql
+    assert "\\gexec" in sql
+    assert 'REVOKE ALL ON DATABASE "postgres_abc123" FROM PUBLIC;' in sql
+    assert "TEMPLATE template0 ENCODING ''UTF8''" in sql
+    with pytest.raises(ValidationError):
+        m.create_database_sql('x"; drop', "p")
+    assert m.drop_database_sql("postgres_abc123") == (
+        'DROP DATABASE IF EXISTS "postgres_abc123" WITH (FORCE);\n'
+        'DROP ROLE IF EXISTS "postgres_abc123";\n'
+    )
+
+
+def test_commands_keep_secrets_off_the_command_line() -> None:
+    for argv in (
+        m.psql_argv(),
+        m.pg_dump_argv("postgres_abc123", "/w/a.dump"),
+        m.pg_restore_argv("postgres_abc123", "/w/a.dump"),
+    ):
+        assert argv[:4] == ["runuser", "-u", "postgres", "--"]
+    assert "--role=postgres_abc123" in m.pg_restore_argv("postgres_abc123", "/w/a.dump")
+
+
+def test_redis_conf() -> None:
+    conf = m.redis_conf("redis-abc123", "198.18.0.5", 6381, "secret")
+    lines = conf.splitlines()
+    assert "bind 198.18.0.5" in lines
+    assert "port 6381" in lines
+    assert "requirepass secret" in lines
+    assert "dir /var/lib/redis/redis-abc123" in lines
+    assert "pidfile /run/redis-redis-abc123/redis-server.pid" in lines
+    assert m.redis_unit("redis-abc123") == "redis-server@redis-abc123.service"
+
+
+def test_addon_role_listens_on_the_private_address_with_passwords() -> None:
+    from provisioner import playbook as pb
+
+    role, templates = pb.load_role("addon")
+    role = pb.Role(
+        role.name,
+        {**role.vars, "private_ip": "198.18.0.9", "vpc_cidr": "198.18.0.0/16"},
+        role.specs,
+    )
+    steps = role.steps(pb.HostFacts(memory_bytes=4 << 30, cpus=2), templates)
+    files = {s.path: s.content.decode() for s in steps if isinstance(s, pb.File)}
+    conf = files["/etc/postgresql/17/main/conf.d/60-dynoform.conf"]
+    assert "listen_addresses = '198.18.0.9'" in conf
+    assert "password_encryption = 'scram-sha-256'" in conf
+    hba = [line.split() for line in files["/etc/postgresql/17/main/pg_hba.conf"].splitlines()]
+    network = [line for line in hba if line and line[0] == "host"]
+    assert network == [["host", "sameuser", "all", "198.18.0.0/16", "scram-sha-256"]]
+    packages = next(s for s in steps if isinstance(s, pb.Packages)).packages
+    assert {"postgresql", "redis-server", "curl"} <= set(packages)
