@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -20,6 +21,7 @@ def up_command() -> None:
     from provisioner.localcloud import control
 
     data = control.up(progress=status)
+    data["ca_cert"] = str(_ensure_ca())
     if g().json:
         emit_json(data)
         return
@@ -52,10 +54,52 @@ def status_command() -> None:
     from provisioner.localcloud import control
 
     data = control.status()
+    data["ca_cert"] = _ca_cert()
     if g().json:
         emit_json(data)
         return
     _print_status(data)
+
+
+def _ensure_ca() -> object:
+    """The local CA (made once; kept across `local down` so a trusted CA stays trusted)."""
+    from provisioner.localcloud import ca
+
+    ca.ensure_ca()
+    return ca.ca_cert_path()
+
+
+def _ca_cert() -> str | None:
+    from provisioner.localcloud import ca
+
+    path = ca.ca_cert_path()
+    return str(path) if path.exists() else None
+
+
+@group.command("trust")
+def trust_command() -> None:
+    """Add the local CA to this machine's trust store, so curl and browsers accept the
+    https:// URLs of apps on the local cloud. Example: dynoform local trust"""
+    from provisioner.localcloud import ca
+
+    source = _ensure_ca()
+    ca.trust(Path(str(source)))
+    status(f"trusted the local CA: {ca.TRUST_PATH} (from {source})")
+    if g().json:
+        emit_json({"ca_cert": str(source), "trusted": str(ca.TRUST_PATH)})
+
+
+@group.command("untrust")
+def untrust_command() -> None:
+    """Remove the local CA from this machine's trust store. Example: dynoform local untrust"""
+    from provisioner.localcloud import ca
+
+    removed = ca.untrust()
+    status(
+        "removed the local CA from the trust store" if removed else "the local CA was not trusted"
+    )
+    if g().json:
+        emit_json({"removed": removed})
 
 
 def _print_status(data: dict[str, Any]) -> None:
@@ -69,6 +113,7 @@ def _print_status(data: dict[str, Any]) -> None:
     out.print(f"endpoint   {data.get('endpoint')}")
     out.print(f"pid        {data.get('pid')}")
     out.print(f"state dir  {data.get('state_dir')}")
+    out.print(f"ca cert    {data.get('ca_cert')}")
     if data.get("phase"):
         out.print(f"phase      {data['phase']}")
     out.print("")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioner import paths
+from provisioner.errors import DynoformError
 
 CA_NAME = "dynoform local CA"
 CA_DAYS = 3650
@@ -240,3 +243,37 @@ def key_for(cert_pem: bytes | str, base: Path | None = None) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
+
+
+# ---------------------------------------------------------------- the machine's trust store
+
+
+def _update_trust_store() -> None:
+    tool = shutil.which("update-ca-certificates")
+    if tool is None:
+        raise DynoformError(
+            "update-ca-certificates is not installed (dynoform local trust knows Debian's store)",
+            f"trust {ca_cert_path()} by hand, or pass it to curl with --cacert",
+        )
+    result = subprocess.run([tool], capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise DynoformError(
+            f"update-ca-certificates failed: {(result.stderr or result.stdout).strip()}",
+            "run it by hand to see why",
+        )
+
+
+def trust(source: Path, dest: Path = TRUST_PATH) -> None:
+    """Install the CA certificate where Debian's update-ca-certificates picks it up."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _write(dest, source.read_bytes(), 0o644)
+    _update_trust_store()
+
+
+def untrust(dest: Path = TRUST_PATH) -> bool:
+    """Remove it again; True when it was there."""
+    if not dest.exists():
+        return False
+    dest.unlink()
+    _update_trust_store()
+    return True

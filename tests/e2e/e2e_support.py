@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -48,24 +50,53 @@ def cli_json(*args: str) -> object:
 class Url:
     host: str
     port: int
+    scheme: str = "https"
 
     @classmethod
     def of_app(cls, app: str) -> Url:
         info = cli_json("apps:info", "-a", app)
         assert isinstance(info, dict)
         parts = urlsplit(str(info["web_url"]))
-        return cls(str(parts.hostname), int(parts.port or 80))
+        return cls(str(parts.hostname), int(parts.port or 443), parts.scheme)
+
+
+def tls_context() -> ssl.SSLContext:
+    """Verifies the router's certificates against the local cloud's CA (and nothing else)."""
+    from provisioner.localcloud import ca
+
+    return ssl.create_default_context(cafile=str(ca.ca_cert_path()))
+
+
+def connect(url: Url, timeout: float = 5.0) -> http.client.HTTPConnection:
+    """A connection to the local router on loopback; HTTPS sends the app's host as SNI and
+    checks the certificate for it (so `<app>.localhost` need not resolve here)."""
+    if url.scheme != "https":
+        return http.client.HTTPConnection("127.0.0.1", url.port, timeout=timeout)
+    context = tls_context()
+    conn = http.client.HTTPSConnection(url.host, url.port, timeout=timeout, context=context)
+    raw = socket.create_connection(("127.0.0.1", url.port), timeout=timeout)
+    conn.sock = context.wrap_socket(raw, server_hostname=url.host)
+    return conn
+
+
+def request(
+    url: Url, path: str = "/", headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> http.client.HTTPResponse:
+    """One request (body read) through the local router with the app's Host header."""
+    conn = connect(url, timeout)
+    try:
+        conn.request("GET", path, headers={"Host": url.host, **(headers or {})})
+        response = conn.getresponse()
+        response.body = response.read()  # type: ignore[attr-defined]
+        return response
+    finally:
+        conn.close()
 
 
 def get(url: Url, path: str = "/json", timeout: float = 5.0) -> tuple[int, bytes]:
     """One request through the local router (HAProxy on loopback) with the app's Host header."""
-    conn = http.client.HTTPConnection("127.0.0.1", url.port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Host": url.host})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    response = request(url, path, timeout=timeout)
+    return response.status, response.body  # type: ignore[attr-defined]
 
 
 def dyno_of(url: Url) -> dict[str, str]:

@@ -1,0 +1,131 @@
+"""HTTPS by default on the local cloud: the web URL, the redirect, and the router's headers."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from e2e_support import Url, cli, cli_json, request
+
+pytestmark = pytest.mark.cloud
+
+ECHO_APP = """\
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Echo(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Echo).serve_forever()
+"""
+
+
+def _echo_app(tmp_path: Path) -> Path:
+    src = tmp_path / "echo"
+    src.mkdir()
+    (src / "app.py").write_text(ECHO_APP)
+    (src / "Procfile").write_text("web: python3 app.py\n")
+    return src
+
+
+def _wait_ok(url: Url, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = request(url, "/")
+            if response.status == 200:
+                return
+            last = f"HTTP {response.status}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise AssertionError(f"{url} never answered 200: {last}")
+
+
+def _router_lines(state_dir: str, request_id: str, timeout: float = 3.0) -> list[str]:
+    """Router log lines naming the request id (HAProxy logs just after it answers)."""
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        text = (Path(state_dir) / "router.log").read_text(errors="replace")
+        lines = [ln for ln in text.splitlines() if f"request_id={request_id} " in ln]
+        if lines:
+            return lines
+        time.sleep(0.1)
+    return lines
+
+
+def test_https_web_url_redirect_and_router_headers(app_name: str, tmp_path: Path) -> None:
+    cli("deploy", "-a", app_name, str(_echo_app(tmp_path)))
+    info = cli_json("apps:info", "-a", app_name)
+    assert isinstance(info, dict)
+    assert re.fullmatch(rf"https://{app_name}\.localhost:\d+/", str(info["web_url"])), info
+    url = Url.of_app(app_name)
+    _wait_ok(url)  # verified against the local CA (e2e_support.connect)
+    status = cli_json("local", "status")
+    assert isinstance(status, dict)
+    assert status["ca_cert"] and Path(status["ca_cert"]).exists()
+
+    # The app sees Heroku's router headers; the client's own X-Forwarded-For is kept in front.
+    request_id = f"e2e-{uuid.uuid4().hex}"
+    started_ms = time.time() * 1000
+    response = request(
+        url, "/headers", {"X-Request-Id": request_id, "X-Forwarded-For": "203.0.113.9"}
+    )
+    assert response.status == 200
+    seen = json.loads(response.body)  # type: ignore[attr-defined]
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-port"] == "443"
+    assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert seen["x-request-id"] == request_id
+    assert abs(int(seen["x-request-start"]) - started_ms) < 10_000
+    assert seen["via"] == "1.1 dynoform"
+    assert seen["host"].startswith(f"{app_name}.localhost")
+    lines = _router_lines(status["state_dir"], request_id)
+    assert lines and f"host={app_name}.localhost" in lines[0] and "protocol=https" in lines[0]
+
+    # No (or an invalid) X-Request-Id: the router makes one, and logs that one.
+    for sent in ({}, {"X-Request-Id": "short"}):
+        seen = json.loads(request(url, "/", sent).body)  # type: ignore[attr-defined]
+        made = seen["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f-]{36}", made), made
+        assert _router_lines(status["state_dir"], made)
+        assert seen["x-forwarded-for"] == "127.0.0.1"
+
+    # Plain HTTP to the same host: a permanent redirect to the HTTPS URL.
+    http_ports = [
+        int(str(ln["local_url"]).rsplit(":", 1)[1])
+        for lb in status["load_balancers"]
+        for ln in lb["listeners"]
+        if ln["protocol"] == "HTTP" and ln["local_url"] and lb["name"] == "dynoform-dynoform"
+    ]
+    assert http_ports, status["load_balancers"]
+    redirect = request(Url(url.host, http_ports[0], "http"), "/a/b?c=1")
+    assert redirect.status == 301
+    assert redirect.getheader("Location") == f"https://{url.host}:{url.port}/a/b?c=1"
+
+    # curl, as a user would, verifying against the local CA (it resolves *.localhost itself).
+    if shutil.which("curl"):
+        out = subprocess.run(
+            ["curl", "-fsS", "--max-time", "10", "--cacert", status["ca_cert"], info["web_url"]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["x-forwarded-proto"] == "https"
