@@ -55,7 +55,9 @@ def processed() -> dict:
 
 
 def route(path: str, query: dict) -> tuple[str, dict]:
-    if path in ("/", "/json"):
+    if path == "/":  # the router's health check: answers without the add-ons
+        return "200 OK", {"paths": ["/json", "/count", "/enqueue?n=5", "/processed"], **_facts()}
+    if path == "/json":
         return "200 OK", visit()
     if path == "/count":
         return "200 OK", count()

@@ -17,6 +17,11 @@ def stop(signum, frame):
 
 signal.signal(signal.SIGTERM, stop)
 dyno = os.environ.get("DYNO", "unknown")
+if "REDIS_URL" not in os.environ:  # no add-on (yet, or any more): idle until stopped
+    print(f"worker {dyno}: no REDIS_URL; idle (dynoform addons:create redis)", flush=True)
+    while running:
+        time.sleep(0.5)
+    sys.exit(0)
 client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=10)
 print(f"worker {dyno}: waiting for jobs", flush=True)
 while running:

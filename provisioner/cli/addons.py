@@ -236,6 +236,11 @@ def psql(
             code = run_oneoff(rollout, name, release, config, line, _print)
     finally:
         rollout.fleet.close()
+    if code == 127:  # the shell's "command not found"
+        raise DynoformError(
+            "psql is not installed on the runner hosts",
+            "add postgresql-client to playbooks/runner.toml and run dynoform hosts:bootstrap",
+        )
     raise typer.Exit(code)
 
 
