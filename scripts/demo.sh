@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, on a fresh Debian machine as root: set up, start the local cloud, add 2 hosts,
-# create an app, deploy the python example, scale it, print and fetch its URL. Safe to run twice.
+# create an app, deploy the python example, scale it, trust the local CA, print and fetch its
+# https:// URL. Safe to run twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,4 +22,7 @@ dynoform ps -a "$APP"
 
 URL=$(dynoform apps:info -a "$APP" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["web_url"])')
 echo "$APP is served at: $URL"
+# App URLs are HTTPS, with certificates from the local cloud's own CA: trust it (Debian's
+# trust store), so curl and browsers verify them. `dynoform local untrust` removes it.
+dynoform local trust
 curl -fsS --max-time 10 "$URL"

@@ -129,3 +129,51 @@ def test_https_web_url_redirect_and_router_headers(app_name: str, tmp_path: Path
         )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["x-forwarded-proto"] == "https"
+
+
+DJANGO_APP = """\
+# A Django app set up as Heroku's getting-started app is: it trusts X-Forwarded-Proto and
+# redirects every plain-HTTP request to HTTPS, so it renders only behind an HTTPS router.
+import sys
+
+from django.conf import settings
+from django.core.wsgi import get_wsgi_application
+from django.http import HttpResponse
+from django.urls import path
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="e2e-not-secret",
+    ALLOWED_HOSTS=["*"],
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=["django.middleware.security.SecurityMiddleware"],
+    SECURE_SSL_REDIRECT=True,
+    SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
+)
+
+
+def index(request):
+    return HttpResponse(f"<h1>Getting started with Django</h1><p>secure={request.is_secure()}</p>")
+
+
+urlpatterns = [path("", index)]
+application = get_wsgi_application()
+"""
+
+
+def test_django_with_ssl_redirect_renders_through_the_web_url(
+    app_name: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "django"
+    src.mkdir()
+    (src / "app.py").write_text(DJANGO_APP)
+    (src / "requirements.txt").write_text("django>=4.2,<6\ngunicorn==23.0.0\n")
+    (src / "Procfile").write_text("web: gunicorn --bind 0.0.0.0:$PORT app:application\n")
+    cli("deploy", "-a", app_name, str(src), timeout=900)
+    url = Url.of_app(app_name)
+    assert url.scheme == "https"
+    _wait_ok(url, timeout=60)
+    page = request(url, "/")
+    assert page.status == 200
+    assert b"Getting started with Django" in page.body  # type: ignore[attr-defined]
+    assert b"secure=True" in page.body  # type: ignore[attr-defined]
