@@ -332,6 +332,7 @@ def test_destroy_removes_everything(aws, target, config_home):
     destroy_platform(aws, target, delete_state=True)
     counts = _count(aws)
     assert counts == dict.fromkeys(counts, 0)
+    assert aws.client("acm").list_certificates()["CertificateSummaryList"] == []
     assert fleet.list_hosts(aws, "plat") == []
 
 
