@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from provisioner.aws.state import SSE
+from provisioner.aws.state import SSE, delete_versions
 
 URL_TTL = 3600
 
@@ -92,16 +92,4 @@ class Blobs:
         )
 
     def delete_prefix(self, prefix: str) -> int:
-        count = 0
-        paginator = self.s3.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            objects = [
-                {"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-            ]
-            for start in range(0, len(objects), 1000):
-                self.s3.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": objects[start : start + 1000]}
-                )
-                count += len(objects[start : start + 1000])
-        return count
+        return delete_versions(self.s3, self.bucket, prefix)

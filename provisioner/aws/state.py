@@ -135,18 +135,23 @@ class Documents:
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object (all versions) under prefix; returns how many keys went."""
-        count = 0
-        paginator = self.s3.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            objects = [
-                {"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-            ]
-            for start in range(0, len(objects), 1000):
-                chunk = objects[start : start + 1000]
-                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})
-                count += len(chunk)
-        return count
+        return delete_versions(self.s3, self.bucket, prefix)
+
+
+def delete_versions(s3: Any, bucket: str, prefix: str) -> int:
+    """Delete every version and delete marker under prefix (the bucket is versioned)."""
+    count = 0
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        objects = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        for start in range(0, len(objects), 1000):
+            chunk = objects[start : start + 1000]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+            count += len(chunk)
+    return count
 
 
 def bucket_name(platform: str, account_id: str) -> str:
