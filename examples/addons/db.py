@@ -2,7 +2,7 @@
 
 import os
 import ssl
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
 
@@ -11,8 +11,14 @@ _conn = None
 
 def connect() -> pg8000.native.Connection:
     url = urlsplit(os.environ["DATABASE_URL"])
-    # RDS requires TLS; the self-hosted add-on is reached on the private network.
-    context = ssl.create_default_context() if os.environ.get("DATABASE_SSL") == "1" else None
+    # RDS wants TLS (`?sslmode=require`); the self-hosted add-on is on the private network.
+    sslmode = parse_qs(url.query).get("sslmode", ["disable"])[0]
+    context = None
+    if sslmode in ("require", "verify-full"):
+        context = ssl.create_default_context()
+        if sslmode == "require":  # encrypted, server not verified (libpq's meaning)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
     return pg8000.native.Connection(
         user=unquote(url.username or ""),
         password=unquote(url.password or ""),

@@ -198,7 +198,9 @@ class Managed:
         if addon.kind == m.POSTGRES:
             user = str(res.get("user", addon.db_name))  # a restored snapshot keeps its user
             database = str(res.get("database", addon.db_name))
-            return m.postgres_url(user, addon.secret, res["host"], int(res["port"]), database)
+            return m.postgres_url(
+                user, addon.secret, res["host"], int(res["port"]), database, tls=True
+            )
         return m.redis_url(addon.secret, res["host"], int(res["port"]), tls=True)
 
     def _db_instance(self, ident: str) -> dict[str, Any] | None:

@@ -197,6 +197,42 @@ def destroy(
     status(f"destroyed {addon.name}")
 
 
+@group.command("hosts")
+def hosts(
+    check: bool = typer.Option(False, "--check", help="Show what the addon playbook would change."),
+    bootstrap: bool = typer.Option(False, "--bootstrap", help="Run the addon playbook again."),
+) -> None:
+    """The self-hosted add-on hosts. Example: dynoform addons:hosts --check"""
+    from provisioner.ops import selfhosted
+
+    with opened() as (ops, opened_):
+        fleet = _fleet(opened_)
+        on_host: dict[str, list[str]] = {}
+        for addon in ops.all():
+            on_host.setdefault(str(addon.resource.get("host_id")), []).append(addon.name)
+        rows = []
+        for host in selfhosted.addon_hosts(fleet):
+            row: dict[str, Any] = {
+                "id": host.id, "private_ip": host.private_ip, "zone": host.zone,
+                "type": host.type, "state": host.state, "addons": on_host.get(host.id, []),
+            }  # fmt: skip
+            if check or bootstrap:
+                report = selfhosted.bootstrap(fleet, host, status, check=check)
+                row["changes"] = [s.as_dict() for s in report.changes]
+            rows.append(row)
+    if g().json:
+        emit_json(rows)
+        return
+    for row in rows:
+        row["addons"] = len(row["addons"])
+        if "changes" in row:
+            row["changes"] = len(row["changes"])
+    columns = ["id", "private_ip", "zone", "type", "state", "addons"]
+    print_table(
+        rows, columns + (["changes"] if check or bootstrap else []), empty="no add-on hosts"
+    )
+
+
 # pg ------------------------------------------------------------------------------------------------
 def _postgres(ops: Addons, ref: str | None, app: str | None) -> m.Addon:
     addon = ops.resolve(ref or "DATABASE_URL", app)
@@ -322,6 +358,13 @@ def restore(
             blobs = Blobs(g().store.docs.s3, g().store.docs.bucket)
             provider.restore(source.name, record["id"], target, blobs, status)
     status(f"restored {source.name}:{record['id']} into {target.name}")
+
+
+def destroy_app_addons(app: str) -> None:
+    """For apps:destroy: the app's own add-ons are destroyed, its other attachments dropped."""
+    with opened() as (ops, _):
+        for name in ops.destroy_app_addons(app):
+            status(f"destroyed add-on {name}")
 
 
 def register(app: typer.Typer) -> None:

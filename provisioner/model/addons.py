@@ -152,8 +152,13 @@ def check_var_free(config: dict[str, str], var: str, addons: list[Addon], app: s
     )
 
 
-def postgres_url(user: str, password: str, host: str, port: int, database: str) -> str:
-    return f"postgres://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{database}"
+def postgres_url(
+    user: str, password: str, host: str, port: int, database: str, tls: bool = False
+) -> str:
+    """tls adds `?sslmode=require` (RDS for PostgreSQL 15+ refuses plain connections)."""
+    query = "?sslmode=require" if tls else ""
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return f"postgres://{credentials}@{host}:{port}/{database}{query}"
 
 
 def redis_url(password: str, host: str, port: int, tls: bool = False) -> str:

@@ -205,12 +205,13 @@ class Addons:
         """When an app goes: its own add-ons are destroyed, its attachments to others removed."""
         gone = []
         for addon in self.for_app(app):
+            # The app's own var goes with the app: no release to roll for an app being removed.
+            if attachment := addon.attached_to(app):
+                addon.attachments.remove(attachment)
+                self.save(addon)
             if addon.app == app:
                 self.destroy(addon.name)
                 gone.append(addon.name)
-            elif attachment := addon.attached_to(app):
-                addon.attachments.remove(attachment)
-                self.save(addon)
         return gone
 
     def refresh(self, addon: m.Addon) -> None:

@@ -70,7 +70,7 @@ def test_postgres_on_rds_private_encrypted_and_reachable_only_from_runners(
     endpoint = instance["Endpoint"]
     assert config["DATABASE_URL"] == (
         f"postgres://{addon.db_name}:{addon.secret}@{endpoint['Address']}:{endpoint['Port']}"
-        f"/{addon.db_name}"
+        f"/{addon.db_name}?sslmode=require"
     )
     assert store.releases("shop")[-1].description == "Set DATABASE_URL config var"
     stored = ops.get(addon.name)
@@ -151,4 +151,18 @@ def test_snapshot_backup_and_restore_into_another_addon(aws, store, platform, op
     ops.refresh(target)
     url = store.config("admin")[0]["DATABASE_URL"]
     assert url.startswith(f"postgres://{source.db_name}:{target.secret}@")
-    assert url.endswith(f"/{source.db_name}")
+    assert url.endswith(f"/{source.db_name}?sslmode=require")
+
+
+def test_an_app_going_away_takes_its_own_addons_and_drops_its_attachments(aws, store, ops):
+    own = ops.create("shop", "postgres", provider="managed")
+    other = ops.create("admin", "redis", provider="managed")
+    ops.attach(other.name, "shop")
+    ops.attach(own.name, "admin", "shop_db")
+    releases = len(store.releases("shop"))
+    assert ops.destroy_app_addons("shop") == [own.name]
+    assert len(store.releases("shop")) == releases  # nothing rolled for the app being removed
+    assert [a.name for a in ops.all()] == [other.name]
+    assert [t.app for t in ops.get(other.name).attachments] == ["admin"]
+    assert "SHOP_DB_URL" not in store.config("admin")[0]
+    assert aws.client("rds").describe_db_instances()["DBInstances"] == []

@@ -154,3 +154,10 @@ def test_destroy_leaves_no_process_data_or_config_var(apps) -> None:  # type: ig
         f"ls -d /var/lib/redis/{redis} /etc/redis/redis-{redis}.conf 2>&1; pgrep -fa '{redis}' || true",
     )
     assert leftovers.count("No such file") == 2 and "redis-server" not in leftovers
+
+
+def test_addon_host_playbook_is_idempotent(counter) -> None:  # type: ignore[no-untyped-def]
+    rows = cli_json("addons:hosts", "--check")
+    assert isinstance(rows, list) and len(rows) == 1
+    assert rows[0]["changes"] == []  # type: ignore[index]
+    assert counter["postgres"] in rows[0]["addons"]  # type: ignore[index]

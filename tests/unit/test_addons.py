@@ -56,6 +56,7 @@ def test_urls_quote_credentials() -> None:
     assert m.postgres_url("u", "p@ss/w", "10.0.0.5", 5432, "db") == (
         "postgres://u:p%40ss%2Fw@10.0.0.5:5432/db"
     )
+    assert m.postgres_url("u", "p", "h", 5432, "db", tls=True).endswith("/db?sslmode=require")
     assert m.redis_url("abc", "h", 6380) == "redis://:abc@h:6380"
     assert m.redis_url("abc", "h", 6379, tls=True) == "rediss://:abc@h:6379"
 
