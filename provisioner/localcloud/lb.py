@@ -362,6 +362,7 @@ class LoadBalancers:
             targets[arn] = self.elbv2.describe_target_health(TargetGroupArn=arn)[
                 "TargetHealthDescriptions"
             ]
+        self._prune_host_pems({pem for pems in certificates.values() for pem in pems})
         ports = self._allocate(list(rules))
         if ports != self._ports:
             self._ports = ports
@@ -408,6 +409,17 @@ class LoadBalancers:
                 if rest in suffixes and label and "*" not in host and "?" not in host:
                     pems.append(self._host_pem(host))
         return pems
+
+    def _prune_host_pems(self, used: set[str]) -> None:
+        """Host certificates of apps that are gone (their rules were deleted), also those an
+        earlier run left."""
+        for host, path in list(self._host_pems.items()):
+            if path not in used:
+                del self._host_pems[host]
+        if self.tls_dir.is_dir():
+            for leftover in self.tls_dir.glob("host-*.pem"):
+                if str(leftover) not in used:
+                    leftover.unlink(missing_ok=True)
 
     def _host_pem(self, host: str) -> str:
         """A local-CA certificate for one host (kept on disk, issued again when the CA

@@ -610,12 +610,12 @@ def test_https_listener_with_an_acm_certificate_of_the_local_ca(
         Certificates=[{"CertificateArn": cert_arn}],
         DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
     )["Listeners"][0]["ListenerArn"]
-    cloud.elb.create_rule(
+    rule = cloud.elb.create_rule(
         ListenerArn=https,
         Priority=10,
         Conditions=[{"Field": "host-header", "Values": ["shop.localhost"]}],
         Actions=[{"Type": "forward", "TargetGroupArn": cloud.web}],
-    )
+    )["Rules"][0]["RuleArn"]
     cloud.elb.modify_listener(
         ListenerArn=cloud.listener,
         DefaultActions=[
@@ -654,3 +654,11 @@ def test_https_listener_with_an_acm_certificate_of_the_local_ca(
     conn2.close()
     assert resp.status == 301
     assert resp.getheader("Location") == f"https://shop.localhost:{port}/a/b?c=1"
+    # The app's host certificate goes with its rule.
+    host_pem = cloud.lbs.state_dir / "tls" / "host-shop.localhost.pem"
+    assert host_pem.exists()
+    cloud.elb.delete_rule(RuleArn=rule)
+    deadline = time.monotonic() + 5
+    while host_pem.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not host_pem.exists()
