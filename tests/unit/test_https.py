@@ -195,3 +195,31 @@ def test_haproxy_accepts_an_https_frontend(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "ALERT" not in result.stderr
+
+
+# ---------------------------------------------------------------- platform helpers (pure)
+
+
+def test_listener_actions_compare_ignoring_what_aws_adds() -> None:
+    from provisioner.aws.platform import _same_actions, https_redirect_action, not_found_action
+
+    described = [dict(https_redirect_action()[0], Order=1)]
+    assert _same_actions(described, https_redirect_action())
+    assert not _same_actions(not_found_action(), https_redirect_action())
+    moved = [dict(described[0], RedirectConfig={**described[0]["RedirectConfig"], "Port": "8443"})]
+    assert not _same_actions(moved, https_redirect_action())
+    assert not _same_actions([], https_redirect_action())
+
+
+def test_validation_records_once_each() -> None:
+    from provisioner.aws.platform import _validation_records
+
+    record = {"Name": "_x.apps.test.", "Type": "CNAME", "Value": "_y.acm-validations.aws."}
+    cert = {
+        "DomainValidationOptions": [
+            {"DomainName": "*.apps.test", "ResourceRecord": record},
+            {"DomainName": "apps.test", "ResourceRecord": record},
+            {"DomainName": "pending.test"},  # ACM fills the record in a little later
+        ]
+    }
+    assert _validation_records(cert) == [record]
