@@ -2,7 +2,7 @@
 
 moto's ELBv2 keeps load balancers, listeners, rules and target groups but moves no bytes. This
 module turns its describe_* answers into a frozen model, renders that model as an HAProxy config
-(one frontend per HTTP listener, one backend per target group) and works out what changed
+(one frontend per HTTP or HTTPS listener, one backend per target group) and works out what changed
 between two models: a structural change needs a config reload, a change of targets only goes
 through HAProxy's runtime API (`add server`, drain, `del server`), which drops no request.
 

@@ -1,14 +1,15 @@
 """The local cloud's load-balancer data plane, edge part: moto's ELBv2 state -> a real HAProxy.
 
-One HAProxy (master-worker mode) serves every HTTP listener of every ALB in moto, each on its
-own loopback port. `sync()` reads ELBv2, asks haproxy.py what changed and applies it: target
+One HAProxy (master-worker mode) serves every HTTP and HTTPS listener of every ALB in moto,
+each on its own loopback port; HTTPS with the certificates ACM holds for it (keys from the
+local CA, see ca.py). `sync()` reads ELBv2, asks haproxy.py what changed and applies it: target
 changes through the runtime API on the stats socket (no reload, nothing dropped), structural
 changes by rewriting the config and reloading (SIGUSR2 to the master: the old worker finishes
 its in-flight requests). The config file is rewritten on every change so a reload keeps state.
 
 Files in state_dir: haproxy.cfg, haproxy.sock (runtime API), haproxy.pid (master),
 haproxy.state (server states kept across reloads), ports.json (listener ARN -> local port,
-kept across restarts), router.log (one Heroku-like line per request), haproxy.log (HAProxy's
+kept across restarts), tls/ (PEM files for HTTPS, 0600), router.log (one Heroku-like line per request), haproxy.log (HAProxy's
 own notices: servers going up/down, reloads).
 """
 
