@@ -6,12 +6,15 @@ until every web dyno of the new state answers through the router.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import re
 import resource
 import secrets
 import shutil
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -57,20 +60,39 @@ def summary(values: list[float]) -> dict[str, float]:
 class Router:
     host: str
     port: int
+    scheme: str = "https"
 
     @classmethod
     def of(cls, app: str) -> Router:
         parts = urlsplit(cli_json("apps:info", "-a", app)["web_url"])
-        return cls(str(parts.hostname), int(parts.port or 80))
+        return cls(str(parts.hostname), int(parts.port or 443), parts.scheme)
+
+    def connect(self, timeout: float) -> http.client.HTTPConnection:
+        """To the local router on loopback; HTTPS with the app's name as SNI, checked against
+        the local cloud's CA (so `<app>.localhost` need not resolve)."""
+        if self.scheme != "https":
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        context = _tls()
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        conn.sock = context.wrap_socket(raw, server_hostname=self.host)
+        return conn
 
     def get(self, path: str = "/json", timeout: float = 3.0) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = self.connect(timeout)
         try:
             conn.request("GET", path, headers={"Host": self.host})
             response = conn.getresponse()
             return response.status, response.read()
         finally:
             conn.close()
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    from provisioner.localcloud import ca
+
+    return ssl.create_default_context(cafile=str(ca.ca_cert_path()))
 
 
 def serving(
@@ -282,7 +304,7 @@ def router_overhead(app: str, seconds: int) -> dict[str, Any]:
     web = next(r for r in cli_json("ps", "-a", app) if r["name"] == "web.1" and r["state"] == "up")
     address = next(h["private_ip"] for h in cli_json("hosts") if h["id"] == web["host"])
     direct = wrk(f"http://{address}:{web['port']}/json", None, seconds)
-    routed = wrk(f"http://127.0.0.1:{router.port}/json", router.host, seconds)
+    routed = wrk(f"{router.scheme}://127.0.0.1:{router.port}/json", router.host, seconds)
     return {
         "router_overhead": {
             "direct": direct,

@@ -74,6 +74,22 @@ def rename(
         ops.add_git_remote(new_name)
 
 
+@group.command("http")
+def plain_http(
+    app: str = AppOption,
+    allow: bool = typer.Option(..., "--allow/--redirect", help="Serve plain HTTP, or redirect it."),
+) -> None:
+    """Serve the app on plain HTTP too, or redirect it to HTTPS (the default).
+
+    Example: dynoform apps:http --allow -a myapp"""
+    from provisioner.cli.domains import sync_rules
+
+    name = resolve_app(app)
+    record = g().store.update_app(name, lambda data: data.update(plain_http=allow))
+    sync_rules(name, record)
+    status(f"{name}: plain HTTP is {'served' if allow else 'redirected to HTTPS'}")
+
+
 @group.command("destroy")
 def destroy(
     app: str = AppOption,

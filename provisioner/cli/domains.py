@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import typer
 
@@ -24,10 +25,14 @@ def _validate(domain: str) -> str:
     return domain
 
 
-def _sync(app: str, domains: list[str], maintenance: bool) -> None:
+def sync_rules(app: str, record: dict[str, Any]) -> None:
+    """Put the app's rules on the load balancer as its record says."""
+    domains = [str(d) for d in record.get("domains") or []]
     rollout = open_rollout(g(), status)
     try:
-        rollout.router.ensure_rule(app, domains, maintenance)
+        rollout.router.ensure_rule(
+            app, domains, bool(record.get("maintenance")), bool(record.get("plain_http"))
+        )
     finally:
         rollout.fleet.close()
 
@@ -54,7 +59,7 @@ def add(domain: str = typer.Argument(...), app: str = AppOption) -> None:
     record = g().store.update_app(
         name, lambda d: d.update(domains=sorted({*d.get("domains", []), host}))
     )
-    _sync(name, record["domains"], bool(record.get("maintenance")))
+    sync_rules(name, record)
     status(f"added {host} to {name}")
 
 
@@ -65,7 +70,7 @@ def remove(domain: str = typer.Argument(...), app: str = AppOption) -> None:
     record = g().store.update_app(
         name, lambda d: d.update(domains=[x for x in d.get("domains", []) if x != host])
     )
-    _sync(name, record["domains"], bool(record.get("maintenance")))
+    sync_rules(name, record)
     status(f"removed {host} from {name}")
 
 

@@ -21,6 +21,7 @@ group = typer.Typer(
 _FIELDS = [
     "name", "target", "region", "cidr", "vpc_id", "subnet_ids", "zones", "runner_sg_id",
     "lb_sg_id", "key_name", "key_path", "bucket", "lb_dns", "lb_arn", "listener_arn",
+    "https_listener_arn", "certificate_arn",
 ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
+from provisioner.cli.domains import sync_rules
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation, apply_resize, apply_scale
 from provisioner.ops.rollout import Rollout, open_rollout
@@ -165,7 +166,7 @@ def stop(
 def _set_maintenance(app: str | None, on: bool) -> None:
     name = resolve_app(app)
     record = g().store.update_app(name, lambda data: data.update(maintenance=on))
-    _with_rollout(lambda r: r.router.ensure_rule(name, record.get("domains", []), on))
+    sync_rules(name, record)
     status(f"maintenance mode is {'on' if on else 'off'} for {name}")
 
 
