@@ -266,18 +266,34 @@ def psql(
         line += " -c " + shlex.quote(command)
     rollout = open_rollout(g(), status)
     try:
+        ensure_psql(rollout)
         if not command and sys.stdin.isatty() and sys.stdout.isatty():
             code = run_interactive(rollout, name, release, config, line)
         else:
             code = run_oneoff(rollout, name, release, config, line, _print)
     finally:
         rollout.fleet.close()
-    if code == 127:  # the shell's "command not found"
-        raise DynoformError(
-            "psql is not installed on the runner hosts",
-            "add postgresql-client to playbooks/runner.toml and run dynoform hosts:bootstrap",
-        )
     raise typer.Exit(code)
+
+
+PSQL_PACKAGES = ["postgresql-client"]
+
+
+def ensure_psql(rollout: Any) -> None:
+    """Debian's psql on the host one-off dynos run on (the first by id), installed once."""
+    observed = rollout.observe()
+    if not observed.hosts:
+        return  # run_oneoff says there are no hosts
+    host = sorted(observed.hosts, key=lambda h: h.id)[0]
+    conn = rollout.conn(host.id, observed)
+    if conn.run(["sh", "-c", "command -v psql"]).ok:
+        return
+    status(f"installing psql on {host.id} (once per host)")
+    script = (
+        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
+        'apt-get install -y -qq --no-install-recommends "$@" >/dev/null'
+    )
+    conn.run(["sh", "-c", script, "sh", *PSQL_PACKAGES], sudo=True, timeout=900, check=True)
 
 
 def _print(line: str) -> None:

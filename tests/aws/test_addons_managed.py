@@ -166,3 +166,18 @@ def test_an_app_going_away_takes_its_own_addons_and_drops_its_attachments(aws, s
     assert [t.app for t in ops.get(other.name).attachments] == ["admin"]
     assert "SHOP_DB_URL" not in store.config("admin")[0]
     assert aws.client("rds").describe_db_instances()["DBInstances"] == []
+
+
+def test_self_hosted_addon_hosts_group_admits_databases_only_from_runners(aws, store, platform):
+    from provisioner.ops.hosts import Fleet
+    from provisioner.ops.selfhosted import ensure_security_group
+
+    fleet = Fleet(aws, Target("test", platform="plat"), platform, store.docs)
+    group_id = ensure_security_group(fleet)
+    assert ensure_security_group(fleet) == group_id  # found by its tags the second time
+    rules = {(r["FromPort"], r["ToPort"]): r for r in _ingress(aws, group_id)}
+    assert set(rules) == {(5432, 5432), (6380, 6479), (22, 22)}
+    for ports in ((5432, 5432), (6380, 6479)):
+        assert rules[ports]["IpRanges"] == []
+        assert [p["GroupId"] for p in rules[ports]["UserIdGroupPairs"]] == [platform.runner_sg_id]
+    assert [r["CidrIp"] for r in rules[(22, 22)]["IpRanges"]] == ["203.0.113.7/32"]

@@ -86,6 +86,12 @@ def test_visits_count_in_postgres_across_dynos_restarts_and_deploys(counter) -> 
     after_deploy, _ = counts(url, 3)
     assert after_deploy[0] > after_restart[-1]
 
+    now = int(fetch(url, "/count")["count"])  # type: ignore[call-overload]
+    psql = cli("pg:psql", "-a", app, "-c", "select count from visits")
+    assert str(now) in psql.stdout.split()
+    failed = cli("pg:psql", "-a", app, "-c", "select nope", check=False)
+    assert failed.returncode != 0 and "nope" in failed.stdout + failed.stderr
+
     info = addon_info(counter["postgres"])
     assert "secret" not in info
     secret_free = cli("addons:info", counter["postgres"]).stdout
