@@ -29,9 +29,9 @@ PLANS: dict[str, dict[str, dict[str, Any]]] = {
         "large": {"instance_class": "db.m7g.large", "storage_gib": 100},
     },
     REDIS: {
-        "small": {"node_type": "cache.t4g.micro"},
-        "medium": {"node_type": "cache.t4g.small"},
-        "large": {"node_type": "cache.m7g.large"},
+        "small": {"node_type": "cache.t4g.micro", "maxmemory_mb": 64},
+        "medium": {"node_type": "cache.t4g.small", "maxmemory_mb": 256},
+        "large": {"node_type": "cache.m7g.large", "maxmemory_mb": 1024},
     },
 }
 DEFAULT_PLAN = "small"
@@ -233,6 +233,11 @@ def pg_restore_argv(database: str, path: str) -> list[str]:
     """Restore as the add-on's own role, so it owns every object it gets."""
     return ["runuser", "-u", "postgres", "--", "pg_restore", "--no-owner", "--no-privileges",
             "--exit-on-error", f"--role={database}", "-d", database, path]  # fmt: skip
+
+
+def empty_database_sql(name: str) -> str:
+    """Before a restore: drop everything the add-on's role owns in its database."""
+    return f"DROP OWNED BY {_ident(name)};\n"
 
 
 # self-hosted Redis: one redis-server@<name> instance per add-on ---------------------------------

@@ -126,8 +126,8 @@ class Addons:
         try:
             with self._locked(f"addons:create {addon.name}"):
                 url = self.providers(provider).create(addon, self.say)
-            addon.state = "available"
-            self.save(addon)
+                addon.state = "available"
+                self.save(addon)  # under the lock: the next create sees the port taken
         except BaseException:
             addon.state = "failed"
             self.save(addon)

@@ -173,7 +173,8 @@ class SelfHosted:
         return self.url(addon)
 
     def _start_redis(self, conn: Connection, addon: m.Addon, address: str, port: int) -> None:
-        conf = m.redis_conf(addon.name, address, port, addon.secret)
+        memory = int(m.PLANS[m.REDIS][addon.plan]["maxmemory_mb"])
+        conf = m.redis_conf(addon.name, address, port, addon.secret, memory)
         conn.run(["install", "-d", "-m", "0750", "-o", "redis", "-g", "redis", "--",
                   m.redis_data_dir(addon.name)], sudo=True, check=True)  # fmt: skip
         conn.put(conf.encode(), m.redis_conf_path(addon.name), mode="0640", owner="redis",
@@ -245,7 +246,9 @@ class SelfHosted:
             conn.run(["curl", "-fsS", "--retry", "3", "-o", path, "-K", "-"], sudo=True,
                      stdin=curl_config(url), check=True, timeout=3600, label="curl download")  # fmt: skip
             conn.run(["chown", "postgres:postgres", "--", path], sudo=True, check=True)
-            say(f"pg_restore into {addon.name}")
+            say(f"emptying {addon.name}, then pg_restore")
+            empty = m.empty_database_sql(addon.db_name).encode()
+            conn.run(m.psql_argv(addon.db_name), sudo=True, stdin=empty, check=True, label="psql")
             conn.run(m.pg_restore_argv(addon.db_name, path), sudo=True, check=True, timeout=3600)
         finally:
             conn.run(["rm", "-f", "--", path], sudo=True)

@@ -131,6 +131,20 @@ def test_backup_restored_into_a_new_addon_gives_the_same_count(counter, apps) ->
     fetch(Url.of_app(copy), "/json")
     assert int(fetch(url, "/count")["count"]) == count + 1  # type: ignore[call-overload]
 
+    # restored in place: objects made after the backup go, the count goes back
+    app = counter["app"]
+    cli("pg:psql", "-a", app, "-c", "create table later (x int)")
+    cli("pg:backups:restore", ref, counter["postgres"], "--confirm", counter["postgres"])
+    tables = cli(
+        "pg:psql",
+        "-a",
+        app,
+        "-c",
+        "select tablename from pg_tables where tableowner = current_user",
+    )
+    assert tables.stdout.split().count("visits") == 1 and "later" not in tables.stdout
+    assert str(count) in cli("pg:psql", "-a", app, "-c", "select count from visits").stdout.split()
+
 
 def test_destroy_leaves_no_process_data_or_config_var(apps) -> None:  # type: ignore[no-untyped-def]
     app = new_app("add")

@@ -103,6 +103,7 @@ def test_commands_keep_secrets_off_the_command_line() -> None:
     ):
         assert argv[:4] == ["runuser", "-u", "postgres", "--"]
     assert "--role=postgres_abc123" in m.pg_restore_argv("postgres_abc123", "/w/a.dump")
+    assert m.empty_database_sql("postgres_abc123") == 'DROP OWNED BY "postgres_abc123";\n'
 
 
 def test_redis_conf() -> None:
