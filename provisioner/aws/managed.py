@@ -94,10 +94,10 @@ class Managed:
 
     name = m.MANAGED
 
-    def __init__(self, aws: Aws, platform: Platform, poll: float = POLL_SECONDS) -> None:
+    def __init__(self, aws: Aws, platform: Platform, poll: float | None = None) -> None:
         self.aws = aws
         self.platform = platform
-        self.poll = poll
+        self.poll = POLL_SECONDS if poll is None else poll
         self.rds = aws.client("rds")
         self.elasticache = aws.client("elasticache")
 

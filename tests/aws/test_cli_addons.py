@@ -1,0 +1,64 @@
+"""The addons commands through the CLI against moto (managed provider on an AWS target)."""
+
+import json
+
+import pytest
+from moto import mock_aws
+
+from provisioner.cli.main import main
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.setattr("provisioner.aws.managed.POLL_SECONDS", 0.0)
+    monkeypatch.chdir(tmp_path)
+    with mock_aws():
+        assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
+        call = lambda *args: run(capsys, "-t", "t1", *args)  # noqa: E731
+        code, _, err = call("platform:init", "--ssh-cidr", "203.0.113.7/32")
+        assert code == 0, err
+        yield call
+
+
+def run(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_create_info_attach_destroy_never_print_the_password(cli):
+    assert cli("apps:create", "shop", "--no-remote")[0] == 0
+    assert cli("apps:create", "admin", "--no-remote")[0] == 0
+    code, out, err = cli("addons:create", "postgres", "-a", "shop", "--json")
+    assert code == 0, err
+    addon = json.loads(out)
+    name = addon["name"]
+    assert addon["provider"] == "managed" and "secret" not in addon
+    url = json.loads(cli("config", "-a", "shop", "--json")[1])["DATABASE_URL"]
+    password = url.split(":")[2].split("@")[0]
+    assert len(password) == 48 and password not in out + err
+
+    listed = json.loads(cli("addons", "--json")[1])
+    assert [a["name"] for a in listed] == [name]
+    code, info, err = cli("addons:info", "DATABASE", "-a", "shop")
+    assert code == 0 and name in info and "shop as DATABASE_URL" in info
+    assert password not in info + err
+
+    assert cli("addons:attach", name, "-a", "admin", "--as", "shared")[0] == 0
+    assert json.loads(cli("config", "-a", "admin", "--json")[1]) == {"SHARED_URL": url}
+    assert cli("addons:detach", "SHARED", "-a", "admin")[0] == 0
+    assert json.loads(cli("config", "-a", "admin", "--json")[1]) == {}
+
+    code, _, err = cli("addons:destroy", name, "--confirm", "wrong")
+    assert code == 1 and "does not match" in err
+    code, _, err = cli("addons:create", "mysql", "-a", "shop")
+    assert code == 1 and "postgres, redis" in err
+    assert cli("addons:destroy", name, "--confirm", name)[0] == 0
+    assert json.loads(cli("config", "-a", "shop", "--json")[1]) == {}
+    assert json.loads(cli("addons", "--json")[1]) == []
