@@ -91,6 +91,9 @@ def test_visits_count_in_postgres_across_dynos_restarts_and_deploys(counter) -> 
     assert str(now) in psql.stdout.split()
     failed = cli("pg:psql", "-a", app, "-c", "select nope", check=False)
     assert failed.returncode != 0 and "nope" in failed.stdout + failed.stderr
+    # a role reaches only its own database (pg_hba `sameuser`)
+    refused = cli("pg:psql", "-a", app, "-c", "\\connect postgres", check=False)
+    assert refused.returncode != 0 and "no pg_hba.conf entry" in refused.stdout + refused.stderr
 
     info = addon_info(counter["postgres"])
     assert "secret" not in info
@@ -159,6 +162,13 @@ def test_destroy_leaves_no_process_data_or_config_var(apps) -> None:  # type: ig
     sql = "select datname from pg_database union all select rolname from pg_roles"
     psql = ("runuser", "-u", "postgres", "--", "psql", "-tAc", sql)
     assert on_host(host, *psql).split().count(database) == 2
+
+    address, port = str(redis_info["resource"]["host"]), redis_info["resource"]["port"]  # type: ignore[index]
+    listening = on_host(host, "ss", "-Hltn").split()
+    for wanted in (5432, port):
+        assert f"{address}:{wanted}" in listening and f"0.0.0.0:{wanted}" not in listening
+    noauth = on_host(host, "redis-cli", "-h", address, "-p", str(port), "ping")
+    assert "NOAUTH" in noauth
 
     cli("addons:destroy", postgres, "--confirm", postgres)
     cli("addons:destroy", "CACHE", "-a", app, "--confirm", redis)
