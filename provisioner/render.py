@@ -132,7 +132,14 @@ def run_dyno_argv(
     """
     opts = options or UnitOptions()
     unit = render_dyno_unit(instance, opts)
-    argv = ["systemd-run", "--quiet", f"--unit={instance.unit}", f"--slice={opts.slice}"]
+    # --expand-environment=no: the command reaches the dyno's shell as typed, `${X%/*}` intact.
+    argv = [
+        "systemd-run",
+        "--quiet",
+        "--expand-environment=no",
+        f"--unit={instance.unit}",
+        f"--slice={opts.slice}",
+    ]
     if detach:
         argv += ["--no-block", "--collect"]
     else:

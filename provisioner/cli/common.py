@@ -152,6 +152,9 @@ def destroy_app_resources(app: str) -> None:
     rollout = _optional("provisioner.ops.rollout")
     if rollout is not None:
         rollout.destroy_app(GLOBALS, app)
+    addons = _optional("provisioner.cli.addons")
+    if addons is not None:
+        addons.destroy_app_addons(app)
 
 
 def _optional(module: str) -> Any:

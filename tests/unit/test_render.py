@@ -165,9 +165,10 @@ def test_metadata_block_matches_golden_file() -> None:
 def test_one_off_dynos_get_the_same_isolation_through_systemd_run() -> None:
     run = DynoInstance("shop", 3, "run.1", "i-1")
     argv = run_dyno_argv(run, "bash -lc 'x=1'", tty=True)
-    assert argv[:7] == [
+    assert argv[:8] == [
         "systemd-run",
         "--quiet",
+        "--expand-environment=no",
         "--unit=dyno-shop.v3.run.1.service",
         "--slice=dynoform.slice",
         "--wait",
