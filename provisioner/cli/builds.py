@@ -48,6 +48,11 @@ def output(
     sys.stdout.write(text)
 
 
+def _line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def _normalise(pack: str) -> str:
     """URLs stay as given; a directory on this machine is remembered by its absolute path."""
     if pack.startswith("https://"):

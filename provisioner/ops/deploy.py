@@ -11,11 +11,13 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from provisioner.aws import blobs as keys
 from provisioner.aws import fleet as ec2_fleet
 from provisioner.build import BuildResult, build_layout
 from provisioner.errors import DynoformError
+from provisioner.model.appjson import initial_config, parse_app_json
 from provisioner.model.release import Release
 from provisioner.ops import buildhost, builds
 from provisioner.ops.releases import publish
@@ -63,9 +65,10 @@ def _deploy_locked(
     source_sha = keys.sha256_file(source.tarball)
     blobs.upload_if_absent(keys.source_key(app, source_sha), source.tarball)
     build_id = builds.new_build_id()
-    builds.start_build(store, app, build_id, source.description, source_sha)
     observed = rollout.observe()
     host = build_host(observed.hosts, app)
+    builds.start_build(store, app, build_id, source.description, source_sha, host.id)
+    first_deploy_config(store, app, source)
     say(f"building {app} on {host.id} ({host.private_ip})")
     log: list[str] = []
 
@@ -153,6 +156,22 @@ def _build(
     finally:
         buildhost.cleanup(conn, layout)
     return result
+
+
+def first_deploy_config(store: Any, app: str, source: Source) -> None:
+    """On the first deploy, app.json's `env` fills in config vars not set yet."""
+    if any(r.slug_key for r in store.releases(app)):
+        return
+    with tarfile.open(source.tarball) as tar:
+        member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "app.json"), None)
+        handle = tar.extractfile(member) if member is not None else None
+        text = handle.read().decode("utf-8") if handle is not None else None
+    if text is None:
+        return
+    current, etag = store.config(app)
+    added = initial_config(parse_app_json(text), current)
+    if added:
+        store.save_config(app, {**current, **added}, etag)
 
 
 def source_names(tarball: Path) -> list[str]:
