@@ -33,6 +33,7 @@ from provisioner.localcloud import (
     REGION,
     cloud_file,
     hosts_dir,
+    motofix,
     network,
     pid_file,
     plan,
@@ -71,15 +72,6 @@ def _hook_reboots() -> None:
             _reboots.add(self.id)
 
     MotoInstance.reboot = reboot  # type: ignore[method-assign]
-
-
-def _motofix() -> Any:
-    """The LB module's moto adjustments (its own module), when present."""
-    try:
-        from provisioner.localcloud import motofix
-    except ImportError:
-        return None
-    return motofix
 
 
 def take_reboots() -> set[str]:
@@ -159,9 +151,7 @@ class Cloud:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         _hook_reboots()
-        fix = _motofix()
-        if fix is not None:
-            fix.apply()  # targets keyed by (Id, Port) and true health, as on AWS
+        motofix.apply()  # targets keyed by (Id, Port) and true health, as on AWS
         port = free_port(DEFAULT_PORT)
         self.server = ThreadedMotoServer(ip_address=GATEWAY, port=port, verbose=False)
         self.server.start()
@@ -237,9 +227,7 @@ class Cloud:
         self.last_lb_sync = time.monotonic()
         try:
             self.lbs.sync()
-            fix = _motofix()
-            if fix is not None:
-                fix.feed_from(self.lbs)
+            motofix.feed_from(self.lbs)
             self.lb_error = ""
         except Exception as exc:
             if str(exc) != self.lb_error:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pytest
-from e2e_support import cli, cli_json
+from e2e_support import cli, cli_json, new_app
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +18,6 @@ def fleet(local_cloud: object) -> list[dict[str, object]]:
         hosts = [h for h in cli_json("hosts") if h["state"] == "running" and h["bootstrapped"]]  # type: ignore[union-attr,index]
     assert len(hosts) >= 2
     return hosts  # type: ignore[return-value]
-
-
-def new_app(prefix: str) -> str:
-    name = f"{prefix}-{secrets.token_hex(3)}"
-    cli("apps:create", name, "--no-remote")
-    return name
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import socket
 import ssl
 import subprocess
@@ -142,3 +143,9 @@ class Load:
             except (OSError, http.client.HTTPException) as exc:
                 self.failures.append(f"{type(exc).__name__}: {exc}")
             self._stop.wait(max(0.0, 1.0 / self.rate - (time.monotonic() - started)))
+
+
+def new_app(prefix: str) -> str:
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    cli("apps:create", name, "--no-remote")
+    return name

@@ -7,8 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import new_app
-from e2e_support import EXAMPLES, Url, cli, cli_json, get
+from e2e_support import EXAMPLES, Url, cli, cli_json, get, new_app
 
 pytestmark = pytest.mark.cloud
 EXAMPLE = str(EXAMPLES / "addons")
