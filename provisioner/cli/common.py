@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -37,7 +36,6 @@ class Globals:
     json: bool = False
     yes: bool = False
     verbose: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def target(self) -> Target:
@@ -131,37 +129,28 @@ def status(message: str) -> None:
     err.print(message, markup=False)
 
 
+# The layers below are imported when a command needs them: the CLI starts faster, and
+# provisioner.ops imports this module's helpers itself.
+
+
 def web_url(app: str) -> str | None:
-    """The app's URL through the router, once the router table exists (dyno layer)."""
-    router = _optional("provisioner.ops.router")
-    return router.web_url(GLOBALS, app) if router else None
+    """The app's URL through the router (None before the platform exists)."""
+    from provisioner.ops import router
+
+    return router.web_url(GLOBALS, app)
 
 
 def activator() -> Any:
-    """The function that rolls an app's dynos to a release (a no-op until dynos exist)."""
-    rollout = _optional("provisioner.ops.rollout")
-    if rollout is None:
-        from provisioner.ops.releases import no_dynos
+    """The function that rolls an app's dynos to a release."""
+    from provisioner.ops import rollout
 
-        return no_dynos
     return rollout.activator(GLOBALS)
 
 
 def destroy_app_resources(app: str) -> None:
-    """Remove an app's dynos, router entries, slugs and builds (each layer that exists)."""
-    rollout = _optional("provisioner.ops.rollout")
-    if rollout is not None:
-        rollout.destroy_app(GLOBALS, app)
-    addons = _optional("provisioner.cli.addons")
-    if addons is not None:
-        addons.destroy_app_addons(app)
+    """Remove an app's dynos, router entries, stored objects and add-ons."""
+    from provisioner.cli import addons
+    from provisioner.ops import rollout
 
-
-def _optional(module: str) -> Any:
-    """A layer that later work adds; absent layers have nothing to do."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
+    rollout.destroy_app(GLOBALS, app)
+    addons.destroy_app_addons(app)
