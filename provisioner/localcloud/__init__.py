@@ -8,11 +8,11 @@ with at least {"endpoint": "http://198.18.0.1:<port>", "pid": <daemon pid>}, and
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from provisioner import paths
 from provisioner.errors import DynoformError
+from provisioner.localcloud.system import alive
 
 BRIDGE = "dfbr0"
 GATEWAY = "198.18.0.1"
@@ -59,7 +59,7 @@ def read_cloud_file() -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     pid = data.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not alive(pid):
         return None
     return dict(data)
 
@@ -70,16 +70,6 @@ def read_status_file() -> dict[str, object]:
     except (OSError, ValueError):
         return {}
     return dict(data) if isinstance(data, dict) else {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def endpoint_url() -> str:
