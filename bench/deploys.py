@@ -6,15 +6,12 @@ until every web dyno of the new state answers through the router.
 
 from __future__ import annotations
 
-import functools
 import http.client
 import json
 import re
 import resource
 import secrets
 import shutil
-import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -68,15 +65,9 @@ class Router:
         return cls(str(parts.hostname), int(parts.port or 443), parts.scheme)
 
     def connect(self, timeout: float) -> http.client.HTTPConnection:
-        """To the local router on loopback; HTTPS with the app's name as SNI, checked against
-        the local cloud's CA (so `<app>.localhost` need not resolve)."""
-        if self.scheme != "https":
-            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        context = _tls()
-        conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
-        raw = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        conn.sock = context.wrap_socket(raw, server_hostname=self.host)
-        return conn
+        from provisioner.localcloud import ca
+
+        return ca.router_connection(self.host, self.port, self.scheme, timeout)
 
     def get(self, path: str = "/json", timeout: float = 3.0) -> tuple[int, bytes]:
         conn = self.connect(timeout)
@@ -86,13 +77,6 @@ class Router:
             return response.status, response.read()
         finally:
             conn.close()
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    from provisioner.localcloud import ca
-
-    return ssl.create_default_context(cafile=str(ca.ca_cert_path()))
 
 
 def serving(

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import http.client
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,3 +280,20 @@ def untrust(dest: Path = TRUST_PATH) -> bool:
     dest.unlink()
     _update_trust_store()
     return True
+
+
+def router_connection(
+    host: str, port: int, scheme: str = "https", timeout: float = 5.0
+) -> http.client.HTTPConnection:
+    """A connection to the local router on loopback for the app at `host`.
+
+    HTTPS sends the app's name as SNI and checks its certificate against the local CA only, so
+    `<app>.localhost` need not resolve and nothing else is trusted. Callers send `Host: host`.
+    """
+    if scheme != "https":
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    context = ssl.create_default_context(cafile=str(ca_cert_path()))
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    conn.sock = context.wrap_socket(raw, server_hostname=host)
+    return conn

@@ -6,8 +6,6 @@ import http.client
 import json
 import os
 import secrets
-import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -61,23 +59,11 @@ class Url:
         return cls(str(parts.hostname), int(parts.port or 443), parts.scheme)
 
 
-def tls_context() -> ssl.SSLContext:
-    """Verifies the router's certificates against the local cloud's CA (and nothing else)."""
+def connect(url: Url, timeout: float = 5.0) -> http.client.HTTPConnection:
+    """A connection to the local router for the app (HTTPS checked against the local CA)."""
     from provisioner.localcloud import ca
 
-    return ssl.create_default_context(cafile=str(ca.ca_cert_path()))
-
-
-def connect(url: Url, timeout: float = 5.0) -> http.client.HTTPConnection:
-    """A connection to the local router on loopback; HTTPS sends the app's host as SNI and
-    checks the certificate for it (so `<app>.localhost` need not resolve here)."""
-    if url.scheme != "https":
-        return http.client.HTTPConnection("127.0.0.1", url.port, timeout=timeout)
-    context = tls_context()
-    conn = http.client.HTTPSConnection(url.host, url.port, timeout=timeout, context=context)
-    raw = socket.create_connection(("127.0.0.1", url.port), timeout=timeout)
-    conn.sock = context.wrap_socket(raw, server_hostname=url.host)
-    return conn
+    return ca.router_connection(url.host, url.port, url.scheme, timeout)
 
 
 def request(
