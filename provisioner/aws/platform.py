@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from provisioner import paths
+from provisioner.aws.router import fixed_response_action
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.errors import DynoformError
@@ -45,16 +46,7 @@ KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "E
 
 
 def not_found_action() -> list[dict[str, Any]]:
-    return [
-        {
-            "Type": "fixed-response",
-            "FixedResponseConfig": {
-                "StatusCode": "404",
-                "ContentType": "text/html",
-                "MessageBody": NOT_FOUND_PAGE,
-            },
-        }
-    ]
+    return fixed_response_action(404, NOT_FOUND_PAGE)
 
 
 def https_redirect_action() -> list[dict[str, Any]]:

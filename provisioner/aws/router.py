@@ -56,17 +56,22 @@ def forward_action(tg_arn: str) -> list[dict[str, Any]]:
     return [{"Type": "forward", "TargetGroupArn": tg_arn}]
 
 
-def maintenance_action() -> list[dict[str, Any]]:
+def fixed_response_action(status: int, html: str) -> list[dict[str, Any]]:
+    """An ALB action that answers with a page itself (404 for unknown hosts, 503 maintenance)."""
     return [
         {
             "Type": "fixed-response",
             "FixedResponseConfig": {
-                "StatusCode": "503",
+                "StatusCode": str(status),
                 "ContentType": "text/html",
-                "MessageBody": MAINTENANCE_PAGE,
+                "MessageBody": html,
             },
         }
     ]
+
+
+def maintenance_action() -> list[dict[str, Any]]:
+    return fixed_response_action(503, MAINTENANCE_PAGE)
 
 
 class RouterTable:
