@@ -32,7 +32,7 @@ def _host_for(
     if not observed.hosts:
         raise DynoformError("no usable hosts", "add some: dynoform hosts:add")
     host = sorted(observed.hosts, key=lambda h: h.id)[0]
-    rollout._prepare(observed, app, release, config, {host.id})
+    rollout.prepare_hosts(observed, app, release, config, {host.id})
     return host.id, rollout.conn(host.id, observed)
 
 

@@ -9,7 +9,6 @@ serving.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -235,7 +234,7 @@ class Rollout:
             self.router.ensure_rule(
                 app, self._domains(app), self._maintenance(app), self._plain_http(app)
             )
-            self._prepare(observed, app, release, config, {d.host for d in started})
+            self.prepare_hosts(observed, app, release, config, {d.host for d in started})
         try:
             for group in plan.steps():
                 self._run_step(observed, app, group)
@@ -256,7 +255,7 @@ class Rollout:
         """The app record's `plain_http`: serve plain HTTP instead of redirecting to HTTPS."""
         return bool(self.store.app(app).get("plain_http", False))
 
-    def _prepare(
+    def prepare_hosts(
         self,
         observed: Observed,
         app: str,
@@ -495,10 +494,6 @@ class Rollout:
 
         fan_out(observed.hosts, clean, timeout=300)
         self.router.remove_app(app)
-
-
-def to_json(plan: RolloutPlan) -> str:
-    return json.dumps([a.to_dict() for a in plan.actions], indent=1)
 
 
 PLATFORM_DOC = "platform.json"
