@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from provisioner import paths
+from provisioner.aws import acmdns
 from provisioner.aws.router import fixed_response_action
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
@@ -538,30 +539,13 @@ class _Builder:
         records: list[dict[str, str]] = []
         for _ in range(15):  # ACM fills in the records a few seconds after the request
             described = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-            records = _validation_records(described)
+            records = acmdns.validation_records(described)
             if records or described.get("Status") == "ISSUED":
                 break
             time.sleep(2)
-        zone = self._hosted_zone(self.target.app_domain)
+        zone = acmdns.hosted_zone(self.aws, self.target.app_domain)
         if records and zone:
-            self.aws.client("route53").change_resource_record_sets(
-                HostedZoneId=zone,
-                ChangeBatch={
-                    "Comment": "dynoform: ACM DNS validation",
-                    "Changes": [
-                        {
-                            "Action": "UPSERT",
-                            "ResourceRecordSet": {
-                                "Name": r["Name"],
-                                "Type": r["Type"],
-                                "TTL": 300,
-                                "ResourceRecords": [{"Value": r["Value"]}],
-                            },
-                        }
-                        for r in records
-                    ],
-                },
-            )
+            acmdns.put_records(self.aws, zone, records)
             self.say(f"certificate validation records put in Route 53 zone {zone}")
         elif records and described.get("Status") != "ISSUED":
             self.say("add these DNS records to validate the certificate, then wait:")
@@ -579,20 +563,6 @@ class _Builder:
                     "check the DNS validation records, then run platform:init again",
                 )
             time.sleep(CERT_POLL_SECONDS)
-
-    def _hosted_zone(self, domain: str) -> str | None:
-        """The Route 53 hosted zone for the domain or its nearest parent, if this account has."""
-        try:
-            zones = self.aws.client("route53").list_hosted_zones().get("HostedZones", [])
-        except ClientError:
-            return None
-        by_name = {z["Name"].rstrip("."): z["Id"].rsplit("/", 1)[-1] for z in zones}
-        labels = domain.rstrip(".").split(".")
-        for i in range(len(labels) - 1):
-            zone = by_name.get(".".join(labels[i:]))
-            if zone:
-                return str(zone)
-        return None
 
     def build(self, ssh_cidr: str | None = None) -> Platform:
         vpc_id = self.vpc()
@@ -644,16 +614,6 @@ def _cidr_rule(low: int, high: int, cidr: str, description: str) -> dict[str, An
         "ToPort": high,
         "IpRanges": [{"CidrIp": cidr, "Description": description}],
     }
-
-
-def _validation_records(certificate: dict[str, Any]) -> list[dict[str, str]]:
-    """The DNS records ACM wants for validation, once each (the wildcard and the apex share)."""
-    seen: dict[str, dict[str, str]] = {}
-    for option in certificate.get("DomainValidationOptions", []):
-        record = option.get("ResourceRecord")
-        if record:  # kept even once issued: ACM renews through the same records
-            seen[record["Name"]] = {k: str(record[k]) for k in ("Name", "Type", "Value")}
-    return list(seen.values())
 
 
 def _same_actions(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:

@@ -75,7 +75,6 @@ def test_server_cert_is_kept_and_verifies_in_tls(tmp_path: Path) -> None:
     names = ca.server_names("localhost")
     issued = ca.server_cert(names, tmp_path)
     assert ca.server_cert(names, tmp_path) == issued  # kept, not issued again
-    assert ca.key_for(issued.cert_pem, tmp_path) == issued.key_pem
     key_file = tmp_path / "certs" / f"{issued.fingerprint}.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert _handshake(tmp_path, issued, "localhost") is None
@@ -212,7 +211,7 @@ def test_listener_actions_compare_ignoring_what_aws_adds() -> None:
 
 
 def test_validation_records_once_each() -> None:
-    from provisioner.aws.platform import _validation_records
+    from provisioner.aws.acmdns import validation_records
 
     record = {"Name": "_x.apps.test.", "Type": "CNAME", "Value": "_y.acm-validations.aws."}
     cert = {
@@ -222,4 +221,4 @@ def test_validation_records_once_each() -> None:
             {"DomainName": "pending.test"},  # ACM fills the record in a little later
         ]
     }
-    assert _validation_records(cert) == [record]
+    assert validation_records(cert) == [record]

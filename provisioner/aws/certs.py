@@ -1,0 +1,216 @@
+"""ACM certificates of apps, and the HTTPS listener's SNI list (the boto3 edge).
+
+An app's certificates are found by their tags: the platform, `dynoform:app`, the kind
+(`auto` or `custom`) and, for automatic ones, the domain. They are served by adding them to the
+platform's HTTPS listener (ALB picks one by SNI); the listener's default certificate stays the
+platform's wildcard. Pure decisions live in provisioner.model.certs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from provisioner.aws.acmdns import validation_records
+from provisioner.aws.platform import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, Platform
+from provisioner.aws.session import Aws
+from provisioner.errors import DynoformError
+from provisioner.model.certs import AUTO, CUSTOM, AppCert, Bundle, CertPlan
+
+APP_TAG = "dynoform:app"
+KIND_TAG = "dynoform:cert"
+DOMAIN_TAG = "dynoform:domain"
+RESOURCE = "app-cert"
+RECORDS_WAIT_SECONDS = 30  # ACM fills in DNS validation records a few seconds after a request
+
+Say = Callable[[str], None]
+
+
+def _stamp(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
+
+
+def _app_cert(tags: dict[str, str], described: dict[str, Any]) -> AppCert:
+    return AppCert(
+        arn=str(described["CertificateArn"]),
+        kind=tags.get(KIND_TAG, CUSTOM),
+        names=tuple(str(n).lower() for n in described.get("SubjectAlternativeNames") or []),
+        status=str(described.get("Status", "")),
+        domain=tags.get(DOMAIN_TAG, ""),
+        not_after=_stamp(described.get("NotAfter")),
+        issuer=str(described.get("Issuer", "")),
+        created=_stamp(described.get("ImportedAt") or described.get("CreatedAt")),
+    )
+
+
+class AppCertificates:
+    """The certificates of one platform's apps in ACM, and which the HTTPS listener serves."""
+
+    def __init__(self, aws: Aws, platform: Platform) -> None:
+        self.aws = aws
+        self.platform = platform
+        self.acm = aws.client("acm")
+        self.elbv2 = aws.elbv2
+
+    # reading ----------------------------------------------------------------------------------
+    def _tagged(self) -> Iterable[tuple[str, dict[str, str]]]:
+        pages = self.acm.get_paginator("list_certificates").paginate(
+            Includes={"keyTypes": KEY_TYPES}
+        )
+        for page in pages:
+            for summary in page.get("CertificateSummaryList", []):
+                arn = str(summary["CertificateArn"])
+                try:
+                    pairs = self.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+                except ClientError:
+                    continue  # deleted while we listed
+                tags = {t["Key"]: t.get("Value", "") for t in pairs}
+                if (
+                    tags.get(PLATFORM_TAG) == self.platform.name
+                    and tags.get(RESOURCE_TAG) == RESOURCE
+                ):
+                    yield arn, tags
+
+    def of_app(self, app: str) -> list[AppCert]:
+        found = []
+        for arn, tags in self._tagged():
+            if tags.get(APP_TAG) != app:
+                continue
+            try:
+                described = self.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+            except ClientError:
+                continue
+            found.append(_app_cert(tags, described))
+        return sorted(found, key=lambda c: (c.kind, c.domain, c.created, c.arn))
+
+    def attached(self) -> set[str]:
+        """Certificates on the HTTPS listener besides its default one."""
+        arns: set[str] = set()
+        marker = None
+        while True:
+            kwargs: dict[str, Any] = {"ListenerArn": self.platform.https_listener_arn}
+            if marker:
+                kwargs["Marker"] = marker
+            page = self.elbv2.describe_listener_certificates(**kwargs)
+            for cert in page.get("Certificates", []):
+                if not cert.get("IsDefault"):
+                    arns.add(str(cert["CertificateArn"]))
+            marker = page.get("NextMarker")
+            if not marker:
+                break
+        arns.discard(self.platform.certificate_arn)
+        return arns
+
+    # changing ---------------------------------------------------------------------------------
+    def _tags(self, app: str, kind: str, domain: str = "") -> list[dict[str, str]]:
+        pairs = {
+            PLATFORM_TAG: self.platform.name,
+            RESOURCE_TAG: RESOURCE,
+            APP_TAG: app,
+            KIND_TAG: kind,
+            "Name": f"dynoform-{self.platform.name}-{app}",
+        }
+        if domain:
+            pairs[DOMAIN_TAG] = domain
+        return [{"Key": k, "Value": v} for k, v in pairs.items()]
+
+    def import_bundle(self, app: str, bundle: Bundle) -> str:
+        kwargs: dict[str, Any] = {
+            "Certificate": bundle.cert_pem,
+            "PrivateKey": bundle.key_pem,
+            "Tags": self._tags(app, CUSTOM),
+        }
+        if bundle.chain_pem:
+            kwargs["CertificateChain"] = bundle.chain_pem
+        try:
+            return str(self.acm.import_certificate(**kwargs)["CertificateArn"])
+        except ClientError as exc:
+            raise DynoformError(
+                f"ACM refused the certificate: {exc.response.get('Error', {}).get('Message', exc)}",
+                "check that the file holds the certificate, then its intermediates",
+            ) from None
+
+    def request(self, app: str, domain: str) -> str:
+        """An automatic certificate for one custom domain (ACM, DNS validation).
+
+        No idempotency token: ACM would hand back a certificate deleted within the hour (after
+        certs:add, then certs:remove); duplicates an interrupted run leaves are deleted by the
+        next plan instead."""
+        return str(
+            self.acm.request_certificate(
+                DomainName=domain,
+                ValidationMethod="DNS",
+                Tags=self._tags(app, AUTO, domain),
+            )["CertificateArn"]
+        )
+
+    def attach(self, arns: Iterable[str]) -> None:
+        wanted = [{"CertificateArn": a} for a in arns]
+        if wanted:
+            self.elbv2.add_listener_certificates(
+                ListenerArn=self.platform.https_listener_arn, Certificates=wanted
+            )
+
+    def detach(self, arns: Iterable[str]) -> None:
+        wanted = [{"CertificateArn": a} for a in arns]
+        if wanted:
+            self.elbv2.remove_listener_certificates(
+                ListenerArn=self.platform.https_listener_arn, Certificates=wanted
+            )
+
+    def delete(self, arn: str) -> None:
+        """Delete from ACM; the load balancer lets go of a detached certificate after a while."""
+        delay = 1.0
+        for _ in range(20):
+            try:
+                self.acm.delete_certificate(CertificateArn=arn)
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code == "ResourceNotFoundException":
+                    return
+                if code != "ResourceInUseException":
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10)
+        raise DynoformError(f"certificate {arn} is still in use", "try again in a minute")
+
+    def retag(self, arn: str, app: str) -> None:
+        self.acm.add_tags_to_certificate(
+            CertificateArn=arn,
+            Tags=[
+                {"Key": APP_TAG, "Value": app},
+                {"Key": "Name", "Value": f"dynoform-{self.platform.name}-{app}"},
+            ],
+        )
+
+    def apply(self, app: str, plan: CertPlan) -> list[str]:
+        """Carry out a plan: detach, delete, request, attach; returns what changed."""
+        done = []
+        detach = set(plan.detach) | (set(plan.delete) & self.attached())
+        self.detach(sorted(detach))
+        done += [f"stopped serving certificate {a.rsplit('/', 1)[-1]}" for a in plan.detach]
+        for arn in plan.delete:
+            self.delete(arn)
+            done.append(f"deleted certificate {arn.rsplit('/', 1)[-1]}")
+        for domain in plan.request:
+            arn = self.request(app, domain)
+            done.append(f"requested a certificate for {domain} ({arn.rsplit('/', 1)[-1]})")
+        self.attach(plan.attach)
+        done += [f"serving certificate {a.rsplit('/', 1)[-1]}" for a in plan.attach]
+        return done
+
+    def records_for(self, arn: str, wait: float = RECORDS_WAIT_SECONDS) -> list[dict[str, str]]:
+        """DNS validation records of a pending certificate (waits for ACM to fill them in)."""
+        deadline = time.monotonic() + wait
+        while True:
+            described = self.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+            records = validation_records(described)
+            if records or described.get("Status") != "PENDING_VALIDATION":
+                return records
+            if time.monotonic() > deadline:
+                return []
+            time.sleep(2)
