@@ -3,9 +3,7 @@
 Made once and kept under `<local state dir>/ca/` (it survives `local down` / `local up`, so a
 CA the user trusted stays trusted): `ca.crt` (public, the file to trust), `ca.key` (0600).
 Server certificates it issues are kept in `certs/<sha256 of the DER certificate>.{crt,key}`
-(keys 0600). ACM holds the certificate for the load balancer but never gives its private key
-back for an imported certificate, so the local load balancer finds the key here by the
-certificate's fingerprint.
+(keys 0600), so that `platform:init` imports the same certificate again instead of a new one.
 
 Issuing is pure (cryptography only); the small file helpers are the only I/O.
 """
@@ -237,15 +235,6 @@ def server_cert(names: list[str], base: Path | None = None) -> Issued:
     _write(certs / f"{issued.fingerprint}.key", issued.key_pem, 0o600)
     _write(certs / f"{issued.fingerprint}.crt", issued.cert_pem, 0o644)
     return issued
-
-
-def key_for(cert_pem: bytes | str, base: Path | None = None) -> bytes | None:
-    """The private key of a certificate this CA issued, found by its fingerprint."""
-    path = (base or ca_dir()) / "certs" / f"{fingerprint(cert_pem)}.key"
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
 
 
 # ---------------------------------------------------------------- the machine's trust store

@@ -30,7 +30,7 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioner.errors import DynoformError
-from provisioner.localcloud import ca
+from provisioner.localcloud import ca, motofix
 from provisioner.localcloud import haproxy as hx
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class LoadBalancers:
         self.port_base = port_base
         self._ec2 = ec2_client
         self._acm = acm_client
-        # Where the keys of certificates the local CA issued are (ACM never returns them).
+        # The local CA, which issues a certificate per app host under `*.localhost`.
         self.ca_dir = ca_dir or ca.ca_dir()
         self.tls_dir = Path(state_dir) / "tls"
         self._pems: dict[str, str] = {}  # certificate ARN + fingerprint -> PEM file
@@ -443,6 +443,8 @@ class LoadBalancers:
         return str(path)
 
     def _pem(self, arn: str) -> str | None:
+        """A PEM file (certificate, chain, key) for a certificate ACM holds; the key comes from
+        the local cloud's ACM itself (motofix.acm_key), as an ALB gets it on AWS."""
         if ":iam:" in arn:
             self._warn_once(f"certificate {arn}: IAM server certificates are not served locally")
             return None
@@ -456,45 +458,20 @@ class LoadBalancers:
         known = self._pems.get(slot)
         if known and Path(known).exists():
             return known
-        local_key = ca.key_for(cert, self.ca_dir)
-        key = local_key or self._exported_key(arn)
-        if key is None:
-            self._warn_once(
-                f"certificate {arn}: its private key is not known here (only certificates of the "
-                "local CA, or exportable ones, are served locally)"
-            )
+        held = motofix.acm_key(arn)
+        if held is None:
+            self._warn_once(f"certificate {arn}: the local cloud's ACM does not hold its key")
             return None
+        key, chain = held
         self.tls_dir.mkdir(parents=True, exist_ok=True)
         self.tls_dir.chmod(0o700)
         path = self.tls_dir / f"{ca.fingerprint(cert)}.pem"
-        _write_atomic(path, cert.strip() + "\n" + key.decode().strip() + "\n")
+        body = cert.strip() + "\n" + chain.decode() + key.decode().strip() + "\n"
+        _write_atomic(path, body)
         self._pems[slot] = str(path)
-        if local_key:
+        if ca.signed_by(cert.encode(), ca.ensure_ca(self.ca_dir).cert_pem):
             self._local_wildcards[str(path)] = set(ca.single_label_wildcards(ca.dns_names(cert)))
         return str(path)
-
-    def _exported_key(self, arn: str) -> bytes | None:
-        """The key of an exportable (private CA) certificate, decrypted; None otherwise."""
-        import base64
-        import secrets
-
-        from cryptography.hazmat.primitives import serialization
-
-        passphrase = secrets.token_hex(16).encode()
-        try:
-            exported = self._acm_client().export_certificate(
-                CertificateArn=arn, Passphrase=base64.b64encode(passphrase)
-            )
-            key = serialization.load_pem_private_key(
-                exported["PrivateKey"].encode(), password=passphrase
-            )
-        except (ClientError, ValueError, TypeError):
-            return None
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
 
     def _warn_once(self, warning: str) -> None:
         if warning not in self._warned:

@@ -7,6 +7,12 @@
 2. Target health: moto reports every registered target healthy. The local cloud's HAProxy runs
    the real health checks, so its view is fed back here and describe_target_health tells the
    truth: `initial` until HAProxy has the target up, `unhealthy` when its checks fail.
+3. Requested certificates: moto signs them with a made-up "Amazon" issuer no client trusts and
+   keeps them pending for a minute. The local cloud has no DNS to validate through, so its ACM
+   issues them at once from the local CA (`dynoform local trust` makes clients trust it).
+4. Private keys: ACM never hands out the key of a certificate it holds; the load balancer uses
+   it. The local load balancer is part of the local cloud, so it reads the key (and the chain
+   the user imported) from moto's ACM, in this process (`acm_key`).
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
 moto's own behaviour.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from pathlib import Path
 from typing import Any
 
 _health: dict[tuple[str, str, int], str] = {}
@@ -71,11 +78,64 @@ def set_health(states: dict[tuple[str, str, int], str]) -> None:
         _health.update(states)
 
 
-def apply() -> None:
-    """Patch moto's target groups (idempotent)."""
+def acm_key(arn: str) -> tuple[bytes, bytes] | None:
+    """The private key and the imported chain (without moto's made-up root) of a certificate
+    moto's ACM holds in this process; None when there is no such certificate."""
+    from moto.acm.models import AWS_ROOT_CA, acm_backends
+
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[2] != "acm":
+        return None
+    region, account = parts[3], parts[4]
+    try:
+        bundle = acm_backends[account][region]._certificates.get(arn)
+    except KeyError:
+        return None
+    if bundle is None:
+        return None
+    chain = bytes(bundle.chain).replace(AWS_ROOT_CA, b"").strip()
+    return bytes(bundle.key), (chain + b"\n" if chain else b"")
+
+
+def _issue_from_local_ca(ca_dir: Path | None) -> None:
+    """Make moto's ACM issue requested certificates from the local CA, at once."""
+    from moto.acm.models import CertBundle
+
+    from provisioner.localcloud import ca
+
+    original = CertBundle.generate_cert.__func__  # type: ignore[attr-defined]
+
+    def generate_cert(
+        cls: Any,
+        domain_name: str,
+        account_id: str,
+        region: str,
+        sans: list[str] | None = None,
+        cert_authority_arn: str | None = None,
+    ) -> Any:
+        if cert_authority_arn is not None:  # a private CA's certificate: moto's own
+            return original(cls, domain_name, account_id, region, sans, cert_authority_arn)
+        authority = ca.ensure_ca(ca_dir)
+        issued = ca.issue(authority, list(dict.fromkeys([domain_name, *(sans or [])])))
+        return cls(
+            certificate=issued.cert_pem,
+            private_key=issued.key_pem,
+            chain=authority.cert_pem,
+            cert_type="AMAZON_ISSUED",
+            cert_status="ISSUED",
+            account_id=account_id,
+            region=region,
+        )
+
+    CertBundle.generate_cert = classmethod(generate_cert)  # type: ignore[method-assign,assignment]
+
+
+def apply(ca_dir: Path | None = None) -> None:
+    """Patch moto's target groups and ACM (idempotent)."""
     global _applied
     if _applied:
         return
+    _issue_from_local_ca(ca_dir)
     from moto.elbv2.exceptions import InvalidTargetError
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 

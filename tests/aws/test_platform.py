@@ -205,7 +205,7 @@ def test_validation_records_are_printed_without_a_zone_and_init_waits(
 def test_local_certificate_comes_from_the_local_ca(aws, config_home):
     from cryptography import x509
 
-    from provisioner.localcloud import ca
+    from provisioner.localcloud import ca, motofix
 
     local = Target("local", kind="local", platform="plat")
     platform = ensure_platform(aws, local)
@@ -216,7 +216,8 @@ def test_local_certificate_comes_from_the_local_ca(aws, config_home):
     assert set(names.get_values_for_type(x509.DNSName)) == {"*.localhost", "localhost"}
     ca_pem = ca.ca_cert_path().read_bytes()
     assert ca.signed_by(held["Certificate"].encode(), ca_pem)
-    assert ca.key_for(held["Certificate"]) is not None  # the local LB can serve it
+    held_key = motofix.acm_key(platform.certificate_arn)  # what the local LB serves with
+    assert held_key is not None and ca.signed_by(held["Certificate"].encode(), held_key[1])
     described = acm.describe_certificate(CertificateArn=platform.certificate_arn)
     assert described["Certificate"]["Type"] == "IMPORTED"
     again = ensure_platform(aws, local)
