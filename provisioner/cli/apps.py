@@ -6,6 +6,7 @@ import typer
 
 from provisioner.cli import common
 from provisioner.cli.common import AppOption, emit_json, g, out, print_table, resolve_app, status
+from provisioner.errors import DynoformError
 from provisioner.ops import apps as ops
 
 group = typer.Typer(
@@ -69,6 +70,12 @@ def rename(
     """Rename an app. Example: dynoform apps:rename newname -a oldname"""
     old = resolve_app(app)
     ops.rename_app(g().store, old, new_name)
+    from provisioner.ops import certs
+
+    try:
+        certs.rename_app_certs(g(), old, new_name)
+    except DynoformError:
+        pass  # no platform: no certificates either
     status(f"renamed {old} to {new_name}")
     if common.app_from_git_remote() == old:
         ops.add_git_remote(new_name)

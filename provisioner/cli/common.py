@@ -148,9 +148,13 @@ def activator() -> Any:
 
 
 def destroy_app_resources(app: str) -> None:
-    """Remove an app's dynos, router entries, stored objects and add-ons."""
+    """Remove an app's dynos, router entries, certificates, stored objects and add-ons."""
     from provisioner.cli import addons
-    from provisioner.ops import rollout
+    from provisioner.ops import certs, rollout
 
     rollout.destroy_app(GLOBALS, app)
+    try:
+        certs.destroy_app_certs(GLOBALS, app)
+    except DynoformError:
+        pass  # no platform: no certificates either
     addons.destroy_app_addons(app)

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from provisioner.cli.common import AppOption, emit_json, g, out, resolve_app, status
+from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
 from provisioner.errors import ValidationError
 from provisioner.ops.rollout import open_rollout
 
@@ -39,39 +39,78 @@ def sync_rules(app: str, record: dict[str, Any]) -> None:
 
 @group.callback()
 def list_domains(ctx: typer.Context, app: str = AppOption) -> None:
-    """List an app's hostnames. Example: dynoform domains -a myapp --json"""
+    """List an app's hostnames and their certificates. Example: dynoform domains -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
+    from provisioner.ops import certs
+
     name = resolve_app(app)
-    record = g().store.app(name)
-    rows = [f"{name}.{g().target.app_domain}", *record.get("domains", [])]
+    g().store.app(name)
+    rows = [
+        {
+            "hostname": f"{name}.{g().target.app_domain}",
+            "kind": "default",
+            "certificate": "platform wildcard",
+        },
+        *certs.domain_rows(g(), name),
+    ]
     if g().json:
         emit_json(rows)
     else:
-        for row in rows:
-            out.print(row)
+        print_table(rows, ["hostname", "kind", "certificate"])
 
 
 @group.command("add")
 def add(domain: str = typer.Argument(...), app: str = AppOption) -> None:
-    """Route a hostname to the app. Example: dynoform domains:add www.example.com -a myapp"""
+    """Route a hostname to the app and give it an HTTPS certificate.
+
+    Example: dynoform domains:add www.example.com -a myapp"""
+    from provisioner.ops import certs, router
+
     name, host = resolve_app(app), _validate(domain)
     record = g().store.update_app(
         name, lambda d: d.update(domains=sorted({*d.get("domains", []), host}))
     )
     sync_rules(name, record)
     status(f"added {host} to {name}")
+    for line in certs.sync(g(), name, status):
+        status(line)
+    status(router.dns_hint(g(), host))
 
 
 @group.command("remove")
 def remove(domain: str = typer.Argument(...), app: str = AppOption) -> None:
-    """Stop routing a hostname. Example: dynoform domains:remove www.example.com -a myapp"""
+    """Stop routing a hostname (its automatic certificate goes too).
+
+    Example: dynoform domains:remove www.example.com -a myapp"""
+    from provisioner.ops import certs
+
     name, host = resolve_app(app), _validate(domain)
     record = g().store.update_app(
         name, lambda d: d.update(domains=[x for x in d.get("domains", []) if x != host])
     )
     sync_rules(name, record)
     status(f"removed {host} from {name}")
+    for line in certs.sync(g(), name, status):
+        status(line)
+
+
+@group.command("wait")
+def wait(
+    domains: list[str] = typer.Argument(None, help="Domains to wait for (default: all)."),
+    app: str = AppOption,
+    timeout: int = typer.Option(1800, help="Give up after this many seconds."),
+) -> None:
+    """Wait until ACM has issued the domains' certificates, and serve them.
+
+    Example: dynoform domains:wait www.example.com -a myapp"""
+    from provisioner.ops import certs
+
+    name = resolve_app(app)
+    hosts = [_validate(d) for d in domains or []]
+    for line in certs.wait(g(), name, hosts, timeout, status):
+        status(line)
+    status(f"{', '.join(hosts) or 'every domain of ' + name}: certificate issued and served")
 
 
 def register(root: typer.Typer) -> None:

@@ -21,6 +21,7 @@ MODULES = [
     "run",
     "logs",
     "domains",
+    "certs",
     "addons",
 ]
 

@@ -43,3 +43,21 @@ def web_url(g: Any, app: str) -> str | None:
         return None
     port = url.rsplit(":", 1)[1].rstrip("/")
     return f"{scheme}://{host}:{port}/"
+
+
+def dns_hint(g: Any, host: str) -> str:
+    """Where a custom domain's DNS must point: the load balancer's name on AWS; locally,
+    how to reach the local router with that name."""
+    from provisioner.ops.rollout import known_platform
+
+    platform = known_platform(g, create=False)
+    if not g.target.is_local:
+        return f"point {host} at {platform.lb_dns} (a CNAME; an ALIAS record at a zone apex)"
+    url = local_listener_url(platform.https_listener_arn or platform.listener_arn)
+    if url is None:
+        return f"{host} is routed; the local router is not serving yet"
+    port = url.rsplit(":", 1)[1].rstrip("/")
+    return (
+        f"the local router serves it on 127.0.0.1:{port}: "
+        f"curl --resolve {host}:{port}:127.0.0.1 https://{host}:{port}/"
+    )

@@ -1,0 +1,215 @@
+"""HTTPS certificates of an app's custom domains: `certs`, `certs:add`, `certs:remove`, and
+the automatic certificates `domains:add` asks ACM for.
+
+Every command ends with `sync`: the pure plan (provisioner.model.certs) of what to request,
+delete, attach and detach, carried out on ACM and the platform's HTTPS listener. On AWS an
+automatic certificate waits for DNS validation (records put in Route 53 when this account has
+the zone, else printed); the local cloud's ACM issues it at once from the local CA.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from provisioner.aws import acmdns
+from provisioner.aws.certs import AppCertificates
+from provisioner.errors import DynoformError
+from provisioner.model.certs import (
+    AUTO,
+    CUSTOM,
+    DEAD,
+    AppCert,
+    covered_by,
+    domain_status,
+    find,
+    parse_bundle,
+    plan_certificates,
+)
+
+Say = Callable[[str], None]
+WAIT_POLL_SECONDS = 10.0
+
+
+def app_certificates(g: Any, create: bool = True) -> AppCertificates:
+    from provisioner.ops.rollout import known_platform
+
+    return AppCertificates(g.aws, known_platform(g, create))
+
+
+def _domains(g: Any, app: str) -> list[str]:
+    return [str(d) for d in g.store.app(app).get("domains") or []]
+
+
+def sync(g: Any, app: str, say: Say, certs: AppCertificates | None = None) -> list[str]:
+    """Bring the app's certificates in line with its domains; returns what changed.
+
+    A second pass attaches certificates issued during the first (the local cloud's at once)."""
+    certs = certs or app_certificates(g)
+    domains = _domains(g, app)
+    done: list[str] = []
+    for _ in range(2):
+        mine = certs.of_app(app)
+        plan = plan_certificates(domains, mine, certs.attached())
+        if plan.empty:
+            break
+        done += certs.apply(app, plan)
+        for domain in plan.request:
+            _announce_validation(g, certs, app, domain, say)
+    for note in plan.notes:
+        say(note)
+    return done
+
+
+def _announce_validation(g: Any, certs: AppCertificates, app: str, domain: str, say: Say) -> None:
+    """Put a new certificate's DNS validation records in Route 53, or tell the user them."""
+    pending = [
+        c
+        for c in certs.of_app(app)
+        if c.kind == AUTO and c.domain == domain and c.status == "PENDING_VALIDATION"
+    ]
+    if not pending:
+        return
+    records = certs.records_for(pending[0].arn)
+    zone = acmdns.hosted_zone(g.aws, domain)
+    if records and zone:
+        acmdns.put_records(g.aws, zone, records)
+        say(f"{domain}: DNS validation records put in Route 53 zone {zone}")
+    elif records:
+        say(f"{domain}: add this DNS record so that ACM issues its certificate:")
+        for r in records:
+            say(f"  {r['Name']} {r['Type']} {r['Value']}")
+    say(f"then run: dynoform domains:wait {domain} -a {app}")
+
+
+def rows(g: Any, app: str) -> list[dict[str, Any]]:
+    """What `certs` lists: one row per certificate, and which custom domains it covers."""
+    certs = app_certificates(g, create=False)
+    serving = certs.attached()
+    domains = _domains(g, app)
+    return [_row(c, c.arn in serving, domains) for c in certs.of_app(app)]
+
+
+def _row(cert: AppCert, serving: bool, domains: list[str]) -> dict[str, Any]:
+    return {
+        "id": cert.id,
+        "kind": cert.kind,
+        "names": list(cert.names),
+        "domains": [d for d in domains if covered_by(d, [cert])],
+        "status": cert.status.lower(),
+        "serving": serving,
+        "expires": cert.not_after,
+        "issuer": cert.issuer,
+        "arn": cert.arn,
+    }
+
+
+def domain_rows(g: Any, app: str) -> list[dict[str, Any]]:
+    """What `domains` lists for custom domains: the certificate state of each."""
+    certs = app_certificates(g, create=False)
+    mine, serving = certs.of_app(app), certs.attached()
+    return [
+        {"hostname": d, "kind": "custom", "certificate": domain_status(d, mine, serving)}
+        for d in _domains(g, app)
+    ]
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DynoformError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def add(g: Any, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str, Any]:
+    """Import a certificate the user brings and serve it for the app's domains it covers."""
+    bundle = parse_bundle(_read(cert_file, "certificate file"), _read(key_file, "key file"))
+    certs = app_certificates(g)
+    same = _already_imported(certs, app, bundle.cert_pem)
+    if same is not None:
+        say(f"{app} already has this certificate ({same.id}); nothing to change")
+        cert = same
+    else:
+        arn = certs.import_bundle(app, bundle)
+        say(f"imported the certificate for {', '.join(bundle.names)} into ACM")
+        for line in sync(g, app, say, certs):
+            say(line)
+        cert = next(c for c in certs.of_app(app) if c.arn == arn)
+    domains = _domains(g, app)
+    uncovered = [d for d in domains if not covered_by(d, [cert])]
+    if not any(covered_by(d, [cert]) for d in domains):
+        say(f"note: it covers none of {app}'s domains yet: dynoform domains:add NAME -a {app}")
+    return dict(_row(cert, cert.arn in certs.attached(), domains), uncovered=uncovered)
+
+
+def _already_imported(certs: AppCertificates, app: str, cert_pem: bytes) -> AppCert | None:
+    from provisioner.localcloud.ca import fingerprint
+
+    wanted = fingerprint(cert_pem)
+    for cert in certs.of_app(app):
+        if cert.kind == CUSTOM and cert.status not in DEAD:
+            held = certs.acm.get_certificate(CertificateArn=cert.arn)["Certificate"]
+            if fingerprint(held) == wanted:
+                return cert
+    return None
+
+
+def remove(g: Any, app: str, ident: str, say: Say) -> list[str]:
+    """Stop serving a custom certificate and delete it; domains it covered get automatic
+    certificates again."""
+    certs = app_certificates(g)
+    cert = find(certs.of_app(app), ident)
+    if cert.kind == AUTO:
+        raise DynoformError(
+            f"certificate {cert.id} is the automatic one of {cert.domain}",
+            f"it goes with the domain: dynoform domains:remove {cert.domain} -a {app}",
+        )
+    certs.detach([cert.arn])
+    certs.delete(cert.arn)
+    return [f"removed certificate {cert.id} ({', '.join(cert.names)})", *sync(g, app, say, certs)]
+
+
+def wait(g: Any, app: str, domains: list[str], timeout: float, say: Say) -> list[str]:
+    """Wait until every given domain (default: all) has an issued certificate, then serve it."""
+    certs = app_certificates(g)
+    have = _domains(g, app)
+    unknown = [d for d in domains if d not in have]
+    if unknown:
+        raise DynoformError(
+            f"{', '.join(unknown)} is not a domain of {app}", f"dynoform domains -a {app}"
+        )
+    wanted = domains or have
+    deadline = time.monotonic() + timeout
+    done: list[str] = []
+    while True:
+        done += sync(g, app, lambda _line: None, certs)
+        mine, serving = certs.of_app(app), certs.attached()
+        states = {d: domain_status(d, mine, serving) for d in wanted}
+        if all(s.endswith("(serving)") for s in states.values()):
+            return done
+        if time.monotonic() > deadline:
+            pending = ", ".join(f"{d} ({s})" for d, s in states.items() if "(serving)" not in s)
+            raise DynoformError(
+                f"still waiting for certificates: {pending}",
+                "check the DNS validation records, then run domains:wait again",
+            )
+        say("waiting for ACM: " + ", ".join(f"{d} {s}" for d, s in states.items()))
+        time.sleep(WAIT_POLL_SECONDS)
+
+
+def destroy_app_certs(g: Any, app: str) -> int:
+    """Detach and delete every certificate of the app (apps:destroy); returns how many."""
+    certs = app_certificates(g, create=False)
+    mine = certs.of_app(app)
+    certs.detach(sorted({c.arn for c in mine} & certs.attached()))
+    for cert in mine:
+        certs.delete(cert.arn)
+    return len(mine)
+
+
+def rename_app_certs(g: Any, old: str, new: str) -> None:
+    certs = app_certificates(g, create=False)
+    for cert in certs.of_app(old):
+        certs.retag(cert.arn, new)

@@ -1,0 +1,190 @@
+"""Custom-domain certificates through the CLI against moto: automatic ones from ACM (DNS
+validation through Route 53), your own with certs:add, and what the HTTPS listener serves."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from moto import mock_aws
+
+from provisioner.cli.main import main
+
+
+def run(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.setattr("provisioner.ops.certs.WAIT_POLL_SECONDS", 0.05)
+    monkeypatch.chdir(tmp_path)
+    with mock_aws():
+        code, _, err = run(
+            capsys, "targets:add", "t1", "--region", "us-east-1", "--domain", "apps.example.org"
+        )
+        assert code == 0, err
+        call = lambda *args: run(capsys, "-t", "t1", *args)  # noqa: E731
+        code, _, err = call("platform:init", "--ssh-cidr", "203.0.113.7/32")
+        assert code == 0, err
+        assert call("apps:create", "shop", "--no-remote")[0] == 0
+        yield call
+
+
+def _acm_wait(monkeypatch, seconds: int) -> None:
+    """How long moto's ACM takes to "validate" a requested certificate."""
+    import moto.settings
+
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", seconds)
+
+
+def _listener_certs(cli) -> set[str]:
+    import boto3
+
+    platform = json.loads(cli("platform:info", "--json")[1])
+    elbv2 = boto3.client("elbv2", region_name="us-east-1")
+    listed = elbv2.describe_listener_certificates(ListenerArn=platform["https_listener_arn"])
+    return {c["CertificateArn"] for c in listed["Certificates"] if not c["IsDefault"]}
+
+
+def _own_certificate(tmp_path, names: list[str]):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(key, hashes.SHA256())
+    )
+    crt, pem_key = tmp_path / "server.crt", tmp_path / "server.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return crt, pem_key
+
+
+def _domains(cli) -> dict[str, str]:
+    code, out, err = cli("domains", "-a", "shop", "--json")
+    assert code == 0, err
+    return {row["hostname"]: row["certificate"] for row in json.loads(out)}
+
+
+def test_a_custom_domain_gets_an_automatic_certificate_once_validated(cli, monkeypatch):
+    import boto3
+
+    zone = boto3.client("route53").create_hosted_zone(Name="example.com", CallerReference="z")
+    _acm_wait(monkeypatch, 3600)
+    code, _, err = cli("domains:add", "www.example.com", "-a", "shop")
+    assert code == 0, err
+    assert "requested a certificate for www.example.com" in err
+    assert "DNS validation records put in Route 53 zone" in err
+    assert "dynoform domains:wait www.example.com -a shop" in err
+    assert "point www.example.com at " in err
+    records = boto3.client("route53").list_resource_record_sets(
+        HostedZoneId=zone["HostedZone"]["Id"]
+    )["ResourceRecordSets"]
+    assert any(r["Type"] == "CNAME" and r["Name"].endswith("www.example.com.") for r in records)
+    assert _domains(cli)["www.example.com"] == "auto: pending validation"
+    assert _listener_certs(cli) == set()  # not served before it is issued
+
+    code, _, err = cli("domains:wait", "www.example.com", "-a", "shop", "--timeout", "0")
+    assert code == 1 and "still waiting for certificates: www.example.com" in err
+
+    _acm_wait(monkeypatch, -1)
+    code, _, err = cli("domains:wait", "www.example.com", "-a", "shop", "--timeout", "5")
+    assert code == 0, err
+    assert _domains(cli)["www.example.com"] == "auto: issued (serving)"
+    certs = json.loads(cli("certs", "-a", "shop", "--json")[1])
+    assert [(c["kind"], c["domains"], c["serving"]) for c in certs] == [
+        ("auto", ["www.example.com"], True)
+    ]
+    assert _listener_certs(cli) == {certs[0]["arn"]}
+    # nothing left to do: a second domains:add and domains:wait change nothing
+    code, _, err = cli("domains:add", "www.example.com", "-a", "shop")
+    assert code == 0 and "requested" not in err and "serving certificate" not in err
+    assert json.loads(cli("certs", "-a", "shop", "--json")[1]) == certs
+
+    code, _, err = cli("certs:remove", certs[0]["id"], "-a", "shop")
+    assert code == 1 and "dynoform domains:remove www.example.com -a shop" in err
+    assert cli("domains:remove", "www.example.com", "-a", "shop")[0] == 0
+    assert json.loads(cli("certs", "-a", "shop", "--json")[1]) == []
+    assert _listener_certs(cli) == set()
+
+
+def test_your_own_certificate_replaces_automatic_ones_until_removed(cli, tmp_path):
+    import boto3
+
+    for host in ("www.example.com", "api.example.com"):
+        assert cli("domains:add", host, "-a", "shop")[0] == 0
+    autos = json.loads(cli("certs", "-a", "shop", "--json")[1])
+    assert sorted(c["domains"][0] for c in autos) == ["api.example.com", "www.example.com"]
+
+    crt, key = _own_certificate(tmp_path, ["www.example.com"])
+    code, out, err = cli("certs:add", str(crt), str(key), "-a", "shop", "--json")
+    assert code == 0, err
+    added = json.loads(out)
+    assert added["kind"] == "custom" and added["serving"] is True
+    assert added["domains"] == ["www.example.com"] and added["uncovered"] == ["api.example.com"]
+    certs = json.loads(cli("certs", "-a", "shop", "--json")[1])
+    assert sorted((c["kind"], tuple(c["domains"])) for c in certs) == [
+        ("auto", ("api.example.com",)),
+        ("custom", ("www.example.com",)),
+    ]
+    assert _listener_certs(cli) == {c["arn"] for c in certs}
+    assert _domains(cli)["www.example.com"] == "custom: issued (serving)"
+
+    code, _, err = cli("certs:add", str(crt), str(key), "-a", "shop")
+    assert code == 0 and "already has this certificate" in err
+    assert len(json.loads(cli("certs", "-a", "shop", "--json")[1])) == 2
+
+    code, _, err = cli("certs:remove", added["id"][:8], "-a", "shop")
+    assert code == 0, err
+    certs = json.loads(cli("certs", "-a", "shop", "--json")[1])
+    assert sorted((c["kind"], c["domains"][0]) for c in certs) == [
+        ("auto", "api.example.com"),
+        ("auto", "www.example.com"),
+    ]
+    assert _listener_certs(cli) == {c["arn"] for c in certs}
+
+    assert cli("apps:destroy", "-a", "shop", "--confirm", "shop")[0] == 0
+    acm = boto3.client("acm", region_name="us-east-1")
+    left = acm.list_certificates(Includes={"keyTypes": ["RSA_2048", "EC_prime256v1"]})
+    arns = {c["CertificateArn"] for c in left["CertificateSummaryList"]}
+    assert arns.isdisjoint({c["arn"] for c in certs})
+    assert _listener_certs(cli) == set()
+
+
+def test_bad_certificate_files_change_nothing(cli, tmp_path):
+    crt, key = _own_certificate(tmp_path, ["www.example.com"])
+    other_crt, other_key = _own_certificate(tmp_path / "..", ["other.example.com"])
+    code, _, err = cli("certs:add", str(crt), str(other_key), "-a", "shop")
+    assert code == 1 and "does not belong to the certificate" in err and err.count("\n") == 1
+    code, _, err = cli("certs:add", str(tmp_path / "nope.crt"), str(key), "-a", "shop")
+    assert code == 1 and "cannot read the certificate file" in err
+    code, _, err = cli("certs:remove", "abcdef12", "-a", "shop")
+    assert code == 1 and "is not one of the app's" in err
+    assert json.loads(cli("certs", "-a", "shop", "--json")[1]) == []
