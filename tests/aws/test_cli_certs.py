@@ -3,15 +3,11 @@ validation through Route 53), your own with certs:add, and what the HTTPS listen
 
 from __future__ import annotations
 
-import datetime
 import json
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from moto import mock_aws
+from tls_support import user_cert
 
 from provisioner.cli.main import main
 
@@ -61,30 +57,7 @@ def _listener_certs(cli) -> set[str]:
 
 
 def _own_certificate(tmp_path, names: list[str]):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=90))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
-        .sign(key, hashes.SHA256())
-    )
-    crt, pem_key = tmp_path / "server.crt", tmp_path / "server.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return crt, pem_key
+    return user_cert(tmp_path, names, chained=False).write(tmp_path)
 
 
 def _domains(cli) -> dict[str, str]:
@@ -180,7 +153,7 @@ def test_your_own_certificate_replaces_automatic_ones_until_removed(cli, tmp_pat
 
 def test_bad_certificate_files_change_nothing(cli, tmp_path):
     crt, key = _own_certificate(tmp_path, ["www.example.com"])
-    other_crt, other_key = _own_certificate(tmp_path / "..", ["other.example.com"])
+    other_crt, other_key = _own_certificate(tmp_path / "other", ["other.example.com"])
     code, _, err = cli("certs:add", str(crt), str(other_key), "-a", "shop")
     assert code == 1 and "does not belong to the certificate" in err and err.count("\n") == 1
     code, _, err = cli("certs:add", str(tmp_path / "nope.crt"), str(key), "-a", "shop")

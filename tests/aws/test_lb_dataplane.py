@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+from tls_support import tls_get, user_cert
 
 from provisioner.localcloud.lb import LoadBalancers
 
@@ -664,66 +665,6 @@ def test_https_listener_with_an_acm_certificate_of_the_local_ca(
     assert not host_pem.exists()
 
 
-def _user_ca_chain(tmp_path: Path, host: str) -> tuple[bytes, bytes, bytes, Path]:
-    """A root, an intermediate and a leaf for `host`, as a commercial CA hands them out:
-    (leaf, intermediate, leaf key, root file). Clients trust only the root."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def make(subject: str, issuer: str, key: Any, signer: Any, ca: bool) -> bytes:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False
-            )
-        return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    root = make("User Root", "User Root", root_key, root_key, True)
-    mid = make("User Intermediate", "User Root", mid_key, root_key, True)
-    leaf = make(host, "User Intermediate", leaf_key, mid_key, False)
-    key = leaf_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    root_file = tmp_path / "user-root.crt"
-    root_file.write_bytes(root)
-    return leaf, mid, key, root_file
-
-
-def _tls_answer(port: int, host: str, cafile: Path) -> str:
-    """GET / over HTTPS with SNI `host`, verified against `cafile` only."""
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(cafile))
-    try:
-        conn = http.client.HTTPSConnection(host, port, context=context, timeout=5)
-        conn.sock = context.wrap_socket(
-            socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname=host
-        )
-        conn.request("GET", "/")
-        resp = conn.getresponse()
-        answer = f"{resp.status} {resp.read().decode()}"
-        conn.close()
-    except (OSError, ssl.SSLError) as exc:
-        return f"error {exc}"
-    return answer
-
-
 def test_sni_serves_imported_certificates_with_their_chain(
     cloud: Cloud, backends: dict[str, Backend], endpoint: str, tmp_path: Path
 ) -> None:
@@ -737,10 +678,10 @@ def test_sni_serves_imported_certificates_with_their_chain(
     default_arn = acm.import_certificate(Certificate=default.cert_pem, PrivateKey=default.key_pem)[
         "CertificateArn"
     ]
-    leaf, mid, key, root_file = _user_ca_chain(tmp_path, "shop.example.test")
-    extra_arn = acm.import_certificate(Certificate=leaf, PrivateKey=key, CertificateChain=mid)[
-        "CertificateArn"
-    ]
+    own = user_cert(tmp_path / "user", ["shop.example.test"])
+    extra_arn = acm.import_certificate(
+        Certificate=own.leaf, PrivateKey=own.key, CertificateChain=own.chain
+    )["CertificateArn"]
     https = cloud.elb.create_listener(
         LoadBalancerArn=cloud.lb_arn,
         Protocol="HTTPS",
@@ -764,7 +705,7 @@ def test_sni_serves_imported_certificates_with_their_chain(
     answer = ""
     while time.monotonic() < deadline and not answer.startswith("200 sni"):
         time.sleep(0.2)
-        answer = _tls_answer(port(), "shop.example.test", root_file) if port() else ""
+        answer = tls_get(port(), "shop.example.test", own.root) if port() else ""
     assert answer.startswith("200 sni ")
     cloud.elb.remove_listener_certificates(
         ListenerArn=https, Certificates=[{"CertificateArn": extra_arn}]
@@ -772,5 +713,5 @@ def test_sni_serves_imported_certificates_with_their_chain(
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and answer.startswith("200"):
         time.sleep(0.2)
-        answer = _tls_answer(port(), "shop.example.test", root_file)
+        answer = tls_get(port(), "shop.example.test", own.root)
     assert "CERTIFICATE_VERIFY_FAILED" in answer  # the local CA's default, not the user's

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from e2e_support import Url, cli, cli_json, request
+from tls_support import tls_get, user_cert
 
 pytestmark = pytest.mark.cloud
 
@@ -177,3 +178,60 @@ def test_django_with_ssl_redirect_renders_through_the_web_url(
     assert page.status == 200
     assert b"Getting started with Django" in page.body  # type: ignore[attr-defined]
     assert b"secure=True" in page.body  # type: ignore[attr-defined]
+
+
+def _served(port: int, host: str, cafile: Path, timeout: float = 20.0) -> dict[str, str]:
+    """The echo app's view of a request to `host` (SNI and Host), once the router serves it
+    with a certificate `cafile` verifies."""
+    deadline = time.monotonic() + timeout
+    answer = ""
+    while time.monotonic() < deadline:
+        answer = tls_get(port, host, cafile, "/headers")
+        if answer.startswith("200 "):
+            return dict(json.loads(answer[4:]))
+        time.sleep(0.3)
+    raise AssertionError(f"https://{host}:{port}/ never verified and answered: {answer}")
+
+
+def test_custom_domain_certificates_automatic_and_your_own(app_name: str, tmp_path: Path) -> None:
+    cli("deploy", "-a", app_name, str(_echo_app(tmp_path)))
+    url = Url.of_app(app_name)
+    _wait_ok(url)
+    local_ca = Path(str(cli_json("local", "status")["ca_cert"]))  # type: ignore[index]
+    domain = f"www.{app_name}.example.test"
+    # Not a domain of the app yet: the router has only its default certificate for it.
+    assert "CERTIFICATE_VERIFY_FAILED" in tls_get(url.port, domain, local_ca)
+
+    added = cli("domains:add", domain, "-a", app_name)
+    assert f"curl --resolve {domain}:{url.port}:127.0.0.1" in added.stderr
+    seen = _served(url.port, domain, local_ca)  # the automatic certificate, from the local CA
+    assert seen["host"] == f"{domain}:{url.port}" and seen["x-forwarded-proto"] == "https"
+    certs = cli_json("certs", "-a", app_name)
+    assert isinstance(certs, list)
+    assert [(c["kind"], c["domains"], c["status"], c["serving"]) for c in certs] == [
+        ("auto", [domain], "issued", True)
+    ]
+    domains = cli_json("domains", "-a", app_name)
+    assert isinstance(domains, list)
+    assert {
+        "hostname": domain,
+        "kind": "custom",
+        "certificate": "auto: issued (serving)",
+    } in domains
+
+    # Your own certificate (leaf + intermediate, a root only the client trusts) replaces it.
+    own = user_cert(tmp_path / "own", [domain])
+    crt, key = own.write(tmp_path / "own")
+    row = cli_json("certs:add", str(crt), str(key), "-a", app_name)
+    assert isinstance(row, dict) and row["kind"] == "custom" and row["domains"] == [domain]
+    assert _served(url.port, domain, own.root)["host"].startswith(domain)
+    certs = cli_json("certs", "-a", app_name)
+    assert isinstance(certs, list) and [c["kind"] for c in certs] == ["custom"]
+    assert key.read_bytes().decode().splitlines()[1] not in cli("certs", "-a", app_name).stdout
+
+    # Removed again: the automatic certificate comes back; the domain removed: nothing left.
+    cli("certs:remove", row["id"], "-a", app_name)
+    _served(url.port, domain, local_ca)
+    cli("domains:remove", domain, "-a", app_name)
+    assert cli_json("certs", "-a", app_name) == []
+    _wait_ok(url)  # the app's own URL never stopped serving
