@@ -3,9 +3,11 @@
 One path for deploys, config changes, rollbacks, restarts and scaling (Heroku's preboot):
 
 web dynos that must be replaced or added (all at once, next to the old ones)
-  step 1 start        new units (fresh ports)
-  step 2 wait_port    each new dyno answers HTTP on its $PORT (boot timeout, 60 s)
-  step 3 register     new targets in the app's target group
+  step 1 register     new targets in the app's target group, before their units start: the
+                      router's health checks hold them out of rotation until they answer, and
+                      the router picks them up while the dynos boot instead of after
+  step 2 start        new units (fresh ports)
+  step 3 wait_port    each new dyno answers HTTP on its $PORT (boot timeout, 60 s)
   step 4 wait_healthy each new target healthy
   step 5 deregister   old targets
   step 6 drain        wait out the deregistration delay
@@ -253,9 +255,9 @@ def _web_actions(
 
 def _bring_up(new: list[DynoInstance], first: int, opts: RolloutOptions) -> list[Action]:
     return (
-        [Action("start", first, d) for d in new]
-        + [Action("wait_port", first + 1, d, opts.boot_timeout_s) for d in new]
-        + [Action("register", first + 2, d) for d in new]
+        [Action("register", first, d) for d in new]
+        + [Action("start", first + 1, d) for d in new]
+        + [Action("wait_port", first + 2, d, opts.boot_timeout_s) for d in new]
         + [Action("wait_healthy", first + 3, d, opts.health_timeout_s) for d in new]
     )
 

@@ -74,30 +74,30 @@ def test_ports_lowest_free_first_and_existing_keep_theirs() -> None:
 def test_first_deploy_starts_everything_with_preboot_order() -> None:
     plan = plan_converge(APP, 1, FORMATION, PLACEMENT, [])
     assert kinds(plan) == [
-        (1, "start", "web.1", 1, 20000),
-        (1, "start", "web.2", 1, 20000),
-        (2, "wait_port", "web.1", 1, 20000),
-        (2, "wait_port", "web.2", 1, 20000),
-        (3, "register", "web.1", 1, 20000),
-        (3, "register", "web.2", 1, 20000),
+        (1, "register", "web.1", 1, 20000),
+        (1, "register", "web.2", 1, 20000),
+        (2, "start", "web.1", 1, 20000),
+        (2, "start", "web.2", 1, 20000),
+        (3, "wait_port", "web.1", 1, 20000),
+        (3, "wait_port", "web.2", 1, 20000),
         (4, "wait_healthy", "web.1", 1, 20000),
         (4, "wait_healthy", "web.2", 1, 20000),
         (6, "start", "worker.1", 1, None),
         (7, "wait_running", "worker.1", 1, None),
     ]
-    assert plan.actions[2].timeout_s == 60.0
+    assert plan.actions[4].timeout_s == 60.0
     assert [a.kind for a in plan.on_failure] == ["deregister", "deregister", "stop", "stop"]
 
 
 def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -> None:
     plan = plan_converge(APP, 4, FORMATION, PLACEMENT, RUNNING_V3, {"h1": [20001]})
     assert kinds(plan) == [
-        (1, "start", "web.1", 4, 20002),  # 20000 is v3's web.1, 20001 another app's
-        (1, "start", "web.2", 4, 20001),
-        (2, "wait_port", "web.1", 4, 20002),
-        (2, "wait_port", "web.2", 4, 20001),
-        (3, "register", "web.1", 4, 20002),
-        (3, "register", "web.2", 4, 20001),
+        (1, "register", "web.1", 4, 20002),  # 20000 is v3's web.1, 20001 another app's
+        (1, "register", "web.2", 4, 20001),
+        (2, "start", "web.1", 4, 20002),
+        (2, "start", "web.2", 4, 20001),
+        (3, "wait_port", "web.1", 4, 20002),
+        (3, "wait_port", "web.2", 4, 20001),
         (4, "wait_healthy", "web.1", 4, 20002),
         (4, "wait_healthy", "web.2", 4, 20001),
         (5, "deregister", "web.1", 3, 20000),
@@ -110,7 +110,7 @@ def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -
         (9, "start", "worker.1", 4, None),
         (10, "wait_running", "worker.1", 4, None),
     ]
-    assert plan.actions[0].unit == "dyno-shop.v4.web.1.service"
+    assert plan.actions[2].unit == "dyno-shop.v4.web.1.service"
     assert {a.kind for a in plan.on_failure} == {"deregister", "stop"}
     assert all(a.release == 4 for a in plan.on_failure)
     assert [d.release for d in plan.final] == [4, 4, 4]
@@ -127,9 +127,9 @@ def test_scale_up_and_down_touch_only_the_difference() -> None:
     up = {**PLACEMENT, DynoRef(APP, "web", 3): "h1"}
     plan = plan_converge(APP, 3, {**FORMATION, "web": ProcessFormation(3)}, up, RUNNING_V3)
     assert kinds(plan) == [
-        (1, "start", "web.3", 3, 20001),
-        (2, "wait_port", "web.3", 3, 20001),
-        (3, "register", "web.3", 3, 20001),
+        (1, "register", "web.3", 3, 20001),
+        (2, "start", "web.3", 3, 20001),
+        (3, "wait_port", "web.3", 3, 20001),
         (4, "wait_healthy", "web.3", 3, 20001),
     ]
     down = {d: h for d, h in PLACEMENT.items() if d.name != "web.2"}
@@ -178,7 +178,7 @@ def test_without_preboot_old_web_stops_first() -> None:
     )
     web = [(a.step, a.kind, a.release) for a in plan.actions if a.dyno == "web.1"]
     assert web[:3] == [(1, "deregister", 3), (2, "drain", 3), (3, "stop", 3)]
-    assert web[3] == (4, "start", 4)
+    assert web[3:5] == [(4, "register", 4), (5, "start", 4)]
 
 
 def test_leftovers_of_other_releases_are_stopped_and_actions_serialise() -> None:
