@@ -24,10 +24,12 @@ from provisioner.paths import resource_dir
 PORT_BASE = 18000
 PORT_SPAN = 999
 # Extra check pacing on top of the target group's own interval: a target that is down or in
-# transition is probed this often, so a newly registered target serves about a second after
-# registration instead of interval x healthy-threshold (AWS would take 10 s or more).
-FAST_INTER_MS = 250
-DOWN_INTER_MS = 500
+# transition is probed this often, so a newly registered target serves within a few tenths of
+# a second of answering instead of interval x healthy-threshold (AWS would take 10 s or more).
+# Deploys register new targets before their dynos boot: a down target is probed every
+# DOWN_INTER_MS until it answers, then every FAST_INTER_MS until `rise` checks passed.
+FAST_INTER_MS = 100
+DOWN_INTER_MS = 100
 DEFAULT_MATCHER = "200"
 SUPPORTED_TARGET_TYPES = ("ip", "instance")
 _MATCHER_RE = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")

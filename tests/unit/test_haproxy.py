@@ -402,8 +402,8 @@ def test_command_builders() -> None:
     tg = web()
     t = hx.Target(id="198.18.0.15", address="198.18.0.15", port=5000)
     assert hx.cmd_add_server(tg, t) == (
-        "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 check inter 5s fastinter 250ms "
-        "downinter 500ms rise 2 fall 3"
+        "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 check inter 5s fastinter 100ms "
+        "downinter 100ms rise 2 fall 3"
     )
     assert hx.cmd_activate(tg, t) == (
         "enable health tg-web/198.18.0.15:5000; enable server tg-web/198.18.0.15:5000; "
@@ -429,9 +429,9 @@ def test_server_args_health_port_and_slow_interval() -> None:
         "inter",
         "30s",
         "fastinter",
-        "250ms",
+        "100ms",
         "downinter",
-        "500ms",
+        "100ms",
         "rise",
         "5",
         "fall",
