@@ -320,3 +320,99 @@ class Managed:
             if _code(exc) != "DBInstanceNotFound":
                 raise
         self._wait(lambda: self._db_instance(ident), "DBInstanceStatus", say, want=None)
+
+
+# platform:destroy ---------------------------------------------------------------------------------
+def _tagged_with(tags: list[dict[str, str]], platform: str) -> bool:
+    return {"Key": PLATFORM_TAG, "Value": platform} in [
+        {"Key": t.get("Key"), "Value": t.get("Value")} for t in tags
+    ]
+
+
+def _platform_databases(aws: Aws, platform: str) -> list[str]:
+    rds = aws.client("rds")
+    found = []
+    for page in rds.get_paginator("describe_db_instances").paginate():
+        for instance in page.get("DBInstances", []):
+            tags = instance.get("TagList") or rds.list_tags_for_resource(
+                ResourceName=instance["DBInstanceArn"]
+            ).get("TagList", [])
+            if _tagged_with(tags, platform):
+                found.append(str(instance["DBInstanceIdentifier"]))
+    return found
+
+
+def _platform_caches(aws: Aws, platform: str) -> list[str]:
+    elasticache = aws.client("elasticache")
+    found = []
+    for page in elasticache.get_paginator("describe_replication_groups").paginate():
+        for group in page.get("ReplicationGroups", []):
+            tags = elasticache.list_tags_for_resource(ResourceName=group["ARN"]).get("TagList", [])
+            if _tagged_with(tags, platform):
+                found.append(str(group["ReplicationGroupId"]))
+    return found
+
+
+def _subnet_group_exists(describe: Callable[[], Any]) -> bool:
+    try:
+        describe()
+    except ClientError as exc:
+        if "NotFound" in _code(exc):
+            return False
+        raise
+    return True
+
+
+def _delete_subnet_group(delete: Callable[[], Any], in_use: str) -> None:
+    """Delete a subnet group once nothing uses it (AWS takes minutes to delete a database)."""
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while True:
+        try:
+            delete()
+            return
+        except ClientError as exc:
+            if "NotFound" in _code(exc):
+                return
+            if _code(exc) != in_use or time.monotonic() > deadline:
+                raise
+        time.sleep(POLL_SECONDS)
+
+
+def destroy_managed(aws: Aws, platform: str) -> list[str]:
+    """Delete every managed add-on of the platform (no final snapshot: the platform is going)
+    and its subnet groups. Their security groups go with the platform's, which
+    destroy_platform retries while AWS still holds them."""
+    rds, elasticache = aws.client("rds"), aws.client("elasticache")
+    done = []
+    for ident in _platform_databases(aws, platform):
+        try:
+            rds.delete_db_instance(
+                DBInstanceIdentifier=ident, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
+            )
+        except ClientError as exc:
+            if _code(exc) not in ("DBInstanceNotFound", "InvalidDBInstanceState"):
+                raise  # InvalidDBInstanceState: already being deleted
+        done.append(f"RDS instance {ident}")
+    for ident in _platform_caches(aws, platform):
+        try:
+            elasticache.delete_replication_group(ReplicationGroupId=ident)
+        except ClientError as exc:
+            if _code(exc) not in ("ReplicationGroupNotFoundFault", "InvalidReplicationGroupState"):
+                raise
+        done.append(f"ElastiCache replication group {ident}")
+    name = subnet_group_name(platform)
+    if _subnet_group_exists(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName=name)):
+        _delete_subnet_group(
+            lambda: rds.delete_db_subnet_group(DBSubnetGroupName=name),
+            "InvalidDBSubnetGroupStateFault",
+        )
+        done.append(f"RDS subnet group {name}")
+    if _subnet_group_exists(
+        lambda: elasticache.describe_cache_subnet_groups(CacheSubnetGroupName=name)
+    ):
+        _delete_subnet_group(
+            lambda: elasticache.delete_cache_subnet_group(CacheSubnetGroupName=name),
+            "CacheSubnetGroupInUse",
+        )
+        done.append(f"ElastiCache subnet group {name}")
+    return done

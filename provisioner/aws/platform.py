@@ -729,6 +729,9 @@ def destroy_platform(aws: Aws, target: Target, delete_state: bool = False) -> li
         elbv2.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
         done.append(f"load balancer {lb['LoadBalancerName']}")
     done += _delete_certificates(aws, name)
+    from provisioner.aws.managed import destroy_managed  # it imports this module
+
+    done += destroy_managed(aws, name)
     for group in elbv2.describe_target_groups().get("TargetGroups", []):
         tag_list = elbv2.describe_tags(ResourceArns=[group["TargetGroupArn"]])["TagDescriptions"]
         if any(

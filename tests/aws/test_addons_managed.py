@@ -181,3 +181,36 @@ def test_self_hosted_addon_hosts_group_admits_databases_only_from_runners(aws, s
         assert rules[ports]["IpRanges"] == []
         assert [p["GroupId"] for p in rules[ports]["UserIdGroupPairs"]] == [platform.runner_sg_id]
     assert [r["CidrIp"] for r in rules[(22, 22)]["IpRanges"]] == ["203.0.113.7/32"]
+
+
+def test_platform_destroy_deletes_managed_addons_and_their_network(aws, store, ops, monkeypatch):
+    from moto.core.responses import EmptyResult
+    from moto.elasticache.responses import ElastiCacheResponse
+
+    from provisioner.aws.platform import destroy_platform
+
+    def delete_cache_subnet_group(self):  # moto 5.2 lacks this API: a stand-in on its side
+        self.elasticache_backend.cache_subnet_groups.pop(self._get_param("CacheSubnetGroupName"))
+        return EmptyResult()
+
+    monkeypatch.setattr(
+        ElastiCacheResponse, "delete_cache_subnet_group", delete_cache_subnet_group, raising=False
+    )
+    monkeypatch.setattr("provisioner.aws.managed.POLL_SECONDS", 0.0)
+    pg = ops.create("shop", "postgres", "small", provider="managed")
+    redis = ops.create("shop", "redis", "small", provider="managed")
+    done = destroy_platform(aws, Target("test", region="us-east-1", platform="plat"))
+    assert f"RDS instance {resource_id('plat', pg.name)}" in done
+    assert f"ElastiCache replication group {resource_id('plat', redis.name)}" in done
+    assert {"RDS subnet group dynoform-plat", "ElastiCache subnet group dynoform-plat"} <= set(done)
+    assert aws.client("rds").describe_db_instances()["DBInstances"] == []
+    groups = aws.client("elasticache").describe_replication_groups()["ReplicationGroups"]
+    assert [g["Status"] for g in groups] == ["deleting"]  # moto keeps it so for ever
+    assert aws.client("rds").describe_db_subnet_groups()["DBSubnetGroups"] == []
+    assert aws.client("elasticache").describe_cache_subnet_groups()["CacheSubnetGroups"] == []
+    assert (
+        aws.ec2.describe_vpcs(Filters=[{"Name": "tag:dynoform:platform", "Values": ["plat"]}])[
+            "Vpcs"
+        ]
+        == []
+    )
