@@ -3,9 +3,8 @@
 import json
 
 import pytest
+from cli_support import run
 from moto import mock_aws
-
-from provisioner.cli.main import main
 
 
 @pytest.fixture
@@ -20,16 +19,6 @@ def cli(tmp_path, monkeypatch, capsys):
         code, _, err = call("platform:init", "--ssh-cidr", "203.0.113.7/32")
         assert code == 0, err
         yield call
-
-
-def run(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_create_info_attach_destroy_never_print_the_password(cli):

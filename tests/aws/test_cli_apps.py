@@ -3,9 +3,8 @@
 import json
 
 import pytest
+from cli_support import run
 from moto import mock_aws
-
-from provisioner.cli.main import main
 
 
 @pytest.fixture
@@ -15,16 +14,6 @@ def cli(tmp_path, monkeypatch, capsys):
     with mock_aws():
         assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
         yield lambda *args: run(capsys, "-t", "t1", *args)
-
-
-def run(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_apps_create_list_info_destroy(cli):

@@ -6,20 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_support import run
 from moto import mock_aws
 from tls_support import user_cert
-
-from provisioner.cli.main import main
-
-
-def run(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
