@@ -125,6 +125,9 @@ class AppCertificates:
         }
         if bundle.chain_pem:
             kwargs["CertificateChain"] = bundle.chain_pem
+        return self._import(kwargs)
+
+    def _import(self, kwargs: dict[str, Any]) -> str:
         try:
             return str(self.acm.import_certificate(**kwargs)["CertificateArn"])
         except ClientError as exc:
@@ -132,6 +135,19 @@ class AppCertificates:
                 f"ACM refused the certificate: {exc.response.get('Error', {}).get('Message', exc)}",
                 "check that the file holds the certificate, then its intermediates",
             ) from None
+
+    def reimport(self, app: str, arn: str, bundle: Bundle) -> None:
+        """Replace a certificate in place (a renewal): same ARN, so the listener keeps it.
+        Its tags are put again: AWS keeps them on a re-import, moto drops them."""
+        kwargs: dict[str, Any] = {
+            "CertificateArn": arn,
+            "Certificate": bundle.cert_pem,
+            "PrivateKey": bundle.key_pem,
+        }
+        if bundle.chain_pem:
+            kwargs["CertificateChain"] = bundle.chain_pem
+        self._import(kwargs)
+        self.acm.add_tags_to_certificate(CertificateArn=arn, Tags=self._tags(app, CUSTOM))
 
     def request(self, app: str, domain: str) -> str:
         """An automatic certificate for one custom domain (ACM, DNS validation).

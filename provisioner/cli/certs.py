@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -17,6 +18,13 @@ group = typer.Typer(
     invoke_without_command=True,
 )
 COLUMNS = ["id", "kind", "names", "status", "serving", "expires", "issuer"]
+
+
+def _show(row: dict[str, Any]) -> None:
+    if g().json:
+        emit_json(row)
+    else:
+        out.print(f"{row['id']}  {', '.join(row['names'])}  expires {row['expires']}")
 
 
 @group.callback()
@@ -48,10 +56,23 @@ def add(
     from provisioner.ops import certs
 
     row = certs.add(g(), resolve_app(app), cert_file, key_file, status)
-    if g().json:
-        emit_json(row)
-    else:
-        out.print(f"{row['id']}  {', '.join(row['names'])}  expires {row['expires']}")
+    _show(row)
+
+
+@group.command("update")
+def update(
+    cert_id: str = typer.Argument(..., help="The certificate's id (see `dynoform certs`)."),
+    cert_file: Path = typer.Argument(..., help="PEM certificate, then any intermediates."),
+    key_file: Path = typer.Argument(..., help="Its PEM private key (not encrypted)."),
+    app: str = AppOption,
+) -> None:
+    """Renew a certificate you added, in place (served without a gap).
+
+    Example: dynoform certs:update 3f2a9c1e renewed.crt renewed.key -a myapp"""
+    from provisioner.ops import certs
+
+    row = certs.update(g(), resolve_app(app), cert_id, cert_file, key_file, status)
+    _show(row)
 
 
 @group.command("remove")

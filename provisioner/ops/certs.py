@@ -144,6 +144,26 @@ def add(g: Any, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str
     return dict(_row(cert, cert.arn in certs.attached(), domains), uncovered=uncovered)
 
 
+def update(
+    g: Any, app: str, ident: str, cert_file: Path, key_file: Path, say: Say
+) -> dict[str, Any]:
+    """Renew one of your certificates in place: the listener keeps serving it, now the new one."""
+    bundle = parse_bundle(_read(cert_file, "certificate file"), _read(key_file, "key file"))
+    certs = app_certificates(g)
+    cert = find(certs.of_app(app), ident)
+    if cert.kind == AUTO:
+        raise DynoformError(
+            f"certificate {cert.id} is the automatic one of {cert.domain}; ACM renews it",
+            f"to serve your own, use: dynoform certs:add CERT KEY -a {app}",
+        )
+    certs.reimport(app, cert.arn, bundle)
+    say(f"replaced certificate {cert.id} with the one for {', '.join(bundle.names)}")
+    for line in sync(g, app, say, certs):
+        say(line)
+    renewed = next(c for c in certs.of_app(app) if c.arn == cert.arn)
+    return _row(renewed, renewed.arn in certs.attached(), _domains(g, app))
+
+
 def _already_imported(certs: AppCertificates, app: str, cert_pem: bytes) -> AppCert | None:
     from provisioner.localcloud.ca import fingerprint
 

@@ -123,6 +123,20 @@ def test_your_own_certificate_replaces_automatic_ones_until_removed(cli, tmp_pat
     assert code == 0 and "already has this certificate" in err
     assert len(json.loads(cli("certs", "-a", "shop", "--json")[1])) == 2
 
+    # Renewed in place, now for both names: same id, still served, the api one's auto goes.
+    renewed = tmp_path / "renewed"
+    crt2, key2 = _own_certificate(renewed, ["www.example.com", "api.example.com"])
+    code, out, err = cli("certs:update", added["id"], str(crt2), str(key2), "-a", "shop", "--json")
+    assert code == 0, err
+    updated = json.loads(out)
+    assert updated["id"] == added["id"] and updated["serving"] is True
+    assert updated["domains"] == ["api.example.com", "www.example.com"]
+    certs = json.loads(cli("certs", "-a", "shop", "--json")[1])
+    assert [c["kind"] for c in certs] == ["custom"]
+    auto_id = autos[0]["id"]
+    code, _, err = cli("certs:update", auto_id, str(crt2), str(key2), "-a", "shop")
+    assert code == 1 and "is not one of the app's" in err  # deleted when it became unneeded
+
     code, _, err = cli("certs:remove", added["id"][:8], "-a", "shop")
     assert code == 0, err
     certs = json.loads(cli("certs", "-a", "shop", "--json")[1])

@@ -229,6 +229,13 @@ def test_custom_domain_certificates_automatic_and_your_own(app_name: str, tmp_pa
     assert isinstance(certs, list) and [c["kind"] for c in certs] == ["custom"]
     assert key.read_bytes().decode().splitlines()[1] not in cli("certs", "-a", app_name).stdout
 
+    # Renewed in place (another CA this time): the same certificate id serves the new one.
+    renewed = user_cert(tmp_path / "renewed", [domain])
+    crt2, key2 = renewed.write(tmp_path / "renewed")
+    row2 = cli_json("certs:update", row["id"], str(crt2), str(key2), "-a", app_name)
+    assert isinstance(row2, dict) and row2["id"] == row["id"]
+    assert _served(url.port, domain, renewed.root)["host"].startswith(domain)
+
     # Removed again: the automatic certificate comes back; the domain removed: nothing left.
     cli("certs:remove", row["id"], "-a", app_name)
     _served(url.port, domain, local_ca)
