@@ -108,11 +108,14 @@ def _row(cert: AppCert, serving: bool, domains: list[str]) -> dict[str, Any]:
 
 def domain_rows(g: Any, app: str) -> list[dict[str, Any]]:
     """What `domains` lists for custom domains: the certificate state of each."""
+    domains = _domains(g, app)
+    if not domains:
+        return []
     certs = app_certificates(g, create=False)
     mine, serving = certs.of_app(app), certs.attached()
     return [
         {"hostname": d, "kind": "custom", "certificate": domain_status(d, mine, serving)}
-        for d in _domains(g, app)
+        for d in domains
     ]
 
 
