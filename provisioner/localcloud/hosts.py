@@ -82,6 +82,9 @@ def nspawn_argv(merged: Path, netns: str, name: str) -> list[str]:
         "--register=no",
         "--keep-unit",
         f"--network-namespace-path=/run/netns/{netns}",
+        # An EC2 instance's root manages its own firewall (the runner role's nftables table);
+        # the capability reaches only the host's own network namespace.
+        "--capability=CAP_NET_ADMIN",
         "-M",
         name,
         "--console=read-only",

@@ -18,7 +18,7 @@ from pathlib import Path
 from provisioner import paths
 from provisioner.localcloud.system import log, run
 
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 SUITE = "trixie"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = [
@@ -33,6 +33,7 @@ PACKAGES = [
     "ca-certificates",
     "curl",
     "sudo",
+    "nftables",  # the runner role's metadata block (installed on AWS hosts when missing)
 ]
 # Files from templates/localcloud -> where they go in the image, and their mode.
 FILES = {

@@ -116,6 +116,29 @@ def test_changed_file_is_exactly_the_step_reported(fleet, three):
     assert cli.json("hosts:bootstrap", "--check", host)[0]["changes"] == []
 
 
+def test_dynos_are_kept_off_the_metadata_service(fleet, three):
+    """The runner role's nftables table: loaded, enabled for boots, and it refuses a dyno uid
+    at once while another user's packets to the metadata address still leave the host."""
+    cli, _aws, _platform = fleet
+    host = three.stdout.split()[0]
+    table = cli(
+        "hosts:exec", host, "--", "sudo", "nft", "list", "table", "inet", "dynoform_metadata"
+    )
+    assert table.returncode == 0, table.stderr
+    assert "meta skuid 40000-49999 ip daddr 169.254.169.254 reject" in table.stdout
+    enabled = cli("hosts:exec", host, "--", "systemctl", "is-enabled", "dynoform-metadata-block")
+    assert enabled.stdout.strip() == "enabled"
+    probe = "curl -s -o /dev/null --connect-timeout 2 http://169.254.169.254/; echo $?"
+    dyno = cli("hosts:exec", host, "--", "sudo", "setpriv", "--reuid=40123", "--regid=40123",
+               "--clear-groups", "sh", "-c", probe)  # fmt: skip
+    other = cli("hosts:exec", host, "--", "sudo", "setpriv", "--reuid=65534", "--regid=65534",
+                "--clear-groups", "sh", "-c", probe)  # fmt: skip
+    assert dyno.stdout.strip() == "7", dyno  # refused by the table: could not connect
+    # Another user's packets leave the host: answered (this machine has a metadata service of
+    # its own behind the local cloud's NAT) or timed out (28), but not refused.
+    assert other.stdout.strip() in ("0", "28"), other
+
+
 def test_a_different_host_key_is_refused_and_nothing_runs(fleet, three):
     cli, aws, platform = fleet
     host = three.stdout.split()[1]

@@ -126,6 +126,7 @@ def test_nspawn_runs_without_a_system_bus() -> None:
     argv = nspawn_argv(Path("/m"), "df-1", "df-1")
     assert {"--register=no", "--keep-unit", "--boot"} <= set(argv)
     assert "--network-namespace-path=/run/netns/df-1" in argv
+    assert "--capability=CAP_NET_ADMIN" in argv  # nftables inside the host's own namespace
 
 
 def test_missing_tools_name_the_package_to_install() -> None:

@@ -171,6 +171,24 @@ def test_shipped_runner_role_renders_slice_below_host_memory():
     assert f"MemoryMax={64 * GIB - 64 * GIB // 10}\n".encode() in big_slice.content
 
 
+def test_runner_role_installs_the_metadata_block_dynoform_renders():
+    from provisioner.render import render_metadata_block
+
+    role, env = pb.load_role("runner")
+    steps = role.steps(pb.HostFacts(memory_bytes=2 * GIB, cpus=2), env)
+    names = [s.name for s in steps]
+    rules = next(s for s in steps if s.name == "file /etc/dynoform/metadata-block.nft")
+    assert isinstance(rules, pb.File)
+    assert rules.content.decode() == render_metadata_block()  # same uids and addresses
+    assert rules.after == (("/usr/sbin/nft", "-f", "/etc/dynoform/metadata-block.nft"),)
+    unit = "unit dynoform-metadata-block.service active"
+    assert names.index("file /etc/systemd/system/dynoform-metadata-block.service") < names.index(
+        unit
+    )
+    packages = next(s for s in steps if isinstance(s, pb.Packages))
+    assert "nftables" in packages.packages
+
+
 # the engine against a fake host ----------------------------------------------------------------
 class FakeHost:
     """A tiny host: files, directories, a user table; answers the facts the steps ask."""
