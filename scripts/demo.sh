@@ -9,7 +9,7 @@ APP="${APP:-demo-python}"
 
 dynoform local up
 dynoform platform:init
-have=$(dynoform hosts --json | python3 -c 'import json,sys; print(len([h for h in json.load(sys.stdin) if h["state"]=="running"]))')
+have=$(dynoform hosts --json | python3 -c 'import json,sys; print(len([h for h in json.load(sys.stdin) if h["state"]=="running" and h["role"]=="runner"]))')
 if [ "$have" -lt 2 ]; then
   dynoform hosts:add --count $((2 - have))
 fi

@@ -27,7 +27,7 @@ group = typer.Typer(
     invoke_without_command=True,
 )
 
-_COLUMNS = ["id", "private_ip", "zone", "type", "state", "bootstrapped", "dynos"]
+_COLUMNS = ["id", "role", "private_ip", "zone", "type", "state", "bootstrapped", "dynos"]
 
 
 class HostLines:

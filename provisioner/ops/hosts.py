@@ -97,6 +97,7 @@ class HostRow:
     state: str
     bootstrapped: bool
     dynos: int | None
+    role: str = fleet.RUNNER
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -291,19 +292,29 @@ class Fleet:
         return parse_dyno_units(result.stdout)
 
     def rows(self, with_dynos: bool = True) -> list[HostRow]:
-        hosts = self.hosts()
+        """Every host of the platform: runners, and hosts of other roles (the add-on host)."""
+        hosts = fleet.list_hosts(self.aws, self.platform.name, role=None)
 
         def row(host: fleet.Host) -> HostRow:
             doc = self.docs.get(pin_key(host.id))
             bootstrapped = bool(doc and doc.data.get("bootstrapped"))
             dynos: int | None = 0
-            if with_dynos and bootstrapped and host.state == "running":
+            if host.role != fleet.RUNNER:
+                dynos = None  # runs no dynos
+            elif with_dynos and bootstrapped and host.state == "running":
                 try:
                     dynos = len(self.dynos(host, retry_for=2.0))
                 except DynoformError:
                     dynos = None  # unreachable: unknown
             return HostRow(
-                host.id, host.private_ip, host.zone, host.type, host.state, bootstrapped, dynos
+                host.id,
+                host.private_ip,
+                host.zone,
+                host.type,
+                host.state,
+                bootstrapped,
+                dynos,
+                host.role or fleet.RUNNER,
             )
 
         outcomes = fan_out(hosts, row, max_workers=MAX_WORKERS)

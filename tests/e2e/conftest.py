@@ -8,14 +8,23 @@ import pytest
 from e2e_support import cli, cli_json, new_app
 
 
+def _runners() -> list[dict[str, object]]:
+    """Running, bootstrapped hosts that run dynos (not the add-on host)."""
+    rows = cli_json("hosts")
+    assert isinstance(rows, list)
+    return [
+        h for h in rows if h["state"] == "running" and h["bootstrapped"] and h["role"] == "runner"
+    ]
+
+
 @pytest.fixture(scope="session")
 def fleet(local_cloud: object) -> list[dict[str, object]]:
     """The platform with at least two running, bootstrapped hosts (added when missing)."""
     cli("platform:init")
-    hosts = [h for h in cli_json("hosts") if h["state"] == "running" and h["bootstrapped"]]  # type: ignore[union-attr,index]
+    hosts = _runners()
     if len(hosts) < 2:
         cli("hosts:add", "--count", str(2 - len(hosts)))
-        hosts = [h for h in cli_json("hosts") if h["state"] == "running" and h["bootstrapped"]]  # type: ignore[union-attr,index]
+        hosts = _runners()
     assert len(hosts) >= 2
     return hosts  # type: ignore[return-value]
 

@@ -190,3 +190,11 @@ def test_addon_host_playbook_is_idempotent(counter) -> None:  # type: ignore[no-
     assert isinstance(rows, list) and len(rows) == 1
     assert rows[0]["changes"] == []  # type: ignore[index]
     assert counter["postgres"] in rows[0]["addons"]  # type: ignore[index]
+
+
+def test_hosts_lists_the_addon_host_by_its_role(counter) -> None:  # type: ignore[no-untyped-def]
+    rows = cli_json("hosts")
+    assert isinstance(rows, list)
+    addon_hosts = [r for r in rows if r["role"] == "addon" and r["state"] == "running"]
+    assert len(addon_hosts) == 1 and addon_hosts[0]["dynos"] is None
+    assert any(r["role"] == "runner" for r in rows)

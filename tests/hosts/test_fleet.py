@@ -90,6 +90,7 @@ def test_add_three_hosts_bootstrapped_in_parallel(fleet, three):
     assert sorted(r["id"] for r in rows) == sorted(ids)
     for row in rows:
         assert row["state"] == "running" and row["bootstrapped"] is True and row["dynos"] == 0
+        assert row["role"] == "runner"
         assert row["private_ip"].startswith("198.18.1")
     assert len({r["zone"] for r in rows}) == 3
 
