@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import tarfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,17 @@ def _deploy_locked(
     rollout: Rollout, app: str, source: Source, on_output: Say, max_slug_bytes: int | None
 ) -> DeployResult:
     store, blobs, say = rollout.store, rollout.blobs, rollout.say
+    # Look at the hosts (SSH connections open: ~0.2 s) while the source goes to S3.
+    pool = ThreadPoolExecutor(max_workers=1)
+    observing = pool.submit(rollout.observe)
+    pool.shutdown(wait=False)
     source_sha = keys.sha256_file(source.tarball)
     blobs.upload_if_absent(keys.source_key(app, source_sha), source.tarball)
     build_id = builds.new_build_id()
-    observed = rollout.observe()
+    first_deploy_config(store, app, source)
+    observed = observing.result()
     host = build_host(observed.hosts, app)
     builds.start_build(store, app, build_id, source.description, source_sha, host.id)
-    first_deploy_config(store, app, source)
     say(f"building {app} on {host.id} ({host.private_ip})")
     log: list[str] = []
 
@@ -160,8 +165,11 @@ def _build(
 
 def first_deploy_config(store: Any, app: str, source: Source) -> None:
     """On the first deploy, app.json's `env` fills in config vars not set yet."""
-    if any(r.slug_key for r in store.releases(app)):
-        return
+    # Newest first, stopping at the first built release: one read, not one per release
+    # (an app with 50 releases spent 0.2 s here on every deploy).
+    for version in reversed(store.release_versions(app)):
+        if store.release(app, version).slug_key:
+            return
     with tarfile.open(source.tarball) as tar:
         member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "app.json"), None)
         handle = tar.extractfile(member) if member is not None else None
