@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
-from provisioner.errors import ValidationError
+from provisioner.errors import DynoformError, ValidationError
 from provisioner.ops.rollout import open_rollout
 
 group = typer.Typer(
@@ -68,11 +68,19 @@ def add(domain: str = typer.Argument(...), app: str = AppOption) -> None:
     from provisioner.ops import certs, router
 
     name, host = resolve_app(app), _validate(domain)
-    record = g().store.update_app(
+    store = g().store
+    for other in store.apps():
+        if other != name and host in (store.app(other).get("domains") or []):
+            raise DynoformError(
+                f"{host} is already a domain of {other}",
+                f"remove it there first: dynoform domains:remove {host} -a {other}",
+            )
+    known = host in (store.app(name).get("domains") or [])
+    record = store.update_app(
         name, lambda d: d.update(domains=sorted({*d.get("domains", []), host}))
     )
     sync_rules(name, record)
-    status(f"added {host} to {name}")
+    status(f"{host} is already a domain of {name}" if known else f"added {host} to {name}")
     for line in certs.sync(g(), name, status):
         status(line)
     status(router.dns_hint(g(), host))
@@ -86,6 +94,8 @@ def remove(domain: str = typer.Argument(...), app: str = AppOption) -> None:
     from provisioner.ops import certs
 
     name, host = resolve_app(app), _validate(domain)
+    if host not in (g().store.app(name).get("domains") or []):
+        raise DynoformError(f"{host} is not a domain of {name}", f"dynoform domains -a {name}")
     record = g().store.update_app(
         name, lambda d: d.update(domains=[x for x in d.get("domains", []) if x != host])
     )

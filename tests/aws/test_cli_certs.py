@@ -88,6 +88,12 @@ def test_a_custom_domain_gets_an_automatic_certificate_once_validated(cli, monke
     # nothing left to do: a second domains:add and domains:wait change nothing
     code, _, err = cli("domains:add", "www.example.com", "-a", "shop")
     assert code == 0 and "requested" not in err and "serving certificate" not in err
+    assert "www.example.com is already a domain of shop" in err
+    assert cli("apps:create", "other", "--no-remote")[0] == 0
+    code, _, err = cli("domains:add", "WWW.example.com.", "-a", "other")
+    assert code == 1 and "www.example.com is already a domain of shop" in err
+    code, _, err = cli("domains:remove", "api.example.com", "-a", "shop")
+    assert code == 1 and "api.example.com is not a domain of shop" in err
     assert json.loads(cli("certs", "-a", "shop", "--json")[1]) == certs
 
     code, _, err = cli("certs:remove", certs[0]["id"], "-a", "shop")
