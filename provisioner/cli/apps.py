@@ -70,15 +70,32 @@ def rename(
     """Rename an app. Example: dynoform apps:rename newname -a oldname"""
     old = resolve_app(app)
     ops.rename_app(g().store, old, new_name)
-    from provisioner.ops import certs
-
-    try:
-        certs.rename_app_certs(g(), old, new_name)
-    except DynoformError:
-        pass  # no platform: no certificates either
+    _move_platform_entries(old, new_name)
     status(f"renamed {old} to {new_name}")
     if common.app_from_git_remote() == old:
         ops.add_git_remote(new_name)
+
+
+def _move_platform_entries(old: str, new: str) -> None:
+    """What the platform holds under the old name: its router rule and target group, release
+    directories and user on hosts (no dynos run: rename needs the app scaled to 0), and its
+    certificates. Custom domains route to the new name."""
+    from provisioner.cli.domains import sync_rules
+    from provisioner.ops import certs
+    from provisioner.ops.rollout import open_rollout
+
+    try:
+        rollout = open_rollout(g(), status, create=False)
+    except DynoformError:
+        return  # no platform: nothing there
+    try:
+        rollout.remove_app(old)
+    finally:
+        rollout.fleet.close()
+    certs.rename_app_certs(g(), old, new)
+    record = g().store.app(new)
+    if record.get("domains") or record.get("maintenance") or record.get("plain_http"):
+        sync_rules(new, record)
 
 
 @group.command("http")

@@ -170,3 +170,24 @@ def test_bad_certificate_files_change_nothing(cli, tmp_path):
     code, _, err = cli("certs:remove", "abcdef12", "-a", "shop")
     assert code == 1 and "is not one of the app's" in err
     assert json.loads(cli("certs", "-a", "shop", "--json")[1]) == []
+
+
+def test_rename_moves_rules_domains_and_certificates(cli):
+    import boto3
+
+    assert cli("domains:add", "www.example.com", "-a", "shop")[0] == 0
+    before = json.loads(cli("certs", "-a", "shop", "--json")[1])
+    code, _, err = cli("apps:rename", "shop-two", "-a", "shop")
+    assert code == 0, err
+    assert json.loads(cli("certs", "-a", "shop-two", "--json")[1]) == before
+    code, _, err = cli("certs", "-a", "shop", "--json")
+    assert code == 1  # no such app any more
+    platform = json.loads(cli("platform:info", "--json")[1])
+    elbv2 = boto3.client("elbv2", region_name="us-east-1")
+    rules = elbv2.describe_rules(ListenerArn=platform["https_listener_arn"])["Rules"]
+    hosts = [
+        sorted(v for c in r["Conditions"] for v in c.get("HostHeaderConfig", {}).get("Values", []))
+        for r in rules
+        if not r["IsDefault"]
+    ]
+    assert hosts == [["shop-two.apps.example.org", "www.example.com"]]
