@@ -287,12 +287,20 @@ def router_overhead(app: str, seconds: int) -> dict[str, Any]:
     router = Router.of(app)
     web = next(r for r in cli_json("ps", "-a", app) if r["name"] == "web.1" and r["state"] == "up")
     address = next(h["private_ip"] for h in cli_json("hosts") if h["id"] == web["host"])
-    direct = wrk(f"http://{address}:{web['port']}/json", None, seconds)
+    # gunicorn closes every connection, so each request is a new connection from this
+    # machine's 198.18.0.1 to the dyno's address and port, by wrk (direct) or by the router.
+    # A direct run leaves a TIME_WAIT socket per request there (tens of thousands), which
+    # starves the router's connects to the same address and port if it runs next: the
+    # router runs first (it leaves none: it resets), and each run waits for a clean slate.
+    waited = settle_time_wait(address, int(web["port"]))
     routed = wrk(f"{router.scheme}://127.0.0.1:{router.port}/json", router.host, seconds)
+    waited += settle_time_wait(address, int(web["port"]))
+    direct = wrk(f"http://{address}:{web['port']}/json", None, seconds)
     return {
         "router_overhead": {
             "direct": direct,
             "router": routed,
+            "waited_for_time_wait_s": round(waited, 1),
             "rps_ratio": round(routed["rps"] / direct["rps"], 3) if direct["rps"] else None,
             "p50_ratio": round(routed["p50_ms"] / direct["p50_ms"], 3)
             if direct["p50_ms"]
@@ -302,6 +310,22 @@ def router_overhead(app: str, seconds: int) -> dict[str, Any]:
             else None,
         }
     }
+
+
+def settle_time_wait(address: str, port: int, most: int = 2000, limit: float = 75) -> float:
+    """Wait until fewer than `most` TIME_WAIT sockets go to address:port; seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        out = subprocess.run(
+            ["ss", "-Htan", "state", "time-wait", "dst", f"{address}:{port}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        if out.count("\n") < most:
+            break
+        time.sleep(1)
+    return time.monotonic() - started
 
 
 def wrk(url: str, host: str | None, seconds: int) -> dict[str, float]:
