@@ -27,7 +27,8 @@ from provisioner.aws import acmdns
 from provisioner.aws.router import fixed_response_action
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, ValidationError
+from provisioner.model.certs import Bundle, covers
 from provisioner.targets import Target
 
 PLATFORM_TAG = "dynoform:platform"
@@ -190,14 +191,21 @@ class _Builder:
     """Finds each resource by its tags and creates what is missing, in dependency order."""
 
     def __init__(
-        self, aws: Aws, target: Target, create: bool, say: Callable[[str], None] = _say
+        self,
+        aws: Aws,
+        target: Target,
+        create: bool,
+        say: Callable[[str], None] = _say,
+        bundle: Bundle | None = None,
     ) -> None:
         self.aws = aws
         self.target = target
         self.name = target.platform
         self.create = create
         self.say = say
+        self.bundle = bundle  # the user's own wildcard certificate, to import
         self.created: list[str] = []
+        self._replaced: list[str] = []  # ACM's certificate, once the user's one serves
 
     def _missing(self, what: str) -> None:
         if not self.create:
@@ -480,6 +488,10 @@ class _Builder:
         requested from ACM with DNS validation (records put in Route 53 when the zone is
         there, else printed), waited for until issued."""
         existing = self._own_certificate()
+        if self.bundle is not None:
+            return self._imported_certificate(existing, self.bundle)
+        if existing is not None and existing.get("Type") == "IMPORTED" and not self._ours(existing):
+            return str(existing["CertificateArn"])  # the user's own: kept until they replace it
         if self.target.is_local:
             return self._local_certificate(existing)
         if existing is not None:
@@ -500,6 +512,47 @@ class _Builder:
         )
         self.created.append(f"certificate *.{domain} (ACM, DNS validation)")
         self._validate(arn)
+        return arn
+
+    def _ours(self, described: dict[str, Any]) -> bool:
+        """Whether a platform certificate is dynoform's own (ACM's, or the local CA's)."""
+        if described.get("Type") != "IMPORTED":
+            return True
+        if not self.target.is_local:
+            return False
+        from provisioner.localcloud import ca
+
+        held = self.aws.client("acm").get_certificate(CertificateArn=described["CertificateArn"])
+        return ca.signed_by(str(held["Certificate"]).encode(), ca.ensure_ca().cert_pem)
+
+    def _imported_certificate(self, existing: dict[str, Any] | None, bundle: Bundle) -> str:
+        """The user's certificate for `*.<domain>`: imported, or re-imported in place over an
+        earlier imported one (same ARN); ACM's own is replaced by it."""
+        from provisioner.localcloud.ca import fingerprint
+
+        domain = self.target.app_domain
+        if not any(covers(name, f"app.{domain}") for name in bundle.names):
+            raise ValidationError(
+                "platform certificate",
+                f"must cover *.{domain} (it names {', '.join(bundle.names)})",
+            )
+        acm = self.aws.client("acm")
+        kwargs: dict[str, Any] = {"Certificate": bundle.cert_pem, "PrivateKey": bundle.key_pem}
+        if bundle.chain_pem:
+            kwargs["CertificateChain"] = bundle.chain_pem
+        if existing is not None and existing.get("Type") == "IMPORTED":
+            arn = str(existing["CertificateArn"])
+            held = acm.get_certificate(CertificateArn=arn)["Certificate"]
+            if fingerprint(held) == fingerprint(bundle.cert_pem):
+                return arn
+            acm.import_certificate(CertificateArn=arn, **kwargs)
+            acm.add_tags_to_certificate(CertificateArn=arn, Tags=tags(self.name, "cert"))
+            self.created.append(f"certificate for {', '.join(bundle.names)} re-imported (yours)")
+            return arn
+        arn = str(acm.import_certificate(Tags=tags(self.name, "cert"), **kwargs)["CertificateArn"])
+        self.created.append(f"certificate for {', '.join(bundle.names)} imported (yours)")
+        if existing is not None:
+            self._replaced.append(str(existing["CertificateArn"]))
         return arn
 
     def _local_certificate(self, existing: dict[str, Any] | None) -> str:
@@ -575,6 +628,9 @@ class _Builder:
         lb_arn, lb_dns = self.load_balancer(subnet_ids, lb_sg)
         certificate_arn = self.certificate()
         https_listener_arn = self.https_listener(lb_arn, certificate_arn)
+        for arn in self._replaced:  # the listener serves the new one now
+            _retry("certificate", self.aws.client("acm").delete_certificate, CertificateArn=arn)
+            self.created.append(f"deleted the certificate it replaced ({arn.rsplit('/', 1)[-1]})")
         listener_arn = self.listener(lb_arn)
         return Platform(
             name=self.name,
@@ -649,10 +705,15 @@ def _covers(have: dict[str, Any], want: dict[str, Any]) -> bool:
 
 
 def ensure_platform(
-    aws: Aws, target: Target, ssh_cidr: str | None = None, say: Callable[[str], None] = _say
+    aws: Aws,
+    target: Target,
+    ssh_cidr: str | None = None,
+    say: Callable[[str], None] = _say,
+    bundle: Bundle | None = None,
 ) -> Platform:
-    """The platform of this target, creating whatever is missing (idempotent)."""
-    return _Builder(aws, target, create=True, say=say).build(ssh_cidr)
+    """The platform of this target, creating whatever is missing (idempotent). With `bundle`,
+    the HTTPS listener serves the user's own certificate for `*.<app domain>`."""
+    return _Builder(aws, target, create=True, say=say, bundle=bundle).build(ssh_cidr)
 
 
 def load_platform(aws: Aws, target: Target) -> Platform:
@@ -676,7 +737,8 @@ def _retry(what: str, call: Any, *args: Any, **kwargs: Any) -> None:
             code = exc.response.get("Error", {}).get("Code", "")
             if code.endswith("NotFound") or code.endswith(".NotFound"):
                 return
-            if code not in ("DependencyViolation", "ResourceInUse", "InvalidIPAddress.InUse"):
+            busy = ("DependencyViolation", "ResourceInUse", "ResourceInUseException")
+            if code not in (*busy, "InvalidIPAddress.InUse"):
                 raise
             time.sleep(delay)
             delay = min(delay * 1.5, 15)

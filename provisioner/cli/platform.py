@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from provisioner.aws.platform import destroy_platform, ensure_platform, load_platform
 from provisioner.cli.common import confirm, emit_json, err, g, out
+from provisioner.errors import DynoformError
+from provisioner.model.certs import Bundle
 
 
 def say(message: str) -> None:
@@ -34,17 +38,35 @@ def _show(data: dict[str, object]) -> None:
         out.print(f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}")
 
 
+def _bundle(cert: Path | None, key: Path | None) -> Bundle | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise DynoformError("--cert and --key go together", "give both files, or neither")
+    from provisioner.ops.certs import read_bundle
+
+    return read_bundle(cert, key)
+
+
 @group.command("init")
 def init(
     ssh_cidr: str = typer.Option(
         None, "--ssh-cidr", help="Who may SSH to hosts (default: this machine)."
     ),
+    cert: Path = typer.Option(
+        None, "--cert", help="Your own certificate for *.<app domain> (PEM, then intermediates)."
+    ),
+    key: Path = typer.Option(None, "--key", help="Its private key (PEM, not encrypted)."),
 ) -> None:
     """Create the platform, or complete it; a second run creates nothing.
 
     Example: dynoform platform:init --ssh-cidr 203.0.113.7/32
     """
-    platform = ensure_platform(g().aws, g().target, ssh_cidr=ssh_cidr)
+    from provisioner.ops.rollout import PLATFORM_DOC
+
+    bundle = _bundle(cert, key)
+    platform = ensure_platform(g().aws, g().target, ssh_cidr=ssh_cidr, bundle=bundle)
+    g().store.docs.put(PLATFORM_DOC, platform.as_dict())  # what other commands read
     for item in platform.created:
         say(f"created {item}")
     say(

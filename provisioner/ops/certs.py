@@ -22,6 +22,7 @@ from provisioner.model.certs import (
     CUSTOM,
     DEAD,
     AppCert,
+    Bundle,
     covered_by,
     domain_status,
     find,
@@ -126,9 +127,14 @@ def _read(path: Path, what: str) -> bytes:
         raise DynoformError(f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
+def read_bundle(cert_file: Path, key_file: Path) -> Bundle:
+    """A certificate and key from files, checked (one clear line when they are not fit)."""
+    return parse_bundle(_read(cert_file, "certificate file"), _read(key_file, "key file"))
+
+
 def add(g: Any, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str, Any]:
     """Import a certificate the user brings and serve it for the app's domains it covers."""
-    bundle = parse_bundle(_read(cert_file, "certificate file"), _read(key_file, "key file"))
+    bundle = read_bundle(cert_file, key_file)
     certs = app_certificates(g)
     same = _already_imported(certs, app, bundle.cert_pem)
     if same is not None:
@@ -151,7 +157,7 @@ def update(
     g: Any, app: str, ident: str, cert_file: Path, key_file: Path, say: Say
 ) -> dict[str, Any]:
     """Renew one of your certificates in place: the listener keeps serving it, now the new one."""
-    bundle = parse_bundle(_read(cert_file, "certificate file"), _read(key_file, "key file"))
+    bundle = read_bundle(cert_file, key_file)
     certs = app_certificates(g)
     cert = find(certs.of_app(app), ident)
     if cert.kind == AUTO:

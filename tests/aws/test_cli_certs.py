@@ -191,3 +191,17 @@ def test_rename_moves_rules_domains_and_certificates(cli):
         if not r["IsDefault"]
     ]
     assert hosts == [["shop-two.apps.example.org", "www.example.com"]]
+
+
+def test_platform_init_takes_your_own_wildcard_certificate(cli, tmp_path):
+    crt, key = _own_certificate(tmp_path, ["*.apps.example.org"])
+    code, _, err = cli("platform:init", "--cert", str(crt))
+    assert code == 1 and "--cert and --key go together" in err
+    code, out, err = cli("platform:init", "--cert", str(crt), "--key", str(key), "--json")
+    assert code == 0, err
+    assert "certificate for *.apps.example.org imported (yours)" in err
+    code, _, err = cli("platform:init")
+    assert code == 0 and "up to date" in err
+    wrong, wrong_key = _own_certificate(tmp_path / "wrong", ["www.example.org"])
+    code, _, err = cli("platform:init", "--cert", str(wrong), "--key", str(wrong_key))
+    assert code == 1 and "must cover *.apps.example.org" in err and err.count("\n") == 1

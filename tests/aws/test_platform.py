@@ -227,6 +227,65 @@ def test_local_certificate_comes_from_the_local_ca(aws, config_home):
     ]) == 1  # fmt: skip
 
 
+def _listener_default(aws, platform) -> str:
+    listener = aws.elbv2.describe_listeners(ListenerArns=[platform.https_listener_arn])
+    return str(listener["Listeners"][0]["Certificates"][0]["CertificateArn"])
+
+
+@pytest.mark.parametrize("kind", ["aws", "local"])
+def test_your_own_platform_certificate_is_imported_kept_and_renewed_in_place(
+    aws, config_home, tmp_path, kind
+):
+    from tls_support import user_cert
+
+    from provisioner.model.certs import parse_bundle
+
+    if kind == "aws":
+        target = Target("test", region="us-east-1", platform="plat", domain="apps.example.org")
+        names = ["*.apps.example.org", "apps.example.org"]
+    else:
+        target = Target("local", kind="local", platform="plat")
+        names = ["*.localhost", "localhost"]
+    first = ensure_platform(aws, target, SSH_CIDR)
+    own = user_cert(tmp_path / "one", names)
+    bundle = parse_bundle(own.leaf + own.chain, own.key)
+    mine = ensure_platform(aws, target, SSH_CIDR, bundle=bundle)
+    assert _listener_default(aws, mine) == mine.certificate_arn
+    acm = aws.client("acm")
+    assert acm.get_certificate(CertificateArn=mine.certificate_arn)["Certificate"].strip() == (
+        own.leaf.decode().strip()
+    )
+    if kind == "aws":  # ACM's own certificate is replaced by a new one, then deleted
+        assert mine.certificate_arn != first.certificate_arn
+        assert any("deleted the certificate it replaced" in c for c in mine.created)
+        with pytest.raises(Exception, match="ResourceNotFound"):
+            acm.describe_certificate(CertificateArn=first.certificate_arn)
+    else:  # the local CA's one was imported too: yours goes in its place
+        assert mine.certificate_arn == first.certificate_arn
+    again = ensure_platform(aws, target, SSH_CIDR)  # without --cert: yours stays
+    assert again.created == [] and again.certificate_arn == mine.certificate_arn
+    assert ensure_platform(aws, target, SSH_CIDR, bundle=bundle).created == []
+
+    renewed = user_cert(tmp_path / "two", names)
+    bundle2 = parse_bundle(renewed.leaf + renewed.chain, renewed.key)
+    third = ensure_platform(aws, target, SSH_CIDR, bundle=bundle2)
+    assert third.certificate_arn == mine.certificate_arn  # re-imported in place
+    assert any("re-imported (yours)" in c for c in third.created)
+    held = acm.get_certificate(CertificateArn=third.certificate_arn)["Certificate"]
+    assert held.strip() == renewed.leaf.decode().strip()
+
+
+def test_a_platform_certificate_must_cover_the_app_wildcard(aws, target, config_home, tmp_path):
+    from tls_support import user_cert
+
+    from provisioner.errors import ValidationError
+    from provisioner.model.certs import parse_bundle
+
+    own = user_cert(tmp_path, ["www.example.org"])
+    with pytest.raises(ValidationError, match=r"must cover \*\.plat\.example\.com"):
+        ensure_platform(aws, target, SSH_CIDR, bundle=parse_bundle(own.leaf, own.key))
+
+
 def test_older_platform_is_upgraded_to_https(aws, target, config_home):
     """A platform whose HTTP listener answered 404 gets HTTPS and the redirect on init."""
     first = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
