@@ -61,7 +61,7 @@ def run_platform(quick: bool, runs: int) -> dict[str, Any]:
     finally:
         plat.destroy(app)
         for host in added:
-            plat.cli("hosts:remove", host, "--force", check=False)
+            plat.cli("hosts:remove", host, "--force", "--confirm", host, check=False)
         if started_cloud:
             control.down()
     return figures
