@@ -52,7 +52,8 @@ from provisioner.localcloud.hosts import (
 from provisioner.localcloud.system import log
 
 POLL_SECONDS = 0.3
-LB_SYNC_SECONDS = 0.5
+LB_SYNC_SECONDS = 0.5  # HAProxy follows ELBv2 at least this often; at once when targets change
+HEALTH_FEED_SECONDS = 0.1  # how often HAProxy's checks reach moto while a target is not healthy
 FAILURE_PAUSE = 5.0
 ACCOUNT = "123456789012"  # moto's default account, which our fixed local credentials map to
 
@@ -118,7 +119,7 @@ class Cloud:
         self.image = Path()
         self.lbs: Any = None
         self.lb_error = ""
-        self.last_lb_sync = 0.0
+        self.lb_thread: threading.Thread | None = None
         self.failures: dict[str, tuple[str, float]] = {}
 
     # --- start -------------------------------------------------------------------------
@@ -203,6 +204,8 @@ class Cloud:
             log.warning(self.lb_error)
             return
         self.lbs = LoadBalancers(self.client("elbv2"), state_dir())
+        self.lb_thread = threading.Thread(target=self._lb_loop, name="load-balancers", daemon=True)
+        self.lb_thread.start()
 
     # --- loop --------------------------------------------------------------------------
     def run(self) -> None:
@@ -217,16 +220,27 @@ class Cloud:
                 if str(exc) != failure:  # once per distinct failure, not every 0.3 s
                     log.exception("reconcile failed; retrying")
                 failure = str(exc)
-            self._sync_lbs()
             self._write_status()
             self.stop_event.wait(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
 
-    def _sync_lbs(self) -> None:
-        if self.lbs is None or time.monotonic() - self.last_lb_sync < LB_SYNC_SECONDS:
-            return
-        self.last_lb_sync = time.monotonic()
+    def _lb_loop(self) -> None:
+        """HAProxy follows ELBv2: at once when targets are registered or deregistered, else
+        every LB_SYNC_SECONDS; while a target waits for its health checks, their result reaches
+        moto every HEALTH_FEED_SECONDS. A deploy waits on both, so neither waits on a timer."""
+        last_sync = 0.0
+        while not self.stop_event.is_set():
+            if motofix.targets_changed.is_set() or time.monotonic() - last_sync >= LB_SYNC_SECONDS:
+                motofix.targets_changed.clear()
+                last_sync = time.monotonic()
+                self._lb_step(self.lbs.sync)
+            elif motofix.waiting():
+                self._lb_step(None)
+            motofix.targets_changed.wait(HEALTH_FEED_SECONDS)
+
+    def _lb_step(self, sync: Callable[[], None] | None) -> None:
         try:
-            self.lbs.sync()
+            if sync is not None:
+                sync()
             motofix.feed_from(self.lbs)
             self.lb_error = ""
         except Exception as exc:
@@ -409,6 +423,8 @@ class Cloud:
             (f"removing host {h.instance_id}", partial(_remove_host, h))
             for h in self.hosts.values()
         ]
+        if self.lb_thread is not None:
+            steps.append(("stopping the load balancer loop", partial(self.lb_thread.join, 10)))
         if self.lbs is not None:
             steps.append(("closing the load balancers", self.lbs.close))
         if self.server is not None:

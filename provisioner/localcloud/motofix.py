@@ -28,6 +28,8 @@ from typing import Any
 
 _health: dict[tuple[str, str, int], str] = {}
 _lock = threading.Lock()
+# Set when targets are registered or deregistered: the daemon syncs HAProxy at once.
+targets_changed = threading.Event()
 _applied = False
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
@@ -69,6 +71,12 @@ def parse_show_stat(text: str) -> dict[tuple[str, str], str]:
             continue
         result[(row.get("pxname", ""), server)] = health_state(row.get("status", ""))
     return result
+
+
+def waiting() -> bool:
+    """Whether any target is not (yet) healthy: its state is worth feeding back often."""
+    with _lock:
+        return any(state != "healthy" for state in _health.values())
 
 
 def set_health(states: dict[tuple[str, str, int], str]) -> None:
@@ -149,6 +157,7 @@ def apply(ca_dir: Path | None = None) -> None:
             entry = {"Id": target["Id"], "Port": target.get("Port", self.port)}
             self.targets[key(entry, self.port)] = entry
             self.deregistered_targets.pop(key(entry, self.port), None)
+        targets_changed.set()
 
     def deregister(self: Any, targets: list[dict[str, Any]]) -> None:
         for target in targets:
@@ -157,11 +166,13 @@ def apply(ca_dir: Path | None = None) -> None:
             if found is None:
                 raise InvalidTargetError()
             self.deregistered_targets[k] = found
+        targets_changed.set()
 
     def deregister_terminated_instances(self: Any, instance_ids: list[str]) -> None:
         for k, target in list(self.targets.items()):
             if target["Id"] in instance_ids:
                 self.terminated_targets[k] = self.targets.pop(k)
+        targets_changed.set()
 
     def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
         port = int(target.get("Port", self.port))
