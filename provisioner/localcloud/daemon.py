@@ -52,7 +52,7 @@ from provisioner.localcloud.hosts import (
 from provisioner.localcloud.system import log
 
 POLL_SECONDS = 0.3
-LB_SYNC_SECONDS = 0.5  # HAProxy follows ELBv2 at least this often; at once when targets change
+LB_SYNC_SECONDS = 5.0  # HAProxy follows ELBv2 at once when it changes; this often regardless
 HEALTH_FEED_SECONDS = 0.1  # how often HAProxy's checks reach moto while a target is not healthy
 FAILURE_PAUSE = 5.0
 ACCOUNT = "123456789012"  # moto's default account, which our fixed local credentials map to
@@ -224,23 +224,23 @@ class Cloud:
             self.stop_event.wait(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
 
     def _lb_loop(self) -> None:
-        """HAProxy follows ELBv2: at once when targets are registered or deregistered, else
-        every LB_SYNC_SECONDS; while a target waits for its health checks, their result reaches
-        moto every HEALTH_FEED_SECONDS. A deploy waits on both, so neither waits on a timer."""
+        """HAProxy follows ELBv2 at once when a call changes it (and every LB_SYNC_SECONDS, for
+        what changes without an ELBv2 call, such as a certificate re-imported into ACM); while a
+        target waits for its health checks, their result reaches moto every
+        HEALTH_FEED_SECONDS. A deploy waits on both, so neither waits on a timer."""
         last_sync = 0.0
         while not self.stop_event.is_set():
-            if motofix.targets_changed.is_set() or time.monotonic() - last_sync >= LB_SYNC_SECONDS:
-                motofix.targets_changed.clear()
+            if motofix.elb_changed.is_set() or time.monotonic() - last_sync >= LB_SYNC_SECONDS:
+                motofix.elb_changed.clear()
                 last_sync = time.monotonic()
                 self._lb_step(self.lbs.sync)
-            elif motofix.waiting():
-                self._lb_step(None)
-            motofix.targets_changed.wait(HEALTH_FEED_SECONDS)
+            elif motofix.waiting() or self.lbs.draining:
+                self._lb_step(self.lbs.drain_tick)
+            motofix.elb_changed.wait(HEALTH_FEED_SECONDS)
 
-    def _lb_step(self, sync: Callable[[], None] | None) -> None:
+    def _lb_step(self, step: Callable[[], None]) -> None:
         try:
-            if sync is not None:
-                sync()
+            step()
             motofix.feed_from(self.lbs)
             self.lb_error = ""
         except Exception as exc:
@@ -249,8 +249,11 @@ class Cloud:
             self.lb_error = str(exc)
 
     def describe(self, ec2: Any) -> list[plan.Instance]:
+        """Instances that want a host. Terminated ones are left out (moto keeps them all, and
+        serialising every one made this poll the daemon's biggest cost); their hosts go."""
         found: list[plan.Instance] = []
-        for page in ec2.get_paginator("describe_instances").paginate():
+        alive = {"Name": "instance-state-name", "Values": list(plan.ALIVE_STATES)}
+        for page in ec2.get_paginator("describe_instances").paginate(Filters=[alive]):
             for reservation in page["Reservations"]:
                 found.extend(plan.from_api(raw) for raw in reservation["Instances"])
         return found

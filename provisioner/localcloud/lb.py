@@ -277,6 +277,18 @@ class LoadBalancers:
         except OSError as exc:
             log.warning("load balancers: HAProxy runtime API: %s", exc)
 
+    @property
+    def draining(self) -> bool:
+        """Whether deregistered servers are still draining (drain_tick removes them)."""
+        return bool(self._draining)
+
+    def drain_tick(self) -> None:
+        """Remove drained servers that are done, between syncs."""
+        try:
+            self._drain_tick()
+        except OSError as exc:
+            log.warning("load balancers: HAProxy runtime API: %s", exc)
+
     def status(self) -> list[dict[str, Any]]:
         model = self._model
         return [

@@ -13,6 +13,8 @@
 4. Private keys: ACM never hands out the key of a certificate it holds; the load balancer uses
    it. The local load balancer is part of the local cloud, so it reads the key (and the chain
    the user imported) from moto's ACM, in this process (`acm_key`).
+5. Change signal: every ELBv2 call that changes something sets `elb_changed`, so the daemon
+   brings HAProxy in line at once instead of polling ELBv2 several times a second.
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
 moto's own behaviour.
@@ -28,8 +30,9 @@ from typing import Any
 
 _health: dict[tuple[str, str, int], str] = {}
 _lock = threading.Lock()
-# Set when targets are registered or deregistered: the daemon syncs HAProxy at once.
-targets_changed = threading.Event()
+# Set by every ELBv2 call that changes something (targets, rules, listeners, target groups):
+# the daemon syncs HAProxy at once instead of polling ELBv2 often.
+elb_changed = threading.Event()
 _applied = False
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
@@ -157,7 +160,6 @@ def apply(ca_dir: Path | None = None) -> None:
             entry = {"Id": target["Id"], "Port": target.get("Port", self.port)}
             self.targets[key(entry, self.port)] = entry
             self.deregistered_targets.pop(key(entry, self.port), None)
-        targets_changed.set()
 
     def deregister(self: Any, targets: list[dict[str, Any]]) -> None:
         for target in targets:
@@ -166,13 +168,12 @@ def apply(ca_dir: Path | None = None) -> None:
             if found is None:
                 raise InvalidTargetError()
             self.deregistered_targets[k] = found
-        targets_changed.set()
 
     def deregister_terminated_instances(self: Any, instance_ids: list[str]) -> None:
         for k, target in list(self.targets.items()):
             if target["Id"] in instance_ids:
                 self.terminated_targets[k] = self.targets.pop(k)
-        targets_changed.set()
+        elb_changed.set()  # an EC2 call (terminate_instances), not an ELBv2 one
 
     def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
         port = int(target.get("Port", self.port))
@@ -188,6 +189,18 @@ def apply(ca_dir: Path | None = None) -> None:
         reason = _REASONS.get(state, _REASONS["initial"])
         return FakeHealthStatus(target["Id"], str(port), self.health_check_port, state, *reason)
 
+    from moto.elbv2.responses import ELBV2Response
+
+    call_action = ELBV2Response.call_action
+
+    def signalling_call_action(self: Any) -> Any:
+        try:
+            return call_action(self)
+        finally:
+            if not self._get_action().startswith("Describe"):
+                elb_changed.set()
+
+    ELBV2Response.call_action = signalling_call_action  # type: ignore[method-assign]
     FakeTargetGroup.register = register  # type: ignore[method-assign]
     FakeTargetGroup.deregister = deregister  # type: ignore[method-assign]
     FakeTargetGroup.deregister_terminated_instances = deregister_terminated_instances  # type: ignore[method-assign]

@@ -21,6 +21,7 @@ _DESIRED = {
     "shutting-down": GONE,
     "terminated": GONE,
 }
+ALIVE_STATES = tuple(state for state, want in _DESIRED.items() if want != GONE)
 
 
 @dataclass(frozen=True)
