@@ -159,18 +159,27 @@ def update(
     """Renew one of your certificates in place: the listener keeps serving it, now the new one."""
     bundle = read_bundle(cert_file, key_file)
     certs = app_certificates(g)
-    cert = find(certs.of_app(app), ident)
-    if cert.kind == AUTO:
-        raise DynoformError(
-            f"certificate {cert.id} is the automatic one of {cert.domain}; ACM renews it",
-            f"to serve your own, use: dynoform certs:add CERT KEY -a {app}",
-        )
+    cert = _yours(
+        certs, app, ident, f"ACM renews it; to serve your own: certs:add CERT KEY -a {app}"
+    )
     certs.reimport(app, cert.arn, bundle)
     say(f"replaced certificate {cert.id} with the one for {', '.join(bundle.names)}")
     for line in sync(g, app, say, certs):
         say(line)
     renewed = next(c for c in certs.of_app(app) if c.arn == cert.arn)
     return _row(renewed, renewed.arn in certs.attached(), _domains(g, app))
+
+
+def _yours(certs: AppCertificates, app: str, ident: str, hint: str) -> AppCert:
+    """One of the certificates the user added; an automatic one is refused with the hint
+    (`{domain}` in it names the certificate's domain)."""
+    cert = find(certs.of_app(app), ident)
+    if cert.kind == AUTO:
+        raise DynoformError(
+            f"certificate {cert.id} is the automatic one of {cert.domain}",
+            hint.format(domain=cert.domain),
+        )
+    return cert
 
 
 def _already_imported(certs: AppCertificates, app: str, cert_pem: bytes) -> AppCert | None:
@@ -189,12 +198,7 @@ def remove(g: Any, app: str, ident: str, say: Say) -> list[str]:
     """Stop serving a custom certificate and delete it; domains it covered get automatic
     certificates again."""
     certs = app_certificates(g)
-    cert = find(certs.of_app(app), ident)
-    if cert.kind == AUTO:
-        raise DynoformError(
-            f"certificate {cert.id} is the automatic one of {cert.domain}",
-            f"it goes with the domain: dynoform domains:remove {cert.domain} -a {app}",
-        )
+    cert = _yours(certs, app, ident, f"it goes with the domain: domains:remove {{domain}} -a {app}")
     certs.detach([cert.arn])
     certs.delete(cert.arn)
     return [f"removed certificate {cert.id} ({', '.join(cert.names)})", *sync(g, app, say, certs)]

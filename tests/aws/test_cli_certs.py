@@ -97,7 +97,7 @@ def test_a_custom_domain_gets_an_automatic_certificate_once_validated(cli, monke
     assert json.loads(cli("certs", "-a", "shop", "--json")[1]) == certs
 
     code, _, err = cli("certs:remove", certs[0]["id"], "-a", "shop")
-    assert code == 1 and "dynoform domains:remove www.example.com -a shop" in err
+    assert code == 1 and "domains:remove www.example.com -a shop" in err
     assert cli("domains:remove", "www.example.com", "-a", "shop")[0] == 0
     assert json.loads(cli("certs", "-a", "shop", "--json")[1]) == []
     assert _listener_certs(cli) == set()
