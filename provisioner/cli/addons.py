@@ -289,11 +289,9 @@ def ensure_psql(rollout: Any) -> None:
     if conn.run(["sh", "-c", "command -v psql"]).ok:
         return
     status(f"installing psql on {host.id} (once per host)")
-    script = (
-        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
-        'apt-get install -y -qq --no-install-recommends "$@" >/dev/null'
-    )
-    conn.run(["sh", "-c", script, "sh", *PSQL_PACKAGES], sudo=True, timeout=900, check=True)
+    from provisioner.ops.buildhost import apt_install
+
+    apt_install(conn, PSQL_PACKAGES)
 
 
 def _print(line: str) -> None:

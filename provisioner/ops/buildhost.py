@@ -114,11 +114,16 @@ def ensure_node(conn: Connection, say: Callable[[str], None]) -> None:
     if conn.run(["sh", "-c", "command -v node && command -v npm"]).ok:
         return
     say(f"installing Node.js on {conn.endpoint.name} (once per host)")
+    apt_install(conn, NODE_PACKAGES)
+
+
+def apt_install(conn: Connection, packages: list[str]) -> None:
+    """Install Debian packages on a host (quietly; up to 15 minutes for a slow mirror)."""
     script = (
         "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
         'apt-get install -y -qq --no-install-recommends "$@" >/dev/null'
     )
-    conn.run(["sh", "-c", script, "sh", *NODE_PACKAGES], sudo=True, timeout=900, check=True)
+    conn.run(["sh", "-c", script, "sh", *packages], sudo=True, timeout=900, check=True)
 
 
 def stage_buildpacks(conn: Connection, layout: BuildLayout, packs: list[str]) -> list[str]:
