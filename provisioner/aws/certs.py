@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from provisioner.aws.acmdns import validation_records
-from provisioner.aws.platform import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, Platform
+from provisioner.aws.platform import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, Platform, tags
 from provisioner.aws.session import Aws
 from provisioner.errors import DynoformError
 from provisioner.model.certs import AUTO, CUSTOM, AppCert, Bundle, CertPlan
@@ -33,13 +33,13 @@ def _stamp(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
 
 
-def _app_cert(tags: dict[str, str], described: dict[str, Any]) -> AppCert:
+def _app_cert(labels: dict[str, str], described: dict[str, Any]) -> AppCert:
     return AppCert(
         arn=str(described["CertificateArn"]),
-        kind=tags.get(KIND_TAG, CUSTOM),
+        kind=labels.get(KIND_TAG, CUSTOM),
         names=tuple(str(n).lower() for n in described.get("SubjectAlternativeNames") or []),
         status=str(described.get("Status", "")),
-        domain=tags.get(DOMAIN_TAG, ""),
+        domain=labels.get(DOMAIN_TAG, ""),
         not_after=_stamp(described.get("NotAfter")),
         issuer=str(described.get("Issuer", "")),
         created=_stamp(described.get("ImportedAt") or described.get("CreatedAt")),
@@ -67,23 +67,23 @@ class AppCertificates:
                     pairs = self.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
                 except ClientError:
                     continue  # deleted while we listed
-                tags = {t["Key"]: t.get("Value", "") for t in pairs}
+                labels = {t["Key"]: t.get("Value", "") for t in pairs}
                 if (
-                    tags.get(PLATFORM_TAG) == self.platform.name
-                    and tags.get(RESOURCE_TAG) == RESOURCE
+                    labels.get(PLATFORM_TAG) == self.platform.name
+                    and labels.get(RESOURCE_TAG) == RESOURCE
                 ):
-                    yield arn, tags
+                    yield arn, labels
 
     def of_app(self, app: str) -> list[AppCert]:
         found = []
-        for arn, tags in self._tagged():
-            if tags.get(APP_TAG) != app:
+        for arn, labels in self._tagged():
+            if labels.get(APP_TAG) != app:
                 continue
             try:
                 described = self.acm.describe_certificate(CertificateArn=arn)["Certificate"]
             except ClientError:
                 continue
-            found.append(_app_cert(tags, described))
+            found.append(_app_cert(labels, described))
         return sorted(found, key=lambda c: (c.kind, c.domain, c.created, c.arn))
 
     def attached(self) -> set[str]:
@@ -106,28 +106,15 @@ class AppCertificates:
 
     # changing ---------------------------------------------------------------------------------
     def _tags(self, app: str, kind: str, domain: str = "") -> list[dict[str, str]]:
-        pairs = {
-            PLATFORM_TAG: self.platform.name,
-            RESOURCE_TAG: RESOURCE,
-            APP_TAG: app,
-            KIND_TAG: kind,
-            "Name": f"dynoform-{self.platform.name}-{app}",
-        }
+        extra = {APP_TAG: app, KIND_TAG: kind, "Name": f"dynoform-{self.platform.name}-{app}"}
         if domain:
-            pairs[DOMAIN_TAG] = domain
-        return [{"Key": k, "Value": v} for k, v in pairs.items()]
+            extra[DOMAIN_TAG] = domain
+        return tags(self.platform.name, RESOURCE, **extra)
 
     def import_bundle(self, app: str, bundle: Bundle) -> str:
-        kwargs: dict[str, Any] = {
-            "Certificate": bundle.cert_pem,
-            "PrivateKey": bundle.key_pem,
-            "Tags": self._tags(app, CUSTOM),
-        }
-        if bundle.chain_pem:
-            kwargs["CertificateChain"] = bundle.chain_pem
-        return self._import(kwargs)
+        return self._import(Tags=self._tags(app, CUSTOM), **bundle.import_args())
 
-    def _import(self, kwargs: dict[str, Any]) -> str:
+    def _import(self, **kwargs: Any) -> str:
         try:
             return str(self.acm.import_certificate(**kwargs)["CertificateArn"])
         except ClientError as exc:
@@ -139,14 +126,7 @@ class AppCertificates:
     def reimport(self, app: str, arn: str, bundle: Bundle) -> None:
         """Replace a certificate in place (a renewal): same ARN, so the listener keeps it.
         Its tags are put again: AWS keeps them on a re-import, moto drops them."""
-        kwargs: dict[str, Any] = {
-            "CertificateArn": arn,
-            "Certificate": bundle.cert_pem,
-            "PrivateKey": bundle.key_pem,
-        }
-        if bundle.chain_pem:
-            kwargs["CertificateChain"] = bundle.chain_pem
-        self._import(kwargs)
+        self._import(CertificateArn=arn, **bundle.import_args())
         self.acm.add_tags_to_certificate(CertificateArn=arn, Tags=self._tags(app, CUSTOM))
 
     def request(self, app: str, domain: str) -> str:
@@ -194,39 +174,40 @@ class AppCertificates:
             delay = min(delay * 1.5, 10)
         raise DynoformError(f"certificate {arn} is still in use", "try again in a minute")
 
-    def retag(self, arn: str, app: str) -> None:
+    def retag(self, cert: AppCert, app: str) -> None:
+        """Give a certificate to another app (apps:rename)."""
         self.acm.add_tags_to_certificate(
-            CertificateArn=arn,
-            Tags=[
-                {"Key": APP_TAG, "Value": app},
-                {"Key": "Name", "Value": f"dynoform-{self.platform.name}-{app}"},
-            ],
+            CertificateArn=cert.arn, Tags=self._tags(app, cert.kind, cert.domain)
         )
 
-    def apply(self, app: str, plan: CertPlan) -> list[str]:
-        """Carry out a plan: detach, delete, request, attach; returns what changed."""
-        done = []
-        detach = set(plan.detach) | (set(plan.delete) & self.attached())
-        self.detach(sorted(detach))
-        done += [f"stopped serving certificate {a.rsplit('/', 1)[-1]}" for a in plan.detach]
+    def apply(self, app: str, plan: CertPlan) -> tuple[list[str], dict[str, str]]:
+        """Carry out a plan: detach, delete, request, attach. Returns what changed, and the
+        ARN requested for each domain."""
+        self.detach(plan.detach)  # the plan detaches what it deletes, too
+        done = [f"stopped serving certificate {a.rsplit('/', 1)[-1]}" for a in plan.detach]
         for arn in plan.delete:
             self.delete(arn)
             done.append(f"deleted certificate {arn.rsplit('/', 1)[-1]}")
-        for domain in plan.request:
-            arn = self.request(app, domain)
-            done.append(f"requested a certificate for {domain} ({arn.rsplit('/', 1)[-1]})")
+        requested = {domain: self.request(app, domain) for domain in plan.request}
+        done += [
+            f"requested a certificate for {d} ({arn.rsplit('/', 1)[-1]})"
+            for d, arn in requested.items()
+        ]
         self.attach(plan.attach)
         done += [f"serving certificate {a.rsplit('/', 1)[-1]}" for a in plan.attach]
-        return done
+        return done, requested
 
-    def records_for(self, arn: str, wait: float = RECORDS_WAIT_SECONDS) -> list[dict[str, str]]:
-        """DNS validation records of a pending certificate (waits for ACM to fill them in)."""
+    def pending_records(
+        self, arn: str, wait: float = RECORDS_WAIT_SECONDS
+    ) -> list[dict[str, str]] | None:
+        """DNS validation records of a certificate waiting for them (ACM fills them in a few
+        seconds after the request: waited for); None when it waits for nothing."""
         deadline = time.monotonic() + wait
         while True:
             described = self.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+            if described.get("Status") != "PENDING_VALIDATION":
+                return None
             records = validation_records(described)
-            if records or described.get("Status") != "PENDING_VALIDATION":
+            if records or time.monotonic() > deadline:
                 return records
-            if time.monotonic() > deadline:
-                return []
             time.sleep(2)

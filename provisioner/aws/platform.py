@@ -537,9 +537,7 @@ class _Builder:
                 f"must cover *.{domain} (it names {', '.join(bundle.names)})",
             )
         acm = self.aws.client("acm")
-        kwargs: dict[str, Any] = {"Certificate": bundle.cert_pem, "PrivateKey": bundle.key_pem}
-        if bundle.chain_pem:
-            kwargs["CertificateChain"] = bundle.chain_pem
+        kwargs = bundle.import_args()
         if existing is not None and existing.get("Type") == "IMPORTED":
             arn = str(existing["CertificateArn"])
             held = acm.get_certificate(CertificateArn=arn)["Certificate"]

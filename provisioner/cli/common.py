@@ -153,8 +153,5 @@ def destroy_app_resources(app: str) -> None:
     from provisioner.ops import certs, rollout
 
     rollout.destroy_app(GLOBALS, app)
-    try:
-        certs.destroy_app_certs(GLOBALS, app)
-    except DynoformError:
-        pass  # no platform: no certificates either
+    certs.destroy_app_certs(GLOBALS, app)
     addons.destroy_app_addons(app)

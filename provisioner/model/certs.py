@@ -39,6 +39,13 @@ class Bundle:
     not_after: datetime.datetime
     issuer: str
 
+    def import_args(self) -> dict[str, bytes]:
+        """ACM import_certificate's Certificate, PrivateKey and (if any) CertificateChain."""
+        args = {"Certificate": self.cert_pem, "PrivateKey": self.key_pem}
+        if self.chain_pem:
+            args["CertificateChain"] = self.chain_pem
+        return args
+
 
 @dataclass(frozen=True)
 class AppCert:

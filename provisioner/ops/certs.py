@@ -56,24 +56,22 @@ def sync(g: Any, app: str, say: Say, certs: AppCertificates | None = None) -> li
         plan = plan_certificates(domains, mine, certs.attached())
         if plan.empty:
             break
-        done += certs.apply(app, plan)
-        for domain in plan.request:
-            _announce_validation(g, certs, app, domain, say)
+        changed, requested = certs.apply(app, plan)
+        done += changed
+        for domain, arn in requested.items():
+            _announce_validation(g, certs, app, domain, arn, say)
     for note in plan.notes:
         say(note)
     return done
 
 
-def _announce_validation(g: Any, certs: AppCertificates, app: str, domain: str, say: Say) -> None:
+def _announce_validation(
+    g: Any, certs: AppCertificates, app: str, domain: str, arn: str, say: Say
+) -> None:
     """Put a new certificate's DNS validation records in Route 53, or tell the user them."""
-    pending = [
-        c
-        for c in certs.of_app(app)
-        if c.kind == AUTO and c.domain == domain and c.status == "PENDING_VALIDATION"
-    ]
-    if not pending:
-        return
-    records = certs.records_for(pending[0].arn)
+    records = certs.pending_records(arn)
+    if records is None:
+        return  # issued already (the local cloud's ACM)
     zone = acmdns.hosted_zone(g.aws, domain)
     if records and zone:
         acmdns.put_records(g.aws, zone, records)
@@ -148,7 +146,7 @@ def add(g: Any, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str
         cert = next(c for c in certs.of_app(app) if c.arn == arn)
     domains = _domains(g, app)
     uncovered = [d for d in domains if not covered_by(d, [cert])]
-    if not any(covered_by(d, [cert]) for d in domains):
+    if len(uncovered) == len(domains):
         say(f"note: it covers none of {app}'s domains yet: dynoform domains:add NAME -a {app}")
     return dict(_row(cert, cert.arn in certs.attached(), domains), uncovered=uncovered)
 
@@ -233,8 +231,12 @@ def wait(g: Any, app: str, domains: list[str], timeout: float, say: Say) -> list
 
 
 def destroy_app_certs(g: Any, app: str) -> int:
-    """Detach and delete every certificate of the app (apps:destroy); returns how many."""
-    certs = app_certificates(g, create=False)
+    """Detach and delete every certificate of the app (apps:destroy); returns how many.
+    Without a platform there are none."""
+    try:
+        certs = app_certificates(g, create=False)
+    except DynoformError:
+        return 0
     mine = certs.of_app(app)
     certs.detach(sorted({c.arn for c in mine} & certs.attached()))
     for cert in mine:
@@ -245,4 +247,4 @@ def destroy_app_certs(g: Any, app: str) -> int:
 def rename_app_certs(g: Any, old: str, new: str) -> None:
     certs = app_certificates(g, create=False)
     for cert in certs.of_app(old):
-        certs.retag(cert.arn, new)
+        certs.retag(cert, new)
