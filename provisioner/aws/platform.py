@@ -488,6 +488,8 @@ class _Builder:
         requested from ACM with DNS validation (records put in Route 53 when the zone is
         there, else printed), waited for until issued."""
         existing = self._own_certificate()
+        if existing is not None and not self.create:
+            return str(existing["CertificateArn"])  # loading: whichever certificate serves
         if self.bundle is not None:
             return self._imported_certificate(existing, self.bundle)
         if existing is not None and existing.get("Type") == "IMPORTED" and not self._ours(existing):
@@ -496,7 +498,7 @@ class _Builder:
             return self._local_certificate(existing)
         if existing is not None:
             arn = str(existing["CertificateArn"])
-            if existing.get("Status") != "ISSUED" and self.create:
+            if existing.get("Status") != "ISSUED":
                 self._validate(arn)
             return arn
         self._missing("certificate")
@@ -562,7 +564,7 @@ class _Builder:
         if existing is not None:
             arn = str(existing["CertificateArn"])
             held = acm.get_certificate(CertificateArn=arn)["Certificate"]
-            if ca.fingerprint(held) == issued.fingerprint or not self.create:
+            if ca.fingerprint(held) == issued.fingerprint:
                 return arn
             acm.import_certificate(
                 CertificateArn=arn,
