@@ -18,7 +18,7 @@ from pathlib import Path
 from provisioner import paths
 from provisioner.localcloud.system import log, run
 
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 SUITE = "trixie"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = [
@@ -41,6 +41,7 @@ FILES = {
     "dynoform-init.service": ("etc/systemd/system/dynoform-init.service", 0o644),
     "dynoform-final.service": ("etc/systemd/system/dynoform-final.service", 0o644),
     "cloud-init": ("usr/bin/cloud-init", 0o755),
+    "sshd-local.conf": ("etc/ssh/sshd_config.d/10-dynoform-local.conf", 0o644),
 }
 ENABLE = {
     "dynoform-init.service": "multi-user.target.wants",

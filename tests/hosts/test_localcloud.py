@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -219,6 +220,30 @@ def test_both_hosts_answer_ssh_and_run_their_user_data(net: Net, two_hosts: list
                 assert keys == "1"  # only the pinned key type, as cloud-init does
         finally:
             client.close()
+
+
+def test_failed_logins_and_probes_do_not_lock_this_machine_out(
+    net: Net, two_hosts: list[Booted]
+) -> None:
+    """All local traffic comes from the bridge's gateway: sshd's per-source penalties (6 failed
+    logins = 30 s, 20 probes = 20 s, past the 15 s threshold) would refuse it for a while."""
+    host = two_hosts[1]
+    connect(host.ip, net.key, None).close()  # booted
+    stranger = new_key()
+    for _ in range(6):
+        with pytest.raises(paramiko.AuthenticationException):
+            connect(host.ip, stranger, None, timeout=0)
+    for _ in range(20):
+        with socket.create_connection((host.ip, 22), timeout=2) as probe:
+            assert probe.recv(4) == b"SSH-"
+    client = connect(host.ip, net.key, None, timeout=0)
+    try:
+        assert sh(client, "sudo sshd -T | grep -i '^persourcepenalties'") == (
+            0,
+            "persourcepenalties no",
+        )
+    finally:
+        client.close()
 
 
 def test_status_lists_the_hosts(two_hosts: list[Booted]) -> None:
