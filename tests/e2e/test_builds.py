@@ -106,25 +106,40 @@ def test_failed_builds_create_no_release_and_keep_the_current(
     cli("buildpacks:clear", "-a", app_name)
 
 
-def test_two_deploys_at_once_one_waits_for_the_lease(app_name: str) -> None:
+def slow_buildpack(tmp: Path, marker: str) -> Path:
+    """A buildpack whose compile prints `marker` and then holds the build for a few seconds."""
+    pack = tmp / "slow-pack"
+    (pack / "bin").mkdir(parents=True)
+    for name, body in {
+        "detect": "echo Slow",
+        "compile": f"echo '-----> {marker}'; sleep 4",
+        "release": "echo ---",
+    }.items():
+        script = pack / "bin" / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    return pack
+
+
+def test_two_deploys_at_once_one_waits_for_the_lease(app_name: str, tmp_path: Path) -> None:
     cli("deploy", "-a", app_name, str(EXAMPLES / "procfile"))
+    cli("buildpacks:set", str(slow_buildpack(tmp_path, "slow build started")), "-a", app_name)
     argv = [
-        sys.executable,
-        "-m",
-        "provisioner",
-        "-t",
-        "local",
-        "deploy",
-        "-a",
-        app_name,
-        str(EXAMPLES / "procfile"),
+        *[sys.executable, "-m", "provisioner", "-t", "local"],
+        *["deploy", "-a", app_name, str(EXAMPLES / "procfile")],
     ]
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    assert first.stderr is not None
+    seen = []
+    # The first deploy holds the lease while its build runs: wait until the build has begun.
+    for line in first.stderr:
+        seen.append(line)
+        if "slow build started" in line:
+            break
     second = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     out, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err[-500:]
-    assert second.returncode == 1
+    assert first.returncode == 0, "".join(seen)[-500:] + err[-500:]
+    assert second.returncode == 1, second.stderr[-500:]
     assert "is busy: deploy by" in second.stderr and "--wait" in second.stderr
     assert [r["version"] for r in cli_json("releases", "-a", app_name)] == [2, 1]
 
