@@ -18,7 +18,7 @@ from pathlib import Path
 from provisioner import paths
 from provisioner.localcloud.system import log, run
 
-RECIPE_VERSION = 5
+RECIPE_VERSION = 6
 SUITE = "trixie"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = [
@@ -42,6 +42,7 @@ FILES = {
     "dynoform-final.service": ("etc/systemd/system/dynoform-final.service", 0o644),
     "cloud-init": ("usr/bin/cloud-init", 0o755),
     "sshd-local.conf": ("etc/ssh/sshd_config.d/10-dynoform-local.conf", 0o644),
+    "ssh-after-user-sessions.conf": ("etc/systemd/system/ssh.service.d/10-dynoform.conf", 0o644),
 }
 ENABLE = {
     "dynoform-init.service": "multi-user.target.wants",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import random
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from provisioner.aws.session import Aws
 from provisioner.localcloud import DEBIAN_SSM_PARAMETER, control, hosts_dir
 from provisioner.localcloud.network import names_for
-from provisioner.localcloud.system import mounts_under
+from provisioner.localcloud.system import children, mounts_under
 
 pytestmark = pytest.mark.cloud
 
@@ -87,9 +88,25 @@ def connect(ip: str, user_key: KeyPair, host_key: KeyPair | None, timeout: float
             return client
         except (OSError, paramiko.SSHException) as exc:
             client.close()
-            if isinstance(exc, paramiko.BadHostKeyException) or time.monotonic() > deadline:
+            if isinstance(exc, paramiko.BadHostKeyException):
                 raise
+            if time.monotonic() > deadline:
+                if isinstance(exc, paramiko.AuthenticationException) and "EOF" not in str(exc):
+                    raise  # the key was refused: expected by callers that offer a wrong key
+                raise AssertionError(f"{exc!r}; the host's journal:\n{host_journal(ip)}") from exc
             time.sleep(0.2)
+
+
+def host_journal(ip: str, lines: int = 80) -> str:
+    """The end of the journal of the local host at ip (read from this machine): why SSH failed."""
+    for host in control.status()["hosts"]:
+        if host["private_ip"] == ip and host["nspawn_pid"]:
+            for leader in children(int(host["nspawn_pid"])):
+                argv = ["nsenter", "-t", str(leader), "-m", "-u", "-i", "-n", "-p"]
+                argv += ["journalctl", "-b", "-n", str(lines), "--no-pager"]
+                result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+                return result.stdout + result.stderr
+    return f"(no running local host at {ip})"
 
 
 def sh(client: paramiko.SSHClient, command: str, timeout: float = 60) -> tuple[int, str]:
@@ -209,6 +226,9 @@ def test_both_hosts_answer_ssh_and_run_their_user_data(net: Net, two_hosts: list
             assert sh(client, "systemctl is-system-running --wait") == (0, "running")
             assert sh(client, "cloud-init status --wait") == (0, "status: done")
             assert sh(client, "sudo -n id -u") == (0, "0")
+            # sshd waits for logins to be permitted (no /run/nologin refusals mid-handshake).
+            after = sh(client, "systemctl show -p After --value ssh.service")[1].split()
+            assert "systemd-user-sessions.service" in after
             assert sh(client, "hostname")[1] == "ip-" + host.ip.replace(".", "-")
             assert sh(client, "ip -4 -o addr show eth0")[1].split()[3] == f"{host.ip}/15"
             assert sh(client, "sudo stat -c %a /var/lib/dynoform/user-data") == (0, "600")
