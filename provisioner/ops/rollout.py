@@ -105,10 +105,15 @@ done
 [ -z "$failed" ] || { echo "$failed"; exit 1; }
 """
 
-# Enable the new units, load them and start them with one reload of systemd: `daemon-reload`
-# then `enable --now` reloaded twice (0.23 s against 0.13 s on a local-cloud host).
+# Enable and start the new units. systemd (246+) loads a unit file it has not loaded yet on
+# `start`, so `daemon-reload` (0.1 s of PID 1's CPU per host, and hosts share cores in the local
+# cloud) runs only when a loaded unit's file changed: a unit name written again (a scale back up
+# of the same release) with other contents.
 _RELOAD_START = (
-    'systemctl enable --no-reload --quiet "$@" && systemctl daemon-reload && systemctl start "$@"'
+    'systemctl enable --no-reload --quiet "$@" && '
+    'if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; '
+    "then systemctl daemon-reload; fi && "
+    'systemctl start "$@"'
 )
 
 # Stop units after the drain, on the host itself, so the deploy command need not wait for it.
