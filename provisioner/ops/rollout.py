@@ -123,6 +123,10 @@ _STOP_LATER = (
 )
 
 
+# How long the router takes to stop sending an app's requests once its rule is deleted (the
+# local cloud's router follows at once; an ALB within a second or two).
+ROUTER_SETTLE_S = 1.5
+
 # Progress after each kind of step (start has its own line before it runs).
 _DONE = {
     "wait_port": "{dynos} answering on $PORT",
@@ -488,7 +492,12 @@ class Rollout:
 
     # removal ----------------------------------------------------------------------------------
     def remove_app(self, app: str) -> None:
+        """The app's router entries first (its name then answers 404, not 502 or 503 from
+        dynos going away), then, a moment later, its dynos, files and user on every host."""
+        self.router.remove_app(app)
         observed = self.observe()
+        if observed.of_app(app):
+            time.sleep(ROUTER_SETTLE_S)
 
         def clean(host: ec2_fleet.Host) -> None:
             conn = self.fleet.connect(host)
@@ -503,7 +512,6 @@ class Rollout:
             )
 
         fan_out(observed.hosts, clean, timeout=300)
-        self.router.remove_app(app)
 
 
 PLATFORM_DOC = "platform.json"
