@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from provisioner.cli import common
@@ -67,31 +69,50 @@ def rename(
     new_name: str = typer.Argument(..., help="The new name."),
     app: str = AppOption,
 ) -> None:
-    """Rename an app. Example: dynoform apps:rename newname -a oldname"""
+    """Rename an app; its dynos start under the new name before the old ones stop.
+
+    Example: dynoform apps:rename newname -a oldname"""
     old = resolve_app(app)
-    ops.rename_app(g().store, old, new_name)
+    activate = common.activator()
+
+    def start_under_new_name(name: str, release: Any, config: dict[str, str]) -> None:
+        try:
+            activate(name, release, config)
+        except BaseException:
+            _remove_from_hosts(name)  # what the new name got before it failed
+            raise
+
+    ops.rename_app(g().store, old, new_name, start_under_new_name)
     _move_platform_entries(old, new_name)
     status(f"renamed {old} to {new_name}")
     if common.app_from_git_remote() == old:
         ops.add_git_remote(new_name)
 
 
-def _move_platform_entries(old: str, new: str) -> None:
-    """What the platform holds under the old name: its router rule and target group, release
-    directories and user on hosts (no dynos run: rename needs the app scaled to 0), and its
-    certificates. Custom domains route to the new name."""
-    from provisioner.cli.domains import sync_rules
-    from provisioner.ops import certs
+def _remove_from_hosts(app: str) -> bool:
+    """The app's dynos, router rule and target group, release directories and user on hosts;
+    False when there is no platform (so nothing there)."""
     from provisioner.ops.rollout import open_rollout
 
     try:
         rollout = open_rollout(g(), status, create=False)
     except DynoformError:
-        return  # no platform: nothing there
+        return False
     try:
-        rollout.remove_app(old)
+        rollout.remove_app(app)
     finally:
         rollout.fleet.close()
+    return True
+
+
+def _move_platform_entries(old: str, new: str) -> None:
+    """What the platform holds under the old name goes (its dynos, which the new name now
+    runs, its rule and directories); certificates move; custom domains route to the new name."""
+    from provisioner.cli.domains import sync_rules
+    from provisioner.ops import certs
+
+    if not _remove_from_hosts(old):
+        return
     certs.rename_app_certs(g(), old, new)
     record = g().store.app(new)
     if record.get("domains") or record.get("maintenance") or record.get("plain_http"):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from provisioner.errors import DynoformError
 from provisioner.model.appnames import random_app_name
 from provisioner.model.names import validate_app_name
+from provisioner.model.release import Release
 from provisioner.store import Store
+
+# Rolls an app's dynos to a release with its config (rollout.activator).
+Activate = Callable[[str, Release, dict[str, str]], None]
 
 
 def create_app(store: Store, name: str | None) -> dict[str, Any]:
@@ -52,15 +57,20 @@ def app_info(store: Store, app: str, web_url: str | None) -> dict[str, Any]:
     }
 
 
-def rename_app(store: Store, old: str, new: str) -> None:
-    """Copy every document of the app to the new name, then remove the old ones."""
+def rename_app(store: Store, old: str, new: str, activate: Activate | None = None) -> None:
+    """Copy every document of the app to the new name, then remove the old ones.
+
+    An app with dynos is started under the new name first (`activate`): the old name keeps
+    serving until the new one does, and if that fails the new name is removed again.
+    """
     validate_app_name(new)
     store.app(old)
     if store.app_exists(new):
         raise DynoformError(f"app {new!r} already exists", "choose another name")
     with store.lease(old, "rename"):
         formation, _ = store.formation(old)
-        if any(pf.quantity for pf in formation.values()):
+        running = any(pf.quantity for pf in formation.values())
+        if running and activate is None:
             raise DynoformError(
                 f"{old} has running dynos",
                 f"scale them to 0 first: dynoform ps:scale -a {old} web=0",
@@ -74,4 +84,12 @@ def rename_app(store: Store, old: str, new: str) -> None:
             if key.endswith("/app.json"):
                 data = dict(data, name=new)
             docs.put(f"apps/{new}/" + key[len(f"apps/{old}/") :], data)
+        release = store.current_release(new) if running else None
+        if activate is not None and release is not None and release.slug_key:
+            try:
+                config = store.release_config(new, release.version) or store.config(new)[0]
+                activate(new, release, config)
+            except BaseException:
+                docs.delete_prefix(f"apps/{new}/")
+                raise
         docs.delete_prefix(f"apps/{old}/")

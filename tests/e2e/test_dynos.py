@@ -138,3 +138,27 @@ def test_ps_json_fields(app_name: str) -> None:
         "memory_mb",
     }
     assert json.loads(json.dumps(rows))
+
+
+def test_rename_a_running_app_keeps_it_serving_under_the_new_name(app_name: str) -> None:
+    cli("deploy", "-a", app_name, str(EXAMPLES / "python"))
+    cli("config:set", "-a", app_name, "GREETING=renamed")  # v2
+    cli("ps:scale", "web=1", "worker=0", "-a", app_name)
+    old_url = Url.of_app(app_name)
+    new_name = app_name + "-r"
+    try:
+        with Load(old_url) as load:
+            cli("apps:rename", new_name, "-a", app_name)
+        # No request to the old name failed while the new one started (no 502, 503 or reset):
+        # the only errors come once the old name is gone (no rule: 404; no certificate for it).
+        gone = ("HTTP 404", "SSLCertVerificationError")
+        assert load.ok > 5 and all(f.startswith(gone) for f in load.failures), load.failures
+        url = Url.of_app(new_name)
+        assert get(url, "/")[0] == 200
+        assert dyno_of(url)["release"] == "v2"
+        rows = ps(new_name)
+        assert [r["name"] for r in rows if r["state"] == "up"] == ["web.1"]
+        assert app_name not in [a["name"] for a in cli_json("apps")]  # type: ignore[union-attr,index]
+        assert cli("ps", "-a", app_name, check=False).returncode == 1
+    finally:
+        cli("apps:destroy", "-a", new_name, "--confirm", new_name, check=False)
