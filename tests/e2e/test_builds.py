@@ -59,6 +59,16 @@ def test_python_rebuild_reuses_the_cache_and_identical_slug_is_not_stored_twice(
     assert "Python app detected" in cli("builds:output", "-a", app_name).stdout
 
 
+def write_buildpack(pack: Path, **bodies: str) -> Path:
+    """A buildpack directory whose bin/detect, bin/compile and bin/release run these sh bodies."""
+    (pack / "bin").mkdir(parents=True)
+    for name, body in bodies.items():
+        script = pack / "bin" / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    return pack
+
+
 def failing_sources(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     bad_procfile = tmp / "bad-procfile"
     bad_procfile.mkdir()
@@ -70,16 +80,12 @@ def failing_sources(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     big.mkdir()
     (big / "Procfile").write_text("web: python3 -m http.server $PORT\n")
     (big / "blob.bin").write_bytes(os.urandom(3 * 1024 * 1024))
-    failing_pack = tmp / "failing-pack"
-    (failing_pack / "bin").mkdir(parents=True)
-    for name, body in {
-        "detect": "echo Failing",
-        "compile": "echo compile error >&2; exit 1",
-        "release": "echo ---",
-    }.items():
-        script = failing_pack / "bin" / name
-        script.write_text(f"#!/bin/sh\n{body}\n")
-        script.chmod(0o755)
+    write_buildpack(
+        tmp / "failing-pack",
+        detect="echo Failing",
+        compile="echo compile error >&2; exit 1",
+        release="echo ---",
+    )
     return {
         "malformed Procfile": (bad_procfile, [], "defined twice"),
         "nothing detected": (nothing, [], "detect"),
@@ -108,17 +114,12 @@ def test_failed_builds_create_no_release_and_keep_the_current(
 
 def slow_buildpack(tmp: Path, marker: str) -> Path:
     """A buildpack whose compile prints `marker` and then holds the build for a few seconds."""
-    pack = tmp / "slow-pack"
-    (pack / "bin").mkdir(parents=True)
-    for name, body in {
-        "detect": "echo Slow",
-        "compile": f"echo '-----> {marker}'; sleep 4",
-        "release": "echo ---",
-    }.items():
-        script = pack / "bin" / name
-        script.write_text(f"#!/bin/sh\n{body}\n")
-        script.chmod(0o755)
-    return pack
+    return write_buildpack(
+        tmp / "slow-pack",
+        detect="echo Slow",
+        compile=f"echo '-----> {marker}'; sleep 4",
+        release="echo ---",
+    )
 
 
 def test_two_deploys_at_once_one_waits_for_the_lease(app_name: str, tmp_path: Path) -> None:
