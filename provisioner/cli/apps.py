@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from provisioner.cli import common
 from provisioner.cli.common import AppOption, emit_json, g, out, print_table, resolve_app, status
 from provisioner.errors import DynoformError
+from provisioner.model.release import Release
 from provisioner.ops import apps as ops
 
 group = typer.Typer(
@@ -75,7 +74,7 @@ def rename(
     old = resolve_app(app)
     activate = common.activator()
 
-    def start_under_new_name(name: str, release: Any, config: dict[str, str]) -> None:
+    def start_under_new_name(name: str, release: Release, config: dict[str, str]) -> None:
         try:
             activate(name, release, config)
         except BaseException:
