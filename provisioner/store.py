@@ -30,6 +30,10 @@ from provisioner.model.names import validate_app_name
 from provisioner.model.release import Release
 
 MAX_CONFLICT_RETRIES = 50
+# A holder renews every LEASE_TTL / LEASE_RENEWALS seconds; a killed holder's lease is free
+# LEASE_TTL seconds after its last renewal.
+LEASE_TTL = 30.0
+LEASE_RENEWALS = 6
 
 
 def now_iso() -> str:
@@ -47,6 +51,7 @@ def whoami() -> str:
 class Store:
     def __init__(self, docs: Documents) -> None:
         self.docs = docs
+        self._held: dict[str, Lease] = {}  # app -> the lease this store's caller holds on it
 
     # apps -------------------------------------------------------------------------------------
     def _app_key(self, app: str) -> str:
@@ -75,6 +80,7 @@ class Store:
     def update_app(self, app: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Read-modify-write of the app record, retried on concurrent changes."""
         key = self._app_key(app)
+        self._fence(app)
         for _ in range(MAX_CONFLICT_RETRIES):
             doc = self.docs.get(key)
             if doc is None:
@@ -111,6 +117,7 @@ class Store:
         The config snapshot is written first under the version, so a release never exists
         without its config.
         """
+        self._fence(app)
         versions = self.release_versions(app)
         version = (versions[-1] if versions else 0) + 1
         for _ in range(MAX_CONFLICT_RETRIES * 4):
@@ -139,6 +146,7 @@ class Store:
 
     def set_release_status(self, app: str, version: int, status: str) -> Release:
         key = self._release_key(app, version)
+        self._fence(app)
         for _ in range(MAX_CONFLICT_RETRIES):
             doc = self.docs.get(key)
             if doc is None:
@@ -170,6 +178,7 @@ class Store:
     def save_config(self, app: str, config: dict[str, str], etag: str | None) -> None:
         """Store config vars; raises Conflict when another change came first."""
         data = {"vars": validate_config(config), "updated_at": now_iso()}
+        self._fence(app)
         key = f"apps/{app}/config.json"
         if etag is None:
             self.docs.create(key, data)
@@ -186,6 +195,7 @@ class Store:
     def save_formation(self, app: str, formation: Formation, etag: str | None) -> None:
         key = f"apps/{app}/formation.json"
         data = formation_to_dict(formation)
+        self._fence(app)
         if etag is None:
             self.docs.create(key, data)
         else:
@@ -194,14 +204,27 @@ class Store:
     # leases -----------------------------------------------------------------------------------
     @contextmanager
     def lease(
-        self, app: str, operation: str, ttl: float = 900, wait: bool = False, timeout: float = 900
+        self,
+        app: str,
+        operation: str,
+        ttl: float = LEASE_TTL,
+        wait: bool = False,
+        timeout: float = 900,
     ) -> Iterator[Lease]:
         lease = Lease(self.docs, app, operation, ttl)
         lease.acquire(wait=wait, timeout=timeout)
+        self._held[app] = lease
         try:
             yield lease
         finally:
+            self._held.pop(app, None)
             lease.release()
+
+    def _fence(self, app: str) -> None:
+        """Before a write to an app's documents: if this store holds its lease, it must be ours."""
+        lease = self._held.get(app)
+        if lease is not None:
+            lease.ensure()
 
 
 @dataclass
@@ -211,12 +234,22 @@ class LeaseInfo:
     acquired_at: str
     expires_at: float
 
+    def busy_error(self, app: str) -> DynoformError:
+        left = max(0, round(self.expires_at - time.time()))
+        return DynoformError(
+            f"app {app!r} is busy: {self.operation} by {self.holder} since {self.acquired_at}"
+            f" (its lease runs out in {left} s unless the holder renews it)",
+            "wait for it to finish, or pass --wait",
+        )
+
 
 class Lease:
     """A per-app lease: one holder at a time; taken over only after it expires.
 
-    It is renewed in the background while held, so a long deploy keeps it, and a killed
-    process loses it after ttl seconds.
+    It is renewed in the background while held, so a long operation keeps it, and a killed
+    process loses it LEASE_TTL seconds after its last renewal. Writes under the lease call
+    ensure(), which refuses once the lease may have passed to somebody else: its renewal was
+    refused, or the last successful renewal is too old for the lease to be surely ours.
     """
 
     def __init__(self, docs: Documents, app: str, operation: str, ttl: float) -> None:
@@ -227,6 +260,9 @@ class Lease:
         self.ttl = ttl
         self.holder = f"{whoami()}:{os.getpid()}:{threading.get_ident()}"
         self.etag: str | None = None
+        self.acquired_at = now_iso()
+        self.renewed = 0.0  # time.monotonic() of the last write that extended the lease
+        self.lost: str | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -234,14 +270,25 @@ class Lease:
         return {
             "holder": self.holder,
             "operation": self.operation,
-            "acquired_at": now_iso(),
+            "acquired_at": self.acquired_at,
             "expires_at": time.time() + self.ttl,
         }
+
+    def _write(self, etag: str | None) -> None:
+        """Create (etag None) or extend the lease document; Conflict when somebody else won."""
+        started = time.monotonic()
+        record = self._record()
+        self.etag = (
+            self.docs.create(self.key, record)
+            if etag is None
+            else (self.docs.update(self.key, record, etag))
+        )
+        self.renewed = started
 
     def try_acquire(self) -> LeaseInfo | None:
         """Take the lease; returns None on success, or who holds it."""
         try:
-            self.etag = self.docs.create(self.key, self._record())
+            self._write(None)
             return None
         except Conflict:
             pass
@@ -252,7 +299,7 @@ class Lease:
         if info.expires_at > time.time():
             return info
         try:
-            self.etag = self.docs.update(self.key, self._record(), doc.etag)
+            self._write(doc.etag)
             return None
         except Conflict:
             return self.try_acquire()
@@ -264,29 +311,43 @@ class Lease:
             if holder is None:
                 break
             if not wait or time.monotonic() > deadline:
-                since = holder.acquired_at
-                raise DynoformError(
-                    f"app {self.app!r} is busy: {holder.operation} by {holder.holder} since {since}",
-                    "wait for it to finish, or pass --wait",
-                )
+                raise holder.busy_error(self.app)
             time.sleep(1.0)
         self._renewer = threading.Thread(target=self._renew_loop, daemon=True)
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
-            if self.etag is None:
-                return
+        """Extend the lease every ttl/LEASE_RENEWALS s; transient errors are tried again."""
+        while not self._stop.wait(self.ttl / LEASE_RENEWALS):
             try:
-                self.etag = self.docs.update(self.key, self._record(), self.etag)
+                self._write(self.etag)
             except Conflict:
-                return  # somebody took it over after expiry; the operation will notice
+                self.lost = "another operation took it over"
+                return
+            except Exception as exc:  # noqa: BLE001 - network or throttling: retry next round
+                if self.age() >= self.ttl:
+                    self.lost = f"it could not be renewed for {round(self.age())} s ({exc})"
+                    return
+
+    def age(self) -> float:
+        return time.monotonic() - self.renewed
+
+    def ensure(self) -> None:
+        """Raise unless the lease is surely still ours (with a margin of one renewal period)."""
+        if self.lost is None and self.age() > self.ttl - self.ttl / LEASE_RENEWALS:
+            self.lost = f"it was last renewed {round(self.age())} s ago"
+        if self.lost is not None:
+            raise DynoformError(
+                f"lost the lease on app {self.app!r} during {self.operation}: {self.lost}",
+                "nothing more was written; check `dynoform releases` and run the command again",
+            )
 
     def release(self) -> None:
         self._stop.set()
         if self._renewer:
             self._renewer.join(timeout=5)
-        doc = self.docs.get(self.key)
-        if doc is not None and doc.data.get("holder") == self.holder:
-            self.docs.delete(self.key)
+        if self.lost is None:
+            doc = self.docs.get(self.key)
+            if doc is not None and doc.data.get("holder") == self.holder:
+                self.docs.delete(self.key)
         self.etag = None

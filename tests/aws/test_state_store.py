@@ -7,7 +7,7 @@ import pytest
 from provisioner.aws.state import Conflict, Documents
 from provisioner.errors import DynoformError
 from provisioner.model.release import Release
-from provisioner.store import Lease, now_iso
+from provisioner.store import Lease, Store, now_iso
 
 
 def make_release(version: int) -> Release:
@@ -86,6 +86,68 @@ def test_wait_for_lease(store):
     start = time.monotonic()
     with store.lease("waiting", "scale", wait=True, timeout=10):
         assert time.monotonic() - start >= 0.9
+
+
+class FlakyDocuments(Documents):
+    """The state bucket as seen over a network that drops this holder's lease renewals."""
+
+    def __init__(self, docs: Documents) -> None:
+        super().__init__(docs.s3, docs.bucket)
+        self.failing = False
+
+    def update(self, key, data, etag):
+        if self.failing and key.startswith("leases/"):
+            raise ConnectionError("connection reset")
+        return super().update(key, data, etag)
+
+
+def test_busy_error_says_when_the_lease_runs_out(store):
+    store.create_app("counted")
+    with store.lease("counted", "deploy", ttl=30):
+        with pytest.raises(DynoformError, match=r"runs out in (29|30) s"):
+            with store.lease("counted", "scale"):
+                pass
+
+
+def test_renewal_survives_transient_errors(store):
+    store.create_app("flaky")
+    flaky = Store(FlakyDocuments(store.docs))
+    with flaky.lease("flaky", "deploy", ttl=1.2) as lease:
+        flaky.docs.failing = True
+        time.sleep(0.5)  # two renewals fail, within the lease's life
+        flaky.docs.failing = False
+        time.sleep(1.0)  # renewed again: the lease outlives its first ttl
+        assert lease.lost is None
+        flaky.save_config("flaky", {"A": "1"}, None)
+    assert store.config("flaky")[0] == {"A": "1"}
+
+
+def test_writes_stop_once_the_lease_is_lost(store):
+    """A holder cut off from the bucket loses its lease; its next write is refused."""
+    store.create_app("cutoff")
+    flaky = Store(FlakyDocuments(store.docs))
+    with flaky.lease("cutoff", "deploy", ttl=1.2) as lease:
+        flaky.docs.failing = True
+        time.sleep(1.4)  # expired: another operation takes the lease over
+        with store.lease("cutoff", "scale", ttl=30):
+            with pytest.raises(DynoformError, match="lost the lease on app 'cutoff' during deploy"):
+                flaky.save_config("cutoff", {"A": "stale"}, None)
+            with pytest.raises(DynoformError, match="lost the lease"):
+                flaky.create_release("cutoff", make_release, {})
+        assert lease.lost is not None
+    assert store.config("cutoff")[0] == {} and store.release_versions("cutoff") == []
+
+
+def test_a_lease_taken_over_is_not_deleted_by_its_old_holder(store):
+    store.create_app("taken")
+    flaky = Store(FlakyDocuments(store.docs))
+    with flaky.lease("taken", "deploy", ttl=1.2):
+        flaky.docs.failing = True
+        time.sleep(1.4)
+        second = Lease(store.docs, "taken", "scale", ttl=30)
+        assert second.try_acquire() is None
+    # the first holder's exit left the new holder's lease in place
+    assert store.docs.get("leases/taken.json").data["holder"] == second.holder
 
 
 def test_apps_and_config(store):
