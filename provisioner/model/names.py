@@ -6,13 +6,14 @@ import re
 
 from provisioner.errors import ValidationError
 
-APP_NAME_RE = re.compile(r"[a-z][a-z0-9-]{2,29}")
+# Heroku's rule, which also keeps target group names (no "--", no dash at the end) valid.
+APP_NAME_RE = re.compile(r"[a-z](?!.*--)[a-z0-9-]{1,28}[a-z0-9]")
 CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PROCESS_TYPE_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 APP_NAME_RULE = (
-    "must start with a lowercase letter, then lowercase letters, digits and dashes, "
-    "3 to 30 characters"
+    "must start with a lowercase letter, then lowercase letters, digits and single dashes, "
+    "end with a letter or digit, 3 to 30 characters"
 )
 
 

@@ -29,6 +29,9 @@ def test_apps_create_list_info_destroy(cli):
     assert code == 1 and "already exists" in err
     code, _, err = cli("apps:create", "Bad_Name")
     assert code == 1 and "app name" in err and err.count("\n") == 1
+    for name in ("shop-", "shop--two"):  # AWS's target group names would refuse them later
+        code, _, err = cli("apps:create", name)
+        assert code == 1 and "single dashes" in err and err.count("\n") == 1
     code, _, err = cli("apps:destroy", "-a", "shop-one", "--confirm", "wrong")
     assert code == 1 and "does not match" in err
     assert cli("apps:destroy", "-a", "shop-one", "--confirm", "shop-one")[0] == 0

@@ -19,13 +19,17 @@ from provisioner.model.sizes import DYNO_SIZES, dyno_size
 # --- app names -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["abc", "my-app", "a12", "quiet-river-4821", "a" * 30])
+@pytest.mark.parametrize(
+    "name", ["abc", "my-app", "a12", "quiet-river-4821", "a" * 30, "a-b-c", "ab9"]
+)
 def test_valid_app_names(name):
     assert validate_app_name(name) == name
 
 
 @pytest.mark.parametrize(
-    "name", ["ab", "a" * 31, "1app", "-app", "App", "my_app", "my app", "ünï", "", "app\n"]
+    "name",
+    ["ab", "a" * 31, "1app", "-app", "App", "my_app", "my app", "ünï", "", "app\n"]
+    + ["app-", "my--app", "a--", "abc-"],
 )
 def test_invalid_app_names_name_the_field_and_rule(name):
     with pytest.raises(ValidationError) as info:
