@@ -26,7 +26,7 @@ from provisioner.model.formation import Formation
 from provisioner.model.release import Release
 from provisioner.ops.buildhost import ensure_node, needs_node
 from provisioner.ops.hosts import Fleet, pin_key
-from provisioner.plan.placement import DynoRef, place
+from provisioner.plan.placement import DynoRef, held_formations, place
 from provisioner.plan.placement import Host as PlacementHost
 from provisioner.plan.rollout import (
     Action,
@@ -197,18 +197,22 @@ class Rollout:
     def placement(self, observed: Observed, app: str, formation: Formation) -> dict[DynoRef, str]:
         if not observed.hosts and any(pf.quantity for pf in formation.values()):
             raise DynoformError("no usable hosts", "add some: dynoform hosts:add --count 2")
-        formations = {name: self.store.formation(name)[0] for name in self.store.apps()}
-        formations[app] = formation
         hosts = [
             PlacementHost(h.id, h.zone, INSTANCE_MEMORY_MB.get(h.type, DEFAULT_MEMORY_MB))
             for h in observed.hosts
         ]
         existing = {}
+        others = []  # other apps hold the capacity of what runs, not of their formations
         for host_id, states in observed.dynos.items():
             for state in sorted(states, key=lambda s: s.instance.release):
                 inst = state.instance
                 if state.active in ("active", "activating", "reloading"):
-                    existing[DynoRef(inst.app, inst.type, inst.index)] = host_id
+                    ref = DynoRef(inst.app, inst.type, inst.index)
+                    existing[ref] = host_id
+                    if inst.app != app:
+                        others.append((ref, inst.size))
+        formations = held_formations(others)
+        formations[app] = formation
         return place(formations, hosts, existing)
 
     def plan(

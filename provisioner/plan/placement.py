@@ -164,6 +164,30 @@ def _bump(counts: dict[str, int], key: str, delta: int) -> None:
         counts.pop(key, None)
 
 
+def held_formations(running: Iterable[tuple[DynoRef, str]]) -> dict[str, Formation]:
+    """The formations other apps hold on the fleet: what runs, not what they wish for.
+
+    `running` is (dyno, size) of each dyno that runs or is starting. An app whose release
+    failed, or whose wishes never fitted, holds nothing, so it cannot block another app's
+    rollout. Per type the quantity is the highest index that runs, with its largest size.
+    """
+    quantity: dict[tuple[str, str], int] = defaultdict(int)
+    size: dict[tuple[str, str], str] = {}
+    for dyno, dyno_size_name in running:
+        key = (dyno.app, dyno.type)
+        quantity[key] = max(quantity[key], dyno.index)
+        if key not in size or _memory(dyno_size_name) > _memory(size[key]):
+            size[key] = dyno_size_name
+    result: dict[str, Formation] = defaultdict(dict)
+    for (app, kind), count in sorted(quantity.items()):
+        result[app][kind] = ProcessFormation(count, size[(app, kind)])
+    return dict(result)
+
+
+def _memory(size: str) -> int:
+    return dyno_size(size).memory_mb
+
+
 def place(
     formations: Mapping[str, Formation],
     hosts: Sequence[Host],

@@ -15,6 +15,7 @@ from provisioner.plan.placement import (
     Host,
     by_host,
     desired_dynos,
+    held_formations,
     host_usage,
     moved_dynos,
     place,
@@ -194,6 +195,30 @@ def test_shortage_says_how_much_is_missing() -> None:
         place({"shop": {"web": ProcessFormation(5)}}, hosts)
     assert "2 dynos (shop/web.4, shop/web.5) need 1024 MB" in err.value.message
     assert "at least 1024 MB more is missing" in err.value.message
+
+
+def test_other_apps_hold_what_runs_not_what_they_wish() -> None:
+    running = [
+        (DynoRef("shop", "web", 1), "standard-1x"),
+        (DynoRef("shop", "web", 2), "standard-1x"),
+        (DynoRef("shop", "worker", 1), "standard-2x"),
+        (DynoRef("blog", "run", 3), "basic"),
+    ]
+    assert held_formations(running) == {
+        "blog": {"run": ProcessFormation(3, "basic")},
+        "shop": {"web": ProcessFormation(2), "worker": ProcessFormation(1, "standard-2x")},
+    }
+    assert held_formations([]) == {}
+
+
+def test_a_failed_app_wishes_do_not_block_a_running_app_scaling_down() -> None:
+    """Near capacity: a new app whose first deploy failed runs nothing and holds nothing."""
+    hosts = [Host("h1", "z", 2048)]  # 1536 MB usable: 3 standard-1x
+    running = {DynoRef("shop", "web", i): "h1" for i in (1, 2)}
+    formations = held_formations((d, "standard-1x") for d in running if d.app != "shop")
+    formations["shop"] = {"web": ProcessFormation(1)}  # shop scales down to 1
+    # what the fleet recorded for the failed app (web=4) is not in the formations any more
+    assert place(formations, hosts, running) == {DynoRef("shop", "web", 1): "h1"}
 
 
 def test_duplicate_hosts_are_rejected() -> None:
