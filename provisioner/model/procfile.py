@@ -9,6 +9,7 @@ from provisioner.errors import ValidationError
 
 _LINE_RE = re.compile(r"([A-Za-z0-9_-]+)[ \t]*:[ \t]*(.*)")
 RELEASE_TYPE = "release"
+ONE_OFF_TYPE = "run"  # one-off dynos are run.N
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ def parse_procfile(text: str) -> Procfile:
         if not command:
             raise ValidationError(
                 f"Procfile line {number}", f"process type {name!r} has no command"
+            )
+        if name == ONE_OFF_TYPE:
+            raise ValidationError(
+                f"Procfile line {number}",
+                f"process type {name!r} is reserved for one-off dynos (`dynoform run`)",
             )
         if name in processes:
             raise ValidationError(

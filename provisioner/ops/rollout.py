@@ -480,6 +480,7 @@ class Rollout:
     def _prune(self, observed: Observed, app: str, hosts: set[str], plan: RolloutPlan) -> None:
         """Keep the newest releases on each host (instant rollbacks), drop older ones."""
         in_use = {d.release for d in plan.final} | {d.release for d in plan.keep}
+        in_use |= {s.instance.release for s in observed.of_app(app) if s.instance.is_oneoff}
 
         def prune(host_id: str) -> None:
             conn = self.conn(host_id, observed)

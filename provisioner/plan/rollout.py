@@ -155,6 +155,8 @@ def plan_converge(
     Scale, ps:type and host changes: only the dynos that differ are started or stopped.
     """
     opts = options or RolloutOptions()
+    # One-off dynos are not in the formation: a rollout neither keeps nor stops them.
+    running = [d for d in running if not d.is_oneoff]
     desired = _desired(app, release, formation, placement)
     restart_set = set(restart)
     # The newest generation of each dyno of this release is the one that may be kept.

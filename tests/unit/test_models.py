@@ -63,6 +63,11 @@ def test_procfile_duplicate_names_line_numbers():
     assert "line 4" in str(info.value) and "line 1" in str(info.value)
 
 
+def test_procfile_run_is_reserved_for_one_off_dynos():
+    with pytest.raises(ValidationError, match="line 2.*reserved for one-off dynos"):
+        parse_procfile("web: a\nrun: ./task\n")
+
+
 @pytest.mark.parametrize("text", ["web a\n", "we b: x\n", ": x\n", "web:\n", "wéb: x\n"])
 def test_procfile_malformed_lines_are_rejected(text):
     with pytest.raises(ValidationError) as info:
@@ -70,7 +75,7 @@ def test_procfile_malformed_lines_are_rejected(text):
     assert "Procfile line 1" in str(info.value)
 
 
-process_names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
+process_names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True).filter(lambda n: n != "run")
 commands = (
     st.text(
         alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")),

@@ -146,6 +146,17 @@ def test_scale_up_and_down_touch_only_the_difference() -> None:
     assert kinds(plan) == [(1, "stop", "worker.1", 3, None)]
 
 
+def test_one_off_dynos_are_left_alone_by_every_rollout() -> None:
+    oneoff = DynoInstance(APP, 2, "run.4821", "h1")
+    running = [*RUNNING_V3, oneoff]
+    assert plan_converge(APP, 3, FORMATION, PLACEMENT, running).is_empty()
+    scaled = plan_converge(APP, 3, {**FORMATION, "worker": ProcessFormation(0)}, PLACEMENT, running)
+    assert kinds(scaled) == [(1, "stop", "worker.1", 3, None)]
+    deploy = plan_converge(APP, 4, FORMATION, PLACEMENT, running)
+    assert oneoff not in deploy.stopped and oneoff not in deploy.final
+    assert "run.4821" not in {a.dyno for a in deploy.actions + deploy.on_failure}
+
+
 def test_restart_of_web_uses_a_new_generation_so_it_can_preboot() -> None:
     plan = plan_converge(APP, 3, FORMATION, PLACEMENT, RUNNING_V3, restart=["web.1"])
     assert [(a.kind, a.unit) for a in plan.actions if a.kind in ("start", "stop")] == [
