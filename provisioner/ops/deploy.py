@@ -102,8 +102,12 @@ def _deploy_locked(
         build_id=build_id,
     )
 
+    previous = store.current_release(app)
+
     def activate(app_name: str, release: Release, cfg: dict[str, str]) -> None:
         formation = current_formation(store, app_name, release)
+        for line in dropped_types(previous, release):
+            say(line)
         if release.release_command:
             run_release_phase(rollout, app_name, release, cfg, on_output)
         rollout.converge(app_name, release, cfg, formation, observed=rollout.observe())
@@ -124,6 +128,18 @@ def _deploy_locked(
         host=host.id,
     )
     return DeployResult(release, build_id, result.buildpack)
+
+
+def dropped_types(previous: Release | None, release: Release) -> list[str]:
+    """Warnings for process types the new release no longer has: their dynos stop."""
+    if previous is None:
+        return []
+    gone = sorted(set(previous.process_types) - set(release.process_types))
+    lines = []
+    for kind in gone:
+        effect = "the app stops serving requests" if kind == "web" else f"its {kind} dynos stop"
+        lines.append(f"warning: v{release.version} has no {kind!r} process type: {effect}")
+    return lines
 
 
 def _build(
