@@ -52,6 +52,9 @@ class Store:
     def __init__(self, docs: Documents) -> None:
         self.docs = docs
         self._held: dict[str, Lease] = {}  # app -> the lease this store's caller holds on it
+        # Called once a lease on an app is taken, before its holder acts: the edge that wires
+        # things (the CLI) sets it to repair what an interrupted command left (ops/repair.py).
+        self.on_lease: Callable[[str, Lease], None] | None = None
 
     # apps -------------------------------------------------------------------------------------
     def _app_key(self, app: str) -> str:
@@ -215,6 +218,8 @@ class Store:
         lease.acquire(wait=wait, timeout=timeout)
         self._held[app] = lease
         try:
+            if self.on_lease is not None and not app.startswith("_"):
+                self.on_lease(app, lease)
             yield lease
         finally:
             self._held.pop(app, None)
@@ -227,6 +232,10 @@ class Store:
             lease.ensure()
 
 
+class LeaseBusy(DynoformError):
+    """Another operation holds the app's lease."""
+
+
 @dataclass
 class LeaseInfo:
     holder: str
@@ -234,9 +243,9 @@ class LeaseInfo:
     acquired_at: str
     expires_at: float
 
-    def busy_error(self, app: str) -> DynoformError:
+    def busy_error(self, app: str) -> LeaseBusy:
         left = max(0, round(self.expires_at - time.time()))
-        return DynoformError(
+        return LeaseBusy(
             f"app {app!r} is busy: {self.operation} by {self.holder} since {self.acquired_at}"
             f" (its lease runs out in {left} s unless the holder renews it)",
             "wait for it to finish, or pass --wait",
@@ -263,6 +272,8 @@ class Lease:
         self.acquired_at = now_iso()
         self.renewed = 0.0  # time.monotonic() of the last write that extended the lease
         self.lost: str | None = None
+        self.took_over: LeaseInfo | None = None  # the dead holder this lease was taken from
+        self.repaired = False  # the store's lease hook repaired the app already
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -300,6 +311,7 @@ class Lease:
             return info
         try:
             self._write(doc.etag)
+            self.took_over = info
             return None
         except Conflict:
             return self.try_acquire()

@@ -51,7 +51,7 @@ def create(
 @group.command("info")
 def info(app: str = AppOption) -> None:
     """Show an app. Example: dynoform apps:info -a myapp --json"""
-    name = resolve_app(app)
+    name = common.settled_app(app)
     data = ops.app_info(g().store, name, common.web_url(name))
     if g().json:
         emit_json(data)
@@ -61,6 +61,29 @@ def info(app: str = AppOption) -> None:
         if key == "release" and value is not None:
             value = f"v{value}"
         out.print(f"{key}: {'' if value is None else value}")
+
+
+@group.command("repair")
+def repair(
+    app: str = AppOption,
+    wait: bool = typer.Option(False, "--wait", help="Wait for a running command to finish."),
+) -> None:
+    """Bring records and dynos to one truth after an interrupted command.
+
+    Example: dynoform apps:repair -a myapp
+    """
+    from provisioner.ops import repair as ops_repair
+    from provisioner.ops import rollout
+
+    name = resolve_app(app)
+    store = g().store
+    store.app(name)
+    lines = ops_repair.repair_app(lambda: rollout.open_rollout(g(), status), store, name, wait)
+    if g().json:
+        emit_json(lines)
+        return
+    for line in lines:
+        status(f"{name}: {line}")
 
 
 @group.command("rename")

@@ -19,7 +19,7 @@ from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.errors import DynoformError
 from provisioner.model.names import validate_app_name
-from provisioner.store import Store
+from provisioner.store import Lease, Store
 from provisioner.targets import Target, get_target
 
 # Data to stdout, everything else (progress, status, errors) to stderr.
@@ -50,7 +50,15 @@ class Globals:
         """The state store, its bucket made on first use."""
         docs = Documents(self.aws.s3, bucket_name(self.target.platform, self.aws.account_id()))
         docs.ensure_bucket(self.target.region)
-        return Store(docs)
+        store = Store(docs)
+        store.on_lease = self._repair_on_lease
+        return store
+
+    def _repair_on_lease(self, app: str, lease: Lease) -> None:
+        """Before a command changes an app: repair what an interrupted one left."""
+        from provisioner.ops import repair, rollout
+
+        repair.on_lease(lambda: rollout.open_rollout(self, status), self.store, app, lease)
 
 
 GLOBALS = Globals()
@@ -75,6 +83,16 @@ def app_from_git_remote(cwd: str | None = None) -> str | None:
         return None
     match = _REMOTE_RE.fullmatch(result.stdout.strip()) if result.returncode == 0 else None
     return match.group(1) if match else None
+
+
+def settled_app(app: str | None) -> str:
+    """resolve_app for commands that show an app: an idle app that an interrupted command
+    left half-way is repaired first, so what they show is what runs (ops/repair.py)."""
+    from provisioner.ops import repair
+
+    name = resolve_app(app)
+    repair.settle(GLOBALS.store, name)
+    return name
 
 
 def resolve_app(app: str | None) -> str:

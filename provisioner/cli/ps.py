@@ -8,7 +8,15 @@ from typing import Any
 
 import typer
 
-from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
+from provisioner.cli.common import (
+    AppOption,
+    emit_json,
+    g,
+    print_table,
+    resolve_app,
+    settled_app,
+    status,
+)
 from provisioner.cli.domains import sync_rules
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation, apply_resize, apply_scale
@@ -69,7 +77,7 @@ def ps(ctx: typer.Context, app: str = AppOption) -> None:
     """List dynos. Example: dynoform ps -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
-    name = resolve_app(app)
+    name = settled_app(app)
     g().store.app(name)
     states = _with_rollout(lambda r: r.observe().of_app(name))
     rows = [

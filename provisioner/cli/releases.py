@@ -27,7 +27,7 @@ def list_releases(ctx: typer.Context, app: str = AppOption) -> None:
     """List releases, newest first. Example: dynoform releases -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
-    releases = list(reversed(g().store.releases(resolve_app(app))))
+    releases = list(reversed(g().store.releases(common.settled_app(app))))
     if g().json:
         emit_json([public(r) for r in releases])
         return
@@ -41,7 +41,7 @@ def info(
     app: str = AppOption,
 ) -> None:
     """Show one release. Example: dynoform releases:info v3 -a myapp"""
-    name = resolve_app(app)
+    name = common.settled_app(app)
     store = g().store
     release = (
         store.release(name, parse_version(version)) if version else store.current_release(name)

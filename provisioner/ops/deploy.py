@@ -83,8 +83,10 @@ def _deploy_locked(
 
     try:
         result = _build(rollout, host, app, build_id, source, source_sha, output, max_slug_bytes)
-    except DynoformError as exc:
-        builds.finish_build(store, app, build_id, status="failed", error=exc.message)
+    except BaseException as exc:
+        # Ctrl-C too: the build's record must not stay pending for ever.
+        error = exc.message if isinstance(exc, DynoformError) else "interrupted"
+        builds.finish_build(store, app, build_id, status="failed", error=error)
         blobs.put_text(keys.build_log_key(app, build_id), "\n".join(log) + "\n")
         raise
     blobs.put_text(keys.build_log_key(app, build_id), "\n".join(log) + "\n")

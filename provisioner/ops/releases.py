@@ -2,7 +2,8 @@
 
 A release is created `pending` with its config snapshot, then activated (the dyno layer rolls
 the fleet to it), then marked `succeeded`; if activation fails it is marked `failed` and the
-release that served before keeps serving.
+release that served before keeps serving. Interrupted, it stays `pending` until the next command
+on the app repairs it (ops/repair.py).
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ def publish(
     release = store.create_release(app, lambda v: replace(template, version=v), config)
     try:
         activate(app, release, config)
-    except BaseException:
+    except DynoformError:
+        # A failure the rollout undid: the release that served before still serves.
         store.set_release_status(app, release.version, "failed")
         raise
+    # Any other exit (Ctrl-C, a lost connection) leaves the release `pending`: what runs is
+    # not known here, and the next command on the app judges it from the fleet (ops/repair.py).
     return store.set_release_status(app, release.version, "succeeded")
 
 

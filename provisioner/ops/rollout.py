@@ -254,15 +254,28 @@ class Rollout:
                 app, self._domains(app), self._maintenance(app), self._plain_http(app)
             )
             self.prepare_hosts(observed, app, release, config, {d.host for d in started})
+        commit = plan.commit_step or len(plan.actions) + 1e9
+        groups = plan.steps()
         try:
-            for group in plan.steps():
+            for group in (g for g in groups if g[0].step < commit):
                 self._run_step(observed, app, group)
-        except DynoformError as exc:
-            self.say(f"rolling back: {exc.message}")
+        except BaseException as exc:
+            # Ctrl-C and cloud API errors too: the new dynos go, the old keep serving.
+            self.say(f"rolling back: {_reason(exc)}")
             self._undo(observed, app, plan)
             raise
+        self._retire(observed, app, [g for g in groups if g[0].step >= commit])
         self._prune(observed, app, {d.host for d in started}, plan)
         return plan
+
+    def _retire(self, observed: Observed, app: str, groups: list[list[Action]]) -> None:
+        """The old web dynos go; the new release serves already, so a failure here is no
+        reason to undo it: the next rollout of the app stops what is left."""
+        try:
+            for group in groups:
+                self._run_step(observed, app, group)
+        except DynoformError as exc:
+            self.say(f"warning: retiring the old dynos failed: {exc.message}")
 
     def _domains(self, app: str) -> list[str]:
         return list(self.store.app(app).get("domains", []))
@@ -326,7 +339,9 @@ class Rollout:
         failed = [o for o in outcomes if not o.ok]
         if failed:
             first = failed[0]
-            raise DynoformError(f"{what} failed on {first.item}: {first.error}")
+            # items are host ids or (host id, actions): name the host, not Python reprs
+            host = first.item[0] if isinstance(first.item, tuple) else first.item
+            raise DynoformError(f"{what} failed on host {host}: {first.error}")
         return [o.value for o in outcomes]
 
     def _run_step(self, observed: Observed, app: str, group: list[Action]) -> None:
@@ -464,6 +479,8 @@ class Rollout:
                     )
                 if "stop" in kinds:
                     self._stop_now(observed, [a for a in actions if a.kind == "stop"])
+                if "start" in kinds:
+                    self._do_start(observed, app, [a for a in actions if a.kind == "start"])
         except DynoformError as exc:
             self.say(f"warning: cleaning up the new dynos failed: {exc.message}")
 
@@ -542,6 +559,14 @@ def known_platform(g: Any, create: bool = True) -> Platform:
     platform = ensure_platform(g.aws, g.target) if create else load_platform(g.aws, g.target)
     g.store.docs.put(PLATFORM_DOC, platform.as_dict())
     return platform
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DynoformError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def open_rollout(

@@ -9,14 +9,17 @@ web dynos that must be replaced or added (all at once, next to the old ones)
   step 2 start        new units (fresh ports)
   step 3 wait_port    each new dyno answers HTTP on its $PORT (boot timeout, 60 s)
   step 4 wait_healthy each new target healthy
-  step 5 deregister   old targets
-  step 6 drain        wait out the deregistration delay
-  step 7 stop         old units
-other process types, one dyno at a time: stop old, start new, wait_running.
+other process types, one dyno at a time: stop old, start new, wait_running
+then the old web dynos retire (the plan's `commit_step`)
+  deregister          old targets
+  drain               wait out the deregistration delay
+  stop                old units
 
-Actions of one step may run in parallel; steps run in order. If any action of steps 1-4 fails,
-the executor runs `on_failure` (deregister and stop the new web dynos, best effort): the old
-release never stopped serving. Later failures leave the new release serving.
+Actions of one step may run in parallel; steps run in order. If an action before
+`commit_step` fails, the executor runs `on_failure` (deregister and stop the new dynos, start
+again the old non-web ones that were stopped for them, best effort): the old web dynos never
+stopped serving. From `commit_step` on the new release serves: a failure there only leaves old
+dynos behind, which the next rollout of the app stops.
 """
 
 from __future__ import annotations
@@ -52,7 +55,6 @@ class RolloutOptions:
     drain_s: float = 30.0  # the target group's deregistration delay
     settle_s: float = 5.0  # a non-web dyno must stay up this long after start
     stop_timeout_s: float = 30.0  # SIGTERM, then SIGKILL (the unit's TimeoutStopSec=)
-    preboot: bool = True
     port_low: int = PORT_LOW
     port_high: int = PORT_HIGH
 
@@ -113,6 +115,7 @@ class RolloutPlan:
     on_failure: list[Action] = field(default_factory=list)
     keep: list[DynoInstance] = field(default_factory=list)  # running and left alone
     final: list[DynoInstance] = field(default_factory=list)  # what runs when done
+    commit_step: int | None = None  # from this step on the new release serves: no undo
 
     @property
     def started(self) -> list[DynoInstance]:
@@ -174,8 +177,9 @@ def plan_converge(
     stop = sorted(d for d in running if d.unit not in kept_units)
     start = _with_ports(start, running, ports_in_use or {}, opts)
     actions, on_failure = _actions(start, stop, opts)
+    commit = min((a.step for a in actions if a.kind == "deregister"), default=None)
     final = sorted([*keep, *start])
-    return RolloutPlan(app, release, actions, on_failure, sorted(keep), final)
+    return RolloutPlan(app, release, actions, on_failure, sorted(keep), final, commit)
 
 
 def _desired(
@@ -232,27 +236,25 @@ def _actions(
 ) -> tuple[list[Action], list[Action]]:
     web_new = [d for d in start if d.is_web]
     web_old = [d for d in stop if d.is_web]
-    actions: list[Action] = []
-    on_failure: list[Action] = []
-    if web_new or web_old:
-        actions += _web_actions(web_new, web_old, opts)
-        on_failure = [Action("deregister", 1, d) for d in web_new] + [
-            Action("stop", 2, d, opts.stop_timeout_s) for d in web_new
-        ]
-    step = max((a.step for a in actions), default=0)
-    actions += _rolling_actions(
-        [d for d in start if not d.is_web], [d for d in stop if not d.is_web], step, opts
-    )
+    others_new = [d for d in start if not d.is_web]
+    others_old = [d for d in stop if not d.is_web]
+    actions = _bring_up(web_new, 1, opts)
+    on_failure = [Action("deregister", 1, d) for d in web_new] + [
+        Action("stop", 2, d, opts.stop_timeout_s) for d in web_new
+    ]
+    actions += _rolling_actions(others_new, others_old, _last(actions), opts)
+    # The old web dynos retire last: until then any failure can be undone while they serve.
+    actions += _stop_old(web_old, _last(actions) + 1, opts)
+    # Undone, other types are left as they were: the new ones (a crash-looping worker) stop,
+    # the old ones that rolling stopped start again (starting a running unit is a no-op).
+    last = _last(on_failure)
+    on_failure += [Action("stop", last + 1, d, opts.stop_timeout_s) for d in others_new]
+    on_failure += [Action("start", last + 2, d) for d in others_old]
     return actions, on_failure
 
 
-def _web_actions(
-    new: list[DynoInstance], old: list[DynoInstance], opts: RolloutOptions
-) -> list[Action]:
-    if not opts.preboot:
-        # Without preboot: stop the old first (a short outage), then bring up the new.
-        return _stop_old(old, 1, opts) + _bring_up(new, 4, opts)
-    return _bring_up(new, 1, opts) + _stop_old(old, 5, opts)
+def _last(actions: list[Action]) -> int:
+    return max((a.step for a in actions), default=0)
 
 
 def _bring_up(new: list[DynoInstance], first: int, opts: RolloutOptions) -> list[Action]:

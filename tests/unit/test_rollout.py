@@ -10,7 +10,7 @@ from provisioner.errors import DynoformError
 from provisioner.model.formation import ProcessFormation
 from provisioner.plan.placement import DynoRef
 from provisioner.plan.ports import allocate_ports, assign_ports
-from provisioner.plan.rollout import RolloutOptions, plan_converge, releases_to_prune
+from provisioner.plan.rollout import plan_converge, releases_to_prune
 from provisioner.plan.units import (
     DynoInstance,
     app_user,
@@ -86,7 +86,13 @@ def test_first_deploy_starts_everything_with_preboot_order() -> None:
         (7, "wait_running", "worker.1", 1, None),
     ]
     assert plan.actions[4].timeout_s == 60.0
-    assert [a.kind for a in plan.on_failure] == ["deregister", "deregister", "stop", "stop"]
+    assert [(a.step, a.kind, a.dyno) for a in plan.on_failure] == [
+        (1, "deregister", "web.1"),
+        (1, "deregister", "web.2"),
+        (2, "stop", "web.1"),
+        (2, "stop", "web.2"),
+        (3, "stop", "worker.1"),  # a crash-looping worker does not outlive a failed rollout
+    ]
 
 
 def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -> None:
@@ -100,19 +106,26 @@ def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -
         (3, "wait_port", "web.2", 4, 20001),
         (4, "wait_healthy", "web.1", 4, 20002),
         (4, "wait_healthy", "web.2", 4, 20001),
-        (5, "deregister", "web.1", 3, 20000),
-        (5, "deregister", "web.2", 3, 20000),
-        (6, "drain", "web.1", 3, 20000),
-        (6, "drain", "web.2", 3, 20000),
-        (7, "stop", "web.1", 3, 20000),
-        (7, "stop", "web.2", 3, 20000),
-        (8, "stop", "worker.1", 3, None),
-        (9, "start", "worker.1", 4, None),
-        (10, "wait_running", "worker.1", 4, None),
+        (5, "stop", "worker.1", 3, None),
+        (6, "start", "worker.1", 4, None),
+        (7, "wait_running", "worker.1", 4, None),
+        (8, "deregister", "web.1", 3, 20000),  # old web retires last: commit_step
+        (8, "deregister", "web.2", 3, 20000),
+        (9, "drain", "web.1", 3, 20000),
+        (9, "drain", "web.2", 3, 20000),
+        (10, "stop", "web.1", 3, 20000),
+        (10, "stop", "web.2", 3, 20000),
     ]
     assert plan.actions[2].unit == "dyno-shop.v4.web.1.service"
-    assert {a.kind for a in plan.on_failure} == {"deregister", "stop"}
-    assert all(a.release == 4 for a in plan.on_failure)
+    assert plan.commit_step == 8
+    assert [(a.step, a.kind, a.dyno, a.release) for a in plan.on_failure] == [
+        (1, "deregister", "web.1", 4),
+        (1, "deregister", "web.2", 4),
+        (2, "stop", "web.1", 4),
+        (2, "stop", "web.2", 4),
+        (3, "stop", "worker.1", 4),
+        (4, "start", "worker.1", 3),  # the old worker was stopped for the new one
+    ]
     assert [d.release for d in plan.final] == [4, 4, 4]
     assert len(plan.steps()) == 10
 
@@ -135,9 +148,9 @@ def test_scale_up_and_down_touch_only_the_difference() -> None:
     down = {d: h for d, h in PLACEMENT.items() if d.name != "web.2"}
     plan = plan_converge(APP, 3, {**FORMATION, "web": ProcessFormation(1)}, down, RUNNING_V3)
     assert kinds(plan) == [
-        (5, "deregister", "web.2", 3, 20000),
-        (6, "drain", "web.2", 3, 20000),
-        (7, "stop", "web.2", 3, 20000),
+        (1, "deregister", "web.2", 3, 20000),
+        (2, "drain", "web.2", 3, 20000),
+        (3, "stop", "web.2", 3, 20000),
     ]
     assert plan.on_failure == []
     plan = plan_converge(
@@ -181,15 +194,6 @@ def test_moved_or_resized_dynos_are_replaced() -> None:
     plan = plan_converge(APP, 3, bigger, PLACEMENT, RUNNING_V3)
     assert plan.started[0].size == "standard-2x" and plan.started[0].gen == 1
     assert plan.stopped == [RUNNING_V3[2]]
-
-
-def test_without_preboot_old_web_stops_first() -> None:
-    plan = plan_converge(
-        APP, 4, FORMATION, PLACEMENT, RUNNING_V3, options=RolloutOptions(preboot=False)
-    )
-    web = [(a.step, a.kind, a.release) for a in plan.actions if a.dyno == "web.1"]
-    assert web[:3] == [(1, "deregister", 3), (2, "drain", 3), (3, "stop", 3)]
-    assert web[3:5] == [(4, "register", 4), (5, "start", 4)]
 
 
 def test_leftovers_of_other_releases_are_stopped_and_actions_serialise() -> None:
@@ -297,4 +301,7 @@ def test_rollout_invariants(scenario) -> None:
     web_stops = [a.step for a in plan.actions if a.kind == "stop" and a.instance.is_web]
     if healthy and web_stops:
         assert max(healthy) < min(web_stops)
-    assert {a.instance for a in plan.on_failure} <= {d for d in started if d.is_web}
+    undone = {a.instance for a in plan.on_failure if a.kind != "start"}
+    assert undone == set(started)
+    restarted = {a.instance for a in plan.on_failure if a.kind == "start"}
+    assert restarted == {d for d in stopped if not d.is_web}

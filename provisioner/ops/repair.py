@@ -1,0 +1,174 @@
+"""Repair: an app's records and fleet brought back to one truth after an interrupted command.
+
+Operations record what they are about to do before doing it: a release stays `pending` until
+its rollout is proven, a build `pending` until it ends, and the app's lease is held all along.
+A command killed half-way (kill -9, a lost connection, Ctrl-C during cleanup) leaves these
+records. The next command that takes the app's lease repairs the app first when its lease was
+taken over from a dead holder or its newest release is pending; read-only commands (`apps:info`,
+`releases`, `ps`) do the same when the app is idle; `dynoform apps:repair` does it on demand:
+
+- pending releases are judged by what runs (plan/recovery.py); one that serves is `succeeded`
+  and the app's config becomes its config (a config change whose rollout finished is kept);
+- the app's dynos converge to the release that serves (strays of failed releases stop, missing
+  dynos start);
+- the app's target group holds exactly its web dynos (a target with no dyno behind it goes:
+  its port may later belong to another app);
+- builds that never finished are marked failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from provisioner.model.formation import default_formation
+from provisioner.ops import builds
+from provisioner.ops.rollout import Observed, Rollout
+from provisioner.plan.recovery import judge_pending
+from provisioner.plan.units import DynoInstance
+from provisioner.store import Lease, LeaseBusy, Store
+
+ACTIVE = ("active", "activating", "reloading")
+INTERRUPTED = "interrupted: the command that ran it stopped before it ended"
+MakeRollout = Callable[[], Rollout]
+
+
+def needs_repair(store: Store, app: str) -> bool:
+    """The cheap test: is the app's newest release pending?"""
+    versions = store.release_versions(app)
+    return bool(versions) and store.release(app, versions[-1]).status == "pending"
+
+
+def on_lease(make_rollout: MakeRollout, store: Store, app: str, lease: Lease) -> None:
+    """The state store's lease hook: repair before the new holder acts, when needed."""
+    if lease.took_over is None and not needs_repair(store, app):
+        return
+    rollout = make_rollout()
+    try:
+        if lease.took_over is not None:
+            rollout.say(
+                f"{app}: {lease.took_over.operation} by {lease.took_over.holder} ended without "
+                "releasing its lease; repairing first"
+            )
+        for line in repair(rollout, app):
+            rollout.say(f"{app}: {line}")
+    finally:
+        rollout.fleet.close()
+    lease.repaired = True
+
+
+def settle(store: Store, app: str) -> None:
+    """For read-only commands: repair an idle app whose newest release is pending.
+
+    If another command holds the lease, its release is pending because it is in progress.
+    """
+    if not needs_repair(store, app):
+        return
+    try:
+        with store.lease(app, "repair"):
+            pass  # the lease hook repairs
+    except LeaseBusy:
+        return
+
+
+def repair_app(make_rollout: MakeRollout, store: Store, app: str, wait: bool) -> list[str]:
+    """`apps:repair`: repair under the lease whether or not anything looks wrong."""
+    with store.lease(app, "repair", wait=wait) as lease:
+        if lease.repaired:
+            return ["repaired"]
+        rollout = make_rollout()
+        try:
+            return repair(rollout, app) or ["nothing to repair"]
+        finally:
+            rollout.fleet.close()
+
+
+def repair(rollout: Rollout, app: str) -> list[str]:
+    """Converge records and fleet; returns what was changed, one line each. Hold the lease."""
+    store = rollout.store
+    notes = _finish_builds(store, app)
+    observed = rollout.observe()
+    running = [
+        s.instance for s in observed.of_app(app) if s.active in ACTIVE and not s.instance.is_oneoff
+    ]
+    notes += _judge(rollout, observed, app, running)
+    notes += _converge(rollout, observed, app, running)
+    return notes
+
+
+def _finish_builds(store: Store, app: str) -> list[str]:
+    notes = []
+    for build in builds.list_builds(store, app):
+        if build.get("status") in ("pending", "running"):
+            builds.finish_build(store, app, str(build["id"]), status="failed", error=INTERRUPTED)
+            notes.append(f"build {build['id']} never finished: marked failed")
+    return notes
+
+
+def _judge(
+    rollout: Rollout, observed: Observed, app: str, running: list[DynoInstance]
+) -> list[str]:
+    store = rollout.store
+    pending = [r for r in store.releases(app) if r.status == "pending"]
+    if not pending:
+        return []
+    current = store.current_release(app)
+    formation, _ = store.formation(app)
+    healthy = _healthy_units(rollout, observed, app, running)
+    judged = judge_pending(
+        pending, formation, running, healthy, current.version if current else None
+    )
+    notes = []
+    for version, status in sorted(judged.items()):
+        store.set_release_status(app, version, status)
+        notes.append(f"v{version} was left pending by an interrupted command: now {status}")
+        if status == "succeeded":
+            notes += _adopt_config(store, app, version)
+    return notes
+
+
+def _healthy_units(
+    rollout: Rollout, observed: Observed, app: str, running: list[DynoInstance]
+) -> set[str]:
+    from provisioner.aws.router import Target
+
+    web = {Target(observed.address(d.host), int(d.port)): d.unit for d in running if d.port}
+    health = rollout.router.health(app, web)
+    return {unit for target, unit in web.items() if health.get(target) == "healthy"}
+
+
+def _adopt_config(store: Store, app: str, version: int) -> list[str]:
+    """The serving release's config is the app's config (its change was never saved)."""
+    snapshot = store.release_config(app, version)
+    config, etag = store.config(app)
+    if config == snapshot:
+        return []
+    store.save_config(app, snapshot, etag)
+    return [f"config vars set to those of v{version}"]
+
+
+def _converge(
+    rollout: Rollout, observed: Observed, app: str, running: list[DynoInstance]
+) -> list[str]:
+    """Dynos to the serving release (or none), then the router to exactly its web dynos."""
+    from provisioner.aws.router import Target
+
+    store = rollout.store
+    current = store.current_release(app)
+    if current is not None and current.slug_key:
+        stored, _ = store.formation(app)
+        formation = default_formation(list(current.process_types), stored)
+        config = store.release_config(app, current.version)
+        plan = rollout.converge(app, current, config, formation, observed=observed)
+    elif running:
+        newest = store.release(app, max(d.release for d in running))
+        plan = rollout.converge(app, newest, {}, {}, observed=observed)
+    else:
+        plan = None
+    notes = [f"stopped {d.name} of v{d.release}" for d in plan.stopped] if plan else []
+    notes += [f"started {d.name} of v{d.release}" for d in plan.started] if plan else []
+    final = plan.final if plan else []
+    wanted = {Target(observed.address(d.host), int(d.port)) for d in final if d.port}
+    added, removed = rollout.router.sync_targets(app, wanted)
+    notes += [f"router: removed target {t.ip}:{t.port} (no dyno of {app})" for t in removed]
+    notes += [f"router: added target {t.ip}:{t.port}" for t in added]
+    return notes
