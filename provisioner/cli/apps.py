@@ -24,7 +24,11 @@ def list_apps(ctx: typer.Context) -> None:
     store = g().store
     rows = []
     for name in store.apps():
-        current = store.current_release(name)
+        try:
+            current = store.current_release(name)
+        except DynoformError as exc:  # one app's damaged record must not hide the others
+            rows.append({"name": name, "release": None, "error": exc.message})
+            continue
         rows.append({"name": name, "release": f"v{current.version}" if current else None})
     if g().json:
         emit_json(rows)

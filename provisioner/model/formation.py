@@ -46,6 +46,11 @@ def formation_from_dict(data: Mapping[str, Mapping[str, object]]) -> Formation:
 
 
 def formation_to_dict(formation: Formation) -> dict[str, dict[str, object]]:
+    """The stored form; what formation_from_dict would refuse is refused before it is written."""
+    for name, pf in formation.items():
+        validate_process_type(name)
+        validate_quantity(name, pf.quantity)
+        dyno_size(pf.size)
     return {name: pf.to_dict() for name, pf in sorted(formation.items())}
 
 

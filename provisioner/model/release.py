@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from provisioner.errors import ValidationError
+from provisioner.model.names import validate_process_type
 
 STATUSES = ("pending", "succeeded", "failed")
 
@@ -31,6 +32,12 @@ class Release:
             raise ValidationError("release version", "must be 1 or more")
         if self.status not in STATUSES:
             raise ValidationError("release status", "must be one of " + ", ".join(STATUSES))
+        # Process types come from a build's output: untrusted until checked here, before any
+        # document or unit is made of them.
+        for name, command in self.process_types.items():
+            validate_process_type(name)
+            if not isinstance(command, str) or not command.strip() or "\0" in command:
+                raise ValidationError(f"command of process type {name!r}", "must be a command")
 
     @property
     def name(self) -> str:

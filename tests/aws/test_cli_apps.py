@@ -97,3 +97,25 @@ def test_app_from_git_remote(cli, tmp_path):
     assert json.loads(cli("apps:info", "--json")[1])["name"] == "git-app"
     assert cli("apps:rename", "new-git-app")[0] == 0
     assert json.loads(cli("apps:info", "--json")[1])["name"] == "new-git-app"
+
+
+def test_a_damaged_release_record_breaks_only_its_own_app(cli):
+    """A build once wrote process types like `web.2 x`; other apps must not suffer."""
+    from provisioner.cli.common import g
+
+    for name in ("bad-app", "good-app"):
+        assert cli("apps:create", name, "--no-remote")[0] == 0
+    assert cli("config:set", "-a", "good-app", "A=1")[0] == 0
+    docs = g().store.docs
+    docs.put(
+        "apps/bad-app/releases/00000001.json",
+        {"version": 1, "description": "x", "created_by": "x", "created_at": "x",
+         "status": "succeeded", "process_types": {"web.2 x": "sh"}},
+    )  # fmt: skip
+    code, out, _ = cli("apps", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and "process type 'web.2 x'" in rows["bad-app"]["error"]
+    assert rows["good-app"]["release"] == "v1"
+    assert cli("config:set", "-a", "good-app", "B=2")[0] == 0
+    code, _, err = cli("releases", "-a", "bad-app")
+    assert code == 1 and "process type 'web.2 x'" in err and err.count("\n") == 1

@@ -198,3 +198,17 @@ def test_release_round_trip_and_validation():
     assert parse_version("v12") == 12
     with pytest.raises(ValidationError):
         parse_version("twelve")
+
+
+def test_release_refuses_untrusted_process_types():
+    for types in ({"web.2 x": "sh"}, {"web": ""}, {"": "x"}, {"web": "a\0b"}):
+        with pytest.raises(ValidationError, match="process type"):
+            Release(1, "Deploy", "me", "now", process_types=types)
+
+
+def test_formation_refuses_to_store_what_it_could_not_read():
+    from provisioner.model.formation import formation_to_dict
+
+    for bad in ({"web.2 x": ProcessFormation(1)}, {"web": ProcessFormation(101)}):
+        with pytest.raises(ValidationError):
+            formation_to_dict(bad)
