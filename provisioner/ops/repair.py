@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from provisioner.errors import DynoformError
 from provisioner.model.formation import default_formation
 from provisioner.ops import builds
 from provisioner.ops.rollout import Observed, Rollout
@@ -51,9 +52,11 @@ def on_lease(make_rollout: MakeRollout, store: Store, app: str, lease: Lease) ->
             )
         for line in repair(rollout, app):
             rollout.say(f"{app}: {line}")
+        lease.repaired = True
+    except DynoformError as exc:  # the command goes on; a later one (or apps:repair) retries
+        rollout.say(f"warning: repairing {app} failed: {exc.message} (`dynoform apps:repair`)")
     finally:
         rollout.fleet.close()
-    lease.repaired = True
 
 
 def settle(store: Store, app: str) -> None:
