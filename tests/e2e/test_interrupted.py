@@ -127,3 +127,17 @@ def test_ctrl_c_during_a_rollout_leaves_the_old_release_serving(app_name: str) -
     assert assert_one_truth(app_name) == before  # a read command repaired the pending release
     newest = cli_json("releases", "-a", app_name)[0]  # type: ignore[index]
     assert newest["status"] == "failed" and newest["version"] == int(before[1:]) + 1
+
+
+def test_a_failed_scale_leaves_no_crash_looping_worker(app_name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "Procfile").write_text(
+        "web: python3 -m http.server $PORT\nworker: sh -c 'echo boom; exit 3'\n"
+    )
+    cli("deploy", "-a", app_name, str(tmp_path))
+    failed = cli("ps:scale", "worker=1", "-a", app_name, check=False)
+    assert failed.returncode == 1 and "worker.1" in failed.stderr, failed.stderr
+    rows = cli_json("ps", "-a", app_name)
+    assert isinstance(rows, list)
+    assert [r["name"] for r in rows] == ["web.1"], rows  # the worker is gone, not restarting
+    formation = cli_json("apps:info", "-a", app_name)["formation"]  # type: ignore[index]
+    assert formation["worker"]["quantity"] == 0
