@@ -107,8 +107,13 @@ def _change_formation(
         formation, etag = store.formation(app)
         new = change(formation, set(release.process_types))
         config = store.release_config(app, release.version)
-        _with_rollout(lambda r: r.converge(app, release, config, new, restart))
+        # The wish is recorded first: a command killed half-way is finished by the repair.
         store.save_formation(app, new, etag)
+        try:
+            _with_rollout(lambda r: r.converge(app, release, config, new, restart))
+        except BaseException:
+            store.save_formation(app, formation, store.formation(app)[1])  # undone: as before
+            raise
     summary = ", ".join(f"{k}={v.quantity}:{v.size}" for k, v in sorted(new.items()))
     status(f"{what} {app}: {summary}")
 
