@@ -67,9 +67,15 @@ def assert_one_truth(app: str) -> str:
     info = cli_json("apps:info", "-a", app)
     assert isinstance(info, dict)
     current = f"v{info['release']}"
-    rows = cli_json("ps", "-a", app)
-    assert isinstance(rows, list)
-    web = [r for r in rows if r["type"] == "web"]
+    # Old web dynos leave the router at once and stop after the drain delay (5 s).
+    deadline = time.monotonic() + 20
+    while True:
+        rows = cli_json("ps", "-a", app)
+        assert isinstance(rows, list)
+        web = [r for r in rows if r["type"] == "web"]
+        if {r["release"] for r in web} == {current} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert web and {r["release"] for r in web} == {current}, rows
     assert all(r["state"] == "up" for r in web), rows
     assert registered_targets(app) == web_targets(app)
