@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from provisioner.errors import DynoformError
 from provisioner.store import Store
 
 
@@ -19,7 +20,10 @@ def claim(store: Store, app: str, domain: str) -> bool:
 
 def _listed_by_other(store: Store, app: str, domain: str) -> str | None:
     for other in store.apps():
-        doc = store.docs.get(f"apps/{other}/app.json") if other != app else None
-        if doc is not None and domain in (doc.data.get("domains") or []):
+        try:
+            listed = other != app and domain in (store.app(other).get("domains") or [])
+        except DynoformError:
+            continue  # destroyed meanwhile
+        if listed:
             return other
     return None
