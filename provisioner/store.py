@@ -161,14 +161,15 @@ class Store:
         return True
 
     def move_domains(self, old: str, new: str) -> None:
-        """Hand the claims of `old`'s domains to `new` (a rename: both exist meanwhile)."""
+        """Hand the claims of `old`'s domains to `new` (a rename: both exist meanwhile); a
+        domain of old's record without a claim (added before claims) gets one for `new`."""
         new_id = _app_id(self.app(new))
         for domain in self.app(old).get("domains", []):
             key = self._claim_key(domain)
             for _ in range(MAX_CONFLICT_RETRIES):
                 doc = self.docs.get(key)
                 if doc is not None and doc.data.get("app") != old:
-                    break  # not old's claim (a record from before claims): leave it
+                    break  # another app's claim (two records from before claims): leave it
                 claim = {"app": new, "app_id": new_id, "claimed_at": now_iso()}
                 try:
                     if doc is None:
