@@ -7,12 +7,14 @@ Layout (one bucket per platform):
   apps/<app>/releases/<00000012>.json  release v12 (no config values in it)
   apps/<app>/release-config/<00000012>.json   the config snapshot of v12
   leases/<app>.json                    who is changing the app right now
+  domains/<domain>.json                which app a custom domain belongs to (its one owner)
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import socket
 import threading
 import time
@@ -62,6 +64,7 @@ class Store:
 
     def create_app(self, app: str, **fields: Any) -> dict[str, Any]:
         record = {"name": app, "created_at": now_iso(), "stack": "debian-13", "buildpacks": []}
+        record["id"] = secrets.token_hex(8)  # this app, not another one later of its name
         record.update(fields)
         try:
             self.docs.create(self._app_key(app), record)
@@ -101,8 +104,90 @@ class Store:
         return sorted(self.docs.children("apps/"))
 
     def delete_app(self, app: str) -> int:
+        """Remove the app's documents; its domain claims go first, while it still exists."""
         validate_app_name(app)
+        doc = self.docs.get(self._app_key(app))
+        for domain in doc.data.get("domains", []) if doc else []:
+            self.release_domain(domain, app)
         return self.docs.delete_prefix(f"apps/{app}/") + self.docs.delete_prefix(f"leases/{app}.")
+
+    # domains ----------------------------------------------------------------------------------
+    def _claim_key(self, domain: str) -> str:
+        return f"domains/{domain}.json"
+
+    def domain_owner(self, domain: str) -> str | None:
+        """The app whose claim holds the domain (a claim may outlive a destroyed app)."""
+        doc = self.docs.get(self._claim_key(domain))
+        return str(doc.data["app"]) if doc else None
+
+    def claim_domain(self, domain: str, app: str) -> bool:
+        """Make `app` the domain's one owner; True if newly claimed, False if it was already.
+
+        The claim is created with If-None-Match, so of several apps claiming a domain at once
+        exactly one wins. A claim whose app is gone (destroyed, or destroyed and created again
+        under the same name) is taken over with If-Match; a live owner's is refused, naming it.
+        """
+        key = self._claim_key(domain)
+        mine = {"app": app, "app_id": _app_id(self.app(app))}
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                self.docs.create(key, dict(mine, claimed_at=now_iso()))
+                return True
+            except Conflict:
+                doc = self.docs.get(key)
+            if doc is None:
+                continue  # released meanwhile: try to create it again
+            if self._claim_alive(doc.data):
+                owner = str(doc.data["app"])
+                if owner == app:
+                    return False
+                raise DynoformError(
+                    f"{domain} is already a domain of {owner}",
+                    f"remove it there first: dynoform domains:remove {domain} -a {owner}",
+                )
+            try:
+                self.docs.update(key, dict(mine, claimed_at=now_iso()), doc.etag)
+                return True
+            except Conflict:
+                continue
+        raise DynoformError(f"domain {domain} changed too often to claim", "retry")
+
+    def _claim_alive(self, claim: dict[str, Any]) -> bool:
+        """Whether the claim's app still exists: the same app, not a new one of its name."""
+        owner = self.docs.get(self._app_key(str(claim.get("app"))))
+        return owner is not None and _app_id(owner.data) == claim.get("app_id")
+
+    def release_domain(self, domain: str, app: str) -> bool:
+        """Give up the app's claim on the domain; False when the app held none.
+
+        Safe without a condition: only the claim's live owner calls this, and a live owner's
+        claim is never taken over."""
+        key = self._claim_key(domain)
+        doc = self.docs.get(key)
+        if doc is None or doc.data.get("app") != app:
+            return False
+        self.docs.delete(key)
+        return True
+
+    def move_domains(self, old: str, new: str) -> None:
+        """Hand the claims of `old`'s domains to `new` (a rename: both exist meanwhile); a
+        domain of old's record without a claim (added before claims) gets one for `new`."""
+        new_id = _app_id(self.app(new))
+        for domain in self.app(old).get("domains", []):
+            key = self._claim_key(domain)
+            for _ in range(MAX_CONFLICT_RETRIES):
+                doc = self.docs.get(key)
+                if doc is not None and doc.data.get("app") != old:
+                    break  # another app's claim (two records from before claims): leave it
+                claim = {"app": new, "app_id": new_id, "claimed_at": now_iso()}
+                try:
+                    if doc is None:
+                        self.docs.create(key, claim)
+                    else:
+                        self.docs.update(key, claim, doc.etag)
+                    break
+                except Conflict:
+                    continue
 
     # releases ---------------------------------------------------------------------------------
     def _release_key(self, app: str, version: int) -> str:
@@ -234,6 +319,12 @@ class Store:
 
 class LeaseBusy(DynoformError):
     """Another operation holds the app's lease."""
+
+
+def _app_id(record: dict[str, Any]) -> str:
+    """What tells an app from a later one of the same name (records from before ids: the
+    creation time)."""
+    return str(record.get("id") or record.get("created_at"))
 
 
 @dataclass

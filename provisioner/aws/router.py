@@ -35,7 +35,11 @@ def target_group_name(platform: str, app: str) -> str:
 
 
 def app_hostnames(app: str, domain: str, custom: Iterable[str] = ()) -> list[str]:
-    names = [f"{app}.{domain}", *sorted(set(custom))]
+    """The rule's hostnames: <app>.<domain>, then the custom ones. Custom names equal to or
+    under the platform domain never reach the rule (a record from before domains:add refused
+    them could hold one): they belong to other apps."""
+    platform_names = [c for c in custom if c == domain or c.endswith(f".{domain}")]
+    names = [f"{app}.{domain}", *sorted(set(custom) - set(platform_names))]
     if len(names) > MAX_HOSTS_PER_RULE:
         raise DynoformError(
             f"{app} has {len(names)} hostnames; at most {MAX_HOSTS_PER_RULE} are supported",

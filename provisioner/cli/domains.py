@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import typer
 
 from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
-from provisioner.errors import DynoformError, ValidationError
+from provisioner.errors import DynoformError
+from provisioner.model.names import normalise_domain, validate_domain
 from provisioner.ops.rollout import open_rollout
 
 group = typer.Typer(
     help="Custom domains.\n\nExample: dynoform domains:add www.example.com -a myapp",
     invoke_without_command=True,
 )
-_HOST_RE = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
 def _validate(domain: str) -> str:
-    domain = domain.strip().lower().rstrip(".")
-    if not _HOST_RE.fullmatch(domain):
-        raise ValidationError(f"domain {domain!r}", "must be a hostname such as www.example.com")
-    return domain
+    return validate_domain(domain, g().target.app_domain)
 
 
 def sync_rules(app: str, record: dict[str, Any]) -> None:
@@ -65,17 +61,16 @@ def add(domain: str = typer.Argument(...), app: str = AppOption) -> None:
     """Route a hostname to the app and give it an HTTPS certificate.
 
     Example: dynoform domains:add www.example.com -a myapp"""
+    from provisioner.aws.router import app_hostnames
     from provisioner.ops import certs, router
+    from provisioner.ops.domains import claim
 
     name, host = resolve_app(app), _validate(domain)
     store = g().store
-    for other in store.apps():
-        if other != name and host in (store.app(other).get("domains") or []):
-            raise DynoformError(
-                f"{host} is already a domain of {other}",
-                f"remove it there first: dynoform domains:remove {host} -a {other}",
-            )
-    known = host in (store.app(name).get("domains") or [])
+    domains = store.app(name).get("domains") or []
+    known = host in domains
+    app_hostnames(name, g().target.app_domain, [*domains, host])  # room in the rule?
+    claim(store, name, host)  # the one owner, or an error naming it; before any rule changes
     record = store.update_app(
         name, lambda d: d.update(domains=sorted({*d.get("domains", []), host}))
     )
@@ -93,13 +88,19 @@ def remove(domain: str = typer.Argument(...), app: str = AppOption) -> None:
     Example: dynoform domains:remove www.example.com -a myapp"""
     from provisioner.ops import certs
 
-    name, host = resolve_app(app), _validate(domain)
-    if host not in (g().store.app(name).get("domains") or []):
+    name, host = resolve_app(app), normalise_domain(domain)
+    store = g().store
+    listed = host in (store.app(name).get("domains") or [])
+    # A name from before today's rules may be listed; one that is not must be a valid name,
+    # and may be only claimed (an interrupted domains:add): then the claim goes.
+    if not listed and store.domain_owner(_validate(domain)) != name:
         raise DynoformError(f"{host} is not a domain of {name}", f"dynoform domains -a {name}")
-    record = g().store.update_app(
-        name, lambda d: d.update(domains=[x for x in d.get("domains", []) if x != host])
-    )
-    sync_rules(name, record)
+    if listed:
+        record = store.update_app(
+            name, lambda d: d.update(domains=[x for x in d.get("domains", []) if x != host])
+        )
+        sync_rules(name, record)
+    store.release_domain(host, name)  # after the rule: the name is free once nothing routes it
     status(f"removed {host} from {name}")
     for line in certs.sync(g(), name, status):
         status(line)
@@ -117,7 +118,7 @@ def wait(
     from provisioner.ops import certs
 
     name = resolve_app(app)
-    hosts = [_validate(d) for d in domains or []]
+    hosts = [normalise_domain(d) for d in domains or []]
     for line in certs.wait(g(), name, hosts, timeout, status):
         status(line)
     status(f"{', '.join(hosts) or 'every domain of ' + name}: certificate issued and served")

@@ -11,6 +11,7 @@ No I/O here except reading the template; lb.py is the edge that talks to moto an
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,8 +33,22 @@ FAST_INTER_MS = 100
 DOWN_INTER_MS = 100
 DEFAULT_MATCHER = "200"
 SUPPORTED_TARGET_TYPES = ("ip", "instance")
-_MATCHER_RE = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9.*?_:-]+$")
+_MATCHER_RE = re.compile(r"\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*")
+_CHECK_PATH_RE = re.compile(r"/[!-~]{0,1023}")  # else the check asks for /
+# The content types an ALB fixed response may have.
+CONTENT_TYPES = (
+    "text/plain",
+    "text/css",
+    "text/html",
+    "application/javascript",
+    "application/json",
+)
+# What an ALB accepts in rule conditions (at most 128 characters a value); a rule with any
+# other value is skipped with a warning, so no value ever reaches haproxy.cfg unchecked.
+_HOST_RE = re.compile(r"[A-Za-z0-9.*?_:-]{1,128}")
+_PATH_RE = re.compile(r"[A-Za-z0-9_.$/~\"'@:+&*?-]{1,128}")
+_METHOD_RE = re.compile(r"[A-Z_-]{1,40}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _NAME_RE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
@@ -282,20 +297,38 @@ def _rule(rule: Mapping[str, Any], warnings: list[str]) -> Rule | None:
         elif kind == "http-request-method":
             methods += cond.get("HttpRequestMethodConfig", {}).get("Values", [])
         else:
-            warnings.append(f"rule {rule['RuleArn']}: condition {kind} is not supported locally")
+            where = printable(rule["RuleArn"])
+            warnings.append(f"rule {where}: condition {kind!r} is not supported locally")
             return None
-    bad = [h for h in hosts if not _HOST_RE.match(h)]
-    if bad:
-        warnings.append(f"rule {rule['RuleArn']}: bad host-header values {bad}")
-        return None
+    methods = [str(m).upper() for m in methods]
+    for kind, values, pattern in [
+        ("host-header", hosts, _HOST_RE),
+        ("path-pattern", paths, _PATH_RE),
+        ("http-request-method", methods, _METHOD_RE),
+    ]:
+        bad = [v for v in values if not (isinstance(v, str) and pattern.fullmatch(v))]
+        if bad:
+            where = printable(rule["RuleArn"])
+            warnings.append(f"rule {where}: bad {kind} values {bad!r}; rule skipped")
+            return None
     return Rule(
         arn=rule["RuleArn"],
         priority=int(rule["Priority"]),
         action=_action(rule.get("Actions", ()), warnings, rule["RuleArn"]),
         hosts=tuple(hosts),
         paths=tuple(paths),
-        methods=tuple(m.upper() for m in methods),
+        methods=tuple(methods),
     )
+
+
+def valid_host_value(value: str) -> bool:
+    """Whether a host-header condition value is one an ALB accepts (and so rendered here)."""
+    return bool(_HOST_RE.fullmatch(value))
+
+
+def printable(text: str) -> str:
+    """Text for a config comment or a log line: control characters become `?`."""
+    return _CONTROL_RE.sub("?", text)
 
 
 def _action(actions: Sequence[Mapping[str, Any]], warnings: list[str], where: str) -> Action:
@@ -310,17 +343,25 @@ def _action(actions: Sequence[Mapping[str, Any]], warnings: list[str], where: st
         return Action(kind="forward", target_group_arn=_forward_target(act, warnings, where))
     if kind == "fixed-response":
         cfg = act.get("FixedResponseConfig", {})
+        content_type = str(cfg.get("ContentType") or "text/plain")
+        if content_type not in CONTENT_TYPES:
+            warnings.append(f"{where}: content type {content_type!r} answered as text/plain")
+            content_type = "text/plain"
         return Action(
             kind="fixed-response",
             status_code=int(cfg.get("StatusCode", "200")),
-            content_type=cfg.get("ContentType") or "text/plain",
+            content_type=content_type,
             body=cfg.get("MessageBody", ""),
         )
     cfg = act.get("RedirectConfig", {})
+    location = redirect_location(cfg)
+    if _CONTROL_RE.search(location):  # it becomes a header: no line breaks in it
+        warnings.append(f"{where}: redirect to {location!r} has control characters; 503")
+        return Action(kind="fixed-response", status_code=503, body="bad redirect\n")
     return Action(
         kind="redirect",
         status_code=int(str(cfg.get("StatusCode", "HTTP_302")).removeprefix("HTTP_")),
-        location=redirect_location(cfg),
+        location=location,
         redirect=tuple(sorted((str(k), str(v)) for k, v in cfg.items())),
     )
 
@@ -367,15 +408,16 @@ def redirect_location(cfg: Mapping[str, Any]) -> str:
 def _health(tg: Mapping[str, Any]) -> HealthCheck:
     port = tg.get("HealthCheckPort", "traffic-port")
     matcher = str(tg.get("Matcher", {}).get("HttpCode", DEFAULT_MATCHER)).replace(" ", "")
+    path = str(tg.get("HealthCheckPath") or "/")
     return HealthCheck(
         enabled=bool(tg.get("HealthCheckEnabled", True)),
-        path=tg.get("HealthCheckPath") or "/",
+        path=path if _CHECK_PATH_RE.fullmatch(path) else "/",
         port=None if port in ("traffic-port", None, "") else int(port),
         interval=int(tg.get("HealthCheckIntervalSeconds", 30)),
         timeout=int(tg.get("HealthCheckTimeoutSeconds", 5)),
         healthy=int(tg.get("HealthyThresholdCount", 5)),
         unhealthy=int(tg.get("UnhealthyThresholdCount", 2)),
-        matcher=matcher if _MATCHER_RE.match(matcher) else DEFAULT_MATCHER,
+        matcher=matcher if _MATCHER_RE.fullmatch(matcher) else DEFAULT_MATCHER,
     )
 
 
@@ -406,8 +448,20 @@ def _targets(
                 continue
         else:
             address = tid
+        if not _is_ip(address) or not 0 < port < 65536:
+            name = tg["TargetGroupName"]
+            warnings.append(f"target group {name}: target {tid!r} port {port} is not IP:port")
+            continue
         out.add(Target(id=tid, address=address, port=port))
     return tuple(sorted(out, key=lambda t: (t.id, t.port)))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- rendering
@@ -427,11 +481,19 @@ def _wildcards_regex(values: Iterable[str]) -> str:
     parts = []
     for value in values:
         escaped = "".join(
-            ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in value
+            ".*" if ch == "*" else "." if ch == "?" else _regex_char(ch) for ch in value
         )
         parts.append(escaped)
-    # A single quote cannot appear inside HAProxy's single-quoted words: spell it as \x27.
-    return ("^(?:" + "|".join(parts) + ")$").replace("'", "\\x27")
+    return "^(?:" + "|".join(parts) + ")$"
+
+
+def _regex_char(ch: str) -> str:
+    """One literal character in a single-quoted HAProxy word (where nothing is unescaped):
+    a quote, a space or a control character would end the word or the line, so those are
+    spelled as PCRE escapes; the rest as re.escape spells them."""
+    if ch == "'" or not ch.isprintable() or ch.isspace():
+        return "".join(f"\\x{byte:02x}" for byte in ch.encode())
+    return re.escape(ch)
 
 
 def server_args(tg: TargetGroup, target: Target) -> list[str]:
@@ -463,9 +525,10 @@ def check_args(tg: TargetGroup) -> list[str]:
 
 
 def haproxy_string(text: str) -> str:
-    """A double-quoted HAProxy config word."""
+    """A double-quoted HAProxy config word: never more than one word, never a line break."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return '"' + escaped.replace("$", "\\$").replace("#", "\\#") + '"'
+    escaped = escaped.replace("$", "\\$").replace("#", "\\#")
+    return '"' + _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped) + '"'
 
 
 def _local_location(action: Action, local_ports: Mapping[int, int]) -> str:
@@ -535,8 +598,8 @@ def config_view(model: Model, state_dir: Path) -> dict[str, Any]:
         frontends.append(
             {
                 "name": fe_name,
-                "lb": lb.name,
-                "listener_arn": ln.arn,
+                "lb": safe_name(lb.name),
+                "listener_arn": printable(ln.arn),
                 "port": ln.port,
                 "proto": ln.protocol.lower(),
                 "local_port": ln.local_port,
@@ -550,7 +613,7 @@ def config_view(model: Model, state_dir: Path) -> dict[str, Any]:
         backends.append(
             {
                 "name": tg.backend,
-                "arn": tg.arn,
+                "arn": printable(tg.arn),
                 "health": tg.health,
                 "check_path": haproxy_string(tg.health.path),
                 "default_server": " ".join(check_args(tg)),

@@ -68,7 +68,7 @@ def _rule_hosts(rules: list[dict[str, Any]]) -> set[str]:
         for cond in rule.get("Conditions", ()):
             if cond.get("Field") == "host-header":
                 values = cond.get("HostHeaderConfig", {}).get("Values") or cond.get("Values", [])
-                hosts |= {str(v).lower() for v in values}
+                hosts |= {str(v).lower() for v in values if hx.valid_host_value(str(v))}
     return hosts
 
 
@@ -269,7 +269,7 @@ class LoadBalancers:
         for warning in model.warnings:
             if warning not in self._warned:
                 self._warned.add(warning)
-                log.warning("load balancers: %s", warning)
+                log.warning("load balancers: %s", hx.printable(warning))
         self._model = model
         try:
             self._apply(model)

@@ -92,4 +92,5 @@ def rename_app(store: Store, old: str, new: str, activate: Activate | None = Non
             except BaseException:
                 docs.delete_prefix(f"apps/{new}/")
                 raise
+        store.move_domains(old, new)
         docs.delete_prefix(f"apps/{old}/")

@@ -570,6 +570,49 @@ def test_path_patterns_and_redirects(cloud: Cloud, backends: dict[str, Backend])
     assert resp.getheader("Location") == "https://web.example.test/a/b?c=1"
 
 
+def test_rule_values_made_to_inject_config_are_skipped(
+    cloud: Cloud, backends: dict[str, Backend], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone may create rules through the ELBv2 API, with any characters (moto takes them):
+    none reaches haproxy.cfg, and the rules made meanwhile by others are served all the same."""
+    caplog.set_level("WARNING", logger="provisioner.localcloud.lb")
+    cloud.register(cloud.web, backends["hw"])
+    cloud.register(cloud.api, backends["ha"])
+    wait_for(cloud.port, "web.example.test", "hw")
+    with socket.socket() as free:  # a free port: a `bind` smuggled into the config would take it
+        free.bind(("127.0.0.1", 0))
+        trap = free.getsockname()[1]
+    hostile = [
+        ("host-header", f"evil.test\nfrontend evil\n    bind 127.0.0.1:{trap}"),
+        ("host-header", "evil.test\n"),
+        ("path-pattern", f"/x)$'\n    bind 127.0.0.1:{trap} #"),
+        ("path-pattern", "/a b"),
+        ("http-request-method", "GET if TRUE"),
+    ]
+    for priority, (kind, value) in enumerate(hostile, start=40):
+        config = {
+            "host-header": "HostHeaderConfig",
+            "path-pattern": "PathPatternConfig",
+            "http-request-method": "HttpRequestMethodConfig",
+        }[kind]
+        cloud.elb.create_rule(
+            ListenerArn=cloud.listener,
+            Priority=priority,
+            Conditions=[{"Field": kind, config: {"Values": [value]}}],
+            Actions=[{"Type": "forward", "TargetGroupArn": cloud.api}],
+        )
+    cloud.rule(60, ["new.example.test"], cloud.api)  # another tenant's rule, made meanwhile
+    wait_for(cloud.port, "new.example.test", "ha")
+    assert get(cloud.port, "web.example.test")[1].startswith("hw ")
+    assert get(cloud.port, "evil.test") == (404, "no such app\n")
+    config = (cloud.lbs.state_dir / "haproxy.cfg").read_text()
+    assert "evil" not in config and f":{trap}" not in config and "r4" not in config
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", trap)) != 0  # nothing listens there
+    skipped = [r.getMessage() for r in caplog.records if "rule skipped" in r.getMessage()]
+    assert len(skipped) == len(hostile) and all("\n" not in line for line in skipped)
+
+
 def test_target_back_while_draining_survives_a_reload(
     cloud: Cloud, backends: dict[str, Backend]
 ) -> None:

@@ -42,7 +42,12 @@ def test_names_are_short_unique_and_stable():
     assert target_group_name("p", "app-one") == target_group_name("p", "app-one")
     assert free_priority([100, 101, 103]) == 102
     with pytest.raises(DynoformError, match="at most 5"):
-        app_hostnames("x", "d", ["a", "b", "c", "d", "e"])
+        app_hostnames("x", "d", ["a", "b", "c", "e", "f"])
+    # Names of the platform domain never reach an app's rule: they are other apps' names.
+    assert app_hostnames("x", "d.test", ["y.d.test", "*.d.test", "d.test", "w.e"]) == [
+        "x.d.test",
+        "w.e",
+    ]
 
 
 def test_rule_targets_and_removal(router, aws):

@@ -165,3 +165,66 @@ def test_apps_and_config(store):
         store.save_config("one-app", {"A": "x"}, None)
     store.delete_app("one-app")
     assert store.apps() == ["two-app"]
+
+
+def test_a_domain_has_one_owner_even_when_claimed_at_once(store):
+    apps = [f"claimer-{i}" for i in range(8)]
+    for app in apps:
+        store.create_app(app)
+    for round_ in range(5):
+        domain = f"round{round_}.example.com"
+        barrier = threading.Barrier(len(apps))
+
+        def claim(app: str, domain: str = domain, barrier: threading.Barrier = barrier) -> str:
+            barrier.wait()
+            try:
+                store.claim_domain(domain, app)
+                return "won"
+            except DynoformError as exc:
+                return exc.message
+
+        with ThreadPoolExecutor(len(apps)) as pool:
+            results = dict(zip(apps, pool.map(claim, apps), strict=True))
+        winners = [app for app, result in results.items() if result == "won"]
+        assert len(winners) == 1, results
+        owner = store.domain_owner(domain)
+        assert winners == [owner]
+        for app in apps:
+            if app != owner:
+                assert results[app] == f"{domain} is already a domain of {owner}"
+        assert store.claim_domain(domain, owner) is False  # already its own: nothing changes
+
+
+def test_domain_claims_are_released_moved_and_never_locked_by_a_gone_app(store):
+    store.create_app("first")
+    store.create_app("second")
+    assert store.claim_domain("www.example.com", "first") is True
+    with pytest.raises(DynoformError, match="already a domain of first"):
+        store.claim_domain("www.example.com", "second")
+    assert store.release_domain("www.example.com", "second") is False  # not its claim
+    assert store.domain_owner("www.example.com") == "first"
+    assert store.release_domain("www.example.com", "first") is True
+    assert store.claim_domain("www.example.com", "second") is True
+
+    # An interrupted add left a claim the app's record does not list; the app is destroyed:
+    # its claim no longer holds the name.
+    assert store.claim_domain("api.example.com", "first") is True
+    store.delete_app("first")
+    assert store.domain_owner("api.example.com") == "first"
+    assert store.claim_domain("api.example.com", "second") is True
+    # Nor does a claim of a destroyed app whose name was taken again by a new app.
+    store.create_app("third")
+    store.claim_domain("old.example.com", "third")
+    store.delete_app("third")
+    store.create_app("third")
+    assert store.claim_domain("old.example.com", "second") is True
+
+    # Destroying an app releases the claims of its domains; a rename moves them.
+    store.update_app("second", lambda d: d.update(domains=["www.example.com"]))
+    store.create_app("renamed", id=store.app("second")["id"])  # as apps:rename copies it
+    store.move_domains("second", "renamed")
+    assert store.domain_owner("www.example.com") == "renamed"
+    assert store.domain_owner("api.example.com") == "second"  # not in its record: stays
+    store.update_app("renamed", lambda d: d.update(domains=["www.example.com"]))
+    store.delete_app("renamed")
+    assert store.domain_owner("www.example.com") is None

@@ -1,11 +1,12 @@
 """Rendered dyno units on Debian 13's systemd (257): verify, security score, and a real run.
 
 The machine's own systemd (Debian 12, 252) does not know RestartSteps=, so everything runs in
-an overlay copy of the Debian 13 root filesystem (DYNOFORM_TEST_ROOTFS, default
-/var/tmp/dfexp/root; the original is never written): `systemd-analyze verify` in a plain
-systemd-nspawn, then a booted copy in a private network namespace of its own (no shared bridge)
-for `systemd-analyze security` and for starting dynos for real. Everything is unmounted, powered
-off and removed in finalizers.
+an overlay copy of the local cloud's host image, the Debian 13 root every local host boots
+(built and cached by `dynoform local up`, or here when missing; DYNOFORM_TEST_ROOTFS names
+another root instead; the image is never written): `systemd-analyze verify` in a plain
+systemd-nspawn, then a booted copy in a private network namespace of its own (no shared bridge,
+none of the fleet's hosts) for `systemd-analyze security` and for starting dynos for real.
+Everything is unmounted, powered off and removed in finalizers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.errors import DynoformError
+from provisioner.localcloud import image as host_image
+from provisioner.localcloud.system import check_requirements
 from provisioner.plan.units import (
     DYNO_UID_MIN,
     DynoInstance,
@@ -41,7 +45,6 @@ from provisioner.render import (
 
 pytestmark = pytest.mark.cloud
 
-ROOTFS = Path(os.environ.get("DYNOFORM_TEST_ROOTFS", "/var/tmp/dfexp/root"))
 NSPAWN = ["systemd-nspawn", "-q", "--register=no", "--keep-unit", "--private-network"]
 MAX_EXPOSURE = 2.0
 
@@ -84,12 +87,13 @@ print("CHECK " + json.dumps(result), flush=True)
 
 
 def _why_skip() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (overlay mounts, systemd-nspawn)"
-    if not shutil.which("systemd-nspawn") or not shutil.which("nsenter"):
-        return "needs systemd-nspawn and nsenter"
-    if not (ROOTFS / "usr/lib/systemd/systemd").exists():
-        return f"no Debian 13 root filesystem at {ROOTFS} (set DYNOFORM_TEST_ROOTFS)"
+    """Wherever the local cloud can run, this runs too (it needs the same tools)."""
+    try:
+        check_requirements()
+    except DynoformError as exc:
+        return f"the local cloud cannot run here: {exc}"
+    if not shutil.which("nsenter"):
+        return "needs nsenter (util-linux)"
     return None
 
 
@@ -108,10 +112,18 @@ def put(root: Path, path: str, text: str, mode: int) -> None:
     target.chmod(mode)
 
 
+def host_root() -> Path:
+    """The local cloud's host image (built first if missing), or DYNOFORM_TEST_ROOTFS."""
+    chosen = os.environ.get("DYNOFORM_TEST_ROOTFS")
+    root = Path(chosen) if chosen else host_image.ensure_image()
+    assert (root / "usr/lib/systemd/systemd").exists(), f"no Debian root filesystem at {root}"
+    return root
+
+
 def overlay(tmp: Path) -> Path:
     for name in ("upper", "work", "merged"):
         (tmp / name).mkdir()
-    options = f"lowerdir={ROOTFS},upperdir={tmp / 'upper'},workdir={tmp / 'work'}"
+    options = f"lowerdir={host_root()},upperdir={tmp / 'upper'},workdir={tmp / 'work'}"
     mounted = run(["mount", "-t", "overlay", "overlay", "-o", options, str(tmp / "merged")])
     assert mounted.returncode == 0, mounted.stderr
     return tmp / "merged"

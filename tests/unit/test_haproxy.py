@@ -288,6 +288,8 @@ def test_regex_strings() -> None:
     assert hx.host_regex(["*.Example.com", "a?.b"]) == r"^(?:.*\.example\.com|a.\.b)$"
     assert hx.path_regex(["/v1/*"]) == "^(?:/v1/.*)$"
     assert hx.path_regex(["/it's"]) == "^(?:/it\\x27s)$"  # no bare quote in a '...' word
+    # Whatever reaches the regex: no space, line break or control character stays raw.
+    assert hx.path_regex(["/a b\n\x00\u2028"]) == "^(?:/a\\x20b\\x0a\\x00\\xe2\\x80\\xa8)$"
 
 
 def test_redirect_location_defaults_and_ports() -> None:
@@ -302,6 +304,7 @@ def test_redirect_location_defaults_and_ports() -> None:
 
 def test_haproxy_string_escapes() -> None:
     assert hx.haproxy_string('a "b" \\ $HOME #x\n') == '"a \\"b\\" \\\\ \\$HOME \\#x\\n"'
+    assert hx.haproxy_string("a\r\n\x00\t\x7fz") == '"a\\x0d\\n\\x00\\x09\\x7fz"'
 
 
 # ---------------------------------------------------------------- rendering
@@ -336,6 +339,121 @@ def test_haproxy_accepts_rendered_config(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr + result.stdout
         assert "ALERT" not in result.stderr
+
+
+# ---------------------------------------------------------------- values that could inject
+
+
+def _rule(priority: int, conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "RuleArn": f"{LN80}/r{priority}",
+        "Priority": str(priority),
+        "Conditions": conditions,
+        "Actions": [{"Type": "forward", "TargetGroupArn": TG_WEB}],
+    }
+
+
+HOSTILE_RULES = [
+    (50, "host-header", "HostHeaderConfig", "evil.test\nfrontend x"),
+    (51, "host-header", "HostHeaderConfig", "evil.test\n"),
+    (52, "host-header", "HostHeaderConfig", "evil.test#x"),
+    (53, "path-pattern", "PathPatternConfig", "/a\n    bind :1 #x"),
+    (54, "path-pattern", "PathPatternConfig", "/a b"),
+    (55, "http-request-method", "HttpRequestMethodConfig", "GET if TRUE"),
+    (56, "http-request-method", "HttpRequestMethodConfig", "GET\r"),
+]
+
+
+def test_rule_values_that_are_no_alb_value_are_skipped_with_a_warning() -> None:
+    """Values anyone can create through the ELBv2 API (moto takes any text): such a rule
+    is left out, exactly as if it did not exist, and the daemon log says why."""
+    d = describe()
+    for priority, kind, config, value in HOSTILE_RULES:
+        d["rules"][LN80].append(_rule(priority, [{"Field": kind, config: {"Values": [value]}}]))
+    d["targets"][TG_WEB] += [
+        {"Target": {"Id": "198.18.0.14\nbackend x", "Port": 5000}},
+        {"Target": {"Id": "not-an-ip", "Port": 5000}},
+    ]
+    m = model(rules=d["rules"], targets=d["targets"])
+    assert hx.render_config(m, STATE) == (GOLDEN / "shop.cfg").read_text()
+    assert [r.priority for r in m.load_balancers[0].listeners[0].rules] == [10, 20, 30]
+    skipped = [w for w in m.warnings if "rule skipped" in w or "is not IP:port" in w]
+    assert skipped == [
+        f"rule {LN80}/r50: bad host-header values ['evil.test\\nfrontend x']; rule skipped",
+        f"rule {LN80}/r51: bad host-header values ['evil.test\\n']; rule skipped",
+        f"rule {LN80}/r52: bad host-header values ['evil.test#x']; rule skipped",
+        f"rule {LN80}/r53: bad path-pattern values ['/a\\n    bind :1 #x']; rule skipped",
+        f"rule {LN80}/r54: bad path-pattern values ['/a b']; rule skipped",
+        f"rule {LN80}/r55: bad http-request-method values ['GET IF TRUE']; rule skipped",
+        f"rule {LN80}/r56: bad http-request-method values ['GET\\r']; rule skipped",
+        "target group web: target '198.18.0.14\\nbackend x' port 5000 is not IP:port",
+        "target group web: target 'not-an-ip' port 5000 is not IP:port",
+    ]
+    assert all(w.isprintable() for w in m.warnings)
+
+
+def test_alb_values_with_quotes_and_symbols_stay_inside_their_word() -> None:
+    d = describe()
+    path = '/it\'s/"q"/$x/~u@h:+&a*?'
+    d["rules"][LN80].append(_rule(60, [{"Field": "path-pattern", "Values": [path]}]))
+    text = hx.render_config(model(rules=d["rules"]), STATE)
+    assert "    acl r60_path path -m reg '^(?:/it\\x27s/\"q\"/\\$x/\\~u@h:\\+\\&a.*.)$'\n" in text
+    assert "    use_backend tg-web if r60_path\n" in text
+
+
+def test_names_arns_and_action_values_never_break_a_line() -> None:
+    d = describe()
+    d["load_balancers"][0]["LoadBalancerName"] = "shop\nfrontend evil"
+    for listener in d["listeners"][LB]:
+        listener["ListenerArn"] += "\n    bind :1"
+    d["ports"] = {f"{LN80}\n    bind :1": 18000}
+    d["rules"] = {}
+    d["listeners"][LB][1]["DefaultActions"] = [
+        {
+            "Type": "fixed-response",
+            "FixedResponseConfig": {
+                "StatusCode": "404",
+                "ContentType": "text/plain\r\nSet-Cookie: a=b",
+                "MessageBody": "a\r\nb\x00\tc",
+            },
+        }
+    ]
+    d["target_groups"][0]["HealthCheckPath"] = "/health\r\nHost: x"
+    m = model(**d)
+    text = hx.render_config(m, STATE)
+    assert f"# {LN80}?    bind :1\nfrontend lb-shop_frontend_evil-80\n" in text
+    assert "router[shop_frontend_evil]: at=info" in text
+    assert (
+        '    http-request return status 404 content-type "text/plain" '
+        'string "a\\x0d\\nb\\x00\\x09c"\n' in text
+    )
+    assert 'http-check send meth GET uri "/" ver HTTP/1.1' in text
+    assert not any(line.startswith(("frontend evil", "    bind :1")) for line in text.splitlines())
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text)
+
+    d["listeners"][LB][1]["DefaultActions"] = [
+        {"Type": "redirect", "RedirectConfig": {"Host": "x\r\nSet-Cookie: a=b"}}
+    ]
+    (lb,) = model(**d).load_balancers
+    assert lb.listeners[0].default == hx.Action(  # the one on port 80
+        kind="fixed-response", status_code=503, body="bad redirect\n"
+    )
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
+def test_haproxy_accepts_the_config_rendered_from_hostile_values(tmp_path: Path) -> None:
+    d = describe()
+    for priority, kind, config, value in HOSTILE_RULES:
+        d["rules"][LN80].append(_rule(priority, [{"Field": kind, config: {"Values": [value]}}]))
+    d["rules"][LN80].append(_rule(60, [{"Field": "path-pattern", "Values": ['/it\'s/"q"/$x']}]))
+    d["load_balancers"][0]["LoadBalancerName"] = "shop\nfrontend evil"
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(hx.render_config(model(**d), tmp_path))
+    result = subprocess.run(
+        ["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "ALERT" not in result.stderr
 
 
 # ---------------------------------------------------------------- diffs

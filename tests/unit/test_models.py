@@ -11,7 +11,12 @@ from provisioner.model.config import (
     validate_config,
 )
 from provisioner.model.formation import ProcessFormation, apply_resize, apply_scale
-from provisioner.model.names import validate_app_name, validate_config_key
+from provisioner.model.names import (
+    normalise_domain,
+    validate_app_name,
+    validate_config_key,
+    validate_domain,
+)
 from provisioner.model.procfile import Procfile, parse_procfile
 from provisioner.model.release import Release, parse_version
 from provisioner.model.sizes import DYNO_SIZES, dyno_size
@@ -36,6 +41,74 @@ def test_invalid_app_names_name_the_field_and_rule(name):
         validate_app_name(name)
     assert "app name" in str(info.value)
     assert "lowercase letter" in str(info.value)
+
+
+# --- custom domains --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, stored",
+    [
+        ("www.example.com", "www.example.com"),
+        ("WWW.Example.COM.", "www.example.com"),  # upper case and the root's dot normalised
+        ("a-b.c-d.example.co", "a-b.c-d.example.co"),
+        ("123.example.com", "123.example.com"),
+        ("shop.xn--p1ai", "shop.xn--p1ai"),
+        ("shop.notlocalhost", "shop.notlocalhost"),  # not under `localhost`: another name
+        ("a" * 63 + ".example.com", "a" * 63 + ".example.com"),
+    ],
+)
+def test_valid_domains_are_normalised(name, stored):
+    assert validate_domain(name, "localhost") == stored
+
+
+@pytest.mark.parametrize(
+    "name, platform, reason",
+    [
+        ("shop.localhost", "localhost", "is under the platform's domain localhost"),
+        ("SHOP.LocalHost.", "localhost", "is under the platform's domain localhost"),
+        ("a.b.apps.example.org", "apps.example.org", "under the platform's domain"),
+        ("localhost", "localhost", "is the platform's domain localhost"),
+        ("apps.example.org", "apps.example.org", "is the platform's domain apps.example.org"),
+        ("*.example.com", "localhost", "wildcard domains are not supported"),
+        ("*.localhost", "localhost", "wildcard domains are not supported"),
+        ("www.*.example.com", "localhost", "wildcard domains are not supported"),
+        ("1.2.3.4", "localhost", "is an IP address"),
+        ("10.1", "localhost", "is an IP address"),
+        ("::1", "localhost", "is an IP address"),
+        ("[2001:db8::1]", "localhost", "is an IP address"),
+        ("www.example.com\n", "localhost", "no spaces or control characters"),
+        ("www.example.com\nfrontend x", "localhost", "no spaces or control characters"),
+        ("www.example.com\r", "localhost", "no spaces or control characters"),
+        ("www.exa\tmple.com", "localhost", "no spaces or control characters"),
+        ("www.example.com\x00", "localhost", "no spaces or control characters"),
+        (" www.example.com", "localhost", "no spaces or control characters"),
+        ("café.example.com", "localhost", "no spaces or control characters"),
+        ("www.example.com:443", "localhost", "must be a hostname"),
+        ("www_x.example.com", "localhost", "must be a hostname"),
+        ("-www.example.com", "localhost", "must be a hostname"),
+        ("www-.example.com", "localhost", "must be a hostname"),
+        ("www..example.com", "localhost", "must be a hostname"),
+        ("example", "localhost", "must be a hostname"),
+        ("www.example.c0m", "localhost", "must be a hostname"),
+        ("www.example.com#x", "localhost", "must be a hostname"),
+        ("'www.example.com'", "localhost", "must be a hostname"),
+        ("a" * 64 + ".example.com", "localhost", "must be a hostname"),
+        (("a" * 60 + ".") * 2 + "example.com", "localhost", "at most 128 characters"),
+        ("", "localhost", "must be a hostname"),
+    ],
+)
+def test_invalid_domains_say_why(name, platform, reason):
+    with pytest.raises(ValidationError) as info:
+        validate_domain(name, platform)
+    message = str(info.value)
+    assert message.startswith(f"domain {name!r}: ") and reason in message
+    assert "\n" not in message  # one line, whatever the name holds
+
+
+def test_normalise_domain():
+    assert normalise_domain("WWW.Example.COM.") == "www.example.com"
+    assert normalise_domain("*.Example.com") == "*.example.com"
 
 
 # --- Procfile --------------------------------------------------------------------------------
