@@ -91,6 +91,20 @@ def covers(name: str, host: str) -> bool:
     return bool(label) and rest == name[2:]
 
 
+def check_app_cert_names(names: Iterable[str], platform_domain: str) -> None:
+    """An app's own certificate may not name the platform's domain or any name under it: the
+    listener picks certificates by SNI, so it could answer for another app's host."""
+    platform = platform_domain.lower().rstrip(".")
+    for name in names:
+        plain = name.lower().rstrip(".").removeprefix("*.")
+        if plain == platform or plain.endswith("." + platform) or covers(name, platform):
+            raise ValidationError(
+                f"certificate name {name!r}",
+                f"is the platform's domain {platform!r} or under it: app certificates are for "
+                "the app's custom domains",
+            )
+
+
 def covered_by(host: str, certs: Iterable[AppCert]) -> AppCert | None:
     """The first certificate whose names cover the host."""
     for cert in certs:

@@ -23,6 +23,7 @@ from provisioner.model.certs import (
     DEAD,
     AppCert,
     Bundle,
+    check_app_cert_names,
     covered_by,
     domain_status,
     find,
@@ -130,9 +131,16 @@ def read_bundle(cert_file: Path, key_file: Path) -> Bundle:
     return parse_bundle(_read(cert_file, "certificate file"), _read(key_file, "key file"))
 
 
+def read_app_bundle(g: Any, cert_file: Path, key_file: Path) -> Bundle:
+    """read_bundle for an app's own certificate: none of its names the platform's."""
+    bundle = read_bundle(cert_file, key_file)
+    check_app_cert_names(bundle.names, g.target.app_domain)
+    return bundle
+
+
 def add(g: Any, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str, Any]:
     """Import a certificate the user brings and serve it for the app's domains it covers."""
-    bundle = read_bundle(cert_file, key_file)
+    bundle = read_app_bundle(g, cert_file, key_file)
     certs = app_certificates(g)
     same = _already_imported(certs, app, bundle.cert_pem)
     if same is not None:
@@ -155,7 +163,7 @@ def update(
     g: Any, app: str, ident: str, cert_file: Path, key_file: Path, say: Say
 ) -> dict[str, Any]:
     """Renew one of your certificates in place: the listener keeps serving it, now the new one."""
-    bundle = read_bundle(cert_file, key_file)
+    bundle = read_app_bundle(g, cert_file, key_file)
     certs = app_certificates(g)
     cert = _yours(
         certs, app, ident, f"ACM renews it; to serve your own: certs:add CERT KEY -a {app}"

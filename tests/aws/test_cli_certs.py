@@ -169,6 +169,18 @@ def test_bad_certificate_files_change_nothing(cli, tmp_path):
     assert code == 1 and "cannot read the certificate file" in err
     code, _, err = cli("certs:remove", "abcdef12", "-a", "shop")
     assert code == 1 and "is not one of the app's" in err
+    # Served by SNI, a certificate for another app's name (or the platform's) would answer it.
+    for i, names in enumerate(
+        [
+            ["other.apps.example.org"],
+            ["*.apps.example.org"],
+            ["*.example.org"],
+            ["apps.example.org"],
+        ]
+    ):
+        crt, key = _own_certificate(tmp_path / f"platform{i}", ["www.example.com", *names])
+        code, _, err = cli("certs:add", str(crt), str(key), "-a", "shop")
+        assert code == 1 and "is the platform's domain" in err and err.count("\n") == 1, names
     assert json.loads(cli("certs", "-a", "shop", "--json")[1]) == []
 
 

@@ -205,3 +205,13 @@ def test_domain_status_and_find() -> None:
     twins = [*certs, _custom(("b.example.com",), arn="arn:aws:acm:r:1:certificate/1234ab99-0")]
     with pytest.raises(ValidationError, match="ambiguous"):
         find(twins, "1234ab")
+
+
+def test_app_certificates_may_not_name_the_platform_domain() -> None:
+    from provisioner.errors import ValidationError
+    from provisioner.model.certs import check_app_cert_names
+
+    check_app_cert_names(["www.example.com", "*.shop.example.com"], "apps.example.com")
+    for name in ("apps.example.com", "a.apps.example.com", "*.apps.example.com", "*.example.com"):
+        with pytest.raises(ValidationError, match="platform's domain"):
+            check_app_cert_names(["www.example.com", name], "apps.example.com")
