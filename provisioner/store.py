@@ -1,18 +1,24 @@
 """Apps, releases, config, formation and leases as documents in the state store.
 
 Layout (one bucket per platform):
-  apps/<app>/app.json                  the app record
+  apps/<app>/app.json                  the app record, with the app's immutable id
   apps/<app>/config.json               current config vars {"version": n, "vars": {...}}
   apps/<app>/formation.json            process types -> quantity, size
   apps/<app>/releases/<00000012>.json  release v12 (no config values in it)
   apps/<app>/release-config/<00000012>.json   the config snapshot of v12
   leases/<app>.json                    who is changing the app right now
+
+Documents are keyed by the app's name and move when it is renamed; everything else the app owns
+(sources, slugs, build caches and logs in the bucket, add-on ownership) is keyed by its id,
+which never changes, so a later app with a freed name can neither see nor delete any of it.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import re
+import secrets
 import socket
 import threading
 import time
@@ -34,6 +40,20 @@ MAX_CONFLICT_RETRIES = 50
 # LEASE_TTL seconds after its last renewal.
 LEASE_TTL = 30.0
 LEASE_RENEWALS = 6
+
+
+# An app id is 12 hex digits starting with a digit: app names start with a letter, so no id is
+# ever the name of an app made before ids existed (such an app's id is its name).
+APP_ID_RE = re.compile(r"[0-9][0-9a-f]{11}")
+
+
+def new_app_id() -> str:
+    return secrets.choice("0123456789") + secrets.token_hex(6)[1:]
+
+
+def app_id_of(record: dict[str, Any]) -> str:
+    """The app's immutable id; an app created before ids existed keeps its name as its id."""
+    return str(record.get("id") or record["name"])
 
 
 def now_iso() -> str:
@@ -58,21 +78,30 @@ class Store:
         return f"apps/{validate_app_name(app)}/app.json"
 
     def create_app(self, app: str, **fields: Any) -> dict[str, Any]:
-        record = {"name": app, "created_at": now_iso(), "stack": "debian-13", "buildpacks": []}
+        record = {"name": app, "id": new_app_id(), "created_at": now_iso(), "stack": "debian-13",
+                  "buildpacks": []}  # fmt: skip
         record.update(fields)
+        self.claim_app(app, record)
+        return record
+
+    def claim_app(self, app: str, record: dict[str, Any]) -> None:
+        """Create the app record only if the name is free: of two claims, exactly one wins."""
+        self._fence(app)
         try:
             self.docs.create(self._app_key(app), record)
         except Conflict:
             raise DynoformError(
                 f"app {app!r} already exists", "choose another name or use `-a` to pick it"
             ) from None
-        return record
 
     def app(self, app: str) -> dict[str, Any]:
         doc = self.docs.get(self._app_key(app))
         if doc is None:
             raise DynoformError(f"no app named {app!r}", "see `dynoform apps`")
         return dict(doc.data)
+
+    def app_id(self, app: str) -> str:
+        return app_id_of(self.app(app))
 
     def app_exists(self, app: str) -> bool:
         return self.docs.get(self._app_key(app)) is not None
@@ -96,6 +125,15 @@ class Store:
 
     def apps(self) -> list[str]:
         return sorted(self.docs.children("apps/"))
+
+    def apps_with_id(self, app_id: str) -> list[str]:
+        """The apps whose record has this id: one, or two after a rename was cut short."""
+        found = []
+        for name in self.apps():
+            doc = self.docs.get(self._app_key(name))
+            if doc is not None and app_id_of(doc.data) == app_id:
+                found.append(name)
+        return found
 
     def delete_app(self, app: str) -> int:
         validate_app_name(app)
