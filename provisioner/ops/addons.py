@@ -211,8 +211,11 @@ class Addons:
 
     def destroy_app_addons(self, app: str) -> list[str]:
         """When an app goes: its own add-ons are destroyed, its attachments to others removed."""
-        gone = []
+        gone: list[str] = []
         app_id = self.store.app_id(app)
+        if len(self.store.apps_with_id(app_id)) > 1:
+            self.say(f"kept the add-ons of {app}: a rename cut short left the app two names")
+            return gone
         for addon in self.for_app(app):
             # The app's own var goes with the app: no release to roll for an app being removed.
             if attachment := addon.attached_to(app, app_id):

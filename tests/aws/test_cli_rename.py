@@ -15,10 +15,12 @@ from provisioner.aws import blobs as keys
 from provisioner.aws.blobs import Blobs
 from provisioner.cli.common import g
 from provisioner.errors import DynoformError
+from provisioner.model.addons import Addon
 from provisioner.model.formation import ProcessFormation
 from provisioner.model.release import Release
 from provisioner.ops import apps as ops
 from provisioner.ops import builds
+from provisioner.ops.addons import Addons, Provider
 from provisioner.store import APP_ID_RE, Store, now_iso
 
 
@@ -183,3 +185,12 @@ def test_destroy_keeps_objects_another_record_shares_after_a_cut_short_rename(st
     assert bucket_keys(store, app_id) and lines == [
         "kept the slugs and build objects of half-new: half has them too"
     ]
+    addon = Addon("postgres-abc123", "postgres", "small", "managed", "half", app_id, "available")
+    store.docs.create("addons/postgres-abc123.json", addon.to_dict())
+
+    def no_provider(name: str) -> Provider:
+        raise AssertionError(f"the {name} provider was asked to destroy the add-on")
+
+    kept = Addons(store, no_provider, say=lines.append).destroy_app_addons("half-new")
+    assert kept == [] and lines[-1].startswith("kept the add-ons of half-new")
+    assert Addons(store, no_provider).get("postgres-abc123") == addon
