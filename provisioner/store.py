@@ -1,19 +1,24 @@
 """Apps, releases, config, formation and leases as documents in the state store.
 
 Layout (one bucket per platform):
-  apps/<app>/app.json                  the app record
+  apps/<app>/app.json                  the app record, with the app's immutable id
   apps/<app>/config.json               current config vars {"version": n, "vars": {...}}
   apps/<app>/formation.json            process types -> quantity, size
   apps/<app>/releases/<00000012>.json  release v12 (no config values in it)
   apps/<app>/release-config/<00000012>.json   the config snapshot of v12
   leases/<app>.json                    who is changing the app right now
   domains/<domain>.json                which app a custom domain belongs to (its one owner)
+
+Documents are keyed by the app's name and move when it is renamed; everything else the app owns
+(sources, slugs, build caches and logs in the bucket, add-on ownership) is keyed by its id,
+which never changes, so a later app with a freed name can neither see nor delete any of it.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import re
 import secrets
 import socket
 import threading
@@ -36,6 +41,20 @@ MAX_CONFLICT_RETRIES = 50
 # LEASE_TTL seconds after its last renewal.
 LEASE_TTL = 30.0
 LEASE_RENEWALS = 6
+
+
+# An app id is 12 hex digits starting with a digit: app names start with a letter, so no id is
+# ever the name of an app made before ids existed (such an app's id is its name).
+APP_ID_RE = re.compile(r"[0-9][0-9a-f]{11}")
+
+
+def new_app_id() -> str:
+    return secrets.choice("0123456789") + secrets.token_hex(6)[1:]
+
+
+def app_id_of(record: dict[str, Any]) -> str:
+    """The app's immutable id; an app created before ids existed keeps its name as its id."""
+    return str(record.get("id") or record["name"])
 
 
 def now_iso() -> str:
@@ -63,22 +82,30 @@ class Store:
         return f"apps/{validate_app_name(app)}/app.json"
 
     def create_app(self, app: str, **fields: Any) -> dict[str, Any]:
-        record = {"name": app, "created_at": now_iso(), "stack": "debian-13", "buildpacks": []}
-        record["id"] = secrets.token_hex(8)  # this app, not another one later of its name
+        record = {"name": app, "id": new_app_id(), "created_at": now_iso(), "stack": "debian-13",
+                  "buildpacks": []}  # fmt: skip
         record.update(fields)
+        self.claim_app(app, record)
+        return record
+
+    def claim_app(self, app: str, record: dict[str, Any]) -> None:
+        """Create the app record only if the name is free: of two claims, exactly one wins."""
+        self._fence(app)
         try:
             self.docs.create(self._app_key(app), record)
         except Conflict:
             raise DynoformError(
                 f"app {app!r} already exists", "choose another name or use `-a` to pick it"
             ) from None
-        return record
 
     def app(self, app: str) -> dict[str, Any]:
         doc = self.docs.get(self._app_key(app))
         if doc is None:
             raise DynoformError(f"no app named {app!r}", "see `dynoform apps`")
         return dict(doc.data)
+
+    def app_id(self, app: str) -> str:
+        return app_id_of(self.app(app))
 
     def app_exists(self, app: str) -> bool:
         return self.docs.get(self._app_key(app)) is not None
@@ -102,6 +129,15 @@ class Store:
 
     def apps(self) -> list[str]:
         return sorted(self.docs.children("apps/"))
+
+    def apps_with_id(self, app_id: str) -> list[str]:
+        """The apps whose record has this id: one, or two after a rename was cut short."""
+        found = []
+        for name in self.apps():
+            doc = self.docs.get(self._app_key(name))
+            if doc is not None and app_id_of(doc.data) == app_id:
+                found.append(name)
+        return found
 
     def delete_app(self, app: str) -> int:
         """Remove the app's documents; its domain claims go first, while it still exists."""
@@ -128,7 +164,7 @@ class Store:
         under the same name) is taken over with If-Match; a live owner's is refused, naming it.
         """
         key = self._claim_key(domain)
-        mine = {"app": app, "app_id": _app_id(self.app(app))}
+        mine = {"app": app, "app_id": _identity(self.app(app))}
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 self.docs.create(key, dict(mine, claimed_at=now_iso()))
@@ -155,7 +191,7 @@ class Store:
     def _claim_alive(self, claim: dict[str, Any]) -> bool:
         """Whether the claim's app still exists: the same app, not a new one of its name."""
         owner = self.docs.get(self._app_key(str(claim.get("app"))))
-        return owner is not None and _app_id(owner.data) == claim.get("app_id")
+        return owner is not None and _identity(owner.data) == claim.get("app_id")
 
     def release_domain(self, domain: str, app: str) -> bool:
         """Give up the app's claim on the domain; False when the app held none.
@@ -172,7 +208,7 @@ class Store:
     def move_domains(self, old: str, new: str) -> None:
         """Hand the claims of `old`'s domains to `new` (a rename: both exist meanwhile); a
         domain of old's record without a claim (added before claims) gets one for `new`."""
-        new_id = _app_id(self.app(new))
+        new_id = _identity(self.app(new))
         for domain in self.app(old).get("domains", []):
             key = self._claim_key(domain)
             for _ in range(MAX_CONFLICT_RETRIES):
@@ -321,9 +357,9 @@ class LeaseBusy(DynoformError):
     """Another operation holds the app's lease."""
 
 
-def _app_id(record: dict[str, Any]) -> str:
-    """What tells an app from a later one of the same name (records from before ids: the
-    creation time)."""
+def _identity(record: dict[str, Any]) -> str:
+    """What tells an app from a later one of the same name, for domain claims: its id (records
+    from before ids: the creation time, as their id is their name)."""
     return str(record.get("id") or record.get("created_at"))
 
 

@@ -1,5 +1,8 @@
 """Large objects in the platform bucket: source tarballs, slugs, build caches, build logs.
 
+They are keyed by the app's immutable id (store.app_id), not its name: a rename leaves them
+where they are, and an app that later takes a freed name can neither share nor delete them.
+
 Hosts never hold AWS credentials: they fetch and upload through presigned URLs.
 """
 
@@ -16,20 +19,25 @@ from provisioner.aws.state import SSE, delete_versions
 URL_TTL = 3600
 
 
-def source_key(app: str, sha256: str) -> str:
-    return f"sources/{app}/{sha256}.tgz"
+def source_key(app_id: str, sha256: str) -> str:
+    return f"sources/{app_id}/{sha256}.tgz"
 
 
-def slug_key(app: str, sha256: str) -> str:
-    return f"slugs/{app}/{sha256}.tgz"
+def slug_key(app_id: str, sha256: str) -> str:
+    return f"slugs/{app_id}/{sha256}.tgz"
 
 
-def cache_key(app: str) -> str:
-    return f"caches/{app}/cache.tgz"
+def cache_key(app_id: str) -> str:
+    return f"caches/{app_id}/cache.tgz"
 
 
-def build_log_key(app: str, build_id: str) -> str:
-    return f"builds/{app}/{build_id}.log"
+def build_log_key(app_id: str, build_id: str) -> str:
+    return f"builds/{app_id}/{build_id}.log"
+
+
+def app_prefixes(app_id: str) -> list[str]:
+    """Everything of the app's in the bucket (apps:destroy removes exactly this)."""
+    return [f"{kind}/{app_id}/" for kind in ("slugs", "sources", "caches", "builds")]
 
 
 def sha256_file(path: Path) -> str:

@@ -253,7 +253,7 @@ def psql(
 
     name = resolve_app(app)
     addon = _postgres(Addons(g().store, _no_provider), ref, name)
-    attachment = addon.attached_to(name)
+    attachment = addon.attached_to(name, g().store.app_id(name))
     if attachment is None:
         raise DynoformError(f"{addon.name} is not attached to {name}")
     release = g().store.current_release(name)

@@ -60,7 +60,7 @@ def info(app: str = AppOption) -> None:
     if g().json:
         emit_json(data)
         return
-    for key in ("name", "web_url", "release", "stack", "buildpacks", "created_at"):
+    for key in ("name", "id", "web_url", "release", "stack", "buildpacks", "created_at"):
         value = data[key]
         if key == "release" and value is not None:
             value = f"v{value}"

@@ -41,7 +41,7 @@ def output(
     name = resolve_app(app)
     build = ops.get_build(g().store, name, build_id)
     blobs = Blobs(g().aws.s3, g().store.docs.bucket)
-    text = blobs.get_text(build_log_key(name, build["id"]))
+    text = blobs.get_text(build_log_key(g().store.app_id(name), build["id"]))
     if text is None:
         status(f"build {build['id']} is {build['status']}; no output stored yet")
         return

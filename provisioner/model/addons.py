@@ -2,6 +2,9 @@
 
 An add-on is a database or cache owned by one app and attached to any number of apps; each
 attachment is a config var (`DATABASE_URL`, `REDIS_URL`, or `<NAME>_URL`) holding the URL.
+Owner and attachments record the app's immutable id beside its name: a later app that takes a
+renamed (or destroyed) app's name never matches them. Records made before app ids existed have
+no id and match by name (such apps' id is their name).
 """
 
 from __future__ import annotations
@@ -46,10 +49,18 @@ REDIS_LAST_PORT = 6479
 POSTGRES_PORT = 5432
 
 
+def _is_app(name: str, app_id: str, app: str, wanted_id: str) -> bool:
+    return app_id == wanted_id if app_id else name == app
+
+
 @dataclass
 class Attachment:
     app: str
     var: str
+    app_id: str = ""
+
+    def is_for(self, app: str, app_id: str) -> bool:
+        return _is_app(self.app, self.app_id, app, app_id)
 
 
 @dataclass
@@ -61,6 +72,7 @@ class Addon:
     plan: str
     provider: str
     app: str  # the owner, the app it was created for
+    app_id: str = ""  # the owner's id
     state: str = "creating"
     created_at: str = ""
     attachments: list[Attachment] = field(default_factory=list)
@@ -87,8 +99,22 @@ class Addon:
         data.pop("secret")
         return data
 
-    def attached_to(self, app: str) -> Attachment | None:
-        return next((a for a in self.attachments if a.app == app), None)
+    def owned_by(self, app: str, app_id: str) -> bool:
+        return _is_app(self.app, self.app_id, app, app_id)
+
+    def attached_to(self, app: str, app_id: str) -> Attachment | None:
+        return next((a for a in self.attachments if a.is_for(app, app_id)), None)
+
+    def rename_app(self, old: str, app_id: str, new: str) -> bool:
+        """The app `old` (id app_id) is now called `new`: its ownership and attachments say so,
+        with the id; True when the record changed."""
+        before = self.to_dict()
+        if self.owned_by(old, app_id):
+            self.app, self.app_id = new, app_id
+        for attachment in self.attachments:
+            if attachment.is_for(old, app_id):
+                attachment.app, attachment.app_id = new, app_id
+        return self.to_dict() != before
 
 
 def normalize_kind(service: str) -> str:

@@ -18,7 +18,7 @@ from provisioner.aws.state import Conflict
 from provisioner.errors import DynoformError
 from provisioner.model import addons as m
 from provisioner.ops.releases import Activator, change_config, no_dynos
-from provisioner.store import Store, now_iso
+from provisioner.store import Store, app_id_of, now_iso
 
 Say = Callable[[str], None]
 LOCK = "_addons"  # a lease name no app can have: serializes port choice and host launches
@@ -66,7 +66,9 @@ class Addons:
         return [self.get(n) for n in sorted(names) if "/" not in n]
 
     def for_app(self, app: str) -> list[m.Addon]:
-        return [a for a in self.all() if a.app == app or a.attached_to(app)]
+        """The add-ons the app (by its id) owns or is attached to."""
+        app_id = self.store.app_id(app)
+        return [a for a in self.all() if a.owned_by(app, app_id) or a.attached_to(app, app_id)]
 
     def save(self, addon: m.Addon) -> None:
         self.store.docs.put(_key(addon.name), addon.to_dict())
@@ -78,8 +80,10 @@ class Addons:
         if app is None:
             raise DynoformError(f"no add-on named {ref!r}", "name it, or pass -a APP")
         var = ref.upper() if ref.upper().endswith("_URL") else f"{ref.upper()}_URL"
+        app_id = self.store.app_id(app)
         for addon in self.for_app(app):
-            if any(t.app == app and t.var == var for t in addon.attachments):
+            attachment = addon.attached_to(app, app_id)
+            if attachment is not None and attachment.var == var:
                 return addon
         raise DynoformError(f"{app} has no add-on attached as {var}", "see `dynoform addons`")
 
@@ -111,12 +115,12 @@ class Addons:
         m.validate_plan(kind, plan)
         m.validate_provider(provider)
         var = m.attachment_var(kind, as_name)
-        self.store.app(app)
+        app_id = app_id_of(self.store.app(app))
         config, _ = self.store.config(app)
         m.check_var_free(config, var, self.all(), app)
         addon = m.Addon(
             name=m.new_addon_name(kind), kind=kind, plan=plan, provider=provider, app=app,
-            created_at=now_iso(), secret=m.new_password(),
+            app_id=app_id, created_at=now_iso(), secret=m.new_password(),
         )  # fmt: skip
         try:
             self.store.docs.create(_key(addon.name), addon.to_dict())
@@ -135,12 +139,12 @@ class Addons:
             self._remove_resource(addon)
             self.store.docs.delete(_key(addon.name))  # kept only when the cleanup failed
             raise
-        self._attach(addon, app, var, url)
+        self._attach(addon, app, app_id, var, url)
         return addon
 
-    def _attach(self, addon: m.Addon, app: str, var: str, url: str) -> None:
-        addon.attachments = [a for a in addon.attachments if a.app != app]
-        addon.attachments.append(m.Attachment(app, var))
+    def _attach(self, addon: m.Addon, app: str, app_id: str, var: str, url: str) -> None:
+        addon.attachments = [a for a in addon.attachments if not a.is_for(app, app_id)]
+        addon.attachments.append(m.Attachment(app, var, app_id))
         self.save(addon)
         release = change_config(self.store, app, {var: url}, (), self.activate, wait=True)
         self.say(f"attached {addon.name} to {app} as {var}: v{release.version}")
@@ -149,33 +153,37 @@ class Addons:
         addon = self.get(name)
         if addon.state != "available":
             raise DynoformError(f"{addon.name} is {addon.state}", "wait, or destroy it")
-        if addon.attached_to(app):
+        app_id = self.store.app_id(app)
+        if addon.attached_to(app, app_id):
             raise DynoformError(f"{addon.name} is already attached to {app}")
         var = m.attachment_var(addon.kind, as_name)
-        self.store.app(app)
         config, _ = self.store.config(app)
         m.check_var_free(config, var, self.all(), app)
-        self._attach(addon, app, var, self.providers(addon.provider).url(addon))
+        self._attach(addon, app, app_id, var, self.providers(addon.provider).url(addon))
         return addon
 
     def detach(self, name: str, app: str) -> m.Addon:
         addon = self.get(name)
-        attachment = addon.attached_to(app)
+        app_id = self.store.app_id(app)
+        attachment = addon.attached_to(app, app_id)
         if attachment is None:
             raise DynoformError(f"{addon.name} is not attached to {app}")
-        if app == addon.app and len(addon.attachments) == 1:
+        if addon.owned_by(app, app_id) and len(addon.attachments) == 1:
             raise DynoformError(
                 f"{app} owns {addon.name} and it is its only attachment",
                 f"destroy it instead: dynoform addons:destroy {addon.name} --confirm {addon.name}",
             )
-        self._unset(app, attachment.var)
+        self._unset(attachment)
         addon.attachments.remove(attachment)
         self.save(addon)
         return addon
 
-    def _unset(self, app: str, var: str) -> None:
+    def _unset(self, attachment: m.Attachment) -> None:
+        app, var = attachment.app, attachment.var
         if not self.store.app_exists(app):
             return
+        if not attachment.is_for(app, self.store.app_id(app)):
+            return  # the name belongs to another app now
         config, _ = self.store.config(app)
         if var not in config:
             return
@@ -186,7 +194,7 @@ class Addons:
         """Config vars first (the dynos stop using it), then the resource, then the record."""
         addon = self.get(name)
         for attachment in list(addon.attachments):
-            self._unset(attachment.app, attachment.var)
+            self._unset(attachment)
             addon.attachments.remove(attachment)
             self.save(addon)
         addon.state = "destroying"
@@ -203,13 +211,17 @@ class Addons:
 
     def destroy_app_addons(self, app: str) -> list[str]:
         """When an app goes: its own add-ons are destroyed, its attachments to others removed."""
-        gone = []
+        gone: list[str] = []
+        app_id = self.store.app_id(app)
+        if len(self.store.apps_with_id(app_id)) > 1:
+            self.say(f"kept the add-ons of {app}: a rename cut short left the app two names")
+            return gone
         for addon in self.for_app(app):
             # The app's own var goes with the app: no release to roll for an app being removed.
-            if attachment := addon.attached_to(app):
+            if attachment := addon.attached_to(app, app_id):
                 addon.attachments.remove(attachment)
                 self.save(addon)
-            if addon.app == app:
+            if addon.owned_by(app, app_id):
                 self.destroy(addon.name)
                 gone.append(addon.name)
         return gone

@@ -6,11 +6,14 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+from provisioner.aws.blobs import Blobs, app_prefixes
+from provisioner.aws.state import Conflict
 from provisioner.errors import DynoformError
+from provisioner.model.addons import Addon
 from provisioner.model.appnames import random_app_name
 from provisioner.model.names import validate_app_name
 from provisioner.model.release import Release
-from provisioner.store import Store
+from provisioner.store import MAX_CONFLICT_RETRIES, Store, app_id_of
 
 # Rolls an app's dynos to a release with its config (rollout.activator).
 Activate = Callable[[str, Release, dict[str, str]], None]
@@ -48,6 +51,7 @@ def app_info(store: Store, app: str, web_url: str | None) -> dict[str, Any]:
     formation, _ = store.formation(app)
     return {
         "name": app,
+        "id": app_id_of(record),
         "web_url": web_url,
         "release": current.version if current else None,
         "stack": record.get("stack", "debian-13"),
@@ -57,17 +61,38 @@ def app_info(store: Store, app: str, web_url: str | None) -> dict[str, Any]:
     }
 
 
-def rename_app(store: Store, old: str, new: str, activate: Activate | None = None) -> None:
-    """Copy every document of the app to the new name, then remove the old ones.
+def delete_app_objects(
+    store: Store, blobs: Blobs, app: str, app_id: str, say: Callable[[str], None]
+) -> None:
+    """The app's slugs, sources, build cache and logs: exactly what its id keys.
 
-    An app with dynos is started under the new name first (`activate`): the old name keeps
-    serving until the new one does, and if that fails the new name is removed again.
+    Kept while another app record has the same id (a rename cut short left both names), so
+    destroying one of the two never takes the other's slugs.
+    """
+    sharing = [a for a in store.apps_with_id(app_id) if a != app]
+    if sharing:
+        say(f"kept the slugs and build objects of {app}: {', '.join(sharing)} has them too")
+        return
+    for prefix in app_prefixes(app_id):
+        blobs.delete_prefix(prefix)
+
+
+def rename_app(store: Store, old: str, new: str, activate: Activate | None = None) -> None:
+    """Claim the new name, copy the app's documents there, start it there, then drop the old.
+
+    The new name's record is created only if the name is free, so of two renames (or a rename
+    and an apps:create) to one name exactly one wins. The app keeps its id, and with it its
+    slugs, sources, build caches and logs; add-on records follow to the new name. An app with
+    dynos is started under the new name first (`activate`): the old name keeps serving until
+    the new one does, and if that fails the new name is removed again.
     """
     validate_app_name(new)
     store.app(old)
     if store.app_exists(new):
         raise DynoformError(f"app {new!r} already exists", "choose another name")
-    with store.lease(old, "rename"):
+    with store.lease(old, "rename"), store.lease(new, f"rename from {old}"):
+        record = store.app(old)
+        app_id = app_id_of(record)
         formation, _ = store.formation(old)
         running = any(pf.quantity for pf in formation.values())
         if running and activate is None:
@@ -75,22 +100,46 @@ def rename_app(store: Store, old: str, new: str, activate: Activate | None = Non
                 f"{old} has running dynos",
                 f"scale them to 0 first: dynoform ps:scale -a {old} web=0",
             )
-        docs = store.docs
-        for key in docs.keys(f"apps/{old}/"):
-            doc = docs.get(key)
-            if doc is None:
-                continue
-            data = doc.data
-            if key.endswith("/app.json"):
-                data = dict(data, name=new)
-            docs.put(f"apps/{new}/" + key[len(f"apps/{old}/") :], data)
-        release = store.current_release(new) if running else None
-        if activate is not None and release is not None and release.slug_key:
-            try:
+        store.claim_app(new, dict(record, name=new, id=app_id))
+        try:
+            _copy_documents(store, old, new)
+            release = store.current_release(new) if running else None
+            if activate is not None and release is not None and release.slug_key:
                 config = store.release_config(new, release.version) or store.config(new)[0]
                 activate(new, release, config)
-            except BaseException:
-                docs.delete_prefix(f"apps/{new}/")
-                raise
+        except BaseException:
+            store.docs.delete_prefix(f"apps/{new}/")
+            raise
         store.move_domains(old, new)
-        docs.delete_prefix(f"apps/{old}/")
+        rename_in_addons(store, old, new, app_id)
+        store.docs.delete_prefix(f"apps/{old}/")
+
+
+def _copy_documents(store: Store, old: str, new: str) -> None:
+    """Every document of the app but its record (claimed already) under the new name."""
+    docs = store.docs
+    for key in docs.keys(f"apps/{old}/"):
+        rest = key[len(f"apps/{old}/") :]
+        doc = docs.get(key) if rest != "app.json" else None
+        if doc is not None:
+            docs.put(f"apps/{new}/{rest}", doc.data)
+
+
+def rename_in_addons(store: Store, old: str, new: str, app_id: str) -> None:
+    """Add-on records name their owner and attached apps: the renamed app's entries follow it
+    (each record changed conditionally, so a concurrent add-on change is not overwritten)."""
+    for key in store.docs.keys("addons/"):
+        if key.count("/") != 1:
+            continue
+        for _ in range(MAX_CONFLICT_RETRIES):
+            doc = store.docs.get(key)
+            if doc is None:
+                break
+            addon = Addon.from_dict(dict(doc.data))
+            if not addon.rename_app(old, app_id, new):
+                break
+            try:
+                store.docs.update(key, addon.to_dict(), doc.etag)
+                break
+            except Conflict:
+                continue

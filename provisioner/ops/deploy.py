@@ -24,7 +24,7 @@ from provisioner.ops import buildhost, builds
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation
 from provisioner.ops.source import Source
-from provisioner.store import now_iso, whoami
+from provisioner.store import app_id_of, now_iso, whoami
 
 Say = Callable[[str], None]
 
@@ -67,8 +67,9 @@ def _deploy_locked(
     pool = ThreadPoolExecutor(max_workers=1)
     observing = pool.submit(rollout.observe)
     pool.shutdown(wait=False)
+    app_id = store.app_id(app)  # the bucket keys everything of the app's by its id
     source_sha = keys.sha256_file(source.tarball)
-    blobs.upload_if_absent(keys.source_key(app, source_sha), source.tarball)
+    blobs.upload_if_absent(keys.source_key(app_id, source_sha), source.tarball)
     build_id = builds.new_build_id()
     first_deploy_config(store, app, source)
     observed = observing.result()
@@ -87,16 +88,16 @@ def _deploy_locked(
         # Ctrl-C too: the build's record must not stay pending for ever.
         error = exc.message if isinstance(exc, DynoformError) else "interrupted"
         builds.finish_build(store, app, build_id, status="failed", error=error)
-        blobs.put_text(keys.build_log_key(app, build_id), "\n".join(log) + "\n")
+        blobs.put_text(keys.build_log_key(app_id, build_id), "\n".join(log) + "\n")
         raise
-    blobs.put_text(keys.build_log_key(app, build_id), "\n".join(log) + "\n")
+    blobs.put_text(keys.build_log_key(app_id, build_id), "\n".join(log) + "\n")
     config, _ = store.config(app)
     template = Release(
         version=1,
         description=source.description,
         created_by=whoami(),
         created_at=now_iso(),
-        slug_key=keys.slug_key(app, result.sha256),
+        slug_key=keys.slug_key(app_id, result.sha256),
         slug_sha256=result.sha256,
         slug_size=result.size,
         process_types=result.process_types,
@@ -161,17 +162,19 @@ def _build(
     if buildhost.needs_node(source_names(source.tarball)):
         buildhost.ensure_node(conn, rollout.say)
     config, _ = store.config(app)
-    buildhost.prepare(conn, layout, config, blobs.get_url(keys.source_key(app, source_sha)))
-    cache_key = keys.cache_key(app)
+    record = store.app(app)
+    app_id = app_id_of(record)
+    buildhost.prepare(conn, layout, config, blobs.get_url(keys.source_key(app_id, source_sha)))
+    cache_key = keys.cache_key(app_id)
     had_cache = blobs.exists(cache_key)
     buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None)
-    packs = list(store.app(app).get("buildpacks") or [])
+    packs = list(record.get("buildpacks") or [])
     try:
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
         result = buildhost.run_build(
             conn, layout, output, buildpacks, source.commit, max_slug_bytes
         )
-        slug = keys.slug_key(app, result.sha256)
+        slug = keys.slug_key(app_id, result.sha256)
         if not blobs.exists(slug):
             buildhost.upload(conn, layout.slug, blobs.put_url(slug))
         if not had_cache:

@@ -24,6 +24,7 @@ from provisioner.aws.router import RouterTable, Target
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
+from provisioner.ops.apps import delete_app_objects
 from provisioner.ops.buildhost import ensure_node, needs_node
 from provisioner.ops.hosts import Fleet, pin_key
 from provisioner.plan.placement import DynoRef, held_formations, place
@@ -622,6 +623,7 @@ def destroy_app(g: Any, app: str) -> None:
     """Remove the app's dynos and router entries (if there is a platform), then its objects."""
     from provisioner.cli.common import status
 
+    app_id = g.store.app_id(app)
     try:
         rollout = open_rollout(g, status, create=False)
     except DynoformError:
@@ -631,6 +633,4 @@ def destroy_app(g: Any, app: str) -> None:
             rollout.remove_app(app)
         finally:
             rollout.fleet.close()
-    blobs = Blobs(g.aws.s3, g.store.docs.bucket)
-    for prefix in (f"slugs/{app}/", f"sources/{app}/", f"caches/{app}/", f"builds/{app}/"):
-        blobs.delete_prefix(prefix)
+    delete_app_objects(g.store, Blobs(g.aws.s3, g.store.docs.bucket), app, app_id, status)

@@ -25,7 +25,8 @@ def slug_in_s3(app: str) -> tuple[str, str]:
     info = cli_json("releases:info", "-a", app)
     aws = Aws(LOCAL_TARGET)
     bucket = bucket_name("dynoform", aws.account_id())
-    key = f"slugs/{app}/{info['slug_sha256']}.tgz"
+    app_id = cli_json("apps:info", "-a", app)["id"]  # type: ignore[index]
+    key = f"slugs/{app_id}/{info['slug_sha256']}.tgz"
     body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return str(info["slug_sha256"]), hashlib.sha256(body).hexdigest()
 

@@ -69,8 +69,40 @@ def test_record_round_trip_and_public_view_hides_the_password() -> None:
     assert "secret" not in addon.public()
     assert "s3cret" not in str(addon.public())
     assert addon.db_name == "redis_abc123"
-    assert again.attached_to("shop") == m.Attachment("shop", "REDIS_URL")
-    assert again.attached_to("other") is None
+    # a record without app ids (made before they existed) matches by name
+    assert again.attached_to("shop", "shop") == m.Attachment("shop", "REDIS_URL")
+    assert again.attached_to("other", "other") is None
+
+
+def test_owner_and_attachments_match_the_app_id_not_a_name_someone_took_later() -> None:
+    addon = m.Addon("postgres-abc123", "postgres", "small", "self-hosted", "shop", "0a1b2c3d4e5f")
+    addon.attachments.append(m.Attachment("shop", "DATABASE_URL", "0a1b2c3d4e5f"))
+    addon.attachments.append(m.Attachment("admin", "SHOP_URL", "1f2e3d4c5b6a"))
+    assert addon.owned_by("shop", "0a1b2c3d4e5f") and addon.attached_to("shop", "0a1b2c3d4e5f")
+    # a new app called shop (another id) neither owns nor is attached
+    assert not addon.owned_by("shop", "9999aaaabbbb")
+    assert addon.attached_to("shop", "9999aaaabbbb") is None
+    # a renamed app matches under its new name by its id, before its record says so
+    assert addon.attached_to("shop-v2", "0a1b2c3d4e5f") is not None
+
+
+def test_rename_app_rewrites_owner_and_attachments_with_the_id() -> None:
+    legacy = m.Addon("redis-abc123", "redis", "small", "self-hosted", "shop")
+    legacy.attachments = [m.Attachment("shop", "REDIS_URL"), m.Attachment("admin", "SHOP_URL")]
+    assert legacy.rename_app("shop", "shop", "store")
+    assert (legacy.app, legacy.app_id) == ("store", "shop")
+    assert legacy.attachments == [
+        m.Attachment("store", "REDIS_URL", "shop"),
+        m.Attachment("admin", "SHOP_URL"),
+    ]
+    assert not legacy.rename_app("shop", "shop", "store")  # nothing left to change
+    assert not legacy.rename_app("store", "0a1b2c3d4e5f", "shop")  # another app called store
+    assert legacy.rename_app("admin", "1f2e3d4c5b6a", "back-office")  # no id yet: by name
+    assert legacy.attachments[1] == m.Attachment("back-office", "SHOP_URL", "1f2e3d4c5b6a")
+    other = m.Addon("redis-def456", "redis", "small", "self-hosted", "admin", "1f2e3d4c5b6a")
+    other.attachments = [m.Attachment("admin", "REDIS_URL", "1f2e3d4c5b6a")]
+    assert other.rename_app("admin", "1f2e3d4c5b6a", "back-office")
+    assert other.app == "back-office" and other.attachments[0].app == "back-office"
 
 
 def test_free_port() -> None:
