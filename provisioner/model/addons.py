@@ -238,7 +238,11 @@ params = {'sslmode': 'PGSSLMODE', 'sslrootcert': 'PGSSLROOTCERT', 'connect_timeo
           'PGCONNECT_TIMEOUT', 'application_name': 'PGAPPNAME', 'options': 'PGOPTIONS',
           'channel_binding': 'PGCHANNELBINDING', 'target_session_attrs': 'PGTARGETSESSIONATTRS'}
 env = dict(os.environ)
-parts = {'PGHOST': url.hostname, 'PGPORT': url.port, 'PGUSER': unquote(url.username or ''),
+try:
+    port = url.port
+except ValueError:
+    sys.exit(f'pg:psql: ${var} has no valid port')
+parts = {'PGHOST': url.hostname, 'PGPORT': port, 'PGUSER': unquote(url.username or ''),
          'PGPASSWORD': unquote(url.password or ''), 'PGDATABASE': unquote(url.path[1:])}
 for key, value in parse_qsl(url.query):
     if key not in params:

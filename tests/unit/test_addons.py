@@ -187,5 +187,7 @@ def test_psql_in_a_dyno_refuses_what_it_cannot_pass_on(tmp_path) -> None:
     assert code == 1 and "$DATABASE_URL is not a postgres:// URL" in err
     code, _, _, err = _run_psql_command(tmp_path, "postgres://u:p@h:1/d?sslfoo=1", "select 1")
     assert code == 1 and "does not know: sslfoo" in err and "u:p@" not in err
+    code, _, _, err = _run_psql_command(tmp_path, "postgres://u:secret@h:99999/d", None)
+    assert code == 1 and "no valid port" in err and "secret" not in err
     with pytest.raises(ValidationError):
         m.psql_dyno_command("DATABASE_URL; id")
