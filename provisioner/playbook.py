@@ -13,7 +13,7 @@ import hashlib
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -366,8 +366,16 @@ class Role:
     vars: dict[str, Any]
     specs: tuple[dict[str, Any], ...]  # validated step tables, rendered per host
 
-    def steps(self, facts: HostFacts, templates: jinja2.Environment) -> list[Step]:
+    def steps(
+        self,
+        facts: HostFacts,
+        templates: jinja2.Environment,
+        target_vars: Mapping[str, Any] | None = None,
+    ) -> list[Step]:
+        """The role's steps for one host; target_vars are what the target adds (its API
+        endpoint for the runner role's wall), after the role's [vars], before the host facts."""
         context = dict(self.vars)
+        context.update(target_vars or {})
         context.update(
             facts.vars(
                 int(self.vars.get("host_reserve_mib", 512)),

@@ -8,11 +8,13 @@ dyno as a credential and templates/dyno/dyno-launch turns into the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -165,8 +167,55 @@ def _settings(unit_text: str) -> list[tuple[str, str, str]]:
     return result
 
 
-def render_metadata_block() -> str:
-    """nftables rules that keep every dyno (uid in the dyno range) off the metadata service.
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """Where a target's cloud API answers when it is not AWS's public endpoints: the local
+    cloud's moto, or a target's --endpoint-url. Dynos and builds must never reach it."""
+
+    addresses: tuple[str, ...]  # IP addresses, v4 or v6
+    port: int
+
+
+def _no_resolver(name: str) -> list[str]:
+    raise DynoformError(f"endpoint host {name!r} is a name, and no resolver was given")
+
+
+def api_endpoint(
+    url: str | None, resolve: Callable[[str], list[str]] = _no_resolver
+) -> ApiEndpoint | None:
+    """The endpoint of `url` (None on AWS proper: its endpoints are public, and runners hold
+    no credentials to use them). `resolve` turns a host name into addresses (the edge's DNS)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DynoformError(f"endpoint URL {url!r} is not http(s)://HOST[:PORT]")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = [str(ipaddress.ip_address(parts.hostname))]
+    except ValueError:
+        addresses = sorted({str(ipaddress.ip_address(a)) for a in resolve(parts.hostname)})
+    if not addresses:
+        raise DynoformError(f"endpoint host {parts.hostname!r} has no address")
+    return ApiEndpoint(tuple(addresses), port)
+
+
+def wall_vars(api: ApiEndpoint | None) -> dict[str, Any]:
+    """The target's part of templates/dyno/metadata-block.nft.j2 (the runner role adds it)."""
+    if api is None:
+        return {"api_rules": []}
+    families = {4: "ip", 6: "ip6"}
+    return {
+        "api_rules": [
+            f"{families[ipaddress.ip_address(a).version]} daddr {a} tcp dport {api.port}"
+            for a in api.addresses
+        ]
+    }
+
+
+def render_metadata_block(api: ApiEndpoint | None = None) -> str:
+    """nftables rules that keep every dyno and build (uid in the dyno range) off the metadata
+    service and off the cloud API endpoint `api` (the local cloud's moto).
 
     A second wall next to the units' IPAddressDeny=, which needs a cgroup-v2 BPF firewall that
     some hosts lack. Load with `nft -f FILE` (idempotent: the table is flushed and rebuilt).
@@ -177,6 +226,7 @@ def render_metadata_block() -> str:
         uid_max=DYNO_UID_MAX,
         ipv4=METADATA_ADDRESSES[0],
         ipv6=METADATA_ADDRESSES[1],
+        **wall_vars(api),
     )
 
 

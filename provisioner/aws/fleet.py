@@ -96,6 +96,8 @@ def launch_request(
         "SubnetId": subnet_id,
         "SecurityGroupIds": [platform.runner_sg_id],
         "UserData": user_data,
+        # No IamInstanceProfile, ever: hosts hold no AWS credentials (presigned URLs only), so
+        # the metadata service has none to give a dyno that got past the walls.
         "MetadataOptions": {
             "HttpTokens": "required",
             "HttpPutResponseHopLimit": 1,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -260,10 +259,8 @@ def psql(
     if release is None or not release.slug_key:
         raise DynoformError(f"{name} has no deployed release", "deploy first: dynoform deploy")
     config = g().store.release_config(name, release.version)
-    # The URL stays in the dyno's environment: the command line names only the variable.
-    line = f'exec psql "${attachment.var}" -v ON_ERROR_STOP=1'
-    if command:
-        line += " -c " + shlex.quote(command)
+    # The URL stays in the dyno's environment: no argv ever holds it (nor the password).
+    line = m.psql_dyno_command(attachment.var, command)
     rollout = open_rollout(g(), status)
     try:
         ensure_psql(rollout)

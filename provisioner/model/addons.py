@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -248,6 +249,47 @@ def psql_argv(database: str = "postgres") -> list[str]:
         "-d",
         database,
     ]
+
+
+# pg:psql runs this in a one-off dyno (python3 -I -c PSQL_EXEC VAR [SQL]). It reads the URL
+# from the dyno's own environment and hands libpq its parts as PG* variables, so neither the
+# URL nor the password ever enters an argv (/proc/*/cmdline is readable by every user).
+PSQL_EXEC = """import os, sys
+from urllib.parse import parse_qsl, unquote, urlsplit
+var, sql = sys.argv[1], sys.argv[2:]
+url = urlsplit(os.environ.get(var, ''))
+if url.scheme not in ('postgres', 'postgresql'):
+    sys.exit(f'pg:psql: ${var} is not a postgres:// URL')
+params = {'sslmode': 'PGSSLMODE', 'sslrootcert': 'PGSSLROOTCERT', 'connect_timeout':
+          'PGCONNECT_TIMEOUT', 'application_name': 'PGAPPNAME', 'options': 'PGOPTIONS',
+          'channel_binding': 'PGCHANNELBINDING', 'target_session_attrs': 'PGTARGETSESSIONATTRS'}
+env = dict(os.environ)
+try:
+    port = url.port
+except ValueError:
+    sys.exit(f'pg:psql: ${var} has no valid port')
+parts = {'PGHOST': url.hostname, 'PGPORT': port, 'PGUSER': unquote(url.username or ''),
+         'PGPASSWORD': unquote(url.password or ''), 'PGDATABASE': unquote(url.path[1:])}
+for key, value in parse_qsl(url.query):
+    if key not in params:
+        sys.exit(f'pg:psql: ${var} has a parameter pg:psql does not know: {key}')
+    parts[params[key]] = value
+env.update({k: str(v) for k, v in parts.items() if v})
+argv = ['psql', '-v', 'ON_ERROR_STOP=1'] + (['-c', sql[0]] if sql else [])
+try:
+    os.execvpe('psql', argv, env)
+except OSError as exc:
+    sys.exit(f'pg:psql: cannot run psql: {exc}')
+"""
+
+
+def psql_dyno_command(var: str, sql: str | None = None) -> str:
+    """The one-off dyno's command line for pg:psql: names the var, never holds its value; SQL
+    is one quoted word (the dyno's shell evals the line: quotes in SQL survive)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+        raise ValidationError(f"config var {var!r}", "a POSIX name")
+    argv = ["exec", "/usr/bin/python3", "-I", "-c", PSQL_EXEC, var]
+    return shlex.join(argv + ([sql] if sql is not None else []))
 
 
 def pg_dump_argv(database: str, path: str) -> list[str]:

@@ -7,6 +7,7 @@ zone spread) what to do, and applies it. Host pins live in the state store at
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from provisioner.errors import DynoformError
 from provisioner.remote.fanout import MAX_WORKERS, Outcome, fan_out
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
 from provisioner.remote.ssh import Connection, Endpoint, Pool
+from provisioner.render import api_endpoint, wall_vars
 from provisioner.store import now_iso
 from provisioner.targets import Target
 
@@ -34,6 +36,18 @@ LOGIN_USER = "admin"  # the Debian AMI's login user, with passwordless sudo
 ROLE = fleet.RUNNER
 
 Progress = Callable[[int, str, str], None]  # slot, host id ("" before launch), status
+
+
+def resolve_host(name: str) -> list[str]:
+    """The addresses of a custom endpoint's host name, as this machine resolves it."""
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise DynoformError(
+            f"cannot resolve the endpoint host {name!r}: {exc}",
+            "the runner role walls dynos off the target's endpoint; check --endpoint-url",
+        ) from exc
+    return [str(info[4][0]) for info in infos]
 
 
 def pin_key(instance_id: str) -> str:
@@ -113,6 +127,7 @@ class Fleet:
     docs: Documents
     pool: Pool = field(default_factory=Pool)
     _role: tuple[pb.Role, Any] | None = None
+    _target_vars: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -180,6 +195,14 @@ class Fleet:
                 self._role = pb.load_role(ROLE)
             return self._role
 
+    def target_vars(self) -> dict[str, Any]:
+        """The runner role's part from the target: its API endpoint, walled off from dynos."""
+        with self._lock:
+            if self._target_vars is None:
+                api = api_endpoint(self.aws.endpoint_url, resolve=resolve_host)
+                self._target_vars = wall_vars(api)
+            return self._target_vars
+
     # operations -------------------------------------------------------------------------------
     def bootstrap(
         self,
@@ -191,7 +214,7 @@ class Fleet:
         conn = self.connect(host, retry_for)
         role, templates = self.role()
         runner = SshRunner(conn)
-        steps = role.steps(pb.gather(runner), templates)
+        steps = role.steps(pb.gather(runner), templates, self.target_vars())
         report = pb.run_steps(steps, runner, check=check, on_step=on_step)
         if not check:
             self._update_pin(host.id, bootstrapped=True, bootstrapped_at=now_iso(), role=ROLE)

@@ -168,3 +168,58 @@ def test_addon_role_listens_on_the_private_address_with_passwords() -> None:
     assert network == [["host", "sameuser", "all", "198.18.0.0/16", "scram-sha-256"]]
     packages = next(s for s in steps if isinstance(s, pb.Packages)).packages
     assert {"postgresql", "redis-server", "curl"} <= set(packages)
+
+
+def _run_psql_command(tmp_path, url: str, sql: str | None) -> tuple[int, list[str], dict, str]:
+    """pg:psql's dyno command, eval'd by bash as dyno-launch does, with a psql that records
+    its argv and environment instead of connecting."""
+    import subprocess
+
+    fake = tmp_path / "bin" / "psql"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\0" "$@" > {tmp_path}/argv\nenv -0 > {tmp_path}/env\n')
+    fake.chmod(0o755)
+    command = m.psql_dyno_command("DATABASE_URL", sql)
+    done = subprocess.run(
+        ["/bin/bash", "-c", 'eval "$1"', "dyno", command],
+        env={"PATH": f"{fake.parent}:/usr/bin:/bin", "DATABASE_URL": url, "PGSSLMODE": "allow"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode:
+        return done.returncode, [], {}, done.stderr
+    argv = (tmp_path / "argv").read_text().split("\0")[:-1]
+    env = dict(e.split("=", 1) for e in (tmp_path / "env").read_text().split("\0")[:-1])
+    return 0, argv, env, command
+
+
+def test_psql_in_a_dyno_gets_the_url_only_through_its_environment(tmp_path) -> None:
+    password = "p@ss:w/rd 'q\"%"
+    url = m.postgres_url("postgres_abc", password, "198.18.0.7", 5432, "postgres_abc", tls=True)
+    sql = "select 'it''s', \"col\" from t where x = '$HOME' -- `ls`"
+    code, argv, env, command = _run_psql_command(tmp_path, url, sql)
+    assert code == 0, command
+    assert argv == ["-v", "ON_ERROR_STOP=1", "-c", sql]  # SQL as one word, untouched
+    assert env["PGHOST"] == "198.18.0.7" and env["PGPORT"] == "5432"
+    assert env["PGUSER"] == env["PGDATABASE"] == "postgres_abc"
+    assert env["PGPASSWORD"] == password
+    assert env["PGSSLMODE"] == "require"  # the URL's parameters win, as in a conninfo
+    for secret in (password, "p%40ss", url):
+        assert secret not in command and all(secret not in a for a in argv)
+
+    code, argv, env, _ = _run_psql_command(tmp_path, url.replace("?sslmode=require", ""), None)
+    assert code == 0 and argv == ["-v", "ON_ERROR_STOP=1"]  # interactive
+    assert env["PGSSLMODE"] == "allow"  # left as the app set it
+
+
+def test_psql_in_a_dyno_refuses_what_it_cannot_pass_on(tmp_path) -> None:
+    code, _, _, err = _run_psql_command(tmp_path, "redis://:x@h:1", "select 1")
+    assert code == 1 and "$DATABASE_URL is not a postgres:// URL" in err
+    code, _, _, err = _run_psql_command(tmp_path, "postgres://u:p@h:1/d?sslfoo=1", "select 1")
+    assert code == 1 and "does not know: sslfoo" in err and "u:p@" not in err
+    code, _, _, err = _run_psql_command(tmp_path, "postgres://u:secret@h:99999/d", None)
+    assert code == 1 and "no valid port" in err and "secret" not in err
+    with pytest.raises(ValidationError):
+        m.psql_dyno_command("DATABASE_URL; id")

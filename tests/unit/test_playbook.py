@@ -171,20 +171,29 @@ def test_shipped_runner_role_renders_slice_below_host_memory():
     assert f"MemoryMax={64 * GIB - 64 * GIB // 10}\n".encode() in big_slice.content
 
 
-def test_runner_role_installs_the_metadata_block_dynoform_renders():
-    from provisioner.render import render_metadata_block
+@pytest.mark.parametrize("endpoint", [None, "http://198.18.0.1:4566"])
+def test_runner_role_installs_the_metadata_block_dynoform_renders(endpoint):
+    from provisioner.render import api_endpoint, render_metadata_block, wall_vars
 
     role, env = pb.load_role("runner")
-    steps = role.steps(pb.HostFacts(memory_bytes=2 * GIB, cpus=2), env)
+    api = api_endpoint(endpoint)
+    steps = role.steps(pb.HostFacts(memory_bytes=2 * GIB, cpus=2), env, wall_vars(api))
     names = [s.name for s in steps]
     rules = next(s for s in steps if s.name == "file /etc/dynoform/metadata-block.nft")
     assert isinstance(rules, pb.File)
-    assert rules.content.decode() == render_metadata_block()  # same uids and addresses
+    assert rules.content.decode() == render_metadata_block(api)  # same uids and addresses
+    assert (b"tcp dport 4566" in rules.content) == bool(endpoint)
     assert rules.after == (("/usr/sbin/nft", "-f", "/etc/dynoform/metadata-block.nft"),)
     unit = "unit dynoform-metadata-block.service active"
     assert names.index("file /etc/systemd/system/dynoform-metadata-block.service") < names.index(
         unit
     )
+    # The wall is up before the slice every dyno runs in, and the slice requires it.
+    assert names.index(unit) < names.index("file /etc/systemd/system/dynoform.slice")
+    slice_file = next(s for s in steps if s.name == "file /etc/systemd/system/dynoform.slice")
+    assert isinstance(slice_file, pb.File)
+    assert b"\nRequires=dynoform-metadata-block.service\n" in slice_file.content
+    assert b"\nAfter=dynoform-metadata-block.service\n" in slice_file.content
     packages = next(s for s in steps if isinstance(s, pb.Packages))
     assert "nftables" in packages.packages
 

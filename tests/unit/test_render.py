@@ -17,12 +17,15 @@ from provisioner.errors import DynoformError, ValidationError
 from provisioner.paths import resource_dir
 from provisioner.plan.units import DynoInstance
 from provisioner.render import (
+    ApiEndpoint,
+    api_endpoint,
     launcher_source,
     render_dyno_unit,
     render_env_document,
     render_metadata_block,
     render_template,
     run_dyno_argv,
+    wall_vars,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "dyno"
@@ -160,6 +163,31 @@ def test_launcher_explains_what_is_wrong(tmp_path: Path) -> None:
 
 def test_metadata_block_matches_golden_file() -> None:
     check_golden("metadata-block.nft", render_metadata_block())
+
+
+def test_wall_of_the_local_cloud_also_blocks_its_api_endpoint() -> None:
+    api = api_endpoint("http://198.18.0.1:4566")
+    assert api == ApiEndpoint(("198.18.0.1",), 4566)
+    check_golden("metadata-block-local.nft", render_metadata_block(api))
+
+
+def test_api_endpoint_of_a_target() -> None:
+    assert api_endpoint(None) is None  # AWS proper: public endpoints, nothing to wall off
+    assert api_endpoint("https://[fd00::5]/") == ApiEndpoint(("fd00::5",), 443)
+    assert api_endpoint("http://10.0.0.9") == ApiEndpoint(("10.0.0.9",), 80)
+    names = api_endpoint("https://s3.internal:9000", resolve=lambda h: ["10.1.0.2", "fd00::2"])
+    assert names == ApiEndpoint(("10.1.0.2", "fd00::2"), 9000)
+    assert wall_vars(names)["api_rules"] == [
+        "ip daddr 10.1.0.2 tcp dport 9000",
+        "ip6 daddr fd00::2 tcp dport 9000",
+    ]
+    assert wall_vars(None) == {"api_rules": []}
+    with pytest.raises(DynoformError, match="no resolver"):
+        api_endpoint("http://moto.local:4566")  # a name needs the edge's DNS
+    with pytest.raises(DynoformError, match="not http"):
+        api_endpoint("ftp://10.0.0.1/")
+    with pytest.raises(DynoformError, match="no address"):
+        api_endpoint("http://nowhere:1", resolve=lambda h: [])
 
 
 def test_one_off_dynos_get_the_same_isolation_through_systemd_run() -> None:
