@@ -402,10 +402,9 @@ class Rollout:
         self, conn: Connection, actions: list[Action], checks: dict[int, PortCheck], timeout: int
     ) -> tuple[str, str | None]:
         """The first dyno that failed its boot check, as (message, hint)."""
-        failed = [
-            a for a in actions if checks.get(int(a.port or 0), PortCheck("", 0)).state != "ok"
-        ]
-        action = failed[0] if failed else actions[0]
+        seen = {a.unit: checks.get(int(a.port or 0), PortCheck("", 0)).state for a in actions}
+        order = {"foreign": 0, "timeout": 1, "": 2, "ok": 3}  # a port held by others first
+        action = min(actions, key=lambda a: order.get(seen[a.unit], 2))
         check = checks.get(int(action.port or 0))
         if check and check.state == "foreign":
             pid, _, owner = check.holder.partition(" ")
