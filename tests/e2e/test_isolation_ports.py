@@ -193,8 +193,14 @@ def test_a_dyno_cannot_fill_the_hosts_disk(app_name: str, tmp_path: Path) -> Non
     lines = [x for x in result.stdout.splitlines() if x.startswith("DISK ")]
     assert lines, result.stdout[-1500:] + result.stderr[-1500:]
     report = json.loads(lines[0][len("DISK ") :])
-    for area, seen in report.items():
-        assert seen["error"] == "ENOSPC", (area, seen)
-        assert seen["written_mb"] <= TMP_CAP_MB, (area, seen)
-        # Other helpers' builds share the machine's disk: allow a little movement.
-        assert seen["host_free_drop_mb"] < 32, (area, seen)
+    assert set(report) == {"/tmp", "/var/tmp"}
+    # Capped: the write stops at the cap with ENOSPC; the host's root filesystem does not move
+    # (other work on this machine shares its disk: allow a little movement).
+    wrong = {
+        area: seen
+        for area, seen in report.items()
+        if seen["error"] != "ENOSPC"
+        or seen["written_mb"] > TMP_CAP_MB
+        or seen["host_free_drop_mb"] >= 32
+    }
+    assert wrong == {}, report
