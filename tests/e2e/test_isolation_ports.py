@@ -60,6 +60,29 @@ print("squatting", held, flush=True)
 threading.Event().wait()
 """
 
+# A squatter that watches for the victim's new dyno units (unit files are readable) and binds
+# each one's PORT before its dyno does: the race that only SocketBindDeny= (cgroup v2) prevents,
+# so the deploy's own check must catch it.
+SNIPE_PY = (
+    SQUAT_PY.split("own = int(")[0]
+    + r"""
+import glob, re, time
+serve(int(os.environ["PORT"]))
+tried = set()
+while True:
+    for path in glob.glob(f"/etc/systemd/system/dyno-{os.environ['VICTIM']}.*.service"):
+        try:
+            found = re.search(r"^Environment=PORT=(\d+)$", open(path).read(), re.M)
+        except OSError:
+            continue
+        if found and int(found.group(1)) not in tried:
+            tried.add(int(found.group(1)))
+            if serve(int(found.group(1))):
+                print("sniped", found.group(1), flush=True)
+    time.sleep(0.02)
+"""
+)
+
 DISK_PROBE = r"""
 import errno, json, os
 CHUNK = b"x" * (1 << 20)
@@ -184,6 +207,32 @@ def test_a_dyno_squatting_on_ports_cannot_serve_another_apps_url(
         assert len(rows) == 2 and all(r["state"] == "up" for r in rows), rows
     else:  # refused clearly, and the old release keeps serving
         assert "held by another process" in result.stderr, result.stderr[-1500:]
+        assert set(got) == {f"HTTP 200: page of {victim} v1"}, got
+
+
+def test_a_port_taken_before_the_dyno_binds_it_is_never_registered(
+    two_apps: list[str], tmp_path: Path
+) -> None:
+    victim, sniper = two_apps
+    cli("deploy", "-a", victim, str(page_source(tmp_path, victim, "v1")))
+    snipe = tmp_path / "snipe"
+    snipe.mkdir()
+    (snipe / "Procfile").write_text("web: python3 /app/snipe.py\n")
+    (snipe / "snipe.py").write_text(SNIPE_PY)
+    cli("config:set", "-a", sniper, f"VICTIM={victim}")
+    cli("deploy", "-a", sniper, str(snipe))
+    cli("ps:scale", "web=2", "-a", sniper)  # one on each host, watching
+
+    slow = page_source(tmp_path, victim, "v2")
+    (slow / "Procfile").write_text("web: sleep 2 && exec python3 -m http.server $PORT\n")
+    result = cli("deploy", "-a", victim, str(slow), check=False)
+    got = pages(victim)
+    assert not [b for b in got if "squatter" in b], got
+    if result.returncode == 0:  # the unit could not be sniped (SocketBindDeny= enforced)
+        assert set(got) == {f"HTTP 200: page of {victim} v2"}, got
+    else:
+        assert "held by another process" in result.stderr, result.stderr[-1500:]
+        assert "not registered with the router" in result.stderr
         assert set(got) == {f"HTTP 200: page of {victim} v1"}, got
 
 
