@@ -352,7 +352,9 @@ class Rollout:
         failed = [o for o in outcomes if not o.ok]
         if failed:
             first = failed[0]
-            raise DynoformError(f"{what} failed on {first.item}: {first.error}")
+            # Items are host ids, or (host id, that host's actions): name the host only.
+            host = first.item[0] if isinstance(first.item, tuple) else first.item
+            raise DynoformError(f"{what} failed on {host}: {first.error}")
         return [o.value for o in outcomes]
 
     def _run_step(self, observed: Observed, app: str, group: list[Action]) -> None:

@@ -199,6 +199,7 @@ def test_a_dyno_squatting_on_ports_cannot_serve_another_apps_url(
     # The victim's next release needs new ports next to its running ones: the squatted ones
     # are the lowest free ports on both hosts.
     result = cli("deploy", "-a", victim, str(page_source(tmp_path, victim, "v2")), check=False)
+    print("deploy exited", result.returncode, result.stderr.strip().splitlines()[-1:])
     got = pages(victim)
     assert not [b for b in got if "squatter" in b], got
     if result.returncode == 0:
@@ -226,6 +227,7 @@ def test_a_port_taken_before_the_dyno_binds_it_is_never_registered(
     slow = page_source(tmp_path, victim, "v2")
     (slow / "Procfile").write_text("web: sleep 2 && exec python3 -m http.server $PORT\n")
     result = cli("deploy", "-a", victim, str(slow), check=False)
+    print("deploy exited", result.returncode, result.stderr.strip().splitlines()[-1:])
     got = pages(victim)
     assert not [b for b in got if "squatter" in b], got
     if result.returncode == 0:  # the unit could not be sniped (SocketBindDeny= enforced)
