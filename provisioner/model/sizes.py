@@ -16,9 +16,9 @@ class DynoSize:
 
     @property
     def tmp_mb(self) -> int:
-        """Size cap of each of the dyno's writable areas (/tmp, /var/tmp): a quarter of its
-        memory. They are tmpfs, so what a dyno writes there is memory charged to the dyno
-        (MemoryMax=), never the host's disk; both full still leave half the memory to run in."""
+        """Size cap of each of the dyno's writable areas (/tmp, /var/tmp, /dev/shm): a quarter
+        of its memory. They are tmpfs, so what a dyno writes there is memory charged to the dyno
+        (MemoryMax=), never the host's disk, and it goes when the dyno stops."""
         return self.memory_mb // 4
 
 

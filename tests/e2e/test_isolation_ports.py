@@ -2,8 +2,8 @@
 
 Ports are reserved on each host under a lock, so two apps rolling out at the same moment never
 get the same port; a deploy registers a dyno with the router only once the socket listening on
-its port belongs to that dyno's own unit; a dyno's /tmp and /var/tmp are size-capped tmpfs, so
-it cannot fill the host's disk.
+its port belongs to that dyno's own unit; a dyno's /tmp, /var/tmp and /dev/shm are size-capped
+tmpfs, so it cannot fill the host's disk (or its shared memory).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.cloud
 
 ROUNDS = 3
 REQUESTS = 20
-# standard-1x (512 MB): /tmp and /var/tmp are each capped at a quarter of the dyno's memory.
+# standard-1x (512 MB): /tmp, /var/tmp and /dev/shm are each capped at a quarter of its memory.
 TMP_CAP_MB = 128
 
 SQUAT_PY = r"""
@@ -91,7 +91,7 @@ def free():
     st = os.statvfs("/")
     return st.f_bavail * st.f_frsize
 report = {}
-for area in ("/tmp", "/var/tmp"):
+for area in ("/tmp", "/var/tmp", "/dev/shm"):
     before, written, error = free(), 0, None
     with open(os.path.join(area, "fill"), "wb", buffering=0) as out:
         try:
@@ -244,7 +244,7 @@ def test_a_dyno_cannot_fill_the_hosts_disk(app_name: str, tmp_path: Path) -> Non
     lines = [x for x in result.stdout.splitlines() if x.startswith("DISK ")]
     assert lines, result.stdout[-1500:] + result.stderr[-1500:]
     report = json.loads(lines[0][len("DISK ") :])
-    assert set(report) == {"/tmp", "/var/tmp"}
+    assert set(report) == {"/tmp", "/var/tmp", "/dev/shm"}
     # Capped: the write stops at the cap with ENOSPC; the host's root filesystem does not move
     # (other work on this machine shares its disk: allow a little movement).
     wrong = {

@@ -76,6 +76,7 @@ def test_web_unit_has_the_contract() -> None:
         "SocketBindDeny=20000-29999",
         "TemporaryFileSystem=/tmp:size=128M,mode=1777,nosuid,nodev",
         "TemporaryFileSystem=/var/tmp:size=128M,mode=1777,nosuid,nodev",
+        "TemporaryFileSystem=/dev/shm:size=128M,mode=1777,nosuid,nodev",
     ):
         assert line in text.splitlines(), line
     assert "PrivateTmp=yes" not in text.splitlines()  # it would win over TemporaryFileSystem=
