@@ -22,6 +22,7 @@ from provisioner.errors import DynoformError
 from provisioner.model.config import validate_config
 from provisioner.model.sizes import dyno_size
 from provisioner.paths import resource_dir
+from provisioner.plan.ports import PORT_HIGH, PORT_LOW, PORTS_TOOL
 from provisioner.plan.units import (
     DYNO_UID_MAX,
     DYNO_UID_MIN,
@@ -88,6 +89,7 @@ def dyno_unit_context(instance: DynoInstance, options: UnitOptions | None = None
         "launcher": opts.launcher,
         "slice": opts.slice,
         "metadata_addresses": " ".join(METADATA_ADDRESSES),
+        "port_range": f"{PORT_LOW}-{PORT_HIGH}",
         "stop_timeout_s": opts.stop_timeout_s,
         "restart_sec": opts.restart_sec,
         "restart_steps": opts.restart_steps,
@@ -228,6 +230,11 @@ def render_metadata_block(api: ApiEndpoint | None = None) -> str:
         ipv6=METADATA_ADDRESSES[1],
         **wall_vars(api),
     )
+
+
+def ports_tool_source() -> str:
+    """templates/dyno/dyno-ports, handed to python3 on a host's stdin (see plan/ports.py)."""
+    return (resource_dir("templates") / PORTS_TOOL).read_text(encoding="utf-8")
 
 
 def launcher_source() -> str:

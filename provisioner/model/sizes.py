@@ -14,6 +14,13 @@ class DynoSize:
     cpu_percent: int  # systemd CPUQuota=; 100 is one full core
     tasks_max: int
 
+    @property
+    def tmp_mb(self) -> int:
+        """Size cap of each of the dyno's writable areas (/tmp, /var/tmp, /dev/shm): a quarter
+        of its memory. They are tmpfs, so what a dyno writes there is memory charged to the dyno
+        (MemoryMax=), never the host's disk, and it goes when the dyno stops."""
+        return self.memory_mb // 4
+
 
 DYNO_SIZES: dict[str, DynoSize] = {
     s.name: s

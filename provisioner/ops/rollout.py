@@ -29,6 +29,13 @@ from provisioner.ops.buildhost import ensure_node, needs_node
 from provisioner.ops.hosts import Fleet, pin_key
 from provisioner.plan.placement import DynoRef, held_formations, place
 from provisioner.plan.placement import Host as PlacementHost
+from provisioner.plan.ports import (
+    PortCheck,
+    parse_port_checks,
+    parse_reserved,
+    reserve_ports_argv,
+    wait_ports_argv,
+)
 from provisioner.plan.rollout import (
     Action,
     RolloutOptions,
@@ -37,10 +44,11 @@ from provisioner.plan.rollout import (
     releases_to_prune,
 )
 from provisioner.plan.units import (
+    DynoInstance,
     DynoState,
     app_user,
-    create_app_user_argv,
     dyno_facts_argv,
+    ensure_app_user_argv,
     env_file,
     journal_tail_argv,
     parse_dyno_facts,
@@ -48,7 +56,13 @@ from provisioner.plan.units import (
 )
 from provisioner.remote.fanout import fan_out
 from provisioner.remote.ssh import Connection
-from provisioner.render import LAUNCHER_PATH, launcher_source, render_dyno_unit, render_env_document
+from provisioner.render import (
+    LAUNCHER_PATH,
+    launcher_source,
+    ports_tool_source,
+    render_dyno_unit,
+    render_env_document,
+)
 from provisioner.store import Store
 
 Say = Callable[[str], None]
@@ -72,9 +86,11 @@ UNIT_DIR = "/etc/systemd/system"
 
 # Fetch the slug once per host and release, check it, unpack it read-only for the app's user.
 # A release with the same slug as one already on the host is copied locally, not fetched.
+# Also makes the app's env directory (root only), in the same round trip.
 _UNPACK = r"""
 set -e
-dir="$1"; sha="$2"; user="$3"
+dir="$1"; sha="$2"; user="$3"; envdir="$4"
+install -d -m 0700 "$envdir"
 if [ "$(cat "$dir/.dynoform-slug" 2>/dev/null)" = "$sha" ]; then exit 0; fi
 parent=$(dirname "$dir"); mkdir -p "$parent"; chmod 0755 "$parent" "$(dirname "$parent")"
 tmp="$dir.tmp.$$"; rm -rf "$tmp"
@@ -93,19 +109,6 @@ fi
 rm -rf "$dir"; mv "$tmp" "$dir"
 """
 
-# Poll each new web dyno's port until it answers HTTP; print the ports that never did.
-_WAIT_PORTS = r"""
-addr="$1"; timeout="$2"; shift 2
-end=$(( $(date +%s) + timeout )); failed=""
-for port in "$@"; do
-  until curl -s -o /dev/null --max-time 2 "http://$addr:$port/"; do
-    if [ "$(date +%s)" -ge "$end" ]; then failed="$failed $port"; break; fi
-    sleep 0.1
-  done
-done
-[ -z "$failed" ] || { echo "$failed"; exit 1; }
-"""
-
 # Enable and start the new units. systemd (246+) loads a unit file it has not loaded yet on
 # `start`, so `daemon-reload` (0.1 s of PID 1's CPU per host, and hosts share cores in the local
 # cloud) runs only when a loaded unit's file changed: a unit name written again (a scale back up
@@ -118,9 +121,11 @@ _RELOAD_START = (
 )
 
 # Stop units after the drain, on the host itself, so the deploy command need not wait for it.
+# Their port reservations (templates/dyno/dyno-ports) go with the unit files.
 _STOP_LATER = (
     'sleep "$1"; shift; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
-    'for u in "$@"; do rm -f "/etc/systemd/system/$u"; done; systemctl daemon-reload'
+    'for u in "$@"; do rm -f "/etc/systemd/system/$u" "/run/dynoform/ports/$u"; done; '
+    "systemctl daemon-reload"
 )
 
 
@@ -254,7 +259,9 @@ class Rollout:
             self.router.ensure_rule(
                 app, self._domains(app), self._maintenance(app), self._plain_http(app)
             )
-            self.prepare_hosts(observed, app, release, config, {d.host for d in started})
+            hosts = {d.host for d in started}
+            ports = self.prepare_hosts(observed, app, release, config, hosts, started)
+            plan = plan.with_ports(ports)
         commit = plan.commit_step or len(plan.actions) + 1e9
         groups = plan.steps()
         try:
@@ -295,7 +302,13 @@ class Rollout:
         release: Release,
         config: dict[str, str],
         hosts: set[str],
-    ) -> None:
+        started: Sequence[DynoInstance] = (),
+    ) -> dict[str, int]:
+        """Put the release on `hosts` and reserve ports there for the web dynos in `started`.
+
+        Returns unit -> port as each host reserved it (under its lock, so that apps rolling out
+        at the same moment never get the same port).
+        """
         if not release.slug_key or not release.slug_sha256:
             raise DynoformError(f"v{release.version} of {app} has no slug", "deploy code first")
         url = self.blobs.get_url(release.slug_key)
@@ -304,13 +317,18 @@ class Rollout:
 
         node = needs_node(commands=list(release.process_types.values()))
 
-        def prepare(host_id: str) -> None:
+        web: dict[str, list[str]] = defaultdict(list)
+        for dyno in started:
+            if dyno.is_web:
+                web[dyno.host].append(dyno.unit)
+
+        def prepare(host_id: str) -> dict[str, int]:
             conn = self.conn(host_id, observed)
             if node:
                 ensure_node(conn, self.say)
             user = app_user(app)
-            if not conn.run(["getent", "passwd", user]).ok:
-                conn.run(create_app_user_argv(app), sudo=True, check=True)
+            env_path = env_file(app, release.version)
+            conn.run(ensure_app_user_argv(app), sudo=True, check=True)
             have = conn.run(["cat", LAUNCHER_PATH])
             if have.stdout.encode() != launcher:
                 conn.run(["mkdir", "-p", LAUNCHER_PATH.rsplit("/", 1)[0]], sudo=True, check=True)
@@ -323,15 +341,27 @@ class Rollout:
                 release_dir(app, release.version),
                 str(release.slug_sha256),
                 user,
+                env_path.rsplit("/", 1)[0],
             ]
             conn.run(argv, sudo=True, stdin=f'url = "{url}"\n'.encode(), timeout=600, check=True)
-            env_path = env_file(app, release.version)
-            conn.run(
-                ["install", "-d", "-m", "0700", env_path.rsplit("/", 1)[0]], sudo=True, check=True
-            )
             conn.put(document, env_path, mode="0600")
+            return self._reserve_ports(conn, web[host_id])
 
-        self._fan(sorted(hosts), prepare, "preparing hosts")
+        ports: dict[str, int] = {}
+        for got in self._fan(sorted(hosts), prepare, "preparing hosts"):
+            ports.update(got)
+        return ports
+
+    def _reserve_ports(self, conn: Connection, units: list[str]) -> dict[str, int]:
+        """Ports for these web units, reserved by the host under its lock (one round trip)."""
+        if not units:
+            return {}
+        argv = reserve_ports_argv(units, self.options.port_low, self.options.port_high)
+        result = conn.run(argv, sudo=True, stdin=ports_tool_source().encode(), check=True)
+        reserved = parse_reserved(result.stdout)
+        if set(reserved) != set(units):
+            raise DynoformError(f"on host {conn.endpoint.name}: no ports reserved for {units}")
+        return reserved
 
     def _fan(
         self, items: Sequence[Any], fn: Callable[[Any], Any], what: str, timeout: float = 900
@@ -340,7 +370,7 @@ class Rollout:
         failed = [o for o in outcomes if not o.ok]
         if failed:
             first = failed[0]
-            # items are host ids or (host id, actions): name the host, not Python reprs
+            # Items are host ids, or (host id, that host's actions): name the host only.
             host = first.item[0] if isinstance(first.item, tuple) else first.item
             raise DynoformError(f"{what} failed on host {host}: {first.error}")
         return [o.value for o in outcomes]
@@ -373,26 +403,44 @@ class Rollout:
         self._fan(sorted(self._by_host(actions).items()), start, "starting dynos")
 
     def _do_wait_port(self, observed: Observed, app: str, actions: list[Action]) -> None:
+        tool = ports_tool_source().encode()
+
         def wait(item: tuple[str, list[Action]]) -> None:
             host_id, host_actions = item
             conn = self.conn(host_id, observed)
             timeout = int(max(a.timeout_s or 60 for a in host_actions))
-            ports = [str(a.port) for a in host_actions]
-            argv = ["sh", "-c", _WAIT_PORTS, "sh", observed.address(host_id), str(timeout), *ports]
-            result = conn.run(argv, timeout=timeout + 30)
+            targets = {a.unit: int(a.port) for a in host_actions if a.port}
+            argv = wait_ports_argv(observed.address(host_id), timeout, targets)
+            result = conn.run(argv, sudo=True, stdin=tool, timeout=timeout + 30)
             if not result.ok:
-                bad = [a for a in host_actions if str(a.port) in result.stdout.split()]
-                raise DynoformError(self._boot_failure(conn, bad or host_actions, timeout))
+                checks = parse_port_checks(result.stdout)
+                raise DynoformError(*self._boot_failure(conn, host_actions, checks, timeout))
 
         self._fan(sorted(self._by_host(actions).items()), wait, "booting dynos")
 
-    def _boot_failure(self, conn: Connection, actions: list[Action], timeout: int) -> str:
-        action = actions[0]
+    def _boot_failure(
+        self, conn: Connection, actions: list[Action], checks: dict[int, PortCheck], timeout: int
+    ) -> tuple[str, str | None]:
+        """The first dyno that failed its boot check, as (message, hint)."""
+        seen = {a.unit: checks.get(int(a.port or 0), PortCheck("", 0)).state for a in actions}
+        order = {"foreign": 0, "timeout": 1, "": 2, "ok": 3}  # a port held by others first
+        action = min(actions, key=lambda a: order.get(seen[a.unit], 2))
+        check = checks.get(int(action.port or 0))
+        if check and check.state == "foreign":
+            pid, _, owner = check.holder.partition(" ")
+            return (
+                f"{action.dyno} of v{action.release}: port {action.port} on host {action.host} "
+                f"is held by another process (pid {pid}, {owner or 'unknown'}), not by "
+                f"{action.unit}; it was not registered with the router",
+                "something on the host binds dyno ports that are not its own; deploying "
+                "again reserves a free port",
+            )
         tail = conn.run(journal_tail_argv(action.unit, 10), sudo=True).stdout.strip()
         lines = " | ".join(tail.splitlines()[-10:]) or "no output"
         return (
             f"{action.dyno} of v{action.release} did not answer on $PORT ({action.port}) within "
-            f"{timeout} s; its last log lines: {lines}"
+            f"{timeout} s; its last log lines: {lines}",
+            None,
         )
 
     def _targets(self, observed: Observed, actions: list[Action]) -> list[Target]:

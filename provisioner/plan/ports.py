@@ -3,11 +3,17 @@
 Every web dyno instance on a host gets its own port from one range shared by all apps, so apps
 never collide. Existing instances keep their port; a deploy's new instances get fresh ports next
 to the old ones (preboot), the lowest free first, so the result is deterministic.
+
+What is planned here is a first guess from an earlier look at the hosts. The ports a rollout
+uses are reserved on each host under a lock (templates/dyno/dyno-ports, argv built below), so
+rollouts of different apps at the same moment never share one, and a dyno is registered with
+the router only once the socket on its port belongs to its own unit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from provisioner.errors import DynoformError
 
@@ -57,4 +63,53 @@ def assign_ports(
     fresh = [unit for unit in wanted if unit not in existing]
     ports = allocate_ports([*existing.values(), *taken], len(fresh), low, high, host)
     result.update(zip(fresh, ports, strict=True))
+    return result
+
+
+# The host side: templates/dyno/dyno-ports, sent on stdin and run as root. The planner's ports
+# above come from an earlier look at the hosts; the host's reservation, taken under its lock at
+# the moment of the rollout, is the one that counts (two apps may roll out at the same moment).
+PORTS_TOOL = "dyno/dyno-ports"
+
+
+def reserve_ports_argv(
+    units: Sequence[str], low: int = PORT_LOW, high: int = PORT_HIGH
+) -> list[str]:
+    """argv (as root, the tool on stdin) reserving a port for each unit on a host."""
+    return ["python3", "-I", "-", "reserve", str(low), str(high), *units]
+
+
+def parse_reserved(text: str) -> dict[str, int]:
+    """`UNIT PORT` lines of `reserve` -> {unit: port}."""
+    result = {}
+    for line in text.splitlines():
+        unit, _, port = line.strip().partition(" ")
+        if unit and port.isdigit():
+            result[unit] = int(port)
+    return result
+
+
+def wait_ports_argv(addr: str, timeout_s: int, targets: Mapping[str, int]) -> list[str]:
+    """argv (as root, the tool on stdin) waiting until each unit's own process answers on its
+    port; `addr` is the host's address (the router's view)."""
+    pairs = [f"{unit}={port}" for unit, port in sorted(targets.items())]
+    return ["python3", "-I", "-", "wait", addr, str(timeout_s), *pairs]
+
+
+@dataclass(frozen=True)
+class PortCheck:
+    """One line of `wait`: ok, timeout, or foreign (another process listens on the port)."""
+
+    state: str
+    port: int
+    holder: str = ""  # foreign: "PID UNIT-OR-COMMAND"
+
+
+def parse_port_checks(text: str) -> dict[int, PortCheck]:
+    result = {}
+    for line in text.splitlines():
+        state, _, rest = line.strip().partition(" ")
+        port, _, holder = rest.partition(" ")
+        if state in ("ok", "timeout", "foreign") and port.isdigit():
+            result[int(port)] = PortCheck(state, int(port), holder)
     return result

@@ -3,11 +3,11 @@
 One path for deploys, config changes, rollbacks, restarts and scaling (Heroku's preboot):
 
 web dynos that must be replaced or added (all at once, next to the old ones)
-  step 1 register     new targets in the app's target group, before their units start: the
-                      router's health checks hold them out of rotation until they answer, and
-                      the router picks them up while the dynos boot instead of after
-  step 2 start        new units (fresh ports)
-  step 3 wait_port    each new dyno answers HTTP on its $PORT (boot timeout, 60 s)
+  step 1 start        new units (fresh ports, reserved on each host before this step)
+  step 2 wait_port    each new dyno's own unit listens on its $PORT (no other process does)
+                      and answers HTTP there (boot timeout, 60 s)
+  step 3 register     new targets in the app's target group: only now, so that the router
+                      never sends the app's users to a port some other process holds
   step 4 wait_healthy each new target healthy
 other process types, one dyno at a time: stop old, start new, wait_running
 then the old web dynos retire (the plan's `commit_step`)
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.model.formation import Formation
@@ -131,6 +131,22 @@ class RolloutPlan:
         for action in self.actions:
             groups[action.step].append(action)
         return [groups[s] for s in sorted(groups)]
+
+    def with_ports(self, ports: Mapping[str, int]) -> RolloutPlan:
+        """The same plan with the ports the hosts reserved (unit -> port) for new dynos."""
+
+        def ported(dyno: DynoInstance) -> DynoInstance:
+            return dyno.with_port(ports[dyno.unit]) if dyno.unit in ports else dyno
+
+        def moved(actions: list[Action]) -> list[Action]:
+            return [replace(a, instance=ported(a.instance)) for a in actions]
+
+        return replace(
+            self,
+            actions=moved(self.actions),
+            on_failure=moved(self.on_failure),
+            final=sorted(ported(d) for d in self.final),
+        )
 
     def is_empty(self) -> bool:
         return not self.actions
@@ -259,9 +275,9 @@ def _last(actions: list[Action]) -> int:
 
 def _bring_up(new: list[DynoInstance], first: int, opts: RolloutOptions) -> list[Action]:
     return (
-        [Action("register", first, d) for d in new]
-        + [Action("start", first + 1, d) for d in new]
-        + [Action("wait_port", first + 2, d, opts.boot_timeout_s) for d in new]
+        [Action("start", first, d) for d in new]
+        + [Action("wait_port", first + 1, d, opts.boot_timeout_s) for d in new]
+        + [Action("register", first + 2, d) for d in new]
         + [Action("wait_healthy", first + 3, d, opts.health_timeout_s) for d in new]
     )
 

@@ -202,6 +202,12 @@ def create_app_user_argv(app: str) -> list[str]:
     ]
 
 
+def ensure_app_user_argv(app: str) -> list[str]:
+    """argv (as root) that creates the app's user unless it exists: one round trip."""
+    script = 'user=$1; shift; getent passwd "$user" >/dev/null || exec "$@"'
+    return ["sh", "-c", script, "sh", app_user(app), *create_app_user_argv(app)]
+
+
 def app_dir(app: str) -> str:
     return f"/srv/dynoform/apps/{validate_app_name(app)}"
 

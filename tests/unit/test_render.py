@@ -74,10 +74,19 @@ def test_web_unit_has_the_contract() -> None:
         "TimeoutStopSec=30",
         "RestartSteps=8",
         "ExecStart=/usr/local/lib/dynoform/dyno-launch web",
+        # Its own port, no other in the dyno range (cgroup v2); size-capped /tmp and /var/tmp.
+        "SocketBindAllow=tcp:20001",
+        "SocketBindDeny=20000-29999",
+        "TemporaryFileSystem=/tmp:size=128M,mode=1777,nosuid,nodev",
+        "TemporaryFileSystem=/var/tmp:size=128M,mode=1777,nosuid,nodev",
+        "TemporaryFileSystem=/dev/shm:size=128M,mode=1777,nosuid,nodev",
     ):
         assert line in text.splitlines(), line
-    worker = render_dyno_unit(CASES["worker-2x-restarted"])
-    assert "PORT" not in worker and "MemoryMax=1024M" in worker
+    assert "PrivateTmp=yes" not in text.splitlines()  # it would win over TemporaryFileSystem=
+    worker = render_dyno_unit(CASES["worker-2x-restarted"]).splitlines()
+    assert not [x for x in worker if "PORT" in x or x.startswith("SocketBindAllow")]
+    assert {"MemoryMax=1024M", "SocketBindDeny=20000-29999"} <= set(worker)
+    assert "TemporaryFileSystem=/var/tmp:size=256M,mode=1777,nosuid,nodev" in worker
 
 
 def test_web_dyno_without_port_and_line_breaks_are_refused() -> None:
@@ -207,6 +216,8 @@ def test_one_off_dynos_get_the_same_isolation_through_systemd_run() -> None:
     props = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
     assert "LoadCredential=env:/srv/dynoform/apps/shop/env/v3.json" in props
     assert "IPAddressDeny=169.254.169.254 fd00:ec2::254" in props
+    assert "SocketBindDeny=20000-29999" in props
+    assert "TemporaryFileSystem=/tmp:size=128M,mode=1777,nosuid,nodev" in props
     assert not any(p.startswith(("Restart", "ExecStart")) for p in props)
     detached = run_dyno_argv(run, "sleep 1", detach=True)
     assert "--no-block" in detached and "--wait" not in detached

@@ -9,13 +9,22 @@ from hypothesis import strategies as st
 from provisioner.errors import DynoformError
 from provisioner.model.formation import ProcessFormation
 from provisioner.plan.placement import DynoRef
-from provisioner.plan.ports import allocate_ports, assign_ports
+from provisioner.plan.ports import (
+    PortCheck,
+    allocate_ports,
+    assign_ports,
+    parse_port_checks,
+    parse_reserved,
+    reserve_ports_argv,
+    wait_ports_argv,
+)
 from provisioner.plan.rollout import plan_converge, releases_to_prune
 from provisioner.plan.units import (
     DynoInstance,
     app_user,
     create_app_user_argv,
     dyno_facts_argv,
+    ensure_app_user_argv,
     env_file,
     journal_tail_argv,
     parse_dyno_facts,
@@ -74,18 +83,18 @@ def test_ports_lowest_free_first_and_existing_keep_theirs() -> None:
 def test_first_deploy_starts_everything_with_preboot_order() -> None:
     plan = plan_converge(APP, 1, FORMATION, PLACEMENT, [])
     assert kinds(plan) == [
-        (1, "register", "web.1", 1, 20000),
-        (1, "register", "web.2", 1, 20000),
-        (2, "start", "web.1", 1, 20000),
-        (2, "start", "web.2", 1, 20000),
-        (3, "wait_port", "web.1", 1, 20000),
-        (3, "wait_port", "web.2", 1, 20000),
+        (1, "start", "web.1", 1, 20000),
+        (1, "start", "web.2", 1, 20000),
+        (2, "wait_port", "web.1", 1, 20000),
+        (2, "wait_port", "web.2", 1, 20000),
+        (3, "register", "web.1", 1, 20000),  # only once the port is the dyno's own
+        (3, "register", "web.2", 1, 20000),
         (4, "wait_healthy", "web.1", 1, 20000),
         (4, "wait_healthy", "web.2", 1, 20000),
         (6, "start", "worker.1", 1, None),
         (7, "wait_running", "worker.1", 1, None),
     ]
-    assert plan.actions[4].timeout_s == 60.0
+    assert plan.actions[2].timeout_s == 60.0
     assert [(a.step, a.kind, a.dyno) for a in plan.on_failure] == [
         (1, "deregister", "web.1"),
         (1, "deregister", "web.2"),
@@ -98,12 +107,12 @@ def test_first_deploy_starts_everything_with_preboot_order() -> None:
 def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -> None:
     plan = plan_converge(APP, 4, FORMATION, PLACEMENT, RUNNING_V3, {"h1": [20001]})
     assert kinds(plan) == [
-        (1, "register", "web.1", 4, 20002),  # 20000 is v3's web.1, 20001 another app's
-        (1, "register", "web.2", 4, 20001),
-        (2, "start", "web.1", 4, 20002),
-        (2, "start", "web.2", 4, 20001),
-        (3, "wait_port", "web.1", 4, 20002),
-        (3, "wait_port", "web.2", 4, 20001),
+        (1, "start", "web.1", 4, 20002),  # 20000 is v3's web.1, 20001 another app's
+        (1, "start", "web.2", 4, 20001),
+        (2, "wait_port", "web.1", 4, 20002),
+        (2, "wait_port", "web.2", 4, 20001),
+        (3, "register", "web.1", 4, 20002),
+        (3, "register", "web.2", 4, 20001),
         (4, "wait_healthy", "web.1", 4, 20002),
         (4, "wait_healthy", "web.2", 4, 20001),
         (5, "stop", "worker.1", 3, None),
@@ -116,7 +125,7 @@ def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -
         (10, "stop", "web.1", 3, 20000),
         (10, "stop", "web.2", 3, 20000),
     ]
-    assert plan.actions[2].unit == "dyno-shop.v4.web.1.service"
+    assert plan.actions[0].unit == "dyno-shop.v4.web.1.service"
     assert plan.commit_step == 8
     assert [(a.step, a.kind, a.dyno, a.release) for a in plan.on_failure] == [
         (1, "deregister", "web.1", 4),
@@ -130,6 +139,47 @@ def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -
     assert len(plan.steps()) == 10
 
 
+def test_ports_the_hosts_reserved_replace_the_planned_ones() -> None:
+    plan = plan_converge(APP, 4, FORMATION, PLACEMENT, RUNNING_V3)
+    reserved = plan.with_ports({"dyno-shop.v4.web.1.service": 20007})
+    ports = {(a.kind, a.dyno, a.release): a.port for a in reserved.actions}
+    assert ports[("start", "web.1", 4)] == ports[("register", "web.1", 4)] == 20007
+    assert ports[("start", "web.2", 4)] == 20001  # not reserved anew: as planned
+    assert ports[("deregister", "web.1", 3)] == 20000  # the old dyno keeps its port
+    assert {a.port for a in reserved.on_failure if a.dyno == "web.1"} == {20007}
+    assert [d.port for d in reserved.final if d.name == "web.1"] == [20007]
+    assert reserved.keep == plan.keep and len(reserved.steps()) == len(plan.steps())
+
+
+def test_port_tool_argv_and_its_output() -> None:
+    units = ["dyno-shop.v4.web.1.service", "dyno-shop.v4.web.2.service"]
+    assert reserve_ports_argv(units) == [
+        "python3", "-I", "-", "reserve", "20000", "29999", *units
+    ]  # fmt: skip
+    assert parse_reserved("dyno-shop.v4.web.1.service 20003\nnoise\n") == {
+        "dyno-shop.v4.web.1.service": 20003
+    }
+    targets = {units[1]: 20004, units[0]: 20003}
+    assert wait_ports_argv("198.18.0.5", 60, targets) == [
+        "python3", "-I", "-", "wait", "198.18.0.5", "60",
+        "dyno-shop.v4.web.1.service=20003", "dyno-shop.v4.web.2.service=20004",
+    ]  # fmt: skip
+    checks = parse_port_checks("ok 20003\nforeign 20004 812 dyno-squat.v1.web.1.service\n")
+    assert checks == {
+        20003: PortCheck("ok", 20003),
+        20004: PortCheck("foreign", 20004, "812 dyno-squat.v1.web.1.service"),
+    }
+
+
+def test_the_app_user_is_made_in_one_round_trip() -> None:
+    argv = ensure_app_user_argv(APP)
+    assert argv[:5] == [
+        "sh", "-c", 'user=$1; shift; getent passwd "$user" >/dev/null || exec "$@"', "sh",
+        "dyno-shop",
+    ]  # fmt: skip
+    assert argv[5:] == create_app_user_argv(APP)
+
+
 def test_converging_to_what_runs_does_nothing() -> None:
     plan = plan_converge(APP, 3, FORMATION, PLACEMENT, RUNNING_V3)
     assert plan.is_empty() and plan.describe() == "nothing to do"
@@ -140,9 +190,9 @@ def test_scale_up_and_down_touch_only_the_difference() -> None:
     up = {**PLACEMENT, DynoRef(APP, "web", 3): "h1"}
     plan = plan_converge(APP, 3, {**FORMATION, "web": ProcessFormation(3)}, up, RUNNING_V3)
     assert kinds(plan) == [
-        (1, "register", "web.3", 3, 20001),
-        (2, "start", "web.3", 3, 20001),
-        (3, "wait_port", "web.3", 3, 20001),
+        (1, "start", "web.3", 3, 20001),
+        (2, "wait_port", "web.3", 3, 20001),
+        (3, "register", "web.3", 3, 20001),
         (4, "wait_healthy", "web.3", 3, 20001),
     ]
     down = {d: h for d, h in PLACEMENT.items() if d.name != "web.2"}
@@ -305,3 +355,7 @@ def test_rollout_invariants(scenario) -> None:
     assert undone == set(started)
     restarted = {a.instance for a in plan.on_failure if a.kind == "start"}
     assert restarted == {d for d in stopped if not d.is_web}
+    # A new web dyno is registered only after its port was checked to be its own.
+    for dyno in (d for d in started if d.is_web):
+        steps = {a.kind: a.step for a in plan.actions if a.instance == dyno}
+        assert steps["start"] < steps["wait_port"] < steps["register"] < steps["wait_healthy"]

@@ -1,0 +1,205 @@
+"""templates/dyno/dyno-ports, run for real: host port reservations and the listener check.
+
+The tool reads /etc/systemd/system, /run/dynoform/ports and /proc under DYNO_PORTS_ROOT, so
+these tests give it a made-up host in a temporary directory (and, for one test, this machine's
+own /proc).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+from provisioner.paths import resource_dir
+from provisioner.plan.ports import parse_port_checks, parse_reserved, reserve_ports_argv
+from provisioner.render import ports_tool_source
+
+TOOL = resource_dir("templates") / "dyno" / "dyno-ports"
+WEB1 = "dyno-shop.v4.web.1.service"
+WEB2 = "dyno-shop.v4.web.2.service"
+OTHER = "dyno-blog.v9.web.1.service"
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+
+
+def tool(root: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DYNO_PORTS_ROOT"}
+    if root:
+        env["DYNO_PORTS_ROOT"] = str(root)
+    return subprocess.run(
+        [sys.executable, "-I", "-", *args],
+        input=ports_tool_source(),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+
+
+def host(tmp_path: Path) -> Path:
+    root = tmp_path / "host"
+    for sub in ("etc/systemd/system", "run/dynoform/ports", "proc/net"):
+        (root / sub).mkdir(parents=True)
+    return root
+
+
+def unit_file(root: Path, unit: str, port: int) -> None:
+    text = f"[Service]\nEnvironment=DYNO=web.1\nEnvironment=PORT={port}\n"
+    (root / "etc/systemd/system" / unit).write_text(text)
+
+
+def listening(root: Path, *ports_inodes: tuple[int, int]) -> None:
+    rows = [
+        f"   {i}: 00000000:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 "
+        f"00000000  1000        0 {inode} 1 0000000000000000 100 0 0 10 0\n"
+        for i, (port, inode) in enumerate(ports_inodes)
+    ]
+    established = (
+        "   9: 0100007F:4E2A 0100007F:A000 01 00000000:00000000 00:00000000 00000000"
+        "  1000        0 999 1 0000000000000000 20 4 30 10 -1\n"
+    )
+    (root / "proc/net/tcp").write_text(TCP_HEADER + "".join(rows) + established)
+    (root / "proc/net/tcp6").write_text(TCP_HEADER)
+
+
+def process(root: Path, pid: int, unit: str, inode: int) -> None:
+    proc = root / "proc" / str(pid)
+    (proc / "fd").mkdir(parents=True)
+    (proc / "fd" / "3").symlink_to(f"socket:[{inode}]")
+    (proc / "fd" / "4").symlink_to("/dev/null")
+    # cgroup v1/hybrid: one line a hierarchy; the unit is the leaf.
+    (proc / "cgroup").write_text(
+        f"12:memory:/dynoform.slice/{unit}\n1:name=systemd:/dynoform.slice/{unit}\n"
+        f"0::/dynoform.slice/{unit}\n"
+    )
+    (proc / "comm").write_text("python3\n")
+
+
+def test_reserve_skips_unit_ports_reservations_and_listeners(tmp_path: Path) -> None:
+    root = host(tmp_path)
+    unit_file(root, OTHER, 20000)  # another app's running dyno
+    listening(root, (20001, 4711))  # something else listens (a squatter)
+    fresh = root / "run/dynoform/ports" / "dyno-blog.v10.web.1.service"
+    fresh.write_text("20002\n")  # another rollout between reserving and starting
+    stale = root / "run/dynoform/ports" / "dyno-gone.v1.web.1.service"
+    stale.write_text("20003\n")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    done = tool(root, *reserve_ports_argv([WEB1, WEB2])[3:])
+    assert done.returncode == 0, done.stderr
+    assert parse_reserved(done.stdout) == {WEB1: 20003, WEB2: 20004}
+    assert not stale.exists() and fresh.exists()
+    assert (root / "run/dynoform/ports" / WEB1).read_text() == "20003\n"
+    # Asking again (a retried rollout) gives the same ports; a new unit gets the next one.
+    again = tool(root, "reserve", "20000", "29999", WEB1, "dyno-shop.v4.web.3.service")
+    assert parse_reserved(again.stdout) == {WEB1: 20003, "dyno-shop.v4.web.3.service": 20005}
+
+
+def test_reservations_made_at_the_same_moment_never_share_a_port(tmp_path: Path) -> None:
+    root = host(tmp_path)
+    env = {**os.environ, "DYNO_PORTS_ROOT": str(root)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-I", "-", "reserve", "20000", "29999"]
+            + [f"dyno-app{n}.v1.web.{i}.service" for i in range(1, 4)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for n in range(8)
+    ]
+    outputs = [p.communicate(ports_tool_source(), timeout=60)[0] for p in procs]
+    ports = [port for out in outputs for port in parse_reserved(out).values()]
+    assert len(ports) == 24 and len(set(ports)) == 24
+    assert set(ports) == set(range(20000, 20024))
+
+
+def test_a_reservation_waits_for_the_hosts_lock(tmp_path: Path) -> None:
+    root = host(tmp_path)
+    env = {**os.environ, "DYNO_PORTS_ROOT": str(root)}
+    with open(root / "run/dynoform/ports.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another rollout is reserving
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-", "reserve", "20000", "29999", WEB1],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(ports_tool_source())
+        proc.stdin.close()
+        time.sleep(1.0)
+        assert proc.poll() is None and not (root / "run/dynoform/ports" / WEB1).exists()
+        unit_file(root, OTHER, 20000)  # what the other rollout wrote before letting go
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    assert proc.stdout is not None
+    assert parse_reserved(proc.stdout.read()) == {WEB1: 20001}
+    assert proc.wait(30) == 0
+
+
+def test_reserve_refuses_a_full_range_and_bad_names(tmp_path: Path) -> None:
+    root = host(tmp_path)
+    unit_file(root, OTHER, 20000)
+    full = tool(root, "reserve", "20000", "20000", WEB1)
+    assert full.returncode == 2 and "no free dyno ports" in full.stderr
+    bad = tool(root, "reserve", "20000", "29999", "../../etc/passwd")
+    assert bad.returncode == 2 and "not a dyno unit name" in bad.stderr
+
+
+class _Page(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_wait_accepts_a_port_held_by_the_dynos_own_unit(tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        root = host(tmp_path)
+        listening(root, (port, 5150))
+        process(root, 321, WEB1, 5150)
+        done = tool(root, "wait", "127.0.0.1", "5", f"{WEB1}={port}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert parse_port_checks(done.stdout)[port].state == "ok"
+        # The same socket seen from another app's new dyno: foreign at once, naming the holder.
+        started = time.monotonic()
+        other = tool(root, "wait", "127.0.0.1", "5", f"{OTHER}={port}")
+        assert other.returncode == 1 and time.monotonic() - started < 4
+        check = parse_port_checks(other.stdout)[port]
+        assert (check.state, check.holder) == ("foreign", f"321 {WEB1}")
+    finally:
+        server.shutdown()
+
+
+def test_wait_names_a_real_process_on_this_machine_and_times_out_on_silence(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        done = tool(None, "wait", "127.0.0.1", "5", f"{WEB1}={port}")
+        assert done.returncode == 1, done.stderr
+        check = parse_port_checks(done.stdout)[port]
+        assert check.state == "foreign" and check.holder.split()[0] == str(os.getpid())
+    root = host(tmp_path)
+    listening(root)
+    quiet = tool(root, "wait", "127.0.0.1", "0.3", f"{WEB1}=20009")
+    assert quiet.returncode == 1 and quiet.stdout == "timeout 20009\n"
+
+
+def test_the_tool_is_the_shipped_file() -> None:
+    assert ports_tool_source() == TOOL.read_text(encoding="utf-8")
