@@ -24,7 +24,7 @@ from provisioner.aws.router import RouterTable, Target
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
-from provisioner.ops.buildhost import ensure_node, needs_node
+from provisioner.ops.buildhost import build_paths, ensure_app_user, ensure_node, needs_node
 from provisioner.ops.hosts import Fleet, pin_key
 from provisioner.plan.placement import DynoRef, place
 from provisioner.plan.placement import Host as PlacementHost
@@ -38,7 +38,6 @@ from provisioner.plan.rollout import (
 from provisioner.plan.units import (
     DynoState,
     app_user,
-    create_app_user_argv,
     dyno_facts_argv,
     env_file,
     journal_tail_argv,
@@ -290,9 +289,7 @@ class Rollout:
             conn = self.conn(host_id, observed)
             if node:
                 ensure_node(conn, self.say)
-            user = app_user(app)
-            if not conn.run(["getent", "passwd", user]).ok:
-                conn.run(create_app_user_argv(app), sudo=True, check=True)
+            user = ensure_app_user(conn, app)
             have = conn.run(["cat", LAUNCHER_PATH])
             if have.stdout.encode() != launcher:
                 conn.run(["mkdir", "-p", LAUNCHER_PATH.rsplit("/", 1)[0]], sudo=True, check=True)
@@ -507,12 +504,19 @@ class Rollout:
             if units:
                 conn.run(["sh", "-c", _STOP_LATER, "sh", "0", *units], sudo=True, timeout=60)
             conn.run(["rm", "-rf", "--", release_dir(app, 1).rsplit("/", 2)[0]], sudo=True)
+            # Its build cache and any build left behind: an app made later under this name
+            # must not start from them.
+            conn.run(["sh", "-c", _FORGET_BUILDS, "sh", *build_paths(app)], sudo=True)
             conn.run(
                 ["sh", "-c", 'userdel "$1" 2>/dev/null || true', "sh", app_user(app)], sudo=True
             )
 
         fan_out(observed.hosts, clean, timeout=300)
 
+
+_FORGET_BUILDS = (
+    'rm -f -- "$1"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; done; rm -rf -- "$2"'
+)
 
 PLATFORM_DOC = "platform.json"
 
