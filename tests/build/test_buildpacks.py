@@ -620,49 +620,61 @@ def _stop_container(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _prepare(container: Container, layout, disk: str = "64M") -> None:
+    """What the deploy does on a build host before a build (buildhost.prepare, minus curl)."""
+    from provisioner.build import CACHE_ROOT
+    from provisioner.ops.buildhost import _PREPARE
+    from provisioner.plan.units import create_app_user_argv
+
+    if container.run("getent", "passwd", layout.user, check=False).returncode != 0:
+        container.run(*create_app_user_argv(layout.app))
+    owned = [layout.app_dir, layout.cache_dir, layout.env_dir, layout.tmp_dir]
+    container.run(
+        "sh", "-c", _PREPARE, "sh", layout.work_dir, layout.user, disk, CACHE_ROOT, *owned
+    )
+
+
+def _collect(container: Container, layout, name: str) -> subprocess.CompletedProcess[str]:
+    from provisioner.ops.buildhost import _COLLECT
+
+    argv = ["python3", "-c", _COLLECT, layout.work_dir, name, "262144", layout.user, "-", "0600"]
+    return container.run(*argv, check=False)
+
+
 @pytest.mark.cloud
-def test_build_unit_runs_the_runner_at_app_as_the_build_user(debian13, tmp_path: Path):
+def test_build_unit_runs_the_runner_at_app_as_the_apps_user(debian13, tmp_path: Path):
     from provisioner.build import build_layout, build_unit_argv, parse_build_result, runner_argv
 
     container, merged = debian13
     layout = build_layout("bpapp", "b1")
-    container.run(
-        "useradd",
-        "--system",
-        "--home-dir",
-        "/nonexistent",
-        "--shell",
-        "/usr/sbin/nologin",
-        "dynoform-build",
-    )
-    for path in (layout.work_dir, layout.app_dir, layout.env_dir, layout.cache_dir):
-        container.run(
-            "install", "-d", "-o", "dynoform-build", "-g", "dynoform-build", "-m", "0700", path
-        )
+    _prepare(container, layout)
     # No network in this container: a python app without dependencies still makes a venv.
     src = write_app(tmp_path / "src", {"requirements.txt": "", "Procfile": "web: python app.py\n"})
-    make_source(src, merged / layout.source.lstrip("/"))
-    container.run("chown", "dynoform-build:", layout.source)
+    make_source(src, tmp_path / "source.tgz")
+    (merged / "root/source.tgz").write_bytes((tmp_path / "source.tgz").read_bytes())
+    container.run("install", "-o", layout.user, "-m", "0600", "/root/source.tgz", layout.source)
 
     done = container.run(*build_unit_argv(layout, runner_argv(layout)), check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "-----> Python app detected" in done.stdout  # streamed back through --pipe
-    result = parse_build_result((merged / layout.result.lstrip("/")).read_text())
-    slug = merged / layout.slug.lstrip("/")
-    assert result.sha256 == hashlib.sha256(slug.read_bytes()).hexdigest()
-    with tarfile.open(slug) as archive:
-        activate = archive.extractfile(".venv/bin/activate")
-        assert activate is not None and b"/app/.venv" in activate.read()
-        assert not any("/site-packages/pip/" in name for name in archive.getnames())
-    owner = container.run("stat", "-c", "%U", f"{layout.app_dir}/.venv").stdout.strip()
-    assert owner == "dynoform-build"
+    collected = _collect(container, layout, "result.json")
+    result = parse_build_result(collected.stdout)
+    slug = container.run("sha256sum", layout.slug).stdout.split()[0]
+    assert result.sha256 == slug
+    owner = container.run("stat", "-c", "%U %u", f"{layout.app_dir}/.venv").stdout.split()
+    assert owner[0] == "dyno-bpapp" and 40000 <= int(owner[1]) <= 49999
+    fs = container.run("stat", "-f", "-c", "%T", layout.work_dir).stdout.strip()
+    assert fs == "tmpfs"
+
+    # A result swapped for a symlink is refused, not followed.
+    container.run("ln", "-sf", "/etc/shadow", layout.result)
+    refused = _collect(container, layout, "result.json")
+    assert refused.returncode == 4 and "symbolic link" in refused.stderr
+    assert "root:" not in refused.stdout
 
     # The time limit is enforced: a build over RuntimeMaxSec is stopped and fails.
     slow = build_layout("bpapp", "b2")
-    for path in (slow.work_dir, slow.app_dir):
-        container.run(
-            "install", "-d", "-o", "dynoform-build", "-g", "dynoform-build", "-m", "0700", path
-        )
+    _prepare(container, slow)
     started = time.monotonic()
     done = container.run(*build_unit_argv(slow, ["sleep", "60"], runtime_max_sec=2), check=False)
     elapsed = time.monotonic() - started
