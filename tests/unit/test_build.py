@@ -467,3 +467,32 @@ def test_runner_argv_source_from_a_url_file():
     argv = runner_argv(build_layout("myapp", "b1"), source_from_url=True)
     assert argv[2:4] == ["--source-url-file", "/srv/dynoform/builds/myapp/b1/source.url"]
     assert "--source" not in argv
+
+
+# --- build output on the CLI -------------------------------------------------------------------
+
+
+class _Blobs:
+    def __init__(self) -> None:
+        self.stored: dict[str, bytes] = {}
+
+    def put_file(self, key: str, handle) -> None:
+        self.stored[key] = handle.read()
+
+
+def test_build_log_passes_every_line_on_neutralised_and_stores_a_capped_copy(monkeypatch):
+    from provisioner.ops import builds
+
+    monkeypatch.setattr(builds, "MAX_STORED_LOG_BYTES", 100)
+    shown: list[str] = []
+    blobs = _Blobs()
+    with builds.BuildLog(shown.append) as log:
+        log("\x1b]0;pwned\x07-----> hello")
+        for n in range(20):
+            log(f"line {n:02d}")
+        log.store(blobs, "builds/a/b.log")
+    assert len(shown) == 21 and shown[0] == "\\x1b]0;pwned\\x07-----> hello"
+    stored = blobs.stored["builds/a/b.log"].decode()
+    assert stored.startswith("\\x1b]0;pwned\\x07-----> hello\nline 00\n")
+    assert stored.endswith(builds.LOG_TRUNCATED + "\n") and len(stored) < 100 + 100
+    assert "line 19" not in stored
