@@ -217,9 +217,10 @@ def build_unit_argv(
 
     The caller (root) mounts the build's tmpfs at layout.work_dir (owned by layout.user, 0700)
     with app/, cache/, env/ and tmp/ in it. Inside, /srv shows only that directory, the tooling
-    and the app's cache tarball; /app, /tmp and /var/tmp are directories of the same tmpfs, so
-    everything the build writes counts against its size (PrivateTmp's own /tmp would be on
-    the host's disk). Other users' processes are invisible (ProtectProc=invisible).
+    and the app's cache tarball; /app, /tmp, /var/tmp, /dev/shm and /run/lock (the places a
+    process may write) are directories of the same tmpfs, so everything the build writes counts
+    against its size (PrivateTmp's /tmp would be on the host's disk, /dev/shm and /run/lock
+    the host's own). Other users' processes are invisible (ProtectProc=invisible).
     ProcSubset=pid is not set: it hides /proc/cpuinfo, /proc/meminfo and /proc/stat, which
     node (os.cpus()), npm and native-extension builds read."""
     if not re.fullmatch(r"[0-9]+[KMGT]?", memory_max):
@@ -237,6 +238,8 @@ def build_unit_argv(
         "PrivateTmp=yes",
         f"BindPaths={tmp}:/tmp",
         f"BindPaths={tmp}:/var/tmp",
+        f"BindPaths={tmp}:/dev/shm",
+        f"BindPaths={tmp}:/run/lock",
         "WorkingDirectory=/app",
         f"MemoryMax={memory_max}",
         "MemorySwapMax=0",

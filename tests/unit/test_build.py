@@ -237,6 +237,8 @@ def test_build_unit_argv_exact():
         "-p", "PrivateTmp=yes",
         "-p", "BindPaths=/srv/dynoform/builds/myapp/b1/tmp:/tmp",
         "-p", "BindPaths=/srv/dynoform/builds/myapp/b1/tmp:/var/tmp",
+        "-p", "BindPaths=/srv/dynoform/builds/myapp/b1/tmp:/dev/shm",
+        "-p", "BindPaths=/srv/dynoform/builds/myapp/b1/tmp:/run/lock",
         "-p", "WorkingDirectory=/app",
         "-p", "MemoryMax=2G",
         "-p", "MemorySwapMax=0",
