@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -710,3 +711,39 @@ def test_source_fetched_from_a_url_in_a_file(tmp_path: Path):
     assert done.returncode == 0, done.stdout
     assert json.loads(result.read_text())["buildpack"] == "Static HTML"
     assert "X-Amz-Signature" not in done.stdout
+
+
+def test_results_are_collected_only_from_the_builds_own_regular_files(tmp_path: Path):
+    """buildhost's collector (run as root on build hosts) with this machine's python3."""
+    import pwd
+
+    from provisioner.ops.buildhost import _COLLECT
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "result.json").write_text('{"ok": true}')
+    (work / "slug.tgz").write_bytes(b"slug bytes")
+    (work / "big").write_bytes(b"x" * 2000)
+    (work / "link").symlink_to(tmp_path / "secret")
+    (tmp_path / "secret").write_text("root-only")
+    os.mkfifo(work / "fifo")
+
+    def collect(name: str, dest: str = "-", limit: int = 1000) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-c", _COLLECT, str(work), name, str(limit), user, dest, "0600"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+
+    assert collect("result.json").stdout == '{"ok": true}'
+    copied = collect("slug.tgz", str(tmp_path / "copy.tgz"))
+    assert copied.stdout.split() == [hashlib.sha256(b"slug bytes").hexdigest(), "10"]
+    assert (tmp_path / "copy.tgz").read_bytes() == b"slug bytes"
+    assert stat.S_IMODE((tmp_path / "copy.tgz").stat().st_mode) == 0o600
+    assert collect("missing").returncode == 3
+    refused = {name: collect(name) for name in ("link", "fifo", "big")}
+    assert {n: r.returncode for n, r in refused.items()} == {"link": 4, "fifo": 4, "big": 4}
+    assert refused["link"].stderr == "is a symbolic link, not a regular file"
+    assert refused["fifo"].stderr == "is not a regular file"
+    assert refused["big"].stderr == "is larger than the limit of 1000 bytes"
+    assert "root-only" not in "".join(r.stdout for r in refused.values())
+    os.link(work / "result.json", tmp_path / "another-name")  # a hard link: not its own file
+    assert collect("result.json").returncode == 4
