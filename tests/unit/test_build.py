@@ -4,6 +4,7 @@ and the argv the deploy runs on a build host."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import given
@@ -498,3 +499,54 @@ def test_build_log_passes_every_line_on_neutralised_and_stores_a_capped_copy(mon
     assert stored.startswith("\\x1b]0;pwned\\x07-----> hello\nline 00\n")
     assert stored.endswith(builds.LOG_TRUNCATED + "\n") and len(stored) < 100 + 100
     assert "line 19" not in stored
+
+
+class _Channel:
+    """Just enough of a paramiko channel for buildhost.stream: chunks to hand out, then exit 0."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.read_fd, self.write_fd = os.pipe()
+        os.write(self.write_fd, b"x")  # always "readable" for select
+
+    def fileno(self) -> int:
+        return self.read_fd
+
+    def set_combine_stderr(self, combine: bool) -> None: ...
+    def exec_command(self, command: str) -> None: ...
+    def shutdown_write(self) -> None: ...
+
+    def exit_status_ready(self) -> bool:
+        return not self.chunks
+
+    def recv_ready(self) -> bool:
+        return bool(self.chunks)
+
+    def recv(self, size: int) -> bytes:
+        return self.chunks.pop(0)
+
+    def recv_exit_status(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+def test_stream_passes_a_huge_line_on_in_bounded_pieces():
+    from types import SimpleNamespace
+
+    from provisioner.ops.buildhost import MAX_LINE_BYTES, stream
+
+    chunks = [b"start\n"] + [b"y" * 65536] * 40 + [b"\nend"]  # a 2.5 MB line without newline
+    chan = _Channel(chunks)
+    conn = SimpleNamespace(
+        transport=SimpleNamespace(open_session=lambda timeout: chan),
+        sudo=False,
+        endpoint=SimpleNamespace(name="h"),
+    )
+    lines: list[str] = []
+    assert stream(conn, ["true"], lines.append, 10) == 0  # type: ignore[arg-type]
+    assert lines[0] == "start" and lines[-1] == "end"
+    assert max(len(line) for line in lines) <= MAX_LINE_BYTES
+    assert sum(len(line) for line in lines[1:-1]) == 40 * 65536
