@@ -514,8 +514,10 @@ class Rollout:
         fan_out(observed.hosts, clean, timeout=300)
 
 
+# $1 the app's cache tarball (${1%.tar}: the cache directory builds used before), $2 its builds.
 _FORGET_BUILDS = (
-    'rm -f -- "$1"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; done; rm -rf -- "$2"'
+    'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; done; '
+    'rm -rf -- "$2"'
 )
 
 PLATFORM_DOC = "platform.json"
