@@ -275,3 +275,31 @@ def test_escape_sequences_from_a_build_reach_the_terminal_neutralised(
         assert "\x1b" not in shown and "\x07" not in shown
         assert r"\x1b]0;pwned\x07-----> title set" in shown
         assert r"\x1b[2J\x1b[H-----> screen cleared" in shown
+
+
+def test_an_app_made_again_under_a_destroyed_apps_name_starts_without_its_cache(
+    fleet: object, tmp_path: Path
+) -> None:
+    name = f"iso-c-{secrets.token_hex(3)}"
+    marker = f"cache-of-the-first-{secrets.token_hex(4)}"
+    pack = write_buildpack(
+        tmp_path / "cache-pack",
+        f"""
+        echo "-----> cache holds: $(cat "$2/marker" 2>/dev/null || echo nothing)"
+        echo {marker} > "$2/marker"
+        """,
+    )
+    try:
+        cli("apps:create", name, "--no-remote")
+        cli("buildpacks:set", str(pack), "-a", name)
+        first = cli("deploy", "-a", name, str(EXAMPLES / "procfile"))
+        assert "-----> cache holds: nothing" in first.stderr, first.stderr
+        again = cli("deploy", "-a", name, str(EXAMPLES / "procfile"))
+        assert f"-----> cache holds: {marker}" in again.stderr, again.stderr  # the cache works
+        cli("apps:destroy", "-a", name, "--confirm", name)
+        cli("apps:create", name, "--no-remote")
+        cli("buildpacks:set", str(pack), "-a", name)
+        later = cli("deploy", "-a", name, str(EXAMPLES / "procfile"))
+        assert "-----> cache holds: nothing" in later.stderr, later.stderr
+    finally:
+        cli("apps:destroy", "-a", name, "--confirm", name, check=False)
