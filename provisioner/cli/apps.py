@@ -83,9 +83,18 @@ def rename(
 
     ops.rename_app(g().store, old, new_name, start_under_new_name)
     _move_platform_entries(old, new_name)
+    _forget_build_cache(old)
     status(f"renamed {old} to {new_name}")
     if common.app_from_git_remote() == old:
         ops.add_git_remote(new_name)
+
+
+def _forget_build_cache(app: str) -> None:
+    """The build cache kept in S3 under the old name goes (the app's next build starts cold):
+    an app made later under that name must not start from it."""
+    from provisioner.aws.blobs import Blobs, cache_key
+
+    Blobs(g().aws.s3, g().store.docs.bucket).delete_prefix(cache_key(app).rsplit("/", 1)[0] + "/")
 
 
 def _remove_from_hosts(app: str) -> bool:

@@ -303,3 +303,29 @@ def test_an_app_made_again_under_a_destroyed_apps_name_starts_without_its_cache(
         assert "-----> cache holds: nothing" in later.stderr, later.stderr
     finally:
         cli("apps:destroy", "-a", name, "--confirm", name, check=False)
+
+
+def test_an_app_made_under_a_renamed_apps_old_name_starts_without_its_cache(
+    fleet: object, tmp_path: Path
+) -> None:
+    old, new = f"iso-d-{secrets.token_hex(3)}", f"iso-e-{secrets.token_hex(3)}"
+    marker = f"cache-of-{old}"
+    pack = write_buildpack(
+        tmp_path / "cache-pack",
+        f"""
+        echo "-----> cache holds: $(cat "$2/marker" 2>/dev/null || echo nothing)"
+        echo {marker} > "$2/marker"
+        """,
+    )
+    try:
+        cli("apps:create", old, "--no-remote")
+        cli("buildpacks:set", str(pack), "-a", old)
+        cli("deploy", "-a", old, str(EXAMPLES / "procfile"))
+        cli("apps:rename", new, "-a", old)
+        cli("apps:create", old, "--no-remote")
+        cli("buildpacks:set", str(pack), "-a", old)
+        later = cli("deploy", "-a", old, str(EXAMPLES / "procfile"))
+        assert "-----> cache holds: nothing" in later.stderr, later.stderr
+    finally:
+        for name in (old, new):
+            cli("apps:destroy", "-a", name, "--confirm", name, check=False)
