@@ -28,7 +28,7 @@ def slug_key(app_id: str, sha256: str) -> str:
 
 
 def cache_key(app_id: str) -> str:
-    return f"caches/{app_id}/cache.tgz"
+    return f"caches/{app_id}/cache.tar"
 
 
 def build_log_key(app_id: str, build_id: str) -> str:
@@ -72,6 +72,9 @@ class Blobs:
         with path.open("rb") as handle:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=handle, **SSE)
         return True
+
+    def put_file(self, key: str, handle: Any) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=handle, **SSE)
 
     def put_text(self, key: str, text: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode(), **SSE)

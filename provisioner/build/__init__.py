@@ -4,6 +4,10 @@
 pure helpers are re-exported here. This module adds what the executor needs on the client side:
 where things live on a build host, the runner's argv, the `systemd-run` argv that runs it as a
 transient unit, and the parser of the runner's JSON result. No I/O here.
+
+Tenancy: an app builds as its own dyno user (`dyno-<app>`, plan/units.py), in a sandbox like a
+dyno's: all of /srv hidden except the build's own directory (a size-capped tmpfs root mounts
+there) and the tooling; the build's output is untrusted input to everything after it.
 """
 
 from __future__ import annotations
@@ -23,17 +27,21 @@ from provisioner.build.runner import (
     slugignore_matches,
 )
 from provisioner.errors import DynoformError, ValidationError
-from provisioner.model.names import validate_app_name
+from provisioner.model.names import validate_app_name, validate_process_type
+from provisioner.plan.units import app_user
 
 __all__ = [
     "BUILTIN_ORDER",
-    "BUILD_USER",
+    "MAX_RESULT_BYTES",
     "MAX_SLUG_BYTES",
     "RUNNER_SOURCE",
     "BuildLayout",
     "BuildResult",
+    "build_disk_bytes",
     "build_layout",
     "build_unit_argv",
+    "build_user",
+    "neutralise",
     "buildpack_clone_argv",
     "merge_process_types",
     "parse_build_result",
@@ -46,10 +54,14 @@ __all__ = [
 
 RUNNER_SOURCE = Path(__file__).with_name("runner.py")  # the file the deploy uploads once per host
 BUILD_ROOT = "/srv/dynoform/build"  # runner.py and buildpacks/ on the host
-BUILDS_DIR = "/srv/dynoform/builds"  # one work dir per build
-CACHE_ROOT = "/srv/dynoform/cache"  # one build cache dir per app (also kept in S3)
-BUILD_USER = "dynoform-build"  # unprivileged user the runner role creates
+BUILDS_DIR = "/srv/dynoform/builds"  # root 0711; <app>/ root 0711; <app>/<build>/ the build's tmpfs
+CACHE_ROOT = "/srv/dynoform/cache"  # root 0700: <app>.tar, each app's build cache (also in S3)
 HOST_PYTHON = "/usr/bin/python3"
+MAX_RESULT_BYTES = 256 * 1024  # result.json is a few KB; anything larger is not a runner's
+# A build's writable space (its dir, /app, /tmp, /var/tmp, the cache while it builds) is one
+# tmpfs of this size, 4x the slug limit (a slug is gzip of /app: 2 GB for the 500 MB default).
+BUILD_DISK_PER_SLUG = 4
+MIN_BUILD_DISK_BYTES = 64 * 1024 * 1024
 _BUILD_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9._/@+-]*")
 
@@ -65,6 +77,7 @@ class BuildLayout:
     app_dir: str
     cache_dir: str
     env_dir: str
+    tmp_dir: str
     source: str
     source_url: str
     slug: str
@@ -72,6 +85,7 @@ class BuildLayout:
     log: str
     cache_in: str
     cache_out: str
+    slug_copy: str
     runner: str = f"{BUILD_ROOT}/runner.py"
     buildpacks_dir: str = f"{BUILD_ROOT}/buildpacks"
 
@@ -79,12 +93,30 @@ class BuildLayout:
     def unit(self) -> str:
         return f"dynoform-build-{self.app}-{self.build_id}"
 
+    @property
+    def user(self) -> str:
+        return build_user(self.app)
+
     def buildpack_dir(self, index: int) -> str:
         """Where the app's Nth explicit buildpack goes (cloned or uploaded) for this build."""
         return f"{self.work_dir}/buildpacks/{int(index)}"
 
 
+def build_user(app: str) -> str:
+    """The Unix user an app builds as: its own dyno user, so a build is walled off from other
+    apps' builds and dynos like a dyno is (uid in the dyno range the metadata block covers)."""
+    return app_user(app)
+
+
+def build_disk_bytes(max_slug_bytes: int | None = None) -> int:
+    """Size of a build's tmpfs: BUILD_DISK_PER_SLUG times the slug limit, at least 64 MB."""
+    slug = MAX_SLUG_BYTES if max_slug_bytes is None else int(max_slug_bytes)
+    return max(MIN_BUILD_DISK_BYTES, BUILD_DISK_PER_SLUG * slug)
+
+
 def build_layout(app: str, build_id: str) -> BuildLayout:
+    """Everything the build writes is under work_dir (its tmpfs); root's copy of the slug and
+    the app's cache tarball live beside it in root-only places."""
     validate_app_name(app)
     if not _BUILD_ID_RE.fullmatch(build_id):
         raise ValidationError(f"build id {build_id!r}", "must be lowercase letters, digits, dashes")
@@ -94,15 +126,17 @@ def build_layout(app: str, build_id: str) -> BuildLayout:
         build_id=build_id,
         work_dir=work,
         app_dir=f"{work}/app",
-        cache_dir=f"{CACHE_ROOT}/{app}",
+        cache_dir=f"{work}/cache",
         env_dir=f"{work}/env",
+        tmp_dir=f"{work}/tmp",
         source=f"{work}/source.tgz",
         source_url=f"{work}/source.url",
         slug=f"{work}/slug.tgz",
         result=f"{work}/result.json",
         log=f"{work}/build.log",
-        cache_in=f"{work}/cache-in.tgz",
-        cache_out=f"{work}/cache-out.tgz",
+        cache_in=f"{CACHE_ROOT}/{app}.tar",
+        cache_out=f"{work}/cache-out.tar",
+        slug_copy=f"{BUILDS_DIR}/{app}/{build_id}.slug.tgz",
     )
 
 
@@ -118,7 +152,6 @@ def runner_argv(
     buildpacks: list[str] | None = None,
     *,
     source_version: str | None = None,
-    use_cache_tarballs: bool = False,
     source_from_url: bool = False,
     python: str = HOST_PYTHON,
     max_slug_bytes: int | None = None,
@@ -153,13 +186,11 @@ def runner_argv(
             argv += ["--buildpack", _safe_path(pack)]
     else:
         argv += ["--buildpacks-dir", _safe_path(layout.buildpacks_dir)]
-    if use_cache_tarballs:
-        argv += [
-            "--cache-in",
-            _safe_path(layout.cache_in),
-            "--cache-out",
-            _safe_path(layout.cache_out),
-        ]
+    # The cache comes in as the app's tarball (bind-mounted read-only when there is one) and
+    # goes out as a tarball in the build's tmpfs, which root then keeps: so the cache, too,
+    # grows only inside the capped space.
+    argv += ["--cache-in", _safe_path(layout.cache_in)]
+    argv += ["--cache-out", _safe_path(layout.cache_out)]
     if max_slug_bytes is not None:
         argv += ["--max-slug-bytes", str(int(max_slug_bytes))]
     if source_version:
@@ -169,41 +200,74 @@ def runner_argv(
     return argv
 
 
+METADATA_ADDRESSES = "169.254.169.254 fd00:ec2::254"
+
+
 def build_unit_argv(
     layout: BuildLayout,
     command: list[str],
     *,
-    user: str = BUILD_USER,
     memory_max: str = "2G",
     runtime_max_sec: int = 900,
     tasks_max: int = 4096,
 ) -> list[str]:
     """`systemd-run` argv that runs `command` (usually runner_argv(...)) as a transient unit:
-    unprivileged user, the build dir bind-mounted at /app, memory and time limits (15 minutes,
-    like Heroku), output piped back to the caller (over SSH) and the exit status returned.
+    the app's own user, sandboxed like a dyno, memory and time limits (15 minutes, like Heroku),
+    output piped back to the caller (over SSH) and the exit status returned.
 
-    The caller prepares (as root) layout.work_dir, layout.app_dir and layout.cache_dir owned by
-    `user`, and layout.env_dir with files 0600 owned by `user`."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise ValidationError(f"user {user!r}", "must be a POSIX user name")
+    The caller (root) mounts the build's tmpfs at layout.work_dir (owned by layout.user, 0700)
+    with app/, cache/, env/ and tmp/ in it. Inside, /srv shows only that directory, the tooling
+    and the app's cache tarball; /app, /tmp, /var/tmp, /dev/shm and /run/lock (the places a
+    process may write) are directories of the same tmpfs, so everything the build writes counts
+    against its size (PrivateTmp's /tmp would be on the host's disk, /dev/shm and /run/lock
+    the host's own). Other users' processes are invisible (ProtectProc=invisible).
+    ProcSubset=pid is not set: it hides /proc/cpuinfo, /proc/meminfo and /proc/stat, which
+    node (os.cpus()), npm and native-extension builds read."""
     if not re.fullmatch(r"[0-9]+[KMGT]?", memory_max):
         raise ValidationError(f"memory limit {memory_max!r}", "must be bytes or a K/M/G/T size")
+    work = _safe_path(layout.work_dir)
+    tmp = _safe_path(layout.tmp_dir)
     properties = [
-        f"User={user}",
-        f"Group={user}",
+        f"User={layout.user}",
+        f"Group={layout.user}",
+        "TemporaryFileSystem=/srv:ro",
+        f"BindReadOnlyPaths={_safe_path(BUILD_ROOT)}",
+        f"BindReadOnlyPaths=-{_safe_path(layout.cache_in)}",
+        f"BindPaths={work}",
         f"BindPaths={_safe_path(layout.app_dir)}:/app",
+        "PrivateTmp=yes",
+        f"BindPaths={tmp}:/tmp",
+        f"BindPaths={tmp}:/var/tmp",
+        f"BindPaths={tmp}:/dev/shm",
+        f"BindPaths={tmp}:/run/lock",
         "WorkingDirectory=/app",
         f"MemoryMax={memory_max}",
         "MemorySwapMax=0",
         f"RuntimeMaxSec={int(runtime_max_sec)}",
         f"TasksMax={int(tasks_max)}",
+        "UMask=0077",
         "NoNewPrivileges=yes",
-        "PrivateTmp=yes",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
         "ProtectSystem=strict",
         "ProtectHome=yes",
-        f"ReadWritePaths={_safe_path(layout.work_dir)} {_safe_path(layout.cache_dir)}",
-        "IPAddressDeny=169.254.169.254",
+        "ProtectProc=invisible",
+        "PrivateDevices=yes",
+        "PrivateIPC=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "RestrictSUIDSGID=yes",
+        "RestrictRealtime=yes",
+        "LockPersonality=yes",
+        f"IPAddressDeny={METADATA_ADDRESSES}",
+        # When the runner ends, whatever it left behind gets SIGTERM, and SIGKILL 5 s later;
+        # `systemd-run --wait` returns only then, before root looks at the results.
         "KillMode=control-group",
+        "TimeoutStopSec=5",
         "Environment=HOME=/tmp LANG=C.UTF-8",
     ]
     argv = [
@@ -225,9 +289,10 @@ _GIT_URL_RE = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?/[A-Za-z0-9._~/%+-]+"
 _GIT_REF_RE = re.compile(r"[A-Za-z0-9._/-]+")
 
 
-def buildpack_clone_argv(url: str, dest: str, *, user: str = BUILD_USER) -> list[str]:
+def buildpack_clone_argv(url: str, dest: str, user: str) -> list[str]:
     """argv that clones a buildpack git URL (`https://host/repo.git#ref`, Heroku's form: ref is
-    a branch or tag) on the build host, as the unprivileged build user, never prompting."""
+    a branch or tag) on the build host, as the app's build user (into its own tmpfs, which the
+    runner then reads), never prompting. git runs no code of the repository's on a clone."""
     repo, _, ref = url.partition("#")
     if not _GIT_URL_RE.fullmatch(repo):
         raise ValidationError(
@@ -235,6 +300,8 @@ def buildpack_clone_argv(url: str, dest: str, *, user: str = BUILD_USER) -> list
         )
     if ref and (not _GIT_REF_RE.fullmatch(ref) or ref.startswith("-")):
         raise ValidationError(f"buildpack ref {ref!r}", "must be a branch or tag name")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise ValidationError(f"user {user!r}", "must be a POSIX user name")
     argv = ["runuser", "-u", user, "--", "env", "GIT_TERMINAL_PROMPT=0"]
     argv += ["git", "clone", "--quiet", "--depth", "1"]
     if ref:
@@ -254,11 +321,60 @@ class BuildResult:
     duration_s: float
 
 
-def parse_build_result(text: str | None, exit_status: int | None = None) -> BuildResult:
+MAX_PROCESS_TYPES = 100
+MAX_COMMAND_CHARS = 8192
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def neutralise(text: str) -> str:
+    """Build output made safe for a terminal: control characters (ESC, BEL, CR, the 8-bit CSI
+    and OSC, ...) become visible `\\x1b`-style text, so a buildpack cannot retitle, clear or
+    otherwise drive the user's terminal. Tabs stay; lines come without their newline, and the
+    CR of a CRLF line ending goes."""
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text.removesuffix("\r"))
+
+
+def _untrusted(message: str) -> DynoformError:
+    return DynoformError(
+        f"the build wrote an invalid result.json: {message}",
+        "the build's own code may have changed it; see the build output above",
+    )
+
+
+def _text(data: dict[str, object], key: str, limit: int, default: str = "") -> str:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise _untrusted(f"{key} must be text of at most {limit} characters")
+    return value
+
+
+def _process_types(data: dict[str, object]) -> dict[str, str]:
+    types = data.get("process_types") or {}
+    if not isinstance(types, dict) or len(types) > MAX_PROCESS_TYPES:
+        raise _untrusted(f"process_types must be a mapping of at most {MAX_PROCESS_TYPES} types")
+    checked: dict[str, str] = {}
+    for name, command in types.items():
+        try:
+            validate_process_type(name)
+        except ValidationError as exc:
+            raise _untrusted(f"{exc.message}") from exc
+        checked[name] = _text({name: command}, name, MAX_COMMAND_CHARS)
+        if not checked[name].strip():
+            raise _untrusted(f"process type {name!r} has no command")
+    return checked
+
+
+def parse_build_result(
+    text: str | None, exit_status: int | None = None, max_slug_bytes: int = MAX_SLUG_BYTES
+) -> BuildResult:
     """Parse the runner's result JSON; a failed build raises DynoformError with its message.
 
-    `text` is None when the result file is missing: the unit was stopped before the runner
-    could write it (over RuntimeMaxSec or MemoryMax, or killed)."""
+    The build's own code could have written the file, so every field is checked as untrusted
+    input: process type names by the Procfile rule, the sha256 as 64 hex digits, the size
+    within the slug limit. `text` is None when the result file is missing: the unit was
+    stopped before the runner could write it (over RuntimeMaxSec or MemoryMax, or killed)."""
     if text is None:
         raise DynoformError(
             f"the build stopped without a result (exit status {exit_status})",
@@ -266,25 +382,27 @@ def parse_build_result(text: str | None, exit_status: int | None = None) -> Buil
         )
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise DynoformError(f"the build runner wrote an unreadable result: {exc}") from exc
     if not isinstance(data, dict):
         raise DynoformError("the build runner wrote an unreadable result: not an object")
-    if not data.get("ok"):
-        raise DynoformError(
-            f"build failed ({data.get('stage', '?')}): {data.get('error', 'no message')}",
-            "see the build output above",
-        )
-    sha = str(data.get("sha256", ""))
-    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+    if data.get("ok") is not True:
+        stage = neutralise(_text(data, "stage", 40, "?"))
+        error = neutralise(_text(data, "error", 4000, "no message"))
+        raise DynoformError(f"build failed ({stage}): {error}", "see the build output above")
+    sha = data.get("sha256")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise DynoformError("the build runner reported no valid slug sha256")
-    types = data.get("process_types") or {}
-    release = data.get("release_command")
+    size = data.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= max_slug_bytes:
+        raise _untrusted(f"size must be a whole number of bytes up to {max_slug_bytes}")
+    release = _text(data, "release_command", MAX_COMMAND_CHARS)
+    duration = data.get("duration_s", 0.0)
     return BuildResult(
         sha256=sha,
-        size=int(data["size"]),
-        buildpack=str(data.get("buildpack", "")),
-        process_types={str(k): str(v) for k, v in dict(types).items()},
-        release_command=str(release) if release else None,
-        duration_s=float(data.get("duration_s", 0.0)),
+        size=size,
+        buildpack=neutralise(_text(data, "buildpack", 200)),
+        process_types=_process_types(data),
+        release_command=release if release.strip() else None,
+        duration_s=float(duration) if isinstance(duration, (int, float)) else 0.0,
     )

@@ -69,9 +69,10 @@ class IgnoreRule:
 
 def parse_slugignore(text: str) -> list[IgnoreRule]:
     """Parse .slugignore text. Blank lines and `#` comments are skipped; `!` lines are rejected
-    by Heroku's semantics (no negation), so they are ignored here too."""
+    by Heroku's semantics (no negation), so they are ignored here too. A pattern that is not a
+    valid glob (`[z-a]`) is a BuildError naming the line."""
     rules: list[IgnoreRule] = []
-    for raw in text.replace("\r\n", "\n").split("\n"):
+    for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         line = raw.strip()
         if not line or line.startswith("#") or line.startswith("!"):
             continue
@@ -80,7 +81,16 @@ def parse_slugignore(text: str) -> list[IgnoreRule]:
         if not line:
             continue
         anchored = "/" in line
-        rules.append(IgnoreRule(line.lstrip("/"), anchored, dir_only))
+        rule = IgnoreRule(line.lstrip("/"), anchored, dir_only)
+        try:
+            re.compile(_glob_regex(rule.pattern))
+        except re.error as exc:
+            raise BuildError(
+                "slugignore",
+                f".slugignore line {number}: {raw.strip()[:60]!r} is not a valid pattern "
+                f"({exc.msg}); fix or remove it",
+            ) from exc
+        rules.append(rule)
     return rules
 
 
@@ -300,9 +310,12 @@ _LOG_FILE: list[object] = []  # the open --log file, when one was asked for
 def say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    for handle in _LOG_FILE:
-        handle.write(line + "\n")  # type: ignore[attr-defined]
-        handle.flush()  # type: ignore[attr-defined]
+    for handle in list(_LOG_FILE):
+        try:
+            handle.write(line + "\n")  # type: ignore[attr-defined]
+            handle.flush()  # type: ignore[attr-defined]
+        except OSError:  # the build's disk is full: the output still goes to stdout
+            _LOG_FILE.remove(handle)
 
 
 def sha256_file(path: Path) -> str:
@@ -563,22 +576,41 @@ def _slug_member(app_dir: Path, path: Path) -> tarfile.TarInfo:
 
 
 def restore_cache(cache_in: Path | None, cache_dir: Path) -> None:
-    if cache_in is None or not cache_in.is_file():
+    """Unpack the app's cache tarball (plain or gzip) into an empty cache dir, with GNU tar
+    (quicker than tarfile on a virtualenv's thousands of files), as the build's own user."""
+    if cache_in is None or not cache_in.is_file() or any(cache_dir.iterdir()):
         return
-    try:
-        with tarfile.open(cache_in, "r:*") as archive:
-            archive.extractall(cache_dir, filter="tar")
-    except (tarfile.TarError, OSError) as exc:
-        say(indent(f"Ignoring an unreadable build cache ({exc})"))
+    done = subprocess.run(
+        ["tar", "-xf", str(cache_in), "-C", str(cache_dir), "--no-same-owner"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    if done.returncode != 0:
+        say(indent(f"Ignoring an unreadable build cache ({done.stderr.strip()[-200:]})"))
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        cache_dir.mkdir(exist_ok=True)
 
 
 def save_cache(cache_dir: Path, cache_out: Path | None) -> None:
+    """The cache dir as a plain tarball (no gzip: it stays on the build host's disk)."""
     if cache_out is None:
         return
     tmp = cache_out.with_name(cache_out.name + ".part")
-    with tarfile.open(tmp, "w:gz", compresslevel=1) as archive:
-        for entry in sorted(cache_dir.iterdir()):
-            archive.add(entry, arcname=entry.name)
+    done = subprocess.run(
+        ["tar", "-cf", str(tmp), "-C", str(cache_dir), "."],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    if done.returncode != 0:  # the slug is fine: the next build starts cold
+        say(indent(f"Not keeping the build cache ({done.stderr.strip()[-200:]})"))
+        tmp.unlink(missing_ok=True)
+        return
     tmp.replace(cache_out)
 
 
@@ -723,14 +755,54 @@ def parse_args(argv: Iterable[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
+RESULT_RESERVE = 64 * 1024
+
+
+def reserve_result(path: Path | None) -> None:
+    """Set room aside for the result while there is some: a build that fills its disk (a
+    size-capped tmpfs on build hosts) still reports why it failed."""
+    if path is None:
+        return
+    try:
+        fd = os.open(path.with_name(path.name + ".part"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESULT_RESERVE)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
 def write_result(result: dict[str, object], path: Path | None) -> None:
     text = json.dumps(result, sort_keys=True)
     if path is None:
         say(text)
         return
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text + "\n")
+    data = (text + "\n").encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)  # no O_TRUNC: into the reserved room
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
     tmp.replace(path)
+
+
+def out_of_disk(app_dir: Path) -> str:
+    """A sentence for a failed build whose disk is full (else empty): the build's space is
+    capped, and this says how to get more."""
+    try:
+        usage = shutil.disk_usage(app_dir)
+    except OSError:
+        return ""
+    if usage.free > max(usage.total // 100, 1024 * 1024):
+        return ""
+    return (
+        f"; the build ran out of disk space: it has {format_size(usage.total)} for the app, "
+        "its cache and /tmp together (4x the slug limit: `dynoform deploy --max-slug-mb` "
+        "raises it)"
+    )
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -751,15 +823,20 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     if args.log is not None:
         _LOG_FILE.append(args.log.open("w", encoding="utf-8"))
+    reserve_result(args.result)
     try:
         result = build(opts)
     except BuildError as exc:
+        exc.message += out_of_disk(opts.app_dir)
         for line in error_lines(f"Build failed ({exc.stage}): {exc.message}"):
             say(line)
         write_result(failure(exc), args.result)
         return 1
     except Exception as exc:  # anything else still ends in a result the deploy can show
-        internal = BuildError("internal", f"the build runner failed: {type(exc).__name__}: {exc}")
+        internal = BuildError(
+            "internal",
+            f"the build runner failed: {type(exc).__name__}: {exc}{out_of_disk(opts.app_dir)}",
+        )
         for line in error_lines(f"Build failed: {internal.message}"):
             say(line)
         write_result(failure(internal), args.result)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from provisioner.aws.blobs import Blobs, build_log_key
+from provisioner.build import neutralise
 from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
 from provisioner.ops import builds as ops
 
@@ -45,7 +46,8 @@ def output(
     if text is None:
         status(f"build {build['id']} is {build['status']}; no output stored yet")
         return
-    sys.stdout.write(text)
+    for line in text.rstrip("\n").split("\n"):  # logs stored before output was neutralised, too
+        sys.stdout.write(neutralise(line) + "\n")
 
 
 def _line(text: str) -> None:

@@ -2,6 +2,11 @@
 
 Hosts hold no AWS credentials: the source, the build cache and the slug move through
 presigned URLs, handed to curl on stdin (never on a command line).
+
+An app builds as its own dyno user in a tmpfs of its own (size-capped) that root mounts at the
+build's directory. Root writes there only before any of the build's code runs; afterwards it
+takes the results (result.json, slug.tgz, cache-out.tar) only once the build's processes are
+gone, only from regular files of the build user's, never through a symlink, and size-capped.
 """
 
 from __future__ import annotations
@@ -20,20 +25,24 @@ from pathlib import Path
 from provisioner import paths
 from provisioner.build import (
     BUILD_ROOT,
+    CACHE_ROOT,
+    MAX_RESULT_BYTES,
+    MAX_SLUG_BYTES,
     RUNNER_SOURCE,
     BuildLayout,
     BuildResult,
+    build_layout,
     build_unit_argv,
     buildpack_clone_argv,
     parse_build_result,
     runner_argv,
 )
 from provisioner.errors import DynoformError
+from provisioner.plan.units import app_user, ensure_app_user_argv
 from provisioner.remote.ssh import Connection, RemoteError
 
 BUILD_TIMEOUT = 15 * 60 + 60
-# Builds run as the runner role's unprivileged user, which owns /srv/dynoform/{builds,cache}.
-BUILD_USER = "dynoform"
+MAX_LINE_BYTES = 64 * 1024  # a longer "line" of build output is passed on in pieces
 OutputFn = Callable[[str], None]
 
 # Writes one file per config var into the env dir from JSON on stdin (values never on argv).
@@ -43,9 +52,78 @@ _WRITE_ENV = (
     "import pwd; pw=pwd.getpwnam(user)\n"
     "for k,v in json.load(sys.stdin).items():\n"
     "    p=os.path.join(d,k)\n"
-    "    fd=os.open(p,os.O_WRONLY|os.O_CREAT|os.O_TRUNC,0o600)\n"
+    "    fd=os.open(p,os.O_WRONLY|os.O_CREAT|os.O_EXCL|os.O_NOFOLLOW,0o600)\n"
     "    os.write(fd,v.encode()); os.fchown(fd,pw.pw_uid,pw.pw_gid); os.close(fd)\n"
 )
+
+# The build's tmpfs at its directory, under root-owned parents nobody else can list. What a
+# build of this app left behind when its deploy died goes first (an app's deploys never
+# overlap: the app lease). $4 is the cache dir, $5 the directories the build owns in its tmpfs.
+_PREPARE = """set -e
+work=$1 user=$2 size=$3 cache=$4; shift 4
+builds=${work%/*/*} app_root=${work%/*}
+install -d -m 0711 -- "$builds" "$app_root"
+chown root:root -- "$builds" "$app_root"; chmod 0711 -- "$builds" "$app_root"
+install -d -m 0700 -- "$cache"; chown root:root -- "$cache"; chmod 0700 -- "$cache"
+for old in "$app_root"/*; do
+  [ -e "$old" ] || [ -L "$old" ] || continue
+  umount -l -- "$old" 2>/dev/null || true
+  rm -rf -- "$old"
+done
+mkdir -m 0700 -- "$work"
+mount -t tmpfs -o "size=$size,mode=0700,uid=$(id -u "$user"),gid=$(id -g "$user"),nosuid,nodev" \
+  dynoform-build "$work"
+install -d -o "$user" -g "$user" -m 0700 -- "$@"
+"""
+
+# Takes one result file out of the build's directory for root, once its processes are gone:
+# opened without following symlinks (nor blocking on a FIFO), a regular file of the build
+# user's with one link, at most LIMIT bytes. DEST "-": the content to stdout; else a copy at
+# DEST (root's, via DEST.part) and "SHA256 SIZE" on stdout. Exit 3: no such file; 4: refused.
+_COLLECT = """import errno, hashlib, os, pwd, stat, sys
+work, name, limit, user, dest, mode = sys.argv[1:7]
+limit = int(limit)
+def refuse(why):
+    sys.stderr.write(why)
+    sys.exit(4)
+d = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+try:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=d)
+except FileNotFoundError:
+    sys.exit(3)
+except OSError as exc:
+    if exc.errno == errno.ELOOP:
+        refuse("is a symbolic link, not a regular file")
+    raise
+st = os.fstat(fd)
+if not stat.S_ISREG(st.st_mode):
+    refuse("is not a regular file")
+if st.st_uid != pwd.getpwnam(user).pw_uid or st.st_nlink != 1:
+    refuse("is not a file of the build's own")
+if st.st_size > limit:
+    refuse(f"is larger than the limit of {limit} bytes")
+digest, size = hashlib.sha256(), 0
+out = None
+if dest != "-":
+    part = dest + ".part"
+    if os.path.lexists(part):
+        os.unlink(part)
+    out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, int(mode, 8))
+while chunk := os.read(fd, 1 << 20):
+    size += len(chunk)
+    if size > limit:
+        refuse(f"is larger than the limit of {limit} bytes")
+    digest.update(chunk)
+    if out is None:
+        sys.stdout.buffer.write(chunk)
+    else:
+        os.write(out, chunk)
+if out is not None:
+    os.fchmod(out, int(mode, 8))
+    os.close(out)
+    os.replace(part, dest)
+    print(digest.hexdigest(), size)
+"""
 
 
 def tooling_bundle() -> tuple[bytes, str]:
@@ -82,20 +160,33 @@ def ensure_tooling(conn: Connection) -> bool:
     if have.ok and have.stdout.strip() == version:
         return False
     script = (
-        'set -e; id -u "$2" >/dev/null 2>&1 || useradd --system --no-create-home '
-        '--shell /usr/sbin/nologin "$2"; '
-        'new="$1.new"; rm -rf -- "$new"; mkdir -p -- "$new"; '
-        'tar -xzf - -C "$new"; chmod -R a+rX "$new"; echo "$3" > "$new/.version"; '
+        'set -e; new="$1.new"; rm -rf -- "$new"; mkdir -p -- "$new"; '
+        'tar -xzf - -C "$new"; chmod -R a+rX "$new"; echo "$2" > "$new/.version"; '
         'rm -rf -- "$1.old"; if [ -d "$1" ]; then mv -- "$1" "$1.old"; fi; mv -- "$new" "$1"; '
         'rm -rf -- "$1.old"'
     )
     conn.run(
-        ["sh", "-c", script, "sh", BUILD_ROOT, BUILD_USER, version],
+        ["sh", "-c", script, "sh", BUILD_ROOT, version],
         sudo=True,
         stdin=data,
         check=True,
     )
     return True
+
+
+def ensure_app_user(conn: Connection, app: str) -> str:
+    """The app's own user on this host (created when missing), for its builds and dynos."""
+    user = app_user(app)
+    created = conn.run(ensure_app_user_argv(app), sudo=True)  # one round trip
+    if not created.ok and not conn.run(["getent", "passwd", user]).ok:  # lost a race: fine
+        raise RemoteError(f"could not create user {user}: {created.stderr.strip()[-300:]}")
+    return user
+
+
+def build_paths(app: str) -> tuple[str, str]:
+    """What an app's builds keep on a build host: its cache tarball and its builds' directory."""
+    layout = build_layout(app, "b")
+    return layout.cache_in, layout.work_dir.rsplit("/", 1)[0]
 
 
 NODE_PACKAGES = ["nodejs", "npm"]
@@ -129,21 +220,15 @@ def apt_install(conn: Connection, packages: list[str]) -> None:
 def stage_buildpacks(conn: Connection, layout: BuildLayout, packs: list[str]) -> list[str]:
     """The app's buildpacks as directories on the build host, in order.
 
-    A git URL is cloned there (as the build user), a directory on this machine is uploaded, and
-    anything else names a directory already on the build hosts.
+    A git URL is cloned there and a directory on this machine is unpacked there, both as the
+    app's user into its own tmpfs; anything else names a directory already on the build hosts.
     """
     staged = []
     for index, pack in enumerate(packs):
         dest = layout.buildpack_dir(index)
         local = Path(pack).expanduser()
         if pack.startswith("https://"):
-            conn.run(
-                ["install", "-d", "-o", BUILD_USER, "-g", BUILD_USER, dest], sudo=True, check=True
-            )
-            conn.run(["rmdir", dest], sudo=True, check=True)
-            result = conn.run(
-                buildpack_clone_argv(pack, dest, user=BUILD_USER), sudo=True, timeout=300
-            )
+            result = conn.run(buildpack_clone_argv(pack, dest, layout.user), sudo=True, timeout=300)
             if not result.ok:
                 raise DynoformError(
                     f"could not clone buildpack {pack}: {result.stderr.strip()[-300:]}",
@@ -153,8 +238,9 @@ def stage_buildpacks(conn: Connection, layout: BuildLayout, packs: list[str]) ->
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w:gz") as tar:
                 tar.add(local, arcname=".", filter=_fixed)
-            script = 'set -e; mkdir -p "$1"; tar -xzf - -C "$1"; chmod -R a+rX "$1"'
-            conn.run(["sh", "-c", script, "sh", dest], sudo=True, stdin=buf.getvalue(), check=True)
+            script = 'set -e; mkdir -- "$1"; tar -xzf - -C "$1"'
+            argv = ["runuser", "-u", layout.user, "--", "sh", "-c", script, "sh", dest]
+            conn.run(argv, sudo=True, stdin=buf.getvalue(), check=True)
         else:
             dest = pack
         staged.append(dest)
@@ -166,29 +252,17 @@ def curl_config(url: str, extra: str = "") -> bytes:
     return f'url = "{url}"\n{extra}'.encode()
 
 
-def prepare(conn: Connection, layout: BuildLayout, config: dict[str, str], source_url: str) -> None:
-    owner = f"{BUILD_USER}:{BUILD_USER}"
-    conn.run(["rm", "-rf", "--", layout.work_dir], sudo=True, check=True)
+def prepare(
+    conn: Connection, layout: BuildLayout, config: dict[str, str], source_url: str, disk_bytes: int
+) -> None:
+    """The build's tmpfs of disk_bytes (owned by the app's user), its config vars as files, and
+    the source: all written before any of the build's code runs."""
+    owned = [layout.app_dir, layout.cache_dir, layout.env_dir, layout.tmp_dir]
+    owned.append(layout.buildpack_dir(0).rsplit("/", 1)[0])
+    argv = ["sh", "-c", _PREPARE, "sh", layout.work_dir, layout.user, str(int(disk_bytes))]
+    conn.run([*argv, CACHE_ROOT, *owned], sudo=True, check=True)
     conn.run(
-        [
-            "install",
-            "-d",
-            "-o",
-            BUILD_USER,
-            "-g",
-            BUILD_USER,
-            "-m",
-            "0700",
-            layout.work_dir,
-            layout.app_dir,
-            layout.cache_dir,
-            layout.env_dir,
-        ],
-        sudo=True,
-        check=True,
-    )
-    conn.run(
-        ["python3", "-c", _WRITE_ENV, layout.env_dir, BUILD_USER],
+        ["python3", "-c", _WRITE_ENV, layout.env_dir, layout.user],
         sudo=True,
         stdin=json.dumps(config).encode(),
         check=True,
@@ -201,21 +275,23 @@ def prepare(conn: Connection, layout: BuildLayout, config: dict[str, str], sourc
     )
     if not fetched.ok:
         raise RemoteError(f"could not fetch the source on the build host: {fetched.stderr.strip()}")
-    conn.run(["chown", owner, layout.source], sudo=True, check=True)
+    conn.run(["chown", f"{layout.user}:{layout.user}", layout.source], sudo=True, check=True)
 
 
-def restore_cache(conn: Connection, layout: BuildLayout, cache_url: str | None) -> bool:
-    """Fill an empty cache dir from the app's cache in S3 (a build on a host new to the app)."""
+def restore_cache(
+    conn: Connection, layout: BuildLayout, cache_url: str | None, max_bytes: int
+) -> bool:
+    """Fetch the app's cache tarball from S3 unless this host keeps one (a build on a host new
+    to the app). Root only stores it (root's file); the build unpacks it, as its own user."""
     if cache_url is None:
         return False
-    empty = conn.run(
-        ["find", layout.cache_dir, "-mindepth", "1", "-maxdepth", "1", "-print", "-quit"], sudo=True
+    script = (
+        'set -e; [ -e "$1" ] && exit 0; rm -f -- "$1.part"; '
+        'curl -fsS --retry 3 --max-filesize "$2" -o "$1.part" -K -; '
+        'chmod 0644 -- "$1.part"; mv -f -- "$1.part" "$1"'
     )
-    if empty.stdout.strip():
-        return False
-    script = 'set -e; curl -fsS -K - | tar -xzf - -C "$1"; chown -R "$2:$2" "$1"'
     result = conn.run(
-        ["sh", "-c", script, "sh", layout.cache_dir, BUILD_USER],
+        ["sh", "-c", script, "sh", layout.cache_in, str(int(max_bytes))],
         sudo=True,
         stdin=curl_config(cache_url),
         timeout=300,
@@ -224,7 +300,8 @@ def restore_cache(conn: Connection, layout: BuildLayout, cache_url: str | None) 
 
 
 def stream(conn: Connection, argv: list[str], on_line: OutputFn, timeout: float) -> int:
-    """Run argv as root, calling on_line for each line of output as it comes; the exit status."""
+    """Run argv as root, calling on_line for each line of output as it comes; the exit status.
+    A line longer than MAX_LINE_BYTES is passed on in pieces, so memory stays bounded."""
     chan = conn.transport.open_session(timeout=10)
     full = ["sudo", "-n", "--", *argv] if conn.sudo else argv
     chan.set_combine_stderr(True)
@@ -240,6 +317,9 @@ def stream(conn: Connection, argv: list[str], on_line: OutputFn, timeout: float)
             while chan.recv_ready():
                 pending += chan.recv(65536)
                 *lines, pending = pending.split(b"\n")
+                while len(pending) > MAX_LINE_BYTES:
+                    lines.append(pending[:MAX_LINE_BYTES])
+                    pending = pending[MAX_LINE_BYTES:]
                 for line in lines:
                     on_line(line.decode(errors="replace"))
         if pending:
@@ -257,15 +337,82 @@ def run_build(
     source_version: str | None = None,
     max_slug_bytes: int | None = None,
 ) -> BuildResult:
+    """Run the build unit, make sure none of its processes remain, then read its result."""
     command = runner_argv(
         layout, buildpacks, source_version=source_version, max_slug_bytes=max_slug_bytes
     )
-    code = stream(conn, build_unit_argv(layout, command, user=BUILD_USER), on_line, BUILD_TIMEOUT)
-    result = conn.run(["cat", layout.result], sudo=True)
-    return parse_build_result(result.stdout if result.ok else None, code)
+    try:
+        code = stream(conn, build_unit_argv(layout, command), on_line, BUILD_TIMEOUT)
+    finally:
+        stop_unit(conn, layout)
+    text = collect(conn, layout, "result.json", MAX_RESULT_BYTES)
+    return parse_build_result(text, code, max_slug_bytes or MAX_SLUG_BYTES)
+
+
+# Stops the unit (SIGKILL to all it has left) and waits until systemd says it is gone.
+_STOP = """systemctl kill --signal=SIGKILL -- "$1" 2>/dev/null
+systemctl stop -- "$1" 2>/dev/null
+for _ in $(seq 100); do
+  case $(systemctl show -p ActiveState --value -- "$1") in inactive|failed|"") exit 0;; esac
+  sleep 0.1
+done
+exit 1
+"""
+
+
+def stop_unit(conn: Connection, layout: BuildLayout) -> None:
+    """None of the build's processes may remain when root looks at what it wrote."""
+    stopped = conn.run(["sh", "-c", _STOP, "sh", f"{layout.unit}.service"], sudo=True, timeout=60)
+    if not stopped.ok:
+        raise DynoformError(
+            f"the build unit {layout.unit} did not stop; its results are not used",
+            f"inspect the build host: systemctl status {layout.unit}",
+        )
+
+
+def collect(
+    conn: Connection,
+    layout: BuildLayout,
+    name: str,
+    limit: int,
+    dest: str = "-",
+    mode: str = "0600",
+) -> str | None:
+    """One file the build wrote, taken safely (see _COLLECT): its text (dest "-"), or the
+    "SHA256 SIZE" of root's copy at dest (with mode); None when the build did not write it."""
+    argv = ["python3", "-c", _COLLECT, layout.work_dir, name, str(int(limit)), layout.user]
+    result = conn.run([*argv, dest, mode], sudo=True, timeout=600)
+    if result.exit_code == 3:
+        return None
+    if result.exit_code == 4:
+        raise DynoformError(
+            f"refused the build's {name}: it {result.stderr.strip()[:200]}; nothing of it was used",
+            "a build must leave its results as plain files; see the build output above",
+        )
+    if not result.ok:
+        raise RemoteError(f"could not read the build's {name}: {result.stderr.strip()[-300:]}")
+    return result.stdout
+
+
+def collect_slug(conn: Connection, layout: BuildLayout, result: BuildResult, limit: int) -> None:
+    """Root's copy of the slug (layout.slug_copy), only if it is the one result.json names."""
+    copied = collect(conn, layout, "slug.tgz", limit, layout.slug_copy) or ""
+    if copied.split()[:2] != [result.sha256, str(result.size)]:
+        raise DynoformError(
+            "refused the build's slug.tgz: it is not the slug result.json names (sha256, size)",
+            "a build must not change its results; see the build output above",
+        )
+
+
+def keep_cache(conn: Connection, layout: BuildLayout, limit: int) -> bool:
+    """Keep the build's cache-out.tar as the app's cache on this host (root's copy, read-only
+    to the app's next build); False when the build left none."""
+    kept = collect(conn, layout, "cache-out.tar", limit, layout.cache_in, mode="0644")
+    return kept is not None
 
 
 def upload(conn: Connection, path: str, url: str) -> None:
+    """Upload one of root's own files (a slug or cache copy) through a presigned URL."""
     result = conn.run(
         ["curl", "-fsS", "--retry", "3", "-T", path, "-K", "-"],
         sudo=True,
@@ -278,18 +425,10 @@ def upload(conn: Connection, path: str, url: str) -> None:
         )
 
 
-def upload_cache(conn: Connection, layout: BuildLayout, url: str) -> None:
-    """Keep the app's build cache in S3, for builds that land on another host."""
-    config_path = f"{layout.work_dir}/cache-upload.curl"
-    conn.put(curl_config(url), config_path, mode="0600")
-    script = 'set -e; tar -czf - -C "$1" . | curl -fsS -T - -K "$2"'
-    conn.run(["sh", "-c", script, "sh", layout.cache_dir, config_path], sudo=True, timeout=600)
-
-
-# Remove a build's directory in the background: the deploy need not wait for it (0.03-0.09 s
-# for the python example's files); the detached rm holds nothing of the SSH channel.
-_REMOVE_LATER = '(rm -rf -- "$1" </dev/null >/dev/null 2>&1 &)'
+# Remove a build's tmpfs and root's slug copy in the background: the deploy need not wait for
+# it; the detached commands hold nothing of the SSH channel.
+_REMOVE_LATER = '(umount -l -- "$1"; rm -rf -- "$1" "$2") </dev/null >/dev/null 2>&1 &'
 
 
 def cleanup(conn: Connection, layout: BuildLayout) -> None:
-    conn.run(["sh", "-c", _REMOVE_LATER, "sh", layout.work_dir], sudo=True)
+    conn.run(["sh", "-c", _REMOVE_LATER, "sh", layout.work_dir, layout.slug_copy], sudo=True)

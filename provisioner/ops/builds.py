@@ -3,14 +3,55 @@
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
+from provisioner.build import neutralise
 from provisioner.errors import DynoformError
 from provisioner.store import Store, now_iso, whoami
 
 BUILD_FOLLOW_TIMEOUT = 20 * 60
+MAX_STORED_LOG_BYTES = 16 * 1024 * 1024
+LOG_TRUNCATED = "(build output truncated: the stored log keeps the first 16 MB)"
+
+
+class BuildLog:
+    """A build's output on its way to the user and to the stored log that builds:output
+    replays. Each line is neutralised for terminals and passed on at once; the stored copy is
+    spooled to a temporary file (not memory), up to MAX_STORED_LOG_BYTES."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.file = tempfile.TemporaryFile()
+        self.size = 0
+        self.truncated = False
+
+    def __call__(self, line: str) -> None:
+        line = neutralise(line)
+        self.emit(line)
+        data = (line + "\n").encode()
+        if self.size + len(data) <= MAX_STORED_LOG_BYTES:
+            self.file.write(data)
+            self.size += len(data)
+        elif not self.truncated:
+            self.truncated = True
+            self.file.write((LOG_TRUNCATED + "\n").encode())
+
+    def store(self, blobs: Any, key: str) -> None:
+        self.file.seek(0)
+        blobs.put_file(key, self.file)
+        self.file.seek(0, 2)
+
+    def __enter__(self) -> BuildLog:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.file.close()
 
 
 def new_build_id() -> str:
@@ -87,8 +128,14 @@ def follow_build(
         )
     conn = rollout.fleet.connect(host)
     layout = build_layout(app, build["id"])
+    # The log is the build's own file: read as the build's user, never as root (a build could
+    # leave a symlink there to a file only root may read).
+    as_user = ["runuser", "-u", layout.user, "--"]
     pid = conn.run(["systemctl", "show", "-p", "MainPID", "--value", layout.unit]).stdout.strip()
     if not pid.isdigit() or pid == "0":
-        emit(conn.run(["cat", layout.log], sudo=True).stdout.rstrip("\n"))
+        text = conn.run([*as_user, "cat", layout.log], sudo=True).stdout.rstrip("\n")
+        for line in text.split("\n") if text else []:
+            emit(neutralise(line))
         return
-    stream(conn, ["tail", "-n", "+1", "-F", f"--pid={pid}", layout.log], emit, BUILD_FOLLOW_TIMEOUT)
+    tail = ["tail", "-n", "+1", "-F", f"--pid={pid}", layout.log]
+    stream(conn, [*as_user, *tail], lambda line: emit(neutralise(line)), BUILD_FOLLOW_TIMEOUT)

@@ -16,7 +16,7 @@ from typing import Any
 
 from provisioner.aws import blobs as keys
 from provisioner.aws import fleet as ec2_fleet
-from provisioner.build import BuildResult, build_layout
+from provisioner.build import MAX_SLUG_BYTES, BuildResult, build_disk_bytes, build_layout
 from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json
 from provisioner.model.release import Release
@@ -76,21 +76,16 @@ def _deploy_locked(
     host = build_host(observed.hosts, app)
     builds.start_build(store, app, build_id, source.description, source_sha, host.id)
     say(f"building {app} on {host.id} ({host.private_ip})")
-    log: list[str] = []
-
-    def output(line: str) -> None:
-        log.append(line)
-        on_output(line)
-
-    try:
-        result = _build(rollout, host, app, build_id, source, source_sha, output, max_slug_bytes)
-    except BaseException as exc:
-        # Ctrl-C too: the build's record must not stay pending for ever.
-        error = exc.message if isinstance(exc, DynoformError) else "interrupted"
-        builds.finish_build(store, app, build_id, status="failed", error=error)
-        blobs.put_text(keys.build_log_key(app_id, build_id), "\n".join(log) + "\n")
-        raise
-    blobs.put_text(keys.build_log_key(app_id, build_id), "\n".join(log) + "\n")
+    with builds.BuildLog(on_output) as log:
+        try:
+            result = _build(rollout, host, app, build_id, source, source_sha, log, max_slug_bytes)
+        except BaseException as exc:
+            # Ctrl-C too: the build's record must not stay pending for ever.
+            error = exc.message if isinstance(exc, DynoformError) else "interrupted"
+            builds.finish_build(store, app, build_id, status="failed", error=error)
+            log.store(blobs, keys.build_log_key(app_id, build_id))
+            raise
+        log.store(blobs, keys.build_log_key(app_id, build_id))
     config, _ = store.config(app)
     template = Release(
         version=1,
@@ -158,27 +153,31 @@ def _build(
     store, blobs = rollout.store, rollout.blobs
     conn = rollout.fleet.connect(host)
     layout = build_layout(app, build_id)
+    slug_limit = max_slug_bytes or MAX_SLUG_BYTES
+    disk = build_disk_bytes(slug_limit)
     buildhost.ensure_tooling(conn)
     if buildhost.needs_node(source_names(source.tarball)):
         buildhost.ensure_node(conn, rollout.say)
+    buildhost.ensure_app_user(conn, app)
     config, _ = store.config(app)
     record = store.app(app)
     app_id = app_id_of(record)
-    buildhost.prepare(conn, layout, config, blobs.get_url(keys.source_key(app_id, source_sha)))
+    buildhost.prepare(
+        conn, layout, config, blobs.get_url(keys.source_key(app_id, source_sha)), disk
+    )
     cache_key = keys.cache_key(app_id)
     had_cache = blobs.exists(cache_key)
-    buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None)
+    buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None, disk)
     packs = list(record.get("buildpacks") or [])
     try:
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
-        result = buildhost.run_build(
-            conn, layout, output, buildpacks, source.commit, max_slug_bytes
-        )
+        result = buildhost.run_build(conn, layout, output, buildpacks, source.commit, slug_limit)
         slug = keys.slug_key(app_id, result.sha256)
         if not blobs.exists(slug):
-            buildhost.upload(conn, layout.slug, blobs.put_url(slug))
-        if not had_cache:
-            buildhost.upload_cache(conn, layout, blobs.put_url(cache_key))
+            buildhost.collect_slug(conn, layout, result, slug_limit)
+            buildhost.upload(conn, layout.slug_copy, blobs.put_url(slug))
+        if buildhost.keep_cache(conn, layout, disk) and not had_cache:
+            buildhost.upload(conn, layout.cache_in, blobs.put_url(cache_key))
     finally:
         buildhost.cleanup(conn, layout)
     return result

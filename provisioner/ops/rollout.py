@@ -25,7 +25,7 @@ from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
 from provisioner.ops.apps import delete_app_objects
-from provisioner.ops.buildhost import ensure_node, needs_node
+from provisioner.ops.buildhost import build_paths, ensure_app_user, ensure_node, needs_node
 from provisioner.ops.hosts import Fleet, pin_key
 from provisioner.plan.placement import DynoRef, held_formations, place
 from provisioner.plan.placement import Host as PlacementHost
@@ -48,7 +48,6 @@ from provisioner.plan.units import (
     DynoState,
     app_user,
     dyno_facts_argv,
-    ensure_app_user_argv,
     env_file,
     journal_tail_argv,
     parse_dyno_facts,
@@ -326,9 +325,8 @@ class Rollout:
             conn = self.conn(host_id, observed)
             if node:
                 ensure_node(conn, self.say)
-            user = app_user(app)
+            user = ensure_app_user(conn, app)
             env_path = env_file(app, release.version)
-            conn.run(ensure_app_user_argv(app), sudo=True, check=True)
             have = conn.run(["cat", LAUNCHER_PATH])
             if have.stdout.encode() != launcher:
                 conn.run(["mkdir", "-p", LAUNCHER_PATH.rsplit("/", 1)[0]], sudo=True, check=True)
@@ -578,12 +576,21 @@ class Rollout:
             if units:
                 conn.run(["sh", "-c", _STOP_LATER, "sh", "0", *units], sudo=True, timeout=60)
             conn.run(["rm", "-rf", "--", release_dir(app, 1).rsplit("/", 2)[0]], sudo=True)
+            # Its build cache and any build left behind: an app made later under this name
+            # must not start from them.
+            conn.run(["sh", "-c", _FORGET_BUILDS, "sh", *build_paths(app)], sudo=True)
             conn.run(
                 ["sh", "-c", 'userdel "$1" 2>/dev/null || true', "sh", app_user(app)], sudo=True
             )
 
         fan_out(observed.hosts, clean, timeout=300)
 
+
+# $1 the app's cache tarball (${1%.tar}: the cache directory builds used before), $2 its builds.
+_FORGET_BUILDS = (
+    'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; done; '
+    'rm -rf -- "$2"'
+)
 
 PLATFORM_DOC = "platform.json"
 

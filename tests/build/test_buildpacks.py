@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -620,49 +621,61 @@ def _stop_container(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _prepare(container: Container, layout, disk: str = "64M") -> None:
+    """What the deploy does on a build host before a build (buildhost.prepare, minus curl)."""
+    from provisioner.build import CACHE_ROOT
+    from provisioner.ops.buildhost import _PREPARE
+    from provisioner.plan.units import create_app_user_argv
+
+    if container.run("getent", "passwd", layout.user, check=False).returncode != 0:
+        container.run(*create_app_user_argv(layout.app))
+    owned = [layout.app_dir, layout.cache_dir, layout.env_dir, layout.tmp_dir]
+    container.run(
+        "sh", "-c", _PREPARE, "sh", layout.work_dir, layout.user, disk, CACHE_ROOT, *owned
+    )
+
+
+def _collect(container: Container, layout, name: str) -> subprocess.CompletedProcess[str]:
+    from provisioner.ops.buildhost import _COLLECT
+
+    argv = ["python3", "-c", _COLLECT, layout.work_dir, name, "262144", layout.user, "-", "0600"]
+    return container.run(*argv, check=False)
+
+
 @pytest.mark.cloud
-def test_build_unit_runs_the_runner_at_app_as_the_build_user(debian13, tmp_path: Path):
+def test_build_unit_runs_the_runner_at_app_as_the_apps_user(debian13, tmp_path: Path):
     from provisioner.build import build_layout, build_unit_argv, parse_build_result, runner_argv
 
     container, merged = debian13
     layout = build_layout("bpapp", "b1")
-    container.run(
-        "useradd",
-        "--system",
-        "--home-dir",
-        "/nonexistent",
-        "--shell",
-        "/usr/sbin/nologin",
-        "dynoform-build",
-    )
-    for path in (layout.work_dir, layout.app_dir, layout.env_dir, layout.cache_dir):
-        container.run(
-            "install", "-d", "-o", "dynoform-build", "-g", "dynoform-build", "-m", "0700", path
-        )
+    _prepare(container, layout)
     # No network in this container: a python app without dependencies still makes a venv.
     src = write_app(tmp_path / "src", {"requirements.txt": "", "Procfile": "web: python app.py\n"})
-    make_source(src, merged / layout.source.lstrip("/"))
-    container.run("chown", "dynoform-build:", layout.source)
+    make_source(src, tmp_path / "source.tgz")
+    (merged / "root/source.tgz").write_bytes((tmp_path / "source.tgz").read_bytes())
+    container.run("install", "-o", layout.user, "-m", "0600", "/root/source.tgz", layout.source)
 
     done = container.run(*build_unit_argv(layout, runner_argv(layout)), check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "-----> Python app detected" in done.stdout  # streamed back through --pipe
-    result = parse_build_result((merged / layout.result.lstrip("/")).read_text())
-    slug = merged / layout.slug.lstrip("/")
-    assert result.sha256 == hashlib.sha256(slug.read_bytes()).hexdigest()
-    with tarfile.open(slug) as archive:
-        activate = archive.extractfile(".venv/bin/activate")
-        assert activate is not None and b"/app/.venv" in activate.read()
-        assert not any("/site-packages/pip/" in name for name in archive.getnames())
-    owner = container.run("stat", "-c", "%U", f"{layout.app_dir}/.venv").stdout.strip()
-    assert owner == "dynoform-build"
+    collected = _collect(container, layout, "result.json")
+    result = parse_build_result(collected.stdout)
+    slug = container.run("sha256sum", layout.slug).stdout.split()[0]
+    assert result.sha256 == slug
+    owner = container.run("stat", "-c", "%U %u", f"{layout.app_dir}/.venv").stdout.split()
+    assert owner[0] == "dyno-bpapp" and 40000 <= int(owner[1]) <= 49999
+    fs = container.run("stat", "-f", "-c", "%T", layout.work_dir).stdout.strip()
+    assert fs == "tmpfs"
+
+    # A result swapped for a symlink is refused, not followed.
+    container.run("ln", "-sf", "/etc/shadow", layout.result)
+    refused = _collect(container, layout, "result.json")
+    assert refused.returncode == 4 and "symbolic link" in refused.stderr
+    assert "root:" not in refused.stdout
 
     # The time limit is enforced: a build over RuntimeMaxSec is stopped and fails.
     slow = build_layout("bpapp", "b2")
-    for path in (slow.work_dir, slow.app_dir):
-        container.run(
-            "install", "-d", "-o", "dynoform-build", "-g", "dynoform-build", "-m", "0700", path
-        )
+    _prepare(container, slow)
     started = time.monotonic()
     done = container.run(*build_unit_argv(slow, ["sleep", "60"], runtime_max_sec=2), check=False)
     elapsed = time.monotonic() - started
@@ -698,3 +711,39 @@ def test_source_fetched_from_a_url_in_a_file(tmp_path: Path):
     assert done.returncode == 0, done.stdout
     assert json.loads(result.read_text())["buildpack"] == "Static HTML"
     assert "X-Amz-Signature" not in done.stdout
+
+
+def test_results_are_collected_only_from_the_builds_own_regular_files(tmp_path: Path):
+    """buildhost's collector (run as root on build hosts) with this machine's python3."""
+    import pwd
+
+    from provisioner.ops.buildhost import _COLLECT
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "result.json").write_text('{"ok": true}')
+    (work / "slug.tgz").write_bytes(b"slug bytes")
+    (work / "big").write_bytes(b"x" * 2000)
+    (work / "link").symlink_to(tmp_path / "secret")
+    (tmp_path / "secret").write_text("root-only")
+    os.mkfifo(work / "fifo")
+
+    def collect(name: str, dest: str = "-", limit: int = 1000) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-c", _COLLECT, str(work), name, str(limit), user, dest, "0600"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+
+    assert collect("result.json").stdout == '{"ok": true}'
+    copied = collect("slug.tgz", str(tmp_path / "copy.tgz"))
+    assert copied.stdout.split() == [hashlib.sha256(b"slug bytes").hexdigest(), "10"]
+    assert (tmp_path / "copy.tgz").read_bytes() == b"slug bytes"
+    assert stat.S_IMODE((tmp_path / "copy.tgz").stat().st_mode) == 0o600
+    assert collect("missing").returncode == 3
+    refused = {name: collect(name) for name in ("link", "fifo", "big")}
+    assert {n: r.returncode for n, r in refused.items()} == {"link": 4, "fifo": 4, "big": 4}
+    assert refused["link"].stderr == "is a symbolic link, not a regular file"
+    assert refused["fifo"].stderr == "is not a regular file"
+    assert refused["big"].stderr == "is larger than the limit of 1000 bytes"
+    assert "root-only" not in "".join(r.stdout for r in refused.values())
+    os.link(work / "result.json", tmp_path / "another-name")  # a hard link: not its own file
+    assert collect("result.json").returncode == 4

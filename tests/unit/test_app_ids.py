@@ -12,7 +12,7 @@ def test_objects_are_keyed_by_the_app_id() -> None:
     sha = "ab" * 32
     assert keys.source_key("0a1b2c3d4e5f", sha) == f"sources/0a1b2c3d4e5f/{sha}.tgz"
     assert keys.slug_key("0a1b2c3d4e5f", sha) == f"slugs/0a1b2c3d4e5f/{sha}.tgz"
-    assert keys.cache_key("0a1b2c3d4e5f") == "caches/0a1b2c3d4e5f/cache.tgz"
+    assert keys.cache_key("0a1b2c3d4e5f") == "caches/0a1b2c3d4e5f/cache.tar"
     assert keys.build_log_key("0a1b2c3d4e5f", "b1-ab") == "builds/0a1b2c3d4e5f/b1-ab.log"
     assert keys.app_prefixes("0a1b2c3d4e5f") == [
         "slugs/0a1b2c3d4e5f/",

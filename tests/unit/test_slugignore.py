@@ -57,3 +57,13 @@ def test_any_rule_matches():
 def test_special_characters_are_literal():
     assert matches("a+b.(1).txt", "a+b.(1).txt")
     assert not matches("a.txt", "abtxt")
+
+
+@pytest.mark.parametrize("bad", ["[z-a]", "assets/[9-0]*.png"])
+def test_an_invalid_pattern_is_an_error_naming_the_file_and_line(bad: str):
+    from provisioner.build.runner import BuildError
+
+    with pytest.raises(BuildError) as info:
+        parse_slugignore(f"*.psd\n# note\n{bad}\n")
+    assert info.value.stage == "slugignore"
+    assert info.value.message.startswith(f".slugignore line 3: {bad!r} is not a valid pattern (")
