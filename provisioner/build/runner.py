@@ -152,6 +152,7 @@ def slugignore_matches(rules: list[IgnoreRule], rel_path: str, is_dir: bool) -> 
 def parse_procfile(text: str) -> dict[str, str]:
     """Parse a Procfile into {type: command} in file order (same rules as provisioner.model)."""
     processes: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -168,11 +169,20 @@ def parse_procfile(text: str) -> dict[str, str]:
             raise BuildError(
                 "procfile", f"Procfile line {number}: process type {name!r} has no command"
             )
+        if name == "run":
+            raise BuildError(
+                "procfile",
+                f"Procfile line {number}: process type 'run' is reserved for one-off dynos "
+                "(`dynoform run`)",
+            )
         if name in processes:
             raise BuildError(
-                "procfile", f"Procfile line {number}: process type {name!r} is defined twice"
+                "procfile",
+                f"Procfile line {number}: process type {name!r} is defined twice "
+                f"(first on line {first_line[name]})",
             )
         processes[name] = command
+        first_line[name] = number
     return processes
 
 

@@ -421,7 +421,7 @@ class Rollout:
     ) -> tuple[str, str | None]:
         """The first dyno that failed its boot check, as (message, hint)."""
         seen = {a.unit: checks.get(int(a.port or 0), PortCheck("", 0)).state for a in actions}
-        order = {"foreign": 0, "timeout": 1, "": 2, "ok": 3}  # a port held by others first
+        order = {"foreign": 0, "crashed": 1, "timeout": 2, "": 3, "ok": 4}  # held by others first
         action = min(actions, key=lambda a: order.get(seen[a.unit], 2))
         check = checks.get(int(action.port or 0))
         if check and check.state == "foreign":
@@ -435,6 +435,12 @@ class Rollout:
             )
         tail = conn.run(journal_tail_argv(action.unit, 10), sudo=True).stdout.strip()
         lines = " | ".join(tail.splitlines()[-10:]) or "no output"
+        if check and check.state == "crashed":
+            return (
+                f"{action.dyno} of v{action.release} keeps exiting before it listens on $PORT "
+                f"({action.port}); its last log lines: {lines}",
+                "run the command with `dynoform run` to see why it exits",
+            )
         return (
             f"{action.dyno} of v{action.release} did not answer on $PORT ({action.port}) within "
             f"{timeout} s; its last log lines: {lines}",

@@ -98,7 +98,8 @@ def wait_ports_argv(addr: str, timeout_s: int, targets: Mapping[str, int]) -> li
 
 @dataclass(frozen=True)
 class PortCheck:
-    """One line of `wait`: ok, timeout, or foreign (another process listens on the port)."""
+    """One line of `wait`: ok, timeout, crashed (the dyno's process keeps exiting before it
+    listens), or foreign (another process listens on the port)."""
 
     state: str
     port: int
@@ -110,6 +111,6 @@ def parse_port_checks(text: str) -> dict[int, PortCheck]:
     for line in text.splitlines():
         state, _, rest = line.strip().partition(" ")
         port, _, holder = rest.partition(" ")
-        if state in ("ok", "timeout", "foreign") and port.isdigit():
+        if state in ("ok", "timeout", "crashed", "foreign") and port.isdigit():
             result[int(port)] = PortCheck(state, int(port), holder)
     return result

@@ -147,3 +147,19 @@ def test_a_failed_scale_leaves_no_crash_looping_worker(app_name: str, tmp_path) 
     assert [r["name"] for r in rows] == ["web.1"], rows  # the worker is gone, not restarting
     formation = cli_json("apps:info", "-a", app_name)["formation"]  # type: ignore[index]
     assert formation["worker"]["quantity"] == 0
+
+
+def test_a_web_that_exits_at_once_fails_the_deploy_without_waiting_out_the_boot_timeout(
+    app_name: str,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    (tmp_path / "Procfile").write_text("web: sh -c 'echo cannot start; exit 3'\n")
+    started = time.monotonic()
+    result = cli("deploy", "-a", app_name, str(tmp_path), check=False)
+    took = time.monotonic() - started
+    assert result.returncode == 1
+    assert "keeps exiting before it listens on $PORT" in result.stderr, result.stderr
+    assert "cannot start" in result.stderr and "Action(" not in result.stderr
+    assert took < 40, took  # the boot timeout is 60 s: a crash loop is seen in a few seconds
+    releases = cli_json("releases", "-a", app_name)
+    assert [r["status"] for r in releases] == ["failed"], releases  # type: ignore[index]

@@ -106,7 +106,8 @@ def test_procfile_order_and_comments():
     ("text", "needle"),
     [
         ("web gunicorn\n", "line 1"),
-        ("web: a\nweb: b\n", "defined twice"),
+        ("web: a\n\nweb: b\n", "line 3: process type 'web' is defined twice (first on line 1)"),
+        ("web: a\nrun: b\n", "line 2: process type 'run' is reserved for one-off dynos"),
         ("web:\n", "has no command"),
         ("we b: x\n", "expected 'type: command'"),
     ],
@@ -118,7 +119,7 @@ def test_procfile_errors_name_the_line(text: str, needle: str):
     assert info.value.stage == "procfile"
 
 
-@given(st.text(alphabet=st.sampled_from(list("ab_-:# \t\nw1$")), max_size=40))
+@given(st.text(alphabet=st.sampled_from(list("ab_-:# \t\nw1$run")), max_size=40))
 def test_runner_procfile_agrees_with_the_model(text: str):
     """The runner carries its own copy of the Procfile rules (it is stdlib-only on hosts)."""
     try:

@@ -164,10 +164,13 @@ def test_port_tool_argv_and_its_output() -> None:
         "python3", "-I", "-", "wait", "198.18.0.5", "60",
         "dyno-shop.v4.web.1.service=20003", "dyno-shop.v4.web.2.service=20004",
     ]  # fmt: skip
-    checks = parse_port_checks("ok 20003\nforeign 20004 812 dyno-squat.v1.web.1.service\n")
+    checks = parse_port_checks(
+        "ok 20003\nforeign 20004 812 dyno-squat.v1.web.1.service\ncrashed 20005\n"
+    )
     assert checks == {
         20003: PortCheck("ok", 20003),
         20004: PortCheck("foreign", 20004, "812 dyno-squat.v1.web.1.service"),
+        20005: PortCheck("crashed", 20005),
     }
 
 
