@@ -585,19 +585,24 @@ def _slug_member(app_dir: Path, path: Path) -> tarfile.TarInfo:
     return info
 
 
-def restore_cache(cache_in: Path | None, cache_dir: Path) -> None:
-    """Unpack the app's cache tarball (plain or gzip) into an empty cache dir, with GNU tar
-    (quicker than tarfile on a virtualenv's thousands of files), as the build's own user."""
-    if cache_in is None or not cache_in.is_file() or any(cache_dir.iterdir()):
-        return
-    done = subprocess.run(
-        ["tar", "-xf", str(cache_in), "-C", str(cache_dir), "--no-same-owner"],
+def _tar(*args: str) -> subprocess.CompletedProcess[str]:
+    """GNU tar with no input, its messages captured for the build output."""
+    return subprocess.run(
+        ["tar", *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         errors="replace",
         check=False,
     )
+
+
+def restore_cache(cache_in: Path | None, cache_dir: Path) -> None:
+    """Unpack the app's cache tarball (plain or gzip) into an empty cache dir, with GNU tar
+    (quicker than tarfile on a virtualenv's thousands of files), as the build's own user."""
+    if cache_in is None or not cache_in.is_file() or any(cache_dir.iterdir()):
+        return
+    done = _tar("-xf", str(cache_in), "-C", str(cache_dir), "--no-same-owner")
     if done.returncode != 0:
         say(indent(f"Ignoring an unreadable build cache ({done.stderr.strip()[-200:]})"))
         shutil.rmtree(cache_dir, ignore_errors=True)
@@ -609,14 +614,7 @@ def save_cache(cache_dir: Path, cache_out: Path | None) -> None:
     if cache_out is None:
         return
     tmp = cache_out.with_name(cache_out.name + ".part")
-    done = subprocess.run(
-        ["tar", "-cf", str(tmp), "-C", str(cache_dir), "."],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-    )
+    done = _tar("-cf", str(tmp), "-C", str(cache_dir), ".")
     if done.returncode != 0:  # the slug is fine: the next build starts cold
         say(indent(f"Not keeping the build cache ({done.stderr.strip()[-200:]})"))
         tmp.unlink(missing_ok=True)

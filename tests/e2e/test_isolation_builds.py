@@ -277,18 +277,23 @@ def test_escape_sequences_from_a_build_reach_the_terminal_neutralised(
         assert r"\x1b[2J\x1b[H-----> screen cleared" in shown
 
 
-def test_an_app_made_again_under_a_destroyed_apps_name_starts_without_its_cache(
-    fleet: object, tmp_path: Path
-) -> None:
-    name = f"iso-c-{secrets.token_hex(3)}"
-    marker = f"cache-of-the-first-{secrets.token_hex(4)}"
-    pack = write_buildpack(
+def cache_buildpack(tmp_path: Path, marker: str) -> Path:
+    """A buildpack that says what its cache holds, then leaves `marker` there."""
+    return write_buildpack(
         tmp_path / "cache-pack",
         f"""
         echo "-----> cache holds: $(cat "$2/marker" 2>/dev/null || echo nothing)"
         echo {marker} > "$2/marker"
         """,
     )
+
+
+def test_an_app_made_again_under_a_destroyed_apps_name_starts_without_its_cache(
+    fleet: object, tmp_path: Path
+) -> None:
+    name = f"iso-c-{secrets.token_hex(3)}"
+    marker = f"cache-of-the-first-{secrets.token_hex(4)}"
+    pack = cache_buildpack(tmp_path, marker)
     try:
         cli("apps:create", name, "--no-remote")
         cli("buildpacks:set", str(pack), "-a", name)
@@ -310,13 +315,7 @@ def test_an_app_made_under_a_renamed_apps_old_name_starts_without_its_cache(
 ) -> None:
     old, new = f"iso-d-{secrets.token_hex(3)}", f"iso-e-{secrets.token_hex(3)}"
     marker = f"cache-of-{old}"
-    pack = write_buildpack(
-        tmp_path / "cache-pack",
-        f"""
-        echo "-----> cache holds: $(cat "$2/marker" 2>/dev/null || echo nothing)"
-        echo {marker} > "$2/marker"
-        """,
-    )
+    pack = cache_buildpack(tmp_path, marker)
     try:
         cli("apps:create", old, "--no-remote")
         cli("buildpacks:set", str(pack), "-a", old)
