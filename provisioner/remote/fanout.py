@@ -71,6 +71,11 @@ def fan_out(
                 outcomes[index] = outcome
                 if on_done:
                     on_done(outcome)
+    except BaseException:
+        # Interrupted (Ctrl-C): commands already running on hosts end first (their own
+        # timeouts bound them), so that whatever the caller undoes next is not raced by them.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
         # Never join stragglers: their own command timeouts end them.
         pool.shutdown(wait=False, cancel_futures=True)

@@ -280,6 +280,10 @@ def _collect(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _timed_out(endpoint, label)
+        if chan.closed and not (chan.recv_ready() or chan.recv_stderr_ready()):
+            # The connection was closed under us (the command is being torn down): waiting
+            # for an end of output that can no longer come would last until the deadline.
+            raise RemoteError(f"on host {endpoint.name}: `{label}`: the connection was closed")
         select.select([chan], [], [], remaining)
         while chan.recv_ready():
             out += chan.recv(65536)

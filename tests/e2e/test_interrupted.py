@@ -26,6 +26,9 @@ def kill_when(args: list[str], marker: str, sig: int = signal.SIGKILL) -> str:
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "DYNOFORM_TARGET": "local"},
+        # A test run started in the background inherits an ignored SIGINT: Ctrl-C must reach
+        # the command as it does in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None
     seen = []

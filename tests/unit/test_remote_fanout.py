@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from provisioner.errors import DynoformError
 from provisioner.remote.fanout import fan_out
 
@@ -53,3 +55,24 @@ def test_the_deadline_is_kept_and_stragglers_reported():
 
 def test_nothing_to_do():
     assert fan_out([], lambda n: n) == []
+
+
+def test_an_interrupted_fan_out_lets_running_work_end_before_it_raises() -> None:
+    """Ctrl-C: what the caller undoes next must not be raced by commands still running."""
+    running, finished = threading.Event(), threading.Event()
+
+    def work(item: str) -> str:
+        if item == "slow":
+            running.set()
+            time.sleep(0.5)
+            finished.set()
+        else:
+            running.wait(5)  # both are at work on their hosts when Ctrl-C comes
+        return item
+
+    def interrupt(outcome: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fan_out(["fast", "slow"], work, on_done=interrupt)
+    assert finished.is_set()
