@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from moto import mock_aws
 
 from provisioner.cli.main import main
 
@@ -16,3 +21,23 @@ def run(capsys: Any, *args: str) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@contextmanager
+def platform_cli(
+    tmp_path: Path, monkeypatch: Any, capsys: Any, *target_args: str
+) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """An initialised platform on target `t1` in moto; yields `call(*args)` for the CLI."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.chdir(tmp_path)
+    with mock_aws():
+        code, _, err = run(capsys, "targets:add", "t1", "--region", "us-east-1", *target_args)
+        assert code == 0, err
+
+        def call(*args: str) -> tuple[int, str, str]:
+            return run(capsys, "-t", "t1", *args)
+
+        code, _, err = call("platform:init", "--ssh-cidr", "203.0.113.7/32")
+        assert code == 0, err
+        yield call

@@ -8,8 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from cli_support import run
-from moto import mock_aws
+from cli_support import platform_cli
 
 from provisioner.aws.state import Documents
 from provisioner.store import Store
@@ -17,17 +16,7 @@ from provisioner.store import Store
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.chdir(tmp_path)
-    with mock_aws():
-        code, _, err = run(
-            capsys, "targets:add", "t1", "--region", "us-east-1", "--domain", "apps.example.org"
-        )
-        assert code == 0, err
-        call = lambda *args: run(capsys, "-t", "t1", *args)  # noqa: E731
-        code, _, err = call("platform:init", "--ssh-cidr", "203.0.113.7/32")
-        assert code == 0, err
+    with platform_cli(tmp_path, monkeypatch, capsys, "--domain", "apps.example.org") as call:
         for app in ("shop", "blog"):
             assert call("apps:create", app, "--no-remote")[0] == 0
         yield call

@@ -8,8 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from cli_support import run
-from moto import mock_aws
+from cli_support import platform_cli
 
 from provisioner.aws import blobs as keys
 from provisioner.aws.blobs import Blobs
@@ -26,15 +25,8 @@ from provisioner.store import APP_ID_RE, Store, now_iso
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
     monkeypatch.setattr("provisioner.aws.managed.POLL_SECONDS", 0.0)
-    monkeypatch.chdir(tmp_path)
-    with mock_aws():
-        assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
-        call = lambda *args: run(capsys, "-t", "t1", *args)  # noqa: E731
-        code, _, err = call("platform:init", "--ssh-cidr", "203.0.113.7/32")
-        assert code == 0, err
+    with platform_cli(tmp_path, monkeypatch, capsys) as call:
         yield call
 
 
