@@ -25,10 +25,9 @@ from provisioner.model.formation import default_formation
 from provisioner.ops import builds
 from provisioner.ops.rollout import Observed, Rollout
 from provisioner.plan.recovery import judge_pending
-from provisioner.plan.units import DynoInstance
+from provisioner.plan.units import RUNNING_STATES, DynoInstance
 from provisioner.store import Lease, LeaseBusy, Store
 
-ACTIVE = ("active", "activating", "reloading")
 INTERRUPTED = "interrupted: the command that ran it stopped before it ended"
 MakeRollout = Callable[[], Rollout]
 
@@ -91,7 +90,9 @@ def repair(rollout: Rollout, app: str) -> list[str]:
     notes = _finish_builds(store, app)
     observed = rollout.observe()
     running = [
-        s.instance for s in observed.of_app(app) if s.active in ACTIVE and not s.instance.is_oneoff
+        s.instance
+        for s in observed.of_app(app)
+        if s.active in RUNNING_STATES and not s.instance.is_oneoff
     ]
     notes += _judge(rollout, observed, app, running)
     notes += _converge(rollout, observed, app, running)

@@ -44,6 +44,7 @@ from provisioner.plan.rollout import (
     releases_to_prune,
 )
 from provisioner.plan.units import (
+    RUNNING_STATES,
     DynoInstance,
     DynoState,
     app_user,
@@ -211,7 +212,7 @@ class Rollout:
         for host_id, states in observed.dynos.items():
             for state in sorted(states, key=lambda s: s.instance.release):
                 inst = state.instance
-                if state.active in ("active", "activating", "reloading"):
+                if state.active in RUNNING_STATES:
                     ref = DynoRef(inst.app, inst.type, inst.index)
                     existing[ref] = host_id
                     if inst.app != app:
@@ -261,17 +262,16 @@ class Rollout:
             hosts = {d.host for d in started}
             ports = self.prepare_hosts(observed, app, release, config, hosts, started)
             plan = plan.with_ports(ports)
-        commit = plan.commit_step or len(plan.actions) + 1e9
-        groups = plan.steps()
+        undoable, retiring = plan.split_at_commit()
         try:
-            for group in (g for g in groups if g[0].step < commit):
+            for group in undoable:
                 self._run_step(observed, app, group)
         except BaseException as exc:
             # Ctrl-C and cloud API errors too: the new dynos go, the old keep serving.
             self.say(f"rolling back: {_reason(exc)}")
             self._undo(observed, app, plan)
             raise
-        self._retire(observed, app, [g for g in groups if g[0].step >= commit])
+        self._retire(observed, app, retiring)
         self._prune(observed, app, {d.host for d in started}, plan)
         return plan
 

@@ -132,6 +132,14 @@ class RolloutPlan:
             groups[action.step].append(action)
         return [groups[s] for s in sorted(groups)]
 
+    def split_at_commit(self) -> tuple[list[list[Action]], list[list[Action]]]:
+        """steps() cut at commit_step: (the steps a failure undoes, those after it)."""
+        groups = self.steps()
+        if self.commit_step is None:
+            return groups, []
+        cut = next(i for i, g in enumerate(groups) if g[0].step >= self.commit_step)
+        return groups[:cut], groups[cut:]
+
     def with_ports(self, ports: Mapping[str, int]) -> RolloutPlan:
         """The same plan with the ports the hosts reserved (unit -> port) for new dynos."""
 

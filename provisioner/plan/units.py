@@ -99,6 +99,10 @@ def parse_unit_name(unit: str, host: str = "", port: int | None = None) -> DynoI
     )
 
 
+# ActiveStates of a dyno that runs or is on its way to: it holds memory and a port.
+RUNNING_STATES = ("active", "activating", "reloading")
+
+
 @dataclass(frozen=True)
 class DynoState:
     """What systemd on a host says about one dyno unit (for ps and for planning)."""

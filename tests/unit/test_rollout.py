@@ -95,6 +95,7 @@ def test_first_deploy_starts_everything_with_preboot_order() -> None:
         (7, "wait_running", "worker.1", 1, None),
     ]
     assert plan.actions[2].timeout_s == 60.0
+    assert plan.commit_step is None and plan.split_at_commit() == (plan.steps(), [])
     assert [(a.step, a.kind, a.dyno) for a in plan.on_failure] == [
         (1, "deregister", "web.1"),
         (1, "deregister", "web.2"),
@@ -127,6 +128,9 @@ def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -
     ]
     assert plan.actions[0].unit == "dyno-shop.v4.web.1.service"
     assert plan.commit_step == 8
+    undoable, retiring = plan.split_at_commit()
+    assert [g[0].step for g in undoable] == [1, 2, 3, 4, 5, 6, 7]
+    assert [g[0].step for g in retiring] == [8, 9, 10]
     assert [(a.step, a.kind, a.dyno, a.release) for a in plan.on_failure] == [
         (1, "deregister", "web.1", 4),
         (1, "deregister", "web.2", 4),
