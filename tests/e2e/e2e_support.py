@@ -135,3 +135,24 @@ def new_app(prefix: str) -> str:
     name = f"{prefix}-{secrets.token_hex(3)}"
     cli("apps:create", name, "--no-remote")
     return name
+
+
+def cli_at_once(
+    commands: list[list[str]], timeout: float = 600
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run each `dynoform ARGS` in its own thread, all released at the same moment; the
+    results in the order of commands (nothing checked: the caller judges them)."""
+    start = threading.Barrier(len(commands))
+    results: list[subprocess.CompletedProcess[str] | None] = [None] * len(commands)
+
+    def one(i: int) -> None:
+        start.wait()
+        results[i] = cli(*commands[i], check=False, timeout=timeout)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(commands))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout + 30)
+    assert all(r is not None for r in results), "a command did not finish"
+    return [r for r in results if r is not None]

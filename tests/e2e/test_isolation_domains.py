@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Url, cli, cli_json, get, new_app
+from e2e_support import Url, cli, cli_at_once, cli_json, get, new_app
 
 pytestmark = pytest.mark.cloud
 
@@ -83,19 +82,8 @@ def test_another_apps_name_and_wildcards_are_refused(
 
 def _add_at_once(apps: list[str], domain: str) -> dict[str, Any]:
     """`domains:add DOMAIN` by each app, all started at the same moment."""
-    barrier = threading.Barrier(len(apps))
-    results: dict[str, Any] = {}
-
-    def add(app: str) -> None:
-        barrier.wait()
-        results[app] = cli("domains:add", domain, "-a", app, check=False)
-
-    threads = [threading.Thread(target=add, args=(app,)) for app in apps]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    return results
+    done = cli_at_once([["domains:add", domain, "-a", app] for app in apps], timeout=300)
+    return dict(zip(apps, done, strict=True))
 
 
 def test_one_domain_added_by_two_apps_at_once_has_one_owner(

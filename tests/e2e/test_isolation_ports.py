@@ -9,12 +9,11 @@ tmpfs, so it cannot fill the host's disk (or its shared memory).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import Url, cli, cli_json, new_app, request
+from e2e_support import Url, cli, cli_at_once, cli_json, new_app, request
 
 pytestmark = pytest.mark.cloud
 
@@ -142,20 +141,10 @@ def two_apps(fleet: object) -> Iterator[list[str]]:
 
 def deploy_together(apps: list[str], sources: list[Path]) -> list[str]:
     """Deploy each app from its source at the same moment (threads, the real CLI)."""
-    start = threading.Barrier(len(apps))
-    outcomes: list[str] = ["" for _ in apps]
-
-    def one(i: int) -> None:
-        start.wait()
-        done = cli("deploy", "-a", apps[i], str(sources[i]), check=False)
-        outcomes[i] = "ok" if done.returncode == 0 else done.stderr[-600:]
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(apps))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    return outcomes
+    done = cli_at_once(
+        [["deploy", "-a", app, str(src)] for app, src in zip(apps, sources, strict=True)]
+    )
+    return ["ok" if d.returncode == 0 else d.stderr[-600:] for d in done]
 
 
 def test_two_apps_deployed_at_the_same_moment_serve_their_own_pages(
