@@ -692,10 +692,16 @@ def test_https_listener_with_an_acm_certificate_of_the_local_ca(
                     break
         time.sleep(0.1)
     assert answer == f"200 tls1 shop.localhost:{port}\n"
-    conn2 = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
-    conn2.request("GET", "/a/b?c=1", headers={"Host": "shop.localhost"})
-    resp = conn2.getresponse()
-    conn2.close()
+    # The HTTP listener's redirect reaches HAProxy in its own sync: wait for it as above.
+    deadline = time.monotonic() + 10
+    while True:
+        conn2 = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+        conn2.request("GET", "/a/b?c=1", headers={"Host": "shop.localhost"})
+        resp = conn2.getresponse()
+        conn2.close()
+        if resp.status == 301 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert resp.status == 301
     assert resp.getheader("Location") == f"https://shop.localhost:{port}/a/b?c=1"
     # The app's host certificate goes with its rule.
