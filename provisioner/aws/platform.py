@@ -28,7 +28,7 @@ from provisioner.aws.router import fixed_response_action
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.errors import DynoformError, ValidationError
-from provisioner.model.certs import Bundle, covers
+from provisioner.model.tls import Bundle, covers
 from provisioner.targets import Target
 
 PLATFORM_TAG = "dynoform:platform"

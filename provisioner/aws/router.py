@@ -23,7 +23,7 @@ MAINTENANCE_PAGE = (
 
 
 @dataclass(frozen=True)
-class Target:
+class RouterTarget:
     ip: str
     port: int
 
@@ -207,17 +207,17 @@ class RouterTable:
                 )
 
     # targets --------------------------------------------------------------------------------
-    def targets(self, app: str) -> set[Target]:
+    def targets(self, app: str) -> set[RouterTarget]:
         arn = self.target_group_arn(app)
         if arn is None:
             return set()
         health = self.elbv2.describe_target_health(TargetGroupArn=arn)
         return {
-            Target(d["Target"]["Id"], int(d["Target"]["Port"]))
+            RouterTarget(d["Target"]["Id"], int(d["Target"]["Port"]))
             for d in health["TargetHealthDescriptions"]
         }
 
-    def health(self, app: str, targets: Iterable[Target]) -> dict[Target, str]:
+    def health(self, app: str, targets: Iterable[RouterTarget]) -> dict[RouterTarget, str]:
         """ELBv2's view of each target: healthy, initial, unhealthy, draining, unused."""
         arn = self.target_group_arn(app)
         wanted = [{"Id": t.ip, "Port": t.port} for t in targets]
@@ -225,7 +225,7 @@ class RouterTable:
             return {}
         described = self.elbv2.describe_target_health(TargetGroupArn=arn, Targets=wanted)
         return {
-            Target(d["Target"]["Id"], int(d["Target"]["Port"])): d["TargetHealth"]["State"]
+            RouterTarget(d["Target"]["Id"], int(d["Target"]["Port"])): d["TargetHealth"]["State"]
             for d in described["TargetHealthDescriptions"]
         }
 
@@ -239,14 +239,14 @@ class RouterTable:
                 return int(attribute["Value"])
         return 300
 
-    def register(self, app: str, targets: Iterable[Target]) -> None:
+    def register(self, app: str, targets: Iterable[RouterTarget]) -> None:
         wanted = [{"Id": t.ip, "Port": t.port} for t in targets]
         if wanted:
             self.elbv2.register_targets(
                 TargetGroupArn=self.ensure_target_group(app), Targets=wanted
             )
 
-    def deregister(self, app: str, targets: Iterable[Target]) -> None:
+    def deregister(self, app: str, targets: Iterable[RouterTarget]) -> None:
         """Deregister those of targets that are registered (draining ones already are not)."""
         registered = self.targets(app)
         gone = [{"Id": t.ip, "Port": t.port} for t in targets if t in registered]
@@ -254,7 +254,9 @@ class RouterTable:
         if gone and arn:
             self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=gone)
 
-    def sync_targets(self, app: str, wanted: set[Target]) -> tuple[set[Target], set[Target]]:
+    def sync_targets(
+        self, app: str, wanted: set[RouterTarget]
+    ) -> tuple[set[RouterTarget], set[RouterTarget]]:
         """Make the target group hold exactly `wanted`; returns (added, removed)."""
         current = self.targets(app)
         added, removed = wanted - current, current - wanted

@@ -9,7 +9,7 @@ import typer
 from provisioner.aws.platform import destroy_platform, ensure_platform, load_platform
 from provisioner.cli.common import confirm, emit_json, err, g, out
 from provisioner.errors import DynoformError
-from provisioner.model.certs import Bundle
+from provisioner.model.tls import Bundle
 
 
 def say(message: str) -> None:

@@ -1,7 +1,7 @@
 """HTTPS certificates of an app's custom domains: `certs`, `certs:add`, `certs:remove`, and
 the automatic certificates `domains:add` asks ACM for.
 
-Every command ends with `sync`: the pure plan (provisioner.model.certs) of what to request,
+Every command ends with `sync`: the pure plan (provisioner.model.tls) of what to request,
 delete, attach and detach, carried out on ACM and the platform's HTTPS listener. On AWS an
 automatic certificate waits for DNS validation (records put in Route 53 when this account has
 the zone, else printed); the local cloud's ACM issues it at once from the local CA.
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.aws import acmdns
-from provisioner.aws.certs import AppCertificates
+from provisioner.aws.acm import AppCertificates
 from provisioner.errors import DynoformError
-from provisioner.model.certs import (
+from provisioner.model.tls import (
     AUTO,
     CUSTOM,
     DEAD,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.aws import blobs as keys
-from provisioner.aws import fleet as ec2_fleet
+from provisioner.aws import instances
 from provisioner.build import MAX_SLUG_BYTES, BuildResult, build_disk_bytes, build_layout
 from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json
@@ -36,7 +36,7 @@ class DeployResult:
     buildpack: str
 
 
-def build_host(hosts: list[ec2_fleet.Host], app: str) -> ec2_fleet.Host:
+def build_host(hosts: list[instances.Host], app: str) -> instances.Host:
     """The same host for an app's builds while the fleet is unchanged: its cache stays warm."""
     if not hosts:
         raise DynoformError("no usable hosts to build on", "add some: dynoform hosts:add --count 2")
@@ -142,7 +142,7 @@ def dropped_types(previous: Release | None, release: Release) -> list[str]:
 
 def _build(
     rollout: Rollout,
-    host: ec2_fleet.Host,
+    host: instances.Host,
     app: str,
     build_id: str,
     source: Source,

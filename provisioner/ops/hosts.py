@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import playbook as pb
-from provisioner.aws import fleet
+from provisioner.aws import instances
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents
@@ -33,7 +33,7 @@ REACH_TIMEOUT = 10.0  # for hosts that should already be up
 APT_TIMEOUT = 900.0
 STEP_TIMEOUT = 120.0
 LOGIN_USER = "admin"  # the Debian AMI's login user, with passwordless sudo
-ROLE = fleet.RUNNER
+ROLE = instances.RUNNER
 
 Progress = Callable[[int, str, str], None]  # slot, host id ("" before launch), status
 
@@ -111,7 +111,7 @@ class HostRow:
     state: str
     bootstrapped: bool
     dynos: int | None
-    role: str = fleet.RUNNER
+    role: str = instances.RUNNER
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -160,7 +160,7 @@ class Fleet:
         record.update(fields)
         self.docs.put(pin_key(instance_id), record)
 
-    def endpoint(self, host: fleet.Host) -> Endpoint:
+    def endpoint(self, host: instances.Host) -> Endpoint:
         return Endpoint(
             name=host.id,
             address=host.address(self.target.is_local),
@@ -169,10 +169,10 @@ class Fleet:
             user=LOGIN_USER,
         )
 
-    def hosts(self) -> list[fleet.Host]:
-        return fleet.list_hosts(self.aws, self.platform.name)
+    def hosts(self) -> list[instances.Host]:
+        return instances.list_hosts(self.aws, self.platform.name)
 
-    def ready(self) -> list[fleet.Host]:
+    def ready(self) -> list[instances.Host]:
         """Running hosts whose bootstrap finished: the only ones to place dynos or builds on."""
         result = []
         for host in self.hosts():
@@ -181,10 +181,10 @@ class Fleet:
                 result.append(host)
         return result
 
-    def host(self, instance_id: str) -> fleet.Host:
-        return fleet.get_host(self.aws, self.platform.name, instance_id)
+    def host(self, instance_id: str) -> instances.Host:
+        return instances.get_host(self.aws, self.platform.name, instance_id)
 
-    def connect(self, host: fleet.Host, retry_for: float = REACH_TIMEOUT) -> Connection:
+    def connect(self, host: instances.Host, retry_for: float = REACH_TIMEOUT) -> Connection:
         if host.state != "running":
             raise DynoformError(f"host {host.id} is {host.state}", "start it, or remove it")
         return self.pool.get(self.endpoint(host), retry_for=retry_for, cancel=self.cancel)
@@ -206,7 +206,7 @@ class Fleet:
     # operations -------------------------------------------------------------------------------
     def bootstrap(
         self,
-        host: fleet.Host,
+        host: instances.Host,
         check: bool = False,
         retry_for: float = REACH_TIMEOUT,
         on_step: Callable[[pb.StepReport], None] | None = None,
@@ -222,24 +222,24 @@ class Fleet:
 
     def add(
         self, count: int, instance_type: str, progress: Progress | None = None
-    ) -> list[Outcome[int, fleet.Host]]:
+    ) -> list[Outcome[int, instances.Host]]:
         """Launch and bootstrap `count` hosts in parallel; failed hosts are terminated."""
         if count < 1 or count > 100:
             raise DynoformError("--count must be between 1 and 100")
-        ami = fleet.debian_ami(self.aws)
-        device = fleet.root_device(self.aws, ami)
+        ami = instances.debian_ami(self.aws)
+        device = instances.root_device(self.aws, ami)
         zones = dict(zip(self.platform.subnet_ids, self.platform.zones, strict=True))
-        subnets = fleet.spread(zones, [h.zone for h in self.hosts()], count)
+        subnets = instances.spread(zones, [h.zone for h in self.hosts()], count)
         say = progress or (lambda slot, host_id, status: None)
         unfinished: set[str] = set()
 
-        def add_one(slot: int) -> fleet.Host:
+        def add_one(slot: int) -> instances.Host:
             if self.cancel.is_set():
                 raise DynoformError("interrupted before launch")
             started = time.monotonic()
             say(slot, "", "launching")
             keys = generate_host_keys()
-            request = fleet.launch_request(
+            request = instances.launch_request(
                 self.platform,
                 ami=ami,
                 device=device,
@@ -247,7 +247,7 @@ class Fleet:
                 subnet_id=subnets[slot],
                 user_data=cloud_config(keys),
             )
-            host = fleet.launch(self.aws, request)
+            host = instances.launch(self.aws, request)
             with self._lock:
                 unfinished.add(host.id)
             try:
@@ -264,7 +264,7 @@ class Fleet:
                     ),
                 )
                 say(slot, host.id, "booting")
-                host = fleet.wait_running(self.aws, host.id, BOOT_TIMEOUT, self.cancel)
+                host = instances.wait_running(self.aws, host.id, BOOT_TIMEOUT, self.cancel)
                 self.connect(host, retry_for=BOOT_TIMEOUT)
                 say(slot, host.id, "bootstrapping")
                 self.bootstrap(host, check=False)
@@ -304,25 +304,25 @@ class Fleet:
     def _fail(self, instance_id: str, reason: str) -> None:
         """A host that failed is terminated, never used half-configured."""
         try:
-            fleet.terminate(self.aws, [instance_id])
+            instances.terminate(self.aws, [instance_id])
             self.pool.drop_name(instance_id)
             self._update_pin(instance_id, failed=reason[:500], bootstrapped=False)
         except Exception:  # noqa: BLE001 - best effort; the original error is what matters
             pass
 
-    def dynos(self, host: fleet.Host, retry_for: float = REACH_TIMEOUT) -> list[str]:
+    def dynos(self, host: instances.Host, retry_for: float = REACH_TIMEOUT) -> list[str]:
         result = self.connect(host, retry_for).run(DYNO_UNITS_FACT, timeout=STEP_TIMEOUT)
         return parse_dyno_units(result.stdout)
 
     def rows(self, with_dynos: bool = True) -> list[HostRow]:
         """Every host of the platform: runners, and hosts of other roles (the add-on host)."""
-        hosts = fleet.list_hosts(self.aws, self.platform.name, role=None)
+        hosts = instances.list_hosts(self.aws, self.platform.name, role=None)
 
-        def row(host: fleet.Host) -> HostRow:
+        def row(host: instances.Host) -> HostRow:
             doc = self.docs.get(pin_key(host.id))
             bootstrapped = bool(doc and doc.data.get("bootstrapped"))
             dynos: int | None = 0
-            if host.role != fleet.RUNNER:
+            if host.role != instances.RUNNER:
                 dynos = None  # runs no dynos
             elif with_dynos and bootstrapped and host.state == "running":
                 try:
@@ -337,7 +337,7 @@ class Fleet:
                 host.state,
                 bootstrapped,
                 dynos,
-                host.role or fleet.RUNNER,
+                host.role or instances.RUNNER,
             )
 
         outcomes = fan_out(hosts, row, max_workers=MAX_WORKERS)
@@ -345,7 +345,7 @@ class Fleet:
 
     def bootstrap_many(
         self, ids: Sequence[str], check: bool
-    ) -> list[Outcome[fleet.Host, pb.Report]]:
+    ) -> list[Outcome[instances.Host, pb.Report]]:
         hosts = self.hosts()
         if ids:
             known = {h.id: h for h in hosts}
@@ -372,7 +372,7 @@ class Fleet:
                     f"host {instance_id} still runs {len(units)} dyno(s): {', '.join(units[:5])}",
                     "scale the apps down or move the dynos first",
                 )
-        fleet.terminate(self.aws, [instance_id])
+        instances.terminate(self.aws, [instance_id])
         self.docs.delete(pin_key(instance_id))
 
     def exec(self, instance_id: str, argv: list[str], timeout: float) -> tuple[int, str, str]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from provisioner import logs as lg
-from provisioner.aws import fleet as ec2_fleet
+from provisioner.aws import instances
 from provisioner.errors import DynoformError
 from provisioner.ops.rollout import Observed, Rollout
 from provisioner.remote.fanout import fan_out
@@ -70,7 +70,7 @@ def read_router(
 def history(rollout: Rollout, app: str, lines: int, domain: str) -> list[lg.LogLine]:
     observed = rollout.observe()
 
-    def journal(host: ec2_fleet.Host) -> list[lg.LogLine]:
+    def journal(host: instances.Host) -> list[lg.LogLine]:
         result = rollout.fleet.connect(host).run(lg.journal_argv(app, lines), sudo=True, timeout=60)
         return list(_parse_journal(result.stdout, app, host.id))
 
@@ -144,7 +144,7 @@ class Tail:
                 self.followers[host.id] = thread
                 thread.start()
 
-    def _follow_host(self, host: ec2_fleet.Host) -> None:
+    def _follow_host(self, host: instances.Host) -> None:
         try:
             conn = self.rollout.fleet.connect(host)
             chan = conn.transport.open_session(timeout=10)

@@ -133,9 +133,9 @@ def _judge(
 def _healthy_units(
     rollout: Rollout, observed: Observed, app: str, running: list[DynoInstance]
 ) -> set[str]:
-    from provisioner.aws.router import Target
+    from provisioner.aws.router import RouterTarget
 
-    web = {Target(observed.address(d.host), int(d.port)): d.unit for d in running if d.port}
+    web = {RouterTarget(observed.address(d.host), int(d.port)): d.unit for d in running if d.port}
     health = rollout.router.health(app, web)
     return {unit for target, unit in web.items() if health.get(target) == "healthy"}
 
@@ -154,7 +154,7 @@ def _converge(
     rollout: Rollout, observed: Observed, app: str, running: list[DynoInstance]
 ) -> list[str]:
     """Dynos to the serving release (or none), then the router to exactly its web dynos."""
-    from provisioner.aws.router import Target
+    from provisioner.aws.router import RouterTarget
 
     store = rollout.store
     current = store.current_release(app)
@@ -171,7 +171,7 @@ def _converge(
     notes = [f"stopped {d.name} of v{d.release}" for d in plan.stopped] if plan else []
     notes += [f"started {d.name} of v{d.release}" for d in plan.started] if plan else []
     final = plan.final if plan else []
-    wanted = {Target(observed.address(d.host), int(d.port)) for d in final if d.port}
+    wanted = {RouterTarget(observed.address(d.host), int(d.port)) for d in final if d.port}
     added, removed = rollout.router.sync_targets(app, wanted)
     notes += [f"router: removed target {t.ip}:{t.port} (no dyno of {app})" for t in removed]
     notes += [f"router: added target {t.ip}:{t.port}" for t in added]

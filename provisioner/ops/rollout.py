@@ -17,18 +17,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from provisioner.aws import fleet as ec2_fleet
+from provisioner.aws import instances
 from provisioner.aws.blobs import Blobs
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
-from provisioner.aws.router import RouterTable, Target
+from provisioner.aws.router import RouterTable, RouterTarget
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
 from provisioner.ops.apps import delete_app_objects
 from provisioner.ops.buildhost import build_paths, ensure_app_user, ensure_node, needs_node
 from provisioner.ops.hosts import Fleet, pin_key
-from provisioner.plan.placement import DynoRef, held_formations, place
-from provisioner.plan.placement import Host as PlacementHost
+from provisioner.plan.placement import DynoRef, HostSpace, held_formations, place
 from provisioner.plan.ports import (
     PortCheck,
     parse_port_checks,
@@ -144,7 +143,7 @@ _DONE = {
 
 @dataclass
 class Observed:
-    hosts: list[ec2_fleet.Host]
+    hosts: list[instances.Host]
     dynos: dict[str, list[DynoState]] = field(default_factory=dict)  # host id -> states
     unreachable: dict[str, str] = field(default_factory=dict)
 
@@ -168,7 +167,7 @@ class Rollout:
     options: RolloutOptions = field(default_factory=RolloutOptions)
 
     # observing --------------------------------------------------------------------------------
-    def usable_hosts(self) -> list[ec2_fleet.Host]:
+    def usable_hosts(self) -> list[instances.Host]:
         hosts = []
         for host in self.fleet.hosts():
             doc = self.fleet.docs.get(pin_key(host.id))
@@ -180,7 +179,7 @@ class Rollout:
         hosts = self.usable_hosts()
         observed = Observed(hosts)
 
-        def facts(host: ec2_fleet.Host) -> list[DynoState]:
+        def facts(host: instances.Host) -> list[DynoState]:
             result = self.conn(host.id, observed).run(dyno_facts_argv(), timeout=30)
             return parse_dyno_facts(result.stdout, host.id)
 
@@ -204,7 +203,7 @@ class Rollout:
         if not observed.hosts and any(pf.quantity for pf in formation.values()):
             raise DynoformError("no usable hosts", "add some: dynoform hosts:add --count 2")
         hosts = [
-            PlacementHost(h.id, h.zone, INSTANCE_MEMORY_MB.get(h.type, DEFAULT_MEMORY_MB))
+            HostSpace(h.id, h.zone, INSTANCE_MEMORY_MB.get(h.type, DEFAULT_MEMORY_MB))
             for h in observed.hosts
         ]
         existing = {}
@@ -447,8 +446,8 @@ class Rollout:
             None,
         )
 
-    def _targets(self, observed: Observed, actions: list[Action]) -> list[Target]:
-        return [Target(observed.address(a.host), int(a.port)) for a in actions if a.port]
+    def _targets(self, observed: Observed, actions: list[Action]) -> list[RouterTarget]:
+        return [RouterTarget(observed.address(a.host), int(a.port)) for a in actions if a.port]
 
     def _do_register(self, observed: Observed, app: str, actions: list[Action]) -> None:
         self.router.register(app, self._targets(observed, actions))
@@ -574,7 +573,7 @@ class Rollout:
         if observed.of_app(app):
             time.sleep(ROUTER_SETTLE_S)
 
-        def clean(host: ec2_fleet.Host) -> None:
+        def clean(host: instances.Host) -> None:
             conn = self.fleet.connect(host)
             units = [
                 s.instance.unit for s in observed.dynos.get(host.id, []) if s.instance.app == app

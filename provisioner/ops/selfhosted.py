@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from provisioner import playbook as pb
-from provisioner.aws import fleet
+from provisioner.aws import instances
 from provisioner.aws.blobs import Blobs
 from provisioner.aws.platform import tag_filters, tag_spec
 from provisioner.errors import DynoformError
@@ -68,26 +68,28 @@ def redis_ingress(runner_sg: str) -> dict[str, Any]:
             "UserIdGroupPairs": [pair]}  # fmt: skip
 
 
-def addon_hosts(f: Fleet) -> list[fleet.Host]:
-    return [h for h in fleet.list_hosts(f.aws, f.platform.name, role=ROLE) if h.state == "running"]
+def addon_hosts(f: Fleet) -> list[instances.Host]:
+    return [
+        h for h in instances.list_hosts(f.aws, f.platform.name, role=ROLE) if h.state == "running"
+    ]
 
 
-def launch_host(f: Fleet, say: Say) -> fleet.Host:
+def launch_host(f: Fleet, say: Say) -> instances.Host:
     """Launch, pin and wait for one add-on host; terminated again if anything fails."""
     group_id = ensure_security_group(f)
-    ami = fleet.debian_ami(f.aws)
+    ami = instances.debian_ami(f.aws)
     keys = generate_host_keys()
-    request = fleet.launch_request(
+    request = instances.launch_request(
         f.platform,
         ami=ami,
-        device=fleet.root_device(f.aws, ami),
+        device=instances.root_device(f.aws, ami),
         instance_type=HOST_TYPE,
         subnet_id=f.platform.subnet_ids[0],
         user_data=cloud_config(keys),
         role=ROLE,
     )
     request["SecurityGroupIds"] = [group_id]
-    host = fleet.launch(f.aws, request)
+    host = instances.launch(f.aws, request)
     say(f"launched add-on host {host.id}; booting")
     try:
         f.docs.create(
@@ -95,16 +97,16 @@ def launch_host(f: Fleet, say: Say) -> fleet.Host:
             pin_record(host.id, keys, role=ROLE, type=HOST_TYPE, created_at=now_iso(),
                        bootstrapped=False),
         )  # fmt: skip
-        host = fleet.wait_running(f.aws, host.id, BOOT_TIMEOUT, f.cancel)
+        host = instances.wait_running(f.aws, host.id, BOOT_TIMEOUT, f.cancel)
         f.connect(host, retry_for=BOOT_TIMEOUT)
         return host
     except BaseException:
-        fleet.terminate(f.aws, [host.id])
+        instances.terminate(f.aws, [host.id])
         f.docs.delete(pin_key(host.id))
         raise
 
 
-def bootstrap(f: Fleet, host: fleet.Host, say: Say, check: bool = False) -> pb.Report:
+def bootstrap(f: Fleet, host: instances.Host, say: Say, check: bool = False) -> pb.Report:
     """Run the `addon` role; templates get the host's private address and the VPC range."""
     role, templates = pb.load_role(ROLE)
     extra = {"private_ip": host.private_ip, "vpc_cidr": f.platform.cidr}
@@ -124,7 +126,7 @@ def bootstrap(f: Fleet, host: fleet.Host, say: Say, check: bool = False) -> pb.R
     return result
 
 
-def ensure_host(f: Fleet, say: Say) -> fleet.Host:
+def ensure_host(f: Fleet, say: Say) -> instances.Host:
     """The platform's add-on host, launched and bootstrapped on first use."""
     hosts = addon_hosts(f)
     if hosts:
@@ -141,7 +143,7 @@ def ensure_host(f: Fleet, say: Say) -> fleet.Host:
     return host
 
 
-def host_of(f: Fleet, addon: m.Addon) -> tuple[fleet.Host, Connection]:
+def host_of(f: Fleet, addon: m.Addon) -> tuple[instances.Host, Connection]:
     host = f.host(str(addon.resource["host_id"]))
     return host, f.connect(host)
 

@@ -30,7 +30,7 @@ DEFAULT_RESERVE_MB = 512  # kept free on every host for systemd, journald, sshd 
 
 
 @dataclass(frozen=True)
-class Host:
+class HostSpace:
     """A fleet host as placement sees it."""
 
     id: str
@@ -76,7 +76,7 @@ def desired_dynos(formations: Mapping[str, Formation]) -> dict[DynoRef, int]:
 class _State:
     """Mutable bookkeeping while one placement is computed."""
 
-    def __init__(self, hosts: Sequence[Host], reserve_mb: int) -> None:
+    def __init__(self, hosts: Sequence[HostSpace], reserve_mb: int) -> None:
         self.hosts = {h.id: h for h in hosts}
         self.free = {h.id: h.memory_mb - reserve_mb for h in hosts}
         self.assign: Placement = {}
@@ -190,7 +190,7 @@ def _memory(size: str) -> int:
 
 def place(
     formations: Mapping[str, Formation],
-    hosts: Sequence[Host],
+    hosts: Sequence[HostSpace],
     existing: Mapping[DynoRef, str] | None = None,
     reserve_mb: int = DEFAULT_RESERVE_MB,
     rebalance: bool = True,
@@ -215,7 +215,7 @@ def place(
     return dict(sorted(state.assign.items()))
 
 
-def _check_hosts(hosts: Sequence[Host]) -> None:
+def _check_hosts(hosts: Sequence[HostSpace]) -> None:
     seen: set[str] = set()
     for host in hosts:
         if host.id in seen:
@@ -322,9 +322,9 @@ def placement_from_dict(data: Mapping[str, Mapping[str, str]]) -> Placement:
 
 def synthetic_fleet(
     apps: int, hosts: int, zones: int = 3, host_memory_mb: int = 16384
-) -> tuple[dict[str, Formation], list[Host]]:
+) -> tuple[dict[str, Formation], list[HostSpace]]:
     """A deterministic fleet for benchmarks: 10 dynos per app on average (web, worker, clock)."""
-    fleet = [Host(f"i-{n:05d}", f"zone-{n % zones}", host_memory_mb) for n in range(hosts)]
+    fleet = [HostSpace(f"i-{n:05d}", f"zone-{n % zones}", host_memory_mb) for n in range(hosts)]
     sizes = ("standard-1x", "standard-2x", "basic")
     formations: dict[str, Formation] = {}
     for n in range(apps):
@@ -349,7 +349,7 @@ def count_dynos(formations: Mapping[str, Formation]) -> int:
 
 
 def host_usage(
-    placement: Mapping[DynoRef, str], memory: Mapping[DynoRef, int], hosts: Iterable[Host]
+    placement: Mapping[DynoRef, str], memory: Mapping[DynoRef, int], hosts: Iterable[HostSpace]
 ) -> dict[str, int]:
     """MB used per host by the placed dynos (every host listed, 0 when empty)."""
     used = {h.id: 0 for h in hosts}

@@ -1,6 +1,6 @@
 """Capacity is held by dynos that run: one app's unplaceable wishes block no other app."""
 
-from provisioner.aws.fleet import Host
+from provisioner.aws.instances import Host
 from provisioner.model.formation import ProcessFormation
 from provisioner.ops.rollout import Observed, Rollout
 from provisioner.plan.placement import DynoRef

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from provisioner.aws import fleet
+from provisioner.aws import instances
 from provisioner.aws.platform import (
     PLATFORM_TAG,
     destroy_platform,
@@ -238,7 +238,7 @@ def test_your_own_platform_certificate_is_imported_kept_and_renewed_in_place(
 ):
     from tls_support import user_cert
 
-    from provisioner.model.certs import parse_bundle
+    from provisioner.model.tls import parse_bundle
 
     if kind == "aws":
         target = Target("test", region="us-east-1", platform="plat", domain="apps.example.org")
@@ -279,7 +279,7 @@ def test_a_platform_certificate_must_cover_the_app_wildcard(aws, target, config_
     from tls_support import user_cert
 
     from provisioner.errors import ValidationError
-    from provisioner.model.certs import parse_bundle
+    from provisioner.model.tls import parse_bundle
 
     own = user_cert(tmp_path, ["www.example.org"])
     with pytest.raises(ValidationError, match=r"must cover \*\.plat\.example\.com"):
@@ -319,10 +319,10 @@ def _seed_debian_parameter(aws) -> str:
     from moto.ssm.models import Parameter, ssm_backends
 
     ami = aws.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ssm_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]._parameters[fleet.DEBIAN_13_PARAMETER].append(
+    ssm_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]._parameters[instances.DEBIAN_13_PARAMETER].append(
         Parameter(
             account_id=DEFAULT_ACCOUNT_ID,
-            name=fleet.DEBIAN_13_PARAMETER,
+            name=instances.DEBIAN_13_PARAMETER,
             value=ami,
             parameter_type="String",
             description="Debian 13",
@@ -339,17 +339,17 @@ def _seed_debian_parameter(aws) -> str:
 def test_launch_requests_imdsv2_encryption_and_tags(aws, target, config_home):
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
     ami = _seed_debian_parameter(aws)
-    assert fleet.debian_ami(aws) == ami
+    assert instances.debian_ami(aws) == ami
     user_data = cloud_config(generate_host_keys())
-    request = fleet.launch_request(
+    request = instances.launch_request(
         platform,
         ami=ami,
-        device=fleet.root_device(aws, ami),
+        device=instances.root_device(aws, ami),
         instance_type="t3.small",
         subnet_id=platform.subnet_ids[1],
         user_data=user_data,
     )
-    host = fleet.launch(aws, request)
+    host = instances.launch(aws, request)
     instance = aws.ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
     assert instance["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
@@ -361,8 +361,8 @@ def test_launch_requests_imdsv2_encryption_and_tags(aws, target, config_home):
     volume_ids = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]]
     volumes = aws.ec2.describe_volumes(VolumeIds=volume_ids)["Volumes"]
     assert volumes and all(v["Encrypted"] for v in volumes)
-    assert fleet.user_data_of(aws, host.id) == user_data
-    assert [h.id for h in fleet.list_hosts(aws, "plat")] == [host.id]
+    assert instances.user_data_of(aws, host.id) == user_data
+    assert [h.id for h in instances.list_hosts(aws, "plat")] == [host.id]
     assert (
         host.zone
         == aws.ec2.describe_subnets(SubnetIds=[platform.subnet_ids[1]])["Subnets"][0][
@@ -373,28 +373,28 @@ def test_launch_requests_imdsv2_encryption_and_tags(aws, target, config_home):
 
 def test_missing_debian_parameter_is_a_clear_error(aws):
     with pytest.raises(DynoformError, match="Debian 13 AMI"):
-        fleet.debian_ami(aws)
+        instances.debian_ami(aws)
 
 
 def test_spread_fills_the_emptiest_zone_first():
     subnets = {"s-a": "a", "s-b": "b", "s-c": "c"}
-    assert fleet.spread(subnets, [], 4) == ["s-a", "s-b", "s-c", "s-a"]
-    assert fleet.spread(subnets, ["a", "a", "b"], 3) == ["s-c", "s-b", "s-c"]
+    assert instances.spread(subnets, [], 4) == ["s-a", "s-b", "s-c", "s-a"]
+    assert instances.spread(subnets, ["a", "a", "b"], 3) == ["s-c", "s-b", "s-c"]
 
 
 def test_destroy_removes_everything(aws, target, config_home):
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
     ami = _seed_debian_parameter(aws)
-    request = fleet.launch_request(
+    request = instances.launch_request(
         platform, ami=ami, device="/dev/xvda", instance_type="t3.small",
         subnet_id=platform.subnet_ids[0], user_data="#cloud-config\n{}\n",
     )  # fmt: skip
-    fleet.launch(aws, request)
+    instances.launch(aws, request)
     destroy_platform(aws, target, delete_state=True)
     counts = _count(aws)
     assert counts == dict.fromkeys(counts, 0)
     assert aws.client("acm").list_certificates()["CertificateSummaryList"] == []
-    assert fleet.list_hosts(aws, "plat") == []
+    assert instances.list_hosts(aws, "plat") == []
 
 
 def test_a_host_that_fails_is_reported_and_terminated(aws, config_home, monkeypatch):

@@ -12,7 +12,7 @@ from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation, ProcessFormation
 from provisioner.plan.placement import (
     DynoRef,
-    Host,
+    HostSpace,
     by_host,
     count_dynos,
     desired_dynos,
@@ -31,7 +31,7 @@ RESERVE = 512
 
 
 @st.composite
-def fleets(draw: st.DrawFn, roomy: bool = True) -> tuple[dict[str, Formation], list[Host]]:
+def fleets(draw: st.DrawFn, roomy: bool = True) -> tuple[dict[str, Formation], list[HostSpace]]:
     """Apps with 1-3 process types and hosts in 1-3 zones.
 
     roomy: every host could hold every dyno, so capacity never limits the spread.
@@ -54,7 +54,7 @@ def fleets(draw: st.DrawFn, roomy: bool = True) -> tuple[dict[str, Formation], l
         memory = [400_000] * n_hosts  # more than any formation here could use
     else:
         memory = [draw(st.sampled_from([1024, 2048, 4096, 8192])) for _ in range(n_hosts)]
-    hosts = [Host(f"h{i}", f"z{i % zones}", memory[i]) for i in range(n_hosts)]
+    hosts = [HostSpace(f"h{i}", f"z{i % zones}", memory[i]) for i in range(n_hosts)]
     return formations, hosts
 
 
@@ -157,14 +157,14 @@ def test_scaling_down_removes_highest_numbers_and_moves_only_to_restore_spread(
 
 
 def test_spread_over_zones_before_hosts_of_the_same_zone() -> None:
-    hosts = [Host("a1", "a", 8192), Host("a2", "a", 8192), Host("b1", "b", 8192)]
+    hosts = [HostSpace("a1", "a", 8192), HostSpace("a2", "a", 8192), HostSpace("b1", "b", 8192)]
     placement = place({"shop": {"web": ProcessFormation(2)}}, hosts)
     zones = {h.id: h.zone for h in hosts}
     assert sorted(zones[h] for h in placement.values()) == ["a", "b"]
 
 
 def test_new_dynos_go_to_the_least_loaded_host_and_types_of_an_app_avoid_each_other() -> None:
-    hosts = [Host("h1", "z", 4096), Host("h2", "z", 4096)]
+    hosts = [HostSpace("h1", "z", 4096), HostSpace("h2", "z", 4096)]
     busy = {DynoRef("other", "web", 1): "h1"}
     formations = {
         "other": {"web": ProcessFormation(1)},
@@ -176,7 +176,7 @@ def test_new_dynos_go_to_the_least_loaded_host_and_types_of_an_app_avoid_each_ot
 
 
 def test_dynos_of_a_removed_host_are_placed_again() -> None:
-    hosts = [Host("h1", "z", 4096), Host("h2", "z", 4096)]
+    hosts = [HostSpace("h1", "z", 4096), HostSpace("h2", "z", 4096)]
     formations = {"shop": {"web": ProcessFormation(2)}}
     before = place(formations, hosts)
     gone = before[DynoRef("shop", "web", 1)]
@@ -185,14 +185,14 @@ def test_dynos_of_a_removed_host_are_placed_again() -> None:
 
 
 def test_resized_dynos_that_no_longer_fit_move_and_the_rest_stay() -> None:
-    hosts = [Host("h1", "z", 1024), Host("h2", "z", 8192)]  # h1: 512 MB usable
+    hosts = [HostSpace("h1", "z", 1024), HostSpace("h2", "z", 8192)]  # h1: 512 MB usable
     before = {DynoRef("shop", "web", 1): "h1", DynoRef("shop", "web", 2): "h2"}
     after = place({"shop": {"web": ProcessFormation(2, "standard-2x")}}, hosts, before)
     assert after == {DynoRef("shop", "web", 1): "h2", DynoRef("shop", "web", 2): "h2"}
 
 
 def test_shortage_says_how_much_is_missing() -> None:
-    hosts = [Host("h1", "z", 2048)]  # 1536 MB usable: 3 standard-1x
+    hosts = [HostSpace("h1", "z", 2048)]  # 1536 MB usable: 3 standard-1x
     with pytest.raises(DynoformError) as err:
         place({"shop": {"web": ProcessFormation(5)}}, hosts)
     assert "2 dynos (shop/web.4, shop/web.5) need 1024 MB" in err.value.message
@@ -215,7 +215,7 @@ def test_other_apps_hold_what_runs_not_what_they_wish() -> None:
 
 def test_a_failed_app_wishes_do_not_block_a_running_app_scaling_down() -> None:
     """Near capacity: a new app whose first deploy failed runs nothing and holds nothing."""
-    hosts = [Host("h1", "z", 2048)]  # 1536 MB usable: 3 standard-1x
+    hosts = [HostSpace("h1", "z", 2048)]  # 1536 MB usable: 3 standard-1x
     running = {DynoRef("shop", "web", i): "h1" for i in (1, 2)}
     formations = held_formations((d, "standard-1x") for d in running if d.app != "shop")
     formations["shop"] = {"web": ProcessFormation(1)}  # shop scales down to 1
@@ -225,11 +225,11 @@ def test_a_failed_app_wishes_do_not_block_a_running_app_scaling_down() -> None:
 
 def test_duplicate_hosts_are_rejected() -> None:
     with pytest.raises(DynoformError, match="listed twice"):
-        place({}, [Host("h1", "z", 1024), Host("h1", "z", 1024)])
+        place({}, [HostSpace("h1", "z", 1024), HostSpace("h1", "z", 1024)])
 
 
 def test_dict_round_trip_and_grouping() -> None:
-    hosts = [Host("h1", "z", 4096), Host("h2", "z", 4096)]
+    hosts = [HostSpace("h1", "z", 4096), HostSpace("h2", "z", 4096)]
     placement = place({"shop": {"web": ProcessFormation(2), "worker": ProcessFormation(1)}}, hosts)
     data = placement_to_dict(placement)
     assert set(data["shop"]) == {"web.1", "web.2", "worker.1"}

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from provisioner.errors import ValidationError
-from provisioner.model.certs import (
+from provisioner.model.tls import (
     AUTO,
     CUSTOM,
     AppCert,
@@ -209,7 +209,7 @@ def test_domain_status_and_find() -> None:
 
 def test_app_certificates_may_not_name_the_platform_domain() -> None:
     from provisioner.errors import ValidationError
-    from provisioner.model.certs import check_app_cert_names
+    from provisioner.model.tls import check_app_cert_names
 
     check_app_cert_names(["www.example.com", "*.shop.example.com"], "apps.example.com")
     for name in ("apps.example.com", "a.apps.example.com", "*.apps.example.com", "*.example.com"):

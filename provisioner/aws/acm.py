@@ -3,7 +3,7 @@
 An app's certificates are found by their tags: the platform, `dynoform:app`, the kind
 (`auto` or `custom`) and, for automatic ones, the domain. They are served by adding them to the
 platform's HTTPS listener (ALB picks one by SNI); the listener's default certificate stays the
-platform's wildcard. Pure decisions live in provisioner.model.certs.
+platform's wildcard. Pure decisions live in provisioner.model.tls.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from provisioner.aws.acmdns import validation_records
 from provisioner.aws.platform import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, Platform, tags
 from provisioner.aws.session import Aws
 from provisioner.errors import DynoformError
-from provisioner.model.certs import AUTO, CUSTOM, AppCert, Bundle, CertPlan
+from provisioner.model.tls import AUTO, CUSTOM, AppCert, Bundle, CertPlan
 
 APP_TAG = "dynoform:app"
 KIND_TAG = "dynoform:cert"
