@@ -9,7 +9,7 @@ from typing import Any
 from moto import mock_aws
 
 from provisioner.aws.session import Aws
-from provisioner.aws.state import Conflict, Documents
+from provisioner.aws.state import Documents, StaleWrite
 from provisioner.plan.placement import placement_benchmark
 from provisioner.targets import Target
 
@@ -37,7 +37,7 @@ def state_ops(seconds: float) -> dict[str, Any]:
         try:
             docs.update("apps/bench/formation.json", {"n": -1}, '"stale"')
             stale_refused = False
-        except Conflict:
+        except StaleWrite:
             stale_refused = True
         reads = 0
         end = time.perf_counter() + seconds

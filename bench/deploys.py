@@ -355,7 +355,7 @@ def _latency(text: str, label: str) -> float:
 def ssh_fanout(counts: list[int], runs: int) -> dict[str, Any]:
     """One command on N hosts over the pooled SSH edge (connections warm), and one command alone."""
     from provisioner.aws.session import Aws
-    from provisioner.ops.hosts import Fleet
+    from provisioner.fleet import Fleet
     from provisioner.remote.fanout import fan_out
     from provisioner.targets import LOCAL_TARGET
 

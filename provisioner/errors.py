@@ -20,3 +20,19 @@ class ValidationError(DynoformError, ValueError):
         super().__init__(f"{field}: {rule}", hint)
         self.field = field
         self.rule = rule
+
+
+class NotFound(DynoformError):
+    """What was asked for does not exist: an app, a release, a host, an add-on, a dyno."""
+
+
+class NoPlatform(NotFound):
+    """The target has no platform yet (`dynoform platform:init` makes one)."""
+
+
+class Conflict(DynoformError):
+    """Another command or app holds what this one needs: a lease, a name, a domain."""
+
+
+class Unreachable(DynoformError):
+    """A host or endpoint did not answer."""

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner.aws.state import Conflict, Documents
-from provisioner.errors import DynoformError
+from provisioner.aws.state import Documents, StaleWrite
+from provisioner.errors import Conflict, DynoformError, NotFound
 from provisioner.model.config import validate_config
 from provisioner.model.formation import Formation, formation_from_dict, formation_to_dict
 from provisioner.model.names import validate_app_name
@@ -73,9 +73,6 @@ class Store:
     def __init__(self, docs: Documents) -> None:
         self.docs = docs
         self._held: dict[str, Lease] = {}  # app -> the lease this store's caller holds on it
-        # Called once a lease on an app is taken, before its holder acts: the edge that wires
-        # things (the CLI) sets it to repair what an interrupted command left (ops/repair.py).
-        self.on_lease: Callable[[str, Lease], None] | None = None
 
     # apps -------------------------------------------------------------------------------------
     def _app_key(self, app: str) -> str:
@@ -93,15 +90,15 @@ class Store:
         self._fence(app)
         try:
             self.docs.create(self._app_key(app), record)
-        except Conflict:
-            raise DynoformError(
+        except StaleWrite:
+            raise Conflict(
                 f"app {app!r} already exists", "choose another name or use `-a` to pick it"
             ) from None
 
     def app(self, app: str) -> dict[str, Any]:
         doc = self.docs.get(self._app_key(app))
         if doc is None:
-            raise DynoformError(f"no app named {app!r}", "see `dynoform apps`")
+            raise NotFound(f"no app named {app!r}", "see `dynoform apps`")
         return dict(doc.data)
 
     def app_id(self, app: str) -> str:
@@ -117,13 +114,13 @@ class Store:
         for _ in range(MAX_CONFLICT_RETRIES):
             doc = self.docs.get(key)
             if doc is None:
-                raise DynoformError(f"no app named {app!r}", "see `dynoform apps`")
+                raise NotFound(f"no app named {app!r}", "see `dynoform apps`")
             data = dict(doc.data)
             change(data)
             try:
                 self.docs.update(key, data, doc.etag)
                 return data
-            except Conflict:
+            except StaleWrite:
                 continue
         raise DynoformError(f"app {app!r} changed too often to update", "retry")
 
@@ -169,7 +166,7 @@ class Store:
             try:
                 self.docs.create(key, dict(mine, claimed_at=now_iso()))
                 return True
-            except Conflict:
+            except StaleWrite:
                 doc = self.docs.get(key)
             if doc is None:
                 continue  # released meanwhile: try to create it again
@@ -184,7 +181,7 @@ class Store:
             try:
                 self.docs.update(key, dict(mine, claimed_at=now_iso()), doc.etag)
                 return True
-            except Conflict:
+            except StaleWrite:
                 continue
         raise DynoformError(f"domain {domain} changed too often to claim", "retry")
 
@@ -222,7 +219,7 @@ class Store:
                     else:
                         self.docs.update(key, claim, doc.etag)
                     break
-                except Conflict:
+                except StaleWrite:
                     continue
 
     # releases ---------------------------------------------------------------------------------
@@ -248,7 +245,7 @@ class Store:
             release = make(version)
             try:
                 self.docs.create(self._release_key(app, version), release.to_dict())
-            except Conflict:
+            except StaleWrite:
                 version += 1
                 continue
             self.docs.put(f"apps/{app}/release-config/{version:08d}.json", validate_config(config))
@@ -258,7 +255,7 @@ class Store:
     def release(self, app: str, version: int) -> Release:
         doc = self.docs.get(self._release_key(app, version))
         if doc is None:
-            raise DynoformError(f"app {app!r} has no release v{version}", "see `dynoform releases`")
+            raise NotFound(f"app {app!r} has no release v{version}", "see `dynoform releases`")
         return Release.from_dict(doc.data)
 
     def releases(self, app: str) -> list[Release]:
@@ -274,13 +271,13 @@ class Store:
         for _ in range(MAX_CONFLICT_RETRIES):
             doc = self.docs.get(key)
             if doc is None:
-                raise DynoformError(f"app {app!r} has no release v{version}")
+                raise NotFound(f"app {app!r} has no release v{version}")
             release = Release.from_dict(doc.data)
             release.status = status
             try:
                 self.docs.update(key, release.to_dict(), doc.etag)
                 return release
-            except Conflict:
+            except StaleWrite:
                 continue
         raise DynoformError(f"release v{version} of {app!r} changed too often", "retry")
 
@@ -300,7 +297,7 @@ class Store:
         return dict(doc.data.get("vars", {})), doc.etag
 
     def save_config(self, app: str, config: dict[str, str], etag: str | None) -> None:
-        """Store config vars; raises Conflict when another change came first."""
+        """Store config vars; raises StaleWrite when another change came first."""
         data = {"vars": validate_config(config), "updated_at": now_iso()}
         self._fence(app)
         key = f"apps/{app}/config.json"
@@ -331,16 +328,14 @@ class Store:
         self,
         app: str,
         operation: str,
-        ttl: float = LEASE_TTL,
+        ttl: float | None = None,
         wait: bool = False,
         timeout: float = 900,
     ) -> Iterator[Lease]:
-        lease = Lease(self.docs, app, operation, ttl)
+        lease = Lease(self.docs, app, operation, ttl or lease_ttl())
         lease.acquire(wait=wait, timeout=timeout)
         self._held[app] = lease
         try:
-            if self.on_lease is not None and not app.startswith("_"):
-                self.on_lease(app, lease)
             yield lease
         finally:
             self._held.pop(app, None)
@@ -353,8 +348,18 @@ class Store:
             lease.ensure()
 
 
-class LeaseBusy(DynoformError):
+class LeaseBusy(Conflict):
     """Another operation holds the app's lease."""
+
+
+def lease_ttl() -> float:
+    """LEASE_TTL, or $DYNOFORM_LEASE_TTL (seconds): how long a killed holder blocks its app.
+    Shorter means more renewals; tests of killed commands use it to wait less."""
+    value = os.environ.get("DYNOFORM_LEASE_TTL", "")
+    try:
+        return max(5.0, float(value)) if value else LEASE_TTL
+    except ValueError:
+        raise DynoformError(f"DYNOFORM_LEASE_TTL={value!r} is not a number of seconds") from None
 
 
 def _identity(record: dict[str, Any]) -> str:
@@ -400,7 +405,7 @@ class Lease:
         self.renewed = 0.0  # time.monotonic() of the last write that extended the lease
         self.lost: str | None = None
         self.took_over: LeaseInfo | None = None  # the dead holder this lease was taken from
-        self.repaired = False  # the store's lease hook repaired the app already
+        self.repaired = False  # repair.changing() repaired the app already
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -413,7 +418,7 @@ class Lease:
         }
 
     def _write(self, etag: str | None) -> None:
-        """Create (etag None) or extend the lease document; Conflict when somebody else won."""
+        """Create (etag None) or extend the lease document; StaleWrite when somebody else won."""
         started = time.monotonic()
         record = self._record()
         self.etag = (
@@ -428,7 +433,7 @@ class Lease:
         try:
             self._write(None)
             return None
-        except Conflict:
+        except StaleWrite:
             pass
         doc = self.docs.get(self.key)
         if doc is None:
@@ -440,7 +445,7 @@ class Lease:
             self._write(doc.etag)
             self.took_over = info
             return None
-        except Conflict:
+        except StaleWrite:
             return self.try_acquire()
 
     def acquire(self, wait: bool = False, timeout: float = 900) -> None:
@@ -460,7 +465,7 @@ class Lease:
         while not self._stop.wait(self.ttl / LEASE_RENEWALS):
             try:
                 self._write(self.etag)
-            except Conflict:
+            except StaleWrite:
                 self.lost = "another operation took it over"
                 return
             except Exception as exc:  # noqa: BLE001 - network or throttling: retry next round

@@ -27,7 +27,7 @@ from provisioner.aws import acmdns
 from provisioner.aws.router import fixed_response_action
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
-from provisioner.errors import DynoformError, ValidationError
+from provisioner.errors import DynoformError, NoPlatform, ValidationError
 from provisioner.model.tls import Bundle, covers
 from provisioner.targets import Target
 
@@ -209,7 +209,7 @@ class _Builder:
 
     def _missing(self, what: str) -> None:
         if not self.create:
-            raise DynoformError(
+            raise NoPlatform(
                 f"platform {self.name!r} on target {self.target.name!r} has no {what}",
                 "create it with `dynoform platform:init`",
             )

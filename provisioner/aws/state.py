@@ -17,7 +17,7 @@ from provisioner.errors import DynoformError
 SSE = {"ServerSideEncryption": "AES256"}
 
 
-class Conflict(Exception):
+class StaleWrite(Exception):
     """A conditional write lost: the document exists already, or changed since it was read."""
 
 
@@ -99,16 +99,16 @@ class Documents:
             )
         except ClientError as exc:
             if _is_precondition(exc):
-                raise Conflict(key) from exc
+                raise StaleWrite(key) from exc
             raise
         return str(resp["ETag"])
 
     def create(self, key: str, data: Any) -> str:
-        """Write only if no document exists at key; raises Conflict otherwise."""
+        """Write only if no document exists at key; raises StaleWrite otherwise."""
         return self._put(key, data, IfNoneMatch="*")
 
     def update(self, key: str, data: Any, etag: str) -> str:
-        """Write only if the document is still the one read with etag; raises Conflict otherwise."""
+        """Write only if the document is still the one read with etag; raises StaleWrite otherwise."""
         return self._put(key, data, IfMatch=etag)
 
     def put(self, key: str, data: Any) -> str:

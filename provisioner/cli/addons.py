@@ -9,7 +9,6 @@ from typing import Any
 
 import typer
 
-from provisioner.cli import common
 from provisioner.cli.common import (
     AppOption,
     confirm,
@@ -50,7 +49,7 @@ def opened() -> Iterator[tuple[Addons, dict[str, Any]]]:
         return opened_[name]  # type: ignore[no-any-return]
 
     try:
-        yield Addons(g().store, provider, common.activator(), status), opened_
+        yield Addons(g().ctx, provider), opened_
     finally:
         fleet = opened_.get("fleet")
         if fleet is not None:
@@ -58,14 +57,12 @@ def opened() -> Iterator[tuple[Addons, dict[str, Any]]]:
 
 
 def _platform() -> Any:
-    from provisioner.ops.rollout import known_platform
-
-    return known_platform(g(), create=False)
+    return g().ctx.platform(create=False)
 
 
 def _fleet(opened_: dict[str, Any]) -> Any:
     if "fleet" not in opened_:
-        from provisioner.ops.hosts import Fleet
+        from provisioner.fleet import Fleet
 
         opened_["fleet"] = Fleet(g().aws, g().target, _platform(), g().store.docs)
     return opened_["fleet"]
@@ -78,7 +75,7 @@ def _open_provider(name: str, opened_: dict[str, Any]) -> Provider:
         return Managed(g().aws, _platform())
     from provisioner.ops.selfhosted import SelfHosted
 
-    addons_for_ports = Addons(g().store, lambda _: None)  # type: ignore[arg-type,return-value]
+    addons_for_ports = Addons(g().ctx, lambda _: None)  # type: ignore[arg-type,return-value]
     return SelfHosted(_fleet(opened_), addons_for_ports.used_ports)
 
 
@@ -102,7 +99,7 @@ def list_addons(
     """List add-ons (all, or an app's). Example: dynoform addons -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
-    ops = Addons(g().store, _no_provider)
+    ops = Addons(g().ctx, _no_provider)
     found = ops.for_app(app) if app else ops.all()
     if g().json:
         emit_json([a.public() for a in found])
@@ -140,7 +137,7 @@ def info(
     ref: str = typer.Argument(..., help="Add-on name, or its var with -a."), app: str = AppOption
 ) -> None:
     """Show an add-on (never its password). Example: dynoform addons:info postgres-1a2b3c"""
-    addon = Addons(g().store, _no_provider).resolve(ref, app)
+    addon = Addons(g().ctx, _no_provider).resolve(ref, app)
     data = addon.public()
     if g().json:
         emit_json(data)
@@ -251,7 +248,7 @@ def psql(
     from provisioner.ops.rollout import open_rollout
 
     name = resolve_app(app)
-    addon = _postgres(Addons(g().store, _no_provider), ref, name)
+    addon = _postgres(Addons(g().ctx, _no_provider), ref, name)
     attachment = addon.attached_to(name, g().store.app_id(name))
     if attachment is None:
         raise DynoformError(f"{addon.name} is not attached to {name}")
@@ -261,15 +258,12 @@ def psql(
     config = g().store.release_config(name, release.version)
     # The URL stays in the dyno's environment: no argv ever holds it (nor the password).
     line = m.psql_dyno_command(attachment.var, command)
-    rollout = open_rollout(g(), status)
-    try:
-        ensure_psql(rollout)
-        if not command and sys.stdin.isatty() and sys.stdout.isatty():
-            code = run_interactive(rollout, name, release, config, line)
-        else:
-            code = run_oneoff(rollout, name, release, config, line, _print)
-    finally:
-        rollout.fleet.close()
+    rollout = open_rollout(g().ctx)
+    ensure_psql(rollout)
+    if not command and sys.stdin.isatty() and sys.stdout.isatty():
+        code = run_interactive(rollout, name, release, config, line)
+    else:
+        code = run_oneoff(rollout, name, release, config, line, _print)
     raise typer.Exit(code)
 
 
@@ -305,7 +299,7 @@ def list_backups(
     """List backups. Example: dynoform pg:backups -a myapp"""
     if ctx.invoked_subcommand is not None:
         return
-    ops = Addons(g().store, _no_provider)
+    ops = Addons(g().ctx, _no_provider)
     addon = _postgres(ops, ref, app)
     rows = [{**b, "ref": f"{addon.name}:{b['id']}"} for b in addon.resource.get("backups", [])]
     if g().json:

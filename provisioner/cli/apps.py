@@ -9,6 +9,7 @@ from provisioner.cli.common import AppOption, emit_json, g, out, print_table, re
 from provisioner.errors import DynoformError
 from provisioner.model.release import Release
 from provisioner.ops import apps as ops
+from provisioner.ops.rollout import activator
 
 group = typer.Typer(
     help="Apps.\n\nExample: dynoform apps:create myapp",
@@ -77,12 +78,10 @@ def repair(
     Example: dynoform apps:repair -a myapp
     """
     from provisioner.ops import repair as ops_repair
-    from provisioner.ops import rollout
 
     name = resolve_app(app)
-    store = g().store
-    store.app(name)
-    lines = ops_repair.repair_app(lambda: rollout.open_rollout(g(), status), store, name, wait)
+    g().store.app(name)
+    lines = ops_repair.repair_app(g().ctx, name, wait)
     if g().json:
         emit_json(lines)
         return
@@ -99,13 +98,13 @@ def rename(
 
     Example: dynoform apps:rename newname -a oldname"""
     old = resolve_app(app)
-    activate = common.activator()
+    activate = activator(g().ctx)
 
     def start_under_new_name(name: str, release: Release, config: dict[str, str]) -> None:
         try:
             activate(name, release, config)
         except BaseException:
-            _remove_from_hosts(name)  # what the new name got before it failed
+            ops.remove_from_hosts(g().ctx, name)  # what the new name got before it failed
             raise
 
     ops.rename_app(g().store, old, new_name, start_under_new_name)
@@ -115,31 +114,15 @@ def rename(
         ops.add_git_remote(new_name)
 
 
-def _remove_from_hosts(app: str) -> bool:
-    """The app's dynos, router rule and target group, release directories and user on hosts;
-    False when there is no platform (so nothing there)."""
-    from provisioner.ops.rollout import open_rollout
-
-    try:
-        rollout = open_rollout(g(), status, create=False)
-    except DynoformError:
-        return False
-    try:
-        rollout.remove_app(app)
-    finally:
-        rollout.fleet.close()
-    return True
-
-
 def _move_platform_entries(old: str, new: str) -> None:
     """What the platform holds under the old name goes (its dynos, which the new name now
     runs, its rule and directories); certificates move; custom domains route to the new name."""
     from provisioner.cli.domains import sync_rules
     from provisioner.ops import certs
 
-    if not _remove_from_hosts(old):
+    if not ops.remove_from_hosts(g().ctx, old):
         return
-    certs.rename_app_certs(g(), old, new)
+    certs.rename_app_certs(g().ctx, old, new)
     record = g().store.app(new)
     if record.get("domains") or record.get("maintenance") or record.get("plain_http"):
         sync_rules(new, record)

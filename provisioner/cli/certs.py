@@ -34,7 +34,7 @@ def list_certs(ctx: typer.Context, app: str = AppOption) -> None:
         return
     from provisioner.ops import certs
 
-    rows = certs.rows(g(), resolve_app(app))
+    rows = certs.rows(g().ctx, resolve_app(app))
     if g().json:
         emit_json(rows)
         return
@@ -55,7 +55,7 @@ def add(
     Example: dynoform certs:add server.crt server.key -a myapp"""
     from provisioner.ops import certs
 
-    row = certs.add(g(), resolve_app(app), cert_file, key_file, status)
+    row = certs.add(g().ctx, resolve_app(app), cert_file, key_file, status)
     _show(row)
 
 
@@ -71,7 +71,7 @@ def update(
     Example: dynoform certs:update 3f2a9c1e renewed.crt renewed.key -a myapp"""
     from provisioner.ops import certs
 
-    row = certs.update(g(), resolve_app(app), cert_id, cert_file, key_file, status)
+    row = certs.update(g().ctx, resolve_app(app), cert_id, cert_file, key_file, status)
     _show(row)
 
 
@@ -84,7 +84,7 @@ def remove(
     certificates again. Example: dynoform certs:remove 3f2a9c1e -a myapp"""
     from provisioner.ops import certs
 
-    for line in certs.remove(g(), resolve_app(app), cert_id, status):
+    for line in certs.remove(g().ctx, resolve_app(app), cert_id, status):
         status(line)
 
 

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from provisioner.aws.session import Aws
-from provisioner.aws.state import Documents, bucket_name
+from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.names import validate_app_name
-from provisioner.store import Lease, Store
+from provisioner.store import Store
 from provisioner.targets import Target, get_target
 
 # Data to stdout, everything else (progress, status, errors) to stderr.
@@ -38,27 +38,25 @@ class Globals:
     verbose: int = 0
 
     @cached_property
+    def ctx(self) -> Context:
+        """The one Context of this invocation; main() closes it."""
+        return Context(get_target(self.target_name), say=status)
+
+    @property
     def target(self) -> Target:
-        return get_target(self.target_name)
+        return self.ctx.target
 
-    @cached_property
+    @property
     def aws(self) -> Aws:
-        return Aws(self.target)
+        return self.ctx.aws
 
-    @cached_property
+    @property
     def store(self) -> Store:
-        """The state store, its bucket made on first use."""
-        docs = Documents(self.aws.s3, bucket_name(self.target.platform, self.aws.account_id()))
-        docs.ensure_bucket(self.target.region)
-        store = Store(docs)
-        store.on_lease = self._repair_on_lease
-        return store
+        return self.ctx.store
 
-    def _repair_on_lease(self, app: str, lease: Lease) -> None:
-        """Before a command changes an app: repair what an interrupted one left."""
-        from provisioner.ops import repair, rollout
-
-        repair.on_lease(lambda: rollout.open_rollout(self, status), self.store, app, lease)
+    def close(self) -> None:
+        if "ctx" in self.__dict__:
+            self.ctx.close()
 
 
 GLOBALS = Globals()
@@ -91,7 +89,7 @@ def settled_app(app: str | None) -> str:
     from provisioner.ops import repair
 
     name = resolve_app(app)
-    repair.settle(GLOBALS.store, name)
+    repair.settle(GLOBALS.ctx, name)
     return name
 
 
@@ -155,21 +153,13 @@ def web_url(app: str) -> str | None:
     """The app's URL through the router (None before the platform exists)."""
     from provisioner.ops import router
 
-    return router.web_url(GLOBALS, app)
-
-
-def activator() -> Any:
-    """The function that rolls an app's dynos to a release."""
-    from provisioner.ops import rollout
-
-    return rollout.activator(GLOBALS)
+    return router.web_url(GLOBALS.ctx, app)
 
 
 def destroy_app_resources(app: str) -> None:
     """Remove an app's dynos, router entries, certificates, stored objects and add-ons."""
     from provisioner.cli import addons
-    from provisioner.ops import certs, rollout
+    from provisioner.ops import apps
 
-    rollout.destroy_app(GLOBALS, app)
-    certs.destroy_app_certs(GLOBALS, app)
+    apps.destroy(GLOBALS.ctx, app)
     addons.destroy_app_addons(app)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from provisioner.cli import common
 from provisioner.cli.common import AppOption, emit_json, g, out, resolve_app, status
 from provisioner.errors import DynoformError
 from provisioner.model.config import parse_assignment, parse_env_file
@@ -59,7 +58,7 @@ def set_vars(
         changes[key] = value
     if not changes:
         raise DynoformError("nothing to set", "give KEY=VALUE pairs or --env-file FILE")
-    release = ops.change_config(g().store, name, changes, (), common.activator(), wait)
+    release = ops.change_config(g().ctx, name, changes, (), wait)
     status(f"set {', '.join(sorted(changes))} and restarted {name}: v{release.version}")
 
 
@@ -71,7 +70,7 @@ def unset(
 ) -> None:
     """Remove config vars (a new release). Example: dynoform config:unset -a myapp A B"""
     name = resolve_app(app)
-    release = ops.change_config(g().store, name, {}, keys, common.activator(), wait)
+    release = ops.change_config(g().ctx, name, {}, keys, wait)
     status(f"unset {', '.join(keys)} and restarted {name}: v{release.version}")
 
 

@@ -14,7 +14,6 @@ from provisioner.errors import DynoformError
 from provisioner.ops import apps as app_ops
 from provisioner.ops.deploy import deploy as run_deploy
 from provisioner.ops.deploy import package
-from provisioner.ops.rollout import open_rollout
 from provisioner.plan.rollout import RolloutOptions
 
 git_group = typer.Typer(
@@ -37,13 +36,12 @@ def deploy(
     started = time.monotonic()
     source = package(path, ref)
     status(f"-----> Deploying {name}: {source.description}")
-    rollout = open_rollout(g(), status, RolloutOptions(boot_timeout_s=boot_timeout, settle_s=1.0))
+    options = RolloutOptions(boot_timeout_s=boot_timeout, settle_s=1.0)
     try:
         result = run_deploy(
-            rollout, name, source, _build_line, wait=wait, max_slug_bytes=max_slug_mb * 1024 * 1024
+            g().ctx, name, source, _build_line, wait, max_slug_mb * 1024 * 1024, options
         )
     finally:
-        rollout.fleet.close()
         source.tarball.unlink(missing_ok=True)
     release = result.release
     status(

@@ -24,13 +24,10 @@ def _validate(domain: str) -> str:
 def sync_rules(app: str, record: dict[str, Any]) -> None:
     """Put the app's rules on the load balancer as its record says."""
     domains = [str(d) for d in record.get("domains") or []]
-    rollout = open_rollout(g(), status)
-    try:
-        rollout.router.ensure_rule(
-            app, domains, bool(record.get("maintenance")), bool(record.get("plain_http"))
-        )
-    finally:
-        rollout.fleet.close()
+    rollout = open_rollout(g().ctx)
+    rollout.router.ensure_rule(
+        app, domains, bool(record.get("maintenance")), bool(record.get("plain_http"))
+    )
 
 
 @group.callback()
@@ -48,7 +45,7 @@ def list_domains(ctx: typer.Context, app: str = AppOption) -> None:
             "kind": "default",
             "certificate": "platform wildcard",
         },
-        *certs.domain_rows(g(), name),
+        *certs.domain_rows(g().ctx, name),
     ]
     if g().json:
         emit_json(rows)
@@ -76,9 +73,9 @@ def add(domain: str = typer.Argument(...), app: str = AppOption) -> None:
     )
     sync_rules(name, record)
     status(f"{host} is already a domain of {name}" if known else f"added {host} to {name}")
-    for line in certs.sync(g(), name, status):
+    for line in certs.sync(g().ctx, name, status):
         status(line)
-    status(router.dns_hint(g(), host))
+    status(router.dns_hint(g().ctx, host))
 
 
 @group.command("remove")
@@ -102,7 +99,7 @@ def remove(domain: str = typer.Argument(...), app: str = AppOption) -> None:
         sync_rules(name, record)
     store.release_domain(host, name)  # after the rule: the name is free once nothing routes it
     status(f"removed {host} from {name}")
-    for line in certs.sync(g(), name, status):
+    for line in certs.sync(g().ctx, name, status):
         status(line)
 
 
@@ -119,7 +116,7 @@ def wait(
 
     name = resolve_app(app)
     hosts = [normalise_domain(d) for d in domains or []]
-    for line in certs.wait(g(), name, hosts, timeout, status):
+    for line in certs.wait(g().ctx, name, hosts, timeout, status):
         status(line)
     status(f"{', '.join(hosts) or 'every domain of ' + name}: certificate issued and served")
 

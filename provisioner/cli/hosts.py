@@ -14,7 +14,7 @@ from rich.table import Table
 from provisioner.aws import instances
 from provisioner.cli.common import confirm, emit_json, err, g, out, print_table
 from provisioner.errors import DynoformError
-from provisioner.ops.hosts import Fleet
+from provisioner.fleet import Fleet
 
 
 def say(message: str) -> None:

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from provisioner import logs as lg
-from provisioner.cli.common import AppOption, g, resolve_app, status
+from provisioner.cli.common import AppOption, g, resolve_app
 from provisioner.errors import ValidationError
 from provisioner.ops import logs as ops
 from provisioner.ops.rollout import open_rollout
@@ -30,7 +30,7 @@ def logs(
     if source and source not in lg.SOURCES:
         raise ValidationError("--source", "must be one of " + ", ".join(lg.SOURCES))
     g().store.app(name)
-    rollout = open_rollout(g(), status)
+    rollout = open_rollout(g().ctx)
     domain = g().target.app_domain
     try:
         lines = lg.merge(lg.select(ops.history(rollout, name, num, domain), ps, source), num)

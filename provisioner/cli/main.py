@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         common.err.print("interrupted")
         sys.exit(130)
+    finally:
+        common.GLOBALS.close()
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -62,7 +62,7 @@ def init(
 
     Example: dynoform platform:init --ssh-cidr 203.0.113.7/32
     """
-    from provisioner.ops.rollout import PLATFORM_DOC
+    from provisioner.context import PLATFORM_DOC
 
     bundle = _bundle(cert, key)
     platform = ensure_platform(g().aws, g().target, ssh_cidr=ssh_cidr, bundle=bundle)

@@ -65,11 +65,8 @@ def dyno_row(state: DynoState) -> dict[str, Any]:
 
 
 def _with_rollout(fn: Callable[[Rollout], Any]) -> Any:
-    rollout = open_rollout(g(), status)
-    try:
-        return fn(rollout)
-    finally:
-        rollout.fleet.close()
+    rollout = open_rollout(g().ctx)
+    return fn(rollout)
 
 
 @group.callback()

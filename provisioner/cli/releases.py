@@ -66,7 +66,7 @@ def rollback(
     """Roll back: a new release from vN's slug and config. Example: dynoform releases:rollback v3"""
     name = resolve_app(app)
     target = parse_version(version) if version else None
-    release = ops.rollback(g().store, name, target, common.activator(), wait)
+    release = ops.rollback(g().ctx, name, target, wait)
     status(f"rolled back {name}: {release.description}, now v{release.version}")
 
 

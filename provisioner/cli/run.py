@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from provisioner.cli.common import AppOption, g, resolve_app, status
+from provisioner.cli.common import AppOption, g, resolve_app
 from provisioner.errors import DynoformError
 from provisioner.ops.oneoff import run_interactive, run_oneoff
 from provisioner.ops.rollout import open_rollout
@@ -27,14 +27,11 @@ def run(
         raise DynoformError(f"{name} has no deployed release", "deploy first: dynoform deploy")
     config = store.release_config(name, release.version)
     line = command[0] if len(command) == 1 else shlex.join(command)
-    rollout = open_rollout(g(), status)
-    try:
-        if not detach and not no_tty and sys.stdin.isatty() and sys.stdout.isatty():
-            code = run_interactive(rollout, name, release, config, line)
-        else:
-            code = run_oneoff(rollout, name, release, config, line, _print, detach=detach)
-    finally:
-        rollout.fleet.close()
+    rollout = open_rollout(g().ctx)
+    if not detach and not no_tty and sys.stdin.isatty() and sys.stdout.isatty():
+        code = run_interactive(rollout, name, release, config, line)
+    else:
+        code = run_oneoff(rollout, name, release, config, line, _print, detach=detach)
     raise typer.Exit(code)
 
 

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from provisioner.aws.blobs import Blobs
-from provisioner.aws.state import Conflict
-from provisioner.errors import DynoformError
+from provisioner.aws.state import StaleWrite
+from provisioner.context import Context
+from provisioner.errors import DynoformError, NotFound
 from provisioner.model import addons as m
-from provisioner.ops.releases import Activator, change_config, no_dynos
-from provisioner.store import Store, app_id_of, now_iso
+from provisioner.ops.releases import change_config
+from provisioner.store import app_id_of, now_iso
 
 Say = Callable[[str], None]
 LOCK = "_addons"  # a lease name no app can have: serializes port choice and host launches
@@ -41,17 +42,11 @@ def _key(name: str) -> str:
 class Addons:
     """The add-on records of one platform and the operations on them."""
 
-    def __init__(
-        self,
-        store: Store,
-        providers: Callable[[str], Provider],
-        activate: Activator = no_dynos,
-        say: Say = lambda line: None,
-    ) -> None:
-        self.store = store
+    def __init__(self, ctx: Context, providers: Callable[[str], Provider]) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
         self.providers = providers  # provider name -> provider (opened lazily)
-        self.activate = activate
-        self.say = say
+        self.say = ctx.say
 
     # records ----------------------------------------------------------------------------------
     def get(self, name: str) -> m.Addon:
@@ -85,7 +80,7 @@ class Addons:
             attachment = addon.attached_to(app, app_id)
             if attachment is not None and attachment.var == var:
                 return addon
-        raise DynoformError(f"{app} has no add-on attached as {var}", "see `dynoform addons`")
+        raise NotFound(f"{app} has no add-on attached as {var}", "see `dynoform addons`")
 
     def used_ports(self, host_id: str) -> set[int]:
         return {
@@ -124,7 +119,7 @@ class Addons:
         )  # fmt: skip
         try:
             self.store.docs.create(_key(addon.name), addon.to_dict())
-        except Conflict:
+        except StaleWrite:
             raise DynoformError(f"add-on name {addon.name} was taken", "retry") from None
         self.say(f"creating {addon.name} ({kind}, {plan}, {provider}) for {app}")
         try:
@@ -146,7 +141,7 @@ class Addons:
         addon.attachments = [a for a in addon.attachments if not a.is_for(app, app_id)]
         addon.attachments.append(m.Attachment(app, var, app_id))
         self.save(addon)
-        release = change_config(self.store, app, {var: url}, (), self.activate, wait=True)
+        release = change_config(self.ctx, app, {var: url}, (), wait=True)
         self.say(f"attached {addon.name} to {app} as {var}: v{release.version}")
 
     def attach(self, name: str, app: str, as_name: str | None = None) -> m.Addon:
@@ -187,7 +182,7 @@ class Addons:
         config, _ = self.store.config(app)
         if var not in config:
             return
-        release = change_config(self.store, app, {}, [var], self.activate, wait=True)
+        release = change_config(self.ctx, app, {}, [var], wait=True)
         self.say(f"removed {var} from {app}: v{release.version}")
 
     def destroy(self, name: str) -> m.Addon:
@@ -233,8 +228,7 @@ class Addons:
         for attachment in addon.attachments:
             config, _ = self.store.config(attachment.app)
             if config.get(attachment.var) != url:
-                change_config(self.store, attachment.app, {attachment.var: url}, (),
-                              self.activate, wait=True)  # fmt: skip
+                change_config(self.ctx, attachment.app, {attachment.var: url}, (), wait=True)
 
     # backups ----------------------------------------------------------------------------------
     def backups(self, name: str) -> list[dict[str, Any]]:

@@ -7,12 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from provisioner.aws.blobs import Blobs, app_prefixes
-from provisioner.aws.state import Conflict
-from provisioner.errors import DynoformError
+from provisioner.aws.state import StaleWrite
+from provisioner.context import Context
+from provisioner.errors import Conflict, DynoformError, NoPlatform
 from provisioner.model.addons import Addon
 from provisioner.model.appnames import random_app_name
 from provisioner.model.names import validate_app_name
 from provisioner.model.release import Release
+from provisioner.ops import certs
+from provisioner.ops.rollout import open_rollout
 from provisioner.store import MAX_CONFLICT_RETRIES, Store, app_id_of
 
 # Rolls an app's dynos to a release with its config (rollout.activator).
@@ -77,6 +80,25 @@ def delete_app_objects(
         blobs.delete_prefix(prefix)
 
 
+def remove_from_hosts(ctx: Context, app: str) -> bool:
+    """The app's dynos, router rule and target group, release directories and user on hosts;
+    False when there is no platform (so nothing there)."""
+    try:
+        ctx.platform(create=False)
+    except NoPlatform:
+        return False
+    open_rollout(ctx).remove_app(app)
+    return True
+
+
+def destroy(ctx: Context, app: str) -> None:
+    """Remove the app's dynos and router entries, its certificates, then its stored objects."""
+    app_id = ctx.store.app_id(app)
+    remove_from_hosts(ctx, app)
+    certs.destroy_app_certs(ctx, app)
+    delete_app_objects(ctx.store, ctx.blobs(), app, app_id, ctx.say)
+
+
 def rename_app(store: Store, old: str, new: str, activate: Activate | None = None) -> None:
     """Claim the new name, copy the app's documents there, start it there, then drop the old.
 
@@ -89,7 +111,7 @@ def rename_app(store: Store, old: str, new: str, activate: Activate | None = Non
     validate_app_name(new)
     store.app(old)
     if store.app_exists(new):
-        raise DynoformError(f"app {new!r} already exists", "choose another name")
+        raise Conflict(f"app {new!r} already exists", "choose another name")
     with store.lease(old, "rename"), store.lease(new, f"rename from {old}"):
         record = store.app(old)
         app_id = app_id_of(record)
@@ -141,5 +163,5 @@ def rename_in_addons(store: Store, old: str, new: str, app_id: str) -> None:
             try:
                 store.docs.update(key, addon.to_dict(), doc.etag)
                 break
-            except Conflict:
+            except StaleWrite:
                 continue

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from provisioner.build import neutralise
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, NotFound
 from provisioner.store import Store, now_iso, whoami
 
 BUILD_FOLLOW_TIMEOUT = 20 * 60
@@ -108,7 +108,7 @@ def get_build(store: Store, app: str, build_id: str | None) -> dict[str, Any]:
     for build in builds:
         if build["id"] == build_id:
             return build
-    raise DynoformError(f"{app} has no build {build_id}", "see `dynoform builds`")
+    raise NotFound(f"{app} has no build {build_id}", "see `dynoform builds`")
 
 
 def follow_build(

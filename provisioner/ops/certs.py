@@ -16,7 +16,8 @@ from typing import Any
 
 from provisioner.aws import acmdns
 from provisioner.aws.acm import AppCertificates
-from provisioner.errors import DynoformError
+from provisioner.context import Context
+from provisioner.errors import DynoformError, NoPlatform
 from provisioner.model.tls import (
     AUTO,
     CUSTOM,
@@ -35,22 +36,20 @@ Say = Callable[[str], None]
 WAIT_POLL_SECONDS = 10.0
 
 
-def app_certificates(g: Any, create: bool = True) -> AppCertificates:
-    from provisioner.ops.rollout import known_platform
-
-    return AppCertificates(g.aws, known_platform(g, create))
+def app_certificates(ctx: Context, create: bool = True) -> AppCertificates:
+    return AppCertificates(ctx.aws, ctx.platform(create))
 
 
-def _domains(g: Any, app: str) -> list[str]:
-    return [str(d) for d in g.store.app(app).get("domains") or []]
+def _domains(ctx: Context, app: str) -> list[str]:
+    return [str(d) for d in ctx.store.app(app).get("domains") or []]
 
 
-def sync(g: Any, app: str, say: Say, certs: AppCertificates | None = None) -> list[str]:
+def sync(ctx: Context, app: str, say: Say, certs: AppCertificates | None = None) -> list[str]:
     """Bring the app's certificates in line with its domains; returns what changed.
 
     A second pass attaches certificates issued during the first (the local cloud's at once)."""
-    certs = certs or app_certificates(g)
-    domains = _domains(g, app)
+    certs = certs or app_certificates(ctx)
+    domains = _domains(ctx, app)
     done: list[str] = []
     for _ in range(2):
         mine = certs.of_app(app)
@@ -60,22 +59,22 @@ def sync(g: Any, app: str, say: Say, certs: AppCertificates | None = None) -> li
         changed, requested = certs.apply(app, plan)
         done += changed
         for domain, arn in requested.items():
-            _announce_validation(g, certs, app, domain, arn, say)
+            _announce_validation(ctx, certs, app, domain, arn, say)
     for note in plan.notes:
         say(note)
     return done
 
 
 def _announce_validation(
-    g: Any, certs: AppCertificates, app: str, domain: str, arn: str, say: Say
+    ctx: Context, certs: AppCertificates, app: str, domain: str, arn: str, say: Say
 ) -> None:
     """Put a new certificate's DNS validation records in Route 53, or tell the user them."""
     records = certs.pending_records(arn)
     if records is None:
         return  # issued already (the local cloud's ACM)
-    zone = acmdns.hosted_zone(g.aws, domain)
+    zone = acmdns.hosted_zone(ctx.aws, domain)
     if records and zone:
-        acmdns.put_records(g.aws, zone, records)
+        acmdns.put_records(ctx.aws, zone, records)
         say(f"{domain}: DNS validation records put in Route 53 zone {zone}")
     elif records:
         say(f"{domain}: add this DNS record so that ACM issues its certificate:")
@@ -84,11 +83,11 @@ def _announce_validation(
     say(f"then run: dynoform domains:wait {domain} -a {app}")
 
 
-def rows(g: Any, app: str) -> list[dict[str, Any]]:
+def rows(ctx: Context, app: str) -> list[dict[str, Any]]:
     """What `certs` lists: one row per certificate, and which custom domains it covers."""
-    certs = app_certificates(g, create=False)
+    certs = app_certificates(ctx, create=False)
     serving = certs.attached()
-    domains = _domains(g, app)
+    domains = _domains(ctx, app)
     return [_row(c, c.arn in serving, domains) for c in certs.of_app(app)]
 
 
@@ -106,12 +105,12 @@ def _row(cert: AppCert, serving: bool, domains: list[str]) -> dict[str, Any]:
     }
 
 
-def domain_rows(g: Any, app: str) -> list[dict[str, Any]]:
+def domain_rows(ctx: Context, app: str) -> list[dict[str, Any]]:
     """What `domains` lists for custom domains: the certificate state of each."""
-    domains = _domains(g, app)
+    domains = _domains(ctx, app)
     if not domains:
         return []
-    certs = app_certificates(g, create=False)
+    certs = app_certificates(ctx, create=False)
     mine, serving = certs.of_app(app), certs.attached()
     return [
         {"hostname": d, "kind": "custom", "certificate": domain_status(d, mine, serving)}
@@ -131,17 +130,17 @@ def read_bundle(cert_file: Path, key_file: Path) -> Bundle:
     return parse_bundle(_read(cert_file, "certificate file"), _read(key_file, "key file"))
 
 
-def read_app_bundle(g: Any, cert_file: Path, key_file: Path) -> Bundle:
+def read_app_bundle(ctx: Context, cert_file: Path, key_file: Path) -> Bundle:
     """read_bundle for an app's own certificate: none of its names the platform's."""
     bundle = read_bundle(cert_file, key_file)
-    check_app_cert_names(bundle.names, g.target.app_domain)
+    check_app_cert_names(bundle.names, ctx.target.app_domain)
     return bundle
 
 
-def add(g: Any, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str, Any]:
+def add(ctx: Context, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str, Any]:
     """Import a certificate the user brings and serve it for the app's domains it covers."""
-    bundle = read_app_bundle(g, cert_file, key_file)
-    certs = app_certificates(g)
+    bundle = read_app_bundle(ctx, cert_file, key_file)
+    certs = app_certificates(ctx)
     same = _already_imported(certs, app, bundle.cert_pem)
     if same is not None:
         say(f"{app} already has this certificate ({same.id}); nothing to change")
@@ -149,10 +148,10 @@ def add(g: Any, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str
     else:
         arn = certs.import_bundle(app, bundle)
         say(f"imported the certificate for {', '.join(bundle.names)} into ACM")
-        for line in sync(g, app, say, certs):
+        for line in sync(ctx, app, say, certs):
             say(line)
         cert = next(c for c in certs.of_app(app) if c.arn == arn)
-    domains = _domains(g, app)
+    domains = _domains(ctx, app)
     uncovered = [d for d in domains if not covered_by(d, [cert])]
     if len(uncovered) == len(domains):
         say(f"note: it covers none of {app}'s domains yet: dynoform domains:add NAME -a {app}")
@@ -160,20 +159,20 @@ def add(g: Any, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str
 
 
 def update(
-    g: Any, app: str, ident: str, cert_file: Path, key_file: Path, say: Say
+    ctx: Context, app: str, ident: str, cert_file: Path, key_file: Path, say: Say
 ) -> dict[str, Any]:
     """Renew one of your certificates in place: the listener keeps serving it, now the new one."""
-    bundle = read_app_bundle(g, cert_file, key_file)
-    certs = app_certificates(g)
+    bundle = read_app_bundle(ctx, cert_file, key_file)
+    certs = app_certificates(ctx)
     cert = _yours(
         certs, app, ident, f"ACM renews it; to serve your own: certs:add CERT KEY -a {app}"
     )
     certs.reimport(app, cert.arn, bundle)
     say(f"replaced certificate {cert.id} with the one for {', '.join(bundle.names)}")
-    for line in sync(g, app, say, certs):
+    for line in sync(ctx, app, say, certs):
         say(line)
     renewed = next(c for c in certs.of_app(app) if c.arn == cert.arn)
-    return _row(renewed, renewed.arn in certs.attached(), _domains(g, app))
+    return _row(renewed, renewed.arn in certs.attached(), _domains(ctx, app))
 
 
 def _yours(certs: AppCertificates, app: str, ident: str, hint: str) -> AppCert:
@@ -200,20 +199,20 @@ def _already_imported(certs: AppCertificates, app: str, cert_pem: bytes) -> AppC
     return None
 
 
-def remove(g: Any, app: str, ident: str, say: Say) -> list[str]:
+def remove(ctx: Context, app: str, ident: str, say: Say) -> list[str]:
     """Stop serving a custom certificate and delete it; domains it covered get automatic
     certificates again."""
-    certs = app_certificates(g)
+    certs = app_certificates(ctx)
     cert = _yours(certs, app, ident, f"it goes with the domain: domains:remove {{domain}} -a {app}")
     certs.detach([cert.arn])
     certs.delete(cert.arn)
-    return [f"removed certificate {cert.id} ({', '.join(cert.names)})", *sync(g, app, say, certs)]
+    return [f"removed certificate {cert.id} ({', '.join(cert.names)})", *sync(ctx, app, say, certs)]
 
 
-def wait(g: Any, app: str, domains: list[str], timeout: float, say: Say) -> list[str]:
+def wait(ctx: Context, app: str, domains: list[str], timeout: float, say: Say) -> list[str]:
     """Wait until every given domain (default: all) has an issued certificate, then serve it."""
-    certs = app_certificates(g)
-    have = _domains(g, app)
+    certs = app_certificates(ctx)
+    have = _domains(ctx, app)
     unknown = [d for d in domains if d not in have]
     if unknown:
         raise DynoformError(
@@ -223,7 +222,7 @@ def wait(g: Any, app: str, domains: list[str], timeout: float, say: Say) -> list
     deadline = time.monotonic() + timeout
     done: list[str] = []
     while True:
-        done += sync(g, app, lambda _line: None, certs)
+        done += sync(ctx, app, lambda _line: None, certs)
         mine, serving = certs.of_app(app), certs.attached()
         states = {d: domain_status(d, mine, serving) for d in wanted}
         if all(s.endswith("(serving)") for s in states.values()):
@@ -238,12 +237,12 @@ def wait(g: Any, app: str, domains: list[str], timeout: float, say: Say) -> list
         time.sleep(WAIT_POLL_SECONDS)
 
 
-def destroy_app_certs(g: Any, app: str) -> int:
+def destroy_app_certs(ctx: Context, app: str) -> int:
     """Detach and delete every certificate of the app (apps:destroy); returns how many.
     Without a platform there are none."""
     try:
-        certs = app_certificates(g, create=False)
-    except DynoformError:
+        certs = app_certificates(ctx, create=False)
+    except NoPlatform:
         return 0
     mine = certs.of_app(app)
     certs.detach(sorted({c.arn for c in mine} & certs.attached()))
@@ -252,7 +251,7 @@ def destroy_app_certs(g: Any, app: str) -> int:
     return len(mine)
 
 
-def rename_app_certs(g: Any, old: str, new: str) -> None:
-    certs = app_certificates(g, create=False)
+def rename_app_certs(ctx: Context, old: str, new: str) -> None:
+    certs = app_certificates(ctx, create=False)
     for cert in certs.of_app(old):
         certs.retag(cert, new)

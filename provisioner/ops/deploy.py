@@ -17,13 +17,15 @@ from typing import Any
 from provisioner.aws import blobs as keys
 from provisioner.aws import instances
 from provisioner.build import MAX_SLUG_BYTES, BuildResult, build_disk_bytes, build_layout
+from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json
 from provisioner.model.release import Release
-from provisioner.ops import buildhost, builds
+from provisioner.ops import buildhost, builds, repair
 from provisioner.ops.releases import publish
-from provisioner.ops.rollout import Rollout, current_formation
+from provisioner.ops.rollout import Rollout, current_formation, open_rollout
 from provisioner.ops.source import Source
+from provisioner.plan.rollout import RolloutOptions
 from provisioner.store import app_id_of, now_iso, whoami
 
 Say = Callable[[str], None]
@@ -46,16 +48,18 @@ def build_host(hosts: list[instances.Host], app: str) -> instances.Host:
 
 
 def deploy(
-    rollout: Rollout,
+    ctx: Context,
     app: str,
     source: Source,
     on_output: Say,
     wait: bool = False,
     max_slug_bytes: int | None = None,
+    options: RolloutOptions | None = None,
 ) -> DeployResult:
-    store = rollout.store
-    store.app(app)
-    with store.lease(app, "deploy", wait=wait):
+    """Build the source on a fleet host and roll the app's dynos to the new release."""
+    ctx.store.app(app)
+    with repair.changing(ctx, app, "deploy", wait=wait):
+        rollout = open_rollout(ctx, options)
         return _deploy_locked(rollout, app, source, on_output, max_slug_bytes)
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
+from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.config import apply_changes
 from provisioner.model.release import Release
+from provisioner.ops import repair
+from provisioner.ops.rollout import activator
 from provisioner.store import Store, now_iso, whoami
 
 # Rolls the dynos of an app to a release; raises DynoformError when the release cannot serve.
@@ -69,17 +72,17 @@ def describe_config_change(set_keys: Iterable[str], unset_keys: Iterable[str]) -
 
 
 def change_config(
-    store: Store,
+    ctx: Context,
     app: str,
     set_vars: Mapping[str, str],
     unset: Iterable[str] = (),
-    activate: Activator = no_dynos,
     wait: bool = False,
 ) -> Release:
     """config:set / config:unset: a new release with the changed config, under the app lease."""
+    store, activate = ctx.store, activator(ctx)
     unset = list(unset)
     store.app(app)
-    with store.lease(app, "config change", wait=wait):
+    with repair.changing(ctx, app, "config change", wait=wait):
         current, etag = store.config(app)
         missing = [k for k in unset if k not in current]
         if missing and not set_vars and len(missing) == len(unset):
@@ -94,15 +97,10 @@ def change_config(
         return release
 
 
-def rollback(
-    store: Store,
-    app: str,
-    version: int | None = None,
-    activate: Activator = no_dynos,
-    wait: bool = False,
-) -> Release:
+def rollback(ctx: Context, app: str, version: int | None = None, wait: bool = False) -> Release:
     """A new release made from vN's slug and config (default: the one before the current)."""
-    with store.lease(app, "rollback", wait=wait):
+    store, activate = ctx.store, activator(ctx)
+    with repair.changing(ctx, app, "rollback", wait=wait):
         target = store.release(app, version) if version else _previous(store, app)
         if target.status != "succeeded":
             raise DynoformError(

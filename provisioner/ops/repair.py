@@ -18,18 +18,19 @@ taken over from a dead holder or its newest release is pending; read-only comman
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.formation import default_formation
 from provisioner.ops import builds
-from provisioner.ops.rollout import Observed, Rollout
+from provisioner.ops.rollout import Observed, Rollout, open_rollout
 from provisioner.plan.recovery import judge_pending
 from provisioner.plan.units import RUNNING_STATES, DynoInstance
 from provisioner.store import Lease, LeaseBusy, Store
 
 INTERRUPTED = "interrupted: the command that ran it stopped before it ended"
-MakeRollout = Callable[[], Rollout]
 
 
 def needs_repair(store: Store, app: str) -> bool:
@@ -38,50 +39,52 @@ def needs_repair(store: Store, app: str) -> bool:
     return bool(versions) and store.release(app, versions[-1]).status == "pending"
 
 
-def on_lease(make_rollout: MakeRollout, store: Store, app: str, lease: Lease) -> None:
-    """The state store's lease hook: repair before the new holder acts, when needed."""
-    if lease.took_over is None and not needs_repair(store, app):
+@contextmanager
+def changing(ctx: Context, app: str, operation: str, wait: bool = False) -> Iterator[Lease]:
+    """The app's lease for a command that changes it; what an interrupted command left half-way
+    is repaired first (when the lease was taken over from a dead holder, or the newest release
+    is pending)."""
+    with ctx.store.lease(app, operation, wait=wait) as lease:
+        _repair_if_needed(ctx, app, lease)
+        yield lease
+
+
+def _repair_if_needed(ctx: Context, app: str, lease: Lease) -> None:
+    if lease.took_over is None and not needs_repair(ctx.store, app):
         return
-    rollout = make_rollout()
     try:
         if lease.took_over is not None:
-            rollout.say(
+            ctx.say(
                 f"{app}: {lease.took_over.operation} by {lease.took_over.holder} ended without "
                 "releasing its lease; repairing first"
             )
-        for line in repair(rollout, app):
-            rollout.say(f"{app}: {line}")
+        for line in repair(open_rollout(ctx), app):
+            ctx.say(f"{app}: {line}")
         lease.repaired = True
     except DynoformError as exc:  # the command goes on; a later one (or apps:repair) retries
-        rollout.say(f"warning: repairing {app} failed: {exc.message} (`dynoform apps:repair`)")
-    finally:
-        rollout.fleet.close()
+        ctx.say(f"warning: repairing {app} failed: {exc.message} (`dynoform apps:repair`)")
 
 
-def settle(store: Store, app: str) -> None:
+def settle(ctx: Context, app: str) -> None:
     """For read-only commands: repair an idle app whose newest release is pending.
 
     If another command holds the lease, its release is pending because it is in progress.
     """
-    if not needs_repair(store, app):
+    if not needs_repair(ctx.store, app):
         return
     try:
-        with store.lease(app, "repair"):
-            pass  # the lease hook repairs
+        with changing(ctx, app, "repair"):
+            pass
     except LeaseBusy:
         return
 
 
-def repair_app(make_rollout: MakeRollout, store: Store, app: str, wait: bool) -> list[str]:
+def repair_app(ctx: Context, app: str, wait: bool) -> list[str]:
     """`apps:repair`: repair under the lease whether or not anything looks wrong."""
-    with store.lease(app, "repair", wait=wait) as lease:
+    with changing(ctx, app, "repair", wait=wait) as lease:
         if lease.repaired:
             return ["repaired"]
-        rollout = make_rollout()
-        try:
-            return repair(rollout, app) or ["nothing to repair"]
-        finally:
-            rollout.fleet.close()
+        return repair(open_rollout(ctx), app) or ["nothing to repair"]
 
 
 def repair(rollout: Rollout, app: str) -> list[str]:

@@ -15,18 +15,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from provisioner.aws import instances
 from provisioner.aws.blobs import Blobs
-from provisioner.aws.platform import Platform, ensure_platform, load_platform
 from provisioner.aws.router import RouterTable, RouterTarget
+from provisioner.context import Context
 from provisioner.errors import DynoformError
+from provisioner.fleet import Fleet, pin_key
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
-from provisioner.ops.apps import delete_app_objects
 from provisioner.ops.buildhost import build_paths, ensure_app_user, ensure_node, needs_node
-from provisioner.ops.hosts import Fleet, pin_key
 from provisioner.plan.placement import DynoRef, HostSpace, held_formations, place
 from provisioner.plan.ports import (
     PortCheck,
@@ -597,30 +594,6 @@ _FORGET_BUILDS = (
     'rm -rf -- "$2"'
 )
 
-PLATFORM_DOC = "platform.json"
-
-
-def known_platform(g: Any, create: bool = True) -> Platform:
-    """The platform, from its record in the state store when its listener still exists.
-
-    Checking every resource by tag (ensure_platform) costs a dozen API calls; commands that
-    only use the platform read the record it leaves, and fall back to ensure_platform.
-    """
-    doc = g.store.docs.get(PLATFORM_DOC)
-    if doc is not None:
-        platform = Platform(**doc.data)
-        try:
-            if platform.https_listener_arn:  # a record from before HTTPS: build it again
-                g.aws.elbv2.describe_listeners(
-                    ListenerArns=[platform.listener_arn, platform.https_listener_arn]
-                )
-                return platform
-        except ClientError:
-            pass
-    platform = ensure_platform(g.aws, g.target) if create else load_platform(g.aws, g.target)
-    g.store.docs.put(PLATFORM_DOC, platform.as_dict())
-    return platform
-
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, DynoformError):
@@ -630,22 +603,10 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def open_rollout(
-    g: Any, say: Say, options: RolloutOptions | None = None, create: bool = True
-) -> Rollout:
-    """A Rollout for the CLI's target: the fleet, the state store, the router table."""
-    platform = known_platform(g, create)
-    fleet = Fleet(g.aws, g.target, platform, g.store.docs)
-    router = RouterTable(
-        g.aws.elbv2,
-        platform.name,
-        platform.vpc_id,
-        platform.listener_arns,
-        g.target.app_domain,
-        http_listener_arn=platform.listener_arn if platform.https_listener_arn else None,
-    )
+def open_rollout(ctx: Context, options: RolloutOptions | None = None) -> Rollout:
+    """A Rollout on the Context's target: its fleet, state store and router table."""
     return Rollout(
-        fleet, g.store, router, Blobs(g.aws.s3, platform.bucket), say, options or RolloutOptions()
+        ctx.fleet(), ctx.store, ctx.router(), ctx.blobs(), ctx.say, options or RolloutOptions()
     )
 
 
@@ -661,36 +622,15 @@ def current_formation(store: Store, app: str, release: Release) -> Formation:
 
 
 def activator(
-    g: Any, options: RolloutOptions | None = None
+    ctx: Context, options: RolloutOptions | None = None
 ) -> Callable[[str, Release, dict[str, str]], None]:
     """Roll the app's dynos to a release (used by deploys, config changes and rollbacks)."""
-    from provisioner.cli.common import status
 
     def activate(app: str, release: Release, config: dict[str, str]) -> None:
         if not release.slug_key:
             return  # nothing built yet: the release only records config
-        rollout = open_rollout(g, status, options)
-        try:
-            formation = current_formation(rollout.store, app, release)
-            rollout.converge(app, release, config, formation)
-        finally:
-            rollout.fleet.close()
+        rollout = open_rollout(ctx, options)
+        formation = current_formation(rollout.store, app, release)
+        rollout.converge(app, release, config, formation)
 
     return activate
-
-
-def destroy_app(g: Any, app: str) -> None:
-    """Remove the app's dynos and router entries (if there is a platform), then its objects."""
-    from provisioner.cli.common import status
-
-    app_id = g.store.app_id(app)
-    try:
-        rollout = open_rollout(g, status, create=False)
-    except DynoformError:
-        rollout = None  # no platform: nothing runs anywhere
-    if rollout is not None:
-        try:
-            rollout.remove_app(app)
-        finally:
-            rollout.fleet.close()
-    delete_app_objects(g.store, Blobs(g.aws.s3, g.store.docs.bucket), app, app_id, status)

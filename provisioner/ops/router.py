@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from provisioner.aws.platform import load_platform
-from provisioner.errors import DynoformError
+from provisioner.context import Context
+from provisioner.errors import NoPlatform
 
 
 def local_listener_url(listener_arn: str, wait: float = 3.0) -> str | None:
@@ -25,18 +25,18 @@ def local_listener_url(listener_arn: str, wait: float = 3.0) -> str | None:
         time.sleep(0.2)
 
 
-def web_url(g: Any, app: str) -> str | None:
+def web_url(ctx: Context, app: str) -> str | None:
     """`https://<app>.localhost:<port>/` on the local cloud; `https://<app>.<domain>/` on AWS.
 
     A platform made before HTTPS (no HTTPS listener yet) gives the http:// URL until
     `platform:init` runs again."""
     try:
-        platform = load_platform(g.aws, g.target)
-    except DynoformError:
+        platform = ctx.platform(create=False)
+    except NoPlatform:
         return None
-    host = f"{app}.{g.target.app_domain}"
+    host = f"{app}.{ctx.target.app_domain}"
     scheme = "https" if platform.https_listener_arn else "http"
-    if not g.target.is_local:
+    if not ctx.target.is_local:
         return f"{scheme}://{host}/"
     url = local_listener_url(platform.https_listener_arn or platform.listener_arn)
     if url is None:
@@ -45,13 +45,11 @@ def web_url(g: Any, app: str) -> str | None:
     return f"{scheme}://{host}:{port}/"
 
 
-def dns_hint(g: Any, host: str) -> str:
+def dns_hint(ctx: Context, host: str) -> str:
     """Where a custom domain's DNS must point: the load balancer's name on AWS; locally,
     how to reach the local router with that name."""
-    from provisioner.ops.rollout import known_platform
-
-    platform = known_platform(g, create=False)
-    if not g.target.is_local:
+    platform = ctx.platform(create=False)
+    if not ctx.target.is_local:
         return f"point {host} at {platform.lb_dns} (a CNAME; an ALIAS record at a zone apex)"
     url = local_listener_url(platform.https_listener_arn or platform.listener_arn)
     if url is None:

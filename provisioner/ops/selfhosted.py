@@ -19,9 +19,9 @@ from provisioner.aws import instances
 from provisioner.aws.blobs import Blobs
 from provisioner.aws.platform import tag_filters, tag_spec
 from provisioner.errors import DynoformError
+from provisioner.fleet import BOOT_TIMEOUT, Fleet, SshRunner, pin_key
 from provisioner.model import addons as m
 from provisioner.ops.buildhost import curl_config
-from provisioner.ops.hosts import BOOT_TIMEOUT, Fleet, SshRunner, pin_key
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
 from provisioner.remote.ssh import Connection
 from provisioner.store import now_iso

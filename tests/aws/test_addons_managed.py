@@ -6,6 +6,7 @@ import pytest
 
 from provisioner.aws.managed import Managed, resource_id
 from provisioner.aws.platform import ensure_platform
+from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.ops.addons import Addons
 from provisioner.targets import Target
@@ -35,7 +36,8 @@ def ops(aws, store, platform, said):
     store.create_app("shop")
     store.create_app("admin")
     managed = Managed(aws, platform, poll=0)
-    return Addons(store, lambda name: managed, say=said.append)
+    ctx = Context(Target("test", region="us-east-1"), said.append, aws, store)
+    return Addons(ctx, lambda name: managed)
 
 
 def _ingress(aws, group_id):
@@ -169,7 +171,7 @@ def test_an_app_going_away_takes_its_own_addons_and_drops_its_attachments(aws, s
 
 
 def test_self_hosted_addon_hosts_group_admits_databases_only_from_runners(aws, store, platform):
-    from provisioner.ops.hosts import Fleet
+    from provisioner.fleet import Fleet
     from provisioner.ops.selfhosted import ensure_security_group
 
     fleet = Fleet(aws, Target("test", platform="plat"), platform, store.docs)

@@ -13,6 +13,7 @@ from cli_support import platform_cli
 from provisioner.aws import blobs as keys
 from provisioner.aws.blobs import Blobs
 from provisioner.cli.common import g
+from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.addons import Addon
 from provisioner.model.formation import ProcessFormation
@@ -21,6 +22,7 @@ from provisioner.ops import apps as ops
 from provisioner.ops import builds
 from provisioner.ops.addons import Addons, Provider
 from provisioner.store import APP_ID_RE, Store, now_iso
+from provisioner.targets import Target
 
 
 @pytest.fixture
@@ -183,6 +185,7 @@ def test_destroy_keeps_objects_another_record_shares_after_a_cut_short_rename(st
     def no_provider(name: str) -> Provider:
         raise AssertionError(f"the {name} provider was asked to destroy the add-on")
 
-    kept = Addons(store, no_provider, say=lines.append).destroy_app_addons("half-new")
+    ctx = Context(Target("test", region="us-east-1"), lines.append, store=store)
+    kept = Addons(ctx, no_provider).destroy_app_addons("half-new")
     assert kept == [] and lines[-1].startswith("kept the add-ons of half-new")
-    assert Addons(store, no_provider).get("postgres-abc123") == addon
+    assert Addons(ctx, no_provider).get("postgres-abc123") == addon

@@ -399,7 +399,7 @@ def test_destroy_removes_everything(aws, target, config_home):
 
 def test_a_host_that_fails_is_reported_and_terminated(aws, config_home, monkeypatch):
     """SSH never answers (a loopback range with nothing listening): the host is terminated."""
-    from provisioner.ops import hosts as ops
+    from provisioner import fleet as ops
 
     local = Target("loop", kind="local", platform="loop", vpc_cidr="127.42.0.0/16")
     loop_aws = type(aws)(local)

@@ -2,7 +2,7 @@ import pytest
 
 from provisioner.aws.router import (
     RouterTable,
-    Target,
+    RouterTarget,
     app_hostnames,
     free_priority,
     target_group_name,
@@ -62,14 +62,19 @@ def test_rule_targets_and_removal(router, aws):
     assert len(rules) == 2
     assert len({r["Priority"] for r in rules}) == 2
     added, removed = router.sync_targets(
-        "shop", {Target("10.42.1.10", 20001), Target("10.42.2.10", 20002)}
+        "shop", {RouterTarget("10.42.1.10", 20001), RouterTarget("10.42.2.10", 20002)}
     )
     assert len(added) == 2 and not removed
     added, removed = router.sync_targets(
-        "shop", {Target("10.42.1.10", 20001), Target("10.42.2.11", 20003)}
+        "shop", {RouterTarget("10.42.1.10", 20001), RouterTarget("10.42.2.11", 20003)}
     )
-    assert added == {Target("10.42.2.11", 20003)} and removed == {Target("10.42.2.10", 20002)}
-    assert router.targets("shop") == {Target("10.42.1.10", 20001), Target("10.42.2.11", 20003)}
+    assert added == {RouterTarget("10.42.2.11", 20003)} and removed == {
+        RouterTarget("10.42.2.10", 20002)
+    }
+    assert router.targets("shop") == {
+        RouterTarget("10.42.1.10", 20001),
+        RouterTarget("10.42.2.11", 20003),
+    }
     router.ensure_rule("shop", ["shop.example.org"], maintenance=True)
     rule = router._app_rule(router.listener_arns[0], "shop")
     assert rule["Actions"][0]["Type"] == "fixed-response"

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from provisioner.aws.state import Conflict, Documents
+from provisioner.aws.state import Documents, StaleWrite
 from provisioner.errors import DynoformError
 from provisioner.model.release import Release
 from provisioner.store import Lease, Store, now_iso
@@ -45,9 +45,9 @@ def test_stale_update_is_refused(store):
     docs: Documents = store.docs
     etag = docs.create("doc.json", {"n": 1})
     newer = docs.update("doc.json", {"n": 2}, etag)
-    with pytest.raises(Conflict):
+    with pytest.raises(StaleWrite):
         docs.update("doc.json", {"n": 3}, etag)
-    with pytest.raises(Conflict):
+    with pytest.raises(StaleWrite):
         docs.create("doc.json", {"n": 4})
     assert docs.get("doc.json").data == {"n": 2}
     assert docs.get("doc.json").etag == newer
@@ -161,7 +161,7 @@ def test_apps_and_config(store):
     store.save_config("one-app", {"A": 'q"uote\nnl'}, None)
     config, etag = store.config("one-app")
     assert config == {"A": 'q"uote\nnl'}
-    with pytest.raises(Conflict):
+    with pytest.raises(StaleWrite):
         store.save_config("one-app", {"A": "x"}, None)
     store.delete_app("one-app")
     assert store.apps() == ["two-app"]

@@ -16,6 +16,12 @@ from provisioner.aws.session import Aws
 from provisioner.targets import LOCAL_TARGET, get_target
 
 pytestmark = pytest.mark.cloud
+LEASE_TTL = 10  # a killed command's lease runs out sooner than the default 30 s
+
+
+@pytest.fixture(autouse=True)
+def _short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DYNOFORM_LEASE_TTL", str(LEASE_TTL))
 
 
 def kill_when(args: list[str], marker: str, sig: int = signal.SIGKILL) -> str:
@@ -118,7 +124,7 @@ def test_deploy_killed_during_the_build_frees_the_app(app_name: str) -> None:
     kill_when(["deploy", "-a", app_name, str(EXAMPLES / "python")], "building")
     started = time.monotonic()
     result = cli("deploy", "--wait", "-a", app_name, str(EXAMPLES / "python"))
-    assert time.monotonic() - started < 60  # the dead holder's lease ran out (30 s)
+    assert time.monotonic() - started < 60  # the dead holder's lease ran out (LEASE_TTL)
     assert "ended without releasing its lease" in result.stderr, result.stderr
     builds = cli_json("builds", "-a", app_name)
     assert isinstance(builds, list)

@@ -18,7 +18,7 @@ import pytest
 
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
-from provisioner.ops.hosts import pin_key
+from provisioner.fleet import pin_key
 from provisioner.remote.hostkeys import generate_ed25519
 from provisioner.targets import Target
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from provisioner.errors import DynoformError
-from provisioner.ops.hosts import parse_dyno_units
+from provisioner.fleet import parse_dyno_units
 from provisioner.remote.hostkeys import (
     cloud_config,
     fingerprint,

@@ -1,4 +1,4 @@
-"""Fleet operations: add hosts (launch, pin, bootstrap), list, bootstrap, exec, remove.
+"""The runner hosts: EC2 inventory, pinned host keys, one SSH pool, launch and bootstrap.
 
 Reads state through the edges (EC2, the state store, SSH), asks the pure core (playbook plans,
 zone spread) what to do, and applies it. Host pins live in the state store at
@@ -20,7 +20,7 @@ from provisioner.aws import instances
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, NotFound
 from provisioner.remote.fanout import MAX_WORKERS, Outcome, fan_out
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
 from provisioner.remote.ssh import Connection, Endpoint, Pool
@@ -351,7 +351,7 @@ class Fleet:
             known = {h.id: h for h in hosts}
             missing = [i for i in ids if i not in known]
             if missing:
-                raise DynoformError(f"no such host: {', '.join(missing)}", "see `dynoform hosts`")
+                raise NotFound(f"no such host: {', '.join(missing)}", "see `dynoform hosts`")
             hosts = [known[i] for i in ids]
         return fan_out(hosts, lambda h: self.bootstrap(h, check=check), max_workers=MAX_WORKERS)
 

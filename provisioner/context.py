@@ -1,0 +1,150 @@
+"""The Context: what every operation needs, made once at an edge and passed down.
+
+An edge (the CLI, a test, a daemon such as the controller) makes one for a target; every
+operation in provisioner.ops takes it as its first argument. It opens what it needs on first
+use (AWS clients, the state store, the platform's record, the fleet's SSH pool) and closes what
+it opened when it exits:
+
+    with Context.open("local", say=print) as ctx:
+        apps.create(ctx, "hello")
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import cached_property
+from types import TracebackType
+
+from botocore.exceptions import ClientError
+
+from provisioner.aws.blobs import Blobs
+from provisioner.aws.platform import Platform, ensure_platform, load_platform
+from provisioner.aws.router import RouterTable
+from provisioner.aws.session import Aws
+from provisioner.aws.state import Documents, bucket_name
+from provisioner.fleet import Fleet
+from provisioner.store import Store
+from provisioner.targets import Target, get_target
+
+Say = Callable[[str], None]
+PLATFORM_DOC = "platform.json"
+
+
+def quiet(_message: str) -> None:
+    """The default `say`: a library caller that wants no progress lines."""
+
+
+class Context:
+    """A target and what operations on it share; a context manager that closes what it opened."""
+
+    def __init__(
+        self, target: Target, say: Say = quiet, aws: Aws | None = None, store: Store | None = None
+    ) -> None:
+        self.target = target
+        self.say = say
+        self._aws = aws
+        self._store = store  # tests hand in their own clients and store
+        self._platform: Platform | None = None
+        self._fleet: Fleet | None = None
+        self._lock = threading.RLock()  # operations fan out over threads that share one Context
+
+    @classmethod
+    def open(cls, target: Target | str = "local", say: Say = quiet) -> Context:
+        """A Context for a target by name (see `dynoform targets`) or a Target itself."""
+        return cls(get_target(target) if isinstance(target, str) else target, say)
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the SSH connections the fleet opened; the Context can be used again after."""
+        with self._lock:
+            fleet, self._fleet = self._fleet, None
+        if fleet is not None:
+            fleet.close()
+
+    # what operations use -------------------------------------------------------------------
+    @cached_property
+    def aws(self) -> Aws:
+        return self._aws or Aws(self.target)
+
+    @cached_property
+    def store(self) -> Store:
+        """The state store, its bucket made on first use."""
+        if self._store is not None:
+            return self._store
+        docs = Documents(self.aws.s3, bucket_name(self.target.platform, self.aws.account_id()))
+        docs.ensure_bucket(self.target.region)
+        return Store(docs)
+
+    def platform(self, create: bool = True) -> Platform:
+        """The platform's resources; with create=False, NoPlatform when there is none.
+
+        Checking every resource by tag costs a dozen API calls: the record the last check left in
+        the state store is used while its listeners still exist.
+        """
+        with self._lock:
+            if self._platform is None:
+                self._platform = self._recorded_platform() or self._check_platform(create)
+            return self._platform
+
+    def _recorded_platform(self) -> Platform | None:
+        doc = self.store.docs.get(PLATFORM_DOC)
+        if doc is None:
+            return None
+        platform = Platform(**doc.data)
+        if not platform.https_listener_arn:
+            return None  # a record from before HTTPS: check the platform again
+        try:
+            self.aws.elbv2.describe_listeners(
+                ListenerArns=[platform.listener_arn, platform.https_listener_arn]
+            )
+        except ClientError:
+            return None
+        return platform
+
+    def _check_platform(self, create: bool) -> Platform:
+        if create:
+            platform = ensure_platform(self.aws, self.target)
+        else:
+            platform = load_platform(self.aws, self.target)
+        self.store.docs.put(PLATFORM_DOC, platform.as_dict())
+        return platform
+
+    def forget_platform(self) -> None:
+        """After platform:init or platform:destroy changed it: read it afresh next time."""
+        with self._lock:
+            self._platform = None
+        self.store.docs.delete(PLATFORM_DOC)
+
+    def fleet(self) -> Fleet:
+        """The platform's hosts and the one SSH pool every operation of this Context shares."""
+        platform = self.platform()
+        with self._lock:
+            if self._fleet is None:
+                self._fleet = Fleet(self.aws, self.target, platform, self.store.docs)
+            return self._fleet
+
+    def router(self) -> RouterTable:
+        platform = self.platform()
+        return RouterTable(
+            self.aws.elbv2,
+            platform.name,
+            platform.vpc_id,
+            platform.listener_arns,
+            self.target.app_domain,
+            http_listener_arn=platform.listener_arn if platform.https_listener_arn else None,
+        )
+
+    def blobs(self) -> Blobs:
+        """Sources, slugs, build caches and logs: the platform's bucket."""
+        return Blobs(self.aws.s3, self.store.docs.bucket)
