@@ -117,15 +117,15 @@ def rename(
 def _move_platform_entries(old: str, new: str) -> None:
     """What the platform holds under the old name goes (its dynos, which the new name now
     runs, its rule and directories); certificates move; custom domains route to the new name."""
-    from provisioner.cli.domains import sync_rules
     from provisioner.ops import certs
+    from provisioner.ops.router import sync_rules
 
     if not ops.remove_from_hosts(g().ctx, old):
         return
     certs.rename_app_certs(g().ctx, old, new)
     record = g().store.app(new)
     if record.get("domains") or record.get("maintenance") or record.get("plain_http"):
-        sync_rules(new, record)
+        sync_rules(g().ctx, new, record)
 
 
 @group.command("http")
@@ -136,11 +136,11 @@ def plain_http(
     """Serve the app on plain HTTP too, or redirect it to HTTPS (the default).
 
     Example: dynoform apps:http --allow -a myapp"""
-    from provisioner.cli.domains import sync_rules
+    from provisioner.ops.router import sync_rules
 
     name = resolve_app(app)
     record = g().store.update_app(name, lambda data: data.update(plain_http=allow))
-    sync_rules(name, record)
+    sync_rules(g().ctx, name, record)
     status(f"{name}: plain HTTP is {'served' if allow else 'redirected to HTTPS'}")
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
 from provisioner.errors import DynoformError
 from provisioner.model.names import normalise_domain, validate_domain
-from provisioner.ops.rollout import open_rollout
+from provisioner.ops import router
 
 group = typer.Typer(
     help="Custom domains.\n\nExample: dynoform domains:add www.example.com -a myapp",
@@ -19,15 +17,6 @@ group = typer.Typer(
 
 def _validate(domain: str) -> str:
     return validate_domain(domain, g().target.app_domain)
-
-
-def sync_rules(app: str, record: dict[str, Any]) -> None:
-    """Put the app's rules on the load balancer as its record says."""
-    domains = [str(d) for d in record.get("domains") or []]
-    rollout = open_rollout(g().ctx)
-    rollout.router.ensure_rule(
-        app, domains, bool(record.get("maintenance")), bool(record.get("plain_http"))
-    )
 
 
 @group.callback()
@@ -71,7 +60,7 @@ def add(domain: str = typer.Argument(...), app: str = AppOption) -> None:
     record = store.update_app(
         name, lambda d: d.update(domains=sorted({*d.get("domains", []), host}))
     )
-    sync_rules(name, record)
+    router.sync_rules(g().ctx, name, record)
     status(f"{host} is already a domain of {name}" if known else f"added {host} to {name}")
     for line in certs.sync(g().ctx, name, status):
         status(line)
@@ -96,7 +85,7 @@ def remove(domain: str = typer.Argument(...), app: str = AppOption) -> None:
         record = store.update_app(
             name, lambda d: d.update(domains=[x for x in d.get("domains", []) if x != host])
         )
-        sync_rules(name, record)
+        router.sync_rules(g().ctx, name, record)
     store.release_domain(host, name)  # after the rule: the name is free once nothing routes it
     status(f"removed {host} from {name}")
     for line in certs.sync(g().ctx, name, status):

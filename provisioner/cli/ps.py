@@ -17,10 +17,10 @@ from provisioner.cli.common import (
     settled_app,
     status,
 )
-from provisioner.cli.domains import sync_rules
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation, apply_resize, apply_scale
 from provisioner.ops.rollout import Rollout, open_rollout
+from provisioner.ops.router import sync_rules
 from provisioner.plan.units import DynoState
 
 group = typer.Typer(
@@ -176,7 +176,7 @@ def stop(
 def _set_maintenance(app: str | None, on: bool) -> None:
     name = resolve_app(app)
     record = g().store.update_app(name, lambda data: data.update(maintenance=on))
-    sync_rules(name, record)
+    sync_rules(g().ctx, name, record)
     status(f"maintenance mode is {'on' if on else 'off'} for {name}")
 
 

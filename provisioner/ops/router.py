@@ -59,3 +59,12 @@ def dns_hint(ctx: Context, host: str) -> str:
         f"the local router serves it on 127.0.0.1:{port}: "
         f"curl --resolve {host}:{port}:127.0.0.1 https://{host}:{port}/"
     )
+
+
+def sync_rules(ctx: Context, app: str, record: dict[str, Any]) -> None:
+    """Put the app's rules on the load balancer as its record says (domains, maintenance,
+    plain HTTP)."""
+    domains = [str(d) for d in record.get("domains") or []]
+    ctx.router().ensure_rule(
+        app, domains, bool(record.get("maintenance")), bool(record.get("plain_http"))
+    )
