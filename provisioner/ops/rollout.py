@@ -126,7 +126,9 @@ class HostSource(Protocol[R_co]):
 
     def connect(self, host: instances.Host) -> R_co: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the connections (the Context does for the real fleet)."""
+        ...
 
 
 class Router(Protocol):
@@ -172,6 +174,10 @@ class Observed:
 
 @dataclass
 class Rollout(Generic[R]):
+    """The executor. Generic in the runner its fleet hands out: with the real Fleet, `conn()`
+    gives callers an SSH Connection (one-off dynos and logs stream over its transport); tests
+    give a fleet of fake hosts."""
+
     fleet: HostSource[R]
     store: Store
     router: Router
