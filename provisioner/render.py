@@ -12,7 +12,7 @@ import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -240,3 +240,17 @@ def ports_tool_source() -> str:
 def launcher_source() -> str:
     """templates/dyno/dyno-launch, to install on hosts at LAUNCHER_PATH (root:root 0755)."""
     return (resource_dir("templates") / "dyno" / "dyno-launch").read_text(encoding="utf-8")
+
+
+@cache
+def host_program(name: str) -> str:
+    """templates/dyno/NAME: a shell program that hosts run as `sh -c PROGRAM sh ARGS...`.
+
+    Read once. Its leading comment block (what it does, how it is called) stays here: the
+    program goes on the command line of every call and into the messages of failed ones.
+    """
+    text = (resource_dir("templates") / "dyno" / name).read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    return "".join(lines)

@@ -39,6 +39,7 @@ from provisioner.build import (
 )
 from provisioner.errors import DynoformError
 from provisioner.plan.units import app_user, ensure_app_user_argv
+from provisioner.remote.runner import HostRunner
 from provisioner.remote.ssh import Connection, RemoteError
 
 BUILD_TIMEOUT = 15 * 60 + 60
@@ -174,7 +175,7 @@ def ensure_tooling(conn: Connection) -> bool:
     return True
 
 
-def ensure_app_user(conn: Connection, app: str) -> str:
+def ensure_app_user(conn: HostRunner, app: str) -> str:
     """The app's own user on this host (created when missing), for its builds and dynos."""
     user = app_user(app)
     created = conn.run(ensure_app_user_argv(app), sudo=True)  # one round trip
@@ -200,15 +201,15 @@ def needs_node(source_names: list[str] | None = None, commands: list[str] | None
     return any(_NODE_WORD.search(c) for c in commands or [])
 
 
-def ensure_node(conn: Connection, say: Callable[[str], None]) -> None:
+def ensure_node(conn: HostRunner, say: Callable[[str], None]) -> None:
     """Install Debian's nodejs and npm on a host the first time a Node.js app needs them."""
     if conn.run(["sh", "-c", "command -v node && command -v npm"]).ok:
         return
-    say(f"installing Node.js on {conn.endpoint.name} (once per host)")
+    say(f"installing Node.js on {conn.name} (once per host)")
     apt_install(conn, NODE_PACKAGES)
 
 
-def apt_install(conn: Connection, packages: list[str]) -> None:
+def apt_install(conn: HostRunner, packages: list[str]) -> None:
     """Install Debian packages on a host (quietly; up to 15 minutes for a slow mirror)."""
     script = (
         "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "

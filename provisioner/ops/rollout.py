@@ -3,8 +3,14 @@
 Reads what runs (systemctl on every host, over the pooled SSH edge), asks the pure core where
 dynos go (placement) and what to do (rollout plan), and does it: hosts get the release (slug
 fetched through a presigned URL and checked by sha256, env file root-only), units start, the
-router table follows. If a new web dyno never answers, the new ones stop and the old keep
-serving.
+router table follows. If a new web dyno never answers, or anything else goes wrong before the
+new release serves (an API error, Ctrl-C), the new ones stop and the old keep serving.
+
+The executor talks to hosts only through a `HostRunner` (run, put: the SSH Connection in real
+use) that a `HostSource` (the Fleet) hands out, and to the router through `Router` (the ELBv2
+RouterTable): tests give fakes of both and read the exact commands a converge sends. Each
+ActionKind of the plan has one method here; the shell programs hosts run are files under
+templates/dyno/.
 """
 
 from __future__ import annotations
@@ -13,14 +19,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from provisioner.aws import instances
 from provisioner.aws.blobs import Blobs
-from provisioner.aws.router import RouterTable, RouterTarget
+from provisioner.aws.router import RouterTarget
 from provisioner.context import Context
 from provisioner.errors import DynoformError
-from provisioner.fleet import Fleet, pin_key
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
 from provisioner.ops.buildhost import build_paths, ensure_app_user, ensure_node, needs_node
@@ -34,6 +39,7 @@ from provisioner.plan.ports import (
 )
 from provisioner.plan.rollout import (
     Action,
+    ActionKind,
     RolloutOptions,
     RolloutPlan,
     plan_converge,
@@ -51,9 +57,11 @@ from provisioner.plan.units import (
     release_dir,
 )
 from provisioner.remote.fanout import fan_out
+from provisioner.remote.runner import HostRunner
 from provisioner.remote.ssh import Connection
 from provisioner.render import (
     LAUNCHER_PATH,
+    host_program,
     launcher_source,
     ports_tool_source,
     render_dyno_unit,
@@ -80,49 +88,17 @@ INSTANCE_MEMORY_MB = {
 DEFAULT_MEMORY_MB = 2048
 UNIT_DIR = "/etc/systemd/system"
 
-# Fetch the slug once per host and release, check it, unpack it read-only for the app's user.
-# A release with the same slug as one already on the host is copied locally, not fetched.
-# Also makes the app's env directory (root only), in the same round trip.
-_UNPACK = r"""
-set -e
-dir="$1"; sha="$2"; user="$3"; envdir="$4"
-install -d -m 0700 "$envdir"
-if [ "$(cat "$dir/.dynoform-slug" 2>/dev/null)" = "$sha" ]; then exit 0; fi
-parent=$(dirname "$dir"); mkdir -p "$parent"; chmod 0755 "$parent" "$(dirname "$parent")"
-tmp="$dir.tmp.$$"; rm -rf "$tmp"
-twin=$(grep -lx "$sha" "$parent"/v*/.dynoform-slug 2>/dev/null | head -n 1 || true)
-if [ -n "$twin" ]; then
-  cp -a "$(dirname "$twin")" "$tmp"
-else
-  mkdir -p "$tmp"
-  curl -fsS --retry 3 -K - -o "$tmp.tgz"
-  echo "$sha  $tmp.tgz" | sha256sum -c --quiet - || { rm -rf "$tmp" "$tmp.tgz"; echo "slug checksum mismatch" >&2; exit 3; }
-  tar -xzf "$tmp.tgz" -C "$tmp" --no-same-owner
-  rm -f "$tmp.tgz"
-  echo "$sha" > "$tmp/.dynoform-slug"
-  chown -R "root:$user" "$tmp"; chmod -R g+rX,g-w,o-rwx "$tmp"; chmod 0750 "$tmp"
-fi
-rm -rf "$dir"; mv "$tmp" "$dir"
-"""
+# Shell programs hosts run (templates/dyno/), as `sh -c PROGRAM sh ARGS...`.
+UNPACK_RELEASE = "unpack-release"
+START_UNITS = "start-units"
+STOP_UNITS = "stop-units"
+FORGET_BUILDS = "forget-builds"
+REMOVE_USER = "remove-user"
 
-# Enable and start the new units. systemd (246+) loads a unit file it has not loaded yet on
-# `start`, so `daemon-reload` (0.1 s of PID 1's CPU per host, and hosts share cores in the local
-# cloud) runs only when a loaded unit's file changed: a unit name written again (a scale back up
-# of the same release) with other contents.
-_RELOAD_START = (
-    'systemctl enable --no-reload --quiet "$@" && '
-    'if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; '
-    "then systemctl daemon-reload; fi && "
-    'systemctl start "$@"'
-)
 
-# Stop units after the drain, on the host itself, so the deploy command need not wait for it.
-# Their port reservations (templates/dyno/dyno-ports) go with the unit files.
-_STOP_LATER = (
-    'sleep "$1"; shift; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
-    'for u in "$@"; do rm -f "/etc/systemd/system/$u" "/run/dynoform/ports/$u"; done; '
-    "systemctl daemon-reload"
-)
+def program_argv(name: str, *args: str) -> list[str]:
+    """argv running the host program templates/dyno/NAME with these arguments."""
+    return ["sh", "-c", host_program(name), "sh", *args]
 
 
 # How long the router takes to stop sending an app's requests once its rule is deleted (the
@@ -131,11 +107,53 @@ ROUTER_SETTLE_S = 1.5
 
 # Progress after each kind of step (start has its own line before it runs).
 _DONE = {
-    "wait_port": "{dynos} answering on $PORT",
-    "wait_healthy": "{dynos} healthy in the router",
-    "deregister": "{dynos} (old) deregistered, draining",
-    "wait_running": "{dynos} running",
+    ActionKind.WAIT_PORT: "{dynos} answering on $PORT",
+    ActionKind.WAIT_HEALTHY: "{dynos} healthy in the router",
+    ActionKind.DEREGISTER: "{dynos} (old) deregistered, draining",
+    ActionKind.WAIT_RUNNING: "{dynos} running",
 }
+
+R = TypeVar("R", bound=HostRunner)
+R_co = TypeVar("R_co", bound=HostRunner, covariant=True)
+
+
+class HostSource(Protocol[R_co]):
+    """The runner hosts (provisioner.fleet.Fleet): which are ready, and a runner for each."""
+
+    def ready(self) -> list[instances.Host]:
+        """Running hosts whose bootstrap finished."""
+        ...
+
+    def connect(self, host: instances.Host) -> R_co: ...
+
+    def close(self) -> None:
+        """Close the connections (the Context does for the real fleet)."""
+        ...
+
+
+class Router(Protocol):
+    """The app's routing (provisioner.aws.router.RouterTable over ELBv2)."""
+
+    def ensure_rule(
+        self, app: str, domains: Iterable[str], maintenance: bool, plain_http: bool | None
+    ) -> None: ...
+
+    def register(self, app: str, targets: Iterable[RouterTarget]) -> None: ...
+
+    def deregister(self, app: str, targets: Iterable[RouterTarget]) -> None: ...
+
+    def health(self, app: str, targets: Iterable[RouterTarget]) -> dict[RouterTarget, str]: ...
+
+    def drain_seconds(self, app: str) -> int: ...
+
+    def sync_targets(
+        self, app: str, wanted: set[RouterTarget]
+    ) -> tuple[set[RouterTarget], set[RouterTarget]]: ...
+
+    def remove_app(self, app: str) -> None: ...
+
+
+Step = Callable[["Observed", str, list[Action]], None]
 
 
 @dataclass
@@ -155,25 +173,22 @@ class Observed:
 
 
 @dataclass
-class Rollout:
-    fleet: Fleet
+class Rollout(Generic[R]):
+    """The executor. Generic in the runner its fleet hands out: with the real Fleet, `conn()`
+    gives callers an SSH Connection (one-off dynos and logs stream over its transport); tests
+    give a fleet of fake hosts."""
+
+    fleet: HostSource[R]
     store: Store
-    router: RouterTable
+    router: Router
     blobs: Blobs
     say: Say
     options: RolloutOptions = field(default_factory=RolloutOptions)
+    clock: Callable[[], float] = time.time  # names the hosts' delayed-stop units
 
     # observing --------------------------------------------------------------------------------
-    def usable_hosts(self) -> list[instances.Host]:
-        hosts = []
-        for host in self.fleet.hosts():
-            doc = self.fleet.docs.get(pin_key(host.id))
-            if host.state == "running" and doc and doc.data.get("bootstrapped"):
-                hosts.append(host)
-        return hosts
-
     def observe(self) -> Observed:
-        hosts = self.usable_hosts()
+        hosts = self.fleet.ready()
         observed = Observed(hosts)
 
         def facts(host: instances.Host) -> list[DynoState]:
@@ -189,7 +204,7 @@ class Rollout:
         observed.hosts = [h for h in hosts if h.id not in observed.unreachable]
         return observed
 
-    def conn(self, host_id: str, observed: Observed) -> Connection:
+    def conn(self, host_id: str, observed: Observed) -> R:
         for host in observed.hosts:
             if host.id == host_id:
                 return self.fleet.connect(host)
@@ -277,8 +292,8 @@ class Rollout:
         try:
             for group in groups:
                 self._run_step(observed, app, group)
-        except DynoformError as exc:
-            self.say(f"warning: retiring the old dynos failed: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - reported; the new release serves
+            self.say(f"warning: retiring the old dynos failed: {_reason(exc)}")
 
     def _domains(self, app: str) -> list[str]:
         return list(self.store.app(app).get("domains", []))
@@ -327,16 +342,14 @@ class Rollout:
             if have.stdout.encode() != launcher:
                 conn.run(["mkdir", "-p", LAUNCHER_PATH.rsplit("/", 1)[0]], sudo=True, check=True)
                 conn.put(launcher, LAUNCHER_PATH, mode="0755")
-            argv = [
-                "sh",
-                "-c",
-                _UNPACK,
-                "sh",
+            argv = program_argv(
+                UNPACK_RELEASE,
                 release_dir(app, release.version),
                 str(release.slug_sha256),
                 user,
                 env_path.rsplit("/", 1)[0],
-            ]
+            )
+            # The presigned URL goes on stdin as curl's config: never on a command line.
             conn.run(argv, sudo=True, stdin=f'url = "{url}"\n'.encode(), timeout=600, check=True)
             conn.put(document, env_path, mode="0600")
             return self._reserve_ports(conn, web[host_id])
@@ -346,7 +359,7 @@ class Rollout:
             ports.update(got)
         return ports
 
-    def _reserve_ports(self, conn: Connection, units: list[str]) -> dict[str, int]:
+    def _reserve_ports(self, conn: HostRunner, units: list[str]) -> dict[str, int]:
         """Ports for these web units, reserved by the host under its lock (one round trip)."""
         if not units:
             return {}
@@ -354,7 +367,7 @@ class Rollout:
         result = conn.run(argv, sudo=True, stdin=ports_tool_source().encode(), check=True)
         reserved = parse_reserved(result.stdout)
         if set(reserved) != set(units):
-            raise DynoformError(f"on host {conn.endpoint.name}: no ports reserved for {units}")
+            raise DynoformError(f"on host {conn.name}: no ports reserved for {units}")
         return reserved
 
     def _fan(
@@ -369,34 +382,45 @@ class Rollout:
             raise DynoformError(f"{what} failed on host {host}: {first.error}")
         return [o.value for o in outcomes]
 
+    def steps(self) -> dict[ActionKind, Step]:
+        """The method that does each kind of action (all of a step's actions of that kind)."""
+        return {
+            ActionKind.START: self._start,
+            ActionKind.WAIT_PORT: self._wait_port,
+            ActionKind.REGISTER: self._register,
+            ActionKind.WAIT_HEALTHY: self._wait_healthy,
+            ActionKind.DEREGISTER: self._deregister,
+            ActionKind.DRAIN: self._drain,
+            ActionKind.STOP: self._stop,
+            ActionKind.WAIT_RUNNING: self._wait_running,
+        }
+
     def _run_step(self, observed: Observed, app: str, group: list[Action]) -> None:
-        by_kind: dict[str, list[Action]] = defaultdict(list)
-        for action in group:
-            by_kind[action.kind].append(action)
-        for kind, actions in by_kind.items():
-            getattr(self, f"_do_{kind}")(observed, app, actions)
+        steps = self.steps()
+        for kind, actions in _by_kind(group).items():
+            steps[kind](observed, app, actions)
             if kind in _DONE:
                 self.say(_DONE[kind].format(dynos=", ".join(a.dyno for a in actions)))
 
-    def _by_host(self, actions: list[Action]) -> dict[str, list[Action]]:
+    def _by_host(self, actions: list[Action]) -> list[tuple[str, list[Action]]]:
         result: dict[str, list[Action]] = defaultdict(list)
         for action in actions:
             result[action.host].append(action)
-        return result
+        return sorted(result.items())
 
-    def _do_start(self, observed: Observed, app: str, actions: list[Action]) -> None:
+    def _start(self, observed: Observed, app: str, actions: list[Action]) -> None:
         def start(item: tuple[str, list[Action]]) -> None:
             host_id, host_actions = item
             conn = self.conn(host_id, observed)
             for action in host_actions:
                 conn.put(render_dyno_unit(action.instance).encode(), f"{UNIT_DIR}/{action.unit}")
             units = [a.unit for a in host_actions]
-            conn.run(["sh", "-c", _RELOAD_START, "sh", *units], sudo=True, check=True)
+            conn.run(program_argv(START_UNITS, *units), sudo=True, check=True)
 
         self.say(f"starting {', '.join(a.dyno for a in actions)}")
-        self._fan(sorted(self._by_host(actions).items()), start, "starting dynos")
+        self._fan(self._by_host(actions), start, "starting dynos")
 
-    def _do_wait_port(self, observed: Observed, app: str, actions: list[Action]) -> None:
+    def _wait_port(self, observed: Observed, app: str, actions: list[Action]) -> None:
         tool = ports_tool_source().encode()
 
         def wait(item: tuple[str, list[Action]]) -> None:
@@ -410,10 +434,10 @@ class Rollout:
                 checks = parse_port_checks(result.stdout)
                 raise DynoformError(*self._boot_failure(conn, host_actions, checks, timeout))
 
-        self._fan(sorted(self._by_host(actions).items()), wait, "booting dynos")
+        self._fan(self._by_host(actions), wait, "booting dynos")
 
     def _boot_failure(
-        self, conn: Connection, actions: list[Action], checks: dict[int, PortCheck], timeout: int
+        self, conn: HostRunner, actions: list[Action], checks: dict[int, PortCheck], timeout: int
     ) -> tuple[str, str | None]:
         """The first dyno that failed its boot check, as (message, hint)."""
         seen = {a.unit: checks.get(int(a.port or 0), PortCheck("", 0)).state for a in actions}
@@ -446,10 +470,10 @@ class Rollout:
     def _targets(self, observed: Observed, actions: list[Action]) -> list[RouterTarget]:
         return [RouterTarget(observed.address(a.host), int(a.port)) for a in actions if a.port]
 
-    def _do_register(self, observed: Observed, app: str, actions: list[Action]) -> None:
+    def _register(self, observed: Observed, app: str, actions: list[Action]) -> None:
         self.router.register(app, self._targets(observed, actions))
 
-    def _do_wait_healthy(self, observed: Observed, app: str, actions: list[Action]) -> None:
+    def _wait_healthy(self, observed: Observed, app: str, actions: list[Action]) -> None:
         wanted = set(self._targets(observed, actions))
         timeout = max(a.timeout_s or 60 for a in actions)
         deadline = time.monotonic() + timeout
@@ -464,13 +488,13 @@ class Rollout:
                 raise DynoformError(f"new dynos of {app} never became healthy: {', '.join(bad)}")
             time.sleep(0.1)
 
-    def _do_deregister(self, observed: Observed, app: str, actions: list[Action]) -> None:
+    def _deregister(self, observed: Observed, app: str, actions: list[Action]) -> None:
         self.router.deregister(app, self._targets(observed, actions))
 
-    def _do_drain(self, observed: Observed, app: str, actions: list[Action]) -> None:
-        """The drain happens on the hosts: `_do_stop` stops drained units after the delay."""
+    def _drain(self, observed: Observed, app: str, actions: list[Action]) -> None:
+        """The drain happens on the hosts: `_stop` stops drained units after the delay."""
 
-    def _do_stop(self, observed: Observed, app: str, actions: list[Action]) -> None:
+    def _stop(self, observed: Observed, app: str, actions: list[Action]) -> None:
         drained = {a.unit for a in actions if a.instance.is_web and a.port}
         delay = self.router.drain_seconds(app) if drained else 0
 
@@ -479,29 +503,20 @@ class Rollout:
             conn = self.conn(host_id, observed)
             units = [a.unit for a in host_actions]
             if delay and all(u in drained for u in units):
-                argv = [
-                    "systemd-run",
-                    "--quiet",
-                    "--collect",
-                    "--no-block",
-                    f"--unit=dynoform-stop-{int(time.time() * 1000)}-{host_id}",
-                    "sh",
-                    "-c",
-                    _STOP_LATER,
-                    "sh",
-                    str(delay),
-                    *units,
-                ]
-                conn.run(argv, sudo=True, check=True)
-            else:
+                # On the host, in a transient unit: the command need not wait out the drain.
+                unit = f"--unit=dynoform-stop-{int(self.clock() * 1000)}-{host_id}"
+                run = ["systemd-run", "--quiet", "--collect", "--no-block", unit]
                 conn.run(
-                    ["sh", "-c", _STOP_LATER, "sh", "0", *units], sudo=True, timeout=60, check=True
+                    [*run, *program_argv(STOP_UNITS, str(delay), *units)], sudo=True, check=True
                 )
+            else:
+                argv = program_argv(STOP_UNITS, "0", *units)
+                conn.run(argv, sudo=True, timeout=60, check=True)
 
         if observed.hosts:
-            self._fan(sorted(self._by_host(actions).items()), stop, "stopping dynos")
+            self._fan(self._by_host(actions), stop, "stopping dynos")
 
-    def _do_wait_running(self, observed: Observed, app: str, actions: list[Action]) -> None:
+    def _wait_running(self, observed: Observed, app: str, actions: list[Action]) -> None:
         def wait(item: tuple[str, list[Action]]) -> None:
             host_id, host_actions = item
             conn = self.conn(host_id, observed)
@@ -515,33 +530,38 @@ class Rollout:
                         f"{action.dyno} is {state}: {' | '.join(tail.splitlines()[-5:])}"
                     )
 
-        self._fan(sorted(self._by_host(actions).items()), wait, "starting dynos")
+        self._fan(self._by_host(actions), wait, "starting dynos")
+
+    # undoing ----------------------------------------------------------------------------------
+    def undo_steps(self) -> dict[ActionKind, Step]:
+        """What undoes a plan's `on_failure` actions: no drain (the new dynos served nobody),
+        and a stop that goes on past hosts it cannot reach."""
+        return {
+            ActionKind.DEREGISTER: self._deregister,
+            ActionKind.STOP: self._stop_now,
+            ActionKind.START: self._start,
+        }
 
     def _undo(self, observed: Observed, app: str, plan: RolloutPlan) -> None:
-        try:
-            for group in sorted({a.step for a in plan.on_failure}):
-                actions = [a for a in plan.on_failure if a.step == group]
-                kinds = {a.kind for a in actions}
-                if "deregister" in kinds:
-                    self._do_deregister(
-                        observed, app, [a for a in actions if a.kind == "deregister"]
-                    )
-                if "stop" in kinds:
-                    self._stop_now(observed, [a for a in actions if a.kind == "stop"])
-                if "start" in kinds:
-                    self._do_start(observed, app, [a for a in actions if a.kind == "start"])
-        except DynoformError as exc:
-            self.say(f"warning: cleaning up the new dynos failed: {exc.message}")
+        """Best effort, step by step: one failure (a host or the router API) does not keep the
+        next steps from running. A second Ctrl-C stops the undo."""
+        undo = self.undo_steps()
+        for step in sorted({a.step for a in plan.on_failure}):
+            group = [a for a in plan.on_failure if a.step == step]
+            for kind, actions in _by_kind(group).items():
+                try:
+                    undo[kind](observed, app, actions)
+                except Exception as exc:  # noqa: BLE001 - reported; the first error is raised
+                    self.say(f"warning: cleaning up the new dynos failed: {_reason(exc)}")
 
-    def _stop_now(self, observed: Observed, actions: list[Action]) -> None:
+    def _stop_now(self, observed: Observed, app: str, actions: list[Action]) -> None:
         def stop(item: tuple[str, list[Action]]) -> None:
             host_id, host_actions = item
             units = [a.unit for a in host_actions]
-            self.conn(host_id, observed).run(
-                ["sh", "-c", _STOP_LATER, "sh", "0", *units], sudo=True, timeout=60
-            )
+            argv = program_argv(STOP_UNITS, "0", *units)
+            self.conn(host_id, observed).run(argv, sudo=True, timeout=60)
 
-        fan_out(sorted(self._by_host(actions).items()), stop, timeout=120)
+        fan_out(self._by_host(actions), stop, timeout=120)
 
     def _prune(self, observed: Observed, app: str, hosts: set[str], plan: RolloutPlan) -> None:
         """Keep the newest releases on each host (instant rollbacks), drop older ones."""
@@ -576,23 +596,22 @@ class Rollout:
                 s.instance.unit for s in observed.dynos.get(host.id, []) if s.instance.app == app
             ]
             if units:
-                conn.run(["sh", "-c", _STOP_LATER, "sh", "0", *units], sudo=True, timeout=60)
+                conn.run(program_argv(STOP_UNITS, "0", *units), sudo=True, timeout=60)
             conn.run(["rm", "-rf", "--", release_dir(app, 1).rsplit("/", 2)[0]], sudo=True)
             # Its build cache and any build left behind: an app made later under this name
             # must not start from them.
-            conn.run(["sh", "-c", _FORGET_BUILDS, "sh", *build_paths(app)], sudo=True)
-            conn.run(
-                ["sh", "-c", 'userdel "$1" 2>/dev/null || true', "sh", app_user(app)], sudo=True
-            )
+            conn.run(program_argv(FORGET_BUILDS, *build_paths(app)), sudo=True)
+            conn.run(program_argv(REMOVE_USER, app_user(app)), sudo=True)
 
         fan_out(observed.hosts, clean, timeout=300)
 
 
-# $1 the app's cache tarball (${1%.tar}: the cache directory builds used before), $2 its builds.
-_FORGET_BUILDS = (
-    'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; done; '
-    'rm -rf -- "$2"'
-)
+def _by_kind(group: list[Action]) -> dict[ActionKind, list[Action]]:
+    """A step's actions by kind, kinds in the order they first appear."""
+    result: dict[ActionKind, list[Action]] = defaultdict(list)
+    for action in group:
+        result[action.kind].append(action)
+    return result
 
 
 def _reason(exc: BaseException) -> str:
@@ -603,7 +622,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def open_rollout(ctx: Context, options: RolloutOptions | None = None) -> Rollout:
+def open_rollout(ctx: Context, options: RolloutOptions | None = None) -> Rollout[Connection]:
     """A Rollout on the Context's target: its fleet, state store and router table."""
     return Rollout(
         ctx.fleet(), ctx.store, ctx.router(), ctx.blobs(), ctx.say, options or RolloutOptions()

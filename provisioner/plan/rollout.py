@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from provisioner.model.formation import Formation
@@ -35,16 +36,23 @@ from provisioner.plan.placement import DynoRef
 from provisioner.plan.ports import PORT_HIGH, PORT_LOW, assign_ports
 from provisioner.plan.units import DynoInstance
 
-KINDS = (
-    "start",
-    "wait_port",
-    "register",
-    "wait_healthy",
-    "deregister",
-    "drain",
-    "stop",
-    "wait_running",
-)
+
+class ActionKind(StrEnum):
+    """What an action does; the executor (provisioner.ops.rollout) has one method for each.
+
+    A StrEnum: plans print and serialise as the plain words (`start`, `wait_port`, ...).
+    """
+
+    START = "start"  # write the unit file, enable and start the unit
+    WAIT_PORT = "wait_port"  # the unit's own process answers on its $PORT
+    REGISTER = "register"  # add the dyno's target to the router
+    WAIT_HEALTHY = "wait_healthy"  # the router's health check passes
+    DEREGISTER = "deregister"  # remove the dyno's target from the router
+    DRAIN = "drain"  # the router's deregistration delay (the stop waits it out on the host)
+    STOP = "stop"  # stop and disable the unit, remove its file and port reservation
+    WAIT_RUNNING = "wait_running"  # a non-web dyno stays up for a moment
+
+
 PREBOOT_STEPS = 4  # failures up to this step roll back to the old dynos
 
 
@@ -63,7 +71,7 @@ class RolloutOptions:
 class Action:
     """One thing the executor does on one host for one dyno instance."""
 
-    kind: str
+    kind: ActionKind
     step: int
     instance: DynoInstance
     timeout_s: float | None = None
@@ -91,7 +99,7 @@ class Action:
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "host": self.host,
             "dyno": self.dyno,
             "unit": self.unit,
@@ -119,11 +127,11 @@ class RolloutPlan:
 
     @property
     def started(self) -> list[DynoInstance]:
-        return [a.instance for a in self.actions if a.kind == "start"]
+        return [a.instance for a in self.actions if a.kind is ActionKind.START]
 
     @property
     def stopped(self) -> list[DynoInstance]:
-        return [a.instance for a in self.actions if a.kind == "stop"]
+        return [a.instance for a in self.actions if a.kind is ActionKind.STOP]
 
     def steps(self) -> list[list[Action]]:
         """Actions grouped by step, in order; each group may run in parallel."""
@@ -201,7 +209,7 @@ def plan_converge(
     stop = sorted(d for d in running if d.unit not in kept_units)
     start = _with_ports(start, running, ports_in_use or {}, opts)
     actions, on_failure = _actions(start, stop, opts)
-    commit = min((a.step for a in actions if a.kind == "deregister"), default=None)
+    commit = min((a.step for a in actions if a.kind is ActionKind.DEREGISTER), default=None)
     final = sorted([*keep, *start])
     return RolloutPlan(app, release, actions, on_failure, sorted(keep), final, commit)
 
@@ -263,8 +271,8 @@ def _actions(
     others_new = [d for d in start if not d.is_web]
     others_old = [d for d in stop if not d.is_web]
     actions = _bring_up(web_new, 1, opts)
-    on_failure = [Action("deregister", 1, d) for d in web_new] + [
-        Action("stop", 2, d, opts.stop_timeout_s) for d in web_new
+    on_failure = [Action(ActionKind.DEREGISTER, 1, d) for d in web_new] + [
+        Action(ActionKind.STOP, 2, d, opts.stop_timeout_s) for d in web_new
     ]
     actions += _rolling_actions(others_new, others_old, _last(actions), opts)
     # The old web dynos retire last: until then any failure can be undone while they serve.
@@ -272,8 +280,8 @@ def _actions(
     # Undone, other types are left as they were: the new ones (a crash-looping worker) stop,
     # the old ones that rolling stopped start again (starting a running unit is a no-op).
     last = _last(on_failure)
-    on_failure += [Action("stop", last + 1, d, opts.stop_timeout_s) for d in others_new]
-    on_failure += [Action("start", last + 2, d) for d in others_old]
+    on_failure += [Action(ActionKind.STOP, last + 1, d, opts.stop_timeout_s) for d in others_new]
+    on_failure += [Action(ActionKind.START, last + 2, d) for d in others_old]
     return actions, on_failure
 
 
@@ -283,19 +291,19 @@ def _last(actions: list[Action]) -> int:
 
 def _bring_up(new: list[DynoInstance], first: int, opts: RolloutOptions) -> list[Action]:
     return (
-        [Action("start", first, d) for d in new]
-        + [Action("wait_port", first + 1, d, opts.boot_timeout_s) for d in new]
-        + [Action("register", first + 2, d) for d in new]
-        + [Action("wait_healthy", first + 3, d, opts.health_timeout_s) for d in new]
+        [Action(ActionKind.START, first, d) for d in new]
+        + [Action(ActionKind.WAIT_PORT, first + 1, d, opts.boot_timeout_s) for d in new]
+        + [Action(ActionKind.REGISTER, first + 2, d) for d in new]
+        + [Action(ActionKind.WAIT_HEALTHY, first + 3, d, opts.health_timeout_s) for d in new]
     )
 
 
 def _stop_old(old: list[DynoInstance], first: int, opts: RolloutOptions) -> list[Action]:
     ported = [d for d in old if d.port]
     return (
-        [Action("deregister", first, d) for d in ported]
-        + [Action("drain", first + 1, d, opts.drain_s) for d in ported]
-        + [Action("stop", first + 2, d, opts.stop_timeout_s) for d in old]
+        [Action(ActionKind.DEREGISTER, first, d) for d in ported]
+        + [Action(ActionKind.DRAIN, first + 1, d, opts.drain_s) for d in ported]
+        + [Action(ActionKind.STOP, first + 2, d, opts.stop_timeout_s) for d in old]
     )
 
 
@@ -311,14 +319,14 @@ def _rolling_actions(
     for dyno in sorted(new, key=lambda d: (d.type, d.index)):
         step += 1
         for previous in old_by_name.pop((dyno.type, dyno.name), []):
-            actions.append(Action("stop", step, previous, opts.stop_timeout_s))
-        actions.append(Action("start", step + 1, dyno))
-        actions.append(Action("wait_running", step + 2, dyno, opts.settle_s))
+            actions.append(Action(ActionKind.STOP, step, previous, opts.stop_timeout_s))
+        actions.append(Action(ActionKind.START, step + 1, dyno))
+        actions.append(Action(ActionKind.WAIT_RUNNING, step + 2, dyno, opts.settle_s))
         step += 2
     leftovers = sorted(d for group in old_by_name.values() for d in group)
     if leftovers:
         step += 1
-        actions += [Action("stop", step, d, opts.stop_timeout_s) for d in leftovers]
+        actions += [Action(ActionKind.STOP, step, d, opts.stop_timeout_s) for d in leftovers]
     return actions
 
 

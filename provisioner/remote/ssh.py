@@ -204,6 +204,10 @@ class Connection:
         self.sudo = endpoint.user != "root"
 
     @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @property
     def transport(self) -> paramiko.Transport:
         transport = self.fabric.client.get_transport()
         if transport is None:

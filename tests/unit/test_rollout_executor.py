@@ -1,0 +1,679 @@
+"""The rollout executor against a fake fleet: the exact commands a converge sends to each host
+and the router, in order, and what an undo sends after a failure of any kind.
+
+The fakes stand in for the SSH hosts (FakeHost: a HostRunner that answers like the host's
+programs and keeps the units it runs) and for the ELB API (FakeRouter); the state store is the
+real Store over in-memory documents. Everything else is the real executor and planner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from provisioner.aws.instances import Host
+from provisioner.aws.router import RouterTarget
+from provisioner.aws.state import Doc
+from provisioner.errors import DynoformError
+from provisioner.model.formation import ProcessFormation
+from provisioner.model.release import Release
+from provisioner.ops.rollout import (
+    FORGET_BUILDS,
+    REMOVE_USER,
+    START_UNITS,
+    STOP_UNITS,
+    UNPACK_RELEASE,
+    Rollout,
+)
+from provisioner.plan.rollout import ActionKind, RolloutOptions
+from provisioner.remote.ssh import RemoteError, Result
+from provisioner.render import LAUNCHER_PATH, host_program, launcher_source, ports_tool_source
+from provisioner.store import Store
+
+APP = "shop"
+PROGRAMS = (UNPACK_RELEASE, START_UNITS, STOP_UNITS, FORGET_BUILDS, REMOVE_USER)
+CLOCK = 1_800_000_000.0
+SLUG_SHA = "ab" * 32
+
+
+def release(version: int) -> Release:
+    return Release(
+        version,
+        f"v{version}",
+        "test",
+        "2026-01-01T00:00:00+00:00",
+        "succeeded",
+        slug_key=f"slugs/{APP}/{version}.tgz",
+        slug_sha256=SLUG_SHA,
+        process_types={"web": "python3 -m http.server $PORT"},
+    )
+
+
+# fakes -----------------------------------------------------------------------------------------
+@dataclass
+class World:
+    """Everything the hosts and the router were sent, in the order it happened."""
+
+    events: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, who: str, what: str) -> None:
+        with self.lock:
+            self.events.append((who, what))
+
+    def of(self, who: str) -> list[str]:
+        return [what for w, what in self.events if w == who]
+
+    def first(self, prefix: str) -> int:
+        return next(i for i, (_, what) in enumerate(self.events) if what.startswith(prefix))
+
+    def last(self, prefix: str) -> int:
+        return max(i for i, (_, what) in enumerate(self.events) if what.startswith(prefix))
+
+    def clear(self) -> None:
+        self.events.clear()
+
+
+def _shown(data: bytes | None) -> str:
+    """How a command's stdin or a file's content appears in the log."""
+    if data is None:
+        return ""
+    known = {ports_tool_source().encode(): "<dyno-ports>", launcher_source().encode(): "<launcher>"}
+    if data in known:
+        return known[data]
+    if len(data) < 100:
+        return repr(data.decode())
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+
+
+@dataclass
+class FakeHost:
+    """A runner host: answers each command like the host's own programs and keeps which units
+    run there (started, stopped, with the ports it reserved); records every command."""
+
+    id: str
+    ip: str
+    world: World
+    running: dict[str, int | None] = field(default_factory=dict)  # unit -> port
+    reserved: dict[str, int] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    releases: set[int] = field(default_factory=set)
+    never_answer: set[str] = field(default_factory=set)  # units whose port check times out
+
+    @property
+    def name(self) -> str:
+        return self.id
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        sudo: bool = False,
+        stdin: bytes | None = None,
+        timeout: float = 120.0,
+        check: bool = False,
+    ) -> Result:
+        argv = list(argv)
+        names = {host_program(n): f"<{n}>" for n in PROGRAMS}
+        line = shlex.join(names.get(a, a) for a in argv)
+        sent = _shown(stdin)
+        self.world.record(
+            self.id, ("sudo " if sudo else "") + line + (f" < {sent}" if sent else "")
+        )
+        code, out = self._answer(argv)
+        if check and code:
+            raise RemoteError(f"on host {self.id}: `{line}` exited {code}")
+        return Result(argv, code, out, "", 0.0)
+
+    def put(self, data: bytes, path: str, *, mode: str = "0644") -> object:
+        self.world.record(self.id, f"put {path} {mode}")
+        self.files[path] = data
+        return None
+
+    def _answer(self, argv: list[str]) -> tuple[int, str]:
+        if argv[:2] == ["systemd-run", "--quiet"]:
+            argv = argv[argv.index("sh") :]  # the delayed stop: the fake stops at once
+        program = (
+            {host_program(n): n for n in PROGRAMS}.get(argv[2])
+            if argv[:2] == ["sh", "-c"]
+            else None
+        )
+        if program == START_UNITS:
+            self.running.update({u: self.reserved.get(u) for u in argv[4:]})
+        elif program == STOP_UNITS:
+            for unit in argv[5:]:
+                self.running.pop(unit, None)
+                self.reserved.pop(unit, None)
+        elif program == UNPACK_RELEASE:
+            self.releases.add(int(argv[4].rsplit("/v", 1)[1]))
+        elif argv[:4] == ["python3", "-I", "-", "reserve"]:
+            return 0, "".join(f"{u} {self._reserve(u)}\n" for u in argv[6:])
+        elif argv[:4] == ["python3", "-I", "-", "wait"]:
+            checks = [p.partition("=") for p in argv[6:]]
+            lines = [f"{'timeout' if u in self.never_answer else 'ok'} {p}" for u, _, p in checks]
+            return int(any(u in self.never_answer for u, _, _ in checks)), "\n".join(lines) + "\n"
+        elif argv[:2] == ["systemctl", "show"]:
+            return 0, self._facts()
+        elif argv[0] == "cat":
+            return (0, self.files[argv[1]].decode()) if argv[1] in self.files else (1, "")
+        elif argv[0] == "ls":
+            return 0, "".join(f"v{v}\n" for v in sorted(self.releases))
+        elif argv[0] == "journalctl":
+            return 0, "Traceback (most recent call last):\nOSError: boom\n"
+        return 0, ""
+
+    def _reserve(self, unit: str) -> int:
+        taken = set(self.reserved.values()) | {p for p in self.running.values() if p}
+        port = next(p for p in range(20000, 21000) if p not in taken)
+        self.reserved[unit] = port
+        return port
+
+    def _facts(self) -> str:
+        blocks = []
+        for unit, port in sorted(self.running.items()):
+            env = f"PORT={port} " if port else ""
+            blocks.append(
+                f"Id={unit}\nActiveState=active\nSubState=running\nMainPID=7\nNRestarts=0\n"
+                f"Environment={env}DYNO=x\n"
+            )
+        return "\n".join(blocks)
+
+
+@dataclass
+class FakeFleet:
+    hosts: list[FakeHost]
+
+    def ready(self) -> list[Host]:
+        return [
+            Host(h.id, h.ip, None, "zone-a", "t3.small", "running", None, "runner", "")
+            for h in self.hosts
+        ]
+
+    def connect(self, host: Host) -> FakeHost:
+        return next(h for h in self.hosts if h.id == host.id)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeRouter:
+    """The app's target group as ELBv2 keeps it; `fail` makes the named method raise."""
+
+    world: World
+    targets: set[RouterTarget] = field(default_factory=set)
+    fail: dict[str, BaseException] = field(default_factory=dict)
+
+    def _call(self, what: str, targets: Iterable[RouterTarget] = ()) -> None:
+        shown = " ".join(f"{t.ip}:{t.port}" for t in sorted(targets, key=str))
+        self.world.record("router", f"{what} {APP} {shown}".rstrip())
+        if what in self.fail:
+            raise self.fail.pop(what)
+
+    def ensure_rule(
+        self, app: str, domains: Iterable[str], maintenance: bool, plain_http: bool | None
+    ) -> None:
+        self._call("ensure_rule")
+
+    def register(self, app: str, targets: Iterable[RouterTarget]) -> None:
+        targets = set(targets)
+        self._call("register", targets)
+        self.targets |= targets
+
+    def deregister(self, app: str, targets: Iterable[RouterTarget]) -> None:
+        targets = set(targets)
+        self._call("deregister", targets)
+        self.targets -= targets
+
+    def health(self, app: str, targets: Iterable[RouterTarget]) -> dict[RouterTarget, str]:
+        targets = set(targets)
+        self._call("health", targets)
+        return {t: "healthy" if t in self.targets else "unused" for t in targets}
+
+    def drain_seconds(self, app: str) -> int:
+        return 30
+
+    def sync_targets(self, app: str, wanted: set[RouterTarget]):
+        added, removed = wanted - self.targets, self.targets - wanted
+        self.targets = set(wanted)
+        return added, removed
+
+    def remove_app(self, app: str) -> None:
+        self._call("remove_app")
+
+
+class MemoryDocs:
+    """The state store's bucket, in memory (what Store reads of the app: its record)."""
+
+    def __init__(self) -> None:
+        self.data = {f"apps/{APP}/app.json": {"name": APP, "id": "012345678901"}}
+
+    def get(self, key: str) -> Doc | None:
+        return Doc(self.data[key], "etag") if key in self.data else None
+
+
+class FakeBlobs:
+    def get_url(self, key: str) -> str:
+        return f"https://s3.test/{key}?signed"
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+def hosts(world: World) -> list[FakeHost]:
+    return [FakeHost("h1", "198.18.0.11", world), FakeHost("h2", "198.18.0.12", world)]
+
+
+@pytest.fixture
+def router(world: World) -> FakeRouter:
+    return FakeRouter(world)
+
+
+@pytest.fixture
+def said() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def rollout(hosts: list[FakeHost], router: FakeRouter, said: list[str]) -> Rollout[FakeHost]:
+    options = RolloutOptions(health_timeout_s=1.0)
+    store = Store(MemoryDocs())
+    return Rollout(
+        FakeFleet(hosts), store, router, FakeBlobs(), said.append, options, lambda: CLOCK
+    )
+
+
+def web(n: int) -> dict[str, ProcessFormation]:
+    return {"web": ProcessFormation(n)}
+
+
+def unit(version: int, dyno: str) -> str:
+    return f"dyno-{APP}.v{version}.{dyno}.service"
+
+
+def start(version: int, dyno: str) -> list[str]:
+    return [
+        f"put /etc/systemd/system/{unit(version, dyno)} 0644",
+        f"sudo sh -c '<start-units>' sh {unit(version, dyno)}",
+    ]
+
+
+def prepare(version: int, first: bool = True) -> list[str]:
+    """What a host is sent to take a release: the app's user, the launcher (the first time),
+    the slug (its URL on stdin), the env file."""
+    user = (
+        'sudo sh -c \'user=$1; shift; getent passwd "$user" >/dev/null || exec "$@"\' sh '
+        "dyno-shop useradd --system --user-group --no-create-home --home-dir /app --shell "
+        "/usr/sbin/nologin -K SYS_UID_MIN=40000 -K SYS_UID_MAX=49999 -K SYS_GID_MIN=40000 "
+        "-K SYS_GID_MAX=49999 dyno-shop"
+    )
+    launcher = [
+        "sudo mkdir -p /usr/local/lib/dynoform",
+        f"put {LAUNCHER_PATH} 0755",
+    ]
+    return [
+        user,
+        f"cat {LAUNCHER_PATH}",
+        *(launcher if first else []),
+        f"sudo sh -c '<unpack-release>' sh /srv/dynoform/apps/shop/releases/v{version} {SLUG_SHA} "
+        "dyno-shop /srv/dynoform/apps/shop/env"
+        f" < 'url = \"https://s3.test/slugs/shop/{version}.tgz?signed\"\\n'",
+        f"put /srv/dynoform/apps/shop/env/v{version}.json 0600",
+    ]
+
+
+FACTS = (
+    "systemctl show --property=Id,ActiveState,SubState,MainPID,NRestarts,Environment,"
+    "ActiveEnterTimestamp,MemoryCurrent --timestamp=unix 'dyno-*.service'"
+)
+
+
+# tests -----------------------------------------------------------------------------------------
+def test_every_action_kind_has_its_method(rollout: Rollout[FakeHost]) -> None:
+    assert set(rollout.steps()) == set(ActionKind)
+    assert set(rollout.undo_steps()) == {ActionKind.DEREGISTER, ActionKind.STOP, ActionKind.START}
+
+
+def wait(host: FakeHost, port: int, *units: str) -> str:
+    pairs = " ".join(f"{u}={port}" for u in units)
+    return f"sudo python3 -I - wait {host.ip} 60 {pairs} < <dyno-ports>"
+
+
+def reserve(*units: str) -> str:
+    return f"sudo python3 -I - reserve 20000 29999 {' '.join(units)} < <dyno-ports>"
+
+
+def stop_later(host: FakeHost, *units: str) -> str:
+    return (
+        f"sudo systemd-run --quiet --collect --no-block --unit=dynoform-stop-1800000000000-"
+        f"{host.id} sh -c '<stop-units>' sh 30 {' '.join(units)}"
+    )
+
+
+def stop_now(*units: str) -> str:
+    return f"sudo sh -c '<stop-units>' sh 0 {' '.join(units)}"
+
+
+PRUNE = "sudo ls /srv/dynoform/apps/shop/releases"
+
+
+def test_a_fresh_web_deploy_starts_one_dyno_on_each_host(
+    rollout: Rollout[FakeHost], world: World, hosts: list[FakeHost], router: FakeRouter
+) -> None:
+    plan = rollout.converge(APP, release(1), {"GREETING": "hi"}, web(2))
+
+    h1, h2 = hosts
+    assert world.of("h1") == [
+        FACTS,
+        *prepare(1),
+        reserve(unit(1, "web.1")),
+        *start(1, "web.1"),
+        wait(h1, 20000, unit(1, "web.1")),
+        PRUNE,
+    ]
+    assert world.of("h2") == [
+        FACTS,
+        *prepare(1),
+        reserve(unit(1, "web.2")),
+        *start(1, "web.2"),
+        wait(h2, 20000, unit(1, "web.2")),
+        PRUNE,
+    ]
+    assert world.of("router") == [
+        "ensure_rule shop",
+        "register shop 198.18.0.11:20000 198.18.0.12:20000",
+        "health shop 198.18.0.11:20000 198.18.0.12:20000",
+    ]
+    # Every host has its unit before any port is waited for, and is answering before the router
+    # sends it anything.
+    assert world.last("put /etc/systemd") < world.first("sudo python3 -I - wait")
+    assert world.last("sudo python3 -I - wait") < world.first("register")
+    assert h1.running == {unit(1, "web.1"): 20000} and h2.running == {unit(1, "web.2"): 20000}
+    unit_file = h1.files[f"/etc/systemd/system/{unit(1, 'web.1')}"].decode()
+    assert "Environment=PORT=20000\n" in unit_file and "Environment=DYNO=web.1\n" in unit_file
+    assert b'"GREETING": "hi"' in h1.files["/srv/dynoform/apps/shop/env/v1.json"]
+    assert [d.unit for d in plan.final] == [unit(1, "web.1"), unit(1, "web.2")]
+
+
+def test_a_new_release_serves_before_the_old_one_retires(
+    rollout: Rollout[FakeHost], world: World, hosts: list[FakeHost], router: FakeRouter
+) -> None:
+    rollout.converge(APP, release(1), {}, web(2))
+    world.clear()
+
+    rollout.converge(APP, release(2), {}, web(2))
+
+    h1, h2 = hosts
+    for host, dyno in ((h1, "web.1"), (h2, "web.2")):
+        assert world.of(host.id) == [
+            FACTS,
+            *prepare(2, first=False),
+            reserve(unit(2, dyno)),
+            *start(2, dyno),
+            wait(host, 20001, unit(2, dyno)),
+            stop_later(host, unit(1, dyno)),
+            PRUNE,
+        ]
+        assert host.running == {unit(2, dyno): 20001}
+    new, old = "198.18.0.11:20001 198.18.0.12:20001", "198.18.0.11:20000 198.18.0.12:20000"
+    assert world.of("router") == [
+        "ensure_rule shop",
+        f"register shop {new}",
+        f"health shop {new}",
+        f"deregister shop {old}",
+    ]
+    # start -> wait port -> register -> healthy -> deregister old -> stop old
+    order = [
+        world.last("sudo sh -c '<start-units>'"),
+        world.first("sudo python3 -I - wait"),
+        world.last("sudo python3 -I - wait"),
+        world.first("register"),
+        world.first("health"),
+        world.first("deregister"),
+        world.first("sudo systemd-run"),
+    ]
+    assert order == sorted(order)
+    assert {f"{t.ip}:{t.port}" for t in router.targets} == set(new.split())
+
+
+def test_scaling_down_retires_the_last_dyno_after_the_drain(
+    rollout: Rollout[FakeHost], world: World, hosts: list[FakeHost], router: FakeRouter
+) -> None:
+    rollout.converge(APP, release(1), {}, web(2))
+    world.clear()
+
+    plan = rollout.converge(APP, release(1), {}, web(1))
+
+    h1, h2 = hosts
+    assert world.of("h1") == [FACTS]
+    assert world.of("h2") == [FACTS, stop_later(h2, unit(1, "web.2"))]
+    assert world.of("router") == ["deregister shop 198.18.0.12:20000"]
+    assert h1.running == {unit(1, "web.1"): 20000} and h2.running == {}
+    assert [d.unit for d in plan.final] == [unit(1, "web.1")]
+
+
+def test_a_dyno_that_never_answers_undoes_the_new_release(
+    rollout: Rollout[FakeHost],
+    world: World,
+    hosts: list[FakeHost],
+    router: FakeRouter,
+    said: list[str],
+) -> None:
+    rollout.converge(APP, release(1), {}, web(2))
+    h1, h2 = hosts
+    h2.never_answer.add(unit(2, "web.2"))
+    world.clear()
+
+    with pytest.raises(
+        DynoformError,
+        match=re.escape(
+            "booting dynos failed on host h2: web.2 of v2 did not answer on $PORT (20001) "
+            "within 60 s; its last log lines: Traceback (most recent call last): | OSError: boom"
+        ),
+    ):
+        rollout.converge(APP, release(2), {}, web(2))
+
+    journal = "sudo journalctl --no-pager -o cat -n 10 -u dyno-shop.v2.web.2.service"
+    assert world.of("h1") == [
+        FACTS,
+        *prepare(2, first=False),
+        reserve(unit(2, "web.1")),
+        *start(2, "web.1"),
+        wait(h1, 20001, unit(2, "web.1")),
+        stop_now(unit(2, "web.1")),
+    ]
+    assert world.of("h2") == [
+        FACTS,
+        *prepare(2, first=False),
+        reserve(unit(2, "web.2")),
+        *start(2, "web.2"),
+        wait(h2, 20001, unit(2, "web.2")),
+        journal,
+        stop_now(unit(2, "web.2")),
+    ]
+    # Never registered, deregistered all the same (the undo cannot know how far it got).
+    assert world.of("router") == [
+        "ensure_rule shop",
+        "deregister shop 198.18.0.11:20001 198.18.0.12:20001",
+    ]
+    assert_old_ones_serve(hosts, router)
+    assert said[-1].startswith("rolling back: booting dynos failed on host h2: web.2 of v2")
+
+
+def assert_old_ones_serve(hosts: list[FakeHost], router: FakeRouter) -> None:
+    assert hosts[0].running == {unit(1, "web.1"): 20000}
+    assert hosts[1].running == {unit(1, "web.2"): 20000}
+    assert router.targets == {
+        RouterTarget("198.18.0.11", 20000),
+        RouterTarget("198.18.0.12", 20000),
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (RuntimeError("the ELB API is down"), "RuntimeError: the ELB API is down"),
+        (KeyboardInterrupt(), "interrupted"),
+    ],
+)
+def test_any_exception_at_register_undoes_the_new_release(
+    rollout: Rollout[FakeHost],
+    world: World,
+    hosts: list[FakeHost],
+    router: FakeRouter,
+    said: list[str],
+    error: BaseException,
+    reason: str,
+) -> None:
+    rollout.converge(APP, release(1), {}, web(2))
+    router.fail["register"] = error
+    world.clear()
+
+    with pytest.raises(type(error)):
+        rollout.converge(APP, release(2), {}, web(2))
+
+    for host, dyno in zip(hosts, ("web.1", "web.2"), strict=True):
+        assert world.of(host.id) == [
+            FACTS,
+            *prepare(2, first=False),
+            reserve(unit(2, dyno)),
+            *start(2, dyno),
+            wait(host, 20001, unit(2, dyno)),
+            stop_now(unit(2, dyno)),
+        ]
+    new = "198.18.0.11:20001 198.18.0.12:20001"
+    assert world.of("router") == [
+        "ensure_rule shop",
+        f"register shop {new}",
+        f"deregister shop {new}",
+    ]
+    assert world.first("deregister") < world.first(stop_now(unit(2, "web.1")))
+    assert_old_ones_serve(hosts, router)
+    assert said[-1] == f"rolling back: {reason}"
+
+
+def test_the_undo_goes_on_past_its_own_failures(
+    rollout: Rollout[FakeHost],
+    world: World,
+    hosts: list[FakeHost],
+    router: FakeRouter,
+    said: list[str],
+) -> None:
+    rollout.converge(APP, release(1), {}, web(2))
+    router.fail["register"] = RuntimeError("throttled")
+    router.fail["deregister"] = RuntimeError("still throttled")
+    world.clear()
+
+    with pytest.raises(RuntimeError, match="^throttled$"):
+        rollout.converge(APP, release(2), {}, web(2))
+
+    assert world.of("h1")[-1] == stop_now(unit(2, "web.1"))
+    assert world.of("h2")[-1] == stop_now(unit(2, "web.2"))
+    assert said[-2:] == [
+        "rolling back: RuntimeError: throttled",
+        "warning: cleaning up the new dynos failed: RuntimeError: still throttled",
+    ]
+
+
+def test_a_failure_after_the_new_release_serves_is_not_undone(
+    rollout: Rollout[FakeHost],
+    world: World,
+    hosts: list[FakeHost],
+    router: FakeRouter,
+    said: list[str],
+) -> None:
+    rollout.converge(APP, release(1), {}, web(2))
+    router.fail["deregister"] = RuntimeError("throttled")
+    world.clear()
+
+    rollout.converge(APP, release(2), {}, web(2))
+
+    # The old ones are left for the next rollout to stop; the new ones keep serving.
+    assert not any("<stop-units>" in what for _, what in world.events)
+    assert said[-1] == "warning: retiring the old dynos failed: RuntimeError: throttled"
+    assert hosts[0].running == {unit(1, "web.1"): 20000, unit(2, "web.1"): 20001}
+    assert RouterTarget("198.18.0.11", 20001) in router.targets
+
+
+def test_removing_an_app_clears_every_host(
+    rollout: Rollout[FakeHost],
+    world: World,
+    hosts: list[FakeHost],
+    router: FakeRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import provisioner.ops.rollout as module
+
+    rollout.converge(APP, release(1), {}, web(1))
+    monkeypatch.setattr(module, "ROUTER_SETTLE_S", 0.0)  # the router's moment to follow
+    world.clear()
+
+    rollout.remove_app(APP)
+
+    assert world.of("router") == ["remove_app shop"]
+    assert world.of("h1") == [
+        FACTS,
+        stop_now(unit(1, "web.1")),
+        "sudo rm -rf -- /srv/dynoform/apps/shop",
+        "sudo sh -c '<forget-builds>' sh /srv/dynoform/cache/shop.tar /srv/dynoform/builds/shop",
+        "sudo sh -c '<remove-user>' sh dyno-shop",
+    ]
+    assert world.of("h2") == [FACTS, *world.of("h1")[2:]]  # no dynos there: none to stop
+
+
+# The programs as they were sent before they became files: the hosts run the same commands.
+OLD_PROGRAMS = {
+    START_UNITS: (
+        'systemctl enable --no-reload --quiet "$@" && '
+        'if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; '
+        "then systemctl daemon-reload; fi && "
+        'systemctl start "$@"'
+    ),
+    STOP_UNITS: (
+        'sleep "$1"; shift; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
+        'for u in "$@"; do rm -f "/etc/systemd/system/$u" "/run/dynoform/ports/$u"; done; '
+        "systemctl daemon-reload"
+    ),
+    FORGET_BUILDS: (
+        'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; '
+        'done; rm -rf -- "$2"'
+    ),
+    REMOVE_USER: 'userdel "$1" 2>/dev/null || true',
+    UNPACK_RELEASE: r"""
+set -e
+dir="$1"; sha="$2"; user="$3"; envdir="$4"
+install -d -m 0700 "$envdir"
+if [ "$(cat "$dir/.dynoform-slug" 2>/dev/null)" = "$sha" ]; then exit 0; fi
+parent=$(dirname "$dir"); mkdir -p "$parent"; chmod 0755 "$parent" "$(dirname "$parent")"
+tmp="$dir.tmp.$$"; rm -rf "$tmp"
+twin=$(grep -lx "$sha" "$parent"/v*/.dynoform-slug 2>/dev/null | head -n 1 || true)
+if [ -n "$twin" ]; then
+  cp -a "$(dirname "$twin")" "$tmp"
+else
+  mkdir -p "$tmp"
+  curl -fsS --retry 3 -K - -o "$tmp.tgz"
+  echo "$sha  $tmp.tgz" | sha256sum -c --quiet - || { rm -rf "$tmp" "$tmp.tgz"; echo "slug checksum mismatch" >&2; exit 3; }
+  tar -xzf "$tmp.tgz" -C "$tmp" --no-same-owner
+  rm -f "$tmp.tgz"
+  echo "$sha" > "$tmp/.dynoform-slug"
+  chown -R "root:$user" "$tmp"; chmod -R g+rX,g-w,o-rwx "$tmp"; chmod 0750 "$tmp"
+fi
+rm -rf "$dir"; mv "$tmp" "$dir"
+""",
+}
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_host_programs_are_the_commands_hosts_ran_before(name: str) -> None:
+    program = host_program(name)
+    assert program == OLD_PROGRAMS[name].strip("\n") + "\n"
+    assert not program.startswith("#")  # the file's comment block stays on this side
