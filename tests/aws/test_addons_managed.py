@@ -253,3 +253,18 @@ def test_platform_destroy_deletes_managed_addons_and_their_network(aws, store, c
         ]
         == []
     )
+
+
+def test_a_self_hosted_addon_whose_host_is_gone_is_destroyed_without_it(store, ctx, said):
+    addon = m.Addon("redis-abc123", "redis", "small", "self-hosted", "shop",
+                    store.app_id("shop"), "available")  # fmt: skip
+    addon.resource.update(host_id="i-0123456789abcdef0", host="198.18.0.9", port=6380)
+    addon.attachments.append(m.Attachment("shop", "REDIS_URL", store.app_id("shop")))
+    store.docs.create("addons/redis-abc123.json", addon.to_dict())
+    store.save_config("shop", {"REDIS_URL": "redis://:x@198.18.0.9:6380"}, None)
+    assert addons.used_ports(ctx, "i-0123456789abcdef0") == {6380}
+
+    assert addons.destroy_app_addons(ctx, "shop") == ["redis-abc123"]
+    assert addons.list_addons(ctx) == []
+    assert said[-1] == "destroyed add-on redis-abc123"
+    assert not any("removed redis-abc123" in line for line in said)  # no host was asked
