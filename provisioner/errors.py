@@ -34,5 +34,9 @@ class Conflict(DynoformError):
     """Another command or app holds what this one needs: a lease, a name, a domain."""
 
 
+class Unsupported(DynoformError):
+    """What was asked cannot be done here: e.g. a provider that has no such operation."""
+
+
 class Unreachable(DynoformError):
     """A host or endpoint did not answer."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, BinaryIO
 
 from botocore.exceptions import ClientError
 
 from provisioner.aws.platform import PLATFORM_TAG, RESOURCE_TAG, Platform, tag_filters
 from provisioner.aws.session import Aws
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, Unsupported
 from provisioner.model import addons as m
 
 Say = Callable[[str], None]
@@ -94,12 +95,26 @@ class Managed:
 
     name = m.MANAGED
 
-    def __init__(self, aws: Aws, platform: Platform, poll: float | None = None) -> None:
+    def __init__(
+        self, aws: Aws, platform: Platform | Callable[[], Platform], poll: float | None = None
+    ) -> None:
         self.aws = aws
-        self.platform = platform
+        self._platform = platform  # or how to find it: looked up when first needed
         self.poll = POLL_SECONDS if poll is None else poll
-        self.rds = aws.client("rds")
-        self.elasticache = aws.client("elasticache")
+
+    @property
+    def platform(self) -> Platform:
+        if callable(self._platform):
+            self._platform = self._platform()
+        return self._platform
+
+    @property
+    def rds(self) -> Any:
+        return self.aws.client("rds")
+
+    @property
+    def elasticache(self) -> Any:
+        return self.aws.client("elasticache")
 
     # network ----------------------------------------------------------------------------------
     def _security_group(self, addon: m.Addon, port: int) -> str:
@@ -161,7 +176,7 @@ class Managed:
                 raise
 
     # lifecycle --------------------------------------------------------------------------------
-    def create(self, addon: m.Addon, say: Say) -> str:
+    def create(self, addon: m.Addon, say: Say) -> None:
         self._subnet_groups(addon.kind)
         ident = resource_id(self.platform.name, addon.name)
         if addon.kind == m.POSTGRES:
@@ -191,7 +206,6 @@ class Managed:
             group = self._wait(lambda: self._replication_group(ident), "Status", say)
             endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
             addon.resource.update(host=endpoint["Address"], port=int(endpoint["Port"]), tls=True)
-        return self.url(addon)
 
     def url(self, addon: m.Addon) -> str:
         res = addon.resource
@@ -202,6 +216,18 @@ class Managed:
                 user, addon.secret, res["host"], int(res["port"]), database, tls=True
             )
         return m.redis_url(addon.secret, res["host"], int(res["port"]), tls=True)
+
+    def attach(self, addon: m.Addon, attachment: m.Attachment, say: Say) -> str:
+        """The add-on's group admits the runners' group, so every app's dynos: the same URL."""
+        return self.url(addon)
+
+    def detach(self, addon: m.Addon, attachment: m.Attachment, say: Say) -> None:
+        """Nothing in AWS is per attachment: the app's var going is the whole detach."""
+
+    def info(self, addon: m.Addon) -> dict[str, str]:
+        """Where it lives, for addons:info: the endpoint AWS gave it."""
+        res = addon.resource
+        return {"endpoint": f"{res['host']}:{res.get('port')}"} if res.get("host") else {}
 
     def _db_instance(self, ident: str) -> dict[str, Any] | None:
         try:
@@ -272,14 +298,16 @@ class Managed:
         self._delete_security_group(addon)
 
     # backups: RDS snapshots ----------------------------------------------------------------------
-    def capture(self, addon: m.Addon, backup_id: str, say: Say) -> str:
+    def capture_backup(self, addon: m.Addon, backup: m.Backup, say: Say) -> m.Backup:
+        if addon.kind != m.POSTGRES:
+            raise Unsupported(f"{addon.name} is not a Postgres add-on")
         ident = resource_id(self.platform.name, addon.name)
-        snapshot = f"{ident}-{backup_id}"[:63]
+        snapshot = f"{ident}-{backup.id}"[:63]
         self.rds.create_db_snapshot(DBSnapshotIdentifier=snapshot, DBInstanceIdentifier=ident,
                                     Tags=_tags(self.platform, addon))  # fmt: skip
         say(f"RDS snapshot {snapshot}")
         self._wait(lambda: self._snapshot(snapshot), "Status", say)
-        return snapshot
+        return replace(backup, snapshot=snapshot)
 
     def _snapshot(self, snapshot: str) -> dict[str, Any] | None:
         try:
@@ -290,8 +318,14 @@ class Managed:
             raise
         return dict(found[0]) if found else None
 
-    def restore(self, snapshot: str, source: m.Addon, addon: m.Addon, say: Say) -> None:
-        """Replace addon's instance with one made from the snapshot (RDS restores only anew)."""
+    def restore_backup(self, backup: m.Backup, addon: m.Addon, say: Say) -> None:
+        """Replace addon's instance with one made from the snapshot (RDS restores only anew);
+        its endpoint and user change in addon.resource."""
+        if addon.kind != m.POSTGRES:
+            raise Unsupported(f"{addon.name} is not a Postgres add-on")
+        if backup.snapshot is None:
+            raise Unsupported("a managed add-on restores only RDS snapshots")
+        snapshot = backup.snapshot
         self.destroy_instance_only(addon, say)
         ident = resource_id(self.platform.name, addon.name)
         sg = str(addon.resource["security_group"])
@@ -309,8 +343,15 @@ class Managed:
                                     ApplyImmediately=True)  # fmt: skip
         instance = self._wait(lambda: self._db_instance(ident), "DBInstanceStatus", say)
         endpoint = instance["Endpoint"]
-        addon.resource.update(host=endpoint["Address"], port=int(endpoint["Port"]),
-                              user=source.db_name, database=source.db_name)  # fmt: skip
+        source = m.database_name(backup.addon)  # the snapshot keeps its user and database
+        addon.resource.update(host=endpoint["Address"], port=int(endpoint["Port"]), user=source,
+                              database=source)  # fmt: skip
+
+    def download_backup(self, backup: m.Backup, handle: BinaryIO) -> None:
+        raise Unsupported(
+            f"{backup.ref} is an RDS snapshot: it stays in AWS",
+            "restore it into an add-on: dynoform pg:backups:restore",
+        )
 
     def destroy_instance_only(self, addon: m.Addon, say: Say) -> None:
         ident = resource_id(self.platform.name, addon.name)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -19,9 +18,8 @@ from provisioner.cli.common import (
     resolve_app,
     status,
 )
-from provisioner.errors import DynoformError
 from provisioner.model import addons as m
-from provisioner.ops.addons import Addons, Provider
+from provisioner.ops import addons as ops
 
 group = typer.Typer(
     help="Add-ons: Postgres and Redis as config vars.\n\n"
@@ -36,51 +34,6 @@ backups = typer.Typer(
     help="Postgres backups.\n\nExample: dynoform pg:backups -a myapp", invoke_without_command=True
 )
 COLUMNS = ["name", "kind", "plan", "provider", "state", "app", "attached_as"]
-
-
-@contextmanager
-def opened() -> Iterator[tuple[Addons, dict[str, Any]]]:
-    """The add-on operations with providers opened on first use and closed at the end."""
-    opened_: dict[str, Any] = {}
-
-    def provider(name: str) -> Provider:
-        if name not in opened_:
-            opened_[name] = _open_provider(name, opened_)
-        return opened_[name]  # type: ignore[no-any-return]
-
-    try:
-        yield Addons(g().ctx, provider), opened_
-    finally:
-        fleet = opened_.get("fleet")
-        if fleet is not None:
-            fleet.close()
-
-
-def _platform() -> Any:
-    return g().ctx.platform(create=False)
-
-
-def _fleet(opened_: dict[str, Any]) -> Any:
-    if "fleet" not in opened_:
-        from provisioner.fleet import Fleet
-
-        opened_["fleet"] = Fleet(g().aws, g().target, _platform(), g().store.docs)
-    return opened_["fleet"]
-
-
-def _open_provider(name: str, opened_: dict[str, Any]) -> Provider:
-    if name == m.MANAGED:
-        from provisioner.aws.managed import Managed
-
-        return Managed(g().aws, _platform())
-    from provisioner.ops.selfhosted import SelfHosted
-
-    addons_for_ports = Addons(g().ctx, lambda _: None)  # type: ignore[arg-type,return-value]
-    return SelfHosted(_fleet(opened_), addons_for_ports.used_ports)
-
-
-def _default_provider() -> str:
-    return m.SELF_HOSTED if g().target.is_local else m.MANAGED
 
 
 def _row(addon: m.Addon, app: str | None) -> dict[str, Any]:
@@ -99,17 +52,12 @@ def list_addons(
     """List add-ons (all, or an app's). Example: dynoform addons -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
-    ops = Addons(g().ctx, _no_provider)
-    found = ops.for_app(app) if app else ops.all()
+    found = ops.list_addons(g().ctx, app)
     if g().json:
         emit_json([a.public() for a in found])
         return
     rows = [_row(a, app) for a in found]
     print_table(rows, COLUMNS, empty="no add-ons: dynoform addons:create postgres -a APP")
-
-
-def _no_provider(name: str) -> Provider:
-    raise DynoformError("internal: no provider needed here")
 
 
 @group.command("create")
@@ -123,9 +71,7 @@ def create(
     ),
 ) -> None:
     """Create an add-on and attach it. Example: dynoform addons:create redis -a myapp"""
-    name = resolve_app(app)
-    with opened() as (ops, _):
-        addon = ops.create(name, service, plan, as_name, provider or _default_provider())
+    addon = ops.create(g().ctx, resolve_app(app), service, plan, as_name, provider)
     if g().json:
         emit_json(addon.public())
     else:
@@ -137,22 +83,12 @@ def info(
     ref: str = typer.Argument(..., help="Add-on name, or its var with -a."), app: str = AppOption
 ) -> None:
     """Show an add-on (never its password). Example: dynoform addons:info postgres-1a2b3c"""
-    addon = Addons(g().ctx, _no_provider).resolve(ref, app)
-    data = addon.public()
+    found = ops.info(g().ctx, ref, app)
     if g().json:
-        emit_json(data)
+        emit_json(found.addon.public())
         return
-    res = addon.resource
-    lines = {
-        "name": addon.name, "kind": addon.kind, "plan": addon.plan, "provider": addon.provider,
-        "state": addon.state, "owner": addon.app, "created_at": addon.created_at,
-        "attachments": ", ".join(f"{a.app} as {a.var}" for a in addon.attachments) or "none",
-        "endpoint": f"{res.get('host')}:{res.get('port')}" if res.get("host") else None,
-        "host": res.get("host_id"), "backups": len(res.get("backups", [])) or None,
-    }  # fmt: skip
-    for key, value in lines.items():
-        if value is not None:
-            out.print(f"{key + ':':<13} {value}", markup=False)
+    for key, value in found.lines.items():
+        out.print(f"{key + ':':<13} {value}", markup=False)
 
 
 @group.command("attach")
@@ -162,9 +98,7 @@ def attach(
     as_name: str = typer.Option(None, "--as", help="Attach as NAME_URL."),
 ) -> None:
     """Attach an add-on to another app. Example: dynoform addons:attach postgres-1a2b3c -a other"""
-    name = resolve_app(app)
-    with opened() as (ops, _):
-        ops.attach(ref, name, as_name)
+    ops.attach(g().ctx, ref, resolve_app(app), as_name)
 
 
 @group.command("detach")
@@ -172,9 +106,7 @@ def detach(
     ref: str = typer.Argument(..., help="Add-on name, or its var."), app: str = AppOption
 ) -> None:
     """Detach an add-on from an app (removes its var). Example: dynoform addons:detach postgres-1a2b3c -a other"""
-    name = resolve_app(app)
-    with opened() as (ops, _):
-        ops.detach(ops.resolve(ref, name).name, name)
+    ops.detach(g().ctx, ref, resolve_app(app))
 
 
 @group.command("destroy")
@@ -186,10 +118,9 @@ def destroy(
     ),
 ) -> None:
     """Destroy an add-on and its data. Example: dynoform addons:destroy postgres-1a2b3c --confirm postgres-1a2b3c"""
-    with opened() as (ops, _):
-        addon = ops.resolve(ref, app)
-        confirm(f"This destroys {addon.name} and all its data.", addon.name, confirm_name)
-        ops.destroy(addon.name)
+    addon = ops.resolve(g().ctx, ref, app)
+    confirm(f"This destroys {addon.name} and all its data.", addon.name, confirm_name)
+    ops.destroy(g().ctx, addon.name)
     status(f"destroyed {addon.name}")
 
 
@@ -199,23 +130,7 @@ def hosts(
     bootstrap: bool = typer.Option(False, "--bootstrap", help="Run the addon playbook again."),
 ) -> None:
     """The self-hosted add-on hosts. Example: dynoform addons:hosts --check"""
-    from provisioner.ops import selfhosted
-
-    with opened() as (ops, opened_):
-        fleet = _fleet(opened_)
-        on_host: dict[str, list[str]] = {}
-        for addon in ops.all():
-            on_host.setdefault(str(addon.resource.get("host_id")), []).append(addon.name)
-        rows = []
-        for host in selfhosted.addon_hosts(fleet):
-            row: dict[str, Any] = {
-                "id": host.id, "private_ip": host.private_ip, "zone": host.zone,
-                "type": host.type, "state": host.state, "addons": on_host.get(host.id, []),
-            }  # fmt: skip
-            if check or bootstrap:
-                report = selfhosted.bootstrap(fleet, host, status, check=check)
-                row["changes"] = [s.as_dict() for s in report.changes]
-            rows.append(row)
+    rows = [h.as_dict() for h in ops.addon_hosts(g().ctx, check, bootstrap)]
     if g().json:
         emit_json(rows)
         return
@@ -230,13 +145,6 @@ def hosts(
 
 
 # pg ------------------------------------------------------------------------------------------------
-def _postgres(ops: Addons, ref: str | None, app: str | None) -> m.Addon:
-    addon = ops.resolve(ref or "DATABASE_URL", app)
-    if addon.kind != m.POSTGRES:
-        raise DynoformError(f"{addon.name} is not a Postgres add-on")
-    return addon
-
-
 @pg.command("psql")
 def psql(
     ref: str = typer.Argument(None, help="Add-on name or var (default DATABASE_URL)."),
@@ -244,45 +152,9 @@ def psql(
     command: str = typer.Option(None, "--command", "-c", help="Run one SQL command and exit."),
 ) -> None:
     """psql in a one-off dyno. Example: dynoform pg:psql -a myapp -c 'select 1'"""
-    from provisioner.ops.oneoff import run_interactive, run_oneoff
-    from provisioner.ops.rollout import open_rollout
-
-    name = resolve_app(app)
-    addon = _postgres(Addons(g().ctx, _no_provider), ref, name)
-    attachment = addon.attached_to(name, g().store.app_id(name))
-    if attachment is None:
-        raise DynoformError(f"{addon.name} is not attached to {name}")
-    release = g().store.current_release(name)
-    if release is None or not release.slug_key:
-        raise DynoformError(f"{name} has no deployed release", "deploy first: dynoform deploy")
-    config = g().store.release_config(name, release.version)
-    # The URL stays in the dyno's environment: no argv ever holds it (nor the password).
-    line = m.psql_dyno_command(attachment.var, command)
-    rollout = open_rollout(g().ctx)
-    ensure_psql(rollout)
-    if not command and sys.stdin.isatty() and sys.stdout.isatty():
-        code = run_interactive(rollout, name, release, config, line)
-    else:
-        code = run_oneoff(rollout, name, release, config, line, _print)
+    interactive = not command and sys.stdin.isatty() and sys.stdout.isatty()
+    code = ops.psql(g().ctx, resolve_app(app), ref, command, _print, interactive)
     raise typer.Exit(code)
-
-
-PSQL_PACKAGES = ["postgresql-client"]
-
-
-def ensure_psql(rollout: Any) -> None:
-    """Debian's psql on the host one-off dynos run on (the first by id), installed once."""
-    observed = rollout.observe()
-    if not observed.hosts:
-        return  # run_oneoff says there are no hosts
-    host = sorted(observed.hosts, key=lambda h: h.id)[0]
-    conn = rollout.conn(host.id, observed)
-    if conn.run(["sh", "-c", "command -v psql"]).ok:
-        return
-    status(f"installing psql on {host.id} (once per host)")
-    from provisioner.ops.buildhost import apt_install
-
-    apt_install(conn, PSQL_PACKAGES)
 
 
 def _print(line: str) -> None:
@@ -299,9 +171,7 @@ def list_backups(
     """List backups. Example: dynoform pg:backups -a myapp"""
     if ctx.invoked_subcommand is not None:
         return
-    ops = Addons(g().ctx, _no_provider)
-    addon = _postgres(ops, ref, app)
-    rows = [{**b, "ref": f"{addon.name}:{b['id']}"} for b in addon.resource.get("backups", [])]
+    rows = [{**b.to_dict(), "ref": b.ref} for b in ops.backups(g().ctx, ref, app)]
     if g().json:
         emit_json(rows)
         return
@@ -314,24 +184,11 @@ def capture(
     app: str = AppOption,
 ) -> None:
     """Back up a Postgres add-on. Example: dynoform pg:backups:capture -a myapp"""
-    from provisioner.aws.blobs import Blobs
-
-    with opened() as (ops, _):
-        addon = _postgres(ops, ref, app)
-        provider: Any = ops.providers(addon.provider)
-
-        def take(target: m.Addon, backup_id: str) -> dict[str, Any]:
-            if target.provider == m.MANAGED:
-                return {"snapshot": provider.capture(target, backup_id, status)}
-            blobs = Blobs(g().store.docs.s3, g().store.docs.bucket)
-            return {"size": provider.capture(target, blobs, backup_id, status)}
-
-        record = ops.capture(addon.name, take)
-    ref_text = f"{record['addon']}:{record['id']}"
+    backup = ops.capture_backup(g().ctx, ref, app)
     if g().json:
-        emit_json({**record, "ref": ref_text})
+        emit_json({**backup.to_dict(), "ref": backup.ref})
     else:
-        out.print(ref_text)
+        out.print(backup.ref)
 
 
 @backups.command("restore")
@@ -345,31 +202,24 @@ def restore(
 
     Example: dynoform pg:backups:restore postgres-1a2b3c:b20260101120000 DATABASE_URL -a copy
     """
-    from provisioner.aws.blobs import Blobs
-
-    with opened() as (ops, _):
-        source, record = ops.find_backup(backup)
-        target = _postgres(ops, ref, app)
-        confirm(f"This replaces the data of {target.name}.", target.name, confirm_name)
-        provider: Any = ops.providers(target.provider)
-        if target.provider == m.MANAGED:
-            if "snapshot" not in record:
-                raise DynoformError("a managed add-on restores only RDS snapshots")
-            provider.restore(record["snapshot"], source, target, status)
-            ops.refresh(target)
-        else:
-            if "size" not in record:
-                raise DynoformError("a self-hosted add-on restores only pg_dump backups")
-            blobs = Blobs(g().store.docs.s3, g().store.docs.bucket)
-            provider.restore(source.name, record["id"], target, blobs, status)
-    status(f"restored {source.name}:{record['id']} into {target.name}")
+    found = ops.find_backup(g().ctx, backup)
+    target = ops.postgres(g().ctx, ref, app)
+    confirm(f"This replaces the data of {target.name}.", target.name, confirm_name)
+    ops.restore_backup(g().ctx, found.ref, target.name)
+    status(f"restored {found.ref} into {target.name}")
 
 
-def destroy_app_addons(app: str) -> None:
-    """For apps:destroy: the app's own add-ons are destroyed, its other attachments dropped."""
-    with opened() as (ops, _):
-        for name in ops.destroy_app_addons(app):
-            status(f"destroyed add-on {name}")
+@backups.command("download")
+def download(
+    backup: str = typer.Argument(..., help="ADDON:BACKUP_ID (or ADDON for its latest backup)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Default: ADDON-BACKUP_ID.dump"),
+) -> None:
+    """Download a pg_dump backup (self-hosted add-ons; pg_restore reads it).
+
+    Example: dynoform pg:backups:download postgres-1a2b3c -o latest.dump
+    """
+    _, path = ops.download_backup(g().ctx, backup, output)
+    out.print(str(path), markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -158,8 +158,6 @@ def web_url(app: str) -> str | None:
 
 def destroy_app_resources(app: str) -> None:
     """Remove an app's dynos, router entries, certificates, stored objects and add-ons."""
-    from provisioner.cli import addons
     from provisioner.ops import apps
 
     apps.destroy(GLOBALS.ctx, app)
-    addons.destroy_app_addons(app)

@@ -13,6 +13,7 @@ import re
 import secrets
 import shlex
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +51,11 @@ REDIS_LAST_PORT = 6479
 POSTGRES_PORT = 5432
 
 
+def database_name(addon: str) -> str:
+    """An add-on's database and user name: its name with underscores (valid unquoted SQL)."""
+    return addon.replace("-", "_")
+
+
 def _is_app(name: str, app_id: str, app: str, wanted_id: str) -> bool:
     return app_id == wanted_id if app_id else name == app
 
@@ -82,8 +88,7 @@ class Addon:
 
     @property
     def db_name(self) -> str:
-        """The database and user name: the add-on name with underscores (valid unquoted SQL)."""
-        return self.name.replace("-", "_")
+        return database_name(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +121,38 @@ class Addon:
             if attachment.is_for(old, app_id):
                 attachment.app, attachment.app_id = new, app_id
         return self.to_dict() != before
+
+
+@dataclass
+class Backup:
+    """One backup of a Postgres add-on, kept in its record's `resource["backups"]`: a pg_dump
+    in the platform bucket (`size`, self-hosted) or an RDS snapshot (`snapshot`, managed)."""
+
+    id: str
+    addon: str
+    created_at: str
+    size: int | None = None
+    snapshot: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """What pg:backups prints and pg:backups:restore takes: `postgres-1a2b3c:b2026...`."""
+        return f"{self.addon}:{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Backup:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def backups_of(addon: Addon) -> list[Backup]:
+    return [Backup.from_dict(b) for b in addon.resource.get("backups", [])]
+
+
+def new_backup_id(now: datetime) -> str:
+    return "b" + now.strftime("%Y%m%d%H%M%S")
 
 
 def normalize_kind(service: str) -> str:

@@ -14,7 +14,7 @@ from provisioner.model.addons import Addon
 from provisioner.model.appnames import random_app_name
 from provisioner.model.names import validate_app_name
 from provisioner.model.release import Release
-from provisioner.ops import certs
+from provisioner.ops import addons, certs
 from provisioner.ops.rollout import open_rollout
 from provisioner.store import MAX_CONFLICT_RETRIES, Store, app_id_of
 
@@ -92,11 +92,13 @@ def remove_from_hosts(ctx: Context, app: str) -> bool:
 
 
 def destroy(ctx: Context, app: str) -> None:
-    """Remove the app's dynos and router entries, its certificates, then its stored objects."""
+    """Remove the app's dynos and router entries, its certificates, its stored objects, then
+    its add-ons (its attachments to others' go)."""
     app_id = ctx.store.app_id(app)
     remove_from_hosts(ctx, app)
     certs.destroy_app_certs(ctx, app)
     delete_app_objects(ctx.store, ctx.blobs(), app, app_id, ctx.say)
+    addons.destroy_app_addons(ctx, app)
 
 
 def rename_app(store: Store, old: str, new: str, activate: Activate | None = None) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, BinaryIO
 
 from provisioner import playbook as pb
 from provisioner.aws import instances
-from provisioner.aws.blobs import Blobs
 from provisioner.aws.platform import tag_filters, tag_spec
-from provisioner.errors import DynoformError
+from provisioner.context import Context
+from provisioner.errors import DynoformError, NotFound, Unsupported
 from provisioner.fleet import BOOT_TIMEOUT, Fleet, SshRunner, pin_key
 from provisioner.model import addons as m
 from provisioner.ops.buildhost import curl_config
@@ -144,23 +145,33 @@ def ensure_host(f: Fleet, say: Say) -> instances.Host:
 
 
 def host_of(f: Fleet, addon: m.Addon) -> tuple[instances.Host, Connection]:
-    host = f.host(str(addon.resource["host_id"]))
-    return host, f.connect(host)
+    """The add-on's host and a connection to it; NotFound when the host is gone."""
+    host_id = str(addon.resource["host_id"])
+    found = [h for h in instances.list_hosts(f.aws, f.platform.name, role=None) if h.id == host_id]
+    if not found:
+        raise NotFound(f"no host {host_id} in platform {f.platform.name!r}", "see `dynoform hosts`")
+    return found[0], f.connect(found[0])
 
 
 class SelfHosted:
-    """The provider on one fleet (the CLI opens and closes it)."""
+    """The provider on the Context's fleet (its SSH pool is the Context's, closed with it)."""
 
     name = m.SELF_HOSTED
 
-    def __init__(self, f: Fleet, used_ports: Callable[[str], set[int]]) -> None:
-        self.fleet = f
+    def __init__(self, ctx: Context, used_ports: Callable[[str], set[int]]) -> None:
+        self.ctx = ctx
         self.used_ports = used_ports  # ports of the Redis add-ons already on a host
 
+    @property
+    def fleet(self) -> Fleet:
+        self.ctx.platform(create=False)  # NoPlatform rather than a platform made on the way
+        return self.ctx.fleet()
+
     # lifecycle --------------------------------------------------------------------------------
-    def create(self, addon: m.Addon, say: Say) -> str:
-        host = ensure_host(self.fleet, say)
-        conn = self.fleet.connect(host)
+    def create(self, addon: m.Addon, say: Say) -> None:
+        fleet = self.fleet
+        host = ensure_host(fleet, say)
+        conn = fleet.connect(host)
         address = str(host.private_ip)
         addon.resource.update(host_id=host.id, host=address)
         if addon.kind == m.POSTGRES:
@@ -172,7 +183,6 @@ class SelfHosted:
             addon.resource.update(port=port)
             self._start_redis(conn, addon, address, port)
         say(f"{addon.name} is available on {host.id}")
-        return self.url(addon)
 
     def _start_redis(self, conn: Connection, addon: m.Addon, address: str, port: int) -> None:
         memory = int(m.PLANS[m.REDIS][addon.plan]["maxmemory_mb"])
@@ -199,15 +209,27 @@ class SelfHosted:
                                   addon.db_name)  # fmt: skip
         return m.redis_url(addon.secret, res["host"], int(res["port"]))
 
+    def attach(self, addon: m.Addon, attachment: m.Attachment, say: Say) -> str:
+        """Every app reaches the add-on host (its group admits the runners'): the same URL."""
+        return self.url(addon)
+
+    def detach(self, addon: m.Addon, attachment: m.Attachment, say: Say) -> None:
+        """Nothing on the host is per attachment: the app's var going is the whole detach."""
+
+    def info(self, addon: m.Addon) -> dict[str, str]:
+        """Where it lives, for addons:info: the endpoint, and the add-on host's id."""
+        res = addon.resource
+        found = {"endpoint": f"{res.get('host')}:{res.get('port')}" if res.get("host") else None,
+                 "host": res.get("host_id")}  # fmt: skip
+        return {k: str(v) for k, v in found.items() if v is not None}
+
     def destroy(self, addon: m.Addon, say: Say) -> None:
         if "host_id" not in addon.resource:
             return  # never got as far as a host
         try:
             _, conn = host_of(self.fleet, addon)
-        except DynoformError as exc:
-            if "no host" in exc.message:
-                return  # the host is gone, and its data with it
-            raise
+        except NotFound:  # the host is gone (or the whole platform), and its data with it
+            return
         if addon.kind == m.POSTGRES:
             sql = m.drop_database_sql(addon.db_name)
             conn.run(m.psql_argv(), sudo=True, stdin=sql.encode(), check=True, label="psql")
@@ -218,33 +240,38 @@ class SelfHosted:
                       m.redis_conf_path(addon.name)], sudo=True, check=True)  # fmt: skip
         say(f"removed {addon.name} from {addon.resource['host_id']}")
 
-    # backups ----------------------------------------------------------------------------------
-    def capture(self, addon: m.Addon, blobs: Blobs, backup_id: str, say: Say) -> int:
+    # backups: pg_dump files in the platform bucket ---------------------------------------------
+    def capture_backup(self, addon: m.Addon, backup: m.Backup, say: Say) -> m.Backup:
         """pg_dump (custom format) on the host, uploaded through a presigned URL; its size."""
+        _postgres_only(addon)
         _, conn = host_of(self.fleet, addon)
-        path = f"{WORK_DIR}/{addon.name}-{backup_id}.dump"
+        blobs = self.ctx.blobs()
+        path = f"{WORK_DIR}/{addon.name}-{backup.id}.dump"
         try:
             conn.run(["install", "-d", "-m", "0700", "-o", "postgres", "-g", "postgres", "--",
                       WORK_DIR], sudo=True, check=True)  # fmt: skip
             say(f"pg_dump {addon.name}")
             conn.run(m.pg_dump_argv(addon.db_name, path), sudo=True, check=True, timeout=3600)
-            url = blobs.put_url(m.backup_key(addon.name, backup_id))
+            url = blobs.put_url(m.backup_key(addon.name, backup.id))
             say("uploading the dump")
             conn.run(["curl", "-fsS", "--retry", "3", "-T", path, "-K", "-"], sudo=True,
                      stdin=curl_config(url), check=True, timeout=3600, label="curl upload")  # fmt: skip
         finally:
             conn.run(["rm", "-f", "--", path], sudo=True)
-        return blobs.size(m.backup_key(addon.name, backup_id))
+        return replace(backup, size=blobs.size(m.backup_key(addon.name, backup.id)))
 
-    def restore(self, source: str, backup_id: str, addon: m.Addon, blobs: Blobs, say: Say) -> None:
+    def restore_backup(self, backup: m.Backup, addon: m.Addon, say: Say) -> None:
         """Fetch a dump and pg_restore it into addon's database, as the add-on's own role."""
+        _postgres_only(addon)
+        if backup.size is None:
+            raise Unsupported("a self-hosted add-on restores only pg_dump backups")
         _, conn = host_of(self.fleet, addon)
-        path = f"{WORK_DIR}/{addon.name}-restore-{backup_id}.dump"
+        path = f"{WORK_DIR}/{addon.name}-restore-{backup.id}.dump"
         try:
             conn.run(["install", "-d", "-m", "0700", "-o", "postgres", "-g", "postgres", "--",
                       WORK_DIR], sudo=True, check=True)  # fmt: skip
-            url = blobs.get_url(m.backup_key(source, backup_id))
-            say(f"fetching {source}/{backup_id}")
+            url = self.ctx.blobs().get_url(m.backup_key(backup.addon, backup.id))
+            say(f"fetching {backup.addon}/{backup.id}")
             conn.run(["curl", "-fsS", "--retry", "3", "-o", path, "-K", "-"], sudo=True,
                      stdin=curl_config(url), check=True, timeout=3600, label="curl download")  # fmt: skip
             conn.run(["chown", "postgres:postgres", "--", path], sudo=True, check=True)
@@ -254,3 +281,15 @@ class SelfHosted:
             conn.run(m.pg_restore_argv(addon.db_name, path), sudo=True, check=True, timeout=3600)
         finally:
             conn.run(["rm", "-f", "--", path], sudo=True)
+
+    def download_backup(self, backup: m.Backup, handle: BinaryIO) -> None:
+        """The pg_dump file itself (pg_restore reads it anywhere)."""
+        if backup.size is None:
+            raise Unsupported(f"{backup.ref} is not a pg_dump file")
+        blobs = self.ctx.blobs()
+        blobs.s3.download_fileobj(blobs.bucket, m.backup_key(backup.addon, backup.id), handle)
+
+
+def _postgres_only(addon: m.Addon) -> None:
+    if addon.kind != m.POSTGRES:
+        raise Unsupported(f"{addon.name} is not a Postgres add-on")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.aws.managed import Managed, resource_id
+from provisioner.aws.managed import resource_id
 from provisioner.aws.platform import ensure_platform
 from provisioner.context import Context
-from provisioner.errors import DynoformError
-from provisioner.ops.addons import Addons
+from provisioner.errors import DynoformError, Unsupported
+from provisioner.model import addons as m
+from provisioner.ops import addons
 from provisioner.targets import Target
 
 
@@ -32,12 +33,13 @@ def said():
 
 
 @pytest.fixture
-def ops(aws, store, platform, said):
+def ctx(aws, store, platform, said, monkeypatch):
+    monkeypatch.setattr("provisioner.aws.managed.POLL_SECONDS", 0.0)
     store.create_app("shop")
     store.create_app("admin")
-    managed = Managed(aws, platform, poll=0)
-    ctx = Context(Target("test", region="us-east-1"), said.append, aws, store)
-    return Addons(ctx, lambda name: managed)
+    target = Target("test", region="us-east-1", platform="plat")
+    with Context(target, said.append, aws, store) as ctx:
+        yield ctx
 
 
 def _ingress(aws, group_id):
@@ -46,9 +48,9 @@ def _ingress(aws, group_id):
 
 
 def test_postgres_on_rds_private_encrypted_and_reachable_only_from_runners(
-    aws, store, platform, ops, said
+    aws, store, platform, ctx, said
 ):
-    addon = ops.create("shop", "postgres", "small", provider="managed")
+    addon = addons.create(ctx, "shop", "postgres", "small", provider="managed")
     rds = aws.client("rds")
     instance = rds.describe_db_instances(DBInstanceIdentifier=resource_id("plat", addon.name))[
         "DBInstances"
@@ -75,14 +77,14 @@ def test_postgres_on_rds_private_encrypted_and_reachable_only_from_runners(
         f"/{addon.db_name}?sslmode=require"
     )
     assert store.releases("shop")[-1].description == "Set DATABASE_URL config var"
-    stored = ops.get(addon.name)
+    stored = addons.get(ctx, addon.name)
     assert stored.state == "available" and stored.secret == addon.secret
     assert any("available" in line for line in said)  # progress while waiting
     assert all(addon.secret not in line for line in said)
 
 
-def test_redis_on_elasticache_encrypted_with_auth_token(aws, store, platform, ops):
-    addon = ops.create("shop", "redis", "medium", provider="managed")
+def test_redis_on_elasticache_encrypted_with_auth_token(aws, store, platform, ctx):
+    addon = addons.create(ctx, "shop", "redis", "medium", provider="managed")
     group = aws.client("elasticache").describe_replication_groups(
         ReplicationGroupId=resource_id("plat", addon.name)
     )["ReplicationGroups"][0]
@@ -98,21 +100,21 @@ def test_redis_on_elasticache_encrypted_with_auth_token(aws, store, platform, op
     assert url.startswith(f"rediss://:{addon.secret}@") and url.endswith(":6379")
 
 
-def test_attach_detach_and_destroy_leave_nothing_behind(aws, store, platform, ops):
-    addon = ops.create("shop", "postgres", provider="managed")
-    ops.attach(addon.name, "admin", "main")
+def test_attach_detach_and_destroy_leave_nothing_behind(aws, store, platform, ctx):
+    addon = addons.create(ctx, "shop", "postgres", provider="managed")
+    addons.attach(ctx, addon.name, "admin", "main")
     assert store.config("admin")[0]["MAIN_URL"] == store.config("shop")[0]["DATABASE_URL"]
     with pytest.raises(DynoformError, match="already attached"):
-        ops.attach(addon.name, "admin")
-    ops.detach(addon.name, "admin")
+        addons.attach(ctx, addon.name, "admin")
+    addons.detach(ctx, addon.name, "admin")
     with pytest.raises(DynoformError, match="only attachment"):
-        ops.detach(addon.name, "shop")
+        addons.detach(ctx, addon.name, "shop")
     assert "MAIN_URL" not in store.config("admin")[0]
-    ops.attach(addon.name, "admin")
-    assert ops.resolve("DATABASE", "admin").name == addon.name
+    addons.attach(ctx, addon.name, "admin")
+    assert addons.resolve(ctx, "DATABASE", "admin").name == addon.name
 
     group_id = addon.resource["security_group"]
-    ops.destroy(addon.name)
+    addons.destroy(ctx, addon.name)
     assert "DATABASE_URL" not in store.config("shop")[0]
     assert "DATABASE_URL" not in store.config("admin")[0]
     assert aws.client("rds").describe_db_instances()["DBInstances"] == []
@@ -120,52 +122,87 @@ def test_attach_detach_and_destroy_leave_nothing_behind(aws, store, platform, op
         "SecurityGroups"
     ]
     assert groups == []
-    assert ops.all() == []
+    assert addons.list_addons(ctx) == []
     assert [r.description for r in store.releases("shop")][-1] == "Remove DATABASE_URL config var"
 
 
-def test_a_var_in_use_is_refused_before_anything_is_made(aws, store, ops):
-    ops.create("shop", "redis", provider="managed")
+def test_a_var_in_use_is_refused_before_anything_is_made(aws, store, ctx):
+    addons.create(ctx, "shop", "redis", provider="managed")
     with pytest.raises(DynoformError, match="REDIS_URL is already set"):
-        ops.create("shop", "redis", provider="managed")
-    assert len(ops.all()) == 1
-    second = ops.create("shop", "redis", as_name="cache", provider="managed")
+        addons.create(ctx, "shop", "redis", provider="managed")
+    assert len(addons.list_addons(ctx)) == 1
+    second = addons.create(ctx, "shop", "redis", as_name="cache", provider="managed")
     assert "CACHE_URL" in store.config("shop")[0]
     assert second.attachments[0].var == "CACHE_URL"
 
 
-def test_snapshot_backup_and_restore_into_another_addon(aws, store, platform, ops):
-    source = ops.create("shop", "postgres", provider="managed")
-    target = ops.create("admin", "postgres", provider="managed")
-    managed = ops.providers("managed")
+def test_snapshot_backup_and_restore_into_another_addon(aws, store, platform, ctx):
+    source = addons.create(ctx, "shop", "postgres", provider="managed")
+    target = addons.create(ctx, "admin", "postgres", provider="managed")
+    before = store.config("admin")[0]["DATABASE_URL"]
 
-    def take(addon, backup_id):
-        return {"snapshot": managed.capture(addon, backup_id, lambda line: None)}
-
-    record = ops.capture(source.name, take)
+    backup = addons.capture_backup(ctx, "DATABASE", "shop")
     snapshots = aws.client("rds").describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]
-    assert [s["DBSnapshotIdentifier"] for s in snapshots] == [record["snapshot"]]
-    found_source, found = ops.find_backup(source.name)
-    assert found == record and found_source.name == source.name
+    assert [s["DBSnapshotIdentifier"] for s in snapshots] == [backup.snapshot]
+    assert backup.size is None and backup.ref == f"{source.name}:{backup.id}"
+    assert addons.find_backup(ctx, source.name) == backup
+    assert addons.backups(ctx, source.name) == [backup]
+    assert addons.get(ctx, source.name).resource["backups"] == [
+        {"id": backup.id, "addon": source.name, "created_at": backup.created_at,
+         "snapshot": backup.snapshot}
+    ]  # fmt: skip
 
-    target = ops.get(target.name)
-    managed.restore(record["snapshot"], source, target, lambda line: None)
-    ops.refresh(target)
+    addons.restore_backup(ctx, backup.ref, target.name)
     url = store.config("admin")[0]["DATABASE_URL"]
+    assert url != before
     assert url.startswith(f"postgres://{source.db_name}:{target.secret}@")
     assert url.endswith(f"/{source.db_name}?sslmode=require")
+    assert addons.get(ctx, target.name).resource["user"] == source.db_name
 
 
-def test_an_app_going_away_takes_its_own_addons_and_drops_its_attachments(aws, store, ops):
-    own = ops.create("shop", "postgres", provider="managed")
-    other = ops.create("admin", "redis", provider="managed")
-    ops.attach(other.name, "shop")
-    ops.attach(own.name, "admin", "shop_db")
+def test_what_a_provider_cannot_do_is_refused_with_one_typed_error(aws, store, ctx, tmp_path):
+    redis = addons.create(ctx, "shop", "redis", provider="managed")
+    with pytest.raises(Unsupported, match=f"{redis.name} is not a Postgres add-on"):
+        addons.capture_backup(ctx, redis.name)
+    pg = addons.create(ctx, "shop", "postgres", provider="managed")
+    backup = addons.capture_backup(ctx, pg.name)
+    with pytest.raises(Unsupported, match="is an RDS snapshot"):
+        addons.download_backup(ctx, backup.ref, tmp_path / "x.dump")
+    assert not list(tmp_path.glob("x.dump*"))  # no partial file left
+    # a snapshot cannot go into a self-hosted add-on (refused before any host is asked)
+    other = m.Addon(
+        "postgres-abc123", "postgres", "small", "self-hosted", "admin", state="available"
+    )
+    other.resource.update(host_id="i-0123456789abcdef0", host="198.18.0.9", port=5432)
+    store.docs.create("addons/postgres-abc123.json", other.to_dict())
+    with pytest.raises(Unsupported, match="restores only pg_dump backups"):
+        addons.restore_backup(ctx, backup.ref, other.name)
+
+
+def test_info_shows_where_it_lives_and_never_the_password(ctx):
+    addon = addons.create(ctx, "shop", "postgres", provider="managed")
+    addons.capture_backup(ctx, addon.name)
+    found = addons.info(ctx, "DATABASE_URL", "shop")
+    res = found.addon.resource
+    assert found.lines == {
+        "name": addon.name, "kind": "postgres", "plan": "small", "provider": "managed",
+        "state": "available", "owner": "shop", "created_at": addon.created_at,
+        "attachments": "shop as DATABASE_URL", "endpoint": f"{res['host']}:{res['port']}",
+        "backups": "1",
+    }  # fmt: skip
+    assert addon.secret not in str(found.lines)
+
+
+def test_an_app_going_away_takes_its_own_addons_and_drops_its_attachments(aws, store, ctx):
+    own = addons.create(ctx, "shop", "postgres", provider="managed")
+    other = addons.create(ctx, "admin", "redis", provider="managed")
+    addons.attach(ctx, other.name, "shop")
+    addons.attach(ctx, own.name, "admin", "shop_db")
     releases = len(store.releases("shop"))
-    assert ops.destroy_app_addons("shop") == [own.name]
+    assert addons.destroy_app_addons(ctx, "shop") == [own.name]
     assert len(store.releases("shop")) == releases  # nothing rolled for the app being removed
-    assert [a.name for a in ops.all()] == [other.name]
-    assert [t.app for t in ops.get(other.name).attachments] == ["admin"]
+    assert [a.name for a in addons.list_addons(ctx)] == [other.name]
+    assert [t.app for t in addons.get(ctx, other.name).attachments] == ["admin"]
     assert "SHOP_DB_URL" not in store.config("admin")[0]
     assert aws.client("rds").describe_db_instances()["DBInstances"] == []
 
@@ -185,7 +222,7 @@ def test_self_hosted_addon_hosts_group_admits_databases_only_from_runners(aws, s
     assert [r["CidrIp"] for r in rules[(22, 22)]["IpRanges"]] == ["203.0.113.7/32"]
 
 
-def test_platform_destroy_deletes_managed_addons_and_their_network(aws, store, ops, monkeypatch):
+def test_platform_destroy_deletes_managed_addons_and_their_network(aws, store, ctx, monkeypatch):
     from moto.core.responses import EmptyResult
     from moto.elasticache.responses import ElastiCacheResponse
 
@@ -199,8 +236,8 @@ def test_platform_destroy_deletes_managed_addons_and_their_network(aws, store, o
         ElastiCacheResponse, "delete_cache_subnet_group", delete_cache_subnet_group, raising=False
     )
     monkeypatch.setattr("provisioner.aws.managed.POLL_SECONDS", 0.0)
-    pg = ops.create("shop", "postgres", "small", provider="managed")
-    redis = ops.create("shop", "redis", "small", provider="managed")
+    pg = addons.create(ctx, "shop", "postgres", "small", provider="managed")
+    redis = addons.create(ctx, "shop", "redis", "small", provider="managed")
     done = destroy_platform(aws, Target("test", region="us-east-1", platform="plat"))
     assert f"RDS instance {resource_id('plat', pg.name)}" in done
     assert f"ElastiCache replication group {resource_id('plat', redis.name)}" in done
@@ -216,3 +253,18 @@ def test_platform_destroy_deletes_managed_addons_and_their_network(aws, store, o
         ]
         == []
     )
+
+
+def test_a_self_hosted_addon_whose_host_is_gone_is_destroyed_without_it(store, ctx, said):
+    addon = m.Addon("redis-abc123", "redis", "small", "self-hosted", "shop",
+                    store.app_id("shop"), "available")  # fmt: skip
+    addon.resource.update(host_id="i-0123456789abcdef0", host="198.18.0.9", port=6380)
+    addon.attachments.append(m.Attachment("shop", "REDIS_URL", store.app_id("shop")))
+    store.docs.create("addons/redis-abc123.json", addon.to_dict())
+    store.save_config("shop", {"REDIS_URL": "redis://:x@198.18.0.9:6380"}, None)
+    assert addons.used_ports(ctx, "i-0123456789abcdef0") == {6380}
+
+    assert addons.destroy_app_addons(ctx, "shop") == ["redis-abc123"]
+    assert addons.list_addons(ctx) == []
+    assert said[-1] == "destroyed add-on redis-abc123"
+    assert not any("removed redis-abc123" in line for line in said)  # no host was asked

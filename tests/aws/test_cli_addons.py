@@ -43,3 +43,32 @@ def test_create_info_attach_destroy_never_print_the_password(cli):
     assert cli("addons:destroy", name, "--confirm", name)[0] == 0
     assert json.loads(cli("config", "-a", "shop", "--json")[1]) == {}
     assert json.loads(cli("addons", "--json")[1]) == []
+
+
+def test_backups_capture_list_restore_and_what_a_snapshot_cannot_do(cli, tmp_path):
+    assert cli("apps:create", "shop", "--no-remote")[0] == 0
+    assert cli("apps:create", "copy", "--no-remote")[0] == 0
+    source = cli("addons:create", "postgres", "-a", "shop")[1].strip()
+    target = cli("addons:create", "postgres", "-a", "copy")[1].strip()
+    code, ref, err = cli("pg:backups:capture", "-a", "shop")
+    assert code == 0, err
+    ref = ref.strip()
+    assert ref.startswith(f"{source}:b")
+    listed = json.loads(cli("pg:backups", "-a", "shop", "--json")[1])
+    backup_id = ref.split(":")[1]
+    assert [list(b) for b in listed] == [["id", "addon", "created_at", "snapshot", "ref"]]
+    assert listed[0]["ref"] == ref and listed[0]["id"] == backup_id
+    assert cli("pg:backups", "-a", "copy")[2] == "no backups yet\n"
+
+    code, _, err = cli("pg:backups:download", ref, "-o", str(tmp_path / "x.dump"))
+    assert code == 1 and f"{ref} is an RDS snapshot: it stays in AWS" in err
+    code, _, err = cli("pg:backups:capture", "REDIS", "-a", "shop")
+    assert code == 1 and "shop has no add-on attached as REDIS_URL" in err
+
+    before = json.loads(cli("config", "-a", "copy", "--json")[1])["DATABASE_URL"]
+    code, _, err = cli("pg:backups:restore", ref, "DATABASE_URL", "-a", "copy", "--confirm", target)
+    assert code == 0 and f"restored {ref} into {target}" in err
+    after = json.loads(cli("config", "-a", "copy", "--json")[1])["DATABASE_URL"]
+    assert after != before and f"/{source.replace('-', '_')}?" in after
+    code, info, _ = cli("addons:info", source)
+    assert code == 0 and "backups:      1\n" in info and "provider:     managed\n" in info

@@ -115,11 +115,14 @@ def test_worker_consumes_the_queue_the_web_dyno_fills(counter) -> None:  # type:
     assert state["by"] == {"worker.1": before + 25}
 
 
-def test_backup_restored_into_a_new_addon_gives_the_same_count(counter, apps) -> None:  # type: ignore[no-untyped-def]
+def test_backup_restored_into_a_new_addon_gives_the_same_count(counter, apps, tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = Url.of_app(counter["app"])
     count = int(fetch(url, "/count")["count"])  # type: ignore[call-overload]
     ref = cli("pg:backups:capture", counter["postgres"]).stdout.strip()
     assert ref.startswith(counter["postgres"] + ":b")
+    dump = tmp_path / "backup.dump"
+    assert cli("pg:backups:download", ref, "-o", str(dump)).stdout.strip() == str(dump)
+    assert dump.read_bytes().startswith(b"PGDMP")  # pg_dump's custom format
     fetch(url, "/json")  # after the backup: not in the copy
     cli("ps:scale", "web=1", "worker=0", "-a", counter["app"])  # room for the copy's dyno
 

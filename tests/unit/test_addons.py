@@ -223,3 +223,21 @@ def test_psql_in_a_dyno_refuses_what_it_cannot_pass_on(tmp_path) -> None:
     assert code == 1 and "no valid port" in err and "secret" not in err
     with pytest.raises(ValidationError):
         m.psql_dyno_command("DATABASE_URL; id")
+
+
+def test_backup_records_keep_their_stored_shape() -> None:
+    from datetime import UTC, datetime
+
+    assert m.new_backup_id(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "b20260102030405"
+    dump = m.Backup("b20260102030405", "postgres-abc123", "2026-01-02T03:04:05Z", size=123)
+    assert dump.ref == "postgres-abc123:b20260102030405"
+    assert dump.to_dict() == {
+        "id": "b20260102030405", "addon": "postgres-abc123",
+        "created_at": "2026-01-02T03:04:05Z", "size": 123,
+    }  # fmt: skip
+    addon = m.Addon("postgres-abc123", "postgres", "small", "managed", "shop")
+    snap = {"id": "b1", "addon": addon.name, "created_at": "t", "snapshot": "df-plat-x-b1"}
+    addon.resource["backups"] = [dump.to_dict(), snap]
+    assert m.backups_of(addon) == [dump, m.Backup("b1", addon.name, "t", snapshot="df-plat-x-b1")]
+    assert m.backups_of(addon)[1].to_dict() == snap
+    assert m.database_name("postgres-abc123") == addon.db_name == "postgres_abc123"
