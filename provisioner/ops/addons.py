@@ -363,6 +363,8 @@ def download_backup(ctx: Context, ref: str, path: Path | None = None) -> tuple[m
     provider = open_provider(ctx, get(ctx, backup.addon).provider)
     path = path or Path(f"{backup.addon}-{backup.id}.dump")
     partial = path.with_name(path.name + ".part")
+    if not path.parent.is_dir():
+        raise NotFound(f"no directory {str(path.parent)!r} to write {path.name} in", "check -o")
     try:
         with partial.open("wb") as handle:
             provider.download_backup(backup, handle)
