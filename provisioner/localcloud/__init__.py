@@ -7,6 +7,7 @@ with at least {"endpoint": "http://198.18.0.1:<port>", "pid": <daemon pid>}, and
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -26,6 +27,20 @@ NETNS_PREFIX = "df-"
 VETH_PREFIX = "dfv"
 REGION = "us-east-1"
 DEBIAN_SSM_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
+# What `pip install dynoform` leaves out and the local cloud runs on: moto's server (Flask).
+EXTRA_MODULES = ("moto", "flask")
+EXTRA_INSTALL = "pip install 'dynoform[local]'"
+
+
+def require_extra() -> None:
+    """The local cloud is the `local` extra: without its packages, one line saying how to get them."""
+    for module in EXTRA_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise DynoformError(
+                f"the local cloud needs {module}, which is not installed: {EXTRA_INSTALL}"
+            ) from None
 
 
 def state_dir() -> Path:
