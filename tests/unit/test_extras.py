@@ -94,6 +94,5 @@ def test_local_commands_name_the_extra_in_one_line(tmp_path, command):
     result = _cli(tmp_path, "local", command)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: the local cloud needs moto, which is not installed: "
-        "pip install 'dynoform[local]'"
+        "error: the local cloud needs moto, which is not installed: pip install 'dynoform[local]'"
     ]
