@@ -14,8 +14,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from provisioner.aws.platform import PLATFORM_TAG, RESOURCE_TAG, Platform, tag_filters
+from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
+from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, tag_filters
 from provisioner.errors import DynoformError
 from provisioner.model import addons as m
 

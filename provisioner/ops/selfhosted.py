@@ -17,7 +17,7 @@ from typing import Any
 from provisioner import playbook as pb
 from provisioner.aws import instances
 from provisioner.aws.blobs import Blobs
-from provisioner.aws.platform import tag_filters, tag_spec
+from provisioner.aws.tags import tag_filters, tag_spec
 from provisioner.errors import DynoformError
 from provisioner.fleet import BOOT_TIMEOUT, Fleet, SshRunner, pin_key
 from provisioner.model import addons as m
