@@ -96,3 +96,13 @@ def test_local_commands_name_the_extra_in_one_line(tmp_path, command):
     assert result.stderr.strip().splitlines() == [
         "error: the local cloud needs moto, which is not installed: pip install 'dynoform[local]'"
     ]
+
+
+def test_moto_is_in_the_local_extra_only():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert not [dep for dep in project["dependencies"] if dep.startswith(("moto", "flask"))]
+    assert [dep for dep in extras["local"] if dep.startswith("moto")] == ["moto[server]>=5.1,<6"]
+    assert "dynoform[local]" in extras["dev"]  # the tests run moto in-process
