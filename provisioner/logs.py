@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner.localcloud.haproxy import safe_name
+from provisioner.model.names import safe_name
 from provisioner.plan.units import UNIT_PREFIX, parse_unit_name
 
 DEFAULT_LINES = 100
@@ -187,5 +187,5 @@ def merge(lines: Iterable[LogLine], limit: int) -> list[LogLine]:
 
 
 def server_name(ip: str, port: int) -> str:
-    """How the local router names a target (see provisioner.localcloud.haproxy.Target)."""
+    """How the local router names a target (as the local cloud's HAProxy does)."""
     return safe_name(f"{ip}:{port}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from provisioner import paths
 from provisioner.errors import DynoformError, ValidationError
+from provisioner.localfiles import LocalCloud
 
 LOCAL = "local"
 _NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,39}")
@@ -40,6 +41,11 @@ class Target:
     @property
     def app_domain(self) -> str:
         return self.domain or ("localhost" if self.is_local else f"{self.platform}.example.com")
+
+    @property
+    def local(self) -> LocalCloud | None:
+        """On `local`, the local cloud's files: its endpoint, status, router log and CA."""
+        return LocalCloud(paths.local_state_dir()) if self.is_local else None
 
 
 LOCAL_TARGET = Target(name=LOCAL, kind="local", region="us-east-1", platform="dynoform")

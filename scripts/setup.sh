@@ -15,5 +15,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-echo "==> pip install -e .[dev]" >&2
-python3 -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v -e "^WARNING: Running pip as" -e "Location 'file" || true
+echo "==> pip install -e .[local,dev]" >&2
+python3 -m pip install -q --disable-pip-version-check -e ".[local,dev]" 2>&1 | grep -v -e "^WARNING: Running pip as" -e "Location 'file" || true

@@ -15,8 +15,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from provisioner.aws.acmdns import validation_records
-from provisioner.aws.platform import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, Platform, tags
+from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
+from provisioner.aws.tags import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, tags
 from provisioner.errors import DynoformError
 from provisioner.model.tls import AUTO, CUSTOM, AppCert, Bundle, CertPlan
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from provisioner.aws.platform import PLATFORM_TAG, ROLE_TAG, Platform
+from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
+from provisioner.aws.tags import PLATFORM_TAG, ROLE_TAG
 from provisioner.errors import DynoformError
 
 DEBIAN_13_PARAMETER = "/aws/service/debian/release/13/latest/amd64"

@@ -15,8 +15,9 @@ from typing import Any, BinaryIO
 
 from botocore.exceptions import ClientError
 
-from provisioner.aws.platform import PLATFORM_TAG, RESOURCE_TAG, Platform, tag_filters
+from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
+from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, tag_filters
 from provisioner.errors import DynoformError, Unsupported
 from provisioner.model import addons as m
 

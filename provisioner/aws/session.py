@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
+from provisioner.errors import DynoformError
 from provisioner.targets import Target
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "dynoform", "aws_secret_access_key": "dynoform-local"}
@@ -23,13 +27,6 @@ _BOTO_CONFIG = Config(
     read_timeout=60,
     max_pool_connections=32,
 )
-
-
-def local_endpoint() -> str:
-    """The local cloud's AWS endpoint; raises a clear error when it is not running."""
-    from provisioner.localcloud import endpoint_url
-
-    return endpoint_url()
 
 
 class Aws:
@@ -47,8 +44,8 @@ class Aws:
             return self._endpoint
         if self.target.endpoint_url:
             return self.target.endpoint_url
-        if self.target.is_local:
-            return os.environ.get("DYNOFORM_LOCAL_ENDPOINT") or local_endpoint()
+        if self.target.local is not None:
+            return os.environ.get("DYNOFORM_LOCAL_ENDPOINT") or self.target.local.endpoint()
         return None
 
     @cached_property
@@ -95,3 +92,25 @@ class Aws:
 
     def account_id(self) -> str:
         return str(self.sts.get_caller_identity()["Account"])
+
+
+def retry_in_use(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """A delete AWS refuses while dependencies linger (LB interfaces, terminating instances):
+    retried for a few minutes; already gone counts as done."""
+    delay = 2.0
+    for _ in range(40):
+        try:
+            call(*args, **kwargs)
+            return
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code.endswith("NotFound") or code.endswith(".NotFound"):
+                return
+            busy = ("DependencyViolation", "ResourceInUse", "ResourceInUseException")
+            if code not in (*busy, "InvalidIPAddress.InUse"):
+                raise
+            time.sleep(delay)
+            delay = min(delay * 1.5, 15)
+    raise DynoformError(
+        f"{what} is still in use after several minutes", "run platform:destroy again"
+    )

@@ -15,6 +15,14 @@ group = typer.Typer(
 )
 
 
+@group.callback()
+def _local_extra() -> None:
+    # Every `local` command runs the local cloud or its CA: the `local` extra, checked first.
+    from provisioner.localcloud import require_extra
+
+    require_extra()
+
+
 @group.command("up")
 def up_command() -> None:
     """Start the local cloud in the background and wait until it is ready (idempotent)."""

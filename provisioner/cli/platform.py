@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from provisioner.aws.platform import destroy_platform, ensure_platform, load_platform
+from provisioner.aws.platform import ensure_platform, load_platform
+from provisioner.aws.teardown import destroy_platform
 from provisioner.cli.common import confirm, emit_json, err, g, out
 from provisioner.errors import DynoformError
 from provisioner.model.tls import Bundle

@@ -1,18 +1,19 @@
 """The local cloud: moto on the bridge gateway, EC2 instances as real nspawn hosts, HAProxy LBs.
 
-Contract used by the rest of dynoform: the running daemon writes `<state dir>/cloud.json`
-with at least {"endpoint": "http://198.18.0.1:<port>", "pid": <daemon pid>}, and keeps
-`<state dir>/status.json` current (hosts, instances not realised, load balancers).
+Contract used by the rest of dynoform (which reads it through `Target.local`, see
+provisioner/localfiles.py): the running daemon writes `<state dir>/cloud.json` with at least
+{"endpoint": "http://198.18.0.1:<port>", "pid": <daemon pid>}, keeps `<state dir>/status.json`
+current (hosts, instances not realised, load balancers) and the router's log in `router.log`.
 """
 
 from __future__ import annotations
 
-import json
+import importlib
 from pathlib import Path
 
 from provisioner import paths
 from provisioner.errors import DynoformError
-from provisioner.localcloud.system import alive
+from provisioner.localfiles import LocalCloud
 
 BRIDGE = "dfbr0"
 GATEWAY = "198.18.0.1"
@@ -26,18 +27,38 @@ NETNS_PREFIX = "df-"
 VETH_PREFIX = "dfv"
 REGION = "us-east-1"
 DEBIAN_SSM_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
+# What `pip install dynoform` leaves out and the local cloud runs on: moto's server (Flask).
+EXTRA_MODULES = ("moto", "flask")
+EXTRA_INSTALL = "pip install 'dynoform[local]'"
+
+
+def require_extra() -> None:
+    """The local cloud is the `local` extra: without its packages, one line saying how to get them."""
+    for module in EXTRA_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise DynoformError(
+                f"the local cloud needs {module}, which is not installed: {EXTRA_INSTALL}"
+            ) from None
 
 
 def state_dir() -> Path:
     return paths.local_state_dir()
 
 
+def files() -> LocalCloud:
+    """The files the daemon keeps for the rest of dynoform (which reads them through the
+    target: `Target.local`)."""
+    return LocalCloud(state_dir())
+
+
 def cloud_file() -> Path:
-    return state_dir() / "cloud.json"
+    return files().cloud_file
 
 
 def status_file() -> Path:
-    return state_dir() / "status.json"
+    return files().status_file
 
 
 def pid_file() -> Path:
@@ -54,26 +75,12 @@ def hosts_dir() -> Path:
 
 def read_cloud_file() -> dict[str, object] | None:
     """cloud.json of a live daemon, or None."""
-    try:
-        data = json.loads(cloud_file().read_text())
-    except (OSError, ValueError):
-        return None
-    pid = data.get("pid")
-    if not isinstance(pid, int) or not alive(pid):
-        return None
-    return dict(data)
+    return files().running()
 
 
 def read_status_file() -> dict[str, object]:
-    try:
-        data = json.loads(status_file().read_text())
-    except (OSError, ValueError):
-        return {}
-    return dict(data) if isinstance(data, dict) else {}
+    return files().status()
 
 
 def endpoint_url() -> str:
-    data = read_cloud_file()
-    if not data or not data.get("endpoint"):
-        raise DynoformError("the local cloud is not running", "start it with `dynoform local up`")
-    return str(data["endpoint"])
+    return files().endpoint()

@@ -20,6 +20,7 @@ from typing import Any
 
 import jinja2
 
+from provisioner.model.names import safe_name
 from provisioner.paths import resource_dir
 
 PORT_BASE = 18000
@@ -49,7 +50,6 @@ _HOST_RE = re.compile(r"[A-Za-z0-9.*?_:-]{1,128}")
 _PATH_RE = re.compile(r"[A-Za-z0-9_.$/~\"'@:+&*?-]{1,128}")
 _METHOD_RE = re.compile(r"[A-Z_-]{1,40}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_NAME_RE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
 # ---------------------------------------------------------------- model
@@ -157,11 +157,6 @@ class Model:
 
     def target_group(self, arn: str) -> TargetGroup | None:
         return next((tg for tg in self.target_groups if tg.arn == arn), None)
-
-
-def safe_name(text: str) -> str:
-    """An HAProxy proxy/server name: only [A-Za-z0-9_.:-]."""
-    return _NAME_RE.sub("_", text)
 
 
 # ---------------------------------------------------------------- ports

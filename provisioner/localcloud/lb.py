@@ -29,9 +29,11 @@ from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from provisioner import authority
 from provisioner.errors import DynoformError
 from provisioner.localcloud import ca, motofix
 from provisioner.localcloud import haproxy as hx
+from provisioner.localfiles import LocalCloud
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class HaproxyProcess:
         self.sock = state_dir / "haproxy.sock"
         self.pidfile = state_dir / "haproxy.pid"
         self.state_file = state_dir / "haproxy.state"
-        self.router_log = state_dir / "router.log"
+        self.router_log = LocalCloud(state_dir).router_log  # what `dynoform logs` reads
         self.haproxy_log = state_dir / "haproxy.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._logs: list[IO[bytes]] = []
@@ -440,14 +442,14 @@ class LoadBalancers:
         known = self._host_pems.get(host)
         if known and Path(known).exists():
             return known
-        authority = ca.ensure_ca(self.ca_dir)
+        root = authority.ensure_ca(self.ca_dir)
         path = self.tls_dir / f"host-{hx.safe_name(host)}.pem"
         try:
             text = path.read_bytes()
-            if not (ca.covers(text, [host]) and ca.signed_by(text, authority.cert_pem)):
+            if not (authority.covers(text, [host]) and authority.signed_by(text, root.cert_pem)):
                 raise ValueError("stale")
         except (OSError, ValueError):
-            issued = ca.issue(authority, [host])
+            issued = authority.issue(root, [host])
             self.tls_dir.mkdir(parents=True, exist_ok=True)
             self.tls_dir.chmod(0o700)
             _write_atomic(path, (issued.cert_pem + issued.key_pem).decode())
@@ -466,7 +468,7 @@ class LoadBalancers:
             self._warn_once(f"certificate {arn}: {exc}")
             return None
         cert = str(got["Certificate"])
-        slot = f"{arn} {ca.fingerprint(cert)}"
+        slot = f"{arn} {authority.fingerprint(cert)}"
         known = self._pems.get(slot)
         if known and Path(known).exists():
             return known
@@ -477,12 +479,14 @@ class LoadBalancers:
         key, chain = held
         self.tls_dir.mkdir(parents=True, exist_ok=True)
         self.tls_dir.chmod(0o700)
-        path = self.tls_dir / f"{ca.fingerprint(cert)}.pem"
+        path = self.tls_dir / f"{authority.fingerprint(cert)}.pem"
         body = cert.strip() + "\n" + chain.decode() + key.decode().strip() + "\n"
         _write_atomic(path, body)
         self._pems[slot] = str(path)
-        if ca.signed_by(cert.encode(), ca.ensure_ca(self.ca_dir).cert_pem):
-            self._local_wildcards[str(path)] = set(ca.single_label_wildcards(ca.dns_names(cert)))
+        if authority.signed_by(cert.encode(), authority.ensure_ca(self.ca_dir).cert_pem):
+            self._local_wildcards[str(path)] = set(
+                authority.single_label_wildcards(authority.dns_names(cert))
+            )
         return str(path)
 
     def _warn_once(self, warning: str) -> None:

@@ -112,6 +112,7 @@ def _issue_from_local_ca(ca_dir: Path | None) -> None:
     """Make moto's ACM issue requested certificates from the local CA, at once."""
     from moto.acm.models import CertBundle
 
+    from provisioner import authority
     from provisioner.localcloud import ca
 
     original = CertBundle.generate_cert.__func__  # type: ignore[attr-defined]
@@ -126,12 +127,12 @@ def _issue_from_local_ca(ca_dir: Path | None) -> None:
     ) -> Any:
         if cert_authority_arn is not None:  # a private CA's certificate: moto's own
             return original(cls, domain_name, account_id, region, sans, cert_authority_arn)
-        authority = ca.ensure_ca(ca_dir)
-        issued = ca.issue(authority, list(dict.fromkeys([domain_name, *(sans or [])])))
+        root = authority.ensure_ca(ca_dir or ca.ca_dir())
+        issued = authority.issue(root, list(dict.fromkeys([domain_name, *(sans or [])])))
         return cls(
             certificate=issued.cert_pem,
             private_key=issued.key_pem,
-            chain=authority.cert_pem,
+            chain=root.cert_pem,
             cert_type="AMAZON_ISSUED",
             cert_status="ISSUED",
             account_id=account_id,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provisioner.errors import DynoformError
+from provisioner.localfiles import alive
 
 log = logging.getLogger("dynoform.localcloud")
 
@@ -72,24 +73,6 @@ def run(argv: Sequence[str], check: bool = True, timeout: float = 120) -> str:
     if check and result.returncode != 0:
         raise CommandError(f"{' '.join(argv)} failed: {result.stderr.strip()[:500]}")
     return result.stdout
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _state(pid) != "Z"
-
-
-def _state(pid: int) -> str:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return text.rsplit(")", 1)[-1].split()[0]
 
 
 def cmdline(pid: int) -> list[str]:

@@ -11,6 +11,7 @@ from provisioner.errors import ValidationError
 APP_NAME_RE = re.compile(r"[a-z](?!.*--)[a-z0-9-]{1,28}[a-z0-9]")
 CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PROCESS_TYPE_RE = re.compile(r"[A-Za-z0-9_-]+")
+_ROUTER_NAME_RE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 APP_NAME_RULE = (
     "must start with a lowercase letter, then lowercase letters, digits and single dashes, "
@@ -104,3 +105,9 @@ def validate_domain(name: str, platform_domain: str) -> str:
     ):
         raise ValidationError(field, DOMAIN_RULE)
     return domain
+
+
+def safe_name(text: str) -> str:
+    """A router (HAProxy) proxy/server name: only [A-Za-z0-9_.:-]. The local router names its
+    servers so, and its log lines say which dyno served by that name."""
+    return _ROUTER_NAME_RE.sub("_", text)

@@ -10,6 +10,7 @@ the HTTPS listener so that every custom domain has a certificate; run twice, it 
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,13 @@ CUSTOM = "custom"
 DEAD = frozenset({"EXPIRED", "REVOKED", "FAILED", "VALIDATION_TIMED_OUT", "INACTIVE"})
 EC_CURVES = ("secp256r1", "secp384r1")  # what ALB serves
 MIN_RSA_BITS = 2048
+
+
+def fingerprint(cert_pem: bytes | str) -> str:
+    """sha256 of the DER form: the same however the PEM is wrapped or which chain follows it."""
+    data = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
+    cert = x509.load_pem_x509_certificate(data)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from provisioner.model.tls import (
     covered_by,
     domain_status,
     find,
+    fingerprint,
     parse_bundle,
     plan_certificates,
 )
@@ -188,8 +189,6 @@ def _yours(certs: AppCertificates, app: str, ident: str, hint: str) -> AppCert:
 
 
 def _already_imported(certs: AppCertificates, app: str, cert_pem: bytes) -> AppCert | None:
-    from provisioner.localcloud.ca import fingerprint
-
     wanted = fingerprint(cert_pem)
     for cert in certs.of_app(app):
         if cert.kind == CUSTOM and cert.status not in DEAD:

@@ -9,22 +9,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 from provisioner import logs as lg
 from provisioner.aws import instances
 from provisioner.errors import DynoformError
+from provisioner.fleet import Fleet
 from provisioner.ops.rollout import Observed, Rollout
 from provisioner.remote.fanout import fan_out
 from provisioner.store import Store
+from provisioner.targets import Target
 
 Emit = Callable[[lg.LogLine], None]
 
 
-def router_log_path() -> Path | None:
-    from provisioner.localcloud import state_dir
-
-    path = state_dir() / "router.log"
-    return path if path.exists() else None
+def router_log_path(target: Target) -> Path | None:
+    """The local router's log (the local cloud writes it; AWS has none)."""
+    path = target.local.router_log if target.local is not None else None
+    return path if path is not None and path.exists() else None
 
 
 def hostnames(store: Store, app: str, domain: str) -> list[str]:
@@ -81,7 +83,9 @@ def history(rollout: Rollout, app: str, lines: int, domain: str) -> list[lg.LogL
         else:
             rollout.say(f"warning: no logs from host {outcome.item.id}: {outcome.error}")
     names = hostnames(rollout.store, app, domain)
-    collected += read_router(router_log_path(), names, dyno_servers(observed, app))
+    collected += read_router(
+        router_log_path(cast(Fleet, rollout.fleet).target), names, dyno_servers(observed, app)
+    )
     collected += release_events(rollout.store, app)
     return collected
 
@@ -174,7 +178,7 @@ class Tail:
             )
 
     def _follow_router(self) -> None:
-        path = router_log_path()
+        path = router_log_path(cast(Fleet, self.rollout.fleet).target)
         if path is None:
             return
         with path.open("rb") as handle:

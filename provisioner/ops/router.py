@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from provisioner.context import Context
 from provisioner.errors import NoPlatform
+from provisioner.targets import Target
 
 
-def local_listener_url(listener_arn: str, wait: float = 3.0) -> str | None:
-    """The loopback URL the local cloud's HAProxy serves a listener on (it appears within ~1 s)."""
-    from provisioner.localcloud import read_status_file
-
-    deadline = time.monotonic() + wait
-    while True:
-        lbs: Any = read_status_file().get("load_balancers") or []
-        for lb in lbs:
-            for listener in lb.get("listeners", []):
-                if listener.get("arn") == listener_arn and listener.get("local_url"):
-                    return str(listener["local_url"])
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.2)
+def local_listener_url(target: Target, listener_arn: str) -> str | None:
+    """The loopback URL the local cloud's HAProxy serves a listener on (None on AWS)."""
+    return target.local.listener_url(listener_arn) if target.local is not None else None
 
 
 def web_url(ctx: Context, app: str) -> str | None:
@@ -38,7 +27,7 @@ def web_url(ctx: Context, app: str) -> str | None:
     scheme = "https" if platform.https_listener_arn else "http"
     if not ctx.target.is_local:
         return f"{scheme}://{host}/"
-    url = local_listener_url(platform.https_listener_arn or platform.listener_arn)
+    url = local_listener_url(ctx.target, platform.https_listener_arn or platform.listener_arn)
     if url is None:
         return None
     port = url.rsplit(":", 1)[1].rstrip("/")
@@ -51,7 +40,7 @@ def dns_hint(ctx: Context, host: str) -> str:
     platform = ctx.platform(create=False)
     if not ctx.target.is_local:
         return f"point {host} at {platform.lb_dns} (a CNAME; an ALIAS record at a zone apex)"
-    url = local_listener_url(platform.https_listener_arn or platform.listener_arn)
+    url = local_listener_url(ctx.target, platform.https_listener_arn or platform.listener_arn)
     if url is None:
         return f"{host} is routed; the local router is not serving yet"
     port = url.rsplit(":", 1)[1].rstrip("/")

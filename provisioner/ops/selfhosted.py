@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from provisioner import playbook as pb
 from provisioner.aws import instances
-from provisioner.aws.platform import tag_filters, tag_spec
+from provisioner.aws.tags import tag_filters, tag_spec
 from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound, Unsupported
 from provisioner.fleet import BOOT_TIMEOUT, Fleet, SshRunner, pin_key

@@ -226,7 +226,7 @@ def test_platform_destroy_deletes_managed_addons_and_their_network(aws, store, c
     from moto.core.responses import EmptyResult
     from moto.elasticache.responses import ElastiCacheResponse
 
-    from provisioner.aws.platform import destroy_platform
+    from provisioner.aws.teardown import destroy_platform
 
     def delete_cache_subnet_group(self):  # moto 5.2 lacks this API: a stand-in on its side
         self.elasticache_backend.cache_subnet_groups.pop(self._get_param("CacheSubnetGroupName"))

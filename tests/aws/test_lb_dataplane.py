@@ -639,10 +639,10 @@ def test_https_listener_with_an_acm_certificate_of_the_local_ca(
     (a certificate of its own, by SNI); HTTP :80 redirects to the loopback HTTPS port."""
     import ssl
 
-    from provisioner.localcloud import ca
+    from provisioner import authority
 
     cloud.lbs.ca_dir = tmp_path / "ca"
-    issued = ca.server_cert(ca.server_names("localhost"), cloud.lbs.ca_dir)
+    issued = authority.server_cert(authority.server_names("localhost"), cloud.lbs.ca_dir)
     acm = _client(endpoint, "acm")
     cert_arn = acm.import_certificate(Certificate=issued.cert_pem, PrivateKey=issued.key_pem)[
         "CertificateArn"
@@ -670,7 +670,7 @@ def test_https_listener_with_an_acm_certificate_of_the_local_ca(
         ],
     )
     cloud.register(cloud.web, backends["tls1"])
-    context = ssl.create_default_context(cafile=str(ca.ca_cert_path(cloud.lbs.ca_dir)))
+    context = ssl.create_default_context(cafile=str(authority.ca_cert_path(cloud.lbs.ca_dir)))
     deadline = time.monotonic() + 10
     port, answer = 0, ""
     while time.monotonic() < deadline:
@@ -719,10 +719,10 @@ def test_sni_serves_imported_certificates_with_their_chain(
 ) -> None:
     """A listener's extra certificates (add_listener_certificates) are served by SNI with the
     chain imported beside them, the key taken from ACM; removed, the default comes back."""
-    from provisioner.localcloud import ca
+    from provisioner import authority
 
     cloud.lbs.ca_dir = tmp_path / "ca"
-    default = ca.server_cert(ca.server_names("localhost"), cloud.lbs.ca_dir)
+    default = authority.server_cert(authority.server_names("localhost"), cloud.lbs.ca_dir)
     acm = _client(endpoint, "acm")
     default_arn = acm.import_certificate(Certificate=default.cert_pem, PrivateKey=default.key_pem)[
         "CertificateArn"

@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding, PublicFormat, load_pem_private_key,
 )
 from moto import mock_aws
+from provisioner import authority
 from provisioner.localcloud import ca, motofix
 
 def public(thing):
@@ -64,13 +65,13 @@ with mock_aws():
     described = acm.describe_certificate(CertificateArn=arn)["Certificate"]
     held = acm.get_certificate(CertificateArn=arn)
     key, chain = motofix.acm_key(arn)
-    authority = ca.ensure_ca()
+    root = ca.ensure_ca()
     print(json.dumps({
         "status": described["Status"],
         "type": described["Type"],
         "names": described["SubjectAlternativeNames"],
-        "signed_by_local_ca": ca.signed_by(held["Certificate"].encode(), authority.cert_pem),
-        "chain_is_the_ca": chain.strip() == authority.cert_pem.strip(),
+        "signed_by_local_ca": authority.signed_by(held["Certificate"].encode(), root.cert_pem),
+        "chain_is_the_ca": chain.strip() == root.cert_pem.strip(),
         "key_matches": public(load_pem_private_key(key, None))
         == public(x509.load_pem_x509_certificate(held["Certificate"].encode())),
         "unknown": motofix.acm_key(arn[:-4] + "0000"),

@@ -7,12 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from provisioner.aws import instances
-from provisioner.aws.platform import (
-    PLATFORM_TAG,
-    destroy_platform,
-    ensure_platform,
-    load_platform,
-)
+from provisioner.aws.platform import ensure_platform, load_platform
+from provisioner.aws.tags import PLATFORM_TAG
+from provisioner.aws.teardown import destroy_platform
 from provisioner.errors import DynoformError
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys
 from provisioner.targets import Target
@@ -190,10 +187,10 @@ def test_validation_records_are_printed_without_a_zone_and_init_waits(
 ):
     import moto.settings
 
-    from provisioner.aws import platform as platform_module
+    from provisioner.aws import tlscerts
 
     monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", 1)  # pending for a second
-    monkeypatch.setattr(platform_module, "CERT_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(tlscerts, "CERT_POLL_SECONDS", 0.2)
     said: list[str] = []
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR, say=said.append)
     assert any("CNAME" in line and "acm-validations.aws" in line for line in said)
@@ -205,7 +202,8 @@ def test_validation_records_are_printed_without_a_zone_and_init_waits(
 def test_local_certificate_comes_from_the_local_ca(aws, config_home):
     from cryptography import x509
 
-    from provisioner.localcloud import ca, motofix
+    from provisioner import authority
+    from provisioner.localcloud import motofix
 
     local = Target("local", kind="local", platform="plat")
     platform = ensure_platform(aws, local)
@@ -214,10 +212,10 @@ def test_local_certificate_comes_from_the_local_ca(aws, config_home):
     cert = x509.load_pem_x509_certificate(held["Certificate"].encode())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(names.get_values_for_type(x509.DNSName)) == {"*.localhost", "localhost"}
-    ca_pem = ca.ca_cert_path().read_bytes()
-    assert ca.signed_by(held["Certificate"].encode(), ca_pem)
+    ca_pem = authority.ca_cert_path(local.local.ca_dir).read_bytes()
+    assert authority.signed_by(held["Certificate"].encode(), ca_pem)
     held_key = motofix.acm_key(platform.certificate_arn)  # what the local LB serves with
-    assert held_key is not None and ca.signed_by(held["Certificate"].encode(), held_key[1])
+    assert held_key is not None and authority.signed_by(held["Certificate"].encode(), held_key[1])
     described = acm.describe_certificate(CertificateArn=platform.certificate_arn)
     assert described["Certificate"]["Type"] == "IMPORTED"
     again = ensure_platform(aws, local)

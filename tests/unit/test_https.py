@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from provisioner.localcloud import ca
+from provisioner import authority
 from provisioner.localcloud import haproxy as hx
 
 ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012"
@@ -37,8 +37,8 @@ REDIRECT = {
 
 
 def test_ca_is_made_once_with_a_private_key(tmp_path: Path) -> None:
-    first = ca.ensure_ca(tmp_path)
-    again = ca.ensure_ca(tmp_path)
+    first = authority.ensure_ca(tmp_path)
+    again = authority.ensure_ca(tmp_path)
     assert first == again
     assert stat.S_IMODE((tmp_path / "ca.key").stat().st_mode) == 0o600
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
@@ -46,9 +46,9 @@ def test_ca_is_made_once_with_a_private_key(tmp_path: Path) -> None:
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
-def _handshake(tmp_path: Path, issued: ca.Issued, hostname: str) -> str | None:
+def _handshake(tmp_path: Path, issued: authority.Issued, hostname: str) -> str | None:
     """A TLS handshake in memory, verifying against the CA in tmp_path; None when it passes."""
-    context = ssl.create_default_context(cafile=str(ca.ca_cert_path(tmp_path)))
+    context = ssl.create_default_context(cafile=str(authority.ca_cert_path(tmp_path)))
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     pem = tmp_path / "server.pem"
     pem.write_bytes(issued.cert_pem + issued.key_pem)
@@ -72,41 +72,46 @@ def _handshake(tmp_path: Path, issued: ca.Issued, hostname: str) -> str | None:
 
 
 def test_server_cert_is_kept_and_verifies_in_tls(tmp_path: Path) -> None:
-    names = ca.server_names("localhost")
-    issued = ca.server_cert(names, tmp_path)
-    assert ca.server_cert(names, tmp_path) == issued  # kept, not issued again
+    names = authority.server_names("localhost")
+    issued = authority.server_cert(names, tmp_path)
+    assert authority.server_cert(names, tmp_path) == issued  # kept, not issued again
     key_file = tmp_path / "certs" / f"{issued.fingerprint}.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert _handshake(tmp_path, issued, "localhost") is None
     # OpenSSL refuses `*.localhost` (a wildcard over one label): why the local load balancer
     # gives every app host a certificate of its own.
     assert "Hostname mismatch" in (_handshake(tmp_path, issued, "shop.localhost") or "")
-    assert ca.single_label_wildcards(ca.dns_names(issued.cert_pem)) == ["localhost"]
-    own = ca.issue(ca.ensure_ca(tmp_path), ["shop.localhost"])
+    assert authority.single_label_wildcards(authority.dns_names(issued.cert_pem)) == ["localhost"]
+    own = authority.issue(authority.ensure_ca(tmp_path), ["shop.localhost"])
     assert _handshake(tmp_path, own, "shop.localhost") is None
-    wider = ca.issue(ca.ensure_ca(tmp_path), ["*.apps.test"])
+    wider = authority.issue(authority.ensure_ca(tmp_path), ["*.apps.test"])
     assert _handshake(tmp_path, wider, "shop.apps.test") is None
 
 
 def test_names_and_renewal() -> None:
-    assert ca.server_names("localhost") == ["*.localhost", "localhost"]
-    assert ca.server_names("apps.test") == ["*.localhost", "localhost", "*.apps.test", "apps.test"]
-    authority = ca.make_ca()
-    cert = ca.issue(authority, ["*.localhost", "localhost"])
-    assert ca.covers(cert.cert_pem, ["localhost", "*.localhost"])
-    assert not ca.covers(cert.cert_pem, ["*.localhost"])
-    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=ca.CERT_DAYS - 10)
-    assert not ca.covers(cert.cert_pem, ["*.localhost", "localhost"], now=later)
-    assert ca.signed_by(cert.cert_pem, authority.cert_pem)
-    assert not ca.signed_by(cert.cert_pem, ca.make_ca().cert_pem)
+    assert authority.server_names("localhost") == ["*.localhost", "localhost"]
+    assert authority.server_names("apps.test") == [
+        "*.localhost",
+        "localhost",
+        "*.apps.test",
+        "apps.test",
+    ]
+    root = authority.make_ca()
+    cert = authority.issue(root, ["*.localhost", "localhost"])
+    assert authority.covers(cert.cert_pem, ["localhost", "*.localhost"])
+    assert not authority.covers(cert.cert_pem, ["*.localhost"])
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=authority.CERT_DAYS - 10)
+    assert not authority.covers(cert.cert_pem, ["*.localhost", "localhost"], now=later)
+    assert authority.signed_by(cert.cert_pem, root.cert_pem)
+    assert not authority.signed_by(cert.cert_pem, authority.make_ca().cert_pem)
     with pytest.raises(ValueError):
-        ca.issue(authority, [])
+        authority.issue(root, [])
 
 
 def test_a_new_ca_means_a_new_server_cert(tmp_path: Path) -> None:
-    old = ca.server_cert(["*.localhost"], tmp_path)
+    old = authority.server_cert(["*.localhost"], tmp_path)
     (tmp_path / "ca.crt").unlink()
-    new = ca.server_cert(["*.localhost"], tmp_path)
+    new = authority.server_cert(["*.localhost"], tmp_path)
     assert new.fingerprint != old.fingerprint
 
 
@@ -180,8 +185,8 @@ def test_rendered_https_frontend_and_local_redirect() -> None:
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 def test_haproxy_accepts_an_https_frontend(tmp_path: Path) -> None:
-    issued = ca.server_cert(["*.localhost", "localhost"], tmp_path / "ca")
-    other = ca.server_cert(["*.example.test"], tmp_path / "ca")
+    issued = authority.server_cert(["*.localhost", "localhost"], tmp_path / "ca")
+    other = authority.server_cert(["*.example.test"], tmp_path / "ca")
     pems = []
     for name, cert in (("a", issued), ("b", other)):
         pem = tmp_path / f"{name}.pem"
@@ -200,14 +205,14 @@ def test_haproxy_accepts_an_https_frontend(tmp_path: Path) -> None:
 
 
 def test_listener_actions_compare_ignoring_what_aws_adds() -> None:
-    from provisioner.aws.platform import _same_actions, https_redirect_action, not_found_action
+    from provisioner.aws.listeners import https_redirect_action, not_found_action, same_actions
 
     described = [dict(https_redirect_action()[0], Order=1)]
-    assert _same_actions(described, https_redirect_action())
-    assert not _same_actions(not_found_action(), https_redirect_action())
+    assert same_actions(described, https_redirect_action())
+    assert not same_actions(not_found_action(), https_redirect_action())
     moved = [dict(described[0], RedirectConfig={**described[0]["RedirectConfig"], "Port": "8443"})]
-    assert not _same_actions(moved, https_redirect_action())
-    assert not _same_actions([], https_redirect_action())
+    assert not same_actions(moved, https_redirect_action())
+    assert not same_actions([], https_redirect_action())
 
 
 def test_validation_records_once_each() -> None:

@@ -1,0 +1,135 @@
+"""The platform's load balancer and its two listeners: HTTP :80 redirecting to HTTPS, and
+HTTPS :443 with the platform's certificate, whose default answer is the 404 page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from provisioner.aws.router import fixed_response_action
+from provisioner.aws.tags import Finder, lb_name, tags
+
+NOT_FOUND_PAGE = (
+    "<!doctype html><title>No such app</title>"
+    "<h1>No such app</h1><p>There is no app at this address. "
+    "<small>dynoform</small></p>"
+)
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+def not_found_action() -> list[dict[str, Any]]:
+    return fixed_response_action(404, NOT_FOUND_PAGE)
+
+
+def https_redirect_action() -> list[dict[str, Any]]:
+    """HTTP -> the same URL on HTTPS, permanently (ALB placeholders keep host, path, query)."""
+    return [
+        {
+            "Type": "redirect",
+            "RedirectConfig": {
+                "Protocol": "HTTPS",
+                "Port": "443",
+                "Host": "#{host}",
+                "Path": "/#{path}",
+                "Query": "#{query}",
+                "StatusCode": "HTTP_301",
+            },
+        }
+    ]
+
+
+def same_actions(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
+    """Whether listener default actions match (ignoring fields AWS adds, such as Order)."""
+    if len(have) != len(want):
+        return False
+    for got, wanted in zip(have, want, strict=True):
+        for key, value in wanted.items():
+            current = got.get(key)
+            if isinstance(value, dict):
+                if not isinstance(current, dict) or any(
+                    str(current.get(k)) != str(v) for k, v in value.items()
+                ):
+                    return False
+            elif current != value:
+                return False
+    return True
+
+
+def load_balancer(b: Finder, subnet_ids: list[str], lb_sg: str) -> tuple[str, str]:
+    """The load balancer's ARN and DNS name."""
+    name = lb_name(b.name)
+    try:
+        found = b.aws.elbv2.describe_load_balancers(Names=[name])["LoadBalancers"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "LoadBalancerNotFound":
+            raise
+        found = []
+    if found:
+        return str(found[0]["LoadBalancerArn"]), str(found[0]["DNSName"])
+    b.missing("load balancer")
+    lb = b.aws.elbv2.create_load_balancer(
+        Name=name,
+        Subnets=subnet_ids,
+        SecurityGroups=[lb_sg],
+        Scheme="internet-facing",
+        Type="application",
+        IpAddressType="ipv4",
+        Tags=tags(b.name, "lb"),
+    )["LoadBalancers"][0]
+    b.created.append(f"load balancer {name}")
+    return str(lb["LoadBalancerArn"]), str(lb["DNSName"])
+
+
+def _by_port(b: Finder, lb_arn: str) -> dict[int, dict[str, Any]]:
+    found = b.aws.elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
+    return {int(ln["Port"]): ln for ln in found}
+
+
+def http_listener(b: Finder, lb_arn: str) -> str:
+    """HTTP :80, whose default action redirects to HTTPS (an older 404 default is changed)."""
+    existing = _by_port(b, lb_arn).get(80)
+    if existing is not None:
+        arn = str(existing["ListenerArn"])
+        if b.create and not same_actions(
+            existing.get("DefaultActions", []), https_redirect_action()
+        ):
+            b.aws.elbv2.modify_listener(ListenerArn=arn, DefaultActions=https_redirect_action())
+            b.created.append("HTTP listener :80 now redirects to HTTPS")
+        return arn
+    b.missing("HTTP listener")
+    listener = b.aws.elbv2.create_listener(
+        LoadBalancerArn=lb_arn,
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=https_redirect_action(),
+        Tags=tags(b.name, "listener-http"),
+    )["Listeners"][0]
+    b.created.append("HTTP listener :80 (redirect to HTTPS)")
+    return str(listener["ListenerArn"])
+
+
+def https_listener(b: Finder, lb_arn: str, certificate_arn: str) -> str:
+    """HTTPS :443 with the platform's certificate; unknown hosts get the 404 page."""
+    existing = _by_port(b, lb_arn).get(443)
+    if existing is not None:
+        arn = str(existing["ListenerArn"])
+        current = [c.get("CertificateArn") for c in existing.get("Certificates", [])]
+        if b.create and certificate_arn and current[:1] != [certificate_arn]:
+            b.aws.elbv2.modify_listener(
+                ListenerArn=arn, Certificates=[{"CertificateArn": certificate_arn}]
+            )
+            b.created.append("HTTPS listener :443 certificate replaced")
+        return arn
+    b.missing("HTTPS listener")
+    listener = b.aws.elbv2.create_listener(
+        LoadBalancerArn=lb_arn,
+        Protocol="HTTPS",
+        Port=443,
+        SslPolicy=TLS_POLICY,
+        Certificates=[{"CertificateArn": certificate_arn}],
+        DefaultActions=not_found_action(),
+        Tags=tags(b.name, "listener-https"),
+    )["Listeners"][0]
+    b.created.append("HTTPS listener :443 (404 page)")
+    return str(listener["ListenerArn"])
