@@ -7,8 +7,6 @@ from pathlib import Path
 
 import typer
 
-from provisioner.aws.blobs import Blobs, build_log_key
-from provisioner.build import neutralise
 from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
 from provisioner.ops import builds as ops
 
@@ -39,15 +37,7 @@ def output(
     app: str = AppOption,
 ) -> None:
     """Replay a build's output. Example: dynoform builds:output -a myapp"""
-    name = resolve_app(app)
-    build = ops.get_build(g().store, name, build_id)
-    blobs = Blobs(g().aws.s3, g().store.docs.bucket)
-    text = blobs.get_text(build_log_key(g().store.app_id(name), build["id"]))
-    if text is None:
-        status(f"build {build['id']} is {build['status']}; no output stored yet")
-        return
-    for line in text.rstrip("\n").split("\n"):  # logs stored before output was neutralised, too
-        sys.stdout.write(neutralise(line) + "\n")
+    ops.output(g().ctx, resolve_app(app), build_id, _line)
 
 
 def _line(text: str) -> None:

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from provisioner.aws.blobs import build_log_key
 from provisioner.build import neutralise
+from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound
 from provisioner.store import Store, now_iso, whoami
 
@@ -111,8 +113,25 @@ def get_build(store: Store, app: str, build_id: str | None) -> dict[str, Any]:
     raise NotFound(f"{app} has no build {build_id}", "see `dynoform builds`")
 
 
+def output(ctx: Context, app: str, build_id: str | None, emit: Callable[[str], None]) -> str:
+    """builds:output: a running build's output followed live from its build host, else the
+    stored output replayed; returns the build's status (after it ended, when followed)."""
+    build = get_build(ctx.store, app, build_id)
+    if build.get("status") in ("pending", "running") and build.get("host"):
+        follow_build(ctx, app, build, emit)
+        build = get_build(ctx.store, app, str(build["id"]))
+        return str(build.get("status"))
+    key = build_log_key(ctx.store.app_id(app), str(build["id"]))
+    text = ctx.blobs().get_text(key)
+    if text is None:
+        ctx.say(f"build {build['id']} is {build['status']}; no output stored yet")
+    for line in text.rstrip("\n").split("\n") if text else []:
+        emit(neutralise(line))  # logs stored before output was neutralised, too
+    return str(build.get("status"))
+
+
 def follow_build(
-    rollout: Any, app: str, build: dict[str, Any], emit: Callable[[str], None]
+    ctx: Context, app: str, build: dict[str, Any], emit: Callable[[str], None]
 ) -> None:
     """Stream a running build's output from its build host until the build ends.
 
@@ -121,12 +140,11 @@ def follow_build(
     from provisioner.build import build_layout
     from provisioner.ops.buildhost import stream
 
-    host = next((h for h in rollout.fleet.hosts() if h.id == build.get("host")), None)
+    fleet = ctx.fleet()
+    host = next((h for h in fleet.hosts() if h.id == build.get("host")), None)
     if host is None:
-        raise DynoformError(
-            f"build {build['id']} runs on a host that is gone", "see `dynoform hosts`"
-        )
-    conn = rollout.fleet.connect(host)
+        raise NotFound(f"build {build['id']} runs on a host that is gone", "see `dynoform hosts`")
+    conn = fleet.connect(host)
     layout = build_layout(app, build["id"])
     # The log is the build's own file: read as the build's user, never as root (a build could
     # leave a symlink there to a file only root may read).

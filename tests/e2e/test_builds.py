@@ -118,7 +118,7 @@ def slow_buildpack(tmp: Path, marker: str) -> Path:
     return write_buildpack(
         tmp / "slow-pack",
         detect="echo Slow",
-        compile=f"echo '-----> {marker}'; sleep 4",
+        compile=f"echo '-----> {marker}'; sleep 4; echo '-----> slow build done'",
         release="echo ---",
     )
 
@@ -138,8 +138,13 @@ def test_two_deploys_at_once_one_waits_for_the_lease(app_name: str, tmp_path: Pa
         seen.append(line)
         if "slow build started" in line:
             break
+    # builds:output follows the running build from its host until it ends.
+    follow = [*argv[:5], "builds:output", "-a", app_name]
+    following = subprocess.Popen(follow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     out, err = first.communicate(timeout=300)
+    followed, follow_err = following.communicate(timeout=300)
+    assert "slow build started" in followed and "slow build done" in followed, follow_err
     assert first.returncode == 0, "".join(seen)[-500:] + err[-500:]
     assert second.returncode == 1, second.stderr[-500:]
     assert "is busy: deploy by" in second.stderr and "--wait" in second.stderr
