@@ -433,3 +433,24 @@ def test_a_host_the_platform_lacks_is_not_found(aws, target, config_home):
         ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
         with pytest.raises(NotFound, match="no host i-0123 in platform 'plat'"):
             hosts.remove(ctx, "i-0123")
+
+
+def test_platform_operations_keep_the_record_other_operations_read(aws, target, config_home):
+    from provisioner.context import PLATFORM_DOC, Context
+    from provisioner.ops import platform as ops
+
+    said: list[str] = []
+    with Context(target, say=said.append, aws=aws) as ctx:
+        with pytest.raises(NoPlatform):
+            ops.info(ctx)
+        made = ops.init(ctx, ssh_cidr=SSH_CIDR)
+        assert made.created and ctx.store.docs.get(PLATFORM_DOC).data == made.as_dict()
+        assert ops.info(ctx).as_dict() == made.as_dict() == ctx.platform(False).as_dict()
+        assert ops.init(ctx, ssh_cidr=SSH_CIDR).created == []
+
+        done = ops.destroy(ctx)
+        assert f"load balancer {made.lb_arn.split('/')[-2]}" in done
+        assert ctx.store.docs.get(PLATFORM_DOC) is None  # the bucket stays, the record goes
+        with pytest.raises(NoPlatform):
+            ctx.platform(create=False)
+        assert f"bucket {ctx.store.docs.bucket}" in ops.destroy(ctx, delete_state=True)
