@@ -1,4 +1,5 @@
-"""Collecting logs: journald on every host over SSH, the local router's log, release events."""
+"""An app's logs: journald on every host over SSH, the local router's log and release events,
+merged as Heroku shows them (`history`), or followed as they come (`Tail`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 
 from provisioner import logs as lg
 from provisioner.aws import instances
+from provisioner.context import Context
 from provisioner.errors import DynoformError
-from provisioner.ops.rollout import Observed, Rollout
+from provisioner.ops.rollout import Observed, open_rollout
 from provisioner.remote.fanout import fan_out
 from provisioner.store import Store
 
@@ -28,6 +30,7 @@ def router_log_path() -> Path | None:
 
 
 def hostnames(store: Store, app: str, domain: str) -> list[str]:
+    """The names the router serves the app by: its own, and its custom domains."""
     return [f"{app}.{domain}", *store.app(app).get("domains", [])]
 
 
@@ -67,7 +70,24 @@ def read_router(
     return [line for line in parsed if line is not None]
 
 
-def history(rollout: Rollout, app: str, lines: int, domain: str) -> list[lg.LogLine]:
+def history(
+    ctx: Context,
+    app: str,
+    lines: int = lg.DEFAULT_LINES,
+    ps: str | None = None,
+    source: str | None = None,
+) -> list[lg.LogLine]:
+    """The app's newest `lines` log lines, oldest first: only dyno (web.1) or process type
+    (web) `ps`, only `source` (app, router, dynoform) when given. A host that does not
+    answer is said and skipped."""
+    lg.check_options(lines, source)
+    ctx.store.app(app)  # NotFound before any host is asked
+    collected = _collect(ctx, app, lines)
+    return lg.merge(lg.select(collected, ps, source), lines)
+
+
+def _collect(ctx: Context, app: str, lines: int) -> list[lg.LogLine]:
+    rollout = open_rollout(ctx)
     observed = rollout.observe()
 
     def journal(host: instances.Host) -> list[lg.LogLine]:
@@ -79,10 +99,10 @@ def history(rollout: Rollout, app: str, lines: int, domain: str) -> list[lg.LogL
         if outcome.ok and outcome.value is not None:
             collected += outcome.value
         else:
-            rollout.say(f"warning: no logs from host {outcome.item.id}: {outcome.error}")
-    names = hostnames(rollout.store, app, domain)
+            ctx.say(f"warning: no logs from host {outcome.item.id}: {outcome.error}")
+    names = hostnames(ctx.store, app, ctx.target.app_domain)
     collected += read_router(router_log_path(), names, dyno_servers(observed, app))
-    collected += release_events(rollout.store, app)
+    collected += release_events(ctx.store, app)
     return collected
 
 
@@ -98,15 +118,26 @@ def _parse_journal(text: str, app: str, host: str) -> Iterator[lg.LogLine]:
 
 
 class Tail:
-    """Follow every host at once; picks up new hosts, survives hosts that go away."""
+    """Follow every host at once; picks up new hosts, survives hosts that go away.
+
+    `emit` hears each new line (only those of `ps` and `source` when given), one at a time,
+    until `run` ends: after `seconds`, or once `stop` is set."""
 
     def __init__(
-        self, rollout: Rollout, app: str, domain: str, emit: Emit, rescan: float = 3.0
+        self,
+        ctx: Context,
+        app: str,
+        emit: Emit,
+        ps: str | None = None,
+        source: str | None = None,
+        rescan: float = 3.0,
     ) -> None:
-        self.rollout = rollout
+        lg.check_options(0, source)
+        self.rollout = open_rollout(ctx)
         self.app = app
         self.emit_line = emit
-        self.names = hostnames(rollout.store, app, domain)
+        self.ps, self.source = ps, source
+        self.names = hostnames(ctx.store, app, ctx.target.app_domain)
         self.rescan = rescan
         self.stop = threading.Event()
         self.followers: dict[str, threading.Thread] = {}
@@ -114,6 +145,8 @@ class Tail:
         self.lock = threading.Lock()
 
     def emit(self, line: lg.LogLine) -> None:
+        if not lg.select([line], self.ps, self.source):
+            return
         with self.lock:
             self.emit_line(line)
 
