@@ -10,7 +10,6 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from provisioner.aws import instances
 from provisioner.cli.common import confirm, emit_json, err, g, out, print_table
 from provisioner.errors import DynoformError
 from provisioner.ops import hosts
@@ -95,7 +94,7 @@ def list_hosts(ctx: typer.Context) -> None:
 @group.command("add")
 def add(
     count: int = typer.Option(1, "--count", "-n", help="How many hosts."),
-    instance_type: str = typer.Option(instances.DEFAULT_TYPE, "--type", help="EC2 instance type."),
+    instance_type: str = typer.Option(hosts.DEFAULT_TYPE, "--type", help="EC2 instance type."),
 ) -> None:
     """Launch and bootstrap hosts in parallel. Example: dynoform hosts:add --count 3 --type t3.small"""
     with HostLines(count) as lines:

@@ -16,6 +16,8 @@ from provisioner.fleet import Fleet, HostRow, Progress
 from provisioner.playbook import StepReport
 from provisioner.remote.fanout import Outcome
 
+DEFAULT_TYPE = instances.DEFAULT_TYPE  # what `add` launches unless told
+
 
 @dataclass(frozen=True)
 class HostsAdded:
@@ -66,7 +68,10 @@ def list_hosts(ctx: Context) -> list[HostRow]:
 
 
 def add(
-    ctx: Context, count: int, instance_type: str, progress: Progress | None = None
+    ctx: Context,
+    count: int = 1,
+    instance_type: str = DEFAULT_TYPE,
+    progress: Progress | None = None,
 ) -> HostsAdded:
     """Launch and bootstrap `count` hosts in parallel (the platform made first if need be);
     `progress(slot, host_id, state)` hears each host's steps. Failed hosts are terminated."""
