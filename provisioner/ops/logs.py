@@ -87,11 +87,10 @@ def history(
 
 
 def _collect(ctx: Context, app: str, lines: int) -> list[lg.LogLine]:
-    rollout = open_rollout(ctx)
-    observed = rollout.observe()
+    observed = open_rollout(ctx).observe()
 
     def journal(host: instances.Host) -> list[lg.LogLine]:
-        result = rollout.fleet.connect(host).run(lg.journal_argv(app, lines), sudo=True, timeout=60)
+        result = ctx.fleet().connect(host).run(lg.journal_argv(app, lines), sudo=True, timeout=60)
         return list(_parse_journal(result.stdout, app, host.id))
 
     collected: list[lg.LogLine] = []
@@ -134,6 +133,7 @@ class Tail:
     ) -> None:
         lg.check_options(0, source)
         self.rollout = open_rollout(ctx)
+        self.fleet = ctx.fleet()
         self.app = app
         self.emit_line = emit
         self.ps, self.source = ps, source
@@ -179,7 +179,7 @@ class Tail:
 
     def _follow_host(self, host: instances.Host) -> None:
         try:
-            conn = self.rollout.fleet.connect(host)
+            conn = self.fleet.connect(host)
             chan = conn.transport.open_session(timeout=10)
             argv = lg.follow_argv(self.app)
             chan.exec_command(shlex.join(["sudo", "-n", "--", *argv] if conn.sudo else argv))
