@@ -17,7 +17,7 @@ from typing import Any
 
 from provisioner import playbook as pb
 from provisioner.aws import instances
-from provisioner.aws.platform import Platform, ensure_platform, load_platform
+from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents
 from provisioner.errors import DynoformError, NotFound
@@ -131,11 +131,6 @@ class Fleet:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     cancel: threading.Event = field(default_factory=threading.Event)
 
-    @classmethod
-    def open(cls, aws: Aws, target: Target, create: bool = False) -> Fleet:
-        platform = ensure_platform(aws, target) if create else load_platform(aws, target)
-        return cls(aws, target, platform, Documents(aws.s3, platform.bucket))
-
     def close(self) -> None:
         self.pool.close()
 
@@ -182,7 +177,13 @@ class Fleet:
         return result
 
     def host(self, instance_id: str) -> instances.Host:
-        return instances.get_host(self.aws, self.platform.name, instance_id)
+        """A host of the platform, of any role; NotFound when it has none by that id."""
+        for host in instances.list_hosts(self.aws, self.platform.name, role=None):
+            if host.id == instance_id:
+                return host
+        raise NotFound(
+            f"no host {instance_id} in platform {self.platform.name!r}", "see `dynoform hosts`"
+        )
 
     def connect(self, host: instances.Host, retry_for: float = REACH_TIMEOUT) -> Connection:
         if host.state != "running":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from provisioner.errors import ValidationError
 from provisioner.model.names import safe_name
 from provisioner.plan.units import UNIT_PREFIX, parse_unit_name
 
@@ -165,6 +166,14 @@ def parse_router_line(
     rest = re.sub(r"\bdyno=\S*", f"dyno={dyno}", rest)
     rest = re.sub(r" backend=\S*", "", rest)
     return LogLine(ts, "router", dyno, clean(rest))
+
+
+def check_options(lines: int, source: str | None) -> None:
+    """How many lines of history, and from which source: within what Heroku allows."""
+    if not 0 <= lines <= MAX_LINES:
+        raise ValidationError("--num", f"must be between 0 and {MAX_LINES}")
+    if source and source not in SOURCES:
+        raise ValidationError("--source", "must be one of " + ", ".join(SOURCES))
 
 
 def select(

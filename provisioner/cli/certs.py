@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from provisioner.cli.common import AppOption, emit_json, g, out, print_table, resolve_app, status
+from provisioner.ops import certs
+from provisioner.ops.certs import CertAdded, CertRow
 
 group = typer.Typer(
     help=(
@@ -20,11 +21,12 @@ group = typer.Typer(
 COLUMNS = ["id", "kind", "names", "status", "serving", "expires", "issuer"]
 
 
-def _show(row: dict[str, Any]) -> None:
+def _show(shown: CertRow | CertAdded) -> None:
     if g().json:
-        emit_json(row)
-    else:
-        out.print(f"{row['id']}  {', '.join(row['names'])}  expires {row['expires']}")
+        emit_json(shown.as_dict())
+        return
+    row = shown.cert if isinstance(shown, CertAdded) else shown
+    out.print(f"{row.id}  {', '.join(row.names)}  expires {row.expires}")
 
 
 @group.callback()
@@ -32,9 +34,7 @@ def list_certs(ctx: typer.Context, app: str = AppOption) -> None:
     """List an app's certificates. Example: dynoform certs -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
-    from provisioner.ops import certs
-
-    rows = certs.rows(g().ctx, resolve_app(app))
+    rows = [row.as_dict() for row in certs.rows(g().ctx, resolve_app(app))]
     if g().json:
         emit_json(rows)
         return
@@ -53,10 +53,7 @@ def add(
     """Serve your own certificate for the app's domains it covers (instead of automatic ones).
 
     Example: dynoform certs:add server.crt server.key -a myapp"""
-    from provisioner.ops import certs
-
-    row = certs.add(g().ctx, resolve_app(app), cert_file, key_file, status)
-    _show(row)
+    _show(certs.add(g().ctx, resolve_app(app), cert_file, key_file))
 
 
 @group.command("update")
@@ -69,10 +66,7 @@ def update(
     """Renew a certificate you added, in place (served without a gap).
 
     Example: dynoform certs:update 3f2a9c1e renewed.crt renewed.key -a myapp"""
-    from provisioner.ops import certs
-
-    row = certs.update(g().ctx, resolve_app(app), cert_id, cert_file, key_file, status)
-    _show(row)
+    _show(certs.update(g().ctx, resolve_app(app), cert_id, cert_file, key_file))
 
 
 @group.command("remove")
@@ -82,9 +76,7 @@ def remove(
 ) -> None:
     """Stop serving a certificate you added and delete it from ACM; its domains get automatic
     certificates again. Example: dynoform certs:remove 3f2a9c1e -a myapp"""
-    from provisioner.ops import certs
-
-    for line in certs.remove(g().ctx, resolve_app(app), cert_id, status):
+    for line in certs.remove(g().ctx, resolve_app(app), cert_id):
         status(line)
 
 

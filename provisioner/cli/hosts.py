@@ -5,16 +5,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
-from provisioner.aws import instances
 from provisioner.cli.common import confirm, emit_json, err, g, out, print_table
 from provisioner.errors import DynoformError
-from provisioner.fleet import Fleet
+from provisioner.ops import hosts
 
 
 def say(message: str) -> None:
@@ -86,8 +84,7 @@ def list_hosts(ctx: typer.Context) -> None:
     """List the hosts. Example: dynoform hosts --json"""
     if ctx.invoked_subcommand is not None:
         return
-    with Fleet.open(g().aws, g().target) as fleet:
-        rows = [row.as_dict() for row in fleet.rows()]
+    rows = [row.as_dict() for row in hosts.list_hosts(g().ctx)]
     if g().json:
         emit_json(rows)
     else:
@@ -97,27 +94,22 @@ def list_hosts(ctx: typer.Context) -> None:
 @group.command("add")
 def add(
     count: int = typer.Option(1, "--count", "-n", help="How many hosts."),
-    instance_type: str = typer.Option(instances.DEFAULT_TYPE, "--type", help="EC2 instance type."),
+    instance_type: str = typer.Option(hosts.DEFAULT_TYPE, "--type", help="EC2 instance type."),
 ) -> None:
     """Launch and bootstrap hosts in parallel. Example: dynoform hosts:add --count 3 --type t3.small"""
-    started = time.monotonic()
-    with Fleet.open(g().aws, g().target, create=True) as fleet:
-        with HostLines(count) as lines:
-            outcomes = fleet.add(count, instance_type, lines)
-            for slot, outcome in enumerate(outcomes):
-                if not outcome.ok:
-                    lines(slot, "", f"failed: {outcome.error}")
-    seconds = time.monotonic() - started
-    good = [o.value for o in outcomes if o.ok and o.value is not None]
-    failed = [o for o in outcomes if not o.ok]
+    with HostLines(count) as lines:
+        added = hosts.add(g().ctx, count, instance_type, lines)
+        for outcome in added.failed:
+            lines(outcome.item, "", f"failed: {outcome.error}")
+    failed = added.failed
     say(
-        f"{len(good)} of {count} hosts added in {seconds:.1f} s"
+        f"{len(added.ready)} of {count} hosts added in {added.seconds:.1f} s"
         + (f", {len(failed)} failed (terminated)" if failed else "")
     )
     if g().json:
-        emit_json([{**h.as_dict(), "bootstrapped": True} for h in good])
+        emit_json([{**h.as_dict(), "bootstrapped": True} for h in added.ready])
     else:
-        for host in good:
+        for host in added.ready:
             out.print(host.id)
     if failed:
         raise DynoformError(f"{len(failed)} of {count} hosts failed and were terminated")
@@ -129,32 +121,25 @@ def bootstrap(
     check: bool = typer.Option(False, "--check", help="Show what would change; change nothing."),
 ) -> None:
     """Converge hosts to their role; --check only reports. Example: dynoform hosts:bootstrap --check"""
-    with Fleet.open(g().aws, g().target) as fleet:
-        outcomes = fleet.bootstrap_many(ids or [], check)
-    rows: list[dict[str, Any]] = []
-    for outcome in outcomes:
-        changes = [s.as_dict() for s in outcome.value.changes] if outcome.value else []
-        rows.append(
-            {"id": outcome.item.id, "ok": outcome.ok, "changes": changes, "error": outcome.error}
-        )
+    results = hosts.bootstrap(g().ctx, ids or [], check)
     verb = "would change" if check else "changed"
-    for row in rows:
-        if not row["ok"]:
-            say(f"{row['id']}: failed: {row['error']}")
+    for result in results:
+        if not result.ok:
+            say(f"{result.id}: failed: {result.error}")
             continue
-        say(f"{row['id']}: {len(row['changes'])} {verb}")
-        for change in row["changes"]:
-            say(f"  {verb} {change['step']}: {'; '.join(change['reasons'])}")
+        say(f"{result.id}: {len(result.changes)} {verb}")
+        for change in result.changes:
+            say(f"  {verb} {change.name}: {'; '.join(change.reasons)}")
             if g().verbose:
-                for action in change["actions"]:
+                for action in change.actions:
                     say(f"    {action}")
-    total = sum(len(r["changes"]) for r in rows)
-    say(f"{total} {'changes would be made' if check else 'changes'} on {len(rows)} host(s)")
+    total = sum(len(r.changes) for r in results)
+    say(f"{total} {'changes would be made' if check else 'changes'} on {len(results)} host(s)")
     if g().json:
-        emit_json(rows)
-    failed = [r for r in rows if not r["ok"]]
+        emit_json([r.as_dict() for r in results])
+    failed = [r for r in results if not r.ok]
     if failed:
-        raise DynoformError(f"{len(failed)} of {len(rows)} hosts failed")
+        raise DynoformError(f"{len(failed)} of {len(results)} hosts failed")
 
 
 @group.command("exec", context_settings={"allow_interspersed_args": False})
@@ -168,12 +153,11 @@ def exec_(
         command = command[1:]
     if not command:
         raise DynoformError("no command given", "dynoform hosts:exec ID -- uptime")
-    with Fleet.open(g().aws, g().target) as fleet:
-        code, stdout, stderr = fleet.exec(host_id, command, timeout)
-    sys.stdout.write(stdout)
-    sys.stderr.write(stderr)
-    if code:
-        raise typer.Exit(code)
+    result = hosts.exec_command(g().ctx, host_id, command, timeout)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @group.command("remove")
@@ -184,8 +168,7 @@ def remove(
 ) -> None:
     """Terminate a host that runs no dynos. Example: dynoform hosts:remove i-0abc --confirm i-0abc"""
     confirm(f"This terminates host {host_id}.", expected=host_id, given=confirm_id)
-    with Fleet.open(g().aws, g().target) as fleet:
-        fleet.remove(host_id, force=force)
+    hosts.remove(g().ctx, host_id, force=force)
     say(f"removed host {host_id}")
 
 

@@ -9,9 +9,7 @@ import typer
 
 from provisioner import logs as lg
 from provisioner.cli.common import AppOption, g, resolve_app
-from provisioner.errors import ValidationError
 from provisioner.ops import logs as ops
-from provisioner.ops.rollout import open_rollout
 
 
 def logs(
@@ -25,30 +23,14 @@ def logs(
 ) -> None:
     """Show an app's logs. Example: dynoform logs -a myapp --tail --ps web"""
     name = resolve_app(app)
-    if not 0 <= num <= lg.MAX_LINES:
-        raise ValidationError("--num", f"must be between 0 and {lg.MAX_LINES}")
-    if source and source not in lg.SOURCES:
-        raise ValidationError("--source", "must be one of " + ", ".join(lg.SOURCES))
-    g().store.app(name)
-    rollout = open_rollout(g().ctx)
-    domain = g().target.app_domain
-    try:
-        lines = lg.merge(lg.select(ops.history(rollout, name, num, domain), ps, source), num)
-        for line in lines:
-            _emit(line)
-        if tail:
-            follower = ops.Tail(rollout, name, domain, lambda line: _filtered(line, ps, source))
-            try:
-                follower.run()
-            except KeyboardInterrupt:
-                follower.stop.set()
-    finally:
-        rollout.fleet.close()
-
-
-def _filtered(line: lg.LogLine, ps: str | None, source: str | None) -> None:
-    if lg.select([line], ps, source):
+    for line in ops.history(g().ctx, name, num, ps, source):
         _emit(line)
+    if tail:
+        follower = ops.Tail(g().ctx, name, _emit, ps, source)
+        try:
+            follower.run()
+        except KeyboardInterrupt:
+            follower.stop.set()
 
 
 def _emit(line: lg.LogLine) -> None:

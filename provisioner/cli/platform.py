@@ -6,11 +6,10 @@ from pathlib import Path
 
 import typer
 
-from provisioner.aws.platform import ensure_platform, load_platform
-from provisioner.aws.teardown import destroy_platform
 from provisioner.cli.common import confirm, emit_json, err, g, out
 from provisioner.errors import DynoformError
 from provisioner.model.tls import Bundle
+from provisioner.ops import platform as ops
 
 
 def say(message: str) -> None:
@@ -63,11 +62,7 @@ def init(
 
     Example: dynoform platform:init --ssh-cidr 203.0.113.7/32
     """
-    from provisioner.context import PLATFORM_DOC
-
-    bundle = _bundle(cert, key)
-    platform = ensure_platform(g().aws, g().target, ssh_cidr=ssh_cidr, bundle=bundle)
-    g().store.docs.put(PLATFORM_DOC, platform.as_dict())  # what other commands read
+    platform = ops.init(g().ctx, ssh_cidr=ssh_cidr, bundle=_bundle(cert, key))
     for item in platform.created:
         say(f"created {item}")
     say(
@@ -80,7 +75,7 @@ def init(
 @group.command("info")
 def info() -> None:
     """Show the platform's resources. Example: dynoform platform:info --json"""
-    _show(load_platform(g().aws, g().target).as_dict())
+    _show(ops.info(g().ctx).as_dict())
 
 
 @group.command("destroy")
@@ -102,7 +97,7 @@ def destroy(
         expected=target.platform,
         given=confirm_name,
     )
-    done = destroy_platform(g().aws, target, delete_state=delete_state)
+    done = ops.destroy(g().ctx, delete_state=delete_state)
     for item in done:
         say(f"deleted {item}")
     say(f"platform {target.platform} destroyed" if done else "nothing to destroy")

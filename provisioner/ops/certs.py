@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provisioner.aws import acmdns
 from provisioner.aws.acm import AppCertificates
-from provisioner.context import Context
+from provisioner.context import Context, quiet
 from provisioner.errors import DynoformError, NoPlatform
 from provisioner.model.tls import (
     AUTO,
@@ -37,6 +38,35 @@ Say = Callable[[str], None]
 WAIT_POLL_SECONDS = 10.0
 
 
+@dataclass(frozen=True)
+class CertRow:
+    """One of an app's certificates as `certs` lists it, and which custom domains it covers."""
+
+    id: str
+    kind: str
+    names: list[str]
+    domains: list[str]
+    status: str
+    serving: bool
+    expires: str
+    issuer: str
+    arn: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CertAdded:
+    """certs:add: the certificate, and the app's domains it does not cover."""
+
+    cert: CertRow
+    uncovered: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.cert.as_dict(), "uncovered": self.uncovered}
+
+
 def app_certificates(ctx: Context, create: bool = True) -> AppCertificates:
     return AppCertificates(ctx.aws, ctx.platform(create))
 
@@ -45,11 +75,15 @@ def _domains(ctx: Context, app: str) -> list[str]:
     return [str(d) for d in ctx.store.app(app).get("domains") or []]
 
 
-def sync(ctx: Context, app: str, say: Say, certs: AppCertificates | None = None) -> list[str]:
-    """Bring the app's certificates in line with its domains; returns what changed.
+def sync(ctx: Context, app: str, certs: AppCertificates | None = None) -> list[str]:
+    """Bring the app's certificates in line with its domains; returns what changed (and says
+    what the user must do for DNS validation)."""
+    return _sync(ctx, app, certs or app_certificates(ctx), ctx.say)
 
-    A second pass attaches certificates issued during the first (the local cloud's at once)."""
-    certs = certs or app_certificates(ctx)
+
+def _sync(ctx: Context, app: str, certs: AppCertificates, say: Say) -> list[str]:
+    """sync, saying through `say`. A second pass attaches certificates issued during the
+    first (the local cloud's at once)."""
     domains = _domains(ctx, app)
     done: list[str] = []
     for _ in range(2):
@@ -84,7 +118,7 @@ def _announce_validation(
     say(f"then run: dynoform domains:wait {domain} -a {app}")
 
 
-def rows(ctx: Context, app: str) -> list[dict[str, Any]]:
+def rows(ctx: Context, app: str) -> list[CertRow]:
     """What `certs` lists: one row per certificate, and which custom domains it covers."""
     certs = app_certificates(ctx, create=False)
     serving = certs.attached()
@@ -92,31 +126,28 @@ def rows(ctx: Context, app: str) -> list[dict[str, Any]]:
     return [_row(c, c.arn in serving, domains) for c in certs.of_app(app)]
 
 
-def _row(cert: AppCert, serving: bool, domains: list[str]) -> dict[str, Any]:
-    return {
-        "id": cert.id,
-        "kind": cert.kind,
-        "names": list(cert.names),
-        "domains": [d for d in domains if covered_by(d, [cert])],
-        "status": cert.status.lower(),
-        "serving": serving,
-        "expires": cert.not_after,
-        "issuer": cert.issuer,
-        "arn": cert.arn,
-    }
+def _row(cert: AppCert, serving: bool, domains: list[str]) -> CertRow:
+    return CertRow(
+        id=cert.id,
+        kind=cert.kind,
+        names=list(cert.names),
+        domains=[d for d in domains if covered_by(d, [cert])],
+        status=cert.status.lower(),
+        serving=serving,
+        expires=cert.not_after,
+        issuer=cert.issuer,
+        arn=cert.arn,
+    )
 
 
-def domain_rows(ctx: Context, app: str) -> list[dict[str, Any]]:
-    """What `domains` lists for custom domains: the certificate state of each."""
+def domain_states(ctx: Context, app: str) -> dict[str, str]:
+    """Each custom domain of the app (in its record's order) -> its certificate's state."""
     domains = _domains(ctx, app)
     if not domains:
-        return []
+        return {}
     certs = app_certificates(ctx, create=False)
     mine, serving = certs.of_app(app), certs.attached()
-    return [
-        {"hostname": d, "kind": "custom", "certificate": domain_status(d, mine, serving)}
-        for d in domains
-    ]
+    return {d: domain_status(d, mine, serving) for d in domains}
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -138,10 +169,11 @@ def read_app_bundle(ctx: Context, cert_file: Path, key_file: Path) -> Bundle:
     return bundle
 
 
-def add(ctx: Context, app: str, cert_file: Path, key_file: Path, say: Say) -> dict[str, Any]:
+def add(ctx: Context, app: str, cert_file: Path, key_file: Path) -> CertAdded:
     """Import a certificate the user brings and serve it for the app's domains it covers."""
     bundle = read_app_bundle(ctx, cert_file, key_file)
     certs = app_certificates(ctx)
+    say = ctx.say
     same = _already_imported(certs, app, bundle.cert_pem)
     if same is not None:
         say(f"{app} already has this certificate ({same.id}); nothing to change")
@@ -149,19 +181,17 @@ def add(ctx: Context, app: str, cert_file: Path, key_file: Path, say: Say) -> di
     else:
         arn = certs.import_bundle(app, bundle)
         say(f"imported the certificate for {', '.join(bundle.names)} into ACM")
-        for line in sync(ctx, app, say, certs):
+        for line in sync(ctx, app, certs):
             say(line)
         cert = next(c for c in certs.of_app(app) if c.arn == arn)
     domains = _domains(ctx, app)
     uncovered = [d for d in domains if not covered_by(d, [cert])]
     if len(uncovered) == len(domains):
         say(f"note: it covers none of {app}'s domains yet: dynoform domains:add NAME -a {app}")
-    return dict(_row(cert, cert.arn in certs.attached(), domains), uncovered=uncovered)
+    return CertAdded(_row(cert, cert.arn in certs.attached(), domains), uncovered)
 
 
-def update(
-    ctx: Context, app: str, ident: str, cert_file: Path, key_file: Path, say: Say
-) -> dict[str, Any]:
+def update(ctx: Context, app: str, ident: str, cert_file: Path, key_file: Path) -> CertRow:
     """Renew one of your certificates in place: the listener keeps serving it, now the new one."""
     bundle = read_app_bundle(ctx, cert_file, key_file)
     certs = app_certificates(ctx)
@@ -169,9 +199,9 @@ def update(
         certs, app, ident, f"ACM renews it; to serve your own: certs:add CERT KEY -a {app}"
     )
     certs.reimport(app, cert.arn, bundle)
-    say(f"replaced certificate {cert.id} with the one for {', '.join(bundle.names)}")
-    for line in sync(ctx, app, say, certs):
-        say(line)
+    ctx.say(f"replaced certificate {cert.id} with the one for {', '.join(bundle.names)}")
+    for line in sync(ctx, app, certs):
+        ctx.say(line)
     renewed = next(c for c in certs.of_app(app) if c.arn == cert.arn)
     return _row(renewed, renewed.arn in certs.attached(), _domains(ctx, app))
 
@@ -198,17 +228,17 @@ def _already_imported(certs: AppCertificates, app: str, cert_pem: bytes) -> AppC
     return None
 
 
-def remove(ctx: Context, app: str, ident: str, say: Say) -> list[str]:
+def remove(ctx: Context, app: str, ident: str) -> list[str]:
     """Stop serving a custom certificate and delete it; domains it covered get automatic
     certificates again."""
     certs = app_certificates(ctx)
     cert = _yours(certs, app, ident, f"it goes with the domain: domains:remove {{domain}} -a {app}")
     certs.detach([cert.arn])
     certs.delete(cert.arn)
-    return [f"removed certificate {cert.id} ({', '.join(cert.names)})", *sync(ctx, app, say, certs)]
+    return [f"removed certificate {cert.id} ({', '.join(cert.names)})", *sync(ctx, app, certs)]
 
 
-def wait(ctx: Context, app: str, domains: list[str], timeout: float, say: Say) -> list[str]:
+def wait(ctx: Context, app: str, domains: list[str], timeout: float) -> list[str]:
     """Wait until every given domain (default: all) has an issued certificate, then serve it."""
     certs = app_certificates(ctx)
     have = _domains(ctx, app)
@@ -221,7 +251,7 @@ def wait(ctx: Context, app: str, domains: list[str], timeout: float, say: Say) -
     deadline = time.monotonic() + timeout
     done: list[str] = []
     while True:
-        done += sync(ctx, app, lambda _line: None, certs)
+        done += _sync(ctx, app, certs, quiet)
         mine, serving = certs.of_app(app), certs.attached()
         states = {d: domain_status(d, mine, serving) for d in wanted}
         if all(s.endswith("(serving)") for s in states.values()):
@@ -232,7 +262,7 @@ def wait(ctx: Context, app: str, domains: list[str], timeout: float, say: Say) -
                 f"still waiting for certificates: {pending}",
                 "check the DNS validation records, then run domains:wait again",
             )
-        say("waiting for ACM: " + ", ".join(f"{d} {s}" for d, s in states.items()))
+        ctx.say("waiting for ACM: " + ", ".join(f"{d} {s}" for d, s in states.items()))
         time.sleep(WAIT_POLL_SECONDS)
 
 

@@ -1,4 +1,5 @@
-"""Collecting logs: journald on every host over SSH, the local router's log, release events."""
+"""An app's logs: journald on every host over SSH, the local router's log and release events,
+merged as Heroku shows them (`history`), or followed as they come (`Tail`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
 
 from provisioner import logs as lg
 from provisioner.aws import instances
+from provisioner.context import Context
 from provisioner.errors import DynoformError
-from provisioner.fleet import Fleet
-from provisioner.ops.rollout import Observed, Rollout
+from provisioner.ops.rollout import Observed, open_rollout
 from provisioner.remote.fanout import fan_out
 from provisioner.store import Store
 from provisioner.targets import Target
@@ -30,6 +30,7 @@ def router_log_path(target: Target) -> Path | None:
 
 
 def hostnames(store: Store, app: str, domain: str) -> list[str]:
+    """The names the router serves the app by: its own, and its custom domains."""
     return [f"{app}.{domain}", *store.app(app).get("domains", [])]
 
 
@@ -69,11 +70,27 @@ def read_router(
     return [line for line in parsed if line is not None]
 
 
-def history(rollout: Rollout, app: str, lines: int, domain: str) -> list[lg.LogLine]:
-    observed = rollout.observe()
+def history(
+    ctx: Context,
+    app: str,
+    lines: int = lg.DEFAULT_LINES,
+    ps: str | None = None,
+    source: str | None = None,
+) -> list[lg.LogLine]:
+    """The app's newest `lines` log lines, oldest first: only dyno (web.1) or process type
+    (web) `ps`, only `source` (app, router, dynoform) when given. A host that does not
+    answer is said and skipped."""
+    lg.check_options(lines, source)
+    ctx.store.app(app)  # NotFound before any host is asked
+    collected = _collect(ctx, app, lines)
+    return lg.merge(lg.select(collected, ps, source), lines)
+
+
+def _collect(ctx: Context, app: str, lines: int) -> list[lg.LogLine]:
+    observed = open_rollout(ctx).observe()
 
     def journal(host: instances.Host) -> list[lg.LogLine]:
-        result = rollout.fleet.connect(host).run(lg.journal_argv(app, lines), sudo=True, timeout=60)
+        result = ctx.fleet().connect(host).run(lg.journal_argv(app, lines), sudo=True, timeout=60)
         return list(_parse_journal(result.stdout, app, host.id))
 
     collected: list[lg.LogLine] = []
@@ -81,12 +98,10 @@ def history(rollout: Rollout, app: str, lines: int, domain: str) -> list[lg.LogL
         if outcome.ok and outcome.value is not None:
             collected += outcome.value
         else:
-            rollout.say(f"warning: no logs from host {outcome.item.id}: {outcome.error}")
-    names = hostnames(rollout.store, app, domain)
-    collected += read_router(
-        router_log_path(cast(Fleet, rollout.fleet).target), names, dyno_servers(observed, app)
-    )
-    collected += release_events(rollout.store, app)
+            ctx.say(f"warning: no logs from host {outcome.item.id}: {outcome.error}")
+    names = hostnames(ctx.store, app, ctx.target.app_domain)
+    collected += read_router(router_log_path(ctx.target), names, dyno_servers(observed, app))
+    collected += release_events(ctx.store, app)
     return collected
 
 
@@ -102,15 +117,28 @@ def _parse_journal(text: str, app: str, host: str) -> Iterator[lg.LogLine]:
 
 
 class Tail:
-    """Follow every host at once; picks up new hosts, survives hosts that go away."""
+    """Follow every host at once; picks up new hosts, survives hosts that go away.
+
+    `emit` hears each new line (only those of `ps` and `source` when given), one at a time,
+    until `run` ends: after `seconds`, or once `stop` is set."""
 
     def __init__(
-        self, rollout: Rollout, app: str, domain: str, emit: Emit, rescan: float = 3.0
+        self,
+        ctx: Context,
+        app: str,
+        emit: Emit,
+        ps: str | None = None,
+        source: str | None = None,
+        rescan: float = 3.0,
     ) -> None:
-        self.rollout = rollout
+        lg.check_options(0, source)
+        self.ctx = ctx
+        self.rollout = open_rollout(ctx)
+        self.fleet = ctx.fleet()
         self.app = app
         self.emit_line = emit
-        self.names = hostnames(rollout.store, app, domain)
+        self.ps, self.source = ps, source
+        self.names = hostnames(ctx.store, app, ctx.target.app_domain)
         self.rescan = rescan
         self.stop = threading.Event()
         self.followers: dict[str, threading.Thread] = {}
@@ -118,6 +146,8 @@ class Tail:
         self.lock = threading.Lock()
 
     def emit(self, line: lg.LogLine) -> None:
+        if not lg.select([line], self.ps, self.source):
+            return
         with self.lock:
             self.emit_line(line)
 
@@ -150,7 +180,7 @@ class Tail:
 
     def _follow_host(self, host: instances.Host) -> None:
         try:
-            conn = self.rollout.fleet.connect(host)
+            conn = self.fleet.connect(host)
             chan = conn.transport.open_session(timeout=10)
             argv = lg.follow_argv(self.app)
             chan.exec_command(shlex.join(["sudo", "-n", "--", *argv] if conn.sudo else argv))
@@ -178,7 +208,7 @@ class Tail:
             )
 
     def _follow_router(self) -> None:
-        path = router_log_path(cast(Fleet, self.rollout.fleet).target)
+        path = router_log_path(self.ctx.target)
         if path is None:
             return
         with path.open("rb") as handle:

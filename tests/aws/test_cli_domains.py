@@ -126,3 +126,35 @@ def test_records_from_before_claims(cli):
     code, _, err = cli("domains:remove", "shop.apps.example.org", "-a", "blog")
     assert code == 0, err
     assert store.app("blog")["domains"] == []
+
+
+def test_the_operations_as_a_library(cli):
+    """What the CLI prints, the operations return (and say) to any caller with a Context."""
+    from provisioner.context import Context
+    from provisioner.errors import NotFound
+    from provisioner.ops import domains
+    from provisioner.ops.domains import DomainRow
+
+    said: list[str] = []
+    with Context.open("t1", say=said.append) as ctx:
+        added = domains.add(ctx, "shop", "WWW.Example.com.")
+        assert added.domain == "www.example.com" and said[0] == "added www.example.com to shop"
+        assert added.dns_hint.startswith("point www.example.com at ")
+        certificate = added.cert_lines[0].split("(")[1].rstrip(")")
+        assert added.cert_lines == [
+            f"requested a certificate for www.example.com ({certificate})",
+            f"serving certificate {certificate}",
+        ]
+        assert domains.list_domains(ctx, "shop") == [
+            DomainRow("shop.apps.example.org", "default", "platform wildcard"),
+            DomainRow("www.example.com", "custom", "auto: issued (serving)"),
+        ]
+        with pytest.raises(NotFound, match="www.example.com is not a domain of blog"):
+            domains.remove(ctx, "blog", "www.example.com")
+        removed = domains.remove(ctx, "shop", "www.example.com")
+        assert removed.cert_lines == [
+            f"stopped serving certificate {certificate}",
+            f"deleted certificate {certificate}",
+        ]
+        assert said == ["added www.example.com to shop", "removed www.example.com from shop"]
+        assert [r.kind for r in domains.list_domains(ctx, "shop")] == ["default"]

@@ -10,7 +10,7 @@ from provisioner.aws import instances
 from provisioner.aws.platform import ensure_platform, load_platform
 from provisioner.aws.tags import PLATFORM_TAG
 from provisioner.aws.teardown import destroy_platform
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, NoPlatform
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys
 from provisioner.targets import Target
 
@@ -397,22 +397,58 @@ def test_destroy_removes_everything(aws, target, config_home):
 
 def test_a_host_that_fails_is_reported_and_terminated(aws, config_home, monkeypatch):
     """SSH never answers (a loopback range with nothing listening): the host is terminated."""
-    from provisioner import fleet as ops
+    from provisioner import fleet
+    from provisioner.context import Context
+    from provisioner.ops import hosts
 
     local = Target("loop", kind="local", platform="loop", vpc_cidr="127.42.0.0/16")
     loop_aws = type(aws)(local)
     loop_aws.__dict__["endpoint_url"] = None  # moto in process, not the local cloud's server
-    monkeypatch.setattr(ops, "BOOT_TIMEOUT", 1.0)
+    monkeypatch.setattr(fleet, "BOOT_TIMEOUT", 1.0)
     _seed_debian_parameter(loop_aws)
     seen: list[tuple[int, str, str]] = []
-    with ops.Fleet.open(loop_aws, local, create=True) as fleet:
-        outcomes = fleet.add(2, "t3.small", lambda *event: seen.append(event))
-        assert [o.ok for o in outcomes] == [False, False]
-        assert all("cannot connect to host i-" in (o.error or "") for o in outcomes)
-        assert fleet.hosts() == []  # terminated, not left half-configured
+    with Context(local, aws=loop_aws) as ctx:
+        added = hosts.add(ctx, 2, "t3.small", lambda *event: seen.append(event))
+        assert added.ready == [] and [o.item for o in added.failed] == [0, 1]
+        assert all("cannot connect to host i-" in (o.error or "") for o in added.failed)
+        assert ctx.fleet().hosts() == []  # terminated, not left half-configured
         ids = {host_id for _slot, host_id, _state in seen if host_id}
         assert len(ids) == 2
         for host_id in ids:
-            pin = fleet.pin(host_id)
+            pin = ctx.fleet().pin(host_id)
             assert pin["bootstrapped"] is False and "cannot connect" in pin["failed"]
     assert any(state == "failed, terminating" for _slot, _id, state in seen)
+
+
+def test_a_host_the_platform_lacks_is_not_found(aws, target, config_home):
+    from provisioner.context import Context
+    from provisioner.errors import NotFound
+    from provisioner.ops import hosts
+
+    with Context(target, aws=aws) as ctx:
+        with pytest.raises(NoPlatform):
+            hosts.list_hosts(ctx)
+        ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+        with pytest.raises(NotFound, match="no host i-0123 in platform 'plat'"):
+            hosts.remove(ctx, "i-0123")
+
+
+def test_platform_operations_keep_the_record_other_operations_read(aws, target, config_home):
+    from provisioner.context import PLATFORM_DOC, Context
+    from provisioner.ops import platform as ops
+
+    said: list[str] = []
+    with Context(target, say=said.append, aws=aws) as ctx:
+        with pytest.raises(NoPlatform):
+            ops.info(ctx)
+        made = ops.init(ctx, ssh_cidr=SSH_CIDR)
+        assert made.created and ctx.store.docs.get(PLATFORM_DOC).data == made.as_dict()
+        assert ops.info(ctx).as_dict() == made.as_dict() == ctx.platform(False).as_dict()
+        assert ops.init(ctx, ssh_cidr=SSH_CIDR).created == []
+
+        done = ops.destroy(ctx)
+        assert f"load balancer {made.lb_arn.split('/')[-2]}" in done
+        assert ctx.store.docs.get(PLATFORM_DOC) is None  # the bucket stays, the record goes
+        with pytest.raises(NoPlatform):
+            ctx.platform(create=False)
+        assert f"bucket {ctx.store.docs.bucket}" in ops.destroy(ctx, delete_state=True)

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from provisioner import logs as lg
 
 
@@ -73,3 +75,17 @@ def test_select_and_merge():
     assert [x.message for x in lg.select(lines, ps="web")] == ["c", "a"]
     assert [x.message for x in lg.select(lines, source="dynoform")] == ["b"]
     assert json.loads(json.dumps(lines[0].to_dict()))["dyno"] == "web.1"
+
+
+def test_options_outside_what_heroku_keeps_are_refused():
+    from provisioner.errors import ValidationError
+
+    lg.check_options(0, None)
+    lg.check_options(1500, "router")
+    for lines in (-1, 1501):
+        with pytest.raises(ValidationError) as refused:
+            lg.check_options(lines, None)
+        assert str(refused.value) == "--num: must be between 0 and 1500"
+    with pytest.raises(ValidationError) as refused:
+        lg.check_options(10, "web")
+    assert str(refused.value) == "--source: must be one of app, dynoform, router"

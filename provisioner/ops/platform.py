@@ -1,0 +1,34 @@
+"""The platform of a target: its network, security groups, key pair, state bucket and load
+balancer. `init` makes or completes it, `info` checks it, `destroy` deletes it."""
+
+from __future__ import annotations
+
+from provisioner.aws.platform import Platform, ensure_platform, load_platform
+from provisioner.aws.teardown import destroy_platform
+from provisioner.context import PLATFORM_DOC, Context
+from provisioner.model.tls import Bundle
+
+
+def init(ctx: Context, ssh_cidr: str | None = None, bundle: Bundle | None = None) -> Platform:
+    """Create the platform, or complete it (a second run creates nothing); `created` says
+    what this run made. With `bundle`, HTTPS serves that certificate for *.<app domain>."""
+    platform = ensure_platform(ctx.aws, ctx.target, ssh_cidr=ssh_cidr, say=ctx.say, bundle=bundle)
+    ctx.forget_platform()
+    ctx.store.docs.put(PLATFORM_DOC, platform.as_dict())  # what other operations read
+    return platform
+
+
+def info(ctx: Context) -> Platform:
+    """The platform's resources, each checked (NoPlatform when any is missing)."""
+    return load_platform(ctx.aws, ctx.target)
+
+
+def destroy(ctx: Context, delete_state: bool = False) -> list[str]:
+    """Terminate every host and delete the platform's resources; returns what was deleted.
+
+    With delete_state the state bucket goes too, and the Context's store with it: open a new
+    Context to go on."""
+    done = destroy_platform(ctx.aws, ctx.target, delete_state=delete_state)
+    if done and not delete_state:
+        ctx.forget_platform()  # the state bucket stays: its record of the platform goes
+    return done
