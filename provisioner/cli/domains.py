@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import typer
 
 from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
@@ -53,14 +55,12 @@ def add(domain: str = typer.Argument(...), app: str = AppOption) -> None:
 
     name, host = resolve_app(app), _validate(domain)
     store = g().store
-    domains = store.app(name).get("domains") or []
+    domains = list(store.app(name).domains)
     known = host in domains
     app_hostnames(name, g().target.app_domain, [*domains, host])  # room in the rule?
     claim(store, name, host)  # the one owner, or an error naming it; before any rule changes
-    record = store.update_app(
-        name, lambda d: d.update(domains=sorted({*d.get("domains", []), host}))
-    )
-    router.sync_rules(g().ctx, name, record)
+    record = store.update_app(name, lambda a: replace(a, domains=tuple(sorted({*a.domains, host}))))
+    router.sync_rules(g().ctx, record)
     status(f"{host} is already a domain of {name}" if known else f"added {host} to {name}")
     for line in certs.sync(g().ctx, name, status):
         status(line)
@@ -76,16 +76,16 @@ def remove(domain: str = typer.Argument(...), app: str = AppOption) -> None:
 
     name, host = resolve_app(app), normalise_domain(domain)
     store = g().store
-    listed = host in (store.app(name).get("domains") or [])
+    listed = host in store.app(name).domains
     # A name from before today's rules may be listed; one that is not must be a valid name,
     # and may be only claimed (an interrupted domains:add): then the claim goes.
     if not listed and store.domain_owner(_validate(domain)) != name:
         raise DynoformError(f"{host} is not a domain of {name}", f"dynoform domains -a {name}")
     if listed:
         record = store.update_app(
-            name, lambda d: d.update(domains=[x for x in d.get("domains", []) if x != host])
+            name, lambda a: replace(a, domains=tuple(x for x in a.domains if x != host))
         )
-        router.sync_rules(g().ctx, name, record)
+        router.sync_rules(g().ctx, record)
     store.release_domain(host, name)  # after the rule: the name is free once nothing routes it
     status(f"removed {host} from {name}")
     for line in certs.sync(g().ctx, name, status):

@@ -19,7 +19,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound
 from provisioner.model import addons as m
 from provisioner.ops.releases import change_config
-from provisioner.store import app_id_of, now_iso
+from provisioner.store import now_iso
 
 Say = Callable[[str], None]
 LOCK = "_addons"  # a lease name no app can have: serializes port choice and host launches
@@ -110,7 +110,7 @@ class Addons:
         m.validate_plan(kind, plan)
         m.validate_provider(provider)
         var = m.attachment_var(kind, as_name)
-        app_id = app_id_of(self.store.app(app))
+        app_id = self.store.app_id(app)
         config, _ = self.store.config(app)
         m.check_var_free(config, var, self.all(), app)
         addon = m.Addon(

@@ -26,7 +26,7 @@ from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
 from provisioner.ops.source import Source
 from provisioner.plan.rollout import RolloutOptions
-from provisioner.store import app_id_of, now_iso, whoami
+from provisioner.store import now_iso, whoami
 
 Say = Callable[[str], None]
 
@@ -165,14 +165,14 @@ def _build(
     buildhost.ensure_app_user(conn, app)
     config, _ = store.config(app)
     record = store.app(app)
-    app_id = app_id_of(record)
+    app_id = record.app_id
     buildhost.prepare(
         conn, layout, config, blobs.get_url(keys.source_key(app_id, source_sha)), disk
     )
     cache_key = keys.cache_key(app_id)
     had_cache = blobs.exists(cache_key)
     buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None, disk)
-    packs = list(record.get("buildpacks") or [])
+    packs = list(record.buildpacks)
     try:
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
         result = buildhost.run_build(conn, layout, output, buildpacks, source.commit, slug_limit)

@@ -21,7 +21,7 @@ def claim(store: Store, app: str, domain: str) -> bool:
 def _listed_by_other(store: Store, app: str, domain: str) -> str | None:
     for other in store.apps():
         try:
-            listed = other != app and domain in (store.app(other).get("domains") or [])
+            listed = other != app and domain in store.app(other).domains
         except DynoformError:
             continue  # destroyed meanwhile
         if listed:

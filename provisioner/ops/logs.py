@@ -28,7 +28,7 @@ def router_log_path() -> Path | None:
 
 
 def hostnames(store: Store, app: str, domain: str) -> list[str]:
-    return [f"{app}.{domain}", *store.app(app).get("domains", [])]
+    return [f"{app}.{domain}", *store.app(app).domains]
 
 
 def dyno_servers(observed: Observed, app: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from provisioner.context import Context
 from provisioner.errors import NoPlatform
+from provisioner.model.app import App
 
 
 def local_listener_url(listener_arn: str, wait: float = 3.0) -> str | None:
@@ -61,10 +62,7 @@ def dns_hint(ctx: Context, host: str) -> str:
     )
 
 
-def sync_rules(ctx: Context, app: str, record: dict[str, Any]) -> None:
+def sync_rules(ctx: Context, app: App) -> None:
     """Put the app's rules on the load balancer as its record says (domains, maintenance,
     plain HTTP)."""
-    domains = [str(d) for d in record.get("domains") or []]
-    ctx.router().ensure_rule(
-        app, domains, bool(record.get("maintenance")), bool(record.get("plain_http"))
-    )
+    ctx.router().ensure_rule(app.name, list(app.domains), app.maintenance, app.plain_http)
