@@ -244,45 +244,21 @@ def psql(
     command: str = typer.Option(None, "--command", "-c", help="Run one SQL command and exit."),
 ) -> None:
     """psql in a one-off dyno. Example: dynoform pg:psql -a myapp -c 'select 1'"""
-    from provisioner.ops.oneoff import run_interactive, run_oneoff
-    from provisioner.ops.rollout import open_rollout
+    from provisioner.ops import oneoff
 
     name = resolve_app(app)
     addon = _postgres(Addons(g().ctx, _no_provider), ref, name)
     attachment = addon.attached_to(name, g().store.app_id(name))
     if attachment is None:
         raise DynoformError(f"{addon.name} is not attached to {name}")
-    release = g().store.current_release(name)
-    if release is None or not release.slug_key:
-        raise DynoformError(f"{name} has no deployed release", "deploy first: dynoform deploy")
-    config = g().store.release_config(name, release.version)
     # The URL stays in the dyno's environment: no argv ever holds it (nor the password).
     line = m.psql_dyno_command(attachment.var, command)
-    rollout = open_rollout(g().ctx)
-    ensure_psql(rollout)
-    if not command and sys.stdin.isatty() and sys.stdout.isatty():
-        code = run_interactive(rollout, name, release, config, line)
-    else:
-        code = run_oneoff(rollout, name, release, config, line, _print)
+    interactive = not command and sys.stdin.isatty() and sys.stdout.isatty()
+    code = oneoff.run(g().ctx, name, line, _print, interactive=interactive, tools=PSQL_TOOLS)
     raise typer.Exit(code)
 
 
-PSQL_PACKAGES = ["postgresql-client"]
-
-
-def ensure_psql(rollout: Any) -> None:
-    """Debian's psql on the host one-off dynos run on (the first by id), installed once."""
-    observed = rollout.observe()
-    if not observed.hosts:
-        return  # run_oneoff says there are no hosts
-    host = sorted(observed.hosts, key=lambda h: h.id)[0]
-    conn = rollout.conn(host.id, observed)
-    if conn.run(["sh", "-c", "command -v psql"]).ok:
-        return
-    status(f"installing psql on {host.id} (once per host)")
-    from provisioner.ops.buildhost import apt_install
-
-    apt_install(conn, PSQL_PACKAGES)
+PSQL_TOOLS = {"psql": "postgresql-client"}  # Debian's psql, on the host one-offs run on
 
 
 def _print(line: str) -> None:

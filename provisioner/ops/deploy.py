@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from provisioner.model.release import Release
 from provisioner.ops import buildhost, builds, repair
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
-from provisioner.ops.source import Source
+from provisioner.ops.source import Source, package_commit, package_source
 from provisioner.plan.rollout import RolloutOptions
 from provisioner.store import now_iso, whoami
 
@@ -61,6 +62,35 @@ def deploy(
     with repair.changing(ctx, app, "deploy", wait=wait):
         rollout = open_rollout(ctx, options)
         return _deploy_locked(rollout, app, source, on_output, max_slug_bytes)
+
+
+def deploy_dir(
+    ctx: Context,
+    app: str,
+    path: Path | str = ".",
+    ref: str | None = None,
+    on_output: Say | None = None,
+    wait: bool = False,
+    boot_timeout: float = 60.0,
+    max_slug_mb: int = 500,
+) -> DeployResult:
+    """`dynoform deploy`: the directory's source (git HEAD's committed tree when it is a
+    repository, or the commit `ref`; else its files), built and released. Build output goes to
+    on_output (default: ctx.say); web dynos have boot_timeout seconds to bind $PORT."""
+    started = time.monotonic()
+    source = package(Path(path), ref)
+    ctx.say(f"-----> Deploying {app}: {source.description}")
+    options = RolloutOptions(boot_timeout_s=boot_timeout, settle_s=1.0)
+    try:
+        output = on_output or ctx.say
+        result = deploy(ctx, app, source, output, wait, max_slug_mb * 1024 * 1024, options)
+    finally:
+        source.tarball.unlink(missing_ok=True)
+    ctx.say(
+        f"-----> Released v{result.release.version} of {app} ({result.buildpack}) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    return result
 
 
 def _deploy_locked(
@@ -231,6 +261,5 @@ def run_release_phase(
 
 
 def package(path: Path, ref: str | None) -> Source:
-    from provisioner.ops.source import package_commit, package_source
-
+    """A tarball of the commit ref of the repository at path, or of what the directory holds."""
     return package_commit(path, ref) if ref else package_source(path)
