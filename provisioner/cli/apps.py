@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from provisioner.cli import common
+from provisioner.cli import addons, common
 from provisioner.cli.common import AppOption, emit_json, g, out, print_table, resolve_app, status
 from provisioner.ops import apps as ops
 
@@ -110,8 +110,9 @@ def destroy(
     """Destroy an app and everything it has. Example: dynoform apps:destroy -a myapp --confirm myapp"""
     name = resolve_app(app)
     common.confirm(f"Destroy {name} with its dynos, releases and slugs?", name, confirm_name)
-    g().store.app(name)
-    common.destroy_app_resources(name)
+    ops.get(g().ctx, name)
+    ops.destroy(g().ctx, name)
+    addons.destroy_app_addons(name)  # the providers are opened by the CLI's add-on module
     removed = g().store.delete_app(name)
     status(f"destroyed {name} ({removed} stored objects removed)")
 

@@ -133,16 +133,3 @@ def status(message: str) -> None:
     if GLOBALS.verbose:
         message = f"[{time.monotonic() - _STARTED:6.2f}s] {message}"
     err.print(message, markup=False)
-
-
-# The layers below are imported when a command needs them: the CLI starts faster, and
-# provisioner.ops imports this module's helpers itself.
-
-
-def destroy_app_resources(app: str) -> None:
-    """Remove an app's dynos, router entries, certificates, stored objects and add-ons."""
-    from provisioner.cli import addons
-    from provisioner.ops import apps
-
-    apps.destroy(GLOBALS.ctx, app)
-    addons.destroy_app_addons(app)

@@ -50,7 +50,7 @@ def _build_line(line: str) -> None:
 def git_remote(app: str = AppOption) -> None:
     """Add the `dynoform` git remote (dynoform::APP). Example: dynoform git:remote -a myapp"""
     name = resolve_app(app)
-    g().store.app(name)
+    app_ops.get(g().ctx, name)
     change = app_ops.add_git_remote(name)
     if change is None:
         raise DynoformError("not inside a git repository", "run it in your app's repository")

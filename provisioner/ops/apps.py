@@ -74,6 +74,11 @@ def create(ctx: Context, name: str | None = None) -> App:
     raise DynoformError("could not find a free random app name", "give a name")
 
 
+def get(ctx: Context, app: str) -> App:
+    """The app's record (NotFound when there is no such app)."""
+    return ctx.store.app(app)
+
+
 def list_apps(ctx: Context) -> list[AppRow]:
     """Every app with the release that serves it."""
     store = ctx.store

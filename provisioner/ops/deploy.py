@@ -23,6 +23,7 @@ from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json
 from provisioner.model.release import Release
 from provisioner.ops import buildhost, builds, repair
+from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
 from provisioner.ops.source import Source, package_commit, package_source
@@ -249,8 +250,6 @@ def run_release_phase(
     on_output: Say,
 ) -> None:
     """Heroku's release phase: the Procfile's `release:` command in a one-off dyno first."""
-    from provisioner.ops.oneoff import run_oneoff
-
     rollout.say(f"running release command: {release.release_command}")
     code = run_oneoff(rollout, app, release, config, str(release.release_command), on_output)
     if code != 0:
