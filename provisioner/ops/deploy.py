@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from provisioner.aws import blobs as keys
 from provisioner.aws import instances
@@ -28,7 +27,7 @@ from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
 from provisioner.ops.source import Source, package_commit, package_source
 from provisioner.plan.rollout import RolloutOptions
-from provisioner.store import now_iso, whoami
+from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
 
@@ -218,7 +217,7 @@ def _build(
     return result
 
 
-def first_deploy_config(store: Any, app: str, source: Source) -> None:
+def first_deploy_config(store: Store, app: str, source: Source) -> None:
     """On the first deploy, app.json's `env` fills in config vars not set yet."""
     # Newest first, stopping at the first built release: one read, not one per release
     # (an app with 50 releases spent 0.2 s here on every deploy).
