@@ -31,6 +31,7 @@ from typing import Any
 
 from provisioner.aws.state import Documents, StaleWrite
 from provisioner.errors import Conflict, DynoformError, NotFound
+from provisioner.model.app import DEFAULT_STACK, App
 from provisioner.model.config import validate_config
 from provisioner.model.formation import Formation, formation_from_dict, formation_to_dict
 from provisioner.model.names import validate_app_name
@@ -50,11 +51,6 @@ APP_ID_RE = re.compile(r"[0-9][0-9a-f]{11}")
 
 def new_app_id() -> str:
     return secrets.choice("0123456789") + secrets.token_hex(6)[1:]
-
-
-def app_id_of(record: dict[str, Any]) -> str:
-    """The app's immutable id; an app created before ids existed keeps its name as its id."""
-    return str(record.get("id") or record["name"])
 
 
 def now_iso() -> str:
@@ -78,48 +74,51 @@ class Store:
     def _app_key(self, app: str) -> str:
         return f"apps/{validate_app_name(app)}/app.json"
 
-    def create_app(self, app: str, **fields: Any) -> dict[str, Any]:
-        record = {"name": app, "id": new_app_id(), "created_at": now_iso(), "stack": "debian-13",
-                  "buildpacks": []}  # fmt: skip
-        record.update(fields)
-        self.claim_app(app, record)
+    def create_app(self, app: str, app_id: str | None = None) -> App:
+        """A new app record (a new id unless given); the keys set later (domains, ...) are
+        written when they are."""
+        record = App.from_dict({"name": app, "id": app_id or new_app_id(),
+                                "created_at": now_iso(), "stack": DEFAULT_STACK,
+                                "buildpacks": []})  # fmt: skip
+        self.claim_app(record)
         return record
 
-    def claim_app(self, app: str, record: dict[str, Any]) -> None:
+    def claim_app(self, record: App) -> None:
         """Create the app record only if the name is free: of two claims, exactly one wins."""
+        app = record.name
         self._fence(app)
         try:
-            self.docs.create(self._app_key(app), record)
+            self.docs.create(self._app_key(app), record.to_dict())
         except StaleWrite:
             raise Conflict(
                 f"app {app!r} already exists", "choose another name or use `-a` to pick it"
             ) from None
 
-    def app(self, app: str) -> dict[str, Any]:
+    def app(self, app: str) -> App:
         doc = self.docs.get(self._app_key(app))
         if doc is None:
             raise NotFound(f"no app named {app!r}", "see `dynoform apps`")
-        return dict(doc.data)
+        return App.from_dict(doc.data)
 
     def app_id(self, app: str) -> str:
-        return app_id_of(self.app(app))
+        return self.app(app).app_id
 
     def app_exists(self, app: str) -> bool:
         return self.docs.get(self._app_key(app)) is not None
 
-    def update_app(self, app: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """Read-modify-write of the app record, retried on concurrent changes."""
+    def update_app(self, app: str, change: Callable[[App], App]) -> App:
+        """Read-modify-write of the app record, retried on concurrent changes:
+        `store.update_app(name, lambda a: dataclasses.replace(a, maintenance=True))`."""
         key = self._app_key(app)
         self._fence(app)
         for _ in range(MAX_CONFLICT_RETRIES):
             doc = self.docs.get(key)
             if doc is None:
                 raise NotFound(f"no app named {app!r}", "see `dynoform apps`")
-            data = dict(doc.data)
-            change(data)
+            record = change(App.from_dict(doc.data))
             try:
-                self.docs.update(key, data, doc.etag)
-                return data
+                self.docs.update(key, record.to_dict(), doc.etag)
+                return record
             except StaleWrite:
                 continue
         raise DynoformError(f"app {app!r} changed too often to update", "retry")
@@ -132,7 +131,7 @@ class Store:
         found = []
         for name in self.apps():
             doc = self.docs.get(self._app_key(name))
-            if doc is not None and app_id_of(doc.data) == app_id:
+            if doc is not None and App.from_dict(doc.data).app_id == app_id:
                 found.append(name)
         return found
 
@@ -140,7 +139,7 @@ class Store:
         """Remove the app's documents; its domain claims go first, while it still exists."""
         validate_app_name(app)
         doc = self.docs.get(self._app_key(app))
-        for domain in doc.data.get("domains", []) if doc else []:
+        for domain in App.from_dict(doc.data).domains if doc else ():
             self.release_domain(domain, app)
         return self.docs.delete_prefix(f"apps/{app}/") + self.docs.delete_prefix(f"leases/{app}.")
 
@@ -161,7 +160,7 @@ class Store:
         under the same name) is taken over with If-Match; a live owner's is refused, naming it.
         """
         key = self._claim_key(domain)
-        mine = {"app": app, "app_id": _identity(self.app(app))}
+        mine = {"app": app, "app_id": self.app(app).identity}
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 self.docs.create(key, dict(mine, claimed_at=now_iso()))
@@ -188,7 +187,7 @@ class Store:
     def _claim_alive(self, claim: dict[str, Any]) -> bool:
         """Whether the claim's app still exists: the same app, not a new one of its name."""
         owner = self.docs.get(self._app_key(str(claim.get("app"))))
-        return owner is not None and _identity(owner.data) == claim.get("app_id")
+        return owner is not None and App.from_dict(owner.data).identity == claim.get("app_id")
 
     def release_domain(self, domain: str, app: str) -> bool:
         """Give up the app's claim on the domain; False when the app held none.
@@ -205,8 +204,8 @@ class Store:
     def move_domains(self, old: str, new: str) -> None:
         """Hand the claims of `old`'s domains to `new` (a rename: both exist meanwhile); a
         domain of old's record without a claim (added before claims) gets one for `new`."""
-        new_id = _identity(self.app(new))
-        for domain in self.app(old).get("domains", []):
+        new_id = self.app(new).identity
+        for domain in self.app(old).domains:
             key = self._claim_key(domain)
             for _ in range(MAX_CONFLICT_RETRIES):
                 doc = self.docs.get(key)
@@ -360,12 +359,6 @@ def lease_ttl() -> float:
         return max(5.0, float(value)) if value else LEASE_TTL
     except ValueError:
         raise DynoformError(f"DYNOFORM_LEASE_TTL={value!r} is not a number of seconds") from None
-
-
-def _identity(record: dict[str, Any]) -> str:
-    """What tells an app from a later one of the same name, for domain claims: its id (records
-    from before ids: the creation time, as their id is their name)."""
-    return str(record.get("id") or record.get("created_at"))
 
 
 @dataclass

@@ -6,10 +6,7 @@ import typer
 
 from provisioner.cli import common
 from provisioner.cli.common import AppOption, emit_json, g, out, print_table, resolve_app, status
-from provisioner.errors import DynoformError
-from provisioner.model.release import Release
 from provisioner.ops import apps as ops
-from provisioner.ops.rollout import activator
 
 group = typer.Typer(
     help="Apps.\n\nExample: dynoform apps:create myapp",
@@ -22,15 +19,7 @@ def list_apps(ctx: typer.Context) -> None:
     """List apps. Example: dynoform apps --json"""
     if ctx.invoked_subcommand is not None:
         return
-    store = g().store
-    rows = []
-    for name in store.apps():
-        try:
-            current = store.current_release(name)
-        except DynoformError as exc:  # one app's damaged record must not hide the others
-            rows.append({"name": name, "release": None, "error": exc.message})
-            continue
-        rows.append({"name": name, "release": f"v{current.version}" if current else None})
+    rows = [row.to_dict() for row in ops.list_apps(g().ctx)]
     if g().json:
         emit_json(rows)
     else:
@@ -43,21 +32,20 @@ def create(
     no_remote: bool = typer.Option(False, "--no-remote", help="Do not add a git remote."),
 ) -> None:
     """Create an app. Example: dynoform apps:create myapp"""
-    record = ops.create_app(g().store, name)
-    status(f"created {record['name']}")
-    if not no_remote and (change := ops.add_git_remote(record["name"])):
+    record = ops.create(g().ctx, name)
+    status(f"created {record.name}")
+    if not no_remote and (change := ops.add_git_remote(record.name)):
         status(change)
     if g().json:
-        emit_json(record)
+        emit_json(record.to_dict())
     else:
-        out.print(record["name"])
+        out.print(record.name)
 
 
 @group.command("info")
 def info(app: str = AppOption) -> None:
     """Show an app. Example: dynoform apps:info -a myapp --json"""
-    name = common.settled_app(app)
-    data = ops.app_info(g().store, name, common.web_url(name))
+    data = ops.info(g().ctx, resolve_app(app)).to_dict()
     if g().json:
         emit_json(data)
         return
@@ -77,11 +65,8 @@ def repair(
 
     Example: dynoform apps:repair -a myapp
     """
-    from provisioner.ops import repair as ops_repair
-
     name = resolve_app(app)
-    g().store.app(name)
-    lines = ops_repair.repair_app(g().ctx, name, wait)
+    lines = ops.repair_app(g().ctx, name, wait)
     if g().json:
         emit_json(lines)
         return
@@ -98,34 +83,10 @@ def rename(
 
     Example: dynoform apps:rename newname -a oldname"""
     old = resolve_app(app)
-    activate = activator(g().ctx)
-
-    def start_under_new_name(name: str, release: Release, config: dict[str, str]) -> None:
-        try:
-            activate(name, release, config)
-        except BaseException:
-            ops.remove_from_hosts(g().ctx, name)  # what the new name got before it failed
-            raise
-
-    ops.rename_app(g().store, old, new_name, start_under_new_name)
-    _move_platform_entries(old, new_name)
+    ops.rename(g().ctx, old, new_name)
     status(f"renamed {old} to {new_name}")
     if common.app_from_git_remote() == old:
         ops.add_git_remote(new_name)
-
-
-def _move_platform_entries(old: str, new: str) -> None:
-    """What the platform holds under the old name goes (its dynos, which the new name now
-    runs, its rule and directories); certificates move; custom domains route to the new name."""
-    from provisioner.ops import certs
-    from provisioner.ops.router import sync_rules
-
-    if not ops.remove_from_hosts(g().ctx, old):
-        return
-    certs.rename_app_certs(g().ctx, old, new)
-    record = g().store.app(new)
-    if record.get("domains") or record.get("maintenance") or record.get("plain_http"):
-        sync_rules(g().ctx, new, record)
 
 
 @group.command("http")
@@ -136,11 +97,8 @@ def plain_http(
     """Serve the app on plain HTTP too, or redirect it to HTTPS (the default).
 
     Example: dynoform apps:http --allow -a myapp"""
-    from provisioner.ops.router import sync_rules
-
     name = resolve_app(app)
-    record = g().store.update_app(name, lambda data: data.update(plain_http=allow))
-    sync_rules(g().ctx, name, record)
+    ops.set_plain_http(g().ctx, name, allow)
     status(f"{name}: plain HTTP is {'served' if allow else 'redirected to HTTPS'}")
 
 
@@ -152,9 +110,7 @@ def destroy(
     """Destroy an app and everything it has. Example: dynoform apps:destroy -a myapp --confirm myapp"""
     name = resolve_app(app)
     common.confirm(f"Destroy {name} with its dynos, releases and slugs?", name, confirm_name)
-    g().store.app(name)
-    common.destroy_app_resources(name)
-    removed = g().store.delete_app(name)
+    removed = ops.destroy(g().ctx, name)
     status(f"destroyed {name} ({removed} stored objects removed)")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -56,8 +57,8 @@ def _normalise(pack: str) -> str:
 def _set(app: str | None, change: list[str] | None) -> None:
     name = resolve_app(app)
     change = [_normalise(p) for p in change or []]
-    record = g().store.update_app(name, lambda data: data.update(buildpacks=change or []))
-    status(f"buildpacks of {name}: {', '.join(record['buildpacks']) or 'detected automatically'}")
+    record = g().store.update_app(name, lambda a: replace(a, buildpacks=tuple(change)))
+    status(f"buildpacks of {name}: {', '.join(record.buildpacks) or 'detected automatically'}")
 
 
 @packs.callback()
@@ -65,7 +66,7 @@ def list_packs(ctx: typer.Context, app: str = AppOption) -> None:
     """List the app's buildpacks. Example: dynoform buildpacks -a myapp"""
     if ctx.invoked_subcommand is not None:
         return
-    packs_of = g().store.app(resolve_app(app)).get("buildpacks", [])
+    packs_of = list(g().store.app(resolve_app(app)).buildpacks)
     if g().json:
         emit_json(packs_of)
     else:
@@ -85,7 +86,7 @@ def set_pack(
 @packs.command("add")
 def add_pack(pack: str = typer.Argument(...), app: str = AppOption) -> None:
     """Append a buildpack. Example: dynoform buildpacks:add /srv/dynoform/build/buildpacks/python -a myapp"""
-    current = list(g().store.app(resolve_app(app)).get("buildpacks", []))
+    current = list(g().store.app(resolve_app(app)).buildpacks)
     _set(app, [*current, pack])
 
 

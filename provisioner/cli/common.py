@@ -83,16 +83,6 @@ def app_from_git_remote(cwd: str | None = None) -> str | None:
     return match.group(1) if match else None
 
 
-def settled_app(app: str | None) -> str:
-    """resolve_app for commands that show an app: an idle app that an interrupted command
-    left half-way is repaired first, so what they show is what runs (ops/repair.py)."""
-    from provisioner.ops import repair
-
-    name = resolve_app(app)
-    repair.settle(GLOBALS.ctx, name)
-    return name
-
-
 def resolve_app(app: str | None) -> str:
     """`-a APP`, else the `dynoform` git remote, else a clear error."""
     name = app or app_from_git_remote()
@@ -143,21 +133,3 @@ def status(message: str) -> None:
     if GLOBALS.verbose:
         message = f"[{time.monotonic() - _STARTED:6.2f}s] {message}"
     err.print(message, markup=False)
-
-
-# The layers below are imported when a command needs them: the CLI starts faster, and
-# provisioner.ops imports this module's helpers itself.
-
-
-def web_url(app: str) -> str | None:
-    """The app's URL through the router (None before the platform exists)."""
-    from provisioner.ops import router
-
-    return router.web_url(GLOBALS.ctx, app)
-
-
-def destroy_app_resources(app: str) -> None:
-    """Remove an app's dynos, router entries, certificates, stored objects and add-ons."""
-    from provisioner.ops import apps
-
-    apps.destroy(GLOBALS.ctx, app)

@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 
 from provisioner.cli.common import AppOption, emit_json, g, out, resolve_app, status
-from provisioner.errors import DynoformError
 from provisioner.model.config import parse_assignment, parse_env_file
-from provisioner.ops import releases as ops
+from provisioner.ops import config as ops
 
 group = typer.Typer(
     help="Config vars.\n\nExample: dynoform config:set -a myapp SECRET_KEY=s3cr3t",
@@ -23,7 +22,7 @@ def show(ctx: typer.Context, app: str = AppOption) -> None:
     """Show config vars. Example: dynoform config -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
-    config, _ = g().store.config(resolve_app(app))
+    config = ops.show(g().ctx, resolve_app(app))
     if g().json:
         emit_json(config)
         return
@@ -35,10 +34,7 @@ def show(ctx: typer.Context, app: str = AppOption) -> None:
 @group.command("get")
 def get(key: str = typer.Argument(...), app: str = AppOption) -> None:
     """Print one value. Example: dynoform config:get -a myapp SECRET_KEY"""
-    config, _ = g().store.config(resolve_app(app))
-    if key not in config:
-        raise DynoformError(f"{key} is not set", "see `dynoform config`")
-    sys.stdout.write(config[key] + "\n")
+    sys.stdout.write(ops.get(g().ctx, resolve_app(app), key) + "\n")
 
 
 @group.command("set")
@@ -56,9 +52,7 @@ def set_vars(
     for text in assignments or []:
         key, value = parse_assignment(text)
         changes[key] = value
-    if not changes:
-        raise DynoformError("nothing to set", "give KEY=VALUE pairs or --env-file FILE")
-    release = ops.change_config(g().ctx, name, changes, (), wait)
+    release = ops.set(g().ctx, name, changes, wait)
     status(f"set {', '.join(sorted(changes))} and restarted {name}: v{release.version}")
 
 
@@ -70,7 +64,7 @@ def unset(
 ) -> None:
     """Remove config vars (a new release). Example: dynoform config:unset -a myapp A B"""
     name = resolve_app(app)
-    release = ops.change_config(g().ctx, name, {}, keys, wait)
+    release = ops.unset(g().ctx, name, keys, wait)
     status(f"unset {', '.join(keys)} and restarted {name}: v{release.version}")
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import typer
 
-from provisioner.cli import common
-from provisioner.cli.common import AppOption, err, g, out, resolve_app, status
+from provisioner.cli.common import AppOption, emit_json, err, g, out, resolve_app, status
 from provisioner.errors import DynoformError
 from provisioner.ops import apps as app_ops
-from provisioner.ops.deploy import deploy as run_deploy
-from provisioner.ops.deploy import package
-from provisioner.plan.rollout import RolloutOptions
+from provisioner.ops import deploy as ops
+from provisioner.ops import router
 
 git_group = typer.Typer(
     help="Git integration.\n\nExample: dynoform git:remote -a myapp", no_args_is_help=True
@@ -33,26 +30,13 @@ def deploy(
 ) -> None:
     """Build and release an app. Example: dynoform deploy -a myapp examples/python"""
     name = resolve_app(app)
-    started = time.monotonic()
-    source = package(path, ref)
-    status(f"-----> Deploying {name}: {source.description}")
-    options = RolloutOptions(boot_timeout_s=boot_timeout, settle_s=1.0)
-    try:
-        result = run_deploy(
-            g().ctx, name, source, _build_line, wait, max_slug_mb * 1024 * 1024, options
-        )
-    finally:
-        source.tarball.unlink(missing_ok=True)
-    release = result.release
-    status(
-        f"-----> Released v{release.version} of {name} ({result.buildpack}) "
-        f"in {time.monotonic() - started:.1f} s"
-    )
-    url = common.web_url(name)
+    result = ops.deploy_dir(g().ctx, name, path, ref, _build_line, wait, boot_timeout, max_slug_mb)
+    url = router.web_url(g().ctx, name)
     if g().json:
-        common.emit_json(
-            {"app": name, "release": release.version, "build": result.build_id, "web_url": url}
-        )
+        emit_json(
+            {"app": name, "release": result.release.version, "build": result.build_id,
+             "web_url": url}
+        )  # fmt: skip
     elif url:
         out.print(url)
 
@@ -66,7 +50,7 @@ def _build_line(line: str) -> None:
 def git_remote(app: str = AppOption) -> None:
     """Add the `dynoform` git remote (dynoform::APP). Example: dynoform git:remote -a myapp"""
     name = resolve_app(app)
-    g().store.app(name)
+    app_ops.get(g().ctx, name)
     change = app_ops.add_git_remote(name)
     if change is None:
         raise DynoformError("not inside a git repository", "run it in your app's repository")

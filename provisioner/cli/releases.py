@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from provisioner.cli import common
 from provisioner.cli.common import AppOption, emit_json, g, out, print_table, resolve_app, status
 from provisioner.model.release import Release, parse_version
 from provisioner.ops import releases as ops
@@ -27,7 +26,7 @@ def list_releases(ctx: typer.Context, app: str = AppOption) -> None:
     """List releases, newest first. Example: dynoform releases -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
-    releases = list(reversed(g().store.releases(common.settled_app(app))))
+    releases = ops.list_releases(g().ctx, resolve_app(app))
     if g().json:
         emit_json([public(r) for r in releases])
         return
@@ -41,11 +40,8 @@ def info(
     app: str = AppOption,
 ) -> None:
     """Show one release. Example: dynoform releases:info v3 -a myapp"""
-    name = common.settled_app(app)
-    store = g().store
-    release = (
-        store.release(name, parse_version(version)) if version else store.current_release(name)
-    )
+    target = parse_version(version) if version else None
+    release = ops.info(g().ctx, resolve_app(app), target)
     if release is None:
         out.print("no releases yet")
         return

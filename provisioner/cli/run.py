@@ -8,9 +8,7 @@ import sys
 import typer
 
 from provisioner.cli.common import AppOption, g, resolve_app
-from provisioner.errors import DynoformError
-from provisioner.ops.oneoff import run_interactive, run_oneoff
-from provisioner.ops.rollout import open_rollout
+from provisioner.ops import oneoff
 
 
 def run(
@@ -21,17 +19,9 @@ def run(
 ) -> None:
     """Run a one-off dyno. Example: dynoform run -a myapp -- python manage.py migrate"""
     name = resolve_app(app)
-    store = g().store
-    release = store.current_release(name)
-    if release is None or not release.slug_key:
-        raise DynoformError(f"{name} has no deployed release", "deploy first: dynoform deploy")
-    config = store.release_config(name, release.version)
     line = command[0] if len(command) == 1 else shlex.join(command)
-    rollout = open_rollout(g().ctx)
-    if not detach and not no_tty and sys.stdin.isatty() and sys.stdout.isatty():
-        code = run_interactive(rollout, name, release, config, line)
-    else:
-        code = run_oneoff(rollout, name, release, config, line, _print, detach=detach)
+    interactive = not detach and not no_tty and sys.stdin.isatty() and sys.stdout.isatty()
+    code = oneoff.run(g().ctx, name, line, _print, detach=detach, interactive=interactive)
     raise typer.Exit(code)
 
 

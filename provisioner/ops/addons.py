@@ -22,15 +22,12 @@ from provisioner.aws.state import StaleWrite
 from provisioner.context import Context, Say
 from provisioner.errors import DynoformError, NotFound, Unsupported
 from provisioner.model import addons as m
-from provisioner.ops import selfhosted
-from provisioner.ops.buildhost import apt_install
-from provisioner.ops.oneoff import run_interactive, run_oneoff
+from provisioner.ops import oneoff, selfhosted
 from provisioner.ops.releases import change_config
-from provisioner.ops.rollout import Rollout, open_rollout
-from provisioner.store import app_id_of, now_iso
+from provisioner.store import now_iso
 
 LOCK = "_addons"  # a lease name no app can have: serializes port choice and host launches
-PSQL_PACKAGES = ["postgresql-client"]
+PSQL_TOOLS = {"psql": "postgresql-client"}  # Debian's psql, on the host one-offs run on
 
 
 class Provider(Protocol):
@@ -184,7 +181,7 @@ def create(
     m.validate_plan(kind, plan)
     provider = m.validate_provider(provider or default_provider(ctx))
     var = m.attachment_var(kind, as_name)
-    app_id = app_id_of(ctx.store.app(app))
+    app_id = ctx.store.app_id(app)
     config, _ = ctx.store.config(app)
     m.check_var_free(config, var, _all(ctx), app)
     addon = m.Addon(
@@ -391,29 +388,8 @@ def psql(
     attachment = addon.attached_to(app, ctx.store.app_id(app))
     if attachment is None:
         raise DynoformError(f"{addon.name} is not attached to {app}")
-    release = ctx.store.current_release(app)
-    if release is None or not release.slug_key:
-        raise DynoformError(f"{app} has no deployed release", "deploy first: dynoform deploy")
-    config = ctx.store.release_config(app, release.version)
     line = m.psql_dyno_command(attachment.var, command)
-    rollout = open_rollout(ctx)
-    ensure_psql(rollout, ctx.say)
-    if interactive:
-        return run_interactive(rollout, app, release, config, line)
-    return run_oneoff(rollout, app, release, config, line, on_output)
-
-
-def ensure_psql(rollout: Rollout, say: Say) -> None:
-    """Debian's psql on the host one-off dynos run on (the first by id), installed once."""
-    observed = rollout.observe()
-    if not observed.hosts:
-        return  # run_oneoff says there are no hosts
-    host = sorted(observed.hosts, key=lambda h: h.id)[0]
-    conn = rollout.conn(host.id, observed)
-    if conn.run(["sh", "-c", "command -v psql"]).ok:
-        return
-    say(f"installing psql on {host.id} (once per host)")
-    apt_install(conn, PSQL_PACKAGES)
+    return oneoff.run(ctx, app, line, on_output, interactive=interactive, tools=PSQL_TOOLS)
 
 
 # addons:hosts ---------------------------------------------------------------------------------

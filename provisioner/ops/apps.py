@@ -1,9 +1,10 @@
-"""App lifecycle on the state store: create, info, rename, destroy."""
+"""App lifecycle: create, list, info, rename, repair, plain HTTP, destroy."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from provisioner.aws.blobs import Blobs, app_prefixes
@@ -11,18 +12,59 @@ from provisioner.aws.state import StaleWrite
 from provisioner.context import Context
 from provisioner.errors import Conflict, DynoformError, NoPlatform
 from provisioner.model.addons import Addon
+from provisioner.model.app import App
 from provisioner.model.appnames import random_app_name
+from provisioner.model.formation import ProcessFormation
 from provisioner.model.names import validate_app_name
 from provisioner.model.release import Release
-from provisioner.ops import addons, certs
-from provisioner.ops.rollout import open_rollout
-from provisioner.store import MAX_CONFLICT_RETRIES, Store, app_id_of
+from provisioner.ops import addons, certs, repair, router
+from provisioner.ops.rollout import activator, open_rollout
+from provisioner.store import MAX_CONFLICT_RETRIES, Store
 
 # Rolls an app's dynos to a release with its config (rollout.activator).
 Activate = Callable[[str, Release, dict[str, str]], None]
 
 
-def create_app(store: Store, name: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AppRow:
+    """One line of `dynoform apps`."""
+
+    name: str
+    release: str | None  # "v3"; None before the first release
+    error: str | None = None  # the app's records are damaged (the other apps are still listed)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "release": self.release}
+        return data if self.error is None else {**data, "error": self.error}
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    name: str
+    id: str
+    web_url: str | None
+    release: int | None  # the version that serves
+    stack: str
+    buildpacks: list[str]
+    created_at: str | None
+    formation: dict[str, ProcessFormation]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "web_url": self.web_url,
+            "release": self.release,
+            "stack": self.stack,
+            "buildpacks": self.buildpacks,
+            "created_at": self.created_at,
+            "formation": {k: v.to_dict() for k, v in sorted(self.formation.items())},
+        }
+
+
+def create(ctx: Context, name: str | None = None) -> App:
+    """A new app (a random free name when none is given)."""
+    store = ctx.store
     if name is not None:
         return store.create_app(validate_app_name(name))
     for _ in range(20):
@@ -30,6 +72,57 @@ def create_app(store: Store, name: str | None) -> dict[str, Any]:
         if not store.app_exists(candidate):
             return store.create_app(candidate)
     raise DynoformError("could not find a free random app name", "give a name")
+
+
+def get(ctx: Context, app: str) -> App:
+    """The app's record (NotFound when there is no such app)."""
+    return ctx.store.app(app)
+
+
+def list_apps(ctx: Context) -> list[AppRow]:
+    """Every app with the release that serves it."""
+    store = ctx.store
+    rows = []
+    for name in store.apps():
+        try:
+            current = store.current_release(name)
+        except DynoformError as exc:  # one app's damaged record must not hide the others
+            rows.append(AppRow(name, None, exc.message))
+            continue
+        rows.append(AppRow(name, f"v{current.version}" if current else None))
+    return rows
+
+
+def info(ctx: Context, app: str) -> AppInfo:
+    """The app as it runs (an idle app an interrupted command left half-way is repaired first)."""
+    repair.settle(ctx, app)
+    store = ctx.store
+    record = store.app(app)
+    current = store.current_release(app)
+    formation, _ = store.formation(app)
+    return AppInfo(
+        name=app,
+        id=record.app_id,
+        web_url=router.web_url(ctx, app),
+        release=current.version if current else None,
+        stack=record.stack,
+        buildpacks=list(record.buildpacks),
+        created_at=record.created_at,
+        formation=formation,
+    )
+
+
+def repair_app(ctx: Context, app: str, wait: bool = False) -> list[str]:
+    """`apps:repair`: records and dynos brought to one truth; what changed, one line each."""
+    ctx.store.app(app)
+    return repair.repair_app(ctx, app, wait)
+
+
+def set_plain_http(ctx: Context, app: str, allow: bool) -> App:
+    """Serve the app on plain HTTP too (allow), or redirect plain HTTP to HTTPS (the default)."""
+    record = ctx.store.update_app(app, lambda a: replace(a, plain_http=allow))
+    router.sync_rules(ctx, record)
+    return record
 
 
 def add_git_remote(app: str, cwd: str | None = None) -> str | None:
@@ -46,22 +139,6 @@ def add_git_remote(app: str, cwd: str | None = None) -> str | None:
     verb = "set-url" if existing.returncode == 0 else "add"
     subprocess.run(["git", "remote", verb, "dynoform", url], check=True, cwd=cwd)
     return f"git remote dynoform -> {url}"
-
-
-def app_info(store: Store, app: str, web_url: str | None) -> dict[str, Any]:
-    record = store.app(app)
-    current = store.current_release(app)
-    formation, _ = store.formation(app)
-    return {
-        "name": app,
-        "id": app_id_of(record),
-        "web_url": web_url,
-        "release": current.version if current else None,
-        "stack": record.get("stack", "debian-13"),
-        "buildpacks": record.get("buildpacks", []),
-        "created_at": record.get("created_at"),
-        "formation": {k: v.to_dict() for k, v in sorted(formation.items())},
-    }
 
 
 def delete_app_objects(
@@ -91,52 +168,78 @@ def remove_from_hosts(ctx: Context, app: str) -> bool:
     return True
 
 
-def destroy(ctx: Context, app: str) -> None:
-    """Remove the app's dynos and router entries, its certificates, its stored objects, then
-    its add-ons (its attachments to others' go)."""
+def destroy(ctx: Context, app: str) -> int:
+    """Remove the app's dynos and router entries, its certificates, its stored objects, its
+    add-ons (its attachments to others' go), then its records; returns how many records went."""
     app_id = ctx.store.app_id(app)
     remove_from_hosts(ctx, app)
     certs.destroy_app_certs(ctx, app)
     delete_app_objects(ctx.store, ctx.blobs(), app, app_id, ctx.say)
     addons.destroy_app_addons(ctx, app)
+    return ctx.store.delete_app(app)
 
 
-def rename_app(store: Store, old: str, new: str, activate: Activate | None = None) -> None:
-    """Claim the new name, copy the app's documents there, start it there, then drop the old.
+def rename(ctx: Context, old: str, new: str, wait: bool = False) -> App:
+    """Rename an app: its dynos start under the new name before the old ones stop.
 
     The new name's record is created only if the name is free, so of two renames (or a rename
     and an apps:create) to one name exactly one wins. The app keeps its id, and with it its
     slugs, sources, build caches and logs; add-on records follow to the new name. An app with
-    dynos is started under the new name first (`activate`): the old name keeps serving until
-    the new one does, and if that fails the new name is removed again.
+    dynos is started under the new name first: the old name keeps serving until the new one
+    does, and if that fails the new name is removed again. Then what the platform holds under
+    the old name goes, its certificates move, and its rules follow to the new name.
     """
     validate_app_name(new)
-    store.app(old)
-    if store.app_exists(new):
+    ctx.store.app(old)
+    if ctx.store.app_exists(new):
         raise Conflict(f"app {new!r} already exists", "choose another name")
-    with store.lease(old, "rename"), store.lease(new, f"rename from {old}"):
-        record = store.app(old)
-        app_id = app_id_of(record)
-        formation, _ = store.formation(old)
-        running = any(pf.quantity for pf in formation.values())
-        if running and activate is None:
-            raise DynoformError(
-                f"{old} has running dynos",
-                f"scale them to 0 first: dynoform ps:scale -a {old} web=0",
-            )
-        store.claim_app(new, dict(record, name=new, id=app_id))
+    activate = activator(ctx)
+
+    def start_under_new_name(name: str, release: Release, config: dict[str, str]) -> None:
         try:
-            _copy_documents(store, old, new)
-            release = store.current_release(new) if running else None
-            if activate is not None and release is not None and release.slug_key:
-                config = store.release_config(new, release.version) or store.config(new)[0]
-                activate(new, release, config)
+            activate(name, release, config)
         except BaseException:
-            store.docs.delete_prefix(f"apps/{new}/")
+            remove_from_hosts(ctx, name)  # what the new name got before it failed
             raise
-        store.move_domains(old, new)
-        rename_in_addons(store, old, new, app_id)
-        store.docs.delete_prefix(f"apps/{old}/")
+
+    with (
+        repair.changing(ctx, old, "rename", wait=wait),
+        repair.changing(ctx, new, f"rename from {old}", wait=wait),
+    ):
+        _move_records(ctx.store, old, new, start_under_new_name)
+    _move_platform_entries(ctx, old, new)
+    return ctx.store.app(new)
+
+
+def _move_records(store: Store, old: str, new: str, activate: Activate) -> None:
+    """Claim the new name, copy the app's documents there, start it there, drop the old."""
+    record = store.app(old)
+    formation, _ = store.formation(old)
+    running = any(pf.quantity for pf in formation.values())
+    store.claim_app(replace(record, name=new, id=record.app_id))
+    try:
+        _copy_documents(store, old, new)
+        release = store.current_release(new) if running else None
+        if release is not None and release.slug_key:
+            config = store.release_config(new, release.version) or store.config(new)[0]
+            activate(new, release, config)
+    except BaseException:
+        store.docs.delete_prefix(f"apps/{new}/")
+        raise
+    store.move_domains(old, new)
+    rename_in_addons(store, old, new, record.app_id)
+    store.docs.delete_prefix(f"apps/{old}/")
+
+
+def _move_platform_entries(ctx: Context, old: str, new: str) -> None:
+    """What the platform holds under the old name goes (its dynos, which the new name now
+    runs, its rule and directories); certificates move; custom domains route to the new name."""
+    if not remove_from_hosts(ctx, old):
+        return
+    certs.rename_app_certs(ctx, old, new)
+    record = ctx.store.app(new)
+    if record.domains or record.maintenance or record.plain_http:
+        router.sync_rules(ctx, record)
 
 
 def _copy_documents(store: Store, old: str, new: str) -> None:

@@ -72,7 +72,7 @@ def app_certificates(ctx: Context, create: bool = True) -> AppCertificates:
 
 
 def _domains(ctx: Context, app: str) -> list[str]:
-    return [str(d) for d in ctx.store.app(app).get("domains") or []]
+    return list(ctx.store.app(app).domains)
 
 
 def sync(ctx: Context, app: str, certs: AppCertificates | None = None) -> list[str]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from provisioner.aws import blobs as keys
 from provisioner.aws import instances
@@ -22,11 +22,12 @@ from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json
 from provisioner.model.release import Release
 from provisioner.ops import buildhost, builds, repair
+from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
-from provisioner.ops.source import Source
+from provisioner.ops.source import Source, package_commit, package_source
 from provisioner.plan.rollout import RolloutOptions
-from provisioner.store import app_id_of, now_iso, whoami
+from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
 
@@ -61,6 +62,35 @@ def deploy(
     with repair.changing(ctx, app, "deploy", wait=wait):
         rollout = open_rollout(ctx, options)
         return _deploy_locked(rollout, app, source, on_output, max_slug_bytes)
+
+
+def deploy_dir(
+    ctx: Context,
+    app: str,
+    path: Path | str = ".",
+    ref: str | None = None,
+    on_output: Say | None = None,
+    wait: bool = False,
+    boot_timeout: float = 60.0,
+    max_slug_mb: int = 500,
+) -> DeployResult:
+    """`dynoform deploy`: the directory's source (git HEAD's committed tree when it is a
+    repository, or the commit `ref`; else its files), built and released. Build output goes to
+    on_output (default: ctx.say); web dynos have boot_timeout seconds to bind $PORT."""
+    started = time.monotonic()
+    source = package(Path(path), ref)
+    ctx.say(f"-----> Deploying {app}: {source.description}")
+    options = RolloutOptions(boot_timeout_s=boot_timeout, settle_s=1.0)
+    try:
+        output = on_output or ctx.say
+        result = deploy(ctx, app, source, output, wait, max_slug_mb * 1024 * 1024, options)
+    finally:
+        source.tarball.unlink(missing_ok=True)
+    ctx.say(
+        f"-----> Released v{result.release.version} of {app} ({result.buildpack}) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    return result
 
 
 def _deploy_locked(
@@ -165,14 +195,14 @@ def _build(
     buildhost.ensure_app_user(conn, app)
     config, _ = store.config(app)
     record = store.app(app)
-    app_id = app_id_of(record)
+    app_id = record.app_id
     buildhost.prepare(
         conn, layout, config, blobs.get_url(keys.source_key(app_id, source_sha)), disk
     )
     cache_key = keys.cache_key(app_id)
     had_cache = blobs.exists(cache_key)
     buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None, disk)
-    packs = list(record.get("buildpacks") or [])
+    packs = list(record.buildpacks)
     try:
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
         result = buildhost.run_build(conn, layout, output, buildpacks, source.commit, slug_limit)
@@ -187,7 +217,7 @@ def _build(
     return result
 
 
-def first_deploy_config(store: Any, app: str, source: Source) -> None:
+def first_deploy_config(store: Store, app: str, source: Source) -> None:
     """On the first deploy, app.json's `env` fills in config vars not set yet."""
     # Newest first, stopping at the first built release: one read, not one per release
     # (an app with 50 releases spent 0.2 s here on every deploy).
@@ -219,8 +249,6 @@ def run_release_phase(
     on_output: Say,
 ) -> None:
     """Heroku's release phase: the Procfile's `release:` command in a one-off dyno first."""
-    from provisioner.ops.oneoff import run_oneoff
-
     rollout.say(f"running release command: {release.release_command}")
     code = run_oneoff(rollout, app, release, config, str(release.release_command), on_output)
     if code != 0:
@@ -231,6 +259,5 @@ def run_release_phase(
 
 
 def package(path: Path, ref: str | None) -> Source:
-    from provisioner.ops.source import package_commit, package_source
-
+    """A tarball of the commit ref of the repository at path, or of what the directory holds."""
     return package_commit(path, ref) if ref else package_source(path)

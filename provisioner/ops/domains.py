@@ -4,12 +4,13 @@ the router rules that send it to the app, and its automatic HTTPS certificate.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from provisioner.aws.router import app_hostnames
 from provisioner.context import Context
 from provisioner.errors import NotFound
+from provisioner.model.app import App
 from provisioner.model.names import normalise_domain, validate_domain
 from provisioner.ops import certs, router
 from provisioner.store import Store
@@ -48,15 +49,13 @@ class DomainsServed:
 
 # the app record's domains (the one place that reads or writes them) ---------------------------
 def _listed(store: Store, app: str) -> list[str]:
-    return [str(d) for d in store.app(app).get("domains") or []]
+    return list(store.app(app).domains)
 
 
-def _change_domains(
-    ctx: Context, app: str, change: Callable[[list[str]], list[str]]
-) -> dict[str, Any]:
+def _change_domains(ctx: Context, app: str, change: Callable[[list[str]], list[str]]) -> App:
     """Change the app's domains in its record, then its router rule to match."""
-    record = ctx.store.update_app(app, lambda d: d.update(domains=change(d.get("domains", []))))
-    router.sync_rules(ctx, app, record)
+    record = ctx.store.update_app(app, lambda a: replace(a, domains=tuple(change(list(a.domains)))))
+    router.sync_rules(ctx, record)
     return record
 
 

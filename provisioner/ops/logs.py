@@ -31,7 +31,7 @@ def router_log_path(target: Target) -> Path | None:
 
 def hostnames(store: Store, app: str, domain: str) -> list[str]:
     """The names the router serves the app by: its own, and its custom domains."""
-    return [f"{app}.{domain}", *store.app(app).get("domains", [])]
+    return [f"{app}.{domain}", *store.app(app).domains]
 
 
 def dyno_servers(observed: Observed, app: str) -> dict[str, str]:

@@ -7,17 +7,71 @@ import select
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from provisioner.aws import instances
+from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.release import Release
-from provisioner.ops.buildhost import stream
-from provisioner.ops.rollout import Rollout
+from provisioner.ops.buildhost import apt_install, stream
+from provisioner.ops.rollout import Rollout, open_rollout
 from provisioner.plan.units import DynoInstance
 from provisioner.remote.ssh import Connection
 from provisioner.render import run_dyno_argv
 
 Say = Callable[[str], None]
+
+
+def run(
+    ctx: Context,
+    app: str,
+    command: str,
+    on_output: Say | None = None,
+    detach: bool = False,
+    interactive: bool = False,
+    tools: Mapping[str, str] | None = None,
+) -> int:
+    """Run a shell command line in a one-off dyno of the app's current release and config;
+    returns its exit status (0 at once when detached: its output goes to the logs).
+
+    Its output goes to on_output (default: ctx.say); interactive attaches this terminal
+    instead. tools: commands it needs on its host, each with the Debian package that has it
+    (installed once per host), e.g. {"psql": "postgresql-client"}.
+    """
+    store = ctx.store
+    release = store.current_release(app)
+    if release is None or not release.slug_key:
+        raise DynoformError(f"{app} has no deployed release", "deploy first: dynoform deploy")
+    config = store.release_config(app, release.version)
+    rollout = open_rollout(ctx)
+    if tools:
+        ensure_tools(rollout, tools)
+    if interactive:
+        return run_interactive(rollout, app, release, config, command)
+    output = on_output or ctx.say
+    return run_oneoff(rollout, app, release, config, command, output, detach=detach)
+
+
+def ensure_tools(rollout: Rollout, tools: Mapping[str, str]) -> None:
+    """Install the packages of the tools missing on the host one-off dynos run on."""
+    observed = rollout.observe()
+    if not observed.hosts:
+        return  # run_oneoff says there are no hosts
+    host = _oneoff_host(observed.hosts)
+    conn = rollout.conn(host.id, observed)
+    missing = [
+        package
+        for tool, package in sorted(tools.items())
+        if not conn.run(["sh", "-c", 'command -v "$1"', "sh", tool]).ok
+    ]
+    if missing:
+        rollout.say(f"installing {', '.join(sorted(tools))} on {host.id} (once per host)")
+        apt_install(conn, missing)
+
+
+def _oneoff_host(hosts: list[instances.Host]) -> instances.Host:
+    """One-off dynos run on the first host by id."""
+    return sorted(hosts, key=lambda h: h.id)[0]
 
 
 def oneoff_name() -> str:
@@ -31,7 +85,7 @@ def _host_for(
     observed = rollout.observe()
     if not observed.hosts:
         raise DynoformError("no usable hosts", "add some: dynoform hosts:add")
-    host = sorted(observed.hosts, key=lambda h: h.id)[0]
+    host = _oneoff_host(observed.hosts)
     rollout.prepare_hosts(observed, app, release, config, {host.id})
     return host.id, rollout.conn(host.id, observed)
 

@@ -97,6 +97,20 @@ def change_config(
         return release
 
 
+def list_releases(ctx: Context, app: str) -> list[Release]:
+    """The app's releases, newest first (an idle app left half-way is repaired first, so their
+    status is what runs)."""
+    repair.settle(ctx, app)
+    return list(reversed(ctx.store.releases(app)))
+
+
+def info(ctx: Context, app: str, version: int | None = None) -> Release | None:
+    """Release vN, or the one that serves (None before the first)."""
+    repair.settle(ctx, app)
+    store = ctx.store
+    return store.release(app, version) if version else store.current_release(app)
+
+
 def rollback(ctx: Context, app: str, version: int | None = None, wait: bool = False) -> Release:
     """A new release made from vN's slug and config (default: the one before the current)."""
     store, activate = ctx.store, activator(ctx)

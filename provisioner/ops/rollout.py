@@ -296,14 +296,14 @@ class Rollout(Generic[R]):
             self.say(f"warning: retiring the old dynos failed: {_reason(exc)}")
 
     def _domains(self, app: str) -> list[str]:
-        return list(self.store.app(app).get("domains", []))
+        return list(self.store.app(app).domains)
 
     def _maintenance(self, app: str) -> bool:
-        return bool(self.store.app(app).get("maintenance", False))
+        return self.store.app(app).maintenance
 
     def _plain_http(self, app: str) -> bool:
         """The app record's `plain_http`: serve plain HTTP instead of redirecting to HTTPS."""
-        return bool(self.store.app(app).get("plain_http", False))
+        return self.store.app(app).plain_http
 
     def prepare_hosts(
         self,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from provisioner.context import Context
 from provisioner.errors import NoPlatform
+from provisioner.model.app import App
 from provisioner.targets import Target
 
 
@@ -50,10 +49,7 @@ def dns_hint(ctx: Context, host: str) -> str:
     )
 
 
-def sync_rules(ctx: Context, app: str, record: dict[str, Any]) -> None:
+def sync_rules(ctx: Context, app: App) -> None:
     """Put the app's rules on the load balancer as its record says (domains, maintenance,
     plain HTTP)."""
-    domains = [str(d) for d in record.get("domains") or []]
-    ctx.router().ensure_rule(
-        app, domains, bool(record.get("maintenance")), bool(record.get("plain_http"))
-    )
+    ctx.router().ensure_rule(app.name, list(app.domains), app.maintenance, app.plain_http)

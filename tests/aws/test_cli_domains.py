@@ -4,6 +4,7 @@ domain (a claim document in the state store), and what reaches the load balancer
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -113,19 +114,19 @@ def test_records_from_before_claims(cli):
     """Domains added before claims existed: the listed owner keeps them; an old record's
     name under the platform domain never reaches a rule."""
     store = _store(cli)
-    store.update_app("shop", lambda d: d.update(domains=["old.example.com"]))
+    store.update_app("shop", lambda a: replace(a, domains=("old.example.com",)))
     code, _, err = cli("domains:add", "old.example.com", "-a", "blog")
     assert code == 1 and "old.example.com is already a domain of shop" in err
     assert store.domain_owner("old.example.com") == "shop"
 
-    store.update_app("blog", lambda d: d.update(domains=["shop.apps.example.org", "*.x.com"]))
+    store.update_app("blog", lambda a: replace(a, domains=("shop.apps.example.org", "*.x.com")))
     assert cli("apps:http", "--redirect", "-a", "blog")[0] == 0  # syncs blog's rule
     assert ["blog.apps.example.org", "*.x.com"] in _rules(cli)
     code, _, err = cli("domains:remove", "*.x.com", "-a", "blog")  # still removable
     assert code == 0, err
     code, _, err = cli("domains:remove", "shop.apps.example.org", "-a", "blog")
     assert code == 0, err
-    assert store.app("blog")["domains"] == []
+    assert store.app("blog").domains == ()
 
 
 def test_the_operations_as_a_library(cli):

@@ -12,10 +12,12 @@ from cli_support import platform_cli
 
 from provisioner.aws import blobs as keys
 from provisioner.aws.blobs import Blobs
+from provisioner.aws.session import Aws
 from provisioner.cli.common import g
 from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.addons import Addon
+from provisioner.model.app import App
 from provisioner.model.formation import ProcessFormation
 from provisioner.model.release import Release
 from provisioner.ops import apps as ops
@@ -55,6 +57,11 @@ def stored_build(store: Store, app: str, tmp: Path, text: str) -> tuple[str, Rel
     # no hosts here: nothing runs, so a rollback only records its release
     store.save_formation(app, {"web": ProcessFormation(0, "basic")}, store.formation(app)[1])
     return build_id, release
+
+
+def context(aws: Aws, store: Store) -> Context:
+    """A Context on moto's AWS with this state store (no platform: nothing runs)."""
+    return Context(Target("test", region="us-east-1"), aws=aws, store=store)
 
 
 def bucket_keys(store: Store, app_id: str) -> list[str]:
@@ -116,7 +123,7 @@ def test_rename_keeps_addons_and_objects_and_the_old_name_reused_cannot_touch_th
     assert [a["name"] for a in json.loads(cli("apps", "--json")[1])] == ["admin"]
 
 
-def test_two_renames_to_one_name_exactly_one_wins(store):
+def test_two_renames_to_one_name_exactly_one_wins(aws, store):
     for name in ("left", "right"):
         store.create_app(name)
         store.save_config(name, {"FROM": name}, None)
@@ -127,7 +134,7 @@ def test_two_renames_to_one_name_exactly_one_wins(store):
         mine = Store(store.docs)  # as two processes would: each with its own leases
         barrier.wait()
         try:
-            ops.rename_app(mine, old, "taken")
+            ops.rename(context(aws, mine), old, "taken")
             return "won"
         except DynoformError as exc:
             return exc.message
@@ -144,24 +151,26 @@ def test_two_renames_to_one_name_exactly_one_wins(store):
     assert store.app_id(loser) == ids[loser] and store.config(loser)[0] == {"FROM": loser}
 
 
-def test_a_rename_loses_to_an_app_created_with_the_name_first(store):
+def test_a_rename_loses_to_an_app_created_with_the_name_first(aws, store):
     store.create_app("first")
     store.create_app("second")
     with pytest.raises(DynoformError, match="'second' already exists"):
-        ops.rename_app(store, "first", "second")
+        ops.rename(context(aws, store), "first", "second")
     with pytest.raises(DynoformError, match="'second' already exists"):
-        store.claim_app("second", {"name": "second", "id": store.app_id("first")})
-    assert store.apps() == ["first", "second"] and store.app("first")["name"] == "first"
+        store.claim_app(App("second", store.app_id("first")))
+    assert store.apps() == ["first", "second"] and store.app("first").name == "first"
 
 
-def test_an_app_from_before_ids_keeps_its_name_as_id_through_a_rename(store, tmp_path):
+def test_an_app_from_before_ids_keeps_its_name_as_id_through_a_rename(aws, store, tmp_path):
     store.docs.put("apps/old-app/app.json", {"name": "old-app", "stack": "debian-13"})
     assert store.app_id("old-app") == "old-app"
     stored_build(store, "old-app", tmp_path, "legacy")
     objects = bucket_keys(store, "old-app")
     assert objects and all("/old-app/" in key for key in objects)
-    ops.rename_app(store, "old-app", "new-app")
-    assert store.app("new-app")["id"] == "old-app"
+    ops.rename(context(aws, store), "old-app", "new-app")
+    assert store.app("new-app").id == "old-app"
+    assert store.docs.get("apps/new-app/app.json").data == {  # the old document, renamed
+        "name": "new-app", "stack": "debian-13", "id": "old-app"}  # fmt: skip
     store.create_app("old-app")
     assert store.app_id("old-app") != "old-app"  # ids never look like names
     blobs = Blobs(store.docs.s3, store.docs.bucket)
@@ -173,7 +182,7 @@ def test_destroy_keeps_objects_another_record_shares_after_a_cut_short_rename(st
     store.create_app("half")
     stored_build(store, "half", tmp_path, "x")
     app_id = store.app_id("half")
-    store.claim_app("half-new", dict(store.app("half"), name="half-new"))  # the rename died here
+    store.claim_app(replace(store.app("half"), name="half-new"))  # the rename died here
     lines: list[str] = []
     blobs = Blobs(store.docs.s3, store.docs.bucket)
     ops.delete_app_objects(store, blobs, "half-new", app_id, lines.append)

@@ -1,6 +1,7 @@
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 
@@ -220,11 +221,11 @@ def test_domain_claims_are_released_moved_and_never_locked_by_a_gone_app(store):
     assert store.claim_domain("old.example.com", "second") is True
 
     # Destroying an app releases the claims of its domains; a rename moves them.
-    store.update_app("second", lambda d: d.update(domains=["www.example.com"]))
-    store.create_app("renamed", id=store.app("second")["id"])  # as apps:rename copies it
+    store.update_app("second", lambda a: replace(a, domains=("www.example.com",)))
+    store.create_app("renamed", store.app_id("second"))  # as apps:rename copies it
     store.move_domains("second", "renamed")
     assert store.domain_owner("www.example.com") == "renamed"
     assert store.domain_owner("api.example.com") == "second"  # not in its record: stays
-    store.update_app("renamed", lambda d: d.update(domains=["www.example.com"]))
+    store.update_app("renamed", lambda a: replace(a, domains=("www.example.com",)))
     store.delete_app("renamed")
     assert store.domain_owner("www.example.com") is None

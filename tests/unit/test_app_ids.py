@@ -4,8 +4,9 @@ import pytest
 
 from provisioner.aws import blobs as keys
 from provisioner.errors import ValidationError
+from provisioner.model.app import App
 from provisioner.model.names import validate_app_name
-from provisioner.store import APP_ID_RE, app_id_of, new_app_id
+from provisioner.store import APP_ID_RE, new_app_id
 
 
 def test_objects_are_keyed_by_the_app_id() -> None:
@@ -32,5 +33,5 @@ def test_new_ids_are_distinct_and_never_an_app_name() -> None:
 
 
 def test_an_app_from_before_ids_has_its_name_as_id() -> None:
-    assert app_id_of({"name": "shop", "id": "0a1b2c3d4e5f"}) == "0a1b2c3d4e5f"
-    assert app_id_of({"name": "shop"}) == "shop"
+    assert App.from_dict({"name": "shop", "id": "0a1b2c3d4e5f"}).app_id == "0a1b2c3d4e5f"
+    assert App.from_dict({"name": "shop"}).app_id == "shop"

@@ -1,0 +1,40 @@
+"""The operations called as a library, from a Context made by the test (no CLI, no globals)."""
+
+import pytest
+
+from provisioner.aws.session import Aws
+from provisioner.context import Context
+from provisioner.errors import DynoformError, NotFound
+from provisioner.ops import apps, config, oneoff, ps, releases
+from provisioner.store import Store
+from provisioner.targets import Target
+
+
+def test_apps_config_and_releases_from_a_context(aws: Aws, store: Store) -> None:
+    said: list[str] = []
+    ctx = Context(Target("test", region="us-east-1"), said.append, aws=aws, store=store)
+    app = apps.create(ctx, "lib-app")
+    assert store.docs.get("apps/lib-app/app.json").data == app.to_dict()  # type: ignore[union-attr]
+    assert config.set(ctx, "lib-app", {"A": "1", "B": "two words"}).version == 1
+    assert config.get(ctx, "lib-app", "B") == "two words"
+    assert config.unset(ctx, "lib-app", ["A"]).description == "Remove A config var"
+    assert config.show(ctx, "lib-app") == {"B": "two words"}
+    with pytest.raises(NotFound, match="A is not set"):
+        config.get(ctx, "lib-app", "A")
+    listed = releases.list_releases(ctx, "lib-app")
+    assert [(r.version, r.description) for r in listed] == [
+        (2, "Remove A config var"),
+        (1, "Set A, B config vars"),
+    ]
+    assert releases.info(ctx, "lib-app") == listed[0]
+    assert [row.to_dict() for row in apps.list_apps(ctx)] == [{"name": "lib-app", "release": "v2"}]
+    info = apps.info(ctx, "lib-app")
+    assert (info.name, info.id, info.release, info.web_url) == ("lib-app", app.app_id, 2, None)
+    with pytest.raises(DynoformError, match="lib-app has no deployed release"):
+        ps.scale(ctx, "lib-app", {"web": 2})
+    with pytest.raises(DynoformError, match="lib-app has no deployed release"):
+        oneoff.run(ctx, "lib-app", "true")
+    renamed = apps.rename(ctx, "lib-app", "lib-app-2")
+    assert (renamed.name, renamed.app_id) == ("lib-app-2", app.app_id)
+    assert config.show(ctx, "lib-app-2") == {"B": "two words"}
+    assert said == []  # nothing ran on hosts: nothing to report
