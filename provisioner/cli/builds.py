@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
-from pathlib import Path
 
 import typer
 
-from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
+from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app
+from provisioner.ops import buildpacks
 from provisioner.ops import builds as ops
 
 group = typer.Typer(
@@ -25,7 +24,7 @@ def list_builds(ctx: typer.Context, app: str = AppOption) -> None:
     """List builds, newest first. Example: dynoform builds -a myapp --json"""
     if ctx.invoked_subcommand is not None:
         return
-    rows = ops.list_builds(g().store, resolve_app(app))
+    rows = ops.history(g().ctx, resolve_app(app))
     if g().json:
         emit_json(rows)
     else:
@@ -46,27 +45,12 @@ def _line(text: str) -> None:
     sys.stdout.flush()
 
 
-def _normalise(pack: str) -> str:
-    """URLs stay as given; a directory on this machine is remembered by its absolute path."""
-    if pack.startswith("https://"):
-        return pack
-    path = Path(pack).expanduser()
-    return str(path.resolve()) if path.is_dir() else pack
-
-
-def _set(app: str | None, change: list[str] | None) -> None:
-    name = resolve_app(app)
-    change = [_normalise(p) for p in change or []]
-    record = g().store.update_app(name, lambda a: replace(a, buildpacks=tuple(change)))
-    status(f"buildpacks of {name}: {', '.join(record.buildpacks) or 'detected automatically'}")
-
-
 @packs.callback()
 def list_packs(ctx: typer.Context, app: str = AppOption) -> None:
     """List the app's buildpacks. Example: dynoform buildpacks -a myapp"""
     if ctx.invoked_subcommand is not None:
         return
-    packs_of = list(g().store.app(resolve_app(app)).buildpacks)
+    packs_of = buildpacks.list_buildpacks(g().ctx, resolve_app(app))
     if g().json:
         emit_json(packs_of)
     else:
@@ -80,20 +64,19 @@ def set_pack(
     app: str = AppOption,
 ) -> None:
     """Use exactly this buildpack. Example: dynoform buildpacks:set /srv/dynoform/build/buildpacks/static -a myapp"""
-    _set(app, [pack])
+    buildpacks.set_buildpacks(g().ctx, resolve_app(app), [pack])
 
 
 @packs.command("add")
 def add_pack(pack: str = typer.Argument(...), app: str = AppOption) -> None:
     """Append a buildpack. Example: dynoform buildpacks:add /srv/dynoform/build/buildpacks/python -a myapp"""
-    current = list(g().store.app(resolve_app(app)).buildpacks)
-    _set(app, [*current, pack])
+    buildpacks.add_buildpack(g().ctx, resolve_app(app), pack)
 
 
 @packs.command("clear")
 def clear_packs(app: str = AppOption) -> None:
     """Go back to detection. Example: dynoform buildpacks:clear -a myapp"""
-    _set(app, [])
+    buildpacks.set_buildpacks(g().ctx, resolve_app(app), [])
 
 
 def register(root: typer.Typer) -> None:

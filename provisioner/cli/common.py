@@ -15,11 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from provisioner.aws.session import Aws
 from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.names import validate_app_name
-from provisioner.store import Store
 from provisioner.targets import Target, get_target
 
 # Data to stdout, everything else (progress, status, errors) to stderr.
@@ -45,14 +43,6 @@ class Globals:
     @property
     def target(self) -> Target:
         return self.ctx.target
-
-    @property
-    def aws(self) -> Aws:
-        return self.ctx.aws
-
-    @property
-    def store(self) -> Store:
-        return self.ctx.store
 
     def close(self) -> None:
         if "ctx" in self.__dict__:

@@ -12,7 +12,7 @@ from typing import Any
 from provisioner.aws.blobs import build_log_key
 from provisioner.build import neutralise
 from provisioner.context import Context
-from provisioner.errors import DynoformError, NotFound
+from provisioner.errors import NotFound
 from provisioner.store import Store, now_iso, whoami
 
 BUILD_FOLLOW_TIMEOUT = 20 * 60
@@ -101,10 +101,16 @@ def list_builds(store: Store, app: str) -> list[dict[str, Any]]:
     return rows
 
 
+def history(ctx: Context, app: str) -> list[dict[str, Any]]:
+    """`builds`: the app's build records, newest first."""
+    ctx.store.app(app)
+    return list_builds(ctx.store, app)
+
+
 def get_build(store: Store, app: str, build_id: str | None) -> dict[str, Any]:
     builds = list_builds(store, app)
     if not builds:
-        raise DynoformError(f"{app} has no builds", "deploy first: dynoform deploy")
+        raise NotFound(f"{app} has no builds", "deploy first: dynoform deploy")
     if build_id is None:
         return builds[0]
     for build in builds:
