@@ -106,7 +106,7 @@ def test_a_damaged_release_record_breaks_only_its_own_app(cli):
     for name in ("bad-app", "good-app"):
         assert cli("apps:create", name, "--no-remote")[0] == 0
     assert cli("config:set", "-a", "good-app", "A=1")[0] == 0
-    docs = g().store.docs
+    docs = g().ctx.store.docs
     docs.put(
         "apps/bad-app/releases/00000001.json",
         {"version": 1, "description": "x", "created_by": "x", "created_at": "x",

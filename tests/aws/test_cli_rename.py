@@ -75,7 +75,7 @@ def test_rename_keeps_addons_and_objects_and_the_old_name_reused_cannot_touch_th
     assert code == 0, err
     addon = json.loads(out)["name"]
     assert cli("addons:attach", addon, "-a", "admin", "--as", "shop")[0] == 0
-    store = g().store
+    store = g().ctx.store
     app_id = store.app_id("shop")
     assert APP_ID_RE.fullmatch(app_id)
     first_build, first = stored_build(store, "shop", tmp_path, "one")
