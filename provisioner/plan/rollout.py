@@ -157,11 +157,20 @@ class RolloutPlan:
         def moved(actions: list[Action]) -> list[Action]:
             return [replace(a, instance=ported(a.instance)) for a in actions]
 
+        final = sorted(ported(d) for d in self.final)
+        # An old dyno stopped since it was observed may have freed its port for a new one on
+        # the same host: its target is now the new dyno's, and deregistering it would take the
+        # new dyno out of the router. It goes with its unit; its target stays.
+        serving = {(d.host, d.port) for d in final if d.is_web and d.port}
+
+        def taken_over(action: Action) -> bool:
+            return action.kind is ActionKind.DEREGISTER and (action.host, action.port) in serving
+
         return replace(
             self,
-            actions=moved(self.actions),
+            actions=[a for a in moved(self.actions) if not taken_over(a)],
             on_failure=moved(self.on_failure),
-            final=sorted(ported(d) for d in self.final),
+            final=final,
         )
 
     def is_empty(self) -> bool:

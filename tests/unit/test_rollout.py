@@ -155,6 +155,26 @@ def test_ports_the_hosts_reserved_replace_the_planned_ones() -> None:
     assert reserved.keep == plan.keep and len(reserved.steps()) == len(plan.steps())
 
 
+def test_an_old_dyno_whose_port_a_new_one_took_is_stopped_but_not_deregistered() -> None:
+    """v1 was still draining when observed; it stopped before the hosts reserved ports, and the
+    new web.1 got its port: deregistering v1's target would take the new dyno out."""
+    draining_v1 = [
+        DynoInstance(APP, 1, "web.1", "h1", 20000),
+        DynoInstance(APP, 2, "web.1", "h1", 20001),
+        DynoInstance(APP, 2, "web.2", "h2", 20000),
+    ]
+    web = {"web": ProcessFormation(2)}
+    plan = plan_converge(APP, 3, web, PLACEMENT, draining_v1)
+    reserved = plan.with_ports({"dyno-shop.v3.web.1.service": 20000})
+    deregistered = [(a.dyno, a.release, a.port) for a in reserved.actions if a.kind == "deregister"]
+    assert deregistered == [("web.1", 2, 20001), ("web.2", 2, 20000)]
+    stopped = sorted((a.dyno, a.release) for a in reserved.actions if a.kind == "stop")
+    assert stopped == [("web.1", 1), ("web.1", 2), ("web.2", 2)]
+    assert ("web.1", 1, 20000) in [
+        (a.dyno, a.release, a.port) for a in plan.actions if a.kind == "deregister"
+    ]
+
+
 def test_port_tool_argv_and_its_output() -> None:
     units = ["dyno-shop.v4.web.1.service", "dyno-shop.v4.web.2.service"]
     assert reserve_ports_argv(units) == [
