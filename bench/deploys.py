@@ -354,12 +354,12 @@ def _latency(text: str, label: str) -> float:
 
 def ssh_fanout(counts: list[int], runs: int) -> dict[str, Any]:
     """One command on N hosts over the pooled SSH edge (connections warm), and one command alone."""
-    from provisioner.aws.session import Aws
-    from provisioner.fleet import Fleet
+    from provisioner.context import Context
     from provisioner.remote.fanout import fan_out
     from provisioner.targets import LOCAL_TARGET
 
-    with Fleet.open(Aws(LOCAL_TARGET), LOCAL_TARGET) as fleet:
+    with Context.open(LOCAL_TARGET) as ctx:
+        fleet = ctx.fleet()
         hosts = [h for h in fleet.hosts() if h.state == "running"]
         conns = {h.id: fleet.connect(h) for h in hosts}
         single = []
