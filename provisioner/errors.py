@@ -36,7 +36,3 @@ class Conflict(DynoformError):
 
 class Unsupported(DynoformError):
     """What was asked cannot be done here: e.g. a provider that has no such operation."""
-
-
-class Unreachable(DynoformError):
-    """A host or endpoint did not answer."""

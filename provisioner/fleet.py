@@ -178,12 +178,7 @@ class Fleet:
 
     def host(self, instance_id: str) -> instances.Host:
         """A host of the platform, of any role; NotFound when it has none by that id."""
-        for host in instances.list_hosts(self.aws, self.platform.name, role=None):
-            if host.id == instance_id:
-                return host
-        raise NotFound(
-            f"no host {instance_id} in platform {self.platform.name!r}", "see `dynoform hosts`"
-        )
+        return instances.get_host(self.aws, self.platform.name, instance_id)
 
     def connect(self, host: instances.Host, retry_for: float = REACH_TIMEOUT) -> Connection:
         if host.state != "running":

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
 from provisioner.aws.tags import PLATFORM_TAG, ROLE_TAG
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, NotFound
 
 DEBIAN_13_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
 RUNNER = "runner"
@@ -177,7 +177,7 @@ def get_host(aws: Aws, platform: str, instance_id: str) -> Host:
     for host in list_hosts(aws, platform, role=None):
         if host.id == instance_id:
             return host
-    raise DynoformError(f"no host {instance_id} in platform {platform!r}", "see `dynoform hosts`")
+    raise NotFound(f"no host {instance_id} in platform {platform!r}", "see `dynoform hosts`")
 
 
 def wait_running(

@@ -146,11 +146,8 @@ def ensure_host(f: Fleet, say: Say) -> instances.Host:
 
 def host_of(f: Fleet, addon: m.Addon) -> tuple[instances.Host, Connection]:
     """The add-on's host and a connection to it; NotFound when the host is gone."""
-    host_id = str(addon.resource["host_id"])
-    found = [h for h in instances.list_hosts(f.aws, f.platform.name, role=None) if h.id == host_id]
-    if not found:
-        raise NotFound(f"no host {host_id} in platform {f.platform.name!r}", "see `dynoform hosts`")
-    return found[0], f.connect(found[0])
+    host = f.host(str(addon.resource["host_id"]))
+    return host, f.connect(host)
 
 
 class SelfHosted:
