@@ -117,8 +117,14 @@ class Context:
             platform = ensure_platform(self.aws, self.target)
         else:
             platform = load_platform(self.aws, self.target)
-        self.store.docs.put(PLATFORM_DOC, platform.as_dict())
+        self.remember_platform(platform)
         return platform
+
+    def remember_platform(self, platform: Platform) -> None:
+        """Record the platform just checked or made: this Context and later ones use it."""
+        self.store.docs.put(PLATFORM_DOC, platform.as_dict())
+        with self._lock:
+            self._platform = platform
 
     def forget_platform(self) -> None:
         """After platform:init or platform:destroy changed it: read it afresh next time."""

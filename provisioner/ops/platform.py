@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
 from provisioner.aws.teardown import destroy_platform
-from provisioner.context import PLATFORM_DOC, Context
+from provisioner.context import Context
 from provisioner.model.tls import Bundle
 
 
@@ -13,8 +13,7 @@ def init(ctx: Context, ssh_cidr: str | None = None, bundle: Bundle | None = None
     """Create the platform, or complete it (a second run creates nothing); `created` says
     what this run made. With `bundle`, HTTPS serves that certificate for *.<app domain>."""
     platform = ensure_platform(ctx.aws, ctx.target, ssh_cidr=ssh_cidr, say=ctx.say, bundle=bundle)
-    ctx.forget_platform()
-    ctx.store.docs.put(PLATFORM_DOC, platform.as_dict())  # what other operations read
+    ctx.remember_platform(platform)  # what other operations read
     return platform
 
 
