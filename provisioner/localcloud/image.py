@@ -18,7 +18,7 @@ from pathlib import Path
 from provisioner import paths
 from provisioner.localcloud.system import log, run
 
-RECIPE_VERSION = 6
+RECIPE_VERSION = 7
 SUITE = "trixie"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = [
@@ -34,6 +34,10 @@ PACKAGES = [
     "curl",
     "sudo",
     "nftables",  # the runner role's metadata block (installed on AWS hosts when missing)
+    # The controller's libraries (the runner role installs them on AWS hosts when missing).
+    "python3-boto3",
+    "python3-fabric",
+    "python3-jinja2",
 ]
 # Files from templates/localcloud -> where they go in the image, and their mode.
 FILES = {
