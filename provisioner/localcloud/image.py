@@ -38,6 +38,8 @@ PACKAGES = [
     "python3-boto3",
     "python3-fabric",
     "python3-jinja2",
+    "python3-cffi-backend",  # provides a virtual package cryptography needs (debootstrap does
+    # not resolve those)
 ]
 # Files from templates/localcloud -> where they go in the image, and their mode.
 FILES = {
