@@ -23,7 +23,7 @@ from provisioner.aws.platform import Platform, ensure_platform, load_platform
 from provisioner.aws.router import RouterTable
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
-from provisioner.fleet import Fleet
+from provisioner.fleet import Fleet, OnFleet
 from provisioner.store import Store
 from provisioner.targets import Target, get_target
 
@@ -39,10 +39,16 @@ class Context:
     """A target and what operations on it share; a context manager that closes what it opened."""
 
     def __init__(
-        self, target: Target, say: Say = quiet, aws: Aws | None = None, store: Store | None = None
+        self,
+        target: Target,
+        say: Say = quiet,
+        aws: Aws | None = None,
+        store: Store | None = None,
+        on_fleet: OnFleet | None = None,
     ) -> None:
         self.target = target
         self.say = say
+        self.on_fleet = on_fleet  # made on a fleet host (the controller), not a laptop
         self._aws = aws
         self._store = store  # tests hand in their own clients and store
         self._platform: Platform | None = None
@@ -126,6 +132,11 @@ class Context:
         with self._lock:
             self._platform = platform
 
+    def refresh_platform(self) -> None:
+        """Read the platform's record again on next use (a long-lived Context: the controller)."""
+        with self._lock:
+            self._platform = None
+
     def forget_platform(self) -> None:
         """After platform:init or platform:destroy changed it: read it afresh next time."""
         with self._lock:
@@ -137,7 +148,9 @@ class Context:
         platform = self.platform()
         with self._lock:
             if self._fleet is None:
-                self._fleet = Fleet(self.aws, self.target, platform, self.store.docs)
+                self._fleet = Fleet(
+                    self.aws, self.target, platform, self.store.docs, on_fleet=self.on_fleet
+                )
             return self._fleet
 
     def router(self) -> RouterTable:

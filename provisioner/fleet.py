@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner import controlhost
 from provisioner import playbook as pb
 from provisioner.aws import instances
 from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
-from provisioner.aws.state import Documents
+from provisioner.aws.state import Documents, StaleWrite
 from provisioner.errors import DynoformError, NotFound
 from provisioner.remote.fanout import MAX_WORKERS, Outcome, fan_out
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
@@ -52,6 +53,25 @@ def resolve_host(name: str) -> list[str]:
 
 def pin_key(instance_id: str) -> str:
     return f"hosts/{instance_id}.json"
+
+
+PIN_PREFIX = "hosts/"
+SIZE_DOC = "fleet.json"  # {"runners": N}: the declared fleet size the controller keeps
+
+
+def declared_size(docs: Documents) -> int | None:
+    """How many runners the controller keeps (None: none declared yet)."""
+    doc = docs.get(SIZE_DOC)
+    return int(doc.data["runners"]) if doc else None
+
+
+@dataclass(frozen=True)
+class OnFleet:
+    """A fleet seen from one of its hosts (the controller): other hosts are reached at their
+    private addresses, with the copy of the platform's key the bootstrap left there."""
+
+    host_id: str
+    ssh_key: str
 
 
 _BUSY = {"active", "activating", "deactivating", "reloading"}
@@ -128,6 +148,7 @@ class Fleet:
     pool: Pool = field(default_factory=Pool)
     _role: tuple[pb.Role, Any] | None = None
     _target_vars: dict[str, Any] | None = None
+    on_fleet: OnFleet | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -156,10 +177,11 @@ class Fleet:
         self.docs.put(pin_key(instance_id), record)
 
     def endpoint(self, host: instances.Host) -> Endpoint:
+        inside = self.target.is_local or self.on_fleet is not None
         return Endpoint(
             name=host.id,
-            address=host.address(self.target.is_local),
-            key_path=Path(self.platform.key_path),
+            address=host.address(inside),
+            key_path=Path(self.on_fleet.ssh_key if self.on_fleet else self.platform.key_path),
             pinned=tuple(self.pin(host.id)["host_keys"]),
             user=LOGIN_USER,
         )
@@ -168,13 +190,67 @@ class Fleet:
         return instances.list_hosts(self.aws, self.platform.name)
 
     def ready(self) -> list[instances.Host]:
-        """Running hosts whose bootstrap finished: the only ones to place dynos or builds on."""
+        """Running hosts whose bootstrap finished and that the controller has not declared
+        lost: the only ones to place dynos or builds on."""
         result = []
         for host in self.hosts():
             doc = self.docs.get(pin_key(host.id))
-            if host.state == "running" and doc and doc.data.get("bootstrapped"):
+            usable = doc and doc.data.get("bootstrapped") and not doc.data.get("lost")
+            if host.state == "running" and usable:
                 result.append(host)
         return result
+
+    def pins(self) -> dict[str, dict[str, Any]]:
+        """Every host record in the state store (hosts EC2 may no longer list), by host id."""
+        found = {}
+        for key in self.docs.keys(PIN_PREFIX):
+            doc = self.docs.get(key)
+            if doc is not None:
+                found[key[len(PIN_PREFIX) : -len(".json")]] = dict(doc.data)
+        return found
+
+    def mark_lost(self, instance_id: str, reason: str) -> None:
+        """The controller's verdict: nothing is placed on the host again; it is replaced."""
+        self._update_pin(instance_id, lost=reason[:500], lost_at=now_iso())
+
+    def forget(self, instance_id: str) -> None:
+        """A terminated host's record goes (and its pooled connection)."""
+        self.pool.drop_name(instance_id)
+        self.docs.delete(pin_key(instance_id))
+
+    # the declared size --------------------------------------------------------------------------
+    def declared_size(self) -> int | None:
+        return declared_size(self.docs)
+
+    def declare_size(self, delta: int, counted: bool) -> int:
+        """Add `delta` to the declared size (retried on a concurrent change). With none declared
+        yet, the runners alive now are the base; `counted`: they include the change already
+        (hosts just added), else it is still to come (a host about to be removed)."""
+        for _ in range(20):
+            doc = self.docs.get(SIZE_DOC)
+            if doc is not None:
+                size = int(doc.data["runners"]) + delta
+            else:
+                size = len(self.alive()) + (0 if counted else delta)
+            data = {"runners": max(0, size), "updated_at": now_iso()}
+            try:
+                if doc is None:
+                    self.docs.create(SIZE_DOC, data)
+                else:
+                    self.docs.update(SIZE_DOC, data, doc.etag)
+                return max(0, size)
+            except StaleWrite:
+                continue
+        raise DynoformError("the declared fleet size changed too often to update", "retry")
+
+    def alive(self) -> list[instances.Host]:
+        """Runners that are or will be usable: pending or running, not declared lost."""
+        pins = self.pins()
+        return [
+            h
+            for h in self.hosts()
+            if h.state in ("pending", "running") and not pins.get(h.id, {}).get("lost")
+        ]
 
     def host(self, instance_id: str) -> instances.Host:
         """A host of the platform, of any role; NotFound when it has none by that id."""
@@ -184,6 +260,13 @@ class Fleet:
         if host.state != "running":
             raise DynoformError(f"host {host.id} is {host.state}", "start it, or remove it")
         return self.pool.get(self.endpoint(host), retry_for=retry_for, cancel=self.cancel)
+
+    def controller_steps(self, host: instances.Host, templates: Any) -> list[pb.Step]:
+        """The controller's install (controlhost.py), with this fleet's key and endpoint."""
+        key_path = self.on_fleet.ssh_key if self.on_fleet else self.platform.key_path
+        config = controlhost.host_config(self.target, self.aws.endpoint_url, host.id)
+        key = Path(key_path).read_bytes()
+        return controlhost.steps(controlhost.code_bundle(), config, key, templates)
 
     def role(self) -> tuple[pb.Role, Any]:
         with self._lock:
@@ -211,6 +294,7 @@ class Fleet:
         role, templates = self.role()
         runner = SshRunner(conn)
         steps = role.steps(pb.gather(runner), templates, self.target_vars())
+        steps += self.controller_steps(host, templates)
         report = pb.run_steps(steps, runner, check=check, on_step=on_step)
         if not check:
             self._update_pin(host.id, bootstrapped=True, bootstrapped_at=now_iso(), role=ROLE)
@@ -368,8 +452,12 @@ class Fleet:
                     f"host {instance_id} still runs {len(units)} dyno(s): {', '.join(units[:5])}",
                     "scale the apps down or move the dynos first",
                 )
+        pin = self.docs.get(pin_key(instance_id))
+        if host.role == ROLE and host.state in ("pending", "running"):
+            if not (pin and pin.data.get("lost")):  # a lost host is replaced already
+                self.declare_size(-1, counted=False)
         instances.terminate(self.aws, [instance_id])
-        self.docs.delete(pin_key(instance_id))
+        self.forget(instance_id)
 
     def exec(self, instance_id: str, argv: list[str], timeout: float) -> tuple[int, str, str]:
         result = self.connect(self.host(instance_id)).run(argv, timeout=timeout)

@@ -42,6 +42,10 @@ MAX_CONFLICT_RETRIES = 50
 # LEASE_TTL seconds after its last renewal.
 LEASE_TTL = 30.0
 LEASE_RENEWALS = 6
+# The controller's operations on an app start with this word; a command that finds one holding
+# the app's lease waits for it (at most CONTROLLER_PATIENCE s) instead of failing as busy.
+CONTROLLER_OPERATION = "controller"
+CONTROLLER_PATIENCE = 120.0
 
 
 # An app id is 12 hex digits starting with a digit: app names start with a letter, so no id is
@@ -340,6 +344,14 @@ class Store:
             self._held.pop(app, None)
             lease.release()
 
+    def lease_holder(self, app: str) -> LeaseInfo | None:
+        """Who holds the app's lease now, if anybody (a lease past its expiry is free)."""
+        doc = self.docs.get(f"leases/{validate_app_name(app)}.json")
+        if doc is None:
+            return None
+        info = LeaseInfo(**{k: doc.data[k] for k in LeaseInfo.__dataclass_fields__})
+        return info if info.expires_at > time.time() else None
+
     def _fence(self, app: str) -> None:
         """Before a write to an app's documents: if this store holds its lease, it must be ours."""
         lease = self._held.get(app)
@@ -386,13 +398,21 @@ class Lease:
     refused, or the last successful renewal is too old for the lease to be surely ours.
     """
 
-    def __init__(self, docs: Documents, app: str, operation: str, ttl: float) -> None:
+    def __init__(
+        self,
+        docs: Documents,
+        app: str,
+        operation: str,
+        ttl: float,
+        key: str | None = None,
+        holder: str | None = None,
+    ) -> None:
         self.docs = docs
-        self.key = f"leases/{app}.json"
+        self.key = key or f"leases/{app}.json"  # another key: a lease on something else
         self.app = app
         self.operation = operation
         self.ttl = ttl
-        self.holder = f"{whoami()}:{os.getpid()}:{threading.get_ident()}"
+        self.holder = holder or f"{whoami()}:{os.getpid()}:{threading.get_ident()}"
         self.etag: str | None = None
         self.acquired_at = now_iso()
         self.renewed = 0.0  # time.monotonic() of the last write that extended the lease
@@ -447,8 +467,12 @@ class Lease:
             holder = self.try_acquire()
             if holder is None:
                 break
-            if not wait or time.monotonic() > deadline:
+            patient = holder.operation.startswith(CONTROLLER_OPERATION)
+            if not (wait or patient) or time.monotonic() > deadline:
                 raise holder.busy_error(self.app)
+            if patient and not wait:  # the controller's repairs are short: wait for one
+                deadline = min(deadline, time.monotonic() + CONTROLLER_PATIENCE)
+                wait = True
             time.sleep(1.0)
         self._renewer = threading.Thread(target=self._renew_loop, daemon=True)
         self._renewer.start()

@@ -37,8 +37,19 @@ def local_cloud() -> Iterator[Aws]:
 
     started = control.daemon_pid() is None
     control.up()
+    pause_controller()
     try:
         yield Aws(LOCAL_TARGET)
     finally:
         if started and control.daemon_pid() is not None:
             control.down()
+
+
+def pause_controller() -> None:
+    """The controller on the hosts heals what tests break on purpose (a stopped dyno, a stopped
+    host): it is paused for the suite, and resumed by the tests of the controller itself."""
+    from provisioner.context import Context
+    from provisioner.ops import controller
+
+    with Context.open("local") as ctx:
+        controller.set_paused(ctx, True)

@@ -12,6 +12,7 @@ MODULES = [
     "local",
     "platform",
     "hosts",
+    "controller",
     "apps",
     "config",
     "releases",

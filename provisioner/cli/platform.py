@@ -25,7 +25,7 @@ group = typer.Typer(
 _FIELDS = [
     "name", "target", "region", "cidr", "vpc_id", "subnet_ids", "zones", "runner_sg_id",
     "lb_sg_id", "key_name", "key_path", "bucket", "lb_dns", "lb_arn", "listener_arn",
-    "https_listener_arn", "certificate_arn",
+    "https_listener_arn", "certificate_arn", "declared_hosts",
 ]  # fmt: skip
 
 
@@ -33,8 +33,8 @@ def _show(data: dict[str, object]) -> None:
     if g().json:
         emit_json(data)
         return
-    for key in _FIELDS:
-        value = data.get(key)
+    for key in (k for k in _FIELDS if k in data):
+        value = data[key]
         out.print(f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}")
 
 
@@ -75,7 +75,9 @@ def init(
 @group.command("info")
 def info() -> None:
     """Show the platform's resources. Example: dynoform platform:info --json"""
-    _show(ops.info(g().ctx).as_dict())
+    data = ops.info(g().ctx).as_dict()
+    data["declared_hosts"] = ops.declared_hosts(g().ctx)
+    _show(data)
 
 
 @group.command("destroy")

@@ -76,7 +76,11 @@ def add(
     """Launch and bootstrap `count` hosts in parallel (the platform made first if need be);
     `progress(slot, host_id, state)` hears each host's steps. Failed hosts are terminated."""
     started = time.monotonic()
-    outcomes = ctx.fleet().add(count, instance_type, progress)
+    fleet = ctx.fleet()
+    outcomes = fleet.add(count, instance_type, progress)
+    added = sum(1 for o in outcomes if o.ok)
+    if added:
+        fleet.declare_size(added, counted=True)  # the controller keeps this many
     return HostsAdded(count, outcomes, time.monotonic() - started)
 
 
@@ -96,5 +100,6 @@ def exec_command(ctx: Context, host_id: str, argv: list[str], timeout: float) ->
 
 
 def remove(ctx: Context, host_id: str, force: bool = False) -> None:
-    """Terminate a host that runs no dynos; force: even when it cannot be checked."""
+    """Terminate a host that runs no dynos; force: even when it cannot be checked. The declared
+    fleet size shrinks by one (unless the host was lost: its replacement took its place)."""
     _fleet(ctx).remove(host_id, force=force)

@@ -1,5 +1,6 @@
-"""An app's logs: journald on every host over SSH, the local router's log and release events,
-merged as Heroku shows them (`history`), or followed as they come (`Tail`)."""
+"""An app's logs: journald on every host over SSH, the local router's log, release events and
+the controller's events, merged as Heroku shows them (`history`), or followed as they come
+(`Tail`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from provisioner import events
 from provisioner import logs as lg
 from provisioner.aws import instances
 from provisioner.context import Context
@@ -102,7 +104,17 @@ def _collect(ctx: Context, app: str, lines: int) -> list[lg.LogLine]:
     names = hostnames(ctx.store, app, ctx.target.app_domain)
     collected += read_router(router_log_path(ctx.target), names, dyno_servers(observed, app))
     collected += release_events(ctx.store, app)
+    collected += platform_events(ctx.store, app, lines)
     return collected
+
+
+def platform_events(store: Store, app: str, lines: int) -> list[lg.LogLine]:
+    """What the controller did to the app: `dynoform[controller]` lines."""
+    return [event_line(e) for e in events.recent(store.docs, lines, app=app)]
+
+
+def event_line(event: events.Event) -> lg.LogLine:
+    return lg.LogLine(event.at, "dynoform", event.source, lg.clean(event.message))
 
 
 def _parse_journal(text: str, app: str, host: str) -> Iterator[lg.LogLine]:
@@ -143,6 +155,7 @@ class Tail:
         self.stop = threading.Event()
         self.followers: dict[str, threading.Thread] = {}
         self.servers: dict[str, str] = {}
+        self.events_seen: str | None = None  # the newest controller event emitted
         self.lock = threading.Lock()
 
     def emit(self, line: lg.LogLine) -> None:
@@ -171,12 +184,24 @@ class Tail:
             )
             return
         self.servers = dyno_servers(observed, self.app)
+        self._follow_events()
         for host in observed.hosts:
             follower = self.followers.get(host.id)
             if follower is None or not follower.is_alive():
                 thread = threading.Thread(target=self._follow_host, args=(host,), daemon=True)
                 self.followers[host.id] = thread
                 thread.start()
+
+    def _follow_events(self) -> None:
+        docs = self.ctx.store.docs
+        if self.events_seen is None:
+            self.events_seen = events.newest_key(docs, self.app)  # from now on, as `tail -f`
+            return
+        for key in events.keys_after(docs, self.app, self.events_seen):
+            doc = docs.get(key)
+            if doc is not None:
+                self.emit(event_line(events.Event.from_dict(doc.data)))
+            self.events_seen = key
 
     def _follow_host(self, host: instances.Host) -> None:
         try:

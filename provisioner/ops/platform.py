@@ -6,6 +6,7 @@ from __future__ import annotations
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
 from provisioner.aws.teardown import destroy_platform
 from provisioner.context import Context
+from provisioner.fleet import SIZE_DOC, declared_size
 from provisioner.model.tls import Bundle
 
 
@@ -30,4 +31,13 @@ def destroy(ctx: Context, delete_state: bool = False) -> list[str]:
     done = destroy_platform(ctx.aws, ctx.target, delete_state=delete_state)
     if done and not delete_state:
         ctx.forget_platform()  # the state bucket stays: its record of the platform goes
+        # The hosts and their controllers are gone: so are the declared size and the
+        # controller's records (a later platform starts from none).
+        ctx.store.docs.delete(SIZE_DOC)
+        ctx.store.docs.delete_prefix("controller/")
     return done
+
+
+def declared_hosts(ctx: Context) -> int | None:
+    """The number of runners the controller keeps (None until hosts:add declares one)."""
+    return declared_size(ctx.store.docs)

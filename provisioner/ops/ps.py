@@ -15,8 +15,9 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound
 from provisioner.model.app import App
 from provisioner.model.formation import Formation, apply_resize, apply_scale
-from provisioner.ops import repair, router
-from provisioner.ops.rollout import open_rollout
+from provisioner.ops import controller, repair, router
+from provisioner.ops.rollout import Observed, open_rollout
+from provisioner.plan.controller import stranded
 from provisioner.plan.units import DynoState
 
 
@@ -72,12 +73,26 @@ def dyno_of(state: DynoState) -> Dyno:
 
 
 def list_dynos(ctx: Context, app: str) -> list[Dyno]:
-    """The app's dynos that run or try to (an idle app left half-way is repaired first)."""
+    """The app's dynos that run or try to (an idle app left half-way is repaired first), and
+    those of hosts that went away (`lost`) until they run elsewhere."""
     repair.settle(ctx, app)
     ctx.store.app(app)
-    states = open_rollout(ctx).observe().of_app(app)
+    observed = open_rollout(ctx).observe()
+    states = observed.of_app(app)
     ordered = sorted(states, key=lambda s: (s.instance.type, s.instance.index, s.instance.release))
-    return [d for d in map(dyno_of, ordered) if d.state != "inactive"]
+    dynos = [d for d in map(dyno_of, ordered) if d.state != "inactive"]
+    return dynos + lost_dynos(ctx, app, observed, {d.name for d in dynos})
+
+
+def lost_dynos(ctx: Context, app: str, observed: Observed, running: set[str]) -> list[Dyno]:
+    """The app's dynos the controller last saw on hosts that no longer answer or were lost."""
+    seen = {h.id for h in observed.hosts}
+    where = controller.placement(ctx)
+    return [
+        Dyno(d.name, d.name.split(".")[0], "lost", host, f"v{d.release}", None, 0, None, "", None)
+        for host, d in stranded(where, set(where) - seen, app)
+        if d.name not in running
+    ]
 
 
 def scale(

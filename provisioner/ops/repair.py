@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from provisioner.aws.router import RouterTarget
 from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.formation import default_formation
 from provisioner.ops import builds
 from provisioner.ops.rollout import Observed, Rollout, open_rollout
 from provisioner.plan.recovery import judge_pending
+from provisioner.plan.rollout import RolloutPlan
 from provisioner.plan.units import RUNNING_STATES, DynoInstance
 from provisioner.store import Lease, LeaseBusy, Store
 
@@ -136,8 +138,6 @@ def _judge(
 def _healthy_units(
     rollout: Rollout, observed: Observed, app: str, running: list[DynoInstance]
 ) -> set[str]:
-    from provisioner.aws.router import RouterTarget
-
     web = {RouterTarget(observed.address(d.host), int(d.port)): d.unit for d in running if d.port}
     health = rollout.router.health(app, web)
     return {unit for target, unit in web.items() if health.get(target) == "healthy"}
@@ -156,9 +156,19 @@ def _adopt_config(store: Store, app: str, version: int) -> list[str]:
 def _converge(
     rollout: Rollout, observed: Observed, app: str, running: list[DynoInstance]
 ) -> list[str]:
-    """Dynos to the serving release (or none), then the router to exactly its web dynos."""
-    from provisioner.aws.router import RouterTarget
+    plan, (added, removed) = converge_app(rollout, observed, app, running)
+    notes = [f"stopped {d.name} of v{d.release}" for d in plan.stopped] if plan else []
+    notes += [f"started {d.name} of v{d.release}" for d in plan.started] if plan else []
+    notes += [f"router: removed target {t.ip}:{t.port} (no dyno of {app})" for t in removed]
+    notes += [f"router: added target {t.ip}:{t.port}" for t in added]
+    return notes
 
+
+def converge_app(
+    rollout: Rollout, observed: Observed, app: str, running: list[DynoInstance]
+) -> tuple[RolloutPlan | None, tuple[set[RouterTarget], set[RouterTarget]]]:
+    """Dynos to the serving release (or none), then the router to exactly its web dynos.
+    Returns the rollout's plan (None: nothing to serve) and the targets (added, removed)."""
     store = rollout.store
     current = store.current_release(app)
     if current is not None and current.slug_key:
@@ -171,11 +181,6 @@ def _converge(
         plan = rollout.converge(app, newest, {}, {}, observed=observed)
     else:
         plan = None
-    notes = [f"stopped {d.name} of v{d.release}" for d in plan.stopped] if plan else []
-    notes += [f"started {d.name} of v{d.release}" for d in plan.started] if plan else []
     final = plan.final if plan else []
     wanted = {RouterTarget(observed.address(d.host), int(d.port)) for d in final if d.port}
-    added, removed = rollout.router.sync_targets(app, wanted)
-    notes += [f"router: removed target {t.ip}:{t.port} (no dyno of {app})" for t in removed]
-    notes += [f"router: added target {t.ip}:{t.port}" for t in added]
-    return notes
+    return plan, rollout.router.sync_targets(app, wanted)

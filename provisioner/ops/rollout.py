@@ -187,8 +187,10 @@ class Rollout(Generic[R]):
     clock: Callable[[], float] = time.time  # names the hosts' delayed-stop units
 
     # observing --------------------------------------------------------------------------------
-    def observe(self) -> Observed:
-        hosts = self.fleet.ready()
+    def observe(self, hosts: list[instances.Host] | None = None) -> Observed:
+        """What runs on the ready hosts (or on `hosts`: the controller asks only those that
+        answered its probe, so a silent host costs no SSH timeout)."""
+        hosts = self.fleet.ready() if hosts is None else hosts
         observed = Observed(hosts)
 
         def facts(host: instances.Host) -> list[DynoState]:

@@ -641,7 +641,7 @@ OLD_PROGRAMS = {
     STOP_UNITS: (
         'sleep "$1"; shift; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
         'for u in "$@"; do rm -f "/etc/systemd/system/$u" "/run/dynoform/ports/$u"; done; '
-        "systemctl daemon-reload"
+        'systemctl daemon-reload; systemctl reset-failed "$@" >/dev/null 2>&1 || true'
     ),
     FORGET_BUILDS: (
         'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; '

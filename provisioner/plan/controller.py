@@ -1,0 +1,148 @@
+"""What the controller decides, as pure functions of what it observed.
+
+- which runner hosts are lost (EC2 says terminated or stopped, or the host has not answered for
+  a grace period), and so must be replaced;
+- how many hosts to launch to keep the declared fleet size;
+- which dynos crash-loop, reported once per threshold of restarts;
+- where a lost host's dynos were, so `ps` can say `lost` until they run elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+GRACE = 5.0  # seconds a running host may stay silent (no SSH, no dyno port) before it is lost
+# A host still not bootstrapped this long after launch was abandoned half-way (hosts:add killed,
+# or a controller lost while bootstrapping it): it is lost too, and replaced.
+BOOTSTRAP_LIMIT = 1200.0
+MAX_LAUNCH = 4  # hosts launched at once: a mistake must not launch a fleet
+CRASH_THRESHOLDS = (3, 10, 30, 100, 300, 1000)
+ALIVE = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class HostView:
+    """A runner as the controller sees it: from EC2 and the host's record in the state store."""
+
+    id: str
+    state: str  # EC2's word; "terminated" for a recorded host EC2 no longer lists
+    bootstrapped: bool
+    age: float  # seconds since launch
+    lost: str | None = None  # why it was declared lost already
+
+
+@dataclass(frozen=True)
+class Verdict:
+    host: str
+    reason: str
+
+
+def track_silence(
+    silent_since: Mapping[str, float], answered: Mapping[str, bool], now: float
+) -> dict[str, float]:
+    """When each host first failed to answer, among those that still do not."""
+    return {host: silent_since.get(host, now) for host, ok in sorted(answered.items()) if not ok}
+
+
+def judge(
+    hosts: Sequence[HostView], silent_since: Mapping[str, float], now: float, grace: float = GRACE
+) -> list[Verdict]:
+    """The hosts to declare lost now (those declared before are not judged again)."""
+    verdicts = []
+    for host in hosts:
+        reason = _lost_reason(host, silent_since.get(host.id), now, grace)
+        if host.lost is None and reason:
+            verdicts.append(Verdict(host.id, reason))
+    return verdicts
+
+
+def _lost_reason(host: HostView, silent: float | None, now: float, grace: float) -> str | None:
+    if host.state in ("terminated", "shutting-down"):
+        return "terminated"
+    if host.state in ("stopping", "stopped"):
+        return f"{host.state} (EC2)"
+    if not host.bootstrapped:
+        if host.age > BOOTSTRAP_LIMIT:
+            return f"not bootstrapped {round(host.age)} s after launch"
+        return None
+    if host.state == "running" and silent is not None and now - silent >= grace:
+        return f"no answer (SSH or dynos) for {round(now - silent)} s"
+    return None
+
+
+def shortfall(desired: int | None, hosts: Iterable[HostView], launching: int = 0) -> int:
+    """How many runners to launch now: none when no size is declared (a platform from before
+    declared sizes, until `hosts:add` or `hosts:remove` declares one)."""
+    if desired is None:
+        return 0
+    alive = sum(1 for h in hosts if h.lost is None and h.state in ALIVE)
+    return max(0, min(MAX_LAUNCH, desired - alive - launching))
+
+
+def crash_threshold(restarts: int) -> int:
+    """The highest threshold a restart count has reached (0: none yet)."""
+    reached = [t for t in CRASH_THRESHOLDS if restarts >= t]
+    return reached[-1] if reached else 0
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One dyno on one host, as the controller last saw it."""
+
+    app: str
+    name: str  # web.1
+    release: int
+
+    def as_list(self) -> list[str | int]:
+        return [self.app, self.name, self.release]
+
+
+Placement = dict[str, list[Placed]]  # host id -> its dynos
+
+
+def next_placement(
+    previous: Mapping[str, list[Placed]],
+    seen: Mapping[str, list[Placed]],
+    unseen: Iterable[str],
+) -> Placement:
+    """The snapshot after a look at the fleet: what `seen` hosts run now; for hosts not seen
+    (lost, or silent), what they ran before, less the dynos now running elsewhere."""
+    result: Placement = {host: sorted(dynos, key=_order) for host, dynos in seen.items()}
+    running = {(d.app, d.name) for dynos in seen.values() for d in dynos}
+    for host in sorted(set(unseen)):
+        left = [d for d in previous.get(host, []) if (d.app, d.name) not in running]
+        if left:
+            result[host] = left
+    return result
+
+
+def _order(placed: Placed) -> tuple[str, str, int]:
+    return placed.app, placed.name, placed.release
+
+
+def placement_from_dict(data: Mapping[str, list[list[str | int]]]) -> Placement:
+    return {
+        host: [Placed(str(a), str(n), int(r)) for a, n, r in dynos] for host, dynos in data.items()
+    }
+
+
+def placement_to_dict(placement: Mapping[str, list[Placed]]) -> dict[str, list[list[str | int]]]:
+    return {host: [d.as_list() for d in dynos] for host, dynos in sorted(placement.items())}
+
+
+def stranded(
+    placement: Mapping[str, list[Placed]], hosts: Iterable[str], app: str
+) -> list[tuple[str, Placed]]:
+    """The app's dynos recorded on `hosts` (lost or silent ones): (host, dyno)."""
+    return [
+        (host, d) for host in sorted(set(hosts)) for d in placement.get(host, []) if d.app == app
+    ]
+
+
+def moved_from(placement: Mapping[str, list[Placed]], app: str, name: str) -> str | None:
+    """The host a dyno was last seen on, if any (to say where a restarted dyno came from)."""
+    for host, dynos in sorted(placement.items()):
+        if any(d.app == app and d.name == name for d in dynos):
+            return host
+    return None
