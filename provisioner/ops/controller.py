@@ -112,6 +112,25 @@ def set_paused(ctx: Context, paused: bool) -> bool:
     return paused
 
 
+def quiesce(ctx: Context, timeout: float = 30.0) -> bool:
+    """Pause the controller and wait until its leader has seen it with no launch in flight
+    (before `platform:destroy` terminates hosts it would otherwise replace). True when it
+    acknowledged; also True when no controller leads."""
+    paused_at = time.time()
+    set_paused(ctx, True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if status(ctx, recent=0).leader is None:
+            return True
+        doc = ctx.store.docs.get(STATUS_KEY)
+        loop = doc.data if doc else {}
+        at = datetime.fromisoformat(str(loop.get("at", "1970-01-01T00:00:00+00:00")))
+        if loop.get("paused") and not loop.get("launching") and at.timestamp() > paused_at:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def placement(ctx: Context) -> plan.Placement:
     """Where the controller last saw each dyno (host id -> dynos)."""
     doc = ctx.store.docs.get(PLACEMENT_KEY)
@@ -466,6 +485,8 @@ class Controller:
                     "declared": fleet.declared_size(),
                     "alive": len(fleet.alive()),
                     "lost": sorted(i for i, p in pins.items() if p.get("lost")),
+                    "paused": is_paused(self.ctx),
+                    "launching": self.launching,
                 },
             )
         except Exception as exc:  # noqa: BLE001 - status is for people; the loop goes on

@@ -3,11 +3,15 @@ balancer. `init` makes or completes it, `info` checks it, `destroy` deletes it."
 
 from __future__ import annotations
 
+from botocore.exceptions import ClientError
+
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
+from provisioner.aws.state import bucket_name
 from provisioner.aws.teardown import destroy_platform
 from provisioner.context import Context
 from provisioner.fleet import SIZE_DOC, declared_size
 from provisioner.model.tls import Bundle
+from provisioner.ops import controller
 
 
 def init(ctx: Context, ssh_cidr: str | None = None, bundle: Bundle | None = None) -> Platform:
@@ -28,6 +32,7 @@ def destroy(ctx: Context, delete_state: bool = False) -> list[str]:
 
     With delete_state the state bucket goes too, and the Context's store with it: open a new
     Context to go on."""
+    _quiesce_controller(ctx)
     done = destroy_platform(ctx.aws, ctx.target, delete_state=delete_state)
     if done and not delete_state:
         ctx.forget_platform()  # the state bucket stays: its record of the platform goes
@@ -41,3 +46,15 @@ def destroy(ctx: Context, delete_state: bool = False) -> list[str]:
 def declared_hosts(ctx: Context) -> int | None:
     """The number of runners the controller keeps (None until hosts:add declares one)."""
     return declared_size(ctx.store.docs)
+
+
+def _quiesce_controller(ctx: Context) -> None:
+    """Pause the controller first: no host about to go may be replaced."""
+    try:  # no state bucket: no controller (and none is made just to ask)
+        ctx.aws.s3.head_bucket(Bucket=bucket_name(ctx.target.platform, ctx.aws.account_id()))
+    except ClientError:
+        return
+    if ctx.store.docs.get(SIZE_DOC) is None and not controller.status(ctx, 0).leader:
+        return
+    if not controller.quiesce(ctx):
+        ctx.say("warning: the controller did not confirm its pause; destroying anyway")
