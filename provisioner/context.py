@@ -107,7 +107,10 @@ class Context:
         doc = self.store.docs.get(PLATFORM_DOC)
         if doc is None:
             return None
-        platform = Platform(**doc.data)
+        # A record written by a newer dynoform may have fields this one does not know (a
+        # controller not yet upgraded reads it too): those are left out.
+        known = {k: v for k, v in doc.data.items() if k in Platform.__dataclass_fields__}
+        platform = Platform(**known)
         if not platform.https_listener_arn:
             return None  # a record from before HTTPS: check the platform again
         try:

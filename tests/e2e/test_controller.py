@@ -105,13 +105,14 @@ def serving_on_live_hosts(world: World, gone: str) -> bool:
     return len(up) == 2 and len(web) == 2
 
 
-def records_are_true(world: World) -> None:
-    """The router holds exactly the web dynos that run, and the fleet is at its size."""
+def records_are_true(world: World) -> bool:
+    """The router holds exactly the web dynos that run (a dyno moved to the replacement host
+    has its old one draining a while: wait for that), and the fleet is at its size."""
     web = world.web()
     hosts = {h["id"]: h["private_ip"] for h in world.runners()}
-    wanted = {f"{hosts[d['host']]}:{d['port']}" for d in web}
-    assert router_targets(world) == wanted
+    wanted = {f"{hosts.get(d['host'])}:{d['port']}" for d in web}
     assert world.json("platform:info")["declared_hosts"] == 2
+    return router_targets(world) == wanted and len(web) == 2
 
 
 def router_targets(world: World) -> set[str]:
@@ -140,9 +141,13 @@ def controller_lines(world: World) -> str:
 
 
 def heal_after(world: World, gone: str) -> None:
+    started = time.monotonic()
     wait_for("web=2 up on live hosts", lambda: serving_on_live_hosts(world, gone), 45)
+    print(f"web=2 up on live hosts after {time.monotonic() - started:.1f} s")
     wait_for("the fleet back at 2 runners", lambda: fleet_back(world, gone), 180, 3)
-    records_are_true(world)
+    print(f"fleet back at its size after {time.monotonic() - started:.1f} s")
+    wait_for("the router to hold exactly the web dynos", lambda: records_are_true(world), 90, 3)
+    print(f"records settled after {time.monotonic() - started:.1f} s")
 
 
 def test_the_controller_runs_on_every_runner_and_one_leads(world: World) -> None:
