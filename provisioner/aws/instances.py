@@ -3,7 +3,8 @@
 The launch request is built by a pure function (tested as data): IMDSv2 required with hop
 limit 1, so dynos behind one more hop cannot reach the metadata service; an encrypted root
 volume; tags for platform and role; runner hosts get the controller's instance profile
-(aws/iam.py), whose credentials only root on the host reaches.
+(aws/iam.py), whose credentials dynos and builds never reach (the metadata service is walled
+off their uids).
 """
 
 from __future__ import annotations
