@@ -3,7 +3,8 @@
 They are keyed by the app's immutable id (store.app_id), not its name: a rename leaves them
 where they are, and an app that later takes a freed name can neither share nor delete them.
 
-Hosts never hold AWS credentials: they fetch and upload through presigned URLs.
+Builds and deploys on hosts use no AWS credentials: they fetch and upload through presigned
+URLs (a runner's own credentials are the controller's, out of reach of dynos and builds).
 """
 
 from __future__ import annotations

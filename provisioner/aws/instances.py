@@ -2,7 +2,9 @@
 
 The launch request is built by a pure function (tested as data): IMDSv2 required with hop
 limit 1, so dynos behind one more hop cannot reach the metadata service; an encrypted root
-volume; tags for platform and role.
+volume; tags for platform and role; runner hosts get the controller's instance profile
+(aws/iam.py), whose credentials dynos and builds never reach (the metadata service is walled
+off their uids).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ RUNNER = "runner"
 DEFAULT_TYPE = "t3.small"
 ROOT_GIB = 20
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+PROFILE_WAIT = 60.0  # seconds a new instance profile may take to be usable by RunInstances
 
 
 @dataclass
@@ -88,7 +91,7 @@ def launch_request(
         {"Key": ROLE_TAG, "Value": role},
         {"Key": "Name", "Value": f"dynoform-{platform.name}-{role}"},
     ]
-    return {
+    request: dict[str, Any] = {
         "ImageId": ami,
         "InstanceType": instance_type,
         "MinCount": 1,
@@ -97,8 +100,6 @@ def launch_request(
         "SubnetId": subnet_id,
         "SecurityGroupIds": [platform.runner_sg_id],
         "UserData": user_data,
-        # No IamInstanceProfile, ever: hosts hold no AWS credentials (presigned URLs only), so
-        # the metadata service has none to give a dyno that got past the walls.
         "MetadataOptions": {
             "HttpTokens": "required",
             "HttpPutResponseHopLimit": 1,
@@ -120,6 +121,11 @@ def launch_request(
             {"ResourceType": "volume", "Tags": tags},
         ],
     }
+    # Only runners carry the controller's credentials (for the controller, root on the host;
+    # dynos and builds are walled off the metadata service). The add-on host gets none.
+    if role == RUNNER and platform.instance_profile:
+        request["IamInstanceProfile"] = {"Name": platform.instance_profile}
+    return request
 
 
 def spread(subnet_zones: dict[str, str], existing: list[str], count: int) -> list[str]:
@@ -153,9 +159,26 @@ def _host(instance: dict[str, Any]) -> Host:
     )
 
 
-def launch(aws: Aws, request: dict[str, Any]) -> Host:
-    instance = aws.ec2.run_instances(**request)["Instances"][0]
-    return _host(instance)
+def launch(aws: Aws, request: dict[str, Any], profile_wait: float = PROFILE_WAIT) -> Host:
+    """Run one instance. A new instance profile takes a few seconds to reach EC2 (it answers
+    "Invalid IAM Instance Profile" until then): retried for `profile_wait` seconds."""
+    deadline = time.monotonic() + profile_wait
+    delay = 1.0
+    while True:
+        try:
+            instance = aws.ec2.run_instances(**request)["Instances"][0]
+            return _host(instance)
+        except ClientError as exc:
+            if not _profile_not_ready(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 1.5, 5)
+
+
+def _profile_not_ready(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    message = str(error.get("Message", "")).lower()
+    return error.get("Code") == "InvalidParameterValue" and "iam instance profile" in message
 
 
 def list_hosts(aws: Aws, platform: str, role: str | None = RUNNER) -> list[Host]:

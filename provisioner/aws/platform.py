@@ -1,8 +1,9 @@
-"""The platform: network, security groups, key pair, state bucket, load balancer, certificate.
+"""The platform: network, security groups, key pair, state bucket, the controller's instance
+profile, load balancer, certificate.
 
 Every resource is found by its tags before anything is created (aws/tags.py), so
 `ensure_platform` may run any number of times and creates each resource once. The same code
-serves AWS and the local cloud (moto). The parts live by job: aws/network.py,
+serves AWS and the local cloud (moto). The parts live by job: aws/network.py, aws/iam.py,
 aws/listeners.py, aws/tlscerts.py; aws/teardown.py deletes it all.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from provisioner.aws import listeners, network
+from provisioner.aws.iam import ensure_controller_access
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.tags import Finder, Say, say_on_stderr
@@ -42,6 +44,7 @@ class Platform:
     listener_arn: str  # HTTP :80 (redirects to HTTPS)
     https_listener_arn: str = ""  # HTTPS :443 (empty: a record from before HTTPS)
     certificate_arn: str = ""
+    instance_profile: str = ""  # runner hosts' (empty: a record from before the controller)
     created: list[str] = field(default_factory=list)
 
     @property
@@ -88,6 +91,7 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
         runner_sg, lb_sg = network.existing_groups(b)
     key, path = network.key_pair(b)
     bucket = _bucket(b)
+    instance_profile = ensure_controller_access(b, bucket)
     lb_arn, lb_dns = listeners.load_balancer(b, subnet_ids, lb_sg)
     certificate = PlatformCertificate(b, bundle)
     certificate_arn = certificate.arn()
@@ -114,6 +118,7 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
         listener_arn=listener_arn,
         https_listener_arn=https_listener_arn,
         certificate_arn=certificate_arn,
+        instance_profile=instance_profile,
         created=b.created,
     )
 

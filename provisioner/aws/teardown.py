@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
+from provisioner.aws.iam import remove_controller_access
 from provisioner.aws.managed import destroy_managed
 from provisioner.aws.session import Aws, retry_in_use
 from provisioner.aws.state import Documents, bucket_name
@@ -23,6 +24,7 @@ def destroy_platform(aws: Aws, target: Target, delete_state: bool = False) -> li
     done += destroy_managed(aws, name)
     done += _target_groups(aws, name)
     done += _network(aws, name)
+    done += remove_controller_access(aws.client("iam"), name)  # no host uses it any more
     if delete_state:
         done += _bucket(aws, name)
     return done

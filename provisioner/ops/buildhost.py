@@ -1,7 +1,8 @@
 """Running a build on a fleet host over SSH: tooling, inputs, the transient unit, the slug.
 
-Hosts hold no AWS credentials: the source, the build cache and the slug move through
-presigned URLs, handed to curl on stdin (never on a command line).
+The build uses no AWS credentials (a runner's are the controller's, out of a build's reach):
+the source, the build cache and the slug move through presigned URLs, handed to curl on stdin
+(never on a command line).
 
 An app builds as its own dyno user in a tmpfs of its own (size-capped) that root mounts at the
 build's directory. Root writes there only before any of the build's code runs; afterwards it

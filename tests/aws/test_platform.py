@@ -351,7 +351,8 @@ def test_launch_requests_imdsv2_encryption_and_tags(aws, target, config_home):
     instance = aws.ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
     assert instance["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
-    assert "IamInstanceProfile" not in request and "IamInstanceProfile" not in instance
+    assert request["IamInstanceProfile"] == {"Name": platform.instance_profile}
+    assert instance["IamInstanceProfile"]["Arn"].endswith(f"/{platform.instance_profile}")
     assert instance["KeyName"] == platform.key_name
     assert [g["GroupId"] for g in instance["SecurityGroups"]] == [platform.runner_sg_id]
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}

@@ -95,6 +95,20 @@ def test_add_three_hosts_bootstrapped_in_parallel(fleet, three):
     assert len({r["zone"] for r in rows}) == 3
 
 
+def test_runners_carry_the_controller_profile(fleet, three):
+    """The local cloud runs the AWS path: hosts:add made the platform with the controller's
+    role and instance profile (in moto's IAM) and launched each runner with the profile."""
+    cli, aws, platform = fleet
+    profile = f"dynoform-{platform}-controller"
+    assert cli.json("platform:info")["instance_profile"] == profile
+    held = aws.client("iam").get_instance_profile(InstanceProfileName=profile)
+    assert [r["RoleName"] for r in held["InstanceProfile"]["Roles"]] == [profile]
+    ids = three.stdout.split()
+    reservations = aws.ec2.describe_instances(InstanceIds=ids)["Reservations"]
+    arns = {i["IamInstanceProfile"]["Arn"] for r in reservations for i in r["Instances"]}
+    assert arns == {held["InstanceProfile"]["Arn"]}
+
+
 def test_second_run_reports_zero_changes(fleet, three):
     cli, _aws, _platform = fleet
     report = cli.json("hosts:bootstrap", "--check")

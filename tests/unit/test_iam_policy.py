@@ -1,0 +1,73 @@
+"""The controller's policy as data: exact JSON for a fixed platform (a golden file)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from provisioner.aws import iam
+from provisioner.aws.instances import RUNNER
+from provisioner.aws.tags import PLATFORM_TAG
+
+GOLDEN = Path(__file__).parent / "golden" / "iam"
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert path.read_text(encoding="utf-8") == text, f"{name} differs from its golden file"
+
+
+def _policy() -> dict:
+    return iam.controller_policy(
+        "plat", "eu-west-1", "123456789012", ["dynoform-plat-123456789012"]
+    )
+
+
+def test_policy_matches_golden_file() -> None:
+    check_golden("controller-policy.json", json.dumps(_policy(), indent=2) + "\n")
+
+
+def test_trust_policy_matches_golden_file() -> None:
+    check_golden("controller-trust.json", json.dumps(iam.TRUST_POLICY, indent=2) + "\n")
+
+
+def test_only_describe_calls_go_unscoped() -> None:
+    for statement in _policy()["Statement"]:
+        unscoped = statement["Resource"] == "*"
+        assert unscoped == (statement["Sid"] == "Describe")
+        if unscoped:
+            assert all(":Describe" in action for action in statement["Action"])
+
+
+def test_every_change_is_tied_to_the_platform() -> None:
+    """Each statement that changes something names the platform: by its tag in a condition, or
+    in the ARN (key pair, role, load balancer, bucket)."""
+    for statement in _policy()["Statement"]:
+        if statement["Sid"] in ("Describe", "DebianImage"):
+            continue
+        text = json.dumps(statement)
+        tagged = f"/{PLATFORM_TAG}" in text and '"plat"' in text
+        named = "dynoform-plat" in text
+        assert tagged or named, statement["Sid"]
+
+
+def test_runners_only_and_own_role_only() -> None:
+    by_sid = {s["Sid"]: s for s in _policy()["Statement"]}
+    assert iam.RUNNER == RUNNER
+    assert by_sid["TerminateOwnRunners"]["Condition"]["StringEquals"] == {
+        "ec2:ResourceTag/dynoform:platform": "plat",
+        "ec2:ResourceTag/dynoform:role": "runner",
+    }
+    assert by_sid["PassOwnRole"]["Resource"] == (
+        "arn:aws:iam::123456789012:role/dynoform-plat-controller"
+    )
+
+
+def test_partition_follows_the_region() -> None:
+    policy = iam.controller_policy("p", "cn-north-1", "1", ["b"])
+    assert policy["Statement"][-1]["Resource"] == ["arn:aws-cn:s3:::b/*"]
+    assert iam.partition("us-gov-west-1") == "aws-us-gov"
+    assert iam.partition("eu-west-1") == "aws"
