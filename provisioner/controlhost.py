@@ -83,6 +83,8 @@ def host_config(target: Target, endpoint_url: str | None, host_id: str) -> bytes
     instance profile gives them, the local cloud needs none)."""
     fields = asdict(target)
     fields["endpoint_url"] = endpoint_url
+    fields["profile"] = None  # the user's profile names nothing on a host: boto3's chain finds
+    # the instance profile there
     doc = {"target": fields, "host": host_id, "ssh_key": SSH_KEY}
     return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
 
