@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import core
+from bench import core, heal
 from bench import deploys as plat
 
 
@@ -23,16 +23,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer runs, 1-2-4 hosts")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, default=Path("bench/results/curves.png"))
-    parser.add_argument("--only", choices=["core", "platform"], help="one part only")
+    parser.add_argument("--only", choices=["core", "platform", "heal"], help="one part only")
     args = parser.parse_args()
     figures: dict[str, Any] = {
         "machine": machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     runs = 2 if args.quick else 5
-    figures |= core.placement(runs)
-    figures |= core.state_ops(1.0 if args.quick else 3.0)
-    if args.only != "core":
+    if args.only == "heal":
+        figures |= run_heal()
+    else:
+        figures |= core.placement(runs)
+        figures |= core.state_ops(1.0 if args.quick else 3.0)
+    if args.only not in ("core", "heal"):
         figures |= run_platform(args.quick, runs)
     print_table(figures)
     if args.json:
@@ -48,7 +51,8 @@ def run_platform(quick: bool, runs: int) -> dict[str, Any]:
     started_cloud = control.daemon_pid() is None
     control.up()
     counts = [1, 2, 4] if quick else [1, 2, 4, 8]
-    added = plat.ensure_hosts(max(counts))
+    before = {h["id"] for h in plat.cli_json("hosts")}
+    plat.ensure_hosts(max(counts))
     app = plat.new_app()
     figures: dict[str, Any] = {}
     try:
@@ -58,13 +62,29 @@ def run_platform(quick: bool, runs: int) -> dict[str, Any]:
         figures |= plat.router_overhead(app, 3 if quick else 10)
         figures |= plat.deploy_vs_hosts(app, counts, 2 if quick else 3)
         figures |= plat.ssh_fanout(counts, 10 if quick else 30)
+        figures |= heal.host_loss(app)  # last: it kills hosts (the controller replaces them)
     finally:
         plat.destroy(app)
-        for host in added:
+        now = [h["id"] for h in plat.cli_json("hosts") if h["role"] == "runner"]
+        extra = [h for h in now if h not in before][: max(0, len(now) - len(before))]
+        for host in extra:  # as many as were added, replacements of killed hosts kept
             plat.cli("hosts:remove", host, "--force", "--confirm", host, check=False)
         if started_cloud:
             control.down()
     return figures
+
+
+def run_heal() -> dict[str, Any]:
+    """Only the host-loss figures: two hosts, one app with web=2."""
+    from provisioner.localcloud import control
+
+    control.up()
+    plat.ensure_hosts(2)
+    app = plat.new_app()
+    try:
+        return heal.host_loss(app)
+    finally:
+        plat.destroy(app)
 
 
 def machine() -> dict[str, Any]:
