@@ -81,9 +81,9 @@ def host_loss(app: str) -> dict[str, Any]:
     paused = cli_json("controller:status")["paused"]
     cli("controller:resume")
     try:
-        cli("ps:scale", "web=2", "-a", app)
-        if not web(app):
+        if not cli_json("apps:info", "-a", app)["release"]:
             cli("deploy", "-a", app, str(fresh_source("heal")))
+        cli("ps:scale", "web=2", "-a", app)
         router = Router.of(app)
         until(lambda: _serving(app, ""), 60)
         figures = {"other_host": one_loss(app, router, leaders=False)}
