@@ -37,19 +37,25 @@ def local_cloud() -> Iterator[Aws]:
 
     started = control.daemon_pid() is None
     control.up()
-    pause_controller()
+    was_paused = pause_controller(True)
     try:
         yield Aws(LOCAL_TARGET)
     finally:
+        if not was_paused and control.daemon_pid() is not None:
+            pause_controller(False)  # as the user had it
         if started and control.daemon_pid() is not None:
             control.down()
 
 
-def pause_controller() -> None:
+def pause_controller(paused: bool) -> bool:
     """The controller on the hosts heals what tests break on purpose (a stopped dyno, a stopped
-    host): it is paused for the suite, and resumed by the tests of the controller itself."""
+    host): it is paused for the suite, and resumed by the tests of the controller itself (on a
+    platform of their own). Returns whether it was paused before."""
     from provisioner.context import Context
     from provisioner.ops import controller
 
     with Context.open("local") as ctx:
-        controller.set_paused(ctx, True)
+        before = controller.is_paused(ctx)
+        if before != paused:
+            controller.set_paused(ctx, paused)
+        return before

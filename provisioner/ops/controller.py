@@ -45,7 +45,7 @@ from provisioner.store import CONTROLLER_OPERATION, Lease, LeaseBusy, now_iso
 
 SOURCE = "controller"
 LOOP_SECONDS = 2.0
-LEADER_TTL = 10.0
+LEADER_TTL = 6.0  # a dead leader is replaced this long after its last renewal (every 1 s)
 LEADER_KEY = "controller/leader.json"
 STATUS_KEY = "controller/status.json"
 SETTINGS_KEY = "controller/settings.json"
