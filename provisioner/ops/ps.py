@@ -124,8 +124,9 @@ def restart(ctx: Context, app: str, target: str | None = None, wait: bool = Fals
 
 
 def stop(ctx: Context, app: str, dyno: str) -> list[str]:
-    """Stop a dyno (`worker.1`) or every dyno of a type until the next deploy, restart or scale;
-    returns the names of the dynos stopped."""
+    """Stop a dyno (`worker.1`) or every dyno of a type; returns the names of the dynos stopped.
+    A dyno of the formation is started again by the controller (as Heroku's dyno manager does),
+    or by the next deploy, restart or scale while it is paused; a one-off dyno stays stopped."""
     rollout = open_rollout(ctx)
     observed = rollout.observe()
     stopped = []
