@@ -69,7 +69,10 @@ def restart(
 def stop(
     dyno: str = typer.Argument(..., help="A dyno such as web.1, or a type."), app: str = AppOption
 ) -> None:
-    """Stop dynos until the next deploy, restart or scale. Example: dynoform ps:stop worker.1 -a myapp"""
+    """Stop dynos; the controller starts those of the formation again (as Heroku does).
+
+    Example: dynoform ps:stop worker.1 -a myapp
+    """
     name = resolve_app(app)
     stopped = ops.stop(g().ctx, name, dyno)
     status(f"stopped {', '.join(stopped)} of {name}")
