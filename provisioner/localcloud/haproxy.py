@@ -497,7 +497,13 @@ def server_args(tg: TargetGroup, target: Target) -> list[str]:
 
 
 def check_args(tg: TargetGroup) -> list[str]:
-    """The target group's health check as server keywords (`default-server` in the config)."""
+    """The target group's health check as server keywords (`default-server` in the config).
+
+    Besides the active checks, HAProxy watches the connections it makes for requests
+    (`observe layer4`, which needs `check`): `fall` connections in a row refused or timed out
+    mark the server down at once, without waiting `fall` check intervals; the active checks
+    (every DOWN_INTER_MS while down) bring it back after `rise` passes. An ALB has no such
+    thing: its health checks alone decide."""
     args: list[str] = []
     hc = tg.health
     if hc.enabled:
@@ -513,6 +519,12 @@ def check_args(tg: TargetGroup) -> list[str]:
             str(hc.healthy),
             "fall",
             str(hc.unhealthy),
+            "observe",
+            "layer4",
+            "error-limit",
+            str(hc.unhealthy),
+            "on-error",
+            "mark-down",
         ]
         if hc.port is not None:
             args += ["port", str(hc.port)]

@@ -27,6 +27,7 @@ import boto3
 import pytest
 from tls_support import tls_get, user_cert
 
+from provisioner.localcloud.haproxy import parse_stat
 from provisioner.localcloud.lb import LoadBalancers
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
@@ -47,6 +48,12 @@ class Backend:
         self.name = name
         self.health_status = health_status
         self.hits: Counter[str] = Counter()
+        # Requests it reads and then drops without a word, as a dyno dying under them would.
+        self.drop_requests = False
+        self._hole: list[socket.socket] = []
+        self._serve(0)
+
+    def _serve(self, port: int) -> None:
         backend = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -56,6 +63,10 @@ class Backend:
                 if self.path == "/health":
                     code, body = backend.health_status, b"health\n"
                 else:
+                    backend.hits[f"{self.command} {self.path}"] += 1
+                    if backend.drop_requests:
+                        self.close_connection = True
+                        return
                     backend.hits[self.path] += 1
                     if self.path.startswith("/slow"):
                         time.sleep(1.5)
@@ -64,6 +75,10 @@ class Backend:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -74,7 +89,7 @@ class Backend:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # health checks may reset the connection after the status line
 
-        self.server = Server((self.address, 0), Handler)
+        self.server = Server((self.address, port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -84,8 +99,31 @@ class Backend:
         return {"Id": self.address, "Port": self.port}
 
     def stop(self) -> None:
+        """Close the port: connections are refused, as by a host whose dyno stopped."""
         self.server.shutdown()
         self.server.server_close()
+
+    def die(self) -> None:
+        """Go silent as a dead host does: no answer at all, not even a refusal. A listening
+        socket whose accept queue is full drops every SYN, so connections time out."""
+        self.stop()
+        hole = socket.socket()
+        hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hole.bind((self.address, self.port))
+        hole.listen(0)
+        self._hole = [hole, socket.create_connection((self.address, self.port), timeout=1)]
+
+    def close(self) -> None:
+        self.stop()
+        for sock in self._hole:
+            sock.close()
+
+    def revive(self) -> None:
+        """Answer again on the same port (after die() or stop())."""
+        for sock in self._hole:
+            sock.close()
+        self._hole = []
+        self._serve(self.port)
 
 
 @pytest.fixture
@@ -265,7 +303,7 @@ def backends() -> Iterator[dict[str, Backend]]:
 
     yield Factory()
     for b in made.values():
-        b.stop()
+        b.close()
 
 
 @pytest.fixture
@@ -428,6 +466,80 @@ def test_unhealthy_targets_get_no_traffic(cloud: Cloud, backends: dict[str, Back
         time.sleep(0.2)
     else:
         raise AssertionError("a target failing its health checks kept getting traffic")
+
+
+def server_status(cloud: Cloud, tg_arn: str, backend: Backend) -> str:
+    """HAProxy's status of one target's server (UP, DOWN, ...), "" when it has none."""
+    tg = cloud.lbs.model.target_group(tg_arn)
+    assert tg is not None
+    row = parse_stat(cloud.lbs.show_stat()).get((tg.backend, f"{backend.address}:{backend.port}"))
+    return (row or {}).get("status", "")
+
+
+def timed_gets(cloud: Cloud, host: str, count: int) -> list[tuple[float, int, str]]:
+    out = []
+    for i in range(count):
+        start = time.monotonic()
+        status, body = get(cloud.port, host, f"/n{i}")
+        out.append((time.monotonic() - start, status, body.split(" ")[0]))
+    return out
+
+
+@pytest.mark.parametrize("death", ["silent", "refusing"])
+def test_dead_target_costs_no_request_and_leaves_at_once(
+    cloud: Cloud, backends: dict[str, Backend], death: str
+) -> None:
+    """A target that dies (a host gone: its connections time out; a dyno stopped: they are
+    refused) fails no request: each failed connection is retried on the other server, and
+    after `fall` failed connections in a row the server is out, long before its active checks
+    (5 s apart here) would have noticed; it comes back once they pass again."""
+    alive, dying = backends[f"alive-{death}"], backends[f"dying-{death}"]
+    cloud.register(cloud.api, alive, dying)
+    wait_for(cloud.port, "d.api.test", alive.name)
+    wait_for(cloud.port, "d.api.test", dying.name)
+    if death == "silent":
+        dying.die()
+    else:
+        dying.stop()
+
+    answers = timed_gets(cloud, "d.api.test", 20)
+    assert [(status, name) for _, status, name in answers] == [(200, alive.name)] * 20
+    # A timed-out connection costs its request `timeout connect` (500 ms); a refused one costs
+    # nothing, but HAProxy waits min(timeout connect, 1 s) before retrying once a single
+    # server is left, which happens to the request whose failure marks the other one down.
+    assert max(seconds for seconds, _, _ in answers) < 1.0
+    slow = [seconds for seconds, _, _ in answers if seconds > 0.4]
+    assert len(slow) <= 2, answers  # error-limit = fall = 2
+    assert server_status(cloud, cloud.api, dying) == "DOWN"
+
+    dying.revive()
+    assert wait_for(cloud.port, "d.api.test", dying.name) < 3.0  # checks every 100 ms while down
+
+
+def test_only_safe_methods_are_sent_again_after_reaching_a_server(
+    cloud: Cloud, backends: dict[str, Backend]
+) -> None:
+    """A server that closes without answering (a dyno dying under the request) may have done
+    the work: a GET goes to another server, a POST gets its 502 and is never sent twice."""
+    good, dropping = backends["good-l7"], backends["dropping-l7"]
+    cloud.register(cloud.api, good, dropping)
+    wait_for(cloud.port, "e.api.test", good.name)
+    wait_for(cloud.port, "e.api.test", dropping.name)
+    dropping.drop_requests = True
+
+    assert [get(cloud.port, "e.api.test", "/get")[0] for _ in range(6)] == [200] * 6
+    assert dropping.hits["GET /get"] >= 1  # some were dropped there, then answered by good
+    assert good.hits["GET /get"] == 6
+
+    statuses = []
+    for _ in range(6):
+        conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=5)
+        conn.request("POST", "/post", body=b"x=1", headers={"Host": "e.api.test"})
+        statuses.append(conn.getresponse().status)
+        conn.close()
+    assert sorted(set(statuses)) == [200, 502]
+    assert dropping.hits["POST /post"] == statuses.count(502)
+    assert good.hits["POST /post"] == statuses.count(200)  # no POST reached both
 
 
 def test_structural_change_reloads_without_dropping(
@@ -606,7 +718,8 @@ def test_rule_values_made_to_inject_config_are_skipped(
     assert get(cloud.port, "web.example.test")[1].startswith("hw ")
     assert get(cloud.port, "evil.test") == (404, "no such app\n")
     config = (cloud.lbs.state_dir / "haproxy.cfg").read_text()
-    assert "evil" not in config and f":{trap}" not in config and "r4" not in config
+    assert "evil" not in config and f":{trap}" not in config
+    assert not re.search(r"\br4\d", config)  # no acl of the rules 40-44
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", trap)) != 0  # nothing listens there
     skipped = [r.getMessage() for r in caplog.records if "rule skipped" in r.getMessage()]

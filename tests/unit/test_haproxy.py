@@ -521,7 +521,7 @@ def test_command_builders() -> None:
     t = hx.Target(id="198.18.0.15", address="198.18.0.15", port=5000)
     assert hx.cmd_add_server(tg, t) == (
         "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 check inter 5s fastinter 100ms "
-        "downinter 100ms rise 2 fall 3"
+        "downinter 100ms rise 2 fall 3 observe layer4 error-limit 3 on-error mark-down"
     )
     assert hx.cmd_activate(tg, t) == (
         "enable health tg-web/198.18.0.15:5000; enable server tg-web/198.18.0.15:5000; "
@@ -554,9 +554,37 @@ def test_server_args_health_port_and_slow_interval() -> None:
         "5",
         "fall",
         "2",
+        "observe",
+        "layer4",
+        "error-limit",
+        "2",
+        "on-error",
+        "mark-down",
         "port",
         "9000",
     ]
+
+
+def test_failover_settings() -> None:
+    """A dead target costs a request a short connect timeout, then the request goes to another
+    server; failed connections take the server out at once; only safe methods are sent again
+    once a server got them (the golden file has the same lines, this says why they matter)."""
+    text = hx.render_config(model(), STATE)
+    defaults = text.split("\ndefaults\n", 1)[1].split("\nfrontend ", 1)[0]
+    settings = [ln.strip() for ln in defaults.splitlines() if ln and not ln.lstrip()[0] == "#"]
+    assert "timeout connect 500ms" in settings
+    assert {"retries 3", "option redispatch 1", "retry-on conn-failure empty-response"} <= set(
+        settings
+    )
+    assert not any("response-timeout" in ln or "all-retryable" in ln for ln in settings)
+    for backend in ("tg-api", "tg-web"):
+        block = text.split(f"\nbackend {backend}\n", 1)[1].split("\n\n", 1)[0]
+        assert "    http-request disable-l7-retry unless METH_GET || METH_OPTIONS\n" in block
+        assert " observe layer4 error-limit " in block and " on-error mark-down" in block
+    # Without health checks HAProxy cannot observe a server (`observe` needs `check`).
+    web = next(tg for tg in model().target_groups if tg.name == "web")
+    no_check = replace(web, health=replace(web.health, enabled=False))
+    assert hx.check_args(no_check) == []
 
 
 # ---------------------------------------------------------------- parsing answers
