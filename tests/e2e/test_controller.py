@@ -86,12 +86,25 @@ def world(local_cloud: Aws, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         probe.cli("apps:create", app, "--no-remote")
         probe.cli("deploy", "-a", app, str(EXAMPLES / "python"))
         probe.cli("ps:scale", "web=2", "-a", app)
+        short_drain(probe)
         web_url = urlsplit(str(probe.json("apps:info", "-a", app)["web_url"]))
         probe.url = Url(str(web_url.hostname), int(web_url.port or 443), web_url.scheme)
         yield probe
     finally:
         cli("-t", TARGET, "platform:destroy", "--confirm", platform, "--delete-state",
             env=env, check=False, timeout=900)  # fmt: skip
+
+
+def short_drain(world: World) -> None:
+    """A 2-s deregistration delay (an ELBv2 attribute a user may set too): a dyno moved to the
+    replacement host has its old one drained quickly, so the records settle sooner."""
+    elbv2 = world.aws.elbv2
+    name = target_group_name(world.platform, world.app)
+    arn = elbv2.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.modify_target_group_attributes(
+        TargetGroupArn=arn,
+        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "2"}],
+    )
 
 
 def leader_host(world: World) -> str:
