@@ -136,9 +136,13 @@ class Context:
             self._platform = platform
 
     def refresh_platform(self) -> None:
-        """Read the platform's record again on next use (a long-lived Context: the controller)."""
+        """Read the platform's record again on next use (a long-lived Context: the controller);
+        the fleet, made with the old record, is made anew too."""
         with self._lock:
             self._platform = None
+            fleet, self._fleet = self._fleet, None
+        if fleet is not None:
+            fleet.close()
 
     def forget_platform(self) -> None:
         """After platform:init or platform:destroy changed it: read it afresh next time."""

@@ -42,11 +42,16 @@ def event_key(prefix: str, at: float) -> str:
     return f"{prefix}{at:017.6f}-{secrets.token_hex(3)}.json"
 
 
-def record(docs: Documents, source: str, message: str, app: str | None = None) -> Event:
+def record(
+    docs: Documents, source: str, message: str, app: str | None = None, detail: str = ""
+) -> Event:
+    """Write an event; `detail` (a dyno's last log lines) goes only into the app's copy, which
+    only the app's own logs show and `apps:destroy` deletes."""
     event = Event(time.time(), source, message, app)
     docs.put(event_key(PLATFORM_PREFIX, event.at), event.to_dict())
     if app:
-        docs.put(event_key(app_prefix(app), event.at), event.to_dict())
+        mine = Event(event.at, source, f"{message}{detail}", app)
+        docs.put(event_key(app_prefix(app), event.at), mine.to_dict())
     return event
 
 

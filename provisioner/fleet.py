@@ -301,9 +301,16 @@ class Fleet:
         return report
 
     def add(
-        self, count: int, instance_type: str, progress: Progress | None = None
+        self,
+        count: int,
+        instance_type: str,
+        progress: Progress | None = None,
+        launched_by: str | None = None,
+        before_launch: Callable[[], None] | None = None,
     ) -> list[Outcome[int, instances.Host]]:
-        """Launch and bootstrap `count` hosts in parallel; failed hosts are terminated."""
+        """Launch and bootstrap `count` hosts in parallel; failed hosts are terminated.
+        The controller says who it is (`launched_by`, kept in the host's record) and checks it
+        still leads right before each launch (`before_launch` raises if not)."""
         if count < 1 or count > 100:
             raise DynoformError("--count must be between 1 and 100")
         ami = instances.debian_ami(self.aws)
@@ -327,6 +334,8 @@ class Fleet:
                 subnet_id=subnets[slot],
                 user_data=cloud_config(keys),
             )
+            if before_launch is not None:
+                before_launch()
             host = instances.launch(self.aws, request)
             with self._lock:
                 unfinished.add(host.id)
@@ -341,6 +350,7 @@ class Fleet:
                         type=instance_type,
                         created_at=now_iso(),
                         bootstrapped=False,
+                        launched_by=launched_by,
                     ),
                 )
                 say(slot, host.id, "booting")

@@ -334,9 +334,10 @@ class Store:
         ttl: float | None = None,
         wait: bool = False,
         timeout: float = 900,
+        patient: bool = True,
     ) -> Iterator[Lease]:
         lease = Lease(self.docs, app, operation, ttl or lease_ttl())
-        lease.acquire(wait=wait, timeout=timeout)
+        lease.acquire(wait=wait, timeout=timeout, patient=patient)
         self._held[app] = lease
         try:
             yield lease
@@ -461,13 +462,15 @@ class Lease:
         except StaleWrite:
             return self.try_acquire()
 
-    def acquire(self, wait: bool = False, timeout: float = 900) -> None:
+    def acquire(self, wait: bool = False, timeout: float = 900, patient: bool = True) -> None:
+        """Take the lease, or raise LeaseBusy; with `wait`, retry until `timeout`. A `patient`
+        caller (a command on an app) waits for the controller's short repairs anyway."""
         deadline = time.monotonic() + timeout
         while True:
             holder = self.try_acquire()
             if holder is None:
                 break
-            patient = holder.operation.startswith(CONTROLLER_OPERATION)
+            patient = patient and holder.operation.startswith(CONTROLLER_OPERATION)
             if not (wait or patient) or time.monotonic() > deadline:
                 raise holder.busy_error(self.app)
             if patient and not wait:  # the controller's repairs are short: wait for one

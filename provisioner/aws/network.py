@@ -215,8 +215,17 @@ def security_groups(b: Finder, vpc_id: str, ssh_cidr: str | None) -> tuple[str, 
             "UserIdGroupPairs": [{"GroupId": lb_id, "Description": "dyno ports from the LB"}],
         }
     ]
-    if ssh_cidr or not any(r.get("FromPort") == 22 for r in runner_rules):
+    if ssh_cidr or not any(r.get("FromPort") == 22 and r.get("IpRanges") for r in runner_rules):
         wanted.append(_cidr_rule(22, 22, ssh_cidr or operator_cidr(b.target), "SSH"))
+    # The controller on one runner reaches the others over SSH (probes, converges, bootstraps).
+    wanted.append(
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 22,
+            "ToPort": 22,
+            "UserIdGroupPairs": [{"GroupId": runner_id, "Description": "SSH between runners"}],
+        }
+    )
     _allow(b, runner_id, runner_rules, wanted)
     return runner_id, lb_id
 

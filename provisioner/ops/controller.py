@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +54,7 @@ PROBE_TIMEOUT = 1.0
 RETRY_AFTER = 30.0  # a heal that failed is tried again this much later, doubling to RETRY_MAX
 RETRY_MAX = 600.0
 SWEEP_EVERY = 10.0  # seconds between sweeps of router targets that no live host backs
+STATUS_EVERY = 10.0  # the status document is written at least this often, else on a change
 PRUNE_EVERY = 600.0
 
 
@@ -180,14 +181,25 @@ class Controller:
         self.launch_lock = threading.Lock()
         self.last_sweep = 0.0
         self.last_prune = 0.0
+        self.launch_backoff = 0.0
+        self.launch_retry_at = 0.0
+        self._status: dict[str, Any] = {}  # the last loop's figures, for the status document
+        self._written: dict[str, Any] = {}
+        self._written_at = 0.0
 
     @property
     def docs(self) -> Documents:
         return self.ctx.store.docs
 
-    def say(self, message: str, app: str | None = None) -> None:
-        events.record(self.docs, SOURCE, message, app)
+    def say(self, message: str, app: str | None = None, detail: str = "") -> None:
+        events.record(self.docs, SOURCE, message, app, detail)
         self.ctx.say(f"{app}: {message}" if app else message)
+
+    def still_leading(self) -> None:
+        """Before anything that changes the fleet: raise unless the lease is surely ours."""
+        if self.lease is None:
+            raise DynoformError("not the leader")
+        self.lease.ensure()
 
     # leadership -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -217,7 +229,7 @@ class Controller:
             holder=f"{self.host_id}:{os.getpid()}",
         )
         try:
-            lease.acquire()
+            lease.acquire(patient=False)  # the leader's lease is not an app's: never wait
         except LeaseBusy:
             return False
         self.lease = lease
@@ -241,41 +253,73 @@ class Controller:
             return
         self.ctx.platform(create=False)  # never made from here: only `platform:init` makes it
         fleet = self.ctx.fleet()
-        views, hosts = self._look(fleet)
+        pins = self._runner_pins(fleet)
+        views, hosts = self._look(fleet, pins)
         for verdict in plan.judge(list(views.values()), self.silent_since, self.clock()):
-            self._lost(fleet, hosts.get(verdict.host), verdict)
-            views[verdict.host] = _with_lost(views[verdict.host], verdict.reason)
-        self._forget_gone(fleet, views, hosts)
-        self._sweep_router(fleet)
-        answered = [h for h in fleet.ready() if h.id in hosts and h.id not in self.silent_since]
+            host = hosts.get(verdict.host)
+            if self._guard(f"declaring {verdict.host} lost", self._lost, fleet, host, verdict):
+                views[verdict.host] = _with_lost(views[verdict.host], verdict.reason)
+        self._guard("forgetting gone hosts", self._forget_gone, fleet, views, hosts, pins)
+        self._guard("sweeping the router", self._sweep_router, hosts, views)
+        answered = [h for h in hosts.values() if _usable(h, views.get(h.id), self.silent_since)]
         rollout = open_rollout(self.ctx)
         observed = rollout.observe(answered)
-        where = self._record_placement(observed)
+        apps = self.ctx.store.apps()
+        where = self._record_placement(observed, apps, set(hosts) | set(pins))
         self._report_crashes(rollout, observed)
         # An app with dynos on a silent host waits for the verdict: the host may come back.
         waiting = {d.app for host in self.silent_since for d in where.get(host, [])}
-        for app in self.ctx.store.apps():
+        for app in apps:
             if app not in waiting:
-                self._keep_app(rollout, observed, app, where, answered)
-        self._keep_size(fleet, list(views.values()))
+                self._guard(
+                    f"checking {app}", self._keep_app, rollout, observed, app, where, answered
+                )
+        self._guard("keeping the fleet's size", self._keep_size, fleet, list(views.values()))
+        self._status = {
+            "declared": fleet.declared_size(),
+            "alive": sum(1 for v in views.values() if v.lost is None and v.state in plan.ALIVE),
+            "lost": sorted(i for i, v in views.items() if v.lost),
+        }
         self._prune()
 
-    def _look(self, fleet: Fleet) -> tuple[dict[str, plan.HostView], dict[str, instances.Host]]:
-        """Every runner as a HostView, probing the sshd of those that should answer."""
+    def _guard(self, what: str, step: Callable[..., object], *args: object) -> bool:
+        """One step's failure is said and the loop goes on (the next loop tries again)."""
+        try:
+            step(*args)
+            return True
+        except Exception as exc:  # noqa: BLE001 - one host or app must not stop the others
+            message = exc.message if isinstance(exc, DynoformError) else repr(exc)
+            self.ctx.say(f"{what} failed: {message}")
+            return False
+
+    def _runner_pins(self, fleet: Fleet) -> dict[str, dict[str, Any]]:
+        """The records of runners dynoform launched (the controller judges no other host)."""
+        return {
+            i: p
+            for i, p in fleet.pins().items()
+            if p.get("role", instances.RUNNER) == instances.RUNNER
+        }
+
+    def _look(
+        self, fleet: Fleet, pins: dict[str, dict[str, Any]]
+    ) -> tuple[dict[str, plan.HostView], dict[str, instances.Host]]:
+        """Every runner dynoform launched as a HostView (a host without a record is being
+        launched right now, or was removed by `hosts:remove`: not the controller's to judge),
+        probing the sshd of those that should answer."""
         now = self.clock()
         hosts = {h.id: h for h in fleet.hosts()}
-        pins = {
-            i: p for i, p in fleet.pins().items() if p.get("role", instances.RUNNER) == "runner"
-        }
         views = {}
         for host_id, host in hosts.items():
-            pin = pins.get(host_id, {})
+            pin = pins.get(host_id)
+            if pin is None:
+                continue
             views[host_id] = plan.HostView(
                 host_id,
                 host.state,
                 bool(pin.get("bootstrapped")),
                 _age(host.launched_at, now),
                 pin.get("lost"),
+                bool(pin.get("launched_by")),
             )
         for host_id, pin in pins.items():
             if host_id not in hosts and pin.get("bootstrapped"):
@@ -287,21 +331,28 @@ class Controller:
         ]  # fmt: skip
         answered = {
             o.item.id: bool(o.ok and o.value)
-            for o in fan_out(to_probe, lambda h: self.probe(str(h.private_ip)), timeout=10)
+            for o in fan_out(to_probe, lambda h: self.probe(str(h.private_ip)), timeout=30)
         }
         self.silent_since = plan.track_silence(self.silent_since, answered, now)
         return views, hosts
 
     def _lost(self, fleet: Fleet, host: instances.Host | None, verdict: plan.Verdict) -> None:
         """Nothing goes on the host again, its targets leave the router, its instance goes."""
+        self.still_leading()
         fleet.mark_lost(verdict.host, verdict.reason)
         self.silent_since.pop(verdict.host, None)
         self.say(f"host {verdict.host} is lost: {verdict.reason}")
         if host is not None and host.private_ip:
             self._deregister_ip(host.private_ip, f"host {verdict.host} is lost")
-        if host is not None and host.state not in ("terminated", "shutting-down"):
-            instances.terminate(self.ctx.aws, [verdict.host])
-            self.say(f"terminated host {verdict.host}")
+        if host is not None:
+            self._terminate(host)
+
+    def _terminate(self, host: instances.Host) -> None:
+        if host.state in ("terminated", "shutting-down"):
+            return
+        self.still_leading()
+        instances.terminate(self.ctx.aws, [host.id])
+        self.say(f"terminated host {host.id}")
 
     def _deregister_ip(self, ip: str, why: str) -> None:
         router = self.ctx.router()
@@ -312,13 +363,19 @@ class Controller:
                 names = ", ".join(f"{t.ip}:{t.port}" for t in sorted(dead, key=str))
                 self.say(f"router: removed {names} ({why})", app)
 
-    def _sweep_router(self, fleet: Fleet) -> None:
+    def _sweep_router(
+        self, hosts: dict[str, instances.Host], views: dict[str, plan.HostView]
+    ) -> None:
         """Targets on no live runner leave (a host that went while no controller led)."""
         now = self.clock()
         if now - self.last_sweep < SWEEP_EVERY:
             return
         self.last_sweep = now
-        live = {h.private_ip for h in fleet.alive() if h.private_ip}
+        live = {
+            h.private_ip
+            for h in hosts.values()
+            if h.private_ip and h.state in plan.ALIVE and not _is_lost(views.get(h.id))
+        }
         router = self.ctx.router()
         for app in self.ctx.store.apps():
             dead = {t for t in router.targets(app) if t.ip not in live}
@@ -328,14 +385,26 @@ class Controller:
                 self.say(f"router: removed {names} (no live host has them)", app)
 
     def _forget_gone(
-        self, fleet: Fleet, views: dict[str, plan.HostView], hosts: dict[str, instances.Host]
+        self,
+        fleet: Fleet,
+        views: dict[str, plan.HostView],
+        hosts: dict[str, instances.Host],
+        pins: dict[str, dict[str, Any]],
     ) -> None:
-        """A lost host EC2 no longer lists is terminated: its record goes."""
+        """A lost host EC2 still runs is terminated again (the last call failed); one EC2 no
+        longer lists is gone, and its record with it, as are records of failed launches."""
         for host_id, view in views.items():
-            if view.lost and host_id not in hosts:
+            if view.lost and host_id in hosts:
+                self._terminate(hosts[host_id])
+            elif view.lost:
+                fleet.forget(host_id)
+        for host_id, pin in pins.items():
+            if pin.get("failed") and host_id not in hosts:
                 fleet.forget(host_id)
 
-    def _record_placement(self, observed: Observed) -> plan.Placement:
+    def _record_placement(
+        self, observed: Observed, apps: list[str], known_hosts: set[str]
+    ) -> plan.Placement:
         seen = {
             host: [
                 plan.Placed(s.instance.app, s.instance.name, s.instance.release)
@@ -345,8 +414,10 @@ class Controller:
             for host, states in observed.dynos.items()
         }
         before = placement(self.ctx)
-        unseen = set(before) - set(seen)
+        unseen = (set(before) - set(seen)) & known_hosts  # hosts gone for good are forgotten
         after = plan.next_placement(before, seen, unseen)
+        after = {h: [d for d in ds if d.app in apps] for h, ds in after.items()}
+        after = {h: ds for h, ds in after.items() if ds or h in seen}
         if after != before:
             self.docs.put(PLACEMENT_KEY, plan.placement_to_dict(after))
         return before
@@ -362,8 +433,9 @@ class Controller:
                 tail = self._tail(rollout, observed, host_id, unit)
                 self.say(
                     f"{state.instance.name} keeps crashing on {host_id}: restarted "
-                    f"{state.restarts} times; last lines: {tail}",
+                    f"{state.restarts} times",
                     state.instance.app,
+                    detail=f"; last lines: {tail}",  # the app's own events only: may hold secrets
                 )
 
     def _tail(self, rollout: Rollout[Any], observed: Observed, host_id: str, unit: str) -> str:
@@ -386,7 +458,8 @@ class Controller:
         if self.clock() < self.retry_at.get(app, 0.0) or not self._differs(rollout, observed, app):
             return
         try:
-            with repair.changing(self.ctx, app, f"{CONTROLLER_OPERATION}: heal"):
+            self.still_leading()
+            with repair.changing(self.ctx, app, f"{CONTROLLER_OPERATION}: heal", patient=False):
                 fresh = settled(rollout.observe(answered))
                 running = [
                     s.instance
@@ -438,29 +511,41 @@ class Controller:
 
     # the fleet's size -----------------------------------------------------------------------
     def _keep_size(self, fleet: Fleet, views: list[plan.HostView]) -> None:
+        if self.clock() < self.launch_retry_at:
+            return
         with self.launch_lock:
             short = plan.shortfall(fleet.declared_size(), views, self.launching)
             if short == 0:
                 return
             self.launching += short
-        declared = fleet.declared_size()
-        self.say(f"launching {short} host(s): the fleet is declared at {declared} runners")
-        kind = _common_type([h for h in fleet.hosts()]) or instances.DEFAULT_TYPE
+        self.say(f"launching {short} host(s): the fleet is declared at {fleet.declared_size()}")
+        kind = _common_type(fleet.hosts()) or instances.DEFAULT_TYPE
         thread = threading.Thread(target=self._launch, args=(fleet, short, kind), daemon=True)
         thread.start()
 
     def _launch(self, fleet: Fleet, count: int, kind: str) -> None:
+        holder = self.lease.holder if self.lease else self.host_id
+        failed = False
         try:
-            for outcome in fleet.add(count, kind):
+            outcomes = fleet.add(count, kind, launched_by=holder, before_launch=self.still_leading)
+            for outcome in outcomes:
                 if outcome.ok and outcome.value is not None:
                     self.say(f"host {outcome.value.id} is ready ({kind})")
                 else:
+                    failed = True
                     self.say(f"a new host failed: {outcome.error}")
-        except Exception as exc:  # noqa: BLE001 - said; the next loop launches again
+        except Exception as exc:  # noqa: BLE001 - said; launched again after a pause
+            failed = True
             self.say(f"launching hosts failed: {exc}")
         finally:
             with self.launch_lock:
                 self.launching -= count
+                # A quota, a capacity or a broken bootstrap: each try costs an instance-minute.
+                if failed:
+                    self.launch_backoff = min(RETRY_MAX, max(RETRY_AFTER, self.launch_backoff * 2))
+                else:
+                    self.launch_backoff = 0.0
+                self.launch_retry_at = self.clock() + self.launch_backoff
 
     # bookkeeping ----------------------------------------------------------------------------
     def _prune(self) -> None:
@@ -473,22 +558,19 @@ class Controller:
             events.prune(self.docs, events.app_prefix(app))
 
     def _write_status(self, seconds: float) -> None:
+        """The loop's figures, when they changed or every STATUS_EVERY s (a write costs)."""
+        state = {
+            **self._status,
+            "leader": self.host_id,
+            "paused": is_paused(self.ctx),
+            "launching": self.launching,
+        }
+        now = self.clock()
+        if state == self._written and now - self._written_at < STATUS_EVERY:
+            return
         try:
-            fleet = self.ctx.fleet()
-            pins = fleet.pins()
-            self.docs.put(
-                STATUS_KEY,
-                {
-                    "at": now_iso(),
-                    "seconds": round(seconds, 3),
-                    "leader": self.host_id,
-                    "declared": fleet.declared_size(),
-                    "alive": len(fleet.alive()),
-                    "lost": sorted(i for i, p in pins.items() if p.get("lost")),
-                    "paused": is_paused(self.ctx),
-                    "launching": self.launching,
-                },
-            )
+            self.docs.put(STATUS_KEY, {**state, "at": now_iso(), "seconds": round(seconds, 3)})
+            self._written, self._written_at = state, now
         except Exception as exc:  # noqa: BLE001 - status is for people; the loop goes on
             self.ctx.say(f"could not write the status: {exc}")
 
@@ -503,8 +585,23 @@ def settled(observed: Observed) -> Observed:
     return Observed(observed.hosts, dynos, observed.unreachable)
 
 
+def _is_lost(view: plan.HostView | None) -> bool:
+    return view is not None and view.lost is not None
+
+
+def _usable(host: instances.Host, view: plan.HostView | None, silent: dict[str, float]) -> bool:
+    """A host to look at and place on: running, bootstrapped, not lost, answering."""
+    return (
+        host.state == "running"
+        and view is not None
+        and view.bootstrapped
+        and view.lost is None
+        and host.id not in silent
+    )
+
+
 def _with_lost(view: plan.HostView, reason: str) -> plan.HostView:
-    return plan.HostView(view.id, view.state, view.bootstrapped, view.age, reason)
+    return replace(view, lost=reason)
 
 
 def _common_type(hosts: list[instances.Host]) -> str | None:

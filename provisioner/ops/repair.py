@@ -42,11 +42,13 @@ def needs_repair(store: Store, app: str) -> bool:
 
 
 @contextmanager
-def changing(ctx: Context, app: str, operation: str, wait: bool = False) -> Iterator[Lease]:
+def changing(
+    ctx: Context, app: str, operation: str, wait: bool = False, patient: bool = True
+) -> Iterator[Lease]:
     """The app's lease for a command that changes it; what an interrupted command left half-way
     is repaired first (when the lease was taken over from a dead holder, or the newest release
-    is pending)."""
-    with ctx.store.lease(app, operation, wait=wait) as lease:
+    is pending). A command is `patient` with the controller's repairs; the controller is not."""
+    with ctx.store.lease(app, operation, wait=wait, patient=patient) as lease:
         _repair_if_needed(ctx, app, lease)
         yield lease
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-GRACE = 5.0  # seconds a running host may stay silent (no SSH, no dyno port) before it is lost
-# A host still not bootstrapped this long after launch was abandoned half-way (hosts:add killed,
-# or a controller lost while bootstrapping it): it is lost too, and replaced.
+GRACE = 10.0  # seconds a running host's sshd may stay silent before the host is lost
+# A host still not bootstrapped this long after launch was abandoned half-way (hosts:add killed):
+# it is lost too, and replaced. hosts:add may legitimately take 20 minutes on AWS (boot, apt);
+# a host the controller launched is given less: the controller that bootstraps it is gone.
 BOOTSTRAP_LIMIT = 1200.0
+ABANDONED_LIMIT = 300.0
 MAX_LAUNCH = 4  # hosts launched at once: a mistake must not launch a fleet
 CRASH_THRESHOLDS = (3, 10, 30, 100, 300, 1000)
 ALIVE = ("pending", "running")
@@ -30,6 +32,7 @@ class HostView:
     bootstrapped: bool
     age: float  # seconds since launch
     lost: str | None = None  # why it was declared lost already
+    by_controller: bool = False  # launched by a controller (not by hosts:add)
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,31 @@ def track_silence(
 def judge(
     hosts: Sequence[HostView], silent_since: Mapping[str, float], now: float, grace: float = GRACE
 ) -> list[Verdict]:
-    """The hosts to declare lost now (those declared before are not judged again)."""
-    verdicts = []
+    """The hosts to declare lost now (those declared before are not judged again).
+
+    Silence is weaker evidence than EC2's word: at most one host is declared lost for silence
+    at a time, and none while most of the running hosts look silent at once (then the leader's
+    own network is the likelier fault: it waits, and a healthier leader may take over)."""
+    verdicts: list[Verdict] = []
+    silent: list[Verdict] = []
     for host in hosts:
         reason = _lost_reason(host, silent_since.get(host.id), now, grace)
-        if host.lost is None and reason:
-            verdicts.append(Verdict(host.id, reason))
+        if host.lost is not None or not reason:
+            continue
+        (silent if reason.startswith(SILENT) else verdicts).append(Verdict(host.id, reason))
+    if silent and not suspect_self(hosts, silent_since):
+        verdicts.append(silent[0])
     return verdicts
+
+
+SILENT = "no answer"
+
+
+def suspect_self(hosts: Sequence[HostView], silent_since: Mapping[str, float]) -> bool:
+    """More than half of two or more running, bootstrapped hosts silent at once."""
+    running = [h for h in hosts if h.state == "running" and h.bootstrapped and h.lost is None]
+    quiet = [h for h in running if h.id in silent_since]
+    return len(running) >= 2 and len(quiet) * 2 > len(running)
 
 
 def _lost_reason(host: HostView, silent: float | None, now: float, grace: float) -> str | None:
@@ -63,11 +84,12 @@ def _lost_reason(host: HostView, silent: float | None, now: float, grace: float)
     if host.state in ("stopping", "stopped"):
         return f"{host.state} (EC2)"
     if not host.bootstrapped:
-        if host.age > BOOTSTRAP_LIMIT:
+        limit = ABANDONED_LIMIT if host.by_controller else BOOTSTRAP_LIMIT
+        if host.age > limit:
             return f"not bootstrapped {round(host.age)} s after launch"
         return None
     if host.state == "running" and silent is not None and now - silent >= grace:
-        return f"no answer (SSH or dynos) for {round(now - silent)} s"
+        return f"{SILENT} from its sshd for {round(now - silent)} s"
     return None
 
 

@@ -127,7 +127,8 @@ def test_security_group_rules(aws, target, config_home):
     assert len(runner) == 2
     ssh = next(p for p in runner if p["FromPort"] == 22)
     assert [r["CidrIp"] for r in ssh["IpRanges"]] == [SSH_CIDR]
-    assert not ssh.get("UserIdGroupPairs")
+    # and from the other runners (the controller), never from the load balancer
+    assert [g["GroupId"] for g in ssh["UserIdGroupPairs"]] == [platform.runner_sg_id]
     dynos = next(p for p in runner if p["FromPort"] != 22)
     assert (dynos["FromPort"], dynos["ToPort"]) == (1024, 65535)
     assert [g["GroupId"] for g in dynos["UserIdGroupPairs"]] == [platform.lb_sg_id]

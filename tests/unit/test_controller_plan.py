@@ -28,19 +28,39 @@ def test_a_host_is_lost_when_ec2_says_so_at_once() -> None:
 
 
 def test_a_silent_host_is_lost_only_after_the_grace_period() -> None:
-    hosts = [view("a"), view("b")]
-    silent = {"a": 100.0, "b": 103.0}
-    assert plan.judge(hosts, silent, now=104.9) == []
-    assert plan.judge(hosts, silent, now=105.0) == [
-        Verdict("a", "no answer (SSH or dynos) for 5 s")
+    hosts = [view("a"), view("b"), view("c")]
+    silent = {"a": 100.0}
+    assert plan.judge(hosts, silent, now=109.9) == []
+    assert plan.judge(hosts, silent, now=110.0) == [
+        Verdict("a", "no answer from its sshd for 10 s")
     ]
+
+
+def test_silence_condemns_one_host_at_a_time() -> None:
+    hosts = [view(h) for h in "abcde"]
+    silent = {"a": 100.0, "b": 100.0}
+    assert plan.judge(hosts, silent, now=200.0) == [
+        Verdict("a", "no answer from its sshd for 100 s")
+    ]
+
+
+def test_a_leader_that_hears_most_hosts_silent_suspects_itself() -> None:
+    hosts = [view("a"), view("b"), view("c"), view("d", "stopped")]
+    silent = {"a": 100.0, "b": 100.0}
+    assert plan.suspect_self(hosts, silent)
+    assert plan.judge(hosts, silent, now=200.0) == [Verdict("d", "stopped (EC2)")]
+    assert not plan.suspect_self(hosts[:2] + [view("e")], {"a": 100.0})
+    assert not plan.suspect_self([view("a"), view("b")], {"a": 100.0})  # one of two: the other
 
 
 def test_hosts_being_bootstrapped_are_not_judged_silent_until_the_limit() -> None:
     young = view("a", boot=False, age=30.0)
     old = view("b", boot=False, age=plan.BOOTSTRAP_LIMIT + 1)
-    assert plan.judge([young, old], {"a": 0.0, "b": 0.0}, now=1000.0) == [
-        Verdict("b", f"not bootstrapped {round(plan.BOOTSTRAP_LIMIT + 1)} s after launch")
+    orphan = HostView("c", "running", False, plan.ABANDONED_LIMIT + 1, by_controller=True)
+    mine = HostView("d", "running", False, plan.ABANDONED_LIMIT - 1, by_controller=True)
+    assert plan.judge([young, old, orphan, mine], {"a": 0.0, "b": 0.0}, now=1000.0) == [
+        Verdict("b", f"not bootstrapped {round(plan.BOOTSTRAP_LIMIT + 1)} s after launch"),
+        Verdict("c", f"not bootstrapped {round(plan.ABANDONED_LIMIT + 1)} s after launch"),
     ]
 
 
