@@ -433,6 +433,16 @@ class Fleet:
         outcomes = fan_out(hosts, row, max_workers=MAX_WORKERS)
         return [o.value for o in outcomes if o.value is not None]
 
+    def install_controllers(self) -> list[Outcome[instances.Host, pb.Report]]:
+        """Only the controller's install on every ready runner (platform:init upgrades it)."""
+
+        def install(host: instances.Host) -> pb.Report:
+            conn = self.connect(host)
+            _role, templates = self.role()
+            return pb.run_steps(self.controller_steps(host, templates), SshRunner(conn))
+
+        return fan_out(self.ready(), install, max_workers=MAX_WORKERS)
+
     def bootstrap_many(
         self, ids: Sequence[str], check: bool
     ) -> list[Outcome[instances.Host, pb.Report]]:

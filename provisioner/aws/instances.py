@@ -223,6 +223,18 @@ def wait_running(
         delay = min(delay * 1.5, 5)
 
 
+def impaired(aws: Aws, instance_ids: list[str]) -> set[str]:
+    """Those of the instances whose EC2 status checks (instance or system) fail."""
+    found: set[str] = set()
+    for start in range(0, len(instance_ids), 100):
+        statuses = aws.ec2.describe_instance_status(InstanceIds=instance_ids[start : start + 100])
+        for status in statuses.get("InstanceStatuses", []):
+            checks = (status.get("InstanceStatus", {}), status.get("SystemStatus", {}))
+            if any(check.get("Status") == "impaired" for check in checks):
+                found.add(str(status["InstanceId"]))
+    return found
+
+
 def terminate(aws: Aws, instance_ids: list[str]) -> None:
     if instance_ids:
         aws.ec2.terminate_instances(InstanceIds=instance_ids)

@@ -308,6 +308,8 @@ class Controller:
         probing the sshd of those that should answer."""
         now = self.clock()
         hosts = {h.id: h for h in fleet.hosts()}
+        running = [i for i, h in hosts.items() if h.state == "running" and i in pins]
+        failing = instances.impaired(self.ctx.aws, running) if running else set()
         views = {}
         for host_id, host in hosts.items():
             pin = pins.get(host_id)
@@ -320,6 +322,7 @@ class Controller:
                 _age(host.launched_at, now),
                 pin.get("lost"),
                 bool(pin.get("launched_by")),
+                host_id in failing,
             )
         for host_id, pin in pins.items():
             if host_id not in hosts and pin.get("bootstrapped"):

@@ -19,7 +19,18 @@ def init(ctx: Context, ssh_cidr: str | None = None, bundle: Bundle | None = None
     what this run made. With `bundle`, HTTPS serves that certificate for *.<app domain>."""
     platform = ensure_platform(ctx.aws, ctx.target, ssh_cidr=ssh_cidr, say=ctx.say, bundle=bundle)
     ctx.remember_platform(platform)  # what other operations read
+    _upgrade_controllers(ctx)
     return platform
+
+
+def _upgrade_controllers(ctx: Context) -> None:
+    """The controller on every ready runner, as this dynoform has it (a newer one upgrades it)."""
+    for outcome in ctx.fleet().install_controllers():
+        host = outcome.item.id
+        if not outcome.ok or outcome.value is None:
+            ctx.say(f"warning: the controller on {host} was not checked: {outcome.error}")
+        elif outcome.value.changes:
+            ctx.say(f"controller on {host}: installed or upgraded")
 
 
 def info(ctx: Context) -> Platform:

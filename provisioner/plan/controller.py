@@ -33,6 +33,7 @@ class HostView:
     age: float  # seconds since launch
     lost: str | None = None  # why it was declared lost already
     by_controller: bool = False  # launched by a controller (not by hosts:add)
+    impaired: bool = False  # EC2's status checks fail (where the cloud has them)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def _lost_reason(host: HostView, silent: float | None, now: float, grace: float)
         return "terminated"
     if host.state in ("stopping", "stopped"):
         return f"{host.state} (EC2)"
+    if host.impaired and host.bootstrapped:
+        return "EC2 status checks failed"
     if not host.bootstrapped:
         limit = ABANDONED_LIMIT if host.by_controller else BOOTSTRAP_LIMIT
         if host.age > limit:

@@ -64,6 +64,12 @@ def test_hosts_being_bootstrapped_are_not_judged_silent_until_the_limit() -> Non
     ]
 
 
+def test_failed_status_checks_lose_a_bootstrapped_host_at_once() -> None:
+    sick = HostView("a", "running", True, 60.0, impaired=True)
+    booting = HostView("b", "running", False, 20.0, impaired=True)
+    assert plan.judge([sick, booting], {}, now=1.0) == [Verdict("a", "EC2 status checks failed")]
+
+
 def test_a_host_declared_lost_is_not_judged_again() -> None:
     lost = HostView("a", "stopped", True, 60.0, lost="stopped (EC2)")
     assert plan.judge([lost], {}, now=1.0) == []
