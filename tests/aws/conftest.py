@@ -26,3 +26,16 @@ def store(aws):
     docs = Documents(aws.s3, "dynoform-test-state")
     docs.ensure_bucket("us-east-1")
     return Store(docs)
+
+
+@pytest.fixture
+def config_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    # The local CA of `local` targets: here, not the machine's local cloud.
+    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
+    return tmp_path
+
+
+@pytest.fixture
+def target():
+    return Target("test", region="us-east-1", platform="plat")

@@ -14,13 +14,6 @@ from provisioner.targets import Target
 
 
 @pytest.fixture
-def config_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
-    return tmp_path
-
-
-@pytest.fixture
 def platform(aws, config_home):
     return ensure_platform(
         aws, Target("test", region="us-east-1", platform="plat"), "203.0.113.7/32"

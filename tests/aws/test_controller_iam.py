@@ -14,21 +14,8 @@ from provisioner.aws import iam, instances
 from provisioner.aws.platform import ensure_platform, load_platform
 from provisioner.aws.teardown import destroy_platform
 from provisioner.errors import NoPlatform
-from provisioner.targets import Target
 
 NAME = "dynoform-plat-controller"
-
-
-@pytest.fixture
-def config_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
-    return tmp_path
-
-
-@pytest.fixture
-def target():
-    return Target("test", region="us-east-1", platform="plat")
 
 
 def _access(aws) -> dict:

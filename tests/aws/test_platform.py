@@ -17,19 +17,6 @@ from provisioner.targets import Target
 SSH_CIDR = "203.0.113.7/32"
 
 
-@pytest.fixture
-def config_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    # The local CA of `local` targets: here, not the machine's local cloud.
-    monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
-    return tmp_path
-
-
-@pytest.fixture
-def target():
-    return Target("test", region="us-east-1", platform="plat")
-
-
 def _count(aws) -> dict[str, int]:
     ec2 = aws.ec2
     tagged = [{"Name": f"tag:{PLATFORM_TAG}", "Values": ["plat"]}]
