@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,19 +94,13 @@ def dyno_of(url: Url) -> dict[str, str]:
 
 
 @dataclass
-class Load:
-    """A bounded request loop (about `rate` a second) counting every failed request."""
+class Background:
+    """A loop in a thread of its own for the length of a `with` block."""
 
-    url: Url
-    rate: float = 20.0
-    max_seconds: float = 300.0
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
-    releases: set[str] = field(default_factory=set)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
@@ -114,6 +109,21 @@ class Load:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Load(Background):
+    """A bounded request loop (about `rate` a second) counting every failed request."""
+
+    url: Url
+    rate: float = 20.0
+    max_seconds: float = 300.0
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    releases: set[str] = field(default_factory=set)
 
     def _loop(self) -> None:
         end = time.monotonic() + self.max_seconds

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
-from e2e_support import EXAMPLES, Url, cli, cli_json, get
+from e2e_support import EXAMPLES, Background, Url, cli, cli_json, get
 
 from provisioner.aws.session import Aws
 
@@ -28,24 +27,12 @@ MAX_SECONDS = 1.5  # no request may take longer (it took 5 s per request before)
 
 
 @dataclass
-class Timed:
+class Timed(Background):
     """Requests one after the other through the router, each one's time and outcome kept."""
 
     url: Url
     answers: list[tuple[float, float, str]] = field(default_factory=list)  # (at, seconds, dyno)
     failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> Timed:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
 
     def _loop(self) -> None:
         end = time.monotonic() + 120
