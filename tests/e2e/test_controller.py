@@ -153,14 +153,17 @@ def controller_lines(world: World) -> str:
     return world.cli("logs", "-a", world.app, "--source", "dynoform", "-n", "200").stdout
 
 
-def heal_after(world: World, gone: str) -> None:
+def heal_after(world: World, gone: str, router_too: bool = False) -> None:
+    """Web dynos back on live hosts, the fleet back at its size (and, when asked, the router
+    holding exactly the web dynos: a dyno moved to the replacement host drains a while)."""
     started = time.monotonic()
     wait_for("web=2 up on live hosts", lambda: serving_on_live_hosts(world, gone), 45)
     print(f"web=2 up on live hosts after {time.monotonic() - started:.1f} s")
     wait_for("the fleet back at 2 runners", lambda: fleet_back(world, gone), 180, 3)
     print(f"fleet back at its size after {time.monotonic() - started:.1f} s")
-    wait_for("the router to hold exactly the web dynos", lambda: records_are_true(world), 90, 3)
-    print(f"records settled after {time.monotonic() - started:.1f} s")
+    if router_too:
+        wait_for("the router to hold exactly the web dynos", lambda: records_are_true(world), 90)
+        print(f"records settled after {time.monotonic() - started:.1f} s")
 
 
 def test_the_controller_runs_on_every_runner_and_one_leads(world: World) -> None:
@@ -188,7 +191,7 @@ def test_a_killed_host_machine_is_replaced_and_its_dynos_move(world: World) -> N
     victim = next(d["host"] for d in world.web() if d["host"] != leader)
     with Load(world.url, rate=10) as load:
         kill_machine(victim)
-        heal_after(world, victim)
+        heal_after(world, victim, router_too=True)
     assert load.ok > 0
     assert len(load.failures) <= max(2, load.ok // 50), load.failures[:5]
     lines = controller_lines(world)
@@ -210,7 +213,7 @@ def test_the_leaders_own_host_killed_another_takes_over(world: World) -> None:
 def test_an_instance_terminated_by_the_api_is_replaced(world: World) -> None:
     victim = world.web()[0]["host"]
     world.aws.ec2.terminate_instances(InstanceIds=[victim])
-    heal_after(world, victim)
+    heal_after(world, victim, router_too=True)
 
 
 def test_a_host_that_stops_answering_shows_lost_dynos_then_is_replaced(world: World) -> None:
