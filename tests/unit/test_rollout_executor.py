@@ -653,7 +653,9 @@ OLD_PROGRAMS = {
         'done; rm -rf -- "$2"'
     ),
     REMOVE_USER: (
-        'rm -f -- "/srv/dynoform/units/dyno-$2".v*.service; userdel "$1" 2>/dev/null || true'
+        "if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; "
+        'rm -f -- "/srv/dynoform/units/dyno-$2".v*.service; exec 9<&-; fi\n'
+        'userdel "$1" 2>/dev/null || true'
     ),
     UNPACK_RELEASE: r"""
 set -e
