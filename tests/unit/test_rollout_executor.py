@@ -645,7 +645,9 @@ OLD_PROGRAMS = {
         "delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; "
         'flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi\n'
         'sleep "$delay"; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
-        'for u in "$@"; do rm -f "/etc/systemd/system/$u" "/run/dynoform/ports/$u"; done; '
+        'for u in "$@"; do rm -rf "/etc/systemd/system/$u" "/run/dynoform/ports/$u" '
+        '"/etc/systemd/system/$u.d" "/run/systemd/system/$u.d" '
+        '"/etc/systemd/system.control/$u.d" "/run/systemd/system.control/$u.d"; done; '
         'systemctl daemon-reload; systemctl reset-failed "$@" >/dev/null 2>&1 || true'
     ),
     FORGET_BUILDS: (

@@ -16,7 +16,7 @@ import pytest
 from e2e_support import EXAMPLES, Url, cli, get
 
 from provisioner.context import Context
-from provisioner.ops.drift import check_units, restore_units
+from provisioner.ops.drift import check_units, pause_units_argv, restore_units
 from provisioner.plan.drift import UnitDrift
 from provisioner.plan.units import DynoState, dyno_facts_argv, parse_dyno_facts
 from provisioner.remote.ssh import Connection
@@ -35,11 +35,12 @@ def connections(ctx: Context) -> dict[str, Connection]:
     return {host.id: fleet.connect(host) for host in fleet.ready()}
 
 
-def web_dynos(conns: dict[str, Connection], app: str) -> list[DynoState]:
+def dynos(conns: dict[str, Connection], app: str) -> dict[str, DynoState]:
+    """The app's dynos by name (web.1, worker.1) on every host."""
     states = []
     for host_id, conn in conns.items():
         states += parse_dyno_facts(conn.run(dyno_facts_argv(app)).stdout, host_id)
-    return sorted((s for s in states if s.instance.is_web), key=lambda s: s.instance.name)
+    return {s.instance.name: s for s in states}
 
 
 def drift_of(conns: dict[str, Connection], app: str) -> set[tuple[str, str]]:
@@ -75,41 +76,50 @@ def test_units_stopped_or_edited_by_hand_are_found_and_restored(
     app_name: str, ctx: Context
 ) -> None:
     cli("deploy", "-a", app_name, str(EXAMPLES / "python"))
-    cli("ps:scale", "web=2", "-a", app_name)
+    cli("ps:scale", "web=2", "worker=1", "-a", app_name)
     url = Url.of_app(app_name)
     conns = connections(ctx)
-    edited, stopped = web_dynos(conns, app_name)
-    edited_conn, stopped_conn = conns[edited.instance.host], conns[stopped.instance.host]
-    dropins = f"/etc/systemd/system/{edited.instance.unit}.d"
+    running = dynos(conns, app_name)
+    edited, stopped, missing = (running[n].instance for n in ("web.1", "web.2", "worker.1"))
+    on = {d.name: conns[d.host] for d in (edited, stopped, missing)}
+    dropins = f"/etc/systemd/system/{edited.unit}.d"
     assert drift_of(conns, app_name) == set()
     try:
-        # By hand: a drop-in that changes an Environment= line, and a stop.
-        edited_conn.run(["mkdir", "-p", dropins], sudo=True, check=True)
-        edited_conn.put(b"[Service]\nEnvironment=DYNO=by-hand\n", f"{dropins}/50-by-hand.conf")
-        edited_conn.run(["systemctl", "daemon-reload"], sudo=True, check=True)
-        edited_conn.run(["systemctl", "restart", edited.instance.unit], sudo=True, check=True)
-        stopped_conn.run(["systemctl", "stop", stopped.instance.unit], sudo=True, check=True)
+        # By hand: a drop-in that changes an Environment= line; a stop; a stop and a removal.
+        on["web.1"].run(["mkdir", "-p", dropins], sudo=True, check=True)
+        on["web.1"].put(b"[Service]\nEnvironment=DYNO=by-hand\n", f"{dropins}/50-by-hand.conf")
+        on["web.1"].run(["systemctl", "daemon-reload"], sudo=True, check=True)
+        on["web.1"].run(["systemctl", "restart", edited.unit], sudo=True, check=True)
+        on["web.2"].run(["systemctl", "stop", stopped.unit], sudo=True, check=True)
+        on["worker.1"].run(["systemctl", "stop", missing.unit], sudo=True, check=True)
+        on["worker.1"].run(["rm", f"/etc/systemd/system/{missing.unit}"], sudo=True, check=True)
+        on["worker.1"].run(["systemctl", "daemon-reload"], sudo=True, check=True)
         assert wait_for_dynos(url, {"by-hand"}) == {"by-hand"}
 
         assert drift_of(conns, app_name) == {
-            (edited.instance.unit, "edited"),
-            (stopped.instance.unit, "stopped"),
+            (edited.unit, "edited"),
+            (stopped.unit, "stopped"),
+            (missing.unit, "missing"),
         }
-        lines = []
-        for conn in {edited_conn.name: edited_conn, stopped_conn.name: stopped_conn}.values():
-            lines += restore_units(conn, app_name)
+        lines = [line for conn in conns.values() for line in restore_units(conn, app_name)]
         assert sorted(lines) == sorted(
             [
-                f"{edited.instance.unit} restored (edited)",
-                f"{stopped.instance.unit} restored (stopped)",
+                f"{edited.unit} restored (edited)",
+                f"{stopped.unit} restored (stopped)",
+                f"{missing.unit} restored (missing)",
             ]
         )
         assert wait_for_dynos(url, {"web.1", "web.2"}) == {"web.1", "web.2"}
+        assert {n: s.active for n, s in dynos(conns, app_name).items()} == {
+            "web.1": "active",
+            "web.2": "active",
+            "worker.1": "active",
+        }
         assert drift_of(conns, app_name) == set()
         assert [line for c in conns.values() for line in restore_units(c, app_name)] == []
     finally:
-        edited_conn.run(["rm", "-rf", dropins], sudo=True)
-        edited_conn.run(["systemctl", "daemon-reload"], sudo=True)
+        on["web.1"].run(["rm", "-rf", dropins], sudo=True)
+        on["web.1"].run(["systemctl", "daemon-reload"], sudo=True)
 
 
 def test_a_deploy_retiring_dynos_after_a_drain_is_never_drift(app_name: str, ctx: Context) -> None:
@@ -139,4 +149,13 @@ def test_a_deploy_retiring_dynos_after_a_drain_is_never_drift(app_name: str, ctx
         watcher.join(timeout=60)
     assert checks > 10
     assert seen == set()
-    assert drift_of(connections(ctx), app_name) == set()
+    conns = connections(ctx)
+    assert drift_of(conns, app_name) == set()
+
+    # A stop on request (`ps:stop` runs pause-units): not drift either, and not restored.
+    web = dynos(conns, app_name)["web.1"].instance
+    conns[web.host].run(pause_units_argv(web.unit), sudo=True, check=True)
+    state = conns[web.host].run(["systemctl", "is-active", web.unit]).stdout.strip()
+    assert state == "inactive"
+    assert drift_of(conns, app_name) == set()
+    assert restore_units(conns[web.host], app_name) == []
