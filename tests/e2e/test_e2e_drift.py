@@ -16,6 +16,7 @@ import pytest
 from e2e_support import EXAMPLES, Url, cli, get
 
 from provisioner.context import Context
+from provisioner.ops import controller
 from provisioner.ops.drift import check_units, pause_units_argv, restore_units
 from provisioner.plan.drift import UnitDrift
 from provisioner.plan.units import DynoState, dyno_facts_argv, parse_dyno_facts
@@ -26,8 +27,15 @@ pytestmark = pytest.mark.cloud
 
 @pytest.fixture
 def ctx(fleet: object) -> Iterator[Context]:
+    """A Context, with the fleet's controller paused meanwhile: it would heal the hand edits
+    itself before these tests look at them."""
     with Context.open("local") as context:
-        yield context
+        was_paused = controller.is_paused(context)
+        assert controller.quiesce(context), "the controller did not pause"
+        try:
+            yield context
+        finally:
+            controller.set_paused(context, was_paused)
 
 
 def connections(ctx: Context) -> dict[str, Connection]:
