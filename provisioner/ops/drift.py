@@ -15,9 +15,8 @@ from provisioner.remote.runner import HostRunner
 
 CHECK_UNITS = "check-units"
 RESTORE_UNITS = "restore-units"
-PAUSE_UNITS = "pause-units"
 
-__all__ = ["UnitDrift", "check_units", "pause_units_argv", "restore_units"]
+__all__ = ["UnitDrift", "check_units", "restore_units"]
 
 # A restart waits for the old process to stop (TimeoutStopSec of a dyno: 30 s) and the new one to
 # start; an app has a few units on a host.
@@ -36,8 +35,3 @@ def restore_units(conn: HostRunner, app: str) -> list[str]:
     argv = program_argv(RESTORE_UNITS, validate_app_name(app))
     result = conn.run(argv, sudo=True, timeout=RESTORE_TIMEOUT_S, check=True)
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
-
-
-def pause_units_argv(*units: str) -> list[str]:
-    """argv (as root) stopping units on request (`ps:stop`) so that they are not restored."""
-    return program_argv(PAUSE_UNITS, *units)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from provisioner.errors import DynoformError, ValidationError
-from provisioner.ops.drift import check_units, pause_units_argv, restore_units
+from provisioner.ops.drift import check_units, restore_units
 from provisioner.plan.drift import UnitDrift, parse_unit_drift
 from provisioner.remote.ssh import Result
 from provisioner.render import host_program
@@ -86,17 +86,6 @@ def test_restore_units_refuses_a_name_that_is_no_app_before_sending_anything() -
     with pytest.raises(ValidationError):
         restore_units(host, "shop*")
     assert host.sent == []
-
-
-def test_pause_units_argv() -> None:
-    assert pause_units_argv(WEB, WORKER) == [
-        "sh",
-        "-c",
-        host_program("pause-units"),
-        "sh",
-        WEB,
-        WORKER,
-    ]
 
 
 def _functions(program: str) -> str:
