@@ -603,7 +603,7 @@ class Rollout(Generic[R]):
             # Its build cache and any build left behind: an app made later under this name
             # must not start from them.
             conn.run(program_argv(FORGET_BUILDS, *build_paths(app)), sudo=True)
-            conn.run(program_argv(REMOVE_USER, app_user(app)), sudo=True)
+            conn.run(program_argv(REMOVE_USER, app_user(app), app), sudo=True)
 
         fan_out(observed.hosts, clean, timeout=300)
 

@@ -625,29 +625,40 @@ def test_removing_an_app_clears_every_host(
         stop_now(unit(1, "web.1")),
         "sudo rm -rf -- /srv/dynoform/apps/shop",
         "sudo sh -c '<forget-builds>' sh /srv/dynoform/cache/shop.tar /srv/dynoform/builds/shop",
-        "sudo sh -c '<remove-user>' sh dyno-shop",
+        "sudo sh -c '<remove-user>' sh dyno-shop shop",
     ]
     assert world.of("h2") == [FACTS, *world.of("h1")[2:]]  # no dynos there: none to stop
 
 
-# The programs as they were sent before they became files: the hosts run the same commands.
+# The programs as they were sent before they became files (the hosts run the same commands),
+# with what came since: the reference copies of dyno units (start-units, stop-units, remove-user).
 OLD_PROGRAMS = {
     START_UNITS: (
         'systemctl enable --no-reload --quiet "$@" && '
         'if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; '
         "then systemctl daemon-reload; fi && "
-        'systemctl start "$@"'
+        'systemctl start "$@" && install -d -m 0700 /srv/dynoform/units && '
+        'for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" '
+        '&& mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done'
     ),
     STOP_UNITS: (
-        'sleep "$1"; shift; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
-        'for u in "$@"; do rm -f "/etc/systemd/system/$u" "/run/dynoform/ports/$u"; done; '
+        "delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; "
+        'flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi\n'
+        'sleep "$delay"; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
+        'for u in "$@"; do rm -rf "/etc/systemd/system/$u" "/run/dynoform/ports/$u" '
+        '"/etc/systemd/system/$u.d" "/run/systemd/system/$u.d" '
+        '"/etc/systemd/system.control/$u.d" "/run/systemd/system.control/$u.d"; done; '
         'systemctl daemon-reload; systemctl reset-failed "$@" >/dev/null 2>&1 || true'
     ),
     FORGET_BUILDS: (
         'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; '
         'done; rm -rf -- "$2"'
     ),
-    REMOVE_USER: 'userdel "$1" 2>/dev/null || true',
+    REMOVE_USER: (
+        "if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; "
+        'rm -f -- "/srv/dynoform/units/dyno-$2".v*.service; exec 9<&-; fi\n'
+        'userdel "$1" 2>/dev/null || true'
+    ),
     UNPACK_RELEASE: r"""
 set -e
 dir="$1"; sha="$2"; user="$3"; envdir="$4"
