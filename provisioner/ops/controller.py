@@ -36,10 +36,10 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.fleet import Fleet
 from provisioner.model.formation import default_formation
-from provisioner.ops import repair
+from provisioner.ops import drift, repair
 from provisioner.ops.rollout import Observed, Rollout, open_rollout
 from provisioner.plan import controller as plan
-from provisioner.plan.units import RUNNING_STATES, journal_tail_argv
+from provisioner.plan.units import RUNNING_STATES, journal_tail_argv, parse_unit_name
 from provisioner.remote.fanout import fan_out
 from provisioner.store import CONTROLLER_OPERATION, Lease, LeaseBusy, now_iso
 
@@ -267,12 +267,20 @@ class Controller:
         apps = self.ctx.store.apps()
         where = self._record_placement(observed, apps, set(hosts) | set(pins))
         self._report_crashes(rollout, observed)
+        drifted = self._drifted(rollout, observed)
         # An app with dynos on a silent host waits for the verdict: the host may come back.
         waiting = {d.app for host in self.silent_since for d in where.get(host, [])}
         for app in apps:
             if app not in waiting:
                 self._guard(
-                    f"checking {app}", self._keep_app, rollout, observed, app, where, answered
+                    f"checking {app}",
+                    self._keep_app,
+                    rollout,
+                    observed,
+                    app,
+                    where,
+                    answered,
+                    drifted.get(app, set()),
                 )
         self._guard("keeping the fleet's size", self._keep_size, fleet, list(views.values()))
         self._status = {
@@ -456,13 +464,19 @@ class Controller:
         app: str,
         where: plan.Placement,
         answered: list[instances.Host],
+        drifted: set[str],
     ) -> None:
-        """Converge an idle app whose dynos differ from its formation."""
-        if self.clock() < self.retry_at.get(app, 0.0) or not self._differs(rollout, observed, app):
+        """Put back the app's units edited or stopped by hand on `drifted` hosts (in place: same
+        port, same router target), then converge it if its dynos still differ from its
+        formation; both under its lease, like any command."""
+        if self.clock() < self.retry_at.get(app, 0.0):
+            return
+        if not drifted and not self._differs(rollout, observed, app):
             return
         try:
             self.still_leading()
             with repair.changing(self.ctx, app, f"{CONTROLLER_OPERATION}: heal", patient=False):
+                self._restore(rollout, observed, app, drifted)
                 fresh = settled(rollout.observe(answered))
                 running = [
                     s.instance
@@ -487,6 +501,27 @@ class Controller:
             self.say(f"stopped {dyno.name} of v{dyno.release} on host {dyno.host}", app)
         for target in sorted(removed, key=str):
             self.say(f"router: removed {target.ip}:{target.port} (no dyno behind it)", app)
+
+    def _drifted(self, rollout: Rollout[Any], observed: Observed) -> dict[str, set[str]]:
+        """app -> the hosts where some of its units were edited or stopped by hand."""
+        found: dict[str, set[str]] = {}
+
+        def check(host: instances.Host) -> list[drift.UnitDrift]:
+            return drift.check_units(rollout.conn(host.id, observed), host.id)
+
+        for outcome in fan_out(observed.hosts, check, timeout=30):
+            for unit in outcome.value or []:
+                found.setdefault(unit.app, set()).add(unit.host)
+        return found
+
+    def _restore(
+        self, rollout: Rollout[Any], observed: Observed, app: str, hosts: set[str]
+    ) -> None:
+        for host in sorted(hosts):
+            for line in drift.restore_units(rollout.conn(host, observed), app):
+                unit, _, outcome = line.partition(" ")
+                dyno = parse_unit_name(unit, host, None)
+                self.say(f"{dyno.name if dyno else unit} {outcome} on host {host}", app)
 
     def _heal_failed(self, app: str, message: str) -> None:
         """Try again later, less often each time; say it when the reason is new."""

@@ -182,8 +182,24 @@ def test_a_dyno_stopped_by_hand_is_restored(world: World) -> None:
     unit = f"dyno-{world.app}.{dyno['release']}.{dyno['name']}.service"
     world.cli("hosts:exec", dyno["host"], "--", "sudo", "systemctl", "stop", unit)
     wait_for("the stopped dyno up again", lambda: serving_on_live_hosts(world, ""), 30)
-    lines = controller_lines(world)
-    assert f"{dyno['name']} started again on host" in lines or f"{dyno['name']} moved" in lines
+    assert f"{dyno['name']} restored (stopped) on host {dyno['host']}" in controller_lines(world)
+
+
+def test_a_dyno_unit_edited_by_hand_is_put_back(world: World) -> None:
+    dyno = world.web()[0]
+    unit = f"dyno-{world.app}.{dyno['release']}.{dyno['name']}.service"
+    dropins = f"/etc/systemd/system/{unit}.d"
+    edit = (
+        f"mkdir -p {dropins} && printf '[Service]\\nEnvironment=DYNO=by-hand\\n' "
+        f"> {dropins}/50-by-hand.conf && systemctl daemon-reload && systemctl restart {unit}"
+    )
+    world.cli("hosts:exec", dyno["host"], "--", "sudo", "sh", "-c", edit)
+    wanted = f"{dyno['name']} restored (edited) on host {dyno['host']}"
+    wait_for("the edited unit put back", lambda: wanted in controller_lines(world), 30)
+    assert world.cli(
+        "hosts:exec", dyno["host"], "--", "test", "-e", dropins, check=False
+    ).returncode
+    wait_for("both web dynos up", lambda: serving_on_live_hosts(world, ""), 30)
 
 
 def test_a_killed_host_machine_is_replaced_and_its_dynos_move(world: World) -> None:
