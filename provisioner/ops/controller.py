@@ -537,13 +537,15 @@ class Controller:
         store = self.ctx.store
         if store.lease_holder(app) is not None:
             return False
+        if any(s.active == "deactivating" for s in observed.of_app(app)):
+            return False  # on its way out (a drain ending, a stop by hand): judge it once gone
         current = store.current_release(app)
         if current is None or not current.slug_key:
             return False
         stored, _ = store.formation(app)
         formation = default_formation(list(current.process_types), stored)
         try:
-            return not rollout.plan(settled(observed), app, current.version, formation).is_empty()
+            return not rollout.plan(observed, app, current.version, formation).is_empty()
         except DynoformError:
             return True  # e.g. no room on the live hosts: converging says so
 
