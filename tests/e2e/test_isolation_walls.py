@@ -2,7 +2,7 @@
 
 - Dynos and builds (uids 40000-49999) cannot reach the cloud API endpoint (moto on the bridge
   gateway: the state bucket, every host's user-data), while the host itself (root) still
-  fetches and stores slugs there and deploys work.
+  fetches and stores slugs there and deploys work; nor any host's sshd.
 - `pg:psql` never puts the database URL or its password on a command line, where every user
   of the host could read it in /proc/*/cmdline.
 """
@@ -70,6 +70,29 @@ def test_a_dyno_cannot_reach_the_cloud_api(app_name: str, fleet: list[dict[str, 
     assert outcome == "refused", f"a one-off dyno reached {endpoint}"
     assert seconds < 5  # refused at once, not left to time out
     root_reaches(endpoint, fleet)
+
+
+# Connects to port 22 of each address; prints how it went, one line each.
+SSH_PROBE = """import socket, sys
+for address in sys.argv[1:]:
+    try:
+        with socket.create_connection((address, 22), timeout=5) as sock:
+            print('ssh', address, 'reached', flush=True)
+    except OSError as exc:
+        print('ssh', address, 'refused', type(exc).__name__, flush=True)
+"""
+
+
+def test_a_dyno_cannot_reach_the_sshd_of_its_host_or_another(
+    app_name: str, fleet: list[dict[str, object]]
+) -> None:
+    """The controller judges a host by its sshd's answer: no dyno may tie it up."""
+    cli("deploy", "-a", app_name, str(EXAMPLES / "procfile"))
+    addresses = ["127.0.0.1", *sorted(str(h["private_ip"]) for h in fleet)]
+    ran = cli("run", "-a", app_name, "--", "python3", "-c", SSH_PROBE, *addresses)
+    lines = [line for line in (ran.stdout + ran.stderr).splitlines() if line.startswith("ssh ")]
+    assert [line.split()[1] for line in lines] == addresses, ran.stdout + ran.stderr
+    assert all(line.split()[2] == "refused" for line in lines), lines
 
 
 def test_a_build_cannot_reach_the_cloud_api(
