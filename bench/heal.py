@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.deploys import Load, Router, cli, cli_json, fresh_source
 from provisioner import paths
+from provisioner.localcloud.system import children
 
 
 def runners() -> list[dict[str, Any]]:
@@ -28,8 +29,11 @@ def leader() -> str:
 
 
 def kill_machine(host: str) -> None:
-    """The host's nspawn, by the pid the local cloud recorded (a host this benchmark uses)."""
-    os.kill(int((paths.local_state_dir() / "hosts" / host / "nspawn.pid").read_text()), 9)
+    """Pull the plug: SIGKILL to the container's PID 1 (the child of the nspawn the local cloud
+    recorded for a host this benchmark uses) ends every process of the machine at once."""
+    nspawn = int((paths.local_state_dir() / "hosts" / host / "nspawn.pid").read_text())
+    for pid in children(nspawn):
+        os.kill(pid, 9)
 
 
 def until(check: Any, limit: float, step: float = 0.5) -> float | None:

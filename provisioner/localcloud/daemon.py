@@ -294,6 +294,7 @@ class Cloud:
             host = Host(inst.instance_id, inst.private_ip or "", root, self.image)
             self.hosts[inst.instance_id] = host
         if host.running:
+            host.remember_init()
             if reboot:
                 log.info("%s: rebooting", inst.instance_id)
                 host.reboot()

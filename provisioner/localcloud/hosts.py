@@ -106,6 +106,7 @@ class Host:
     ssh_ready_after: float | None = None
     boots: int = 0
     last_exit: int | None = None
+    init_pid: int | None = None  # the container's PID 1 (nspawn's child), once seen
     netns: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -197,7 +198,28 @@ class Host:
         if self.running and self.stopping_since and self.proc is not None:
             if time.monotonic() - self.stopping_since > grace:
                 log.warning("%s: did not power off in %.0f s; killing it", self.instance_id, grace)
+                self.kill_container()
                 self.proc.kill()
+
+    def remember_init(self) -> None:
+        """Note the container's PID 1 while nspawn runs: if nspawn dies first (SIGKILL), the
+        container's processes live on, reparented to this machine's init, until killed."""
+        if self.init_pid is None and self.proc is not None:
+            found = children(self.proc.pid)
+            self.init_pid = found[0] if found else None
+
+    def kill_container(self) -> None:
+        """SIGKILL the container's PID 1: the kernel then ends every process of its PID
+        namespace (dynos, sshd, the controller). Only a process still in a PID namespace other
+        than this machine's is killed: a recycled pid is left alone."""
+        pid, self.init_pid = self.init_pid, None
+        if pid is None:
+            return
+        try:
+            if os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/1/ns/pid"):
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass  # gone already
 
     def reboot(self) -> None:
         """Ctrl-Alt-Del for the container's systemd (SIGINT to its PID 1) reboots it."""
@@ -230,6 +252,7 @@ class Host:
 
     def teardown(self, keep_disk: bool) -> None:
         """After the container is gone: unmount, remove the network, and the disk unless kept."""
+        self.kill_container()  # nspawn may have died before its container (kill -9)
         for point in mounts_under(self.merged):
             umount(point)
         network.host_net_down(self.instance_id)

@@ -26,6 +26,7 @@ from provisioner import paths
 from provisioner.aws.router import target_group_name
 from provisioner.aws.session import Aws
 from provisioner.localcloud.network import names_for
+from provisioner.localcloud.system import children
 from provisioner.targets import Target
 
 pytestmark = pytest.mark.cloud
@@ -143,10 +144,12 @@ def fleet_back(world: World, gone: str) -> bool:
 
 
 def kill_machine(host: str) -> None:
-    """Kill the host's nspawn outright (no API call, no shutdown), by the pid the local cloud
-    recorded for this test's own host."""
-    pid = int((paths.local_state_dir() / "hosts" / host / "nspawn.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
+    """Pull the plug on this test's own host (no API call, no shutdown): SIGKILL to the
+    container's PID 1, the child of the nspawn the local cloud recorded, ends every process of
+    the machine at once."""
+    nspawn = int((paths.local_state_dir() / "hosts" / host / "nspawn.pid").read_text())
+    for pid in children(nspawn):
+        os.kill(pid, signal.SIGKILL)
 
 
 def controller_lines(world: World) -> str:
