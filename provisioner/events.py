@@ -55,13 +55,13 @@ def record(
     return event
 
 
-def recent(
-    docs: Documents, limit: int = 20, app: str | None = None, since: str = ""
-) -> list[Event]:
-    """The newest `limit` events (oldest first), of one app when given; only keys after `since`."""
-    keys = [k for k in docs.keys(app_prefix(app) if app else PLATFORM_PREFIX) if k > since]
+def recent(docs: Documents, limit: int = 20, app: str | None = None) -> list[Event]:
+    """The newest `limit` events (oldest first), of one app when given."""
+    if limit <= 0:
+        return []  # nothing to list (controller:status polled by platform:destroy asks none)
+    keys = docs.keys(app_prefix(app) if app else PLATFORM_PREFIX)
     result = []
-    for key in sorted(keys)[-limit:] if limit else []:
+    for key in sorted(keys)[-limit:]:
         doc = docs.get(key)
         if doc is not None:
             result.append(Event.from_dict(doc.data))

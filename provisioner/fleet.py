@@ -176,12 +176,17 @@ class Fleet:
         record.update(fields)
         self.docs.put(pin_key(instance_id), record)
 
+    @property
+    def key_path(self) -> Path:
+        """The platform's SSH key: the operator's, or on a host the copy the bootstrap left."""
+        return Path(self.on_fleet.ssh_key if self.on_fleet else self.platform.key_path)
+
     def endpoint(self, host: instances.Host) -> Endpoint:
         inside = self.target.is_local or self.on_fleet is not None
         return Endpoint(
             name=host.id,
             address=host.address(inside),
-            key_path=Path(self.on_fleet.ssh_key if self.on_fleet else self.platform.key_path),
+            key_path=self.key_path,
             pinned=tuple(self.pin(host.id)["host_keys"]),
             user=LOGIN_USER,
         )
@@ -263,9 +268,8 @@ class Fleet:
 
     def controller_steps(self, host: instances.Host, templates: Any) -> list[pb.Step]:
         """The controller's install (controlhost.py), with this fleet's key and endpoint."""
-        key_path = self.on_fleet.ssh_key if self.on_fleet else self.platform.key_path
         config = controlhost.host_config(self.target, self.aws.endpoint_url, host.id)
-        key = Path(key_path).read_bytes()
+        key = self.key_path.read_bytes()
         return controlhost.steps(controlhost.code_bundle(), config, key, templates)
 
     def role(self) -> tuple[pb.Role, Any]:

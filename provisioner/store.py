@@ -347,10 +347,10 @@ class Store:
 
     def lease_holder(self, app: str) -> LeaseInfo | None:
         """Who holds the app's lease now, if anybody (a lease past its expiry is free)."""
-        doc = self.docs.get(f"leases/{validate_app_name(app)}.json")
+        doc = self.docs.get(lease_key(validate_app_name(app)))
         if doc is None:
             return None
-        info = LeaseInfo(**{k: doc.data[k] for k in LeaseInfo.__dataclass_fields__})
+        info = LeaseInfo.from_record(doc.data)
         return info if info.expires_at > time.time() else None
 
     def _fence(self, app: str) -> None:
@@ -358,6 +358,10 @@ class Store:
         lease = self._held.get(app)
         if lease is not None:
             lease.ensure()
+
+
+def lease_key(app: str) -> str:
+    return f"leases/{app}.json"
 
 
 class LeaseBusy(Conflict):
@@ -380,6 +384,11 @@ class LeaseInfo:
     operation: str
     acquired_at: str
     expires_at: float
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> LeaseInfo:
+        """The lease document as written by Lease._record."""
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
     def busy_error(self, app: str) -> LeaseBusy:
         left = max(0, round(self.expires_at - time.time()))
@@ -409,7 +418,7 @@ class Lease:
         holder: str | None = None,
     ) -> None:
         self.docs = docs
-        self.key = key or f"leases/{app}.json"  # another key: a lease on something else
+        self.key = key or lease_key(app)  # another key: a lease on something else
         self.app = app
         self.operation = operation
         self.ttl = ttl
@@ -452,7 +461,7 @@ class Lease:
         doc = self.docs.get(self.key)
         if doc is None:
             return self.try_acquire()
-        info = LeaseInfo(**{k: doc.data[k] for k in LeaseInfo.__dataclass_fields__})
+        info = LeaseInfo.from_record(doc.data)
         if info.expires_at > time.time():
             return info
         try:

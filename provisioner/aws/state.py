@@ -45,14 +45,20 @@ class Documents:
         self.s3 = s3
         self.bucket = bucket
 
-    def ensure_bucket(self, region: str) -> bool:
-        """Create the bucket (versioned, private, encrypted) unless it exists; True if created."""
+    def exists(self) -> bool:
+        """Whether the bucket is there (it is made on first use, see ensure_bucket)."""
         try:
             self.s3.head_bucket(Bucket=self.bucket)
-            return False
+            return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
                 raise
+            return False
+
+    def ensure_bucket(self, region: str) -> bool:
+        """Create the bucket (versioned, private, encrypted) unless it exists; True if created."""
+        if self.exists():
+            return False
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}

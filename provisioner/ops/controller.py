@@ -41,7 +41,7 @@ from provisioner.ops.rollout import Observed, Rollout, open_rollout
 from provisioner.plan import controller as plan
 from provisioner.plan.units import RUNNING_STATES, journal_tail_argv, parse_unit_name
 from provisioner.remote.fanout import fan_out
-from provisioner.store import CONTROLLER_OPERATION, Lease, LeaseBusy, now_iso
+from provisioner.store import CONTROLLER_OPERATION, Lease, LeaseBusy, LeaseInfo, now_iso
 
 SOURCE = "controller"
 LOOP_SECONDS = 2.0
@@ -82,15 +82,15 @@ def status(ctx: Context, recent: int = 10) -> ControllerStatus:
     """The leader, its last loop and the newest controller events."""
     docs = ctx.store.docs
     leader = docs.get(LEADER_KEY)
-    lease = leader.data if leader else {}
-    expires = float(lease.get("expires_at", 0)) - time.time() if lease else None
-    live = expires is not None and expires > 0
+    lease = LeaseInfo.from_record(leader.data) if leader else None
+    expires = lease.expires_at - time.time() if lease else 0.0
+    live = lease if lease and expires > 0 else None
     loop = docs.get(STATUS_KEY)
     last = loop.data if loop else {}
     return ControllerStatus(
-        leader=str(lease.get("holder")) if live else None,
-        leader_since=lease.get("acquired_at") if live else None,
-        lease_expires_in=round(expires, 1) if live and expires is not None else None,
+        leader=live.holder if live else None,
+        leader_since=live.acquired_at if live else None,
+        lease_expires_in=round(expires, 1) if live else None,
         last_loop_at=last.get("at"),
         last_loop_seconds=last.get("seconds"),
         paused=is_paused(ctx),
@@ -282,9 +282,17 @@ class Controller:
                     answered,
                     drifted.get(app, set()),
                 )
-        self._guard("keeping the fleet's size", self._keep_size, fleet, list(views.values()))
+        declared = fleet.declared_size()
+        self._guard(
+            "keeping the fleet's size",
+            self._keep_size,
+            fleet,
+            list(views.values()),
+            hosts,
+            declared,
+        )
         self._status = {
-            "declared": fleet.declared_size(),
+            "declared": declared,
             "alive": sum(1 for v in views.values() if v.lost is None and v.state in plan.ALIVE),
             "lost": sorted(i for i, v in views.items() if v.lost),
         }
@@ -354,7 +362,8 @@ class Controller:
         self.silent_since.pop(verdict.host, None)
         self.say(f"host {verdict.host} is lost: {verdict.reason}")
         if host is not None and host.private_ip:
-            self._deregister_ip(host.private_ip, f"host {verdict.host} is lost")
+            lost_ip = host.private_ip
+            self._remove_targets(lambda ip: ip == lost_ip, f"host {verdict.host} is lost")
         if host is not None:
             self._terminate(host)
 
@@ -365,13 +374,14 @@ class Controller:
         instances.terminate(self.ctx.aws, [host.id])
         self.say(f"terminated host {host.id}")
 
-    def _deregister_ip(self, ip: str, why: str) -> None:
+    def _remove_targets(self, dead: Callable[[str], bool], why: str) -> None:
+        """Every app's targets whose address is `dead` leave the router, each app said."""
         router = self.ctx.router()
         for app in self.ctx.store.apps():
-            dead = {t for t in router.targets(app) if t.ip == ip}
-            if dead:
-                router.deregister(app, dead)
-                names = ", ".join(f"{t.ip}:{t.port}" for t in sorted(dead, key=str))
+            gone = {t for t in router.targets(app) if dead(t.ip)}
+            if gone:
+                router.deregister(app, gone)
+                names = ", ".join(f"{t.ip}:{t.port}" for t in sorted(gone, key=str))
                 self.say(f"router: removed {names} ({why})", app)
 
     def _sweep_router(
@@ -387,13 +397,7 @@ class Controller:
             for h in hosts.values()
             if h.private_ip and h.state in plan.ALIVE and not _is_lost(views.get(h.id))
         }
-        router = self.ctx.router()
-        for app in self.ctx.store.apps():
-            dead = {t for t in router.targets(app) if t.ip not in live}
-            if dead:
-                router.deregister(app, dead)
-                names = ", ".join(f"{t.ip}:{t.port}" for t in sorted(dead, key=str))
-                self.say(f"router: removed {names} (no live host has them)", app)
+        self._remove_targets(lambda ip: ip not in live, "no live host has them")
 
     def _forget_gone(
         self,
@@ -550,16 +554,22 @@ class Controller:
             return True  # e.g. no room on the live hosts: converging says so
 
     # the fleet's size -----------------------------------------------------------------------
-    def _keep_size(self, fleet: Fleet, views: list[plan.HostView]) -> None:
+    def _keep_size(
+        self,
+        fleet: Fleet,
+        views: list[plan.HostView],
+        hosts: dict[str, instances.Host],
+        declared: int | None,
+    ) -> None:
         if self.clock() < self.launch_retry_at:
             return
         with self.launch_lock:
-            short = plan.shortfall(fleet.declared_size(), views, self.launching)
+            short = plan.shortfall(declared, views, self.launching)
             if short == 0:
                 return
             self.launching += short
-        self.say(f"launching {short} host(s): the fleet is declared at {fleet.declared_size()}")
-        kind = _common_type(fleet.hosts()) or instances.DEFAULT_TYPE
+        self.say(f"launching {short} host(s): the fleet is declared at {declared}")
+        kind = _common_type(list(hosts.values())) or instances.DEFAULT_TYPE
         thread = threading.Thread(target=self._launch, args=(fleet, short, kind), daemon=True)
         thread.start()
 

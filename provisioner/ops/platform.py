@@ -6,7 +6,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
-from provisioner.aws.state import bucket_name
+from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.teardown import destroy_platform
 from provisioner.context import Context
 from provisioner.fleet import SIZE_DOC, declared_size
@@ -61,8 +61,10 @@ def declared_hosts(ctx: Context) -> int | None:
 
 def _quiesce_controller(ctx: Context) -> None:
     """Pause the controller first: no host about to go may be replaced."""
-    try:  # no state bucket: no controller (and none is made just to ask)
-        ctx.aws.s3.head_bucket(Bucket=bucket_name(ctx.target.platform, ctx.aws.account_id()))
+    state = Documents(ctx.aws.s3, bucket_name(ctx.target.platform, ctx.aws.account_id()))
+    try:  # no state bucket (or none of ours): no controller, and none is made just to ask
+        if not state.exists():
+            return
     except ClientError:
         return
     if ctx.store.docs.get(SIZE_DOC) is None and not controller.status(ctx, 0).leader:
