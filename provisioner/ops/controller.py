@@ -537,7 +537,9 @@ class Controller:
             self.say(f"could not heal: {message} (trying again in {delay:.0f} s)", app)
 
     def _differs(self, rollout: Rollout[Any], observed: Observed, app: str) -> bool:
-        """Whether the app, idle and serving, runs other dynos than its formation asks."""
+        """Whether the app, idle and serving, lacks dynos its formation asks for. Surplus alone
+        is no reason to act: an old release's dynos drain after a deploy (deregistered, still
+        running until their delayed stop), and stopping them early would cut their requests."""
         store = self.ctx.store
         if store.lease_holder(app) is not None:
             return False
@@ -549,7 +551,7 @@ class Controller:
         stored, _ = store.formation(app)
         formation = default_formation(list(current.process_types), stored)
         try:
-            return not rollout.plan(observed, app, current.version, formation).is_empty()
+            return bool(rollout.plan(observed, app, current.version, formation).started)
         except DynoformError:
             return True  # e.g. no room on the live hosts: converging says so
 
