@@ -54,12 +54,14 @@ def fan_out(
         return []
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items))))
-    futures: dict[Future[tuple[T, float]], int] = {
-        pool.submit(_timed, fn, item): index for index, item in enumerate(items)
-    }
+    futures: dict[Future[tuple[T, float]], int] = {}
     outcomes: list[Outcome[K, T] | None] = [None] * len(items)
-    pending = set(futures)
     try:
+        # Submitted inside the guard: a Ctrl-C between two submits still waits for the work
+        # already running (a dyno start that outlived the undo left the new release running).
+        for index, item in enumerate(items):
+            futures[pool.submit(_timed, fn, item)] = index
+        pending = set(futures)
         while pending:
             left = None if timeout is None else timeout - (time.monotonic() - started)
             if left is not None and left <= 0:

@@ -76,3 +76,31 @@ def test_an_interrupted_fan_out_lets_running_work_end_before_it_raises() -> None
     with pytest.raises(KeyboardInterrupt):
         fan_out(["fast", "slow"], work, on_done=interrupt)
     assert finished.is_set()
+
+
+def test_an_interrupt_between_submits_still_waits_for_the_running_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C lands while the work is being handed out: the first item already runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    finished = threading.Event()
+    submit = ThreadPoolExecutor.submit
+    calls = 0
+
+    def interrupted_submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return submit(self, *args, **kwargs)
+
+    def work(item: str) -> str:
+        time.sleep(0.3)
+        finished.set()
+        return item
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", interrupted_submit)
+    with pytest.raises(KeyboardInterrupt):
+        fan_out(["first", "second"], work)
+    assert finished.is_set()
