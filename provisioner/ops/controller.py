@@ -15,6 +15,9 @@ loop, the leader:
 4. restores dyno units edited or stopped by hand, reports crash loops with their last lines;
 5. launches hosts until the declared number of runners is alive again.
 
+Duties on their own clocks run beside the loop, each in its own thread while this host leads
+(a converge of many seconds in the loop must not make a cron run late): see DUTIES.
+
 Every action is an event (`dynoform[controller]` in `dynoform logs`, and `controller:status`).
 """
 
@@ -56,6 +59,19 @@ RETRY_MAX = 600.0
 SWEEP_EVERY = 10.0  # seconds between sweeps of router targets that no live host backs
 STATUS_EVERY = 10.0  # the status document is written at least this often, else on a change
 PRUNE_EVERY = 600.0
+
+
+@dataclass(frozen=True)
+class Duty:
+    """Work the leader does every `every` seconds in a thread of its own. `tick(ctx, guard)`
+    calls `guard()` right before each change it makes: it raises once the lease is not ours."""
+
+    name: str
+    every: float
+    tick: Callable[[Context, Callable[[], None]], None]
+
+
+DUTIES: tuple[Duty, ...] = ()
 
 
 # what users read ------------------------------------------------------------------------------
@@ -186,6 +202,9 @@ class Controller:
         self._status: dict[str, Any] = {}  # the last loop's figures, for the status document
         self._written: dict[str, Any] = {}
         self._written_at = 0.0
+        self.paused = False  # the loop reads it; duties do nothing while it is set
+        self.duties = DUTIES
+        self._duty_threads: list[threading.Thread] = []
 
     @property
     def docs(self) -> Documents:
@@ -211,6 +230,9 @@ class Controller:
                     self._loop_guarded(started)
                 self.stop.wait(max(0.2, LOOP_SECONDS - (time.monotonic() - started)))
         finally:
+            self.stop.set()
+            for thread in self._duty_threads:
+                thread.join(timeout=5)
             if self.lease is not None:
                 self.lease.release()  # a successor need not wait for the lease to expire
 
@@ -237,7 +259,26 @@ class Controller:
         self.ctx.refresh_platform()  # read it anew: platform:init may have changed it
         taken = f" (took over from {lease.took_over.holder})" if lease.took_over else ""
         self.say(f"{self.host_id} leads{taken}")
+        self.paused = is_paused(self.ctx)
+        self._start_duties(lease)
         return True
+
+    def _start_duties(self, lease: Lease) -> None:
+        self._duty_threads = [t for t in self._duty_threads if t.is_alive()]
+        for duty in self.duties:
+            thread = threading.Thread(
+                target=self._run_duty, args=(duty, lease), name=f"duty-{duty.name}", daemon=True
+            )
+            thread.start()
+            self._duty_threads.append(thread)
+
+    def _run_duty(self, duty: Duty, lease: Lease) -> None:
+        """Until the lease is lost or the controller stops: one tick every duty.every s."""
+        while not self.stop.is_set() and self.lease is lease and lease.lost is None:
+            started = time.monotonic()
+            if not self.paused:
+                self._guard(duty.name, duty.tick, self.ctx, self.still_leading)
+            self.stop.wait(max(0.1, duty.every - (time.monotonic() - started)))
 
     def _loop_guarded(self, started: float) -> None:
         try:
@@ -249,7 +290,8 @@ class Controller:
 
     # one loop -------------------------------------------------------------------------------
     def loop(self) -> None:
-        if is_paused(self.ctx):
+        self.paused = is_paused(self.ctx)
+        if self.paused:
             return
         self.ctx.platform(create=False)  # never made from here: only `platform:init` makes it
         fleet = self.ctx.fleet()
