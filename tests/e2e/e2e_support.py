@@ -10,9 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,3 +167,41 @@ def cli_at_once(
         thread.join(timeout=timeout + 30)
     assert all(r is not None for r in results), "a command did not finish"
     return [r for r in results if r is not None]
+
+
+# A platform with a working controller ----------------------------------------------------------
+CONTROLLED_TARGET = "ctltest"
+CONTROLLED_CIDR = "198.18.192.0/18"  # apart from the default platform's and test_fleet's ranges
+
+
+@dataclass
+class Controlled:
+    """The controlled platform: its own target, VPC range, config dir and key, with its
+    controller running (the suite's shared platform has its controller paused)."""
+
+    env: dict[str, str]
+    aws: Any
+    platform: str
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        return cli("-t", CONTROLLED_TARGET, *args, env=self.env, check=check, timeout=timeout)
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.cli("--json", *args).stdout)
+
+    def runners(self) -> list[dict[str, Any]]:
+        return [h for h in self.json("hosts") if h["role"] == "runner"]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, step: float = 1.0) -> Any:
+    """check()'s first truthy result within timeout s; else fail, saying the last one."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")

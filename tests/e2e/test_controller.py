@@ -3,8 +3,7 @@ machine killed outright, the leader's own host killed, an instance terminated th
 a host that stops answering, a dyno stopped by hand. Each time the app's web dynos serve again
 on live hosts, the router holds exactly them, and the fleet is back at its declared size.
 
-Uses its own platform (own target, VPC range, config dir and key) so that killing hosts never
-touches the suite's shared one; it is destroyed at the end, even on failure.
+Runs on the `controlled` platform (conftest): killing hosts never touches the suite's shared one.
 """
 
 from __future__ import annotations
@@ -20,71 +19,33 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from e2e_support import EXAMPLES, Load, Url, cli
+from e2e_support import EXAMPLES, Controlled, Load, Url, wait_for
 
 from provisioner import paths
 from provisioner.aws.router import target_group_name
-from provisioner.aws.session import Aws
 from provisioner.localcloud.network import names_for
 from provisioner.localcloud.system import children
-from provisioner.targets import Target
 
 pytestmark = pytest.mark.cloud
 
-TARGET = "ctltest"
-CIDR = "198.18.192.0/18"  # apart from the default platform's and test_fleet's ranges
-
 
 @dataclass
-class World:
-    env: dict[str, str]
-    aws: Aws
-    platform: str
-    app: str
-    url: Url
+class World(Controlled):
+    """The controlled platform with one app of web=2."""
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return cli("-t", TARGET, *args, env=self.env, check=check)
-
-    def json(self, *args: str) -> Any:
-        import json
-
-        return json.loads(self.cli("--json", *args).stdout)
+    app: str = ""
+    url: Url = Url("", 0)
 
     def web(self) -> list[dict[str, Any]]:
         return [d for d in self.json("ps", "-a", self.app) if d["type"] == "web"]
 
-    def runners(self) -> list[dict[str, Any]]:
-        return [h for h in self.json("hosts") if h["role"] == "runner"]
-
-
-def wait_for(what: str, check: Any, timeout: float, step: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
-
 
 @pytest.fixture(scope="module")
-def world(local_cloud: Aws, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    platform = f"ct{secrets.token_hex(3)}"
-    config = tmp_path_factory.mktemp("controller-config")
-    (config / "dynoform").mkdir()
-    (config / "dynoform" / "targets.toml").write_text(
-        f'[targets.{TARGET}]\nkind = "local"\nplatform = "{platform}"\nvpc_cidr = "{CIDR}"\n'
-    )
-    env = {"XDG_CONFIG_HOME": str(config), "COLUMNS": "200"}
-    aws = Aws(Target(TARGET, kind="local", platform=platform, vpc_cidr=CIDR))
+def world(controlled: Controlled) -> Iterator[World]:
     app = f"ctl-{secrets.token_hex(3)}"
-    probe = World(env, aws, platform, app, Url("", 0))
+    probe = World(controlled.env, controlled.aws, controlled.platform, app)
+    probe.cli("apps:create", app, "--no-remote")
     try:
-        probe.cli("platform:init")
-        probe.cli("hosts:add", "--count", "2")
-        probe.cli("apps:create", app, "--no-remote")
         probe.cli("deploy", "-a", app, str(EXAMPLES / "python"))
         probe.cli("ps:scale", "web=2", "-a", app)
         short_drain(probe)
@@ -92,8 +53,7 @@ def world(local_cloud: Aws, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         probe.url = Url(str(web_url.hostname), int(web_url.port or 443), web_url.scheme)
         yield probe
     finally:
-        cli("-t", TARGET, "platform:destroy", "--confirm", platform, "--delete-state",
-            env=env, check=False, timeout=900)  # fmt: skip
+        probe.cli("apps:destroy", "-a", app, "--confirm", app, check=False)
 
 
 def short_drain(world: World) -> None:
