@@ -15,9 +15,13 @@
    the user imported) from moto's ACM, in this process (`acm_key`).
 5. Change signal: every ELBv2 call that changes something sets `elb_changed`, so the daemon
    brings HAProxy in line at once instead of polling ELBv2 several times a second.
+6. Conditional writes: S3 checks If-Match / If-None-Match and writes in one step; moto checks,
+   then writes, and its server answers on many threads, so two writers could both pass the
+   check (two releases numbered alike, two holders of a lease, a cron minute claimed twice).
+   PutObject runs under a lock (`atomic_conditional_writes`).
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
-moto's own behaviour.
+moto's own behaviour, but for 6 (tests/aws/conftest.py applies it too).
 """
 
 from __future__ import annotations
@@ -142,12 +146,30 @@ def _issue_from_local_ca(ca_dir: Path | None) -> None:
     CertBundle.generate_cert = classmethod(generate_cert)  # type: ignore[method-assign,assignment]
 
 
+def atomic_conditional_writes() -> None:
+    """PutObject's condition check and write in one step, as on S3 (idempotent)."""
+    from moto.s3.responses import S3Response
+
+    put_object = S3Response.put_object
+    if getattr(put_object, "atomic", False):
+        return
+    put_lock = threading.Lock()
+
+    def atomic_put_object(self: Any) -> Any:
+        with put_lock:
+            return put_object(self)
+
+    atomic_put_object.atomic = True  # type: ignore[attr-defined]
+    S3Response.put_object = atomic_put_object  # type: ignore[method-assign]
+
+
 def apply(ca_dir: Path | None = None) -> None:
-    """Patch moto's target groups and ACM (idempotent)."""
+    """Patch moto's target groups, ACM and S3 writes (idempotent)."""
     global _applied
     if _applied:
         return
     _issue_from_local_ca(ca_dir)
+    atomic_conditional_writes()
     from moto.elbv2.exceptions import InvalidTargetError
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 

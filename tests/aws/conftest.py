@@ -15,6 +15,14 @@ def acm_issues_at_once(monkeypatch):
     monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def atomic_s3_writes():
+    """S3's conditional writes are atomic; moto's are not under threads (motofix item 6)."""
+    from provisioner.localcloud.motofix import atomic_conditional_writes
+
+    atomic_conditional_writes()
+
+
 @pytest.fixture
 def aws():
     with mock_aws():
