@@ -125,6 +125,7 @@ def run_dyno_argv(
     tty: bool = False,
     detach: bool = False,
     options: UnitOptions | None = None,
+    keep: bool = False,
 ) -> list[str]:
     """systemd-run argv (as root on the host) for a one-off dyno such as `run.1`.
 
@@ -132,6 +133,8 @@ def run_dyno_argv(
     config through the same credential, and runs `command` after .profile.d like any dyno.
     Attached (the default) it waits and exits with the command's status; with tty=True it
     gives the command a terminal (ssh -t); detach=True returns at once and logs to the journal.
+    keep=True (detached): the unit stays loaded after the command ends, with its exit status,
+    until stopped (cron runs: the controller reads the status, then collects the unit).
     `command` is the user's own command line, not a secret.
     """
     opts = options or UnitOptions()
@@ -144,7 +147,9 @@ def run_dyno_argv(
         f"--unit={instance.unit}",
         f"--slice={opts.slice}",
     ]
-    if detach:
+    if detach and keep:
+        argv += ["--no-block", "-p", "RemainAfterExit=yes"]
+    elif detach:
         argv += ["--no-block", "--collect"]
     else:
         argv += ["--wait", "--collect", "--pty" if tty else "--pipe"]

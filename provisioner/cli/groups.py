@@ -20,6 +20,7 @@ MODULES = [
     "deploy",
     "ps",
     "run",
+    "cron",
     "logs",
     "domains",
     "certs",

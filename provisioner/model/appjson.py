@@ -1,4 +1,5 @@
-"""app.json's `env` (Heroku's app manifest): config vars an app asks for on its first deploy."""
+"""app.json (Heroku's app manifest): `env`, config vars an app asks for on its first deploy, and
+`cron`, Dokku's scheduled jobs (kept in step with every deploy)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,25 @@ def initial_config(
             "set it first: dynoform config:set KEY=VALUE",
         )
     return added
+
+
+def parse_app_json_cron(text: str) -> list[tuple[str, str]]:
+    """The `cron` entries as (schedule, command), as Dokku reads them:
+    `"cron": [{"schedule": "*/10 * * * *", "command": "python manage.py cleanup"}]`."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError("app.json", f"is not valid JSON: {exc}") from exc
+    entries = data.get("cron", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ValidationError("app.json cron", "must be a list of {schedule, command}")
+    result = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) and entry[k].strip() for k in ("schedule", "command")
+        ):
+            raise ValidationError(
+                f"app.json cron entry {number}", "needs a schedule and a command, both strings"
+            )
+        result.append((entry["schedule"].strip(), entry["command"].strip()))
+    return result

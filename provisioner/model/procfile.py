@@ -10,6 +10,8 @@ from provisioner.errors import ValidationError
 _LINE_RE = re.compile(r"([A-Za-z0-9_-]+)[ \t]*:[ \t]*(.*)")
 RELEASE_TYPE = "release"
 ONE_OFF_TYPE = "run"  # one-off dynos are run.N
+SCHEDULER_TYPE = "scheduler"  # cron runs are one-off dynos named scheduler.N
+ONE_OFF_TYPES = (ONE_OFF_TYPE, SCHEDULER_TYPE)
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,10 @@ def parse_procfile(text: str) -> Procfile:
             raise ValidationError(
                 f"Procfile line {number}", f"process type {name!r} has no command"
             )
-        if name == ONE_OFF_TYPE:
+        if name in ONE_OFF_TYPES:
             raise ValidationError(
                 f"Procfile line {number}",
-                f"process type {name!r} is reserved for one-off dynos (`dynoform run`)",
+                f"process type {name!r} is reserved for one-off dynos (`dynoform run`, cron)",
             )
         if name in processes:
             raise ValidationError(

@@ -19,9 +19,9 @@ from provisioner.aws import instances
 from provisioner.build import MAX_SLUG_BYTES, BuildResult, build_disk_bytes, build_layout
 from provisioner.context import Context
 from provisioner.errors import DynoformError
-from provisioner.model.appjson import initial_config, parse_app_json
+from provisioner.model.appjson import initial_config, parse_app_json, parse_app_json_cron
 from provisioner.model.release import Release
-from provisioner.ops import buildhost, builds, repair
+from provisioner.ops import buildhost, builds, cron, repair
 from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
@@ -105,7 +105,9 @@ def _deploy_locked(
     source_sha = keys.sha256_file(source.tarball)
     blobs.upload_if_absent(keys.source_key(app_id, source_sha), source.tarball)
     build_id = builds.new_build_id()
-    first_deploy_config(store, app, source)
+    app_json = read_app_json(source)
+    cron_entries = app_json_cron(app_json)
+    first_deploy_config(store, app, app_json)
     observed = observing.result()
     host = build_host(observed.hosts, app)
     builds.start_build(store, app, build_id, source.description, source_sha, host.id)
@@ -159,6 +161,8 @@ def _deploy_locked(
         buildpack=result.buildpack,
         host=host.id,
     )
+    for change in cron.sync_app_json(store, app, cron_entries):
+        say(f"app.json: {change}")
     return DeployResult(release, build_id, result.buildpack)
 
 
@@ -217,19 +221,29 @@ def _build(
     return result
 
 
-def first_deploy_config(store: Store, app: str, source: Source) -> None:
+def read_app_json(source: Source) -> str | None:
+    with tarfile.open(source.tarball) as tar:
+        member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "app.json"), None)
+        handle = tar.extractfile(member) if member is not None else None
+        return handle.read().decode("utf-8") if handle is not None else None
+
+
+def app_json_cron(text: str | None) -> list[tuple[str, str]]:
+    """app.json's cron entries, checked before the deploy changes anything."""
+    entries = parse_app_json_cron(text) if text is not None else []
+    cron.check_app_json(entries)
+    return entries
+
+
+def first_deploy_config(store: Store, app: str, text: str | None) -> None:
     """On the first deploy, app.json's `env` fills in config vars not set yet."""
+    if text is None:
+        return
     # Newest first, stopping at the first built release: one read, not one per release
     # (an app with 50 releases spent 0.2 s here on every deploy).
     for version in reversed(store.release_versions(app)):
         if store.release(app, version).slug_key:
             return
-    with tarfile.open(source.tarball) as tar:
-        member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "app.json"), None)
-        handle = tar.extractfile(member) if member is not None else None
-        text = handle.read().decode("utf-8") if handle is not None else None
-    if text is None:
-        return
     current, etag = store.config(app)
     added = initial_config(parse_app_json(text), current)
     if added:

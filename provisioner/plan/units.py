@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from provisioner.errors import DynoformError
 from provisioner.model.names import validate_app_name, validate_process_type
-from provisioner.model.procfile import ONE_OFF_TYPE
+from provisioner.model.procfile import ONE_OFF_TYPES
 from provisioner.model.sizes import DEFAULT_SIZE
 
 UNIT_PREFIX = "dyno-"
@@ -63,8 +63,9 @@ class DynoInstance:
 
     @property
     def is_oneoff(self) -> bool:
-        """A `run.N` dyno: not in the formation, it lives until it exits or is stopped."""
-        return self.type == ONE_OFF_TYPE
+        """A `run.N` or `scheduler.N` dyno: not in the formation, it lives until it exits or
+        is stopped."""
+        return self.type in ONE_OFF_TYPES
 
     @property
     def unit(self) -> str:
