@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import core, heal
+from bench import cron as cron_bench
 from bench import deploys as plat
 
 
@@ -23,7 +24,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer runs, 1-2-4 hosts")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, default=Path("bench/results/curves.png"))
-    parser.add_argument("--only", choices=["core", "platform", "heal"], help="one part only")
+    parser.add_argument(
+        "--only", choices=["core", "platform", "heal", "cron"], help="one part only"
+    )
     args = parser.parse_args()
     figures: dict[str, Any] = {
         "machine": machine(),
@@ -32,10 +35,12 @@ def main() -> None:
     runs = 2 if args.quick else 5
     if args.only == "heal":
         figures |= run_heal()
+    elif args.only == "cron":
+        figures |= run_cron()
     else:
         figures |= core.placement(runs)
         figures |= core.state_ops(1.0 if args.quick else 3.0)
-    if args.only not in ("core", "heal"):
+    if args.only not in ("core", "heal", "cron"):
         figures |= run_platform(args.quick, runs)
     print_table(figures)
     if args.json:
@@ -83,6 +88,20 @@ def run_heal() -> dict[str, Any]:
     app = plat.new_app()
     try:
         return heal.host_loss(app)
+    finally:
+        plat.destroy(app)
+
+
+def run_cron() -> dict[str, Any]:
+    """Only the cron figures: an every-minute job for three minutes."""
+    from provisioner.localcloud import control
+
+    control.up()
+    plat.ensure_hosts(2)
+    app = plat.new_app()
+    try:
+        plat.timed_deploy(app, 1)
+        return cron_bench.start_delays(app)
     finally:
         plat.destroy(app)
 

@@ -48,7 +48,9 @@ def run_row(run: CronRun) -> dict[str, object]:
 
 
 def _when(stamp: float | None) -> str | None:
-    return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat("T", "seconds")
+    return (
+        None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat("T", "milliseconds")
+    )
 
 
 def _last_text(job: CronJob) -> str:

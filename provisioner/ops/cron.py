@@ -305,7 +305,8 @@ def _ended(run: m.CronRun, facts: dict[str, str]) -> m.CronRun | None:
     if active == "deactivating":
         return None
     status = int(facts.get("ExecMainStatus") or 0)
-    started = _stamp(facts.get("ExecMainStartTimestamp")) or run.started_at
+    # The controller's own clock when the start returned is finer than systemd's whole seconds.
+    started = run.started_at or _stamp(facts.get("ExecMainStartTimestamp"))
     ended = _stamp(facts.get("ExecMainExitTimestamp")) or time.time()
     ok = status == 0 and facts.get("Result", "success") == "success"
     return replace(

@@ -68,7 +68,7 @@ def test_app_json_jobs_follow_each_deploy_and_keep_their_runs(ctx: Context) -> N
 
 
 def test_a_runs_end_is_read_from_the_units_facts() -> None:
-    run = CronRun(7, "2026-11-30T19:47Z", 3, "i-a", "running", started_at=100.0)
+    run = CronRun(7, "2026-11-30T19:47Z", 3, "i-a", "running")
     assert (
         cron._ended(run, {"LoadState": "loaded", "ActiveState": "active", "SubState": "running"})
         is None
