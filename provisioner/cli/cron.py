@@ -100,6 +100,10 @@ def add(
 
     Example: dynoform cron:add -a myapp "*/10 * * * *" -- python manage.py cleanup
     """
+    if command[:1] == ["--"]:  # after the schedule, click keeps the separator as an argument
+        command = command[1:]
+    if not command:
+        raise typer.BadParameter("no command given after --")
     line = command[0] if len(command) == 1 else shlex.join(command)
     job = ops.add(g().ctx, resolve_app(app), schedule, line, overlap)
     if g().json:
