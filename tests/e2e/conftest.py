@@ -40,6 +40,15 @@ def app_name(fleet: object) -> Iterator[str]:
     cli("apps:destroy", "-a", name, "--confirm", name, check=False)
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the controlled platform are marked `controlled` (scripts/test.sh runs them
+    beside the shared platform's tests)."""
+    for item in items:
+        if "controlled" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.controlled)
+
+
 @pytest.fixture(scope="session")
 def controlled(
     local_cloud: object, tmp_path_factory: pytest.TempPathFactory
