@@ -46,12 +46,12 @@ def response_times(
     """The p95 and the request count of each of the last `minutes` minutes (the current one
     included, partial), oldest first; minutes without requests are left out. Two metrics per
     call (CloudWatch bills GetMetricData per metric)."""
-    start = (int(now) // PERIOD - (minutes - 1)) * PERIOD
+    end = (int(now) // PERIOD + 1) * PERIOD  # whole minutes, as CloudWatch prefers them
     dims = dimensions(lb_arn, tg_arn)
     answer = cloudwatch.get_metric_data(
         MetricDataQueries=[_query("p95", "p95", dims), _query("n", "SampleCount", dims)],
-        StartTime=datetime.fromtimestamp(start, UTC),
-        EndTime=datetime.fromtimestamp(max(now, start + 1), UTC),
+        StartTime=datetime.fromtimestamp(end - minutes * PERIOD, UTC),
+        EndTime=datetime.fromtimestamp(end, UTC),
     )
     series = {r["Id"]: _by_minute(r) for r in answer.get("MetricDataResults", [])}
     p95, counts = series.get("p95", {}), series.get("n", {})

@@ -844,7 +844,7 @@ def metric_data(
     """PutMetricData datums: every answered request's response time in seconds, per target
     group and load balancer (`dimensions(lb_arn, tg_arn)`) and per second, as values with
     counts. Lines of load balancers or backends the model does not know are left out."""
-    lbs = {lb.name: lb.arn for lb in model.load_balancers}
+    lbs = {safe_name(lb.name): lb.arn for lb in model.load_balancers}  # as the router logs it
     tgs = {tg.backend: tg.arn for tg in model.target_groups}
     grouped: dict[tuple[str, str, int], dict[float, int]] = {}
     for t in timings:

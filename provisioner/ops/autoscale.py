@@ -122,7 +122,7 @@ def follow(
     after = seen
     if decision is not None:
         try:
-            after = _carry_out(ctx, app, policy, seen, decision, guard, now)
+            after, decision = _carry_out(ctx, app, policy, seen, decision, guard, now)
         except LeaseBusy:
             decision = None  # a command is changing the app: the next tick decides again
     if after != state:
@@ -138,19 +138,22 @@ def _carry_out(
     decision: plan.Decision,
     guard: Callable[[], None],
     now: float,
-) -> plan.State:
+) -> tuple[plan.State, plan.Decision]:
+    """Scale when the decision says so; say it (a hold once per reason); the state after."""
     if decision.scales:
         guard()
         try:
             ps.scale(ctx, app, {policy.type: decision.after}, autoscaling=True)
+        except LeaseBusy:
+            raise  # not a failure: the next tick decides again
         except DynoformError as exc:
             decision = plan.failed(decision, exc.message)
     said = plan.said(seen, decision, now)
     if said is None:
-        return seen
+        return seen, decision
     events.record(ctx.store.docs, SOURCE, decision.message, app)
     ctx.say(f"{app}: {decision.message}")
-    return said
+    return said, decision
 
 
 def _quantity(ctx: Context, app: str, policy: plan.Policy) -> int | None:
