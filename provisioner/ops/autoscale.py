@@ -174,7 +174,7 @@ def _windows(ctx: Context, app: str, now: float) -> list[plan.Window]:
     if tg_arn is None:
         return []
     cloudwatch = ctx.aws.client("cloudwatch")
-    return metrics.response_times(cloudwatch, ctx.platform().lb_arn, tg_arn, now)
+    return metrics.response_times(cloudwatch, ctx.platform(create=False).lb_arn, tg_arn, now)
 
 
 def _with_room(
