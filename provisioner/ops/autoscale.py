@@ -108,7 +108,8 @@ def tick(ctx: Context, guard: Callable[[], None]) -> None:
 def follow(
     ctx: Context, app: str, policy: plan.Policy, guard: Callable[[], None], now: float = 0.0
 ) -> plan.Decision | None:
-    """One tick for one app: read, decide, scale, say. Returns the decision said, if any."""
+    """One tick for one app: read, decide, scale, say. Returns the decision taken, if any (a
+    hold for the same reason as the last one is taken again but not said again)."""
     now = now or time.time()
     quantity = _quantity(ctx, app, policy)
     if quantity is None:
