@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import core, heal
+from bench import autoscale, core, heal
 from bench import cron as cron_bench
 from bench import deploys as plat
 
@@ -25,7 +25,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, default=Path("bench/results/curves.png"))
     parser.add_argument(
-        "--only", choices=["core", "platform", "heal", "cron"], help="one part only"
+        "--only",
+        choices=["core", "platform", "heal", "cron", "autoscale"],
+        help="one part only",
     )
     args = parser.parse_args()
     figures: dict[str, Any] = {
@@ -37,10 +39,12 @@ def main() -> None:
         figures |= run_heal()
     elif args.only == "cron":
         figures |= run_cron()
+    elif args.only == "autoscale":
+        figures |= run_autoscale()
     else:
         figures |= core.placement(runs)
         figures |= core.state_ops(1.0 if args.quick else 3.0)
-    if args.only not in ("core", "heal", "cron"):
+    if args.only not in ("core", "heal", "cron", "autoscale"):
         figures |= run_platform(args.quick, runs)
     print_table(figures)
     if args.json:
@@ -104,6 +108,15 @@ def run_cron() -> dict[str, Any]:
         return cron_bench.start_delays(app)
     finally:
         plat.destroy(app)
+
+
+def run_autoscale() -> dict[str, Any]:
+    """Only the autoscaling figures: two hosts, one slow app, its controller resumed."""
+    from provisioner.localcloud import control
+
+    control.up()
+    plat.ensure_hosts(2)
+    return autoscale.run()
 
 
 def machine() -> dict[str, Any]:

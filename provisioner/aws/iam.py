@@ -78,6 +78,10 @@ def controller_policy(
             ],
             "*",
         ),
+        # Autoscaling reads the load balancer's response times. CloudWatch's read calls take no
+        # resource ARN and no tag condition (nor a namespace one: `cloudwatch:namespace` binds
+        # PutMetricData only), so they read every metric of the account and region.
+        _allow("ReadMetrics", ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics"], "*"),
         # The current Debian 13 AMI is read from Debian's public SSM parameters.
         _allow(
             "DebianImage",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from provisioner.cli import autoscale
 from provisioner.cli.common import AppOption, emit_json, g, print_table, resolve_app, status
 from provisioner.model.formation import Formation
 from provisioner.ops import ps as ops
@@ -97,5 +98,6 @@ def maintenance_off(app: str = AppOption) -> None:
 
 
 def register(root: typer.Typer) -> None:
+    group.add_typer(autoscale.group, name="autoscale")
     root.add_typer(group, name="ps")
     root.add_typer(maintenance, name="maintenance")

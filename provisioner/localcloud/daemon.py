@@ -53,6 +53,7 @@ from provisioner.localcloud.system import log
 
 POLL_SECONDS = 0.3
 LB_SYNC_SECONDS = 5.0  # HAProxy follows ELBv2 at once when it changes; this often regardless
+METRICS_SECONDS = 5.0  # how often the router's response times reach moto's CloudWatch
 HEALTH_FEED_SECONDS = 0.1  # how often HAProxy's checks reach moto while a target is not healthy
 FAILURE_PAUSE = 5.0
 ACCOUNT = "123456789012"  # moto's default account, which our fixed local credentials map to
@@ -228,8 +229,12 @@ class Cloud:
         what changes without an ELBv2 call, such as a certificate re-imported into ACM); while a
         target waits for its health checks, their result reaches moto every
         HEALTH_FEED_SECONDS. A deploy waits on both, so neither waits on a timer."""
-        last_sync = 0.0
+        last_sync = last_metrics = 0.0
+        cloudwatch = self.client("cloudwatch")
         while not self.stop_event.is_set():
+            if time.monotonic() - last_metrics >= METRICS_SECONDS:
+                last_metrics = time.monotonic()
+                self._lb_step(partial(self.lbs.publish_metrics, cloudwatch))
             if motofix.elb_changed.is_set() or time.monotonic() - last_sync >= LB_SYNC_SECONDS:
                 motofix.elb_changed.clear()
                 last_sync = time.monotonic()
@@ -238,7 +243,7 @@ class Cloud:
                 self._lb_step(self.lbs.drain_tick)
             motofix.elb_changed.wait(HEALTH_FEED_SECONDS)
 
-    def _lb_step(self, step: Callable[[], None]) -> None:
+    def _lb_step(self, step: Callable[[], object]) -> None:
         try:
             step()
             motofix.feed_from(self.lbs)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -803,3 +804,67 @@ def cli_error(answer: str) -> str | None:
         if any(word.lower() in line.lower() for word in bad):
             return line.strip()
     return None
+
+
+# ---------------------------------------------------------------- response-time metrics
+
+# The router line's time, load balancer, backend and server response time (see log-format in
+# haproxy.cfg.j2); `service` is HAProxy's %Tr: the request sent to the target until its
+# response headers arrived, what the ALB reports as TargetResponseTime. -1 when none came.
+_TIMING_RE = re.compile(
+    r"^(?P<at>\S+) router\[(?P<lb>[^\]]*)\]: .* backend=(?P<backend>\S+) "
+    r"connect=-?\d+ms service=(?P<service>-?\d+)ms "
+)
+METRIC_VALUES_MAX = 150  # distinct values in one PutMetricData datum (CloudWatch's limit)
+
+
+@dataclass(frozen=True)
+class Timing:
+    at: float  # epoch seconds
+    lb: str  # load balancer name
+    backend: str
+    service_ms: int
+
+
+def parse_timing(line: str) -> Timing | None:
+    """One router line -> its timing; None for other lines and requests no target answered."""
+    match = _TIMING_RE.match(line)
+    if not match or int(match["service"]) < 0:
+        return None
+    try:
+        at = datetime.fromisoformat(match["at"]).timestamp()
+    except ValueError:
+        return None
+    return Timing(at, match["lb"], match["backend"], int(match["service"]))
+
+
+def metric_data(
+    timings: Iterable[Timing], model: Model, dimensions: Callable[[str, str], list[Any]]
+) -> list[dict[str, Any]]:
+    """PutMetricData datums: every answered request's response time in seconds, per target
+    group and load balancer (`dimensions(lb_arn, tg_arn)`) and per second, as values with
+    counts. Lines of load balancers or backends the model does not know are left out."""
+    lbs = {safe_name(lb.name): lb.arn for lb in model.load_balancers}  # as the router logs it
+    tgs = {tg.backend: tg.arn for tg in model.target_groups}
+    grouped: dict[tuple[str, str, int], dict[float, int]] = {}
+    for t in timings:
+        if t.lb in lbs and t.backend in tgs:
+            counts = grouped.setdefault((lbs[t.lb], tgs[t.backend], int(t.at)), {})
+            seconds = t.service_ms / 1000.0
+            counts[seconds] = counts.get(seconds, 0) + 1
+    datums = []
+    for (lb_arn, tg_arn, second), counts in sorted(grouped.items()):
+        values = sorted(counts)
+        for i in range(0, len(values), METRIC_VALUES_MAX):
+            chunk = values[i : i + METRIC_VALUES_MAX]
+            datums.append(
+                {
+                    "MetricName": "TargetResponseTime",
+                    "Dimensions": dimensions(lb_arn, tg_arn),
+                    "Timestamp": datetime.fromtimestamp(second, UTC),
+                    "Values": chunk,
+                    "Counts": [float(counts[v]) for v in chunk],
+                    "Unit": "Seconds",
+                }
+            )
+    return datums

@@ -11,6 +11,10 @@ Files in state_dir: haproxy.cfg, haproxy.sock (runtime API), haproxy.pid (master
 haproxy.state (server states kept across reloads), ports.json (listener ARN -> local port,
 kept across restarts), tls/ (PEM files for HTTPS, 0600), router.log (one Heroku-like line per request), haproxy.log (HAProxy's
 own notices: servers going up/down, reloads).
+
+`publish_metrics()` does what the ALB does for CloudWatch: every request's response time goes
+to moto's CloudWatch as `AWS/ApplicationELB` `TargetResponseTime`, read from router.log, so
+autoscaling reads the same metric here as on AWS.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioner import authority
+from provisioner.aws import metrics
 from provisioner.errors import DynoformError
 from provisioner.localcloud import ca, motofix
 from provisioner.localcloud import haproxy as hx
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 SOCKET_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
 START_RETRY_SECONDS = 5.0
+METRICS_BATCH = 500  # datums per PutMetricData call (CloudWatch takes up to 1000)
 
 
 def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
@@ -259,6 +265,7 @@ class LoadBalancers:
         self._bad_key: str | None = None
         self._retry_at = 0.0
         self._warned: set[str] = set()
+        self._log_offset: int | None = None  # how far router.log was published
 
     # ------------------------------------------------------------ public
 
@@ -324,6 +331,31 @@ class LoadBalancers:
             return self.haproxy.command(hx.cmd_show_stat())
         except OSError:
             return ""
+
+    def publish_metrics(self, cloudwatch: Any) -> int:
+        """Publish the response times of the requests logged since the last call (at the first
+        call: from now on); returns how many requests were published."""
+        path = self.haproxy.router_log
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if self._log_offset is None or size < self._log_offset:  # first call, or log rotated
+            self._log_offset = size if self._log_offset is None else 0
+        with path.open("rb") as fh:
+            fh.seek(self._log_offset)
+            chunk = fh.read(size - self._log_offset)
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+        self._log_offset += len(complete)
+        lines = complete.decode("utf-8", "replace").splitlines()
+        timings = [t for t in map(hx.parse_timing, lines) if t is not None]
+        datums = hx.metric_data(timings, self._model, metrics.dimensions)
+        for i in range(0, len(datums), METRICS_BATCH):
+            cloudwatch.put_metric_data(
+                Namespace=metrics.NAMESPACE, MetricData=datums[i : i + METRICS_BATCH]
+            )
+        motofix.prune_metrics(time.time())
+        return len(timings)
 
     def close(self) -> None:
         self.haproxy.stop()

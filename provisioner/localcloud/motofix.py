@@ -19,6 +19,10 @@
    then writes, and its server answers on many threads, so two writers could both pass the
    check (two releases numbered alike, two holders of a lease, a cron minute claimed twice).
    PutObject runs under a lock (`atomic_conditional_writes`).
+7. Percentiles: moto's CloudWatch keeps every value put with PutMetricData but answers `p95`
+   (a GetMetricData Stat, as autoscaling asks) with nothing. CloudWatch computes percentiles
+   from the values it was given; so do we (nearest rank, over the values of each period).
+   moto also keeps every value forever: those older than METRICS_KEPT are dropped.
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
 moto's own behaviour, but for 6 (tests/aws/conftest.py applies it too).
@@ -29,6 +33,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,7 @@ _lock = threading.Lock()
 # the daemon syncs HAProxy at once instead of polling ELBv2 often.
 elb_changed = threading.Event()
 _applied = False
+METRICS_KEPT = 3600.0  # seconds of CloudWatch values kept in moto (AWS keeps them for weeks)
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
 _STATES = {
@@ -170,6 +176,7 @@ def apply(ca_dir: Path | None = None) -> None:
         return
     _issue_from_local_ca(ca_dir)
     atomic_conditional_writes()
+    _percentiles()
     from moto.elbv2.exceptions import InvalidTargetError
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 
@@ -229,6 +236,55 @@ def apply(ca_dir: Path | None = None) -> None:
     FakeTargetGroup.deregister_terminated_instances = deregister_terminated_instances  # type: ignore[method-assign]
     FakeTargetGroup.health_for = health_for  # type: ignore[method-assign]
     _applied = True
+
+
+def _percentiles() -> None:
+    """`pNN` statistics from the values of a period, as CloudWatch computes them."""
+    from moto.cloudwatch.models import Statistics
+
+    from provisioner.plan.autoscale import percentile
+
+    original = Statistics.get_statistics_for_type
+
+    def get_statistics_for_type(self: Any, stat: str) -> Any:
+        pct = _percentile_of(stat)
+        if pct is None:
+            return original(self, stat)
+        return percentile(self.metric_single_values_list, pct)
+
+    Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign]
+
+
+def _percentile_of(stat: str) -> float | None:
+    """`p95` -> 95.0, `p99.9` -> 99.9; None for any other statistic."""
+    if not stat.startswith("p"):
+        return None
+    try:
+        pct = float(stat[1:])
+    except ValueError:
+        return None
+    return pct if 0 < pct <= 100 else None
+
+
+def prune_metrics(now: float, kept: float = METRICS_KEPT) -> int:
+    """Drop the CloudWatch values older than `kept` seconds (each query scans them all)."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    dropped = 0
+    for account in list(cloudwatch_backends):
+        for region in list(cloudwatch_backends[account]):
+            backend = cloudwatch_backends[account][region]
+            fresh = [m for m in backend.metric_data if _epoch(m.timestamp) >= now - kept]
+            dropped += len(backend.metric_data) - len(fresh)
+            backend.metric_data = fresh
+    return dropped
+
+
+def _epoch(stamp: Any) -> float:
+    """moto stores naive UTC datetimes (its own utcnow) or aware ones (parsed from requests)."""
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return float(stamp.timestamp())
 
 
 def feed_from(lbs: Any) -> None:

@@ -39,7 +39,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.fleet import Fleet
 from provisioner.model.formation import default_formation
-from provisioner.ops import cron, drift, repair
+from provisioner.ops import autoscale, cron, drift, repair
 from provisioner.ops.rollout import Observed, Rollout, open_rollout
 from provisioner.plan import controller as plan
 from provisioner.plan.units import RUNNING_STATES, journal_tail_argv, parse_unit_name
@@ -52,7 +52,7 @@ LEADER_TTL = 6.0  # a dead leader is replaced this long after its last renewal (
 LEADER_KEY = "controller/leader.json"
 STATUS_KEY = "controller/status.json"
 SETTINGS_KEY = "controller/settings.json"
-PLACEMENT_KEY = "controller/placement.json"
+PLACEMENT_KEY = plan.PLACEMENT_KEY
 PROBE_TIMEOUT = 1.0
 RETRY_AFTER = 30.0  # a heal that failed is tried again this much later, doubling to RETRY_MAX
 RETRY_MAX = 600.0
@@ -71,7 +71,10 @@ class Duty:
     tick: Callable[[Context, Callable[[], None]], None]
 
 
-DUTIES: tuple[Duty, ...] = (Duty("cron", cron.TICK_SECONDS, cron.tick),)
+DUTIES: tuple[Duty, ...] = (
+    Duty("cron", cron.TICK_SECONDS, cron.tick),
+    Duty("autoscale", autoscale.EVERY, autoscale.tick),
+)
 
 
 # what users read ------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound
 from provisioner.model.app import App
 from provisioner.model.formation import Formation, apply_resize, apply_scale
-from provisioner.ops import controller, repair, router
+from provisioner.ops import repair, router
 from provisioner.ops.rollout import Observed, open_rollout
-from provisioner.plan.controller import stranded
+from provisioner.plan import autoscale
+from provisioner.plan.controller import PLACEMENT_KEY, placement_from_dict, stranded
 from provisioner.plan.units import DynoState
+from provisioner.store import CONTROLLER_OPERATION
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def list_dynos(ctx: Context, app: str) -> list[Dyno]:
 def lost_dynos(ctx: Context, app: str, observed: Observed, running: set[str]) -> list[Dyno]:
     """The app's dynos the controller last saw on hosts that no longer answer or were lost."""
     seen = {h.id for h in observed.hosts}
-    where = controller.placement(ctx)
+    doc = ctx.store.docs.get(PLACEMENT_KEY)  # the controller's record (ops/controller.py)
+    where = placement_from_dict(doc.data) if doc else {}
     return [
         Dyno(d.name, d.name.split(".")[0], "lost", host, f"v{d.release}", None, 0, None, "", None)
         for host, d in stranded(where, set(where) - seen, app)
@@ -96,15 +99,36 @@ def lost_dynos(ctx: Context, app: str, observed: Observed, running: set[str]) ->
 
 
 def scale(
-    ctx: Context, app: str, requests: Mapping[str, int] | Iterable[str], wait: bool = False
+    ctx: Context,
+    app: str,
+    requests: Mapping[str, int] | Iterable[str],
+    wait: bool = False,
+    autoscaling: bool = False,
 ) -> Formation:
     """Set how many dynos of each type run: `{"web": 2}`, or requests as `ps:scale` takes them
-    (`web=3`, `web+1`, `worker-1`, `web=2:standard-2x`)."""
+    (`web=3`, `web+1`, `worker-1`, `web=2:standard-2x`). A type autoscaling owns is scaled only
+    by autoscaling (`autoscaling=True`: the controller's duty, which never waits for the lease)."""
     texts = [f"{k}={n}" for k, n in requests.items()] if isinstance(requests, Mapping) else requests
     wanted = list(texts)
+    if not autoscaling:
+        _refuse_autoscaled(ctx, app, wanted)
     return _change_formation(
-        ctx, app, lambda f, known: apply_scale(f, wanted, known), "scaled", wait
+        ctx,
+        app,
+        lambda f, known: apply_scale(f, wanted, known),
+        f"{CONTROLLER_OPERATION}: autoscale" if autoscaling else "scaled",
+        wait,
+        patient=not autoscaling,
     )
+
+
+def _refuse_autoscaled(ctx: Context, app: str, requests: list[str]) -> None:
+    doc = ctx.store.docs.get(autoscale.policy_key(app))
+    if doc is None:
+        return
+    policy = autoscale.Policy.from_dict(doc.data)
+    if policy.type in autoscale.scaled_types(requests):
+        raise autoscale.owned_error(app, policy)
 
 
 def resize(ctx: Context, app: str, requests: Iterable[str], wait: bool = False) -> Formation:
@@ -156,9 +180,10 @@ def _change_formation(
     operation: str,  # what the lease says is going on: "scaled", ...
     wait: bool,
     restart: Iterable[str] = (),
+    patient: bool = True,
 ) -> Formation:
     store = ctx.store
-    with repair.changing(ctx, app, operation, wait=wait):
+    with repair.changing(ctx, app, operation, wait=wait, patient=patient):
         release = store.current_release(app)
         if release is None or not release.slug_key:
             raise DynoformError(f"{app} has no deployed release", "deploy first: dynoform deploy")

@@ -124,6 +124,7 @@ class Placed:
 
 
 Placement = dict[str, list[Placed]]  # host id -> its dynos
+PLACEMENT_KEY = "controller/placement.json"  # where the controller records it
 
 
 def next_placement(

@@ -34,19 +34,25 @@ def test_trust_policy_matches_golden_file() -> None:
     check_golden("controller-trust.json", json.dumps(iam.TRUST_POLICY, indent=2) + "\n")
 
 
-def test_only_describe_calls_go_unscoped() -> None:
+def test_only_reads_go_unscoped() -> None:
+    """Describe* calls, and CloudWatch's metric reads (they take no resource nor tag)."""
     for statement in _policy()["Statement"]:
         unscoped = statement["Resource"] == "*"
-        assert unscoped == (statement["Sid"] == "Describe")
-        if unscoped:
+        assert unscoped == (statement["Sid"] in ("Describe", "ReadMetrics"))
+        if statement["Sid"] == "Describe":
             assert all(":Describe" in action for action in statement["Action"])
+        if statement["Sid"] == "ReadMetrics":
+            assert statement["Action"] == [
+                "cloudwatch:GetMetricData",
+                "cloudwatch:GetMetricStatistics",
+            ]
 
 
 def test_every_change_is_tied_to_the_platform() -> None:
     """Each statement that changes something names the platform: by its tag in a condition, or
     in the ARN (key pair, role, load balancer, bucket)."""
     for statement in _policy()["Statement"]:
-        if statement["Sid"] in ("Describe", "DebianImage"):
+        if statement["Sid"] in ("Describe", "ReadMetrics", "DebianImage"):
             continue
         text = json.dumps(statement)
         tagged = f"/{PLATFORM_TAG}" in text and '"plat"' in text
