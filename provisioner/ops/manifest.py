@@ -1,0 +1,352 @@
+"""`dynoform plan`, `apply` and `export`: the manifest (model/manifest.py) against what exists.
+
+What exists is read here (the platform's security groups and runners, each app's records, the
+committed tree of each source, SSM parameters); the comparison is pure (plan/manifest.py);
+apply makes each change through the same operations the commands use (config changes are
+releases, scaling is a rollout, each under the app's lease), so apply and the commands cannot
+fight, and an interrupted apply is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from provisioner.aws import instances
+from provisioner.aws.network import DYNO_PORTS
+from provisioner.context import Context
+from provisioner.errors import DynoformError, NoPlatform
+from provisioner.model import manifest as m
+from provisioner.model.formation import Formation
+from provisioner.ops import apps, buildpacks, cron, deploy, domains, hosts, ps
+from provisioner.ops.releases import change_config
+from provisioner.ops.source import is_git_work_tree
+from provisioner.plan.manifest import (
+    LB,
+    RUNNERS,
+    AppState,
+    Change,
+    Desired,
+    Plan,
+    PlatformState,
+    Rule,
+    default_rules,
+    plan_changes,
+)
+
+DEFAULT_FILE = "dynoform.toml"
+SOURCE_DOC = "apps/{app}/manifest-source.json"  # what the serving slug was built from
+
+
+# reading the manifest ---------------------------------------------------------------------------
+def load(path: Path | str = DEFAULT_FILE) -> m.Manifest:
+    """The manifest at path, with each app's source resolved against the file's directory."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DynoformError(
+            f"no manifest at {path}", "write dynoform.toml, or give -f PATH"
+        ) from exc
+    manifest = m.parse_manifest(text, str(path))
+    base = path.resolve().parent
+    resolved = {
+        name: replace(spec, source=str((base / spec.source).resolve())) if spec.source else spec
+        for name, spec in manifest.apps.items()
+    }
+    return replace(manifest, apps=resolved)
+
+
+def fingerprint(path: Path) -> str:
+    """What a deploy of path would build: the committed tree's id for a git repository, else a
+    hash of the directory's files (names, modes and contents)."""
+    if not path.is_dir():
+        raise DynoformError(f"source {path} is not a directory", "fix `source` in the manifest")
+    if is_git_work_tree(path):
+        tree = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD^{tree}"], capture_output=True, text=True
+        )
+        if tree.returncode != 0:
+            raise DynoformError(f"{path} has no commits", "commit your code")
+        return tree.stdout.strip()
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if ".git" not in p.relative_to(path).parts):
+        if file.is_file():
+            digest.update(f"{file.relative_to(path)}\0{file.stat().st_mode & 0o111}\0".encode())
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+# observing --------------------------------------------------------------------------------------
+def observe_platform(ctx: Context) -> PlatformState | None:
+    """Runners alive and the security groups' rules; None without a platform."""
+    try:
+        platform = ctx.platform(create=False)
+    except NoPlatform:
+        return None
+    names = {platform.runner_sg_id: "sg:runners", platform.lb_sg_id: "sg:lb"}
+    rules: list[Rule] = []
+    for group, group_id in ((RUNNERS, platform.runner_sg_id), (LB, platform.lb_sg_id)):
+        found = ctx.aws.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+        for perm in found[0].get("IpPermissions", []) if found else []:
+            rules += _rules_of(group, perm, names)
+    runners = instances.list_hosts(ctx.aws, platform.name)
+    alive = [h for h in runners if h.state in ("pending", "running")]
+    return PlatformState(len(alive), tuple(sorted(set(rules))))
+
+
+def _rules_of(group: str, perm: dict[str, Any], names: dict[str, str]) -> list[Rule]:
+    protocol = str(perm.get("IpProtocol", "-1"))
+    low, high = int(perm.get("FromPort", -1)), int(perm.get("ToPort", -1))
+    sources = [r["CidrIp"] for r in perm.get("IpRanges", [])]
+    sources += [r["CidrIpv6"] for r in perm.get("Ipv6Ranges", [])]
+    sources += [names.get(p["GroupId"], p["GroupId"]) for p in perm.get("UserIdGroupPairs", [])]
+    return [Rule(group, protocol, low, high, source) for source in sources]
+
+
+def observe_app(ctx: Context, app: str) -> AppState:
+    store = ctx.store
+    record = store.app(app)
+    current = store.current_release(app)
+    formation, _ = store.formation(app)
+    config, _ = store.config(app)
+    jobs = {
+        j.id: m.CronSpec(j.schedule, j.command, j.overlap)
+        for j in cron.jobs(ctx, app)
+        if j.source == "cli"
+    }
+    has_slug = bool(current and current.slug_key)
+    doc = store.docs.get(SOURCE_DOC.format(app=app))
+    deployed = None
+    if doc is not None and current is not None and doc.data.get("slug") == current.slug_sha256:
+        deployed = str(doc.data.get("fingerprint"))
+    return AppState(
+        name=app,
+        buildpacks=tuple(record.buildpacks),
+        formation=formation,
+        config=config,
+        domains=tuple(sorted(record.domains)),
+        maintenance=record.maintenance,
+        cron=jobs,
+        deployed=deployed,
+        has_slug=has_slug,
+    )
+
+
+def desired_state(ctx: Context, manifest: m.Manifest) -> Desired:
+    prints = {n: fingerprint(Path(a.source)) for n, a in manifest.apps.items() if a.source}
+    paths = {
+        str(spec.path)
+        for app in manifest.apps.values()
+        for spec in (app.config or {}).values()
+        if spec.kind == m.SSM
+    }
+    return Desired(manifest, prints, {p: _ssm(ctx, p) for p in sorted(paths)}, DYNO_PORTS)
+
+
+def _ssm(ctx: Context, path: str) -> str:
+    try:
+        found = ctx.aws.ssm.get_parameter(Name=path, WithDecryption=True)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ParameterNotFound":
+            raise DynoformError(
+                f"SSM parameter {path} does not exist", "create it, or fix the manifest"
+            ) from exc
+        raise
+    return str(found["Parameter"]["Value"])
+
+
+# plan -------------------------------------------------------------------------------------------
+def plan(ctx: Context, manifest: m.Manifest, prune: bool = False) -> Plan:
+    """The changes apply would make, in order; apps the manifest does not name are listed
+    as unmanaged (with prune: destroyed)."""
+    desired = desired_state(ctx, manifest)
+    platform = observe_platform(ctx)
+    names = ctx.store.apps()
+    observed = {name: observe_app(ctx, name) for name in names}
+    return plan_changes(desired, platform, observed, prune)
+
+
+# apply ------------------------------------------------------------------------------------------
+def apply(ctx: Context, plan: Plan, instance_type: str | None = None) -> list[str]:
+    """Make the plan's changes; returns one line per change made (the plan's lines)."""
+    done: list[str] = []
+    for group in _batches(plan.changes):
+        _apply_batch(ctx, group, instance_type)
+        for change in group:
+            ctx.say(f"applied: {change.line()}")
+            done.append(change.line())
+    return done
+
+
+def _batches(changes: list[Change]) -> list[list[Change]]:
+    """Changes made together: an app's config keys in one release, its formation in one
+    rollout; everything else one by one, in the plan's order."""
+    batches: list[list[Change]] = []
+    for change in changes:
+        last = batches[-1][0] if batches else None
+        together = change.kind in ("config", "formation")
+        if last and together and (last.kind, last.app) == (change.kind, change.app):
+            batches[-1].append(change)
+        else:
+            batches.append([change])
+    return batches
+
+
+def _apply_batch(ctx: Context, group: list[Change], instance_type: str | None) -> None:
+    first = group[0]
+    app = str(first.app)
+    if first.kind == "config":
+        _apply_config(ctx, app, group)
+    elif first.kind == "formation":
+        ps.scale(ctx, app, [str(c.value) for c in group])
+    elif first.kind == "app":
+        apps.create(ctx, app) if first.action == "create" else apps.destroy(ctx, app)
+    elif first.kind == "deploy":
+        path, print_ = first.value
+        result = deploy.deploy_dir(ctx, app, path)
+        doc = {"fingerprint": print_, "slug": result.release.slug_sha256}
+        ctx.store.docs.put(SOURCE_DOC.format(app=app), doc)
+    elif first.kind == "buildpacks":
+        buildpacks.set_buildpacks(ctx, app, list(first.value))
+    elif first.kind == "domain":
+        (domains.add if first.action == "create" else domains.remove)(ctx, app, str(first.key))
+    elif first.kind == "maintenance":
+        ps.set_maintenance(ctx, app, bool(first.value))
+    elif first.kind == "cron":
+        _apply_cron(ctx, app, first)
+    elif first.kind == "runners":
+        _apply_runners(ctx, int(first.value), instance_type)
+    elif first.kind == "rule":
+        _apply_rule(ctx, first.value, first.action)
+    else:
+        raise DynoformError(f"cannot apply {first.address}: unknown kind {first.kind!r}")
+
+
+def _apply_config(ctx: Context, app: str, group: list[Change]) -> None:
+    sets: dict[str, str] = {}
+    unsets = []
+    for change in group:
+        key = str(change.key)
+        if change.action == "delete":
+            unsets.append(key)
+        else:  # a secret to generate has no value yet: made here, once
+            sets[key] = change.value if change.value is not None else secrets.token_hex(32)
+    change_config(ctx, app, sets, unsets)
+
+
+def _apply_cron(ctx: Context, app: str, change: Change) -> None:
+    if change.action == "delete":
+        cron.remove(ctx, app, str(change.key))
+        return
+    spec: m.CronSpec = change.value
+    cron.add(ctx, app, spec.schedule, spec.command, spec.overlap)
+
+
+def _apply_runners(ctx: Context, delta: int, instance_type: str | None) -> None:
+    if delta > 0:
+        added = hosts.add(ctx, delta, instance_type or hosts.DEFAULT_TYPE)
+        if added.failed:
+            raise DynoformError(f"{len(added.failed)} of {delta} runners failed to start")
+        return
+    idle = [r for r in hosts.list_hosts(ctx) if r.role == instances.RUNNER and r.dynos == 0]
+    if len(idle) < -delta:
+        raise DynoformError(
+            f"{-delta} runners should go but only {len(idle)} run no dynos",
+            "scale apps down first, or remove hosts by hand: dynoform hosts:remove",
+        )
+    for row in idle[:-delta]:
+        hosts.remove(ctx, row.id)
+
+
+def _apply_rule(ctx: Context, rule: Rule, action: str) -> None:
+    platform = ctx.platform(create=False)
+    ids = {"sg:runners": platform.runner_sg_id, "sg:lb": platform.lb_sg_id}
+    group_id = platform.runner_sg_id if rule.group == RUNNERS else platform.lb_sg_id
+    perm: dict[str, Any] = {"IpProtocol": rule.protocol}
+    if rule.protocol != "-1":
+        perm.update(FromPort=rule.low, ToPort=rule.high)
+    if rule.source.startswith("sg"):
+        perm["UserIdGroupPairs"] = [{"GroupId": ids.get(rule.source, rule.source)}]
+    elif ":" in rule.source:
+        perm["Ipv6Ranges"] = [{"CidrIpv6": rule.source}]
+    else:
+        perm["IpRanges"] = [{"CidrIp": rule.source}]
+    if action == "create":
+        ctx.aws.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[perm])
+    else:
+        ctx.aws.ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[perm])
+
+
+# export -----------------------------------------------------------------------------------------
+def export(ctx: Context) -> str:
+    """A manifest of what exists: config values as `{ keep = true }`, never the values."""
+    platform = observe_platform(ctx)
+    lines = []
+    if platform is not None:
+        extra = sorted(set(platform.rules) - set(default_rules(DYNO_PORTS)))
+        ingress = [r.label for r in extra if r.group == RUNNERS and _expressible(r)]
+        lines += ["[platform]", f"runners = {platform.runners}"]
+        if ingress:
+            lines.append(f"ingress = [{', '.join(_quote(r) for r in ingress)}]")
+        lines.append("")
+    for name in ctx.store.apps():
+        lines += _export_app(observe_app(ctx, name))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _expressible(rule: Rule) -> bool:
+    """An ingress rule a manifest can hold (a CIDR, tcp or udp); the SSH rule is init's."""
+    if rule.source.startswith("sg") or rule.protocol not in ("tcp", "udp"):
+        return False
+    return not (rule.protocol, rule.low, rule.high) == ("tcp", 22, 22)
+
+
+def _export_app(state: AppState) -> list[str]:
+    lines = [f"[apps.{state.name}]", f"buildpacks = [{', '.join(map(_quote, state.buildpacks))}]"]
+    lines.append(f"domains = [{', '.join(map(_quote, state.domains))}]")
+    lines.append(f"maintenance = {'true' if state.maintenance else 'false'}")
+    jobs = [
+        f"{{ schedule = {_quote(j.schedule)}, command = {_quote(j.command)}"
+        + (", overlap = true }" if j.overlap else " }")
+        for j in state.cron.values()
+    ]
+    lines.append(f"cron = [{', '.join(jobs)}]")
+    lines += ["", f"[apps.{state.name}.formation]", *_formation_lines(state.formation), ""]
+    lines.append(f"[apps.{state.name}.config]")
+    lines += [f"{key} = {{ keep = true }}" for key in sorted(state.config)]
+    return [*lines, ""]
+
+
+def _formation_lines(formation: Formation) -> list[str]:
+    return [
+        f"{kind} = {{ quantity = {pf.quantity}, size = {_quote(pf.size)} }}"
+        for kind, pf in sorted(formation.items())
+    ]
+
+
+def _quote(text: str) -> str:
+    """A TOML basic string."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c >= " " else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def pipeline_next(manifest: m.Manifest, app: str) -> str:
+    """The app after `app` in the manifest's pipeline that has it."""
+    for name, stages in manifest.pipelines.items():
+        if app in stages:
+            index = stages.index(app)
+            if index + 1 == len(stages):
+                raise DynoformError(
+                    f"{app} is the last stage of pipeline {name}", "nothing after it"
+                )
+            return stages[index + 1]
+    raise DynoformError(f"no pipeline in the manifest has {app}", "add [pipelines.NAME] stages")
