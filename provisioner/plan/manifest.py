@@ -234,7 +234,10 @@ def app_changes(spec: AppSpec, state: AppState | None, desired: Desired) -> list
                     value=(spec.source, fingerprint),
                 )
             )
-    if spec.formation is not None:
+    deploying = bool(changes) and changes[-1].kind == "deploy"
+    if spec.formation is not None and (state.has_slug or deploying):
+        # An app with nothing built yet (a pipeline's later stage before its first promotion)
+        # has no dynos to scale: its formation is planned once it has a release.
         changes += formation_changes(name, spec.formation, state.formation)
     if spec.domains is not None:
         changes += _set_changes(f"apps.{name}.domains", "domain", name, spec.domains, state.domains)

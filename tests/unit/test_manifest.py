@@ -228,3 +228,13 @@ def test_json_never_holds_values() -> None:
     assert "tok-1" not in text and "address" in text
     secret = next(c for c in result.changes if c.key == "API_TOKEN")
     assert secret.value == "tok-1"  # what apply sets, kept out of every output
+
+
+def test_formation_waits_for_a_first_release() -> None:
+    text = "[apps.prod.formation]\nweb = 2\n"
+    assert lines(Desired(parse_manifest(text)), None, {"prod": AppState("prod")}) == ([], [])
+    built = AppState("prod", has_slug=True, formation={"web": ProcessFormation(1)})
+    assert lines(Desired(parse_manifest(text)), None, {"prod": built}) == (
+        ["~ update apps.prod.formation.web: 1 standard-1x -> 2 standard-1x"],
+        [],
+    )
