@@ -56,8 +56,11 @@ def apply(
     """Make what exists match the manifest. Example: dynoform apply --auto-approve"""
     manifest = ops.load(file)
     result = ops.plan(g().ctx, manifest, prune)
-    _show(result)
+    if not g().json:
+        _show(result)
     if not result.changes:
+        if g().json:
+            emit_json({"applied": []})
         return
     if not auto_approve:
         confirm(f"Apply {len(result.changes)} changes?")
