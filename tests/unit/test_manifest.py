@@ -238,3 +238,44 @@ def test_formation_waits_for_a_first_release() -> None:
         ["~ update apps.prod.formation.web: 1 standard-1x -> 2 standard-1x"],
         [],
     )
+
+
+def test_export_of_an_app_parses_back_to_an_empty_plan() -> None:
+    from provisioner.ops.manifest import _export_app
+
+    state = AppState(
+        "shop",
+        buildpacks=("https://example.com/pack.tgz",),
+        formation={"web": ProcessFormation(2, "standard-2x"), "worker": ProcessFormation(0)},
+        config={"SECRET": "never shown", "A": 'quote " and \\ backslash'},
+        domains=("www.example.com",),
+        maintenance=True,
+        cron={"j1": CronSpec("*/5 * * * *", 'echo "hi" \\ there\ttab', overlap=True)},
+        has_slug=True,
+    )
+    text = "\n".join(_export_app(state))
+    assert "never shown" not in text and "backslash" not in text
+    manifest = parse_manifest(text)
+    assert lines(Desired(manifest), None, {"shop": state}) == ([], [])
+
+
+def test_fingerprint_is_the_committed_tree_or_the_files(tmp_path) -> None:
+    import subprocess
+
+    from provisioner.ops.manifest import fingerprint
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Procfile").write_text("web: python3 -m http.server $PORT\n")
+    first = fingerprint(src)
+    assert fingerprint(src) == first
+    (src / "Procfile").chmod(0o755)
+    assert fingerprint(src) != first
+    git = ["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    tree = subprocess.run([*git, "rev-parse", "HEAD^{tree}"], capture_output=True, text=True)
+    assert fingerprint(src) == tree.stdout.strip()
+    (src / "Procfile").write_text("web: changed but not committed\n")
+    assert fingerprint(src) == tree.stdout.strip()  # what a deploy would build: HEAD
