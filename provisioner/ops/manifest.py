@@ -169,8 +169,11 @@ def plan(ctx: Context, manifest: m.Manifest, prune: bool = False) -> Plan:
     as unmanaged (with prune: destroyed)."""
     desired = desired_state(ctx, manifest)
     platform = observe_platform(ctx)
-    names = ctx.store.apps()
-    observed = {name: observe_app(ctx, name) for name in names}
+    # Only managed apps are read: the others are only named (and a damaged one stops nothing).
+    observed = {
+        name: observe_app(ctx, name) if name in manifest.apps else AppState(name)
+        for name in ctx.store.apps()
+    }
     return plan_changes(desired, platform, observed, prune)
 
 
@@ -298,7 +301,12 @@ def export(ctx: Context) -> str:
             lines.append(f"ingress = [{', '.join(_quote(r) for r in ingress)}]")
         lines.append("")
     for name in ctx.store.apps():
-        lines += _export_app(observe_app(ctx, name))
+        try:
+            state = observe_app(ctx, name)
+        except DynoformError as exc:  # one damaged app must not hide the others
+            lines += [f"# {name} left out: {exc.message}", ""]
+            continue
+        lines += _export_app(state)
     return "\n".join(lines).rstrip() + "\n"
 
 
