@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import boto3
+from cli_support import platform_cli
 
 from provisioner.aws.platform import load_platform
 from provisioner.aws.session import Aws
 from provisioner.store import Store
 from provisioner.targets import get_target
-from tests.aws.cli_support import platform_cli
 
 MANIFEST = """\
 [platform]
