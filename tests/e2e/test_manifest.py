@@ -4,6 +4,7 @@ next plan, both reverted by apply), export and plan the export (nothing), promot
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def plan(path: Path, *args: str) -> tuple[int, list[str]]:
 
 
 def test_manifest_story(fleet: list[dict[str, object]], tmp_path: Path) -> None:
-    suffix = tmp_path.name[-6:].replace("_", "").lower().strip("-") or "x"
+    suffix = secrets.token_hex(3)
     app, prod = f"iac-{suffix}", f"iac-{suffix}-prod"
     src = tmp_path / "src"
     src.mkdir()
