@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.errors import ValidationError
+from provisioner.model import addons
 from provisioner.model.config import validate_config_value
 from provisioner.model.formation import validate_quantity
 from provisioner.model.names import (
@@ -52,6 +53,16 @@ class CronSpec:
 
 
 @dataclass(frozen=True)
+class AddonSpec:
+    """An add-on attached to the app as `var` (DATABASE_URL), made for it if missing."""
+
+    kind: str  # postgres or redis
+    plan: str
+    var: str
+    provider: str | None = None  # None: the target's default
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """An app the manifest manages; None for a part it leaves alone."""
 
@@ -63,6 +74,7 @@ class AppSpec:
     domains: tuple[str, ...] | None = None
     maintenance: bool | None = None
     cron: tuple[CronSpec, ...] | None = None
+    addons: tuple[AddonSpec, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,7 @@ class _Reader:
         path = ("apps", name)
         self.checked(path, validate_app_name, name)
         known = {"source", "buildpacks", "formation", "config", "domains", "maintenance", "cron"}
+        known.add("addons")
         data = self.table(value, path, known)
         source = data.get("source")
         if source is not None:
@@ -214,6 +227,7 @@ class _Reader:
             domains=None if domains is None else self.domains(domains, (*path, "domains")),
             maintenance=maintenance,
             cron=self.cron(data.get("cron"), (*path, "cron")),
+            addons=self.addons(data.get("addons"), (*path, "addons")),
         )
 
     def formation(self, value: Any, path: tuple[str, ...]) -> dict[str, ProcessSpec] | None:
@@ -282,6 +296,29 @@ class _Reader:
             overlap = self.typed(data.get("overlap", False), (*path, "overlap"), bool, "a bool")
             result.append(CronSpec(schedule, command, overlap))
         return tuple(result)
+
+    def addons(self, value: Any, path: tuple[str, ...]) -> tuple[AddonSpec, ...] | None:
+        if value is None:
+            return None
+        entries = self.typed(value, path, list, "a list of { service, plan, as, provider }")
+        result: dict[str, AddonSpec] = {}
+        for entry in entries:
+            data = self.table(entry, path, {"service", "plan", "as", "provider"})
+            service = self.typed(data.get("service"), (*path, "service"), str, "postgres or redis")
+            kind = self.checked((*path, "service"), addons.normalize_kind, service)
+            plan = self.typed(data.get("plan", addons.DEFAULT_PLAN), (*path, "plan"), str, "a plan")
+            self.checked((*path, "plan"), addons.validate_plan, kind, plan)
+            provider = data.get("provider")
+            if provider is not None:
+                self.checked((*path, "provider"), addons.validate_provider, str(provider))
+            as_name = data.get("as")
+            if as_name is not None:
+                self.typed(as_name, (*path, "as"), str, "a name such as DATABASE")
+            var = self.checked((*path, "as"), addons.attachment_var, kind, as_name)
+            if var in result:
+                raise self.fail((*path, "as"), f"two add-ons would be attached as {var}")
+            result[var] = AddonSpec(kind, plan, var, provider)
+        return tuple(result.values())
 
     def pipelines(self, value: Any, apps: dict[str, AppSpec]) -> dict[str, tuple[str, ...]]:
         data = self.table(value, ("pipelines",), set(value) if isinstance(value, dict) else set())

@@ -24,12 +24,13 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError, NoPlatform
 from provisioner.model import manifest as m
 from provisioner.model.formation import Formation
-from provisioner.ops import apps, buildpacks, cron, deploy, domains, hosts, ps
+from provisioner.ops import addons, apps, buildpacks, cron, deploy, domains, hosts, ps
 from provisioner.ops.releases import change_config
 from provisioner.ops.source import is_git_work_tree
 from provisioner.plan.manifest import (
     LB,
     RUNNERS,
+    AddonState,
     AppState,
     Change,
     Desired,
@@ -121,6 +122,15 @@ def observe_app(ctx: Context, app: str) -> AppState:
         for j in cron.jobs(ctx, app)
         if j.source == "cli"
     }
+    app_id = record.app_id
+    attached = {}
+    for addon in addons.list_addons(ctx, app):
+        attachment = addon.attached_to(app, app_id)
+        if attachment is not None:
+            owned = addon.owned_by(app, app_id)
+            attached[attachment.var] = AddonState(
+                addon.name, addon.kind, addon.plan, addon.provider, owned
+            )
     has_slug = bool(current and current.slug_key)
     doc = store.docs.get(SOURCE_DOC.format(app=app))
     deployed = None
@@ -134,6 +144,7 @@ def observe_app(ctx: Context, app: str) -> AppState:
         domains=tuple(sorted(record.domains)),
         maintenance=record.maintenance,
         cron=jobs,
+        addons=attached,
         deployed=deployed,
         has_slug=has_slug,
     )
@@ -217,6 +228,8 @@ def _apply_batch(ctx: Context, group: list[Change], instance_type: str | None) -
         result = deploy.deploy_dir(ctx, app, path)
         doc = {"fingerprint": print_, "slug": result.release.slug_sha256}
         ctx.store.docs.put(SOURCE_DOC.format(app=app), doc)
+    elif first.kind == "addon":
+        _apply_addon(ctx, app, first)
     elif first.kind == "buildpacks":
         buildpacks.set_buildpacks(ctx, app, list(first.value))
     elif first.kind == "domain":
@@ -243,6 +256,18 @@ def _apply_config(ctx: Context, app: str, group: list[Change]) -> None:
         else:  # a secret to generate has no value yet: made here, once
             sets[key] = change.value if change.value is not None else secrets.token_hex(32)
     change_config(ctx, app, sets, unsets)
+
+
+def _apply_addon(ctx: Context, app: str, change: Change) -> None:
+    if change.action == "create":
+        spec: m.AddonSpec = change.value
+        addons.create(ctx, app, spec.kind, spec.plan, spec.var, spec.provider)
+        return
+    addon = addons.resolve(ctx, str(change.key), app)
+    if addon.owned_by(app, ctx.store.app_id(app)):
+        addons.destroy(ctx, addon.name)
+    else:
+        addons.detach(ctx, addon.name, app)
 
 
 def _apply_cron(ctx: Context, app: str, change: Change) -> None:
@@ -327,6 +352,12 @@ def _export_app(state: AppState) -> list[str]:
         for j in state.cron.values()
     ]
     lines.append(f"cron = [{', '.join(jobs)}]")
+    attached = [
+        f"{{ service = {_quote(a.kind)}, plan = {_quote(a.plan)}, "
+        f"as = {_quote(var.removesuffix('_URL'))}, provider = {_quote(a.provider)} }}"
+        for var, a in sorted(state.addons.items())
+    ]
+    lines.append(f"addons = [{', '.join(attached)}]")
     lines += ["", f"[apps.{state.name}.formation]", *_formation_lines(state.formation), ""]
     lines.append(f"[apps.{state.name}.config]")
     lines += [f"{key} = {{ keep = true }}" for key in sorted(state.config)]

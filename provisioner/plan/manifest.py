@@ -21,6 +21,7 @@ from provisioner.model.manifest import (
     KEEP,
     LITERAL,
     SECRET,
+    AddonSpec,
     AppSpec,
     ConfigSpec,
     CronSpec,
@@ -82,6 +83,17 @@ class PlatformState:
 
 
 @dataclass(frozen=True)
+class AddonState:
+    """An add-on attached to the app (by its var)."""
+
+    name: str
+    kind: str
+    plan: str
+    provider: str
+    owned: bool  # made for this app (apply destroys it), or another's attached (detached)
+
+
+@dataclass(frozen=True)
 class AppState:
     """One app as it exists."""
 
@@ -92,6 +104,7 @@ class AppState:
     domains: tuple[str, ...] = ()
     maintenance: bool = False
     cron: dict[str, CronSpec] = field(default_factory=dict)  # job id -> job (not app.json's)
+    addons: dict[str, AddonState] = field(default_factory=dict)  # var -> add-on
     deployed: str | None = None  # fingerprint of the source the serving slug came from
     has_slug: bool = False
 
@@ -217,8 +230,12 @@ def app_changes(spec: AppSpec, state: AppState | None, desired: Desired) -> list
                 value=list(spec.buildpacks),
             )
         )
+    if spec.addons is not None:
+        changes += addon_changes(name, spec.addons, state.addons)
     if spec.config is not None:
-        changes += config_changes(name, spec.config, state.config, desired.ssm)
+        # Add-ons' vars are theirs: never removed as config the manifest does not name.
+        theirs = {*state.addons, *(a.var for a in spec.addons or ())}
+        changes += config_changes(name, spec.config, state.config, desired.ssm, theirs)
     fingerprint = desired.fingerprints.get(name)
     if spec.source is not None and fingerprint is not None:
         if not state.has_slug or state.deployed != fingerprint:
@@ -258,15 +275,51 @@ def app_changes(spec: AppSpec, state: AppState | None, desired: Desired) -> list
     return changes
 
 
-def config_changes(
-    app: str, specs: dict[str, ConfigSpec], current: dict[str, str], ssm: dict[str, str]
+def addon_changes(
+    app: str, specs: tuple[AddonSpec, ...], current: dict[str, AddonState]
 ) -> list[Change]:
+    changes = []
+    for spec in specs:
+        address = f"apps.{app}.addons[{spec.var}]"
+        have = current.get(spec.var)
+        wanted = f"{spec.kind} {spec.plan}" + (f" ({spec.provider})" if spec.provider else "")
+        if have is None:
+            changes.append(
+                Change(address, "create", None, wanted, kind="addon", app=app, value=spec)
+            )
+            continue
+        provider = spec.provider or have.provider
+        if (have.kind, have.plan, have.provider) != (spec.kind, spec.plan, provider):
+            raise ValidationError(
+                address,
+                f"is {have.name} ({have.kind} {have.plan}, {have.provider}); an add-on cannot "
+                f"change in place",
+                f"write what it is, or destroy it first: dynoform addons:destroy {have.name}",
+            )
+    wanted_vars = {spec.var for spec in specs}
+    for var, have in sorted(current.items()):
+        if var not in wanted_vars:
+            verb = "destroyed" if have.owned else "detached"
+            before = f"{have.name} ({have.kind} {have.plan}, {verb})"
+            address = f"apps.{app}.addons[{var}]"
+            changes.append(Change(address, "delete", before, kind="addon", app=app, key=var))
+    return changes
+
+
+def config_changes(
+    app: str,
+    specs: dict[str, ConfigSpec],
+    current: dict[str, str],
+    ssm: dict[str, str],
+    theirs: set[str] | None = None,  # add-ons' vars: kept, whatever the table says
+) -> list[Change]:
+    theirs = theirs or set()
     changes = []
     for key, spec in specs.items():
         address = f"apps.{app}.config.{key}"
         have = current.get(key)
         if spec.kind == KEEP:
-            if have is None:
+            if have is None and key not in theirs:
                 raise ValidationError(
                     address, f"is `keep = true` but {key} is not set on {app}", "set it first"
                 )
@@ -284,7 +337,7 @@ def config_changes(
         before = None if have is None else (have if spec.kind == LITERAL else MASKED)
         action = "create" if have is None else "update"
         changes.append(_config(address, action, before, shown, app, key, value))
-    for key in sorted(set(current) - set(specs)):
+    for key in sorted(set(current) - set(specs) - theirs):
         changes.append(_config(f"apps.{app}.config.{key}", "delete", MASKED, None, app, key, None))
     return changes
 

@@ -161,3 +161,33 @@ def test_promote_releases_the_slug_with_the_targets_config(
         assert body == b"slug"
         code, _, err = call("pipelines:promote", "-a", "shop")
         assert code == 1 and "shop is the last stage of pipeline shop" in err
+
+
+def test_addons_are_made_kept_and_destroyed(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("provisioner.aws.managed.POLL_SECONDS", 0.0)
+    with platform_cli(tmp_path, monkeypatch, capsys) as call:
+        manifest = tmp_path / "dynoform.toml"
+        manifest.write_text(
+            '[apps.shop]\naddons = [{ service = "postgres", provider = "managed" }]\n\n'
+            '[apps.shop.config]\nGREETING = "hello"\n'
+        )
+        code, _, err = call("apply", "--auto-approve")
+        assert code == 0, err
+        config = json.loads(call("--json", "config", "-a", "shop")[1])
+        assert sorted(config) == ["DATABASE_URL", "GREETING"]
+        code, out, _ = call("plan", "--detailed-exitcode")
+        assert code == 0, out  # DATABASE_URL is the add-on's: not config to remove
+        _, exported, _ = call("export")
+        assert 'addons = [{ service = "postgres", plan = "small", as = "DATABASE"' in exported
+        assert config["DATABASE_URL"] not in exported
+        (tmp_path / "exported.toml").write_text(exported)
+        assert call("plan", "-f", "exported.toml", "--detailed-exitcode")[0] == 0
+
+        manifest.write_text("[apps.shop]\naddons = []\n")
+        name = json.loads(call("--json", "addons", "-a", "shop")[1])[0]["name"]
+        code, out, _ = call("plan")
+        assert f"- delete apps.shop.addons[DATABASE_URL]: {name} (postgres small, destroyed)" in out
+        code, _, err = call("apply", "--auto-approve")
+        assert code == 0, err
+        assert json.loads(call("--json", "addons")[1]) == []
+        assert "DATABASE_URL" not in json.loads(call("--json", "config", "-a", "shop")[1])

@@ -279,3 +279,75 @@ def test_fingerprint_is_the_committed_tree_or_the_files(tmp_path) -> None:
     assert fingerprint(src) == tree.stdout.strip()
     (src / "Procfile").write_text("web: changed but not committed\n")
     assert fingerprint(src) == tree.stdout.strip()  # what a deploy would build: HEAD
+
+
+ADDONS = """\
+[apps.shop]
+addons = [
+  { service = "postgres", plan = "small", provider = "managed" },
+  { service = "redis", as = "CACHE" },
+]
+
+[apps.shop.config]
+DATABASE_URL = { keep = true }
+GREETING = "hello"
+"""
+
+
+def test_addons_are_made_and_their_vars_are_theirs() -> None:
+    from provisioner.plan.manifest import AddonState
+
+    manifest = parse_manifest(ADDONS)
+    assert lines(Desired(manifest), None, {}) == (
+        [
+            "+ create apps.shop",
+            "+ create apps.shop.addons[DATABASE_URL]: postgres small (managed)",
+            "+ create apps.shop.addons[CACHE_URL]: redis small",
+            "+ create apps.shop.config.GREETING: hello",
+        ],
+        [],
+    )
+    pg = AddonState("postgres-abc123", "postgres", "small", "managed", owned=True)
+    shared = AddonState("redis-def456", "redis", "small", "self-hosted", owned=False)
+    old = AddonState("redis-0ld000", "redis", "small", "self-hosted", owned=True)
+    state = AppState(
+        "shop",
+        config={
+            "DATABASE_URL": "pg://",
+            "CACHE_URL": "r://",
+            "OLD_URL": "r://",
+            "GREETING": "hello",
+        },
+        addons={"DATABASE_URL": pg, "CACHE_URL": shared, "OLD_URL": old},
+    )
+    assert lines(Desired(manifest), None, {"shop": state}) == (
+        ["- delete apps.shop.addons[OLD_URL]: redis-0ld000 (redis small, destroyed)"],
+        [],
+    )
+    bigger = ADDONS.replace('plan = "small"', 'plan = "medium"')
+    with pytest.raises(
+        ValidationError, match=r"apps.shop.addons\[DATABASE_URL\]: is postgres-abc123"
+    ):
+        plan_changes(Desired(parse_manifest(bigger)), None, {"shop": state})
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ('service = "mysql"', "dynoform.toml:2: apps.shop.addons.service: one of postgres, redis"),
+        ('plan = "huge"', "dynoform.toml:2: apps.shop.addons.plan: one of"),
+        ('provider = "heroku"', "dynoform.toml:2: apps.shop.addons.provider: one of"),
+        ('as = "CACHE"', "dynoform.toml:2: apps.shop.addons.as: two add-ons would be attached as"),
+    ],
+)
+def test_addon_errors(bad: str, message: str) -> None:
+    text = ADDONS.replace('{ service = "redis", as = "CACHE" }', '{ service = "redis", as = "X" }')
+    good = {
+        'service = "mysql"': ('service = "postgres", plan', 'service = "mysql", plan'),
+        'plan = "huge"': ('plan = "small"', 'plan = "huge"'),
+        'provider = "heroku"': ('provider = "managed"', 'provider = "heroku"'),
+        'as = "CACHE"': ('service = "redis", as = "X"', 'service = "postgres", as = "DATABASE"'),
+    }[bad]
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(text.replace(*good))
+    assert str(caught.value).startswith(message), str(caught.value)
