@@ -58,16 +58,13 @@ def apply(
     result = ops.plan(g().ctx, manifest, prune)
     if not g().json:
         _show(result)
-    if not result.changes:
-        if g().json:
-            emit_json({"applied": []})
-        return
-    if not auto_approve:
+    if result.changes and not auto_approve:
         confirm(f"Apply {len(result.changes)} changes?")
-    done = ops.apply(g().ctx, result, manifest.platform.instance_type)
+    done = ops.apply(g().ctx, result, manifest)  # with no change: records the manifest
     if g().json:
         emit_json({"applied": done})
-    status(f"applied {len(done)} changes")
+    elif done:
+        status(f"applied {len(done)} changes")
 
 
 def export() -> None:

@@ -93,6 +93,7 @@ class Manifest:
     platform: PlatformSpec = field(default_factory=PlatformSpec)
     apps: dict[str, AppSpec] = field(default_factory=dict)
     pipelines: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    text: str = field(default="", compare=False, repr=False)  # as written (what apply records)
 
 
 class ManifestError(ValidationError):
@@ -182,7 +183,7 @@ class _Reader:
         apps_table = self.table(data.get("apps", {}), ("apps",), set(data.get("apps", {})))
         apps = {name: self.app(name, spec) for name, spec in apps_table.items()}
         pipelines = self.pipelines(data.get("pipelines", {}), apps)
-        return Manifest(platform, apps, pipelines)
+        return Manifest(platform, apps, pipelines, self.text)
 
     def platform(self, value: Any) -> PlatformSpec:
         path = ("platform",)

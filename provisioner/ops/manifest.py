@@ -1,177 +1,47 @@
 """`dynoform plan`, `apply` and `export`: the manifest (model/manifest.py) against what exists.
 
-What exists is read here (the platform's security groups and runners, each app's records, the
-committed tree of each source, SSM parameters); the comparison is pure (plan/manifest.py);
-apply makes each change through the same operations the commands use (config changes are
-releases, scaling is a rollout, each under the app's lease), so apply and the commands cannot
-fight, and an interrupted apply is finished by running it again.
+What exists is read by ops/manifest_state.py (the platform's security groups and runners, each
+app's records, the committed tree of each source, SSM parameters); the comparison is pure
+(plan/manifest.py); apply makes each change through the same operations the commands use
+(config changes are releases, scaling is a rollout, each under the app's lease), so apply and
+the commands cannot fight, and an interrupted apply is finished by running it again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-import subprocess
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from provisioner.aws import instances
 from provisioner.aws.network import DYNO_PORTS
 from provisioner.context import Context
-from provisioner.errors import DynoformError, NoPlatform
+from provisioner.errors import DynoformError
 from provisioner.model import manifest as m
 from provisioner.model.formation import Formation
 from provisioner.ops import addons, apps, buildpacks, cron, deploy, domains, hosts, ps
+from provisioner.ops.manifest_state import (
+    DEFAULT_FILE,
+    SOURCE_DOC,
+    desired_state,
+    fingerprint,
+    load,
+    observe_app,
+    observe_apps,
+    observe_platform,
+    record_applied,
+)
 from provisioner.ops.releases import change_config
-from provisioner.ops.source import is_git_work_tree
 from provisioner.plan.manifest import (
-    LB,
     RUNNERS,
-    AddonState,
     AppState,
     Change,
-    Desired,
     Plan,
-    PlatformState,
     Rule,
     default_rules,
     plan_changes,
 )
 
-DEFAULT_FILE = "dynoform.toml"
-SOURCE_DOC = "apps/{app}/manifest-source.json"  # what the serving slug was built from
-
-
-# reading the manifest ---------------------------------------------------------------------------
-def load(path: Path | str = DEFAULT_FILE) -> m.Manifest:
-    """The manifest at path, with each app's source resolved against the file's directory."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DynoformError(
-            f"no manifest at {path}", "write dynoform.toml, or give -f PATH"
-        ) from exc
-    manifest = m.parse_manifest(text, str(path))
-    base = path.resolve().parent
-    resolved = {
-        name: replace(spec, source=str((base / spec.source).resolve())) if spec.source else spec
-        for name, spec in manifest.apps.items()
-    }
-    return replace(manifest, apps=resolved)
-
-
-def fingerprint(path: Path) -> str:
-    """What a deploy of path would build: the committed tree's id for a git repository, else a
-    hash of the directory's files (names, modes and contents)."""
-    if not path.is_dir():
-        raise DynoformError(f"source {path} is not a directory", "fix `source` in the manifest")
-    if is_git_work_tree(path):
-        tree = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD^{tree}"], capture_output=True, text=True
-        )
-        if tree.returncode != 0:
-            raise DynoformError(f"{path} has no commits", "commit your code")
-        return tree.stdout.strip()
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if ".git" not in p.relative_to(path).parts):
-        if file.is_file():
-            digest.update(f"{file.relative_to(path)}\0{file.stat().st_mode & 0o111}\0".encode())
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-# observing --------------------------------------------------------------------------------------
-def observe_platform(ctx: Context) -> PlatformState | None:
-    """Runners alive and the security groups' rules; None without a platform."""
-    try:
-        platform = ctx.platform(create=False)
-    except NoPlatform:
-        return None
-    names = {platform.runner_sg_id: "sg:runners", platform.lb_sg_id: "sg:lb"}
-    rules: list[Rule] = []
-    for group, group_id in ((RUNNERS, platform.runner_sg_id), (LB, platform.lb_sg_id)):
-        found = ctx.aws.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
-        for perm in found[0].get("IpPermissions", []) if found else []:
-            rules += _rules_of(group, perm, names)
-    runners = instances.list_hosts(ctx.aws, platform.name)
-    alive = [h for h in runners if h.state in ("pending", "running")]
-    return PlatformState(len(alive), tuple(sorted(set(rules))))
-
-
-def _rules_of(group: str, perm: dict[str, Any], names: dict[str, str]) -> list[Rule]:
-    protocol = str(perm.get("IpProtocol", "-1"))
-    low, high = int(perm.get("FromPort", -1)), int(perm.get("ToPort", -1))
-    sources = [r["CidrIp"] for r in perm.get("IpRanges", [])]
-    sources += [r["CidrIpv6"] for r in perm.get("Ipv6Ranges", [])]
-    sources += [names.get(p["GroupId"], p["GroupId"]) for p in perm.get("UserIdGroupPairs", [])]
-    return [Rule(group, protocol, low, high, source) for source in sources]
-
-
-def observe_app(ctx: Context, app: str) -> AppState:
-    store = ctx.store
-    record = store.app(app)
-    current = store.current_release(app)
-    formation, _ = store.formation(app)
-    config, _ = store.config(app)
-    jobs = {
-        j.id: m.CronSpec(j.schedule, j.command, j.overlap)
-        for j in cron.jobs(ctx, app)
-        if j.source == "cli"
-    }
-    app_id = record.app_id
-    attached = {}
-    for addon in addons.list_addons(ctx, app):
-        attachment = addon.attached_to(app, app_id)
-        if attachment is not None:
-            owned = addon.owned_by(app, app_id)
-            attached[attachment.var] = AddonState(
-                addon.name, addon.kind, addon.plan, addon.provider, owned
-            )
-    has_slug = bool(current and current.slug_key)
-    doc = store.docs.get(SOURCE_DOC.format(app=app))
-    deployed = None
-    if doc is not None and current is not None and doc.data.get("slug") == current.slug_sha256:
-        deployed = str(doc.data.get("fingerprint"))
-    return AppState(
-        name=app,
-        buildpacks=tuple(record.buildpacks),
-        formation=formation,
-        config=config,
-        domains=tuple(sorted(record.domains)),
-        maintenance=record.maintenance,
-        cron=jobs,
-        addons=attached,
-        deployed=deployed,
-        has_slug=has_slug,
-    )
-
-
-def desired_state(ctx: Context, manifest: m.Manifest) -> Desired:
-    prints = {n: fingerprint(Path(a.source)) for n, a in manifest.apps.items() if a.source}
-    paths = {
-        str(spec.path)
-        for app in manifest.apps.values()
-        for spec in (app.config or {}).values()
-        if spec.kind == m.SSM
-    }
-    return Desired(manifest, prints, {p: _ssm(ctx, p) for p in sorted(paths)}, DYNO_PORTS)
-
-
-def _ssm(ctx: Context, path: str) -> str:
-    try:
-        found = ctx.aws.ssm.get_parameter(Name=path, WithDecryption=True)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code == "ParameterNotFound":
-            raise DynoformError(
-                f"SSM parameter {path} does not exist", "create it, or fix the manifest"
-            ) from exc
-        raise
-    return str(found["Parameter"]["Value"])
+__all__ = ["DEFAULT_FILE", "apply", "export", "fingerprint", "load", "plan", "pipeline_next"]
 
 
 # plan -------------------------------------------------------------------------------------------
@@ -180,23 +50,21 @@ def plan(ctx: Context, manifest: m.Manifest, prune: bool = False) -> Plan:
     as unmanaged (with prune: destroyed)."""
     desired = desired_state(ctx, manifest)
     platform = observe_platform(ctx)
-    # Only managed apps are read: the others are only named (and a damaged one stops nothing).
-    observed = {
-        name: observe_app(ctx, name) if name in manifest.apps else AppState(name)
-        for name in ctx.store.apps()
-    }
+    observed = observe_apps(ctx, manifest)
     return plan_changes(desired, platform, observed, prune)
 
 
 # apply ------------------------------------------------------------------------------------------
-def apply(ctx: Context, plan: Plan, instance_type: str | None = None) -> list[str]:
-    """Make the plan's changes; returns one line per change made (the plan's lines)."""
+def apply(ctx: Context, plan: Plan, manifest: m.Manifest) -> list[str]:
+    """Make the plan (of manifest)'s changes; returns one line per change made. The manifest
+    is recorded once all are made: the controller reports drift from it."""
     done: list[str] = []
     for group in _batches(plan.changes):
-        _apply_batch(ctx, group, instance_type)
+        _apply_batch(ctx, group, manifest.platform.instance_type)
         for change in group:
             ctx.say(f"applied: {change.line()}")
             done.append(change.line())
+    record_applied(ctx, manifest)
     return done
 
 

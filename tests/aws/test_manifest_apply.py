@@ -191,3 +191,40 @@ def test_addons_are_made_kept_and_destroyed(tmp_path: Path, monkeypatch, capsys)
         assert code == 0, err
         assert json.loads(call("--json", "addons")[1]) == []
         assert "DATABASE_URL" not in json.loads(call("--json", "config", "-a", "shop")[1])
+
+
+def test_the_controller_reports_drift_from_the_applied_manifest(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from provisioner.context import Context
+    from provisioner.ops import manifest_drift
+
+    with platform_cli(tmp_path, monkeypatch, capsys) as call:
+        ctx = Context(get_target("t1"))
+        guarded: list[int] = []
+
+        def guard() -> None:
+            guarded.append(1)
+
+        manifest_drift.tick(ctx, guard)  # nothing applied yet: nothing to compare with
+        assert manifest_drift.check(ctx) is None and guarded == []
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name="/shop/api-token", Value="tok-1", Type="SecureString"
+        )
+        (tmp_path / "dynoform.toml").write_text(MANIFEST)
+        assert call("apply", "--auto-approve")[0] == 0
+        assert manifest_drift.check(ctx) == []
+
+        call("config:set", "-a", "shop", "GREETING=bye")
+        manifest_drift.tick(ctx, guard)
+        manifest_drift.tick(ctx, guard)  # seen already: not said again
+        call("config:set", "-a", "shop", "GREETING=hello")
+        manifest_drift.tick(ctx, guard)
+        assert len(guarded) == 2
+        from provisioner import events
+
+        said = [e.message for e in events.recent(ctx.store.docs, 50) if e.source == "drift"]
+        assert said == [
+            "drift from the manifest: ~ update apps.shop.config.GREETING: bye -> hello",
+            "no drift: what exists matches the manifest",
+        ]
