@@ -11,6 +11,8 @@ import pytest
 from e2e_support import Url, cli, cli_json, get, wait_for
 
 from provisioner.context import Context
+from provisioner.ops import manifest_drift
+from provisioner.ops.manifest_state import APPLIED_DOC
 
 pytestmark = pytest.mark.cloud
 
@@ -88,6 +90,8 @@ def test_manifest_story(fleet: list[dict[str, object]], tmp_path: Path) -> None:
             assert (
                 "- delete platform.security_groups.runners.ingress[tcp/5433 192.0.2.0/24]" in lines
             )
+            found = [line for _, line in manifest_drift.check(ctx) or []]  # as the controller
+            assert f"~ update apps.{app}.config.GREETING: by-hand -> hello" in found
             cli("apply", "--auto-approve", cwd=tmp_path)
             assert plan(tmp_path)[0] == 0
             assert cli("config:get", "-a", app, "GREETING").stdout == "hello\n"
@@ -119,6 +123,7 @@ def test_manifest_story(fleet: list[dict[str, object]], tmp_path: Path) -> None:
                 )
             for name in (app, prod):
                 cli("apps:destroy", "-a", name, "--confirm", name, check=False)
+            ctx.store.docs.delete(APPLIED_DOC)  # the shared platform keeps no manifest of ours
 
 
 def _has_rule(ctx: Context, group_id: str) -> bool:
