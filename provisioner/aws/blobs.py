@@ -77,6 +77,12 @@ class Blobs:
     def put_file(self, key: str, handle: Any) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=handle, **SSE)
 
+    def copy(self, source: str, key: str) -> None:
+        """A copy of the object at source under key (within the bucket, no download)."""
+        self.s3.copy_object(
+            Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source}, **SSE
+        )
+
     def put_text(self, key: str, text: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode(), **SSE)
 

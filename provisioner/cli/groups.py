@@ -25,6 +25,7 @@ MODULES = [
     "domains",
     "certs",
     "addons",
+    "manifest",
 ]
 
 _done = False
