@@ -25,7 +25,7 @@
    moto also keeps every value forever: those older than METRICS_KEPT are dropped.
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
-moto's own behaviour, but for 6 (tests/aws/conftest.py applies it too).
+moto's own behaviour, but for 6 and 7 (tests/aws/conftest.py applies them too).
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def apply(ca_dir: Path | None = None) -> None:
         return
     _issue_from_local_ca(ca_dir)
     atomic_conditional_writes()
-    _percentiles()
+    percentiles()
     from moto.elbv2.exceptions import InvalidTargetError
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 
@@ -238,7 +238,7 @@ def apply(ca_dir: Path | None = None) -> None:
     _applied = True
 
 
-def _percentiles() -> None:
+def percentiles() -> None:
     """`pNN` statistics from the values of a period, as CloudWatch computes them."""
     from moto.cloudwatch.models import Statistics
 

@@ -15,15 +15,12 @@ from moto import mock_aws
 from provisioner import events
 from provisioner.aws import metrics
 from provisioner.context import Context
-from provisioner.localcloud import motofix
 from provisioner.model.formation import ProcessFormation
 from provisioner.model.release import Release
 from provisioner.ops import autoscale
 from provisioner.plan import autoscale as plan
 from provisioner.store import now_iso
 from provisioner.targets import get_target
-
-motofix.apply()
 
 OWNED = (
     "error: web of shop is autoscaled (1..6 dynos, p95 goal 300 ms): autoscaling owns its "

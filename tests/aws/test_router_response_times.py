@@ -8,9 +8,7 @@ import time
 from test_lb_dataplane import Backend, Cloud, _client, backends, cloud, endpoint, get, wait_for
 
 from provisioner.aws import metrics
-from provisioner.localcloud import motofix
 
-motofix.apply()  # percentiles, as the local cloud's moto answers them
 __all__ = ["backends", "cloud", "endpoint"]  # the fixtures this test uses
 
 
