@@ -39,7 +39,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.fleet import Fleet
 from provisioner.model.formation import default_formation
-from provisioner.ops import drift, repair
+from provisioner.ops import backups, drift, repair
 from provisioner.ops.rollout import Observed, Rollout, open_rollout
 from provisioner.plan import controller as plan
 from provisioner.plan.units import RUNNING_STATES, journal_tail_argv, parse_unit_name
@@ -71,7 +71,7 @@ class Duty:
     tick: Callable[[Context, Callable[[], None]], None]
 
 
-DUTIES: tuple[Duty, ...] = ()
+DUTIES: tuple[Duty, ...] = (Duty("backups", backups.EVERY, backups.tick),)
 
 
 # what users read ------------------------------------------------------------------------------
