@@ -97,22 +97,25 @@ def schedules(ctx: Context, app: str | None = None) -> list[ScheduleRow]:
 
 # the controller's duty ------------------------------------------------------------------------
 def tick(ctx: Context, guard: Callable[[], None], now: datetime | None = None) -> None:
-    """Take every scheduled backup that is due, once across the fleet; prune after each."""
-    now = now or datetime.now(UTC)
-    for key in ctx.store.docs.keys("addons/"):
+    """Take every scheduled backup that is due, once across the fleet; prune after each.
+    (now: the time to act for, in tests; else the clock's, read anew after each backup.)"""
+    keys = set(ctx.store.docs.keys("addons/"))
+    for key in sorted(keys):
         if not key.endswith(f"/{SCHEDULE}"):
             continue
+        if key.removesuffix(f"/{SCHEDULE}") + ".json" not in keys:
+            continue  # the add-on's destroy was cut short: its schedule stays, idle
         doc = ctx.store.docs.get(key)
         if doc is None:
             continue  # unscheduled meanwhile
-        current = m.BackupSchedule.from_dict(dict(doc.data))
-        instant = plan.due(current, now)
+        at = now or datetime.now(UTC)
+        instant = plan.due(m.BackupSchedule.from_dict(dict(doc.data)), at)
         if instant is None:
             continue
         guard()
-        claimed = claim(ctx, doc, instant, now)
+        claimed = claim(ctx, doc, instant, at)
         if claimed is not None:
-            _take(ctx, guard, claimed, instant, now)
+            _take(ctx, guard, claimed, instant, at)
 
 
 def claim(

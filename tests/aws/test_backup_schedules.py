@@ -152,6 +152,15 @@ def test_destroying_the_addon_takes_its_schedule_and_snapshots(aws, ctx) -> None
     backups.tick(ctx, guard, MONDAY + timedelta(days=1))  # nothing left to do
 
 
+def test_a_schedule_left_behind_by_a_cut_short_destroy_stays_idle(ctx) -> None:
+    orphan = m.BackupSchedule("postgres-gone00", "02:00", "UTC", "2026-01-01T00:00:00+00:00")
+    ctx.store.docs.put(backups.schedule_key(orphan.addon), orphan.to_dict())
+    backups.tick(ctx, guard, MONDAY)
+    doc = ctx.store.docs.get(backups.schedule_key(orphan.addon))
+    assert doc is not None and doc.data == orphan.to_dict()
+    assert events.recent(ctx.store.docs) == []
+
+
 # the CLI ---------------------------------------------------------------------------------------
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):
