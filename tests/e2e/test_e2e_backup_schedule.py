@@ -19,7 +19,7 @@ ZONE = "Asia/Kolkata"  # UTC+05:30
 
 def sql(world: Controlled, host: str, database: str, statement: str) -> str:
     """SQL as the add-on's own role (so the restore, which runs as that role, owns it too)."""
-    psql = ["runuser", "-u", "postgres", "--", "psql", "-X", "-tA", "-v", "ON_ERROR_STOP=1",
+    psql = ["runuser", "-u", "postgres", "--", "psql", "-X", "-qtA", "-v", "ON_ERROR_STOP=1",
             "-d", database, "-c", f"SET ROLE {database}; {statement}"]  # fmt: skip
     return world.cli("hosts:exec", host, "--", "sudo", "-n", *psql).stdout.strip()
 
