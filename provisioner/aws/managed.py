@@ -348,6 +348,17 @@ class Managed:
         addon.resource.update(host=endpoint["Address"], port=int(endpoint["Port"]), user=source,
                               database=source)  # fmt: skip
 
+    def delete_backup(self, backup: m.Backup, say: Say) -> None:
+        """Delete the backup's RDS snapshot (manual snapshots outlive their instance)."""
+        if backup.snapshot is None:
+            return
+        try:
+            self.rds.delete_db_snapshot(DBSnapshotIdentifier=backup.snapshot)
+        except ClientError as exc:
+            if _code(exc) != "DBSnapshotNotFound":
+                raise
+        say(f"deleted RDS snapshot {backup.snapshot}")
+
     def download_backup(self, backup: m.Backup, handle: BinaryIO) -> None:
         raise Unsupported(
             f"{backup.ref} is an RDS snapshot: it stays in AWS",

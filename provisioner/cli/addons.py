@@ -20,6 +20,7 @@ from provisioner.cli.common import (
 )
 from provisioner.model import addons as m
 from provisioner.ops import addons as ops
+from provisioner.ops import backups as scheduled
 
 group = typer.Typer(
     help="Add-ons: Postgres and Redis as config vars.\n\n"
@@ -220,6 +221,55 @@ def download(
     """
     _, path = ops.download_backup(g().ctx, backup, output)
     out.print(str(path), markup=False)
+
+
+@backups.command("schedule")
+def schedule(
+    ref: str = typer.Argument(None, help="Add-on name or var (default DATABASE_URL)."),
+    app: str = AppOption,
+    at: str = typer.Option(..., "--at", help="HH:MM and a time zone: '02:00 UTC', "
+                           "'02:00 Europe/Paris' (UTC when left out)."),
+) -> None:  # fmt: skip
+    """Back up a Postgres add-on every day at a time (replaces its schedule).
+
+    Example: dynoform pg:backups:schedule DATABASE_URL --at '02:00 UTC' -a myapp
+    """
+    row = scheduled.schedule(g().ctx, ref, app, at)
+    if g().json:
+        emit_json(row.as_dict())
+        return
+    status(f"backing up {row.schedule.addon} daily at {row.schedule.when} "
+           f"(next at {row.next_at}); kept: the last 7 daily and 4 weekly")  # fmt: skip
+
+
+@backups.command("schedules")
+def schedules(app: str = AppOption) -> None:
+    """The backup schedules of an app's Postgres add-ons. Example: dynoform pg:backups:schedules -a myapp"""
+    rows = [r.as_dict() for r in scheduled.schedules(g().ctx, app)]
+    if g().json:
+        emit_json(rows)
+        return
+    for row in rows:
+        row["attached_as"] = ", ".join(row["attached_as"])
+        row["last_backup"] = row["last_backup"] or (f"failed: {row['last_error']}"
+                                                    if row["last_error"] else "")  # fmt: skip
+    columns = ["addon", "attached_as", "at", "next_at", "last_backup"]
+    print_table(
+        rows, columns, empty="no backup schedules: dynoform pg:backups:schedule --at '02:00 UTC'"
+    )
+
+
+@backups.command("unschedule")
+def unschedule(
+    ref: str = typer.Argument(None, help="Add-on name or var (default DATABASE_URL)."),
+    app: str = AppOption,
+) -> None:
+    """Stop the daily backups of a Postgres add-on (its backups stay).
+
+    Example: dynoform pg:backups:unschedule DATABASE_URL -a myapp
+    """
+    gone = scheduled.unschedule(g().ctx, ref, app)
+    status(f"no more daily backups of {gone.addon} (was {gone.when})")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,9 +13,10 @@ import re
 import secrets
 import shlex
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provisioner.errors import DynoformError, ValidationError
 
@@ -139,6 +140,11 @@ class Backup:
         """What pg:backups prints and pg:backups:restore takes: `postgres-1a2b3c:b2026...`."""
         return f"{self.addon}:{self.id}"
 
+    @property
+    def scheduled(self) -> bool:
+        """Taken by the schedule (ids `a...`, as Heroku's), not captured by hand (`b...`)."""
+        return self.id.startswith(SCHEDULED_PREFIX)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
@@ -151,8 +157,64 @@ def backups_of(addon: Addon) -> list[Backup]:
     return [Backup.from_dict(b) for b in addon.resource.get("backups", [])]
 
 
-def new_backup_id(now: datetime) -> str:
-    return "b" + now.strftime("%Y%m%d%H%M%S")
+SCHEDULED_PREFIX = "a"
+
+
+def new_backup_id(now: datetime, scheduled: bool = False) -> str:
+    return (SCHEDULED_PREFIX if scheduled else "b") + now.strftime("%Y%m%d%H%M%S")
+
+
+# scheduled backups: one schedule per Postgres add-on, beside its record ---------------------------
+_AT_RE = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
+
+
+def time_zone(name: str) -> tzinfo:
+    """UTC, or an IANA zone name (Europe/Paris) that zoneinfo knows."""
+    if name.upper() in ("UTC", "Z", "ETC/UTC"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            f"time zone {name!r}", "UTC or an IANA zone name like Europe/Paris"
+        ) from None
+
+
+def parse_backup_time(text: str) -> tuple[str, str]:
+    """`--at '02:00 UTC'` (Heroku's form; the zone is UTC when left out) -> ("02:00", "UTC")."""
+    parts = text.split()
+    if not 1 <= len(parts) <= 2 or not (found := _AT_RE.fullmatch(parts[0])):
+        raise ValidationError(f"--at {text!r}", "HH:MM and a time zone, like '02:00 UTC'")
+    zone = parts[1] if len(parts) == 2 else "UTC"
+    hour, minute = int(found.group(1)), int(found.group(2))
+    return f"{hour:02d}:{minute:02d}", "UTC" if time_zone(zone) is UTC else zone
+
+
+@dataclass
+class BackupSchedule:
+    """A daily backup of one Postgres add-on (`addons/<name>/schedule.json`). `last_due` is the
+    scheduled instant last claimed: the leader that writes it first (a conditional write)
+    takes that backup, so it is taken once across the fleet."""
+
+    addon: str
+    at: str  # HH:MM in zone
+    zone: str  # UTC or an IANA name
+    since: str  # when it was set (ISO, UTC): instants before it are not due
+    last_due: str | None = None
+    last_started: str | None = None
+    last_backup: str | None = None  # the id of the last scheduled backup taken
+    last_error: str | None = None
+
+    @property
+    def when(self) -> str:
+        return f"{self.at} {self.zone}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackupSchedule:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def normalize_kind(service: str) -> str:

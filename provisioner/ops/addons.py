@@ -10,7 +10,7 @@ with `Unsupported`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +61,9 @@ class Provider(Protocol):
 
     def download_backup(self, backup: m.Backup, handle: BinaryIO) -> None:
         """Write the backup's file to handle."""
+
+    def delete_backup(self, backup: m.Backup, say: Say) -> None:
+        """Remove the backup's data (the dump, the snapshot); gone already is fine."""
 
 
 def open_provider(ctx: Context, name: str) -> Provider:
@@ -279,14 +282,18 @@ def destroy(ctx: Context, name: str) -> m.Addon:
         _detach(ctx, addon, attachment)
     addon.state = "destroying"
     _save(ctx, addon)
+    ctx.store.docs.delete_prefix(f"addons/{addon.name}/")  # its backup schedule
     _remove_resource(ctx, addon)
     ctx.store.docs.delete(_key(addon.name))
     return addon
 
 
 def _remove_resource(ctx: Context, addon: m.Addon) -> None:
+    provider = open_provider(ctx, addon.provider)
     with _locked(ctx, f"addons:destroy {addon.name}"):
-        open_provider(ctx, addon.provider).destroy(addon, ctx.say)
+        provider.destroy(addon, ctx.say)
+    for backup in m.backups_of(addon):  # RDS keeps snapshots after their instance
+        provider.delete_backup(backup, ctx.say)
     ctx.blobs().delete_prefix(f"addon-backups/{addon.name}/")
 
 
@@ -314,15 +321,49 @@ def backups(ctx: Context, ref: str | None = None, app: str | None = None) -> lis
     return m.backups_of(postgres(ctx, ref, app))
 
 
-def capture_backup(ctx: Context, ref: str | None = None, app: str | None = None) -> m.Backup:
-    """Back up a Postgres add-on now; the backup is recorded in its record."""
+def capture_backup(
+    ctx: Context,
+    ref: str | None = None,
+    app: str | None = None,
+    scheduled: bool = False,
+    now: datetime | None = None,
+) -> m.Backup:
+    """Back up a Postgres add-on now; the backup is recorded in its record. (The controller's
+    backups duty says scheduled, and the time it acts for.)"""
     addon = postgres(ctx, ref, app)
-    backup = m.Backup(m.new_backup_id(datetime.now(UTC)), addon.name, now_iso())
+    now = now or datetime.now(UTC)
+    backup = m.Backup(m.new_backup_id(now, scheduled), addon.name, now.isoformat("T", "seconds"))
     backup = open_provider(ctx, addon.provider).capture_backup(addon, backup, ctx.say)
-    fresh = get(ctx, addon.name)  # the capture took a while: keep what changed meanwhile
-    fresh.resource.setdefault("backups", []).append(backup.to_dict())
-    _save(ctx, fresh)
+    _change_backups(ctx, addon.name, lambda found: [*found, backup])
     return backup
+
+
+def delete_backups(ctx: Context, name: str, gone: list[m.Backup]) -> None:
+    """Delete backups of an add-on: their data, then their entries in its record."""
+    addon = get(ctx, name)
+    provider = open_provider(ctx, addon.provider)
+    for backup in gone:
+        provider.delete_backup(backup, ctx.say)
+    ids = {b.id for b in gone}
+    _change_backups(ctx, name, lambda found: [b for b in found if b.id not in ids])
+
+
+def _change_backups(
+    ctx: Context, name: str, change: Callable[[list[m.Backup]], list[m.Backup]]
+) -> None:
+    """Change the record's list of backups by a conditional write (a capture and a prune
+    running at once must not drop each other's change)."""
+    while True:
+        doc = ctx.store.docs.get(_key(name))
+        if doc is None:
+            raise NotFound(f"no add-on named {name!r}", "see `dynoform addons`")
+        addon = m.Addon.from_dict(dict(doc.data))
+        addon.resource["backups"] = [b.to_dict() for b in change(m.backups_of(addon))]
+        try:
+            ctx.store.docs.update(_key(name), addon.to_dict(), doc.etag)
+            return
+        except StaleWrite:
+            continue
 
 
 def find_backup(ctx: Context, ref: str) -> m.Backup:

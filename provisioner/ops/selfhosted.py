@@ -279,6 +279,11 @@ class SelfHosted:
         finally:
             conn.run(["rm", "-f", "--", path], sudo=True)
 
+    def delete_backup(self, backup: m.Backup, say: Say) -> None:
+        """Delete the dump, every version of it (the bucket is versioned)."""
+        if self.ctx.blobs().delete_prefix(m.backup_key(backup.addon, backup.id)):
+            say(f"deleted {m.backup_key(backup.addon, backup.id)}")
+
     def download_backup(self, backup: m.Backup, handle: BinaryIO) -> None:
         """The pg_dump file itself (pg_restore reads it anywhere)."""
         if backup.size is None:
