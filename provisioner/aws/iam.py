@@ -57,6 +57,8 @@ def controller_policy(
     elb = f"arn:{aws}:elasticloadbalancing:{region}:{account}"
     lb = lb_name(platform)
     own = {f"ec2:ResourceTag/{PLATFORM_TAG}": platform}
+    rds = f"arn:{aws}:rds:{region}:{account}"
+    snapshots = f"df-{platform}-*"  # managed add-ons' instances and snapshots (aws/managed.py)
     statements: list[dict[str, Any]] = [
         # EC2's and ELBv2's Describe* calls take no resource ARN and no tag condition: they
         # always read the whole region. Everything that changes something is scoped below.
@@ -183,13 +185,26 @@ def controller_policy(
             ],
             [f"{elb}:listener/app/{lb}/*", f"{elb}:listener-rule/app/{lb}/*"],
         ),
-        # S3 has no tag conditions on buckets: the bucket is named.
-        _allow("PlatformBucket", ["s3:ListBucket"], [f"arn:{aws}:s3:::{b}" for b in buckets]),
+        # S3 has no tag conditions on buckets: the bucket is named. Versions: retention of
+        # scheduled backups deletes every version of a self-hosted database's dump.
+        _allow(
+            "PlatformBucket",
+            ["s3:ListBucket", "s3:ListBucketVersions"],
+            [f"arn:{aws}:s3:::{b}" for b in buckets],
+        ),
         _allow(
             "PlatformObjects",
-            ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:PutObject"],
             [f"arn:{aws}:s3:::{b}/*" for b in buckets],
         ),
+        # Scheduled backups of managed (RDS) add-ons: snapshots of the platform's own
+        # instances, named df-<platform>-..., made (tagged on creation) and pruned.
+        _allow(
+            "PlatformSnapshots",
+            ["rds:AddTagsToResource", "rds:CreateDBSnapshot", "rds:DescribeDBSnapshots"],
+            [f"{rds}:db:{snapshots}", f"{rds}:snapshot:{snapshots}"],
+        ),
+        _allow("PruneSnapshots", ["rds:DeleteDBSnapshot"], f"{rds}:snapshot:{snapshots}"),
     ]
     return {"Version": VERSION, "Statement": statements}
 

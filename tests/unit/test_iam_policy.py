@@ -50,13 +50,13 @@ def test_only_reads_go_unscoped() -> None:
 
 def test_every_change_is_tied_to_the_platform() -> None:
     """Each statement that changes something names the platform: by its tag in a condition, or
-    in the ARN (key pair, role, load balancer, bucket)."""
+    in the ARN (key pair, role, load balancer, bucket, the add-ons' RDS names)."""
     for statement in _policy()["Statement"]:
         if statement["Sid"] in ("Describe", "ReadMetrics", "DebianImage"):
             continue
         text = json.dumps(statement)
         tagged = f"/{PLATFORM_TAG}" in text and '"plat"' in text
-        named = "dynoform-plat" in text
+        named = "dynoform-plat" in text or ":df-plat-*" in text
         assert tagged or named, statement["Sid"]
 
 
@@ -74,6 +74,8 @@ def test_runners_only_and_own_role_only() -> None:
 
 def test_partition_follows_the_region() -> None:
     policy = iam.controller_policy("p", "cn-north-1", "1", ["b"])
-    assert policy["Statement"][-1]["Resource"] == ["arn:aws-cn:s3:::b/*"]
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["PlatformObjects"]["Resource"] == ["arn:aws-cn:s3:::b/*"]
+    assert by_sid["PruneSnapshots"]["Resource"] == "arn:aws-cn:rds:cn-north-1:1:snapshot:df-p-*"
     assert iam.partition("us-gov-west-1") == "aws-us-gov"
     assert iam.partition("eu-west-1") == "aws"
