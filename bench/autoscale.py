@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.deploys import Router, cli, cli_json, destroy, new_app
+from bench.heal import until
 
 TARGET_S = 45.0
 SLOW_APP = """\
@@ -84,15 +85,6 @@ class Clients:
                 else:
                     self.failed += 1
             self._stop.wait(max(0.0, 1 / self.rate - (time.monotonic() - started)))
-
-
-def until(check: Any, limit: float, step: float = 0.5) -> float | None:
-    started = time.monotonic()
-    while time.monotonic() - started < limit:
-        if check():
-            return time.monotonic() - started
-        time.sleep(step)
-    return None
 
 
 def web_up(app: str) -> int:

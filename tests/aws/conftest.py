@@ -49,3 +49,15 @@ def config_home(tmp_path, monkeypatch):
 @pytest.fixture
 def target():
     return Target("test", region="us-east-1", platform="plat")
+
+
+@pytest.fixture
+def moto_cli(tmp_path, monkeypatch, capsys):
+    """`dynoform ARGS` in this process on target t1 (no platform yet): (status, stdout, stderr)."""
+    from cli_support import run
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    with mock_aws():
+        assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
+        yield lambda *args: run(capsys, "-t", "t1", *args)

@@ -9,8 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from cli_support import platform_cli, run
-from moto import mock_aws
+from cli_support import platform_cli
 
 from provisioner import events
 from provisioner.aws import metrics
@@ -29,12 +28,8 @@ OWNED = (
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.chdir(tmp_path)
-    with mock_aws():
-        assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
-        yield lambda *args: run(capsys, "-t", "t1", *args)
+def cli(moto_cli):
+    return moto_cli
 
 
 def test_policy_commands_and_a_manual_scale_refused(cli):

@@ -3,17 +3,11 @@
 import json
 
 import pytest
-from cli_support import run
-from moto import mock_aws
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.chdir(tmp_path)
-    with mock_aws():
-        assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
-        yield lambda *args: run(capsys, "-t", "t1", *args)
+def cli(moto_cli):
+    return moto_cli
 
 
 def test_apps_create_list_info_destroy(cli):

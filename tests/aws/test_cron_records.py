@@ -106,35 +106,25 @@ def test_a_runs_end_is_read_from_the_units_facts() -> None:
     assert lost is not None and lost.state == "lost"
 
 
-def test_the_cron_commands(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    from cli_support import run
-    from moto import mock_aws
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.chdir(tmp_path)
-    with mock_aws():
-        assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
-
-        def cli(*args: str) -> tuple[int, str, str]:
-            return run(capsys, "-t", "t1", *args)
-
-        assert cli("apps:create", "shop")[0] == 0
-        code, out, err = cli("cron:add", "-a", "shop", "*/10 * * * *", "--", "python", "x.py", "-v")
-        job_id = out.strip()
-        assert code == 0 and job_id.startswith("c") and "next run" in err, err
-        code, _, err = cli("cron", "add", "-a", "shop", "* * 32 * *", "--", "true")
-        assert code == 1 and "day of month must be within 1-31" in err and err.count("\n") == 1
-        [job] = json.loads(cli("cron", "-a", "shop", "--json")[1])
-        assert (job["id"], job["command"], job["last_run"], job["runs"]) == (
-            job_id,
-            "python x.py -v",
-            None,
-            [],
-        )
-        assert job["next_run"].endswith("0")
-        table = cli("cron", "-a", "shop")[1]
-        assert job_id in table and "never" in table
-        assert cli("cron:remove", job_id, "-a", "shop")[0] == 0
-        assert json.loads(cli("cron", "-a", "shop", "--json")[1]) == []
-        code, _, err = cli("cron:remove", job_id, "-a", "shop")
-        assert code == 1 and "has no cron job" in err
+def test_the_cron_commands(moto_cli) -> None:  # type: ignore[no-untyped-def]
+    cli = moto_cli
+    assert cli("apps:create", "shop")[0] == 0
+    code, out, err = cli("cron:add", "-a", "shop", "*/10 * * * *", "--", "python", "x.py", "-v")
+    job_id = out.strip()
+    assert code == 0 and job_id.startswith("c") and "next run" in err, err
+    code, _, err = cli("cron", "add", "-a", "shop", "* * 32 * *", "--", "true")
+    assert code == 1 and "day of month must be within 1-31" in err and err.count("\n") == 1
+    [job] = json.loads(cli("cron", "-a", "shop", "--json")[1])
+    assert (job["id"], job["command"], job["last_run"], job["runs"]) == (
+        job_id,
+        "python x.py -v",
+        None,
+        [],
+    )
+    assert job["next_run"].endswith("0")
+    table = cli("cron", "-a", "shop")[1]
+    assert job_id in table and "never" in table
+    assert cli("cron:remove", job_id, "-a", "shop")[0] == 0
+    assert json.loads(cli("cron", "-a", "shop", "--json")[1]) == []
+    code, _, err = cli("cron:remove", job_id, "-a", "shop")
+    assert code == 1 and "has no cron job" in err
