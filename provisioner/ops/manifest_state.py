@@ -20,7 +20,7 @@ from provisioner.aws.network import DYNO_PORTS
 from provisioner.context import Context
 from provisioner.errors import DynoformError, NoPlatform
 from provisioner.model import manifest as m
-from provisioner.ops import addons, cron
+from provisioner.ops import addons, autoscale, cron
 from provisioner.ops.source import is_git_work_tree
 from provisioner.plan.manifest import (
     LB,
@@ -121,8 +121,9 @@ def observe_app(ctx: Context, app: str) -> AppState:
         attachment = addon.attached_to(app, app_id)
         if attachment is not None:
             owned = addon.owned_by(app, app_id)
+            others = tuple(sorted(a.app for a in addon.attachments if a.app != app))
             attached[attachment.var] = AddonState(
-                addon.name, addon.kind, addon.plan, addon.provider, owned
+                addon.name, addon.kind, addon.plan, addon.provider, owned, others
             )
     has_slug = bool(current and current.slug_key)
     doc = store.docs.get(SOURCE_DOC.format(app=app))
@@ -138,6 +139,7 @@ def observe_app(ctx: Context, app: str) -> AppState:
         maintenance=record.maintenance,
         cron=jobs,
         addons=attached,
+        autoscaled=_autoscaled(ctx, app),
         deployed=deployed,
         has_slug=has_slug,
     )
@@ -197,3 +199,8 @@ def _for_drift(spec: m.AppSpec) -> m.AppSpec:
         keep = m.ConfigSpec(m.KEEP)
         config = {k: keep if c.kind == m.SSM else c for k, c in config.items()}
     return replace(spec, source=None, config=config)
+
+
+def _autoscaled(ctx: Context, app: str) -> tuple[str, ...]:
+    policy = autoscale.policy_of(ctx, app)
+    return (policy.type,) if policy else ()

@@ -91,6 +91,7 @@ class AddonState:
     plan: str
     provider: str
     owned: bool  # made for this app (apply destroys it), or another's attached (detached)
+    shared_with: tuple[str, ...] = ()  # the other apps it is attached to
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class AppState:
     addons: dict[str, AddonState] = field(default_factory=dict)  # var -> add-on
     deployed: str | None = None  # fingerprint of the source the serving slug came from
     has_slug: bool = False
+    autoscaled: tuple[str, ...] = ()  # process types whose quantity autoscaling owns
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,9 @@ def app_changes(spec: AppSpec, state: AppState | None, desired: Desired) -> list
     if spec.formation is not None and (state.has_slug or deploying):
         # An app with nothing built yet (a pipeline's later stage before its first promotion)
         # has no dynos to scale: its formation is planned once it has a release.
-        changes += formation_changes(name, spec.formation, state.formation)
+        # An autoscaled type's quantity is the autoscaler's: the manifest would fight it.
+        wanted = {k: v for k, v in spec.formation.items() if k not in state.autoscaled}
+        changes += formation_changes(name, wanted, state.formation)
     if spec.domains is not None:
         changes += _set_changes(f"apps.{name}.domains", "domain", name, spec.domains, state.domains)
     if spec.maintenance is not None and spec.maintenance != state.maintenance:
@@ -299,6 +303,13 @@ def addon_changes(
     wanted_vars = {spec.var for spec in specs}
     for var, have in sorted(current.items()):
         if var not in wanted_vars:
+            if have.owned and have.shared_with:
+                raise ValidationError(
+                    f"apps.{app}.addons",
+                    f"leaves out {have.name} ({var}), which {', '.join(have.shared_with)} "
+                    f"use too: destroying it would take their data",
+                    "keep it in the manifest, or detach it from those apps first",
+                )
             verb = "destroyed" if have.owned else "detached"
             before = f"{have.name} ({have.kind} {have.plan}, {verb})"
             address = f"apps.{app}.addons[{var}]"
@@ -334,7 +345,8 @@ def config_changes(
         if value == have:
             continue
         shown = value if spec.kind == LITERAL else f"{MASKED} from ssm {spec.path}"
-        before = None if have is None else (have if spec.kind == LITERAL else MASKED)
+        # What is set now is not the file's: it may be a secret set by hand, never shown.
+        before = None if have is None else MASKED
         action = "create" if have is None else "update"
         changes.append(_config(address, action, before, shown, app, key, value))
     for key in sorted(set(current) - set(specs) - theirs):

@@ -225,6 +225,6 @@ def test_the_controller_reports_drift_from_the_applied_manifest(
 
         said = [e.message for e in events.recent(ctx.store.docs, 50) if e.source == "drift"]
         assert said == [
-            "drift from the manifest: ~ update apps.shop.config.GREETING: bye -> hello",
+            "drift from the manifest: ~ update apps.shop.config.GREETING: (sensitive) -> hello",
             "no drift: what exists matches the manifest",
         ]

@@ -86,12 +86,12 @@ def test_manifest_story(fleet: list[dict[str, object]], tmp_path: Path) -> None:
             )
             code, lines = plan(tmp_path)
             assert code == 2
-            assert f"~ update apps.{app}.config.GREETING: by-hand -> hello" in lines
+            assert f"~ update apps.{app}.config.GREETING: (sensitive) -> hello" in lines
             assert (
                 "- delete platform.security_groups.runners.ingress[tcp/5433 192.0.2.0/24]" in lines
             )
             found = [line for _, line in manifest_drift.check(ctx) or []]  # as the controller
-            assert f"~ update apps.{app}.config.GREETING: by-hand -> hello" in found
+            assert f"~ update apps.{app}.config.GREETING: (sensitive) -> hello" in found
             cli("apply", "--auto-approve", cwd=tmp_path)
             assert plan(tmp_path)[0] == 0
             assert cli("config:get", "-a", app, "GREETING").stdout == "hello\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from provisioner.errors import ValidationError
@@ -185,7 +187,7 @@ def test_golden_plan_of_drift() -> None:
         "~ update platform.runners: 3 -> 2",
         "- delete platform.security_groups.runners.ingress[tcp/5432 0.0.0.0/0]",
         "~ update apps.shop.config.API_TOKEN: (sensitive) -> (sensitive) from ssm /shop/api-token",
-        "~ update apps.shop.config.GREETING: bye -> hello",
+        "~ update apps.shop.config.GREETING: (sensitive) -> hello",
         "- delete apps.shop.config.DEBUG: (sensitive)",
         "^ deploy apps.shop.source: source bbbbbbb -> source aaaaaaa",
         "~ update apps.shop.formation.web: 1 standard-1x -> 2 standard-1x",
@@ -324,6 +326,16 @@ def test_addons_are_made_and_their_vars_are_theirs() -> None:
         ["- delete apps.shop.addons[OLD_URL]: redis-0ld000 (redis small, destroyed)"],
         [],
     )
+    # An add-on of this app that another app uses too is never destroyed by leaving it out.
+    used = AddonState("redis-0ld000", "redis", "small", "self-hosted", True, ("billing",))
+    with pytest.raises(
+        ValidationError, match=r"leaves out redis-0ld000 \(OLD_URL\), which billing"
+    ):
+        plan_changes(
+            Desired(manifest),
+            None,
+            {"shop": replace(state, addons={**state.addons, "OLD_URL": used})},
+        )
     bigger = ADDONS.replace('plan = "small"', 'plan = "medium"')
     with pytest.raises(
         ValidationError, match=r"apps.shop.addons\[DATABASE_URL\]: is postgres-abc123"
@@ -351,3 +363,17 @@ def test_addon_errors(bad: str, message: str) -> None:
     with pytest.raises(ManifestError) as caught:
         parse_manifest(text.replace(*good))
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_an_autoscaled_types_quantity_is_left_to_the_autoscaler() -> None:
+    text = '[apps.shop]\nsource = "shop"\n[apps.shop.formation]\nweb = 2\nworker = 1\n'
+    have = {"web": ProcessFormation(5), "worker": ProcessFormation(0)}
+    state = AppState("shop", formation=have, has_slug=True, deployed="a" * 40)
+    assert lines(desired(text), None, {"shop": state})[0] == [
+        "~ update apps.shop.formation.web: 5 standard-1x -> 2 standard-1x",
+        "~ update apps.shop.formation.worker: 0 standard-1x -> 1 standard-1x",
+    ]
+    autoscaled = replace(state, autoscaled=("web",))
+    assert lines(desired(text), None, {"shop": autoscaled})[0] == [
+        "~ update apps.shop.formation.worker: 0 standard-1x -> 1 standard-1x",
+    ]
