@@ -23,16 +23,21 @@ running=$(python3 -c 'from provisioner.localcloud import control; print(control.
 python3 -m provisioner local up >/dev/null  # both streams share it: neither stops it
 side_log=$(mktemp /tmp/dynoform-tests-side.XXXXXX)
 echo "==> pytest, side stream: unit, moto and the controlled platform (output below when done)" >&2
+# Its own process group (set -m): a background job would ignore Ctrl-C; it gets it from the
+# trap instead, so that pytest tears down what it made (the controlled platform) and exits.
+set -m
 DYNOFORM_TESTS_SIDE_STREAM=1 "${pytest[@]}" --basetemp="$side_log.tmp" -m "controlled or not cloud" tests \
   >"$side_log" 2>&1 &
 side=$!
-trap 'kill "$side" 2>/dev/null || true' EXIT
+set +m
+stop_side() { kill -INT -- "-$side" 2>/dev/null || true; wait "$side" 2>/dev/null || true; cat "$side_log"; }
+trap 'stop_side; exit 130' INT TERM
 echo "==> pytest, main stream: the shared platform's local-cloud tests" >&2
 status=0
 "${pytest[@]}" -m "cloud and not controlled" --ignore=tests/hosts/test_zz_localcloud_down.py tests || status=$?
 side_status=0
 wait "$side" || side_status=$?
-trap - EXIT
+trap - INT TERM
 echo "==> pytest, side stream (exit $side_status)" >&2
 cat "$side_log"
 rm -rf "$side_log" "$side_log.tmp"

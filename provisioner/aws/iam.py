@@ -58,7 +58,9 @@ def controller_policy(
     lb = lb_name(platform)
     own = {f"ec2:ResourceTag/{PLATFORM_TAG}": platform}
     rds = f"arn:{aws}:rds:{region}:{account}"
-    snapshots = f"df-{platform}-*"  # managed add-ons' instances and snapshots (aws/managed.py)
+    # Managed Postgres instances and their snapshots (aws/managed.py): df-<platform>-postgres-…
+    # (not df-<platform>-*, which would match platform <platform>-eu's too).
+    snapshots = f"df-{platform}-postgres-*"
     statements: list[dict[str, Any]] = [
         # EC2's and ELBv2's Describe* calls take no resource ARN and no tag condition: they
         # always read the whole region. Everything that changes something is scoped below.

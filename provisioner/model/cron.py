@@ -72,6 +72,9 @@ class CronJob:
     overlap: bool = False  # start the next run while one still runs
     source: str = "cli"  # cli, or app.json
     runs: tuple[CronRun, ...] = field(default_factory=tuple)
+    # Removed while a run was under way: nothing new starts; the record goes when it ended
+    # (its unit, kept after it exits, is collected first).
+    removed: bool = False
 
     @property
     def last_run(self) -> CronRun | None:
@@ -81,10 +84,14 @@ class CronJob:
         return [r for r in self.runs if r.state in (RUNNING, CLAIMED)]
 
     def with_run(self, run: CronRun) -> CronJob:
-        """The run added (or replaced, by its number), the oldest dropped past KEEP_RUNS."""
+        """The run added (or replaced, by its number); of the ended ones, the oldest past
+        KEEP_RUNS are dropped. Runs under way are always kept: a long run skipped minute after
+        minute must not fall out of its record (the job would look idle and start again)."""
         runs = [r for r in self.runs if r.n != run.n] + [run]
         runs.sort(key=lambda r: (r.minute, r.n))
-        return replace(self, runs=tuple(runs[-KEEP_RUNS:]))
+        ended = [r for r in runs if r.state not in (RUNNING, CLAIMED)]
+        dropped = {id(r) for r in ended[: max(0, len(ended) - KEEP_RUNS)]}
+        return replace(self, runs=tuple(r for r in runs if id(r) not in dropped))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

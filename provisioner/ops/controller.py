@@ -219,6 +219,12 @@ class Controller:
         events.record(self.docs, SOURCE, message, app, detail)
         self.ctx.say(f"{app}: {message}" if app else message)
 
+    def _holding(self, lease: Lease) -> None:
+        """A duty's guard: the lease it started under is surely still ours."""
+        if self.lease is not lease:
+            raise DynoformError("not the leader any more")
+        lease.ensure()
+
     def still_leading(self) -> None:
         """Before anything that changes the fleet: raise unless the lease is surely ours."""
         if self.lease is None:
@@ -269,6 +275,10 @@ class Controller:
         return True
 
     def _start_duties(self, lease: Lease) -> None:
+        # A lease lost and taken again: the old lease's duties end (their guard fails) before
+        # the new ones start, so no duty ever runs twice at once.
+        for thread in self._duty_threads:
+            thread.join(timeout=10)
         self._duty_threads = [t for t in self._duty_threads if t.is_alive()]
         for duty in self.duties:
             thread = threading.Thread(
@@ -282,7 +292,7 @@ class Controller:
         while not self.stop.is_set() and self.lease is lease and lease.lost is None:
             started = time.monotonic()
             if not self.paused:
-                self._guard(duty.name, duty.tick, self.ctx, self.still_leading)
+                self._guard(duty.name, duty.tick, self.ctx, lambda: self._holding(lease))
             self.stop.wait(max(0.1, duty.every - (time.monotonic() - started)))
 
     def _loop_guarded(self, started: float) -> None:

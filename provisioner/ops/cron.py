@@ -35,9 +35,11 @@ TICK_SECONDS = 1.0
 REACH_SECONDS = 3.0  # a host that takes longer to answer is passed over for a run
 # Starts the run's unit unless it is loaded already (a run claimed by a controller that died
 # while starting it): as root, sh -c START sh UNIT SYSTEMD-RUN-ARGV...
+# A start that fails because the unit appeared meanwhile (two starters at once) is one too.
 START = (
-    'u=$1; shift; if [ "$(systemctl show -p LoadState --value -- "$u")" = loaded ]; '
-    'then echo "started before"; exit 0; fi; exec "$@"'
+    'u=$1; shift; loaded() { [ "$(systemctl show -p LoadState --value -- "$u")" = loaded ]; }; '
+    'if loaded; then echo "started before"; exit 0; fi; "$@" && exit 0; s=$?; '
+    'if loaded; then echo "started meanwhile"; exit 0; fi; exit "$s"'
 )
 COLLECT = 'systemctl stop -- "$1"; systemctl reset-failed -- "$1" 2>/dev/null; true'
 STATUS_PROPERTIES = (
@@ -79,23 +81,37 @@ def jobs(ctx: Context, app: str) -> list[m.CronJob]:
 
 
 def _jobs(store: Store, app: str) -> list[m.CronJob]:
+    return [job for job, _ in _job_docs(store, app) if not job.removed]
+
+
+def _job_docs(store: Store, app: str) -> list[tuple[m.CronJob, str]]:
+    """Every job record of the app (removed ones too) with its ETag."""
     docs = store.docs
     found = []
     for key in sorted(docs.keys(m.jobs_prefix(app))):
         doc = docs.get(key)
         if doc is not None:
-            found.append(m.CronJob.from_dict(doc.data))
-    return sorted(found, key=lambda j: (j.created_at, j.id))
+            found.append((m.CronJob.from_dict(doc.data), doc.etag))
+    return sorted(found, key=lambda pair: (pair[0].created_at, pair[0].id))
 
 
 def remove(ctx: Context, app: str, job_id: str) -> m.CronJob:
-    """The job goes; a run of it that is under way finishes."""
+    """The job goes; a run of it that is under way finishes (and is recorded and collected
+    by the controller, which then deletes the record)."""
     key = m.job_key(app, job_id)
     doc = ctx.store.docs.get(key) if job_id.isalnum() else None
-    if doc is None:
+    job = m.CronJob.from_dict(doc.data) if doc is not None else None
+    if doc is None or job is None or job.removed:
         raise NotFound(f"{app} has no cron job {job_id!r}", f"see `dynoform cron -a {app}`")
-    ctx.store.docs.delete(key)
-    return m.CronJob.from_dict(doc.data)
+    _drop(ctx.store, key, job, doc.etag)
+    return job
+
+
+def _drop(store: Store, key: str, job: m.CronJob, etag: str) -> None:
+    if job.running():
+        store.docs.update(key, replace(job, removed=True).to_dict(), etag)
+    else:
+        store.docs.delete(key)
 
 
 def check_app_json(entries: list[tuple[str, str]]) -> None:
@@ -107,19 +123,27 @@ def check_app_json(entries: list[tuple[str, str]]) -> None:
 def sync_app_json(store: Store, app: str, entries: list[tuple[str, str]]) -> list[str]:
     """Make the app's app.json jobs those of `entries` (schedule, command); what changed."""
     wanted = {m.app_json_job_id(s, c): (s, c) for s, c in entries}
-    have = {j.id: j for j in _jobs(store, app) if j.source == "app.json"}
+    have = {j.id: (j, etag) for j, etag in _job_docs(store, app) if j.source == "app.json"}
     changes = []
     for job_id in sorted(set(have) - set(wanted)):
-        store.docs.delete(m.job_key(app, job_id))
-        changes.append(f"removed cron job {job_id} ({have[job_id].schedule})")
+        job, etag = have[job_id]
+        if not job.removed:
+            _drop(store, m.job_key(app, job_id), job, etag)
+            changes.append(f"removed cron job {job_id} ({job.schedule})")
     for job_id, (schedule, command) in sorted(wanted.items()):
-        if job_id in have:
-            continue
-        job = _new_job(schedule, command, False, "app.json", job_id)
+        key = m.job_key(app, job_id)
         try:
-            store.docs.create(m.job_key(app, job_id), job.to_dict())
+            if job_id not in have:
+                new = _new_job(schedule, command, False, "app.json", job_id)
+                store.docs.create(key, new.to_dict())
+            elif have[job_id][0].removed:  # back before its last run ended: it stays
+                store.docs.update(
+                    key, replace(have[job_id][0], removed=False).to_dict(), have[job_id][1]
+                )
+            else:
+                continue
         except StaleWrite:
-            continue  # made by a deploy at the same moment
+            continue  # changed by a deploy or the controller at the same moment
         changes.append(f"added cron job {job_id} ({schedule}): {command}")
     return changes
 
@@ -135,16 +159,26 @@ def tick(ctx: Context, guard: Callable[[], None]) -> None:
     docs = ctx.store.docs
     work = []
     for app in ctx.store.apps():
+        mine = []
         for key in docs.keys(m.jobs_prefix(app)):
             doc = docs.get(key)
             if doc is None:
                 continue
             job = m.CronJob.from_dict(doc.data)
-            if job.running() or plan.due(_schedule(job), _last(job), now):
-                work.append(_JobWork(ctx, guard, app, key, job, doc.etag))
+            if job.running() or job.removed or plan.due(_schedule(job), _last(job), now):
+                mine.append(_JobWork(ctx, guard, app, key, job, doc.etag))
+        if mine and not _renaming(ctx, app):
+            work += mine
     for outcome in fan_out(work, lambda w: w.advance(now), timeout=120):
         if not outcome.ok:
             ctx.say(f"cron {outcome.item.app}/{outcome.item.job.id}: {outcome.error}")
+
+
+def _renaming(ctx: Context, app: str) -> bool:
+    """While an app is renamed its jobs exist under both names: neither runs them (a minute
+    that passes meanwhile runs late, once, under the new name)."""
+    holder = ctx.store.lease_holder(app)
+    return holder is not None and holder.operation.startswith("rename")
 
 
 def _schedule(job: m.CronJob) -> plan.Schedule:
@@ -171,6 +205,11 @@ class _JobWork:
                     self._start(run)
                 else:
                     self._check(run)
+            if self.job.removed:
+                if not self.job.running():
+                    self.guard()
+                    self.ctx.store.docs.delete(self.key)
+                return
             found = plan.due(_schedule(self.job), _last(self.job), now)
             if found is not None:
                 self._begin(found, now)
@@ -205,7 +244,7 @@ class _JobWork:
             self._save(job.with_run(run))
             self._event(f"cron {self.job.id}: {minute} skipped, the app has no deployed release")
             return
-        host = self._pick_host()
+        host = self._pick_host(n)
         run = m.CronRun(n, minute, release.version, host.id, m.CLAIMED, late=found.late)
         self.guard()
         self._save(job.with_run(run))  # the claim: StaleWrite if another controller took it
@@ -215,9 +254,13 @@ class _JobWork:
             self._event(f"cron {self.job.id}: {run.dyno} for {minute} is late by {lag} s{missed}")
         self._start(run)
 
-    def _pick_host(self) -> instances.Host:
+    def _pick_host(self, n: int) -> instances.Host:
+        """A live runner that answers: they take turns by the run's number (N comes from the
+        job and the minute), so jobs spread over the fleet."""
         fleet = self.ctx.fleet()
-        for host in sorted(fleet.ready(), key=lambda h: h.id):
+        hosts = sorted(fleet.ready(), key=lambda h: h.id)
+        start = n % len(hosts) if hosts else 0
+        for host in hosts[start:] + hosts[:start]:
             try:
                 fleet.connect(host, retry_for=REACH_SECONDS)
                 return host

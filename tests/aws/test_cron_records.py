@@ -37,6 +37,21 @@ def test_add_list_and_remove(ctx: Context) -> None:
         cron.remove(ctx, "cron-app", "../app")
 
 
+def test_a_job_removed_during_a_run_goes_once_the_run_is_recorded(ctx: Context) -> None:
+    job = cron.add(ctx, "cron-app", "* * * * *", "sleep 100")
+    key = cron.m.job_key("cron-app", job.id)
+    doc = ctx.store.docs.get(key)
+    assert doc is not None
+    running = job.with_run(CronRun(5, "2026-11-30T19:47Z", 1, "i-a", "running"))
+    ctx.store.docs.update(key, running.to_dict(), doc.etag)
+    cron.remove(ctx, "cron-app", job.id)
+    assert cron.jobs(ctx, "cron-app") == []  # gone for the user
+    kept = ctx.store.docs.get(key)
+    assert kept is not None and kept.data["removed"] is True  # kept for the controller
+    with pytest.raises(NotFound):
+        cron.remove(ctx, "cron-app", job.id)
+
+
 def test_bad_input_is_refused_and_nothing_is_written(ctx: Context) -> None:
     with pytest.raises(ValidationError, match="expected five fields"):
         cron.add(ctx, "cron-app", "* * *", "true")

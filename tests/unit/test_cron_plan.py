@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -84,11 +85,12 @@ def test_run_numbers_are_the_same_for_a_job_and_minute() -> None:
 def test_a_job_keeps_its_newest_runs_in_order() -> None:
     job = CronJob("c1", "* * * * *", "true", "2026-11-30T19:00:00Z", "2026-11-30T19:00Z")
     for minute in range(25):
-        job = job.with_run(CronRun(minute, f"2026-11-30T19:{minute:02d}Z", 1, "i-a", "running"))
-    job = job.with_run(CronRun(24, "2026-11-30T19:24Z", 1, "i-a", "succeeded", exit_status=0))
+        run = CronRun(minute, f"2026-11-30T19:{minute:02d}Z", 1, "i-a", "succeeded")
+        job = job.with_run(replace(run, state="running"))
+        job = job.with_run(run)  # the same run (by its number) once ended
     assert len(job.runs) == 20 and job.runs[0].n == 5
     assert job.last_run is not None and job.last_run.state == "succeeded"
-    assert [r.n for r in job.running()] == list(range(5, 24))
+    assert job.running() == []
     assert CronJob.from_dict(job.to_dict()) == job
 
 
@@ -100,3 +102,12 @@ def test_app_json_cron_entries_as_dokku_writes_them() -> None:
     assert app_json_job_id("@daily", "a") != app_json_job_id("@daily", "b")
     with pytest.raises(ValidationError, match="cron entry 1.*needs a schedule and a command"):
         parse_app_json_cron('{"cron": [{"schedule": "@daily"}]}')
+
+
+def test_a_long_run_stays_in_its_record_however_many_minutes_it_skips() -> None:
+    job = CronJob("c1", "* * * * *", "sleep 3600", "2026-11-30T19:00:00Z", "2026-11-30T19:00Z")
+    job = job.with_run(CronRun(1, "2026-11-30T19:01Z", 1, "i-a", "running"))
+    for minute in range(2, 40):
+        job = job.with_run(CronRun(minute, f"2026-11-30T19:{minute:02d}Z", 0, "", "skipped"))
+    assert [r.n for r in job.running()] == [1]
+    assert len(job.runs) == 21  # the 20 newest ended runs, and the one under way

@@ -56,7 +56,7 @@ def test_every_change_is_tied_to_the_platform() -> None:
             continue
         text = json.dumps(statement)
         tagged = f"/{PLATFORM_TAG}" in text and '"plat"' in text
-        named = "dynoform-plat" in text or ":df-plat-*" in text
+        named = "dynoform-plat" in text or ":df-plat-postgres-*" in text
         assert tagged or named, statement["Sid"]
 
 
@@ -76,6 +76,9 @@ def test_partition_follows_the_region() -> None:
     policy = iam.controller_policy("p", "cn-north-1", "1", ["b"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert by_sid["PlatformObjects"]["Resource"] == ["arn:aws-cn:s3:::b/*"]
-    assert by_sid["PruneSnapshots"]["Resource"] == "arn:aws-cn:rds:cn-north-1:1:snapshot:df-p-*"
+    assert (
+        by_sid["PruneSnapshots"]["Resource"]
+        == "arn:aws-cn:rds:cn-north-1:1:snapshot:df-p-postgres-*"
+    )
     assert iam.partition("us-gov-west-1") == "aws-us-gov"
     assert iam.partition("eu-west-1") == "aws"
