@@ -19,7 +19,7 @@ from provisioner.ops import repair, router
 from provisioner.ops.rollout import Observed, open_rollout
 from provisioner.plan import autoscale
 from provisioner.plan.controller import PLACEMENT_KEY, placement_from_dict, stranded
-from provisioner.plan.units import DynoState
+from provisioner.plan.units import RUNNING_STATES, DynoState
 from provisioner.store import CONTROLLER_OPERATION
 
 
@@ -81,9 +81,31 @@ def list_dynos(ctx: Context, app: str) -> list[Dyno]:
     ctx.store.app(app)
     observed = open_rollout(ctx).observe()
     states = observed.of_app(app)
+    if _strays(ctx, app, states) and repair.settle_strays(ctx, app):
+        observed = open_rollout(ctx).observe()
+        states = observed.of_app(app)
     ordered = sorted(states, key=lambda s: (s.instance.type, s.instance.index, s.instance.release))
     dynos = [d for d in map(dyno_of, ordered) if d.state != "inactive"]
     return dynos + lost_dynos(ctx, app, observed, {d.name for d in dynos})
+
+
+def _strays(ctx: Context, app: str, states: list[DynoState]) -> bool:
+    """Do dynos of a failed release run? (The old release's dynos draining after a deploy
+    belong to a release that succeeded: they are no strays.)"""
+    store = ctx.store
+    current = store.current_release(app)
+    versions = {
+        s.instance.release
+        for s in states
+        if s.active in RUNNING_STATES and not s.instance.is_oneoff
+    } - {current.version if current else 0}
+    for version in sorted(versions):
+        try:
+            if store.release(app, version).status == "failed":
+                return True
+        except NotFound:
+            continue
+    return False
 
 
 def lost_dynos(ctx: Context, app: str, observed: Observed, running: set[str]) -> list[Dyno]:

@@ -83,6 +83,19 @@ def settle(ctx: Context, app: str) -> None:
         return
 
 
+def settle_strays(ctx: Context, app: str) -> bool:
+    """For `ps`: dynos of a failed release run (a start that outran an interrupted command's
+    undo): the idle app is repaired, which stops them. False when another command holds it."""
+    try:
+        with changing(ctx, app, "repair") as lease:
+            if not lease.repaired:
+                for line in repair(open_rollout(ctx), app):
+                    ctx.say(f"{app}: {line}")
+        return True
+    except LeaseBusy:
+        return False
+
+
 def repair_app(ctx: Context, app: str, wait: bool) -> list[str]:
     """`apps:repair`: repair under the lease whether or not anything looks wrong."""
     with changing(ctx, app, "repair", wait=wait) as lease:

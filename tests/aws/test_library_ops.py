@@ -38,3 +38,33 @@ def test_apps_config_and_releases_from_a_context(aws: Aws, store: Store) -> None
     assert (renamed.name, renamed.app_id) == ("lib-app-2", app.app_id)
     assert config.show(ctx, "lib-app-2") == {"B": "two words"}
     assert said == []  # nothing ran on hosts: nothing to report
+
+
+def test_ps_knows_a_stray_of_a_failed_release_from_a_draining_old_one(
+    aws: Aws, store: Store
+) -> None:
+    from provisioner.model.release import Release
+    from provisioner.ops.ps import _strays
+    from provisioner.plan.units import DynoInstance, DynoState
+
+    ctx = Context(Target("test", region="us-east-1"), aws=aws, store=store)
+    apps.create(ctx, "strays")
+    for _ in range(3):
+        store.create_release(
+            "strays", lambda v: Release(v, f"v{v}", "test", "now", slug_key=f"s{v}"), {}
+        )
+    store.set_release_status("strays", 1, "succeeded")  # drains after v2's deploy
+    store.set_release_status("strays", 2, "succeeded")  # serves
+    store.set_release_status("strays", 3, "failed")  # an interrupted change
+
+    def running(release: int) -> DynoState:
+        return DynoState(
+            DynoInstance("strays", release, "web.1", "i-a"), "active", "running", 1, 0, None, None
+        )
+
+    assert not _strays(ctx, "strays", [running(2), running(1)])
+    assert _strays(ctx, "strays", [running(2), running(3)])
+    stopped = DynoState(
+        DynoInstance("strays", 3, "web.1", "i-a"), "inactive", "dead", 0, 0, None, None
+    )
+    assert not _strays(ctx, "strays", [running(2), stopped])

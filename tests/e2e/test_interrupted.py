@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -85,7 +86,7 @@ def assert_one_truth(app: str) -> str:
         if {r["release"] for r in web} == {current} or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert web and {r["release"] for r in web} == {current}, rows
+    assert web and {r["release"] for r in web} == {current}, json.dumps(rows)
     assert all(r["state"] == "up" for r in web), rows
     assert registered_targets(app) == web_targets(app)
     url = Url.of_app(app)
@@ -139,7 +140,10 @@ def test_ctrl_c_during_a_rollout_leaves_the_old_release_serving(app_name: str) -
         ["config:set", "-a", app_name, "STAGE=interrupted"], "starting web.1", signal.SIGINT
     )
     assert "rolling back: interrupted" in err, err
-    assert assert_one_truth(app_name) == before  # a read command repaired the pending release
+    try:
+        assert assert_one_truth(app_name) == before  # a read command repaired the pending release
+    except AssertionError as exc:  # what the interrupted command said, to see why
+        raise AssertionError(f"{exc}\n--- the interrupted command said:\n{err}") from None
     newest = cli_json("releases", "-a", app_name)[0]  # type: ignore[index]
     assert newest["status"] == "failed" and newest["version"] == int(before[1:]) + 1
 
