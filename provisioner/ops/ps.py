@@ -19,7 +19,7 @@ from provisioner.ops import repair, router
 from provisioner.ops.rollout import Observed, open_rollout
 from provisioner.plan import autoscale
 from provisioner.plan.controller import PLACEMENT_KEY, placement_from_dict, stranded
-from provisioner.plan.units import RUNNING_STATES, DynoState
+from provisioner.plan.units import DynoState
 from provisioner.store import CONTROLLER_OPERATION
 
 
@@ -90,14 +90,12 @@ def list_dynos(ctx: Context, app: str) -> list[Dyno]:
 
 
 def _strays(ctx: Context, app: str, states: list[DynoState]) -> bool:
-    """Do dynos of a failed release run? (The old release's dynos draining after a deploy
-    belong to a release that succeeded: they are no strays.)"""
+    """Are dynos of a failed release loaded, running or crashed? (The old release's dynos
+    draining after a deploy belong to a release that succeeded: they are no strays.)"""
     store = ctx.store
     current = store.current_release(app)
     versions = {
-        s.instance.release
-        for s in states
-        if s.active in RUNNING_STATES and not s.instance.is_oneoff
+        s.instance.release for s in states if s.active != "inactive" and not s.instance.is_oneoff
     } - {current.version if current else 0}
     for version in sorted(versions):
         try:

@@ -68,3 +68,7 @@ def test_ps_knows_a_stray_of_a_failed_release_from_a_draining_old_one(
         DynoInstance("strays", 3, "web.1", "i-a"), "inactive", "dead", 0, 0, None, None
     )
     assert not _strays(ctx, "strays", [running(2), stopped])
+    crashed = DynoState(
+        DynoInstance("strays", 3, "web.1", "i-a"), "failed", "failed", 0, 5, None, None
+    )
+    assert _strays(ctx, "strays", [running(2), crashed])
