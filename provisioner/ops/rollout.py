@@ -561,9 +561,10 @@ class Rollout(Generic[R]):
             host_id, host_actions = item
             units = [a.unit for a in host_actions]
             argv = program_argv(STOP_UNITS, "0", *units)
-            self.conn(host_id, observed).run(argv, sudo=True, timeout=60)
+            self.conn(host_id, observed).run(argv, sudo=True, timeout=60, check=True)
 
-        fan_out(self._by_host(actions), stop, timeout=120)
+        # Raises when a host could not stop them: the undo says so instead of going quiet.
+        self._fan(self._by_host(actions), stop, "stopping the new dynos", timeout=120)
 
     def _prune(self, observed: Observed, app: str, hosts: set[str], plan: RolloutPlan) -> None:
         """Keep the newest releases on each host (instant rollbacks), drop older ones."""

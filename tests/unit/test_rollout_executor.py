@@ -631,7 +631,8 @@ def test_removing_an_app_clears_every_host(
 
 
 # The programs as they were sent before they became files (the hosts run the same commands),
-# with what came since: the reference copies of dyno units (start-units, stop-units, remove-user).
+# with what came since: the reference copies of dyno units (start-units, stop-units, remove-user),
+# and stop-units' own checked stop (a failed `disable --now` used to stop nothing).
 OLD_PROGRAMS = {
     START_UNITS: (
         'systemctl enable --no-reload --quiet "$@" && '
@@ -641,15 +642,17 @@ OLD_PROGRAMS = {
         'for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" '
         '&& mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done'
     ),
-    STOP_UNITS: (
-        "delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; "
-        'flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi\n'
-        'sleep "$delay"; systemctl disable --now "$@" >/dev/null 2>&1 || true; '
-        'for u in "$@"; do rm -rf "/etc/systemd/system/$u" "/run/dynoform/ports/$u" '
-        '"/etc/systemd/system/$u.d" "/run/systemd/system/$u.d" '
-        '"/etc/systemd/system.control/$u.d" "/run/systemd/system.control/$u.d"; done; '
-        'systemctl daemon-reload; systemctl reset-failed "$@" >/dev/null 2>&1 || true'
-    ),
+    STOP_UNITS: r"""
+delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi
+sleep "$delay"; status=0
+for u in "$@"; do
+  tries=0; until systemctl stop -- "$u" 2>/dev/null || [ $? -eq 5 ]; do tries=$((tries + 1)); [ $tries -lt 3 ] || break; sleep 1; done
+  state=$(systemctl show -p ActiveState --value -- "$u" 2>/dev/null)
+  case $state in inactive|failed|"") ;; *) echo "stop-units: $u is still $state" >&2; status=1; continue;; esac
+  rm -rf "/etc/systemd/system/$u" /etc/systemd/system/*.wants/"$u" "/run/dynoform/ports/$u" "/etc/systemd/system/$u.d" "/run/systemd/system/$u.d" "/etc/systemd/system.control/$u.d" "/run/systemd/system.control/$u.d"
+done
+systemctl daemon-reload; systemctl reset-failed -- "$@" >/dev/null 2>&1; exit $status
+""",
     FORGET_BUILDS: (
         'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; '
         'done; rm -rf -- "$2"'
