@@ -207,6 +207,14 @@ class Cloud:
         self.lbs = LoadBalancers(self.client("elbv2"), state_dir())
         self.lb_thread = threading.Thread(target=self._lb_loop, name="load-balancers", daemon=True)
         self.lb_thread.start()
+        motofix.set_feeder(self._feed_health)
+
+    def _feed_health(self) -> None:
+        """HAProxy's view of the targets into moto, for a describe_target_health call."""
+        try:
+            motofix.feed_from(self.lbs)
+        except Exception:  # noqa: BLE001 - the answer is then the last fed one
+            log.debug("feeding target health failed", exc_info=True)
 
     # --- loop --------------------------------------------------------------------------
     def run(self) -> None:

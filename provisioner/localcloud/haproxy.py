@@ -31,8 +31,10 @@ PORT_SPAN = 999
 # a second of answering instead of interval x healthy-threshold (AWS would take 10 s or more).
 # Deploys register new targets before their dynos boot: a down target is probed every
 # DOWN_INTER_MS until it answers, then every FAST_INTER_MS until `rise` checks passed.
-FAST_INTER_MS = 100
-DOWN_INTER_MS = 100
+# Two passing checks (an ALB's lowest healthy threshold) then take DOWN_INTER_MS +
+# FAST_INTER_MS: 75 ms, a deploy's wait for the router after its dynos answer.
+FAST_INTER_MS = 25
+DOWN_INTER_MS = 50
 DEFAULT_MATCHER = "200"
 SUPPORTED_TARGET_TYPES = ("ip", "instance")
 _MATCHER_RE = re.compile(r"\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*")

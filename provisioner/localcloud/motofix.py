@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ _lock = threading.Lock()
 # the daemon syncs HAProxy at once instead of polling ELBv2 often.
 elb_changed = threading.Event()
 _applied = False
+# Reads HAProxy's server states into _health (the daemon sets it): called right before moto
+# answers describe_target_health, so a deploy waiting for its new targets sees a passing check
+# at once rather than at the next periodic feed.
+_feeder: Callable[[], None] | None = None
 METRICS_KEPT = 3600.0  # seconds of CloudWatch values kept in moto (AWS keeps them for weeks)
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
@@ -90,6 +95,11 @@ def waiting() -> bool:
     """Whether any target is not (yet) healthy: its state is worth feeding back often."""
     with _lock:
         return any(state != "healthy" for state in _health.values())
+
+
+def set_feeder(feeder: Callable[[], None] | None) -> None:
+    global _feeder
+    _feeder = feeder
 
 
 def set_health(states: dict[tuple[str, str, int], str]) -> None:
@@ -230,7 +240,16 @@ def apply(ca_dir: Path | None = None) -> None:
             if not self._get_action().startswith("Describe"):
                 elb_changed.set()
 
+    describe_target_health = ELBV2Response.describe_target_health
+
+    def fed_describe_target_health(self: Any) -> Any:
+        feeder = _feeder
+        if feeder is not None:
+            feeder()
+        return describe_target_health(self)
+
     ELBV2Response.call_action = signalling_call_action  # type: ignore[method-assign]
+    ELBV2Response.describe_target_health = fed_describe_target_health  # type: ignore[method-assign]
     FakeTargetGroup.register = register  # type: ignore[method-assign]
     FakeTargetGroup.deregister = deregister  # type: ignore[method-assign]
     FakeTargetGroup.deregister_terminated_instances = deregister_terminated_instances  # type: ignore[method-assign]

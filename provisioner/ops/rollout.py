@@ -90,6 +90,9 @@ UNIT_DIR = "/etc/systemd/system"
 
 # Shell programs hosts run (templates/dyno/), as `sh -c PROGRAM sh ARGS...`.
 UNPACK_RELEASE = "unpack-release"
+# How often a rollout asks the router whether its new targets passed their checks (one
+# describe_target_health call; the local router's two checks take 75 ms).
+HEALTH_POLL_S = 0.05
 START_UNITS = "start-units"
 STOP_UNITS = "stop-units"
 FORGET_BUILDS = "forget-builds"
@@ -488,7 +491,7 @@ class Rollout(Generic[R]):
                     f"{t.ip}:{t.port}={states.get(t)}" for t in wanted if states.get(t) != "healthy"
                 )
                 raise DynoformError(f"new dynos of {app} never became healthy: {', '.join(bad)}")
-            time.sleep(0.1)
+            time.sleep(HEALTH_POLL_S)
 
     def _deregister(self, observed: Observed, app: str, actions: list[Action]) -> None:
         self.router.deregister(app, self._targets(observed, actions))

@@ -520,8 +520,8 @@ def test_command_builders() -> None:
     tg = web()
     t = hx.Target(id="198.18.0.15", address="198.18.0.15", port=5000)
     assert hx.cmd_add_server(tg, t) == (
-        "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 check inter 5s fastinter 100ms "
-        "downinter 100ms rise 2 fall 3 observe layer4 error-limit 3 on-error mark-down"
+        "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 check inter 5s fastinter 25ms "
+        "downinter 50ms rise 2 fall 3 observe layer4 error-limit 3 on-error mark-down"
     )
     assert hx.cmd_activate(tg, t) == (
         "enable health tg-web/198.18.0.15:5000; enable server tg-web/198.18.0.15:5000; "
@@ -547,9 +547,9 @@ def test_server_args_health_port_and_slow_interval() -> None:
         "inter",
         "30s",
         "fastinter",
-        "100ms",
+        "25ms",
         "downinter",
-        "100ms",
+        "50ms",
         "rise",
         "5",
         "fall",
