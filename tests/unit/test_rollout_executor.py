@@ -632,16 +632,15 @@ def test_removing_an_app_clears_every_host(
 
 # The programs as they were sent before they became files (the hosts run the same commands),
 # with what came since: the reference copies of dyno units (start-units, stop-units, remove-user),
-# and stop-units' own checked stop (a failed `disable --now` used to stop nothing).
+# stop-units' own checked stop (a failed `disable --now` used to stop nothing), and start-units
+# asking about a reload before `enable` (whose link made every deploy reload systemd).
 OLD_PROGRAMS = {
-    START_UNITS: (
-        'systemctl enable --no-reload --quiet "$@" && '
-        'if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; '
-        "then systemctl daemon-reload; fi && "
-        'systemctl start "$@" && install -d -m 0700 /srv/dynoform/units && '
-        'for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" '
-        '&& mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done'
-    ),
+    START_UNITS: r"""
+if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; then systemctl daemon-reload || exit 1; fi
+systemctl enable --no-reload --quiet "$@" || exit 1
+err=$(systemctl start "$@" 2>&1 >/dev/null) || { printf '%s\n' "$err" | grep -v 'changed on disk' >&2; exit 1; }
+install -d -m 0700 /srv/dynoform/units && for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" && mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done
+""",
     STOP_UNITS: r"""
 delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi
 sleep "$delay"; status=0
