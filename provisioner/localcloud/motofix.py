@@ -43,7 +43,7 @@ _lock = threading.Lock()
 # the daemon syncs HAProxy at once instead of polling ELBv2 often.
 elb_changed = threading.Event()
 _applied = False
-METRICS_KEPT = 3600.0  # seconds of CloudWatch values kept in moto (AWS keeps them for weeks)
+METRICS_KEPT = 25 * 3600.0  # seconds of CloudWatch values kept in moto (AWS: 15 days per minute)
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
 _STATES = {

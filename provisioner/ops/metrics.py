@@ -49,15 +49,7 @@ def app_metrics(ctx: Context, app: str, since_s: int = 3600, now: float = 0.0) -
         window = cw.router_window(cloudwatch, platform.lb_arn, tg_arn, start, end)
     names = cw.dyno_names(cloudwatch, platform.name, app)
     dynos = cw.dyno_series(cloudwatch, platform.name, app, names, start, end) if names else {}
-    return AppMetrics(
-        app=app,
-        since_s=since_s,
-        start=plan.iso(start),
-        end=plan.iso(end),
-        router=plan.router_summary(router, window),
-        dynos=plan.dyno_summaries(dynos),
-        points=plan.points(start, end, router, dynos),
-    )
+    return plan.app_metrics(app, since_s, start, end, router, window, dynos)
 
 
 def router_windows(ctx: Context, app: str, now: float) -> list[Window]:

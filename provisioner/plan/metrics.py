@@ -90,16 +90,17 @@ def parse_sample(text: str) -> list[Sample]:
     samples = []
     for block in units.split("\n\n"):
         props = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
-        inst = parse_unit_name(props.get("Id", ""))
+        unit = props.get("Id", "")
+        inst = parse_unit_name(unit)
         if inst is None or inst.is_oneoff or props.get("ActiveState") != "active":
             continue
-        rss, cpu = procs.get(inst.unit, (None, None))
+        rss, cpu = procs.get(unit, (None, None))
         memory = _number(props.get("MemoryCurrent"))
         samples.append(
             Sample(
                 app=inst.app,
                 dyno=inst.name,
-                unit=inst.unit,
+                unit=unit,
                 memory_bytes=memory if memory is not None else rss,
                 memory_limit_bytes=_number(props.get("MemoryMax")),
                 cpu_nsec=_number(props.get("CPUUsageNSec"), cpu),
@@ -186,6 +187,28 @@ class AppMetrics:
 
 
 Series = Mapping[float, float | None]  # minute start (epoch seconds) -> value
+
+
+def app_metrics(
+    app: str,
+    since_s: int,
+    start: float,
+    end: float,
+    router: Mapping[str, Series],
+    window: Mapping[str, float | None],
+    dynos: Mapping[str, Mapping[str, Series]],
+) -> AppMetrics:
+    """CloudWatch's answers -> what `dynoform metrics` shows: the router's per-minute series
+    and whole-window percentiles (seconds), each dyno's per-minute series."""
+    return AppMetrics(
+        app=app,
+        since_s=since_s,
+        start=iso(start),
+        end=iso(end),
+        router=router_summary(router, window),
+        dynos=dyno_summaries(dynos),
+        points=points(start, end, router, dynos),
+    )
 
 
 def router_summary(

@@ -83,3 +83,52 @@ def test_percentile_statistics_moto_is_taught():
         None,
         None,
     ]
+
+
+def answered(at: str, status: int, service: str = "12", dyno: str = "198.18.0.4:20000") -> str:
+    return (
+        line(at, service)
+        .replace("status=200", f"status={status}")
+        .replace("dyno=198.18.0.4:20000", f"dyno={dyno}")
+    )
+
+
+def test_parse_answer():
+    at = "2026-11-30T19:04:01.250000+00:00"
+    assert hx.parse_answer(answered(at, 503, "-1")) == hx.Answer(
+        1796065441.25, "dynoform-p", "tg-dynoform-p-shop", 503, by_target=False
+    )  # the target did not answer: the router's 503
+    assert hx.parse_answer(answered(at, 404)).by_target  # type: ignore[union-attr]
+    assert hx.parse_answer(answered(at, 503, "-1", dyno="<NOSRV>")) is None  # no target chosen
+    assert hx.parse_answer("[NOTICE] server up") is None
+
+
+def test_count_data_counts_requests_and_the_targets_answers_by_class():
+    lines = [
+        answered("2026-11-30T19:04:01.100000+00:00", 200),
+        answered("2026-11-30T19:04:01.500000+00:00", 201),
+        answered("2026-11-30T19:04:01.900000+00:00", 302),
+        answered("2026-11-30T19:04:01.900000+00:00", 404),
+        answered("2026-11-30T19:04:01.900000+00:00", 500),
+        answered("2026-11-30T19:04:01.950000+00:00", 504, "-1"),  # timed out: counted, no class
+        answered("2026-11-30T19:04:02.000000+00:00", 200),
+        line("2026-11-30T19:04:02.000000+00:00", "5", backend="tg-other"),  # unknown: left out
+    ]
+    answers = [a for a in map(hx.parse_answer, lines) if a]
+    datums = hx.count_data(answers, MODEL, metrics.dimensions)
+    dims = metrics.dimensions(LB_ARN, TG_ARN)
+    one = datetime(2026, 11, 30, 19, 4, 1, tzinfo=UTC)
+    two = datetime(2026, 11, 30, 19, 4, 2, tzinfo=UTC)
+    assert [(d["Timestamp"], d["MetricName"], d["Value"]) for d in datums] == [
+        (one, "HTTPCode_Target_2XX_Count", 2.0),
+        (one, "HTTPCode_Target_3XX_Count", 1.0),
+        (one, "HTTPCode_Target_4XX_Count", 1.0),
+        (one, "HTTPCode_Target_5XX_Count", 1.0),
+        (one, "RequestCount", 6.0),
+        (two, "HTTPCode_Target_2XX_Count", 1.0),
+        (two, "RequestCount", 1.0),
+    ]
+    assert all(d["Dimensions"] == dims and d["Unit"] == "Count" for d in datums)
+    assert {metrics.ROUTER[k][0] for k in ("requests", "2xx", "3xx", "4xx", "5xx")} == {
+        d["MetricName"] for d in datums
+    }  # what the reader asks for
