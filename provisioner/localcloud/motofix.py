@@ -23,9 +23,12 @@
    (a GetMetricData Stat, as autoscaling asks) with nothing. CloudWatch computes percentiles
    from the values it was given; so do we (nearest rank, over the values of each period).
    moto also keeps every value forever: those older than METRICS_KEPT are dropped.
+8. Metric reads: moto's GetMetricData scans every value of the window once per period and
+   query, so a day of one-minute points took minutes; it reads each query's own values once
+   and groups them by period (`fast_metric_reads`), with the same answers.
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
-moto's own behaviour, but for 6 and 7 (tests/aws/conftest.py applies them too).
+moto's own behaviour, but for 6 to 8 (tests/aws/conftest.py applies them too).
 """
 
 from __future__ import annotations
@@ -177,6 +180,7 @@ def apply(ca_dir: Path | None = None) -> None:
     _issue_from_local_ca(ca_dir)
     atomic_conditional_writes()
     percentiles()
+    fast_metric_reads()
     from moto.elbv2.exceptions import InvalidTargetError
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 
@@ -253,6 +257,68 @@ def percentiles() -> None:
         return percentile(self.metric_single_values_list, pct)
 
     Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign]
+
+
+def fast_metric_reads() -> None:
+    """GetMetricData of MetricStat queries: each query's values read once, grouped by period
+    (moto's own, kept for metric math, scans the whole window for each period of each query).
+    Dimensions match as a set, namespace included, as on AWS."""
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    original = CloudWatchBackend.get_metric_data
+    if getattr(original, "fast", False):
+        return
+
+    def get_metric_data(
+        self: Any,
+        queries: list[dict[str, Any]],
+        start_time: Any,
+        end_time: Any,
+        scan_by: str = "TimestampAscending",
+    ) -> list[dict[str, Any]]:
+        start, end = start_time.replace(microsecond=0), end_time.replace(microsecond=0)
+        if start >= end or any("MetricStat" not in q for q in queries):
+            return original(self, queries, start_time, end_time, scan_by)  # its errors, its math
+        found: dict[tuple[Any, ...], list[Any]] = {}
+        for md in self.get_all_metrics():
+            if start <= md.timestamp < end:
+                dims = frozenset((d.name, d.value) for d in md.dimensions)
+                found.setdefault((md.namespace, md.name, dims), []).append(md)
+        return [_answer(q, found, start, scan_by) for q in queries if q.get("ReturnData", True)]
+
+    get_metric_data.fast = True  # type: ignore[attr-defined]
+    CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign]
+
+
+def _answer(
+    query: dict[str, Any], found: dict[tuple[Any, ...], list[Any]], start: Any, scan_by: str
+) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from moto.cloudwatch.models import Statistics
+
+    stat = query["MetricStat"]
+    metric, period, name = stat["Metric"], int(stat["Period"]), stat["Stat"]
+    dims = frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))
+    data = found.get((metric["Namespace"], metric["MetricName"], dims), [])
+    if stat.get("Unit"):
+        data = [md for md in data if md.unit == stat["Unit"]]
+    periods: dict[int, list[Any]] = {}
+    for md in data:
+        periods.setdefault(int((md.timestamp - start).total_seconds()) // period, []).append(md)
+    timestamps, values = [], []
+    for index in sorted(periods, reverse=scan_by == "TimestampDescending"):
+        stats = Statistics([name], start + timedelta(seconds=index * period))
+        stats.metric_data = periods[index]
+        values.append(stats.get_statistics_for_type(name))
+        timestamps.append(stats.timestamp)
+    return {
+        "id": query["Id"],
+        "label": query.get("Label") or f"{metric['MetricName']} {name}",
+        "values": values,
+        "timestamps": timestamps,
+        "status_code": "Complete",
+    }
 
 
 def _percentile_of(stat: str) -> float | None:
