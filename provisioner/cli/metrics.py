@@ -73,6 +73,7 @@ def draw(figures: AppMetrics, path: Path) -> None:
         mem.legend(loc="upper left")
     fig.suptitle(f"{figures.app}: {figures.start} to {figures.end}")
     fig.autofmt_xdate()
+    fig.tight_layout()
     fig.savefig(path, format="png", dpi=80)
     plt.close(fig)
 

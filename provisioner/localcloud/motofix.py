@@ -22,7 +22,8 @@
 7. Percentiles: moto's CloudWatch keeps every value put with PutMetricData but answers `p95`
    (a GetMetricData Stat, as autoscaling asks) with nothing. CloudWatch computes percentiles
    from the values it was given; so do we (nearest rank, over the values of each period).
-   moto also keeps every value forever: those older than METRICS_KEPT are dropped.
+   moto also keeps every value forever: those older than METRICS_KEPT are dropped, and the
+   response times older than COMPACT_AFTER are thinned to one in KEEP_EVERY.
 8. Metric reads: moto's GetMetricData scans every value of the window once per period and
    query, so a day of one-minute points took minutes; it reads each query's own values once
    and groups them by period (`fast_metric_reads`), with the same answers.
@@ -47,6 +48,9 @@ _lock = threading.Lock()
 elb_changed = threading.Event()
 _applied = False
 METRICS_KEPT = 25 * 3600.0  # seconds of CloudWatch values kept in moto (AWS: 15 days per minute)
+COMPACT_AFTER = 3600.0  # response times older than this are thinned (compact_timings)
+KEEP_EVERY = 10
+_compacted: dict[tuple[str, str], float] = {}  # (account, region) -> thinned up to that minute
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
 _STATES = {
@@ -333,7 +337,8 @@ def _percentile_of(stat: str) -> float | None:
 
 
 def prune_metrics(now: float, kept: float = METRICS_KEPT) -> int:
-    """Drop the CloudWatch values older than `kept` seconds (each query scans them all)."""
+    """Drop the CloudWatch values older than `kept` seconds (each query scans them all), and
+    thin the response times older than COMPACT_AFTER (see compact_timings)."""
     from moto.cloudwatch.models import cloudwatch_backends
 
     dropped = 0
@@ -341,9 +346,36 @@ def prune_metrics(now: float, kept: float = METRICS_KEPT) -> int:
         for region in list(cloudwatch_backends[account]):
             backend = cloudwatch_backends[account][region]
             fresh = [m for m in backend.metric_data if _epoch(m.timestamp) >= now - kept]
+            before = (now - COMPACT_AFTER) // 60 * 60
+            since = _compacted.get((account, region), 0.0)
+            if before > since:
+                fresh = compact_timings(fresh, since, before)
+                _compacted[(account, region)] = before
             dropped += len(backend.metric_data) - len(fresh)
             backend.metric_data = fresh
     return dropped
+
+
+def compact_timings(data: list[Any], since: float, before: float) -> list[Any]:
+    """moto keeps one value per request of a response-time metric (values with counts are
+    spread out): a day of a busy app would be millions. Of the values of unit Seconds taken in
+    [since, before), each minute of each metric keeps every KEEP_EVERY-th by rank (at least
+    one), so its percentiles stay within a few ranks and the minutes keep their weight in a
+    longer period's; their sums and sample counts (read for the last minutes only) do not
+    survive. Other values are kept as they are."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    out = []
+    for m in data:
+        at = _epoch(m.timestamp)
+        if m.unit == "Seconds" and since <= at < before and hasattr(m, "value"):
+            dims = tuple(sorted((d.name, d.value) for d in m.dimensions))
+            groups.setdefault((m.namespace, m.name, dims, at // 60), []).append(m)
+        else:
+            out.append(m)
+    for values in groups.values():
+        ranked = sorted(values, key=lambda m: m.value)
+        out += ranked[KEEP_EVERY - 1 :: KEEP_EVERY] or ranked[-1:]
+    return out
 
 
 def _epoch(stamp: Any) -> float:
