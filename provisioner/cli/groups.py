@@ -22,6 +22,7 @@ MODULES = [
     "run",
     "cron",
     "logs",
+    "drains",
     "domains",
     "certs",
     "addons",
