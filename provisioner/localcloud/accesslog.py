@@ -6,11 +6,11 @@ reads them for log drains (aws/accesslogs.py, ops/drainship.py)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from provisioner.aws.accesslogs import LOCAL_PREFIX
-from provisioner.localcloud import haproxy as hx
 from provisioner.model.names import safe_name
 
 EVERY = 2.0  # seconds between deliveries (the ALB's are 5 minutes apart)
@@ -35,18 +35,19 @@ class AccessLogs:
         self.s3 = s3
         self.offset: int | None = None
 
-    def deliver(self, model: hx.Model) -> int:
-        """Write the new lines of load balancers with access logs on; returns how many."""
+    def deliver(self, lbs: Iterable[tuple[str, str]]) -> int:
+        """Write the new lines of load balancers (name, ARN) with access logs on; returns how
+        many."""
         lines = self._new_lines()
         if not lines:
             return 0
         by_lb = split_by_lb(lines)
         written = 0
-        for lb in model.load_balancers:
-            mine = by_lb.get(safe_name(lb.name))
-            bucket = self._bucket(lb.arn) if mine else None
+        for name, arn in lbs:
+            mine = by_lb.get(safe_name(name))
+            bucket = self._bucket(arn) if mine else None
             if mine and bucket:
-                key = f"{LOCAL_PREFIX}{int(time.time() * 1000):013d}-{safe_name(lb.name)}.log"
+                key = f"{LOCAL_PREFIX}{int(time.time() * 1000):013d}-{safe_name(name)}.log"
                 self.s3.put_object(Bucket=bucket, Key=key, Body="\n".join(mine).encode() + b"\n")
                 written += len(mine)
         return written

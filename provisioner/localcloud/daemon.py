@@ -238,7 +238,9 @@ class Cloud:
         while not self.stop_event.is_set():
             if time.monotonic() - last_access >= accesslog.EVERY:
                 last_access = time.monotonic()
-                self._lb_step(lambda: access.deliver(self.lbs.model))
+                self._lb_step(
+                    lambda: access.deliver((b.name, b.arn) for b in self.lbs.model.load_balancers)
+                )
             if time.monotonic() - last_metrics >= METRICS_SECONDS:
                 last_metrics = time.monotonic()
                 self._lb_step(partial(self.lbs.publish_metrics, cloudwatch))
