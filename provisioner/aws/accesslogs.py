@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from provisioner.aws.session import Aws
+from provisioner.aws.state import delete_versions
 
 PREFIX = "router-logs"
 LOCAL_PREFIX = f"{PREFIX}/local/"  # where the local cloud's router writes
@@ -85,4 +86,12 @@ def read(s3: Any, bucket: str, key: str) -> list[str]:
 
 
 def delete(s3: Any, bucket: str, key: str) -> None:
-    s3.delete_object(Bucket=bucket, Key=key)
+    """The object goes with its versions (the bucket is versioned: none are left to pile up)."""
+    delete_versions(s3, bucket, key)
+
+
+def disable(aws: Aws, lb_arn: str) -> None:
+    """No drain is left on the platform: the access logs stop."""
+    aws.elbv2.modify_load_balancer_attributes(
+        LoadBalancerArn=lb_arn, Attributes=[{"Key": "access_logs.s3.enabled", "Value": "false"}]
+    )

@@ -162,4 +162,7 @@ def remove(ctx: Context, app: str, which: str) -> DrainStatus:
         return [d for d in drains if d not in found]
 
     _update(ctx.store.docs, app, change)
+    if not any(read(ctx.store.docs, other).drains for other in ctx.store.apps()):
+        accesslogs.disable(ctx.aws, ctx.platform(create=False).lb_arn)
+        ctx.say("no drain is left on the platform: the load balancer's access logs are off")
     return _status(found[0], m.Counts())

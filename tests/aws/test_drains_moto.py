@@ -131,6 +131,13 @@ def test_drain_commands(cli: Any) -> None:
     assert (on["access_logs.s3.enabled"], on["access_logs.s3.bucket"]) == ("true", platform.bucket)
     policy = json.loads(ctx.aws.s3.get_bucket_policy(Bucket=platform.bucket)["Policy"])
     assert [s["Sid"] for s in policy["Statement"]] == ["DynoformAlbAccessLogs"]
+    assert cli("drains:remove", listed[1]["token"], "-a", "shop")[2] == (
+        "no drain is left on the platform: the load balancer's access logs are off\n"
+        "removed drain syslog://logs.example.com:514\n"
+    )
+    attrs = ctx.aws.elbv2.describe_load_balancer_attributes(LoadBalancerArn=platform.lb_arn)
+    assert {a["Key"]: a["Value"] for a in attrs["Attributes"]}["access_logs.s3.enabled"] == "false"
+    assert json.loads(cli("drains", "-a", "shop", "--json")[1]) == []
 
 
 def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
@@ -160,6 +167,8 @@ def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
             "dyno=10.42.1.5:20001 connect=0ms service=12ms status=200 bytes=366 protocol=http\n"
         )
         assert accesslogs.pending(docs.s3, docs.bucket) == []  # shipped, deleted
+        versions = docs.s3.list_object_versions(Bucket=docs.bucket, Prefix=accesslogs.PREFIX)
+        assert versions.get("Versions", []) == versions.get("DeleteMarkers", []) == []
         shipper.reported_at = -drainship.REPORT_SECONDS
         shipper.report()
         assert [(d.sent, d.dropped) for d in drains.drains(ctx, "shop")] == [(2, 0)]
