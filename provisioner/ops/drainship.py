@@ -17,6 +17,7 @@ the controller never reads an app's config vars.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -46,6 +47,9 @@ CACHE_SECONDS = 5.0  # an app's drains are read again this often
 REPORT_SECONDS = 5.0  # figures are written at most this often (when they changed)
 SERVERS_SECONDS = 10.0  # the router's ip:port -> dyno map is looked up again at most this often
 CONNECT_TIMEOUT = 10.0
+# Where this host's journal was read up to: a controller restarted (a new version of its code)
+# goes on from there instead of from its start.
+CURSOR_FILE = "/var/lib/dynoform/controller/drains.cursor"
 JOURNAL_FIELDS = "MESSAGE,DYNOFORM_APP,DYNOFORM_DYNO,SYSLOG_IDENTIFIER,_PID,UNIT,USER_UNIT"
 
 
@@ -241,15 +245,17 @@ class Shipper:
 
 
 # dyno lines: every host's own journal ---------------------------------------------------------
-def journal_follow_argv() -> list[str]:
-    """Every new journal entry of this host (dyno units' and systemd's are picked out later:
-    `-u` with a pattern would miss units that start after it)."""
+def journal_follow_argv(cursor_file: str = CURSOR_FILE) -> list[str]:
+    """Every new journal entry of this host, after the one read last (dyno units' and
+    systemd's are picked out later: `-u` with a pattern would miss units that start after
+    it). journalctl writes the cursor file when it ends."""
     return [
         "journalctl",
         "--no-pager",
         "-o",
         "json",
         f"--output-fields={JOURNAL_FIELDS}",
+        f"--cursor-file={cursor_file}",
         "-f",
         "-n",
         "0",
@@ -306,6 +312,7 @@ class HostJournal:
             self.stop.wait(2.0)
 
     def _follow(self) -> None:
+        os.makedirs(os.path.dirname(CURSOR_FILE), mode=0o700, exist_ok=True)
         with subprocess.Popen(
             journal_follow_argv(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         ) as proc:

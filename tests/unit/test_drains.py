@@ -156,3 +156,17 @@ def test_journal_entries_as_lines() -> None:
     )
     other = {"__REALTIME_TIMESTAMP": "1", "MESSAGE": "sshd says", "_PID": "77"}
     assert drainship.journal_line(other, "i-1") is None
+
+
+def test_journal_follow_argv() -> None:
+    assert drainship.journal_follow_argv("/x/c") == [
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "json",
+        "--output-fields=MESSAGE,DYNOFORM_APP,DYNOFORM_DYNO,SYSLOG_IDENTIFIER,_PID,UNIT,USER_UNIT",
+        "--cursor-file=/x/c",
+        "-f",
+        "-n",
+        "0",
+    ]
