@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import IO, Any
 
 from provisioner import events
@@ -40,13 +41,14 @@ from provisioner.ops import drains as records
 from provisioner.ops import logs as applogs
 from provisioner.ops.rollout import open_rollout
 from provisioner.plan.units import parse_unit_name
-from provisioner.store import now_iso
+from provisioner.store import Store, now_iso
 
 EVERY = 2.0  # the leader's duty: platform events and router lines
 CACHE_SECONDS = 5.0  # an app's drains are read again this often
 REPORT_SECONDS = 5.0  # figures are written at most this often (when they changed)
 SERVERS_SECONDS = 10.0  # the router's ip:port -> dyno map is looked up again at most this often
 CONNECT_TIMEOUT = 10.0
+PENDING_SECONDS = 600.0  # a release pending longer (its deploy was cut off) is shipped as such
 # Where this host's journal was read up to: a controller restarted (a new version of its code)
 # goes on from there instead of from its start.
 CURSOR_FILE = "/var/lib/dynoform/controller/drains.cursor"
@@ -339,6 +341,7 @@ class LeaderLines:
     def __init__(self, shipper: Shipper) -> None:
         self.shipper = shipper
         self.seen: dict[str, str] = {}  # app -> its newest event key shipped
+        self.released: dict[str, int] = {}  # app -> its newest release shipped
         self.names: dict[str, str] = {}  # hostname -> app
         self.servers: dict[str, dict[str, str]] = {}  # app -> router server -> dyno
         self.servers_at = -SERVERS_SECONDS
@@ -348,6 +351,7 @@ class LeaderLines:
         apps = [app for app in ctx.store.apps() if self.shipper.drains(app)]
         for app in apps:
             self._events(ctx.store.docs, app)
+            self._releases(ctx.store, app)
         self._router(ctx, apps, guard)
         self.shipper.report()
 
@@ -362,6 +366,19 @@ class LeaderLines:
                 line = m.Line(event.at, app, "dynoform", event.source, lg.clean(event.message))
                 self.shipper.ship(line)
             self.seen[app] = key
+
+    def _releases(self, store: Store, app: str) -> None:
+        """`dynoform[api]: Release v4 created by …` once the release succeeded or failed."""
+        versions = store.release_versions(app)
+        if app not in self.released:
+            self.released[app] = versions[-1] if versions else 0  # from now on
+            return
+        for version in (v for v in versions if v > self.released[app]):
+            release = store.release(app, version)
+            if release.status == "pending" and not _older(release.created_at, PENDING_SECONDS):
+                return  # shipped once it is decided; the later ones wait behind it
+            self.shipper.ship(to_line(applogs.release_line(release), app))
+            self.released[app] = version
 
     def _router(self, ctx: Context, apps: list[str], guard: Callable[[], None]) -> None:
         docs = ctx.store.docs
@@ -406,6 +423,13 @@ class LeaderLines:
             except DynoformError:
                 pass
         return self.servers.get(app, {})
+
+
+def _older(stamp: str, seconds: float) -> bool:
+    try:
+        return time.time() - datetime.fromisoformat(stamp).timestamp() > seconds
+    except ValueError:
+        return True
 
 
 def _field(raw: str, name: str) -> str:

@@ -22,7 +22,9 @@ from provisioner import authority, events
 from provisioner.aws import accesslogs
 from provisioner.context import Context
 from provisioner.model import drains as m
+from provisioner.model.release import Release
 from provisioner.ops import drains, drainship
+from provisioner.store import now_iso
 from provisioner.targets import get_target
 
 ALB = (
@@ -150,6 +152,12 @@ def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
     try:
         leader.tick(ctx, lambda: None)  # from now on
         events.record(docs, "controller", "web.1 started again on host i-1", "shop")
+        made = [
+            Release(v, "Deploy 1a2b3c4", "me@laptop", now_iso(), status)
+            for v, status in ((1, "succeeded"), (2, "pending"))
+        ]
+        for release in made:
+            ctx.store.create_release("shop", lambda _v, r=release: r, {"SECRET": "hunter2-config"})
         host = f"shop.{ctx.target.app_domain}"
         key = f"{accesslogs.PREFIX}/AWSLogs/123456789012/elasticloadbalancing/x.log.gz"
         body = gzip.compress(
@@ -158,9 +166,12 @@ def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
         docs.s3.put_object(Bucket=docs.bucket, Key=key, Body=body)
         leader.servers_at = time.monotonic()  # no fleet in moto to look the dyno up on
         leader.tick(ctx, lambda: None)
-        event, router = syslog.frames(2)
+        event, release, router = syslog.frames(3)
         token = drains.read(docs, "shop").drains[0].token
         assert event.endswith(f" {token} dynoform controller - - web.1 started again on host i-1\n")
+        assert release.endswith(
+            f" {token} dynoform api - - Release v1 created by me@laptop: Deploy 1a2b3c4\n"
+        )
         assert router == (
             f"<190>1 2026-11-30T22:40:00.123456+00:00 {token} router router - - at=info "
             f'method=GET path="/cart" host={host} request_id=Root=1-5 fwd="203.0.113.7" '
@@ -171,7 +182,8 @@ def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
         assert versions.get("Versions", []) == versions.get("DeleteMarkers", []) == []
         shipper.reported_at = -drainship.REPORT_SECONDS
         shipper.report()
-        assert [(d.sent, d.dropped) for d in drains.drains(ctx, "shop")] == [(2, 0)]
+        assert [(d.sent, d.dropped) for d in drains.drains(ctx, "shop")] == [(3, 0)]
+        assert b"hunter2" not in syslog.data  # no config value went out
     finally:
         shipper.close()
 
