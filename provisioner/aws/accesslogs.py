@@ -35,7 +35,7 @@ def enable(aws: Aws, lb_arn: str, bucket: str, local: bool) -> bool:
     ):
         return False
     if not local:
-        _allow_delivery(aws.s3, bucket, aws.account_id())
+        _allow_delivery(aws.s3, bucket, aws.account_id(), aws.target.region)
     aws.elbv2.modify_load_balancer_attributes(
         LoadBalancerArn=lb_arn,
         Attributes=[
@@ -47,26 +47,58 @@ def enable(aws: Aws, lb_arn: str, bucket: str, local: bool) -> bool:
     return True
 
 
-def delivery_statement(bucket: str, account: str) -> dict[str, Any]:
-    """What lets ELB's log delivery write the access logs (regions from August 2022 on; older
-    regions name their ELB account instead: see AWS's "Enable access logs" page)."""
+# Regions older than August 2022 deliver access logs from an ELB account of the region's own
+# (AWS's "Enable access logs" page); newer ones from the log delivery service principal.
+ELB_ACCOUNTS = {
+    "us-east-1": "127311923021",
+    "us-east-2": "033677994240",
+    "us-west-1": "027434742980",
+    "us-west-2": "797873946194",
+    "af-south-1": "098369216593",
+    "ap-east-1": "754344448648",
+    "ap-south-1": "718504428378",
+    "ap-northeast-1": "582318560864",
+    "ap-northeast-2": "600734575887",
+    "ap-northeast-3": "383597477331",
+    "ap-southeast-1": "114774131450",
+    "ap-southeast-2": "783225319266",
+    "ca-central-1": "985666609251",
+    "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806",
+    "eu-west-2": "652711504416",
+    "eu-west-3": "009996457667",
+    "eu-south-1": "635631232127",
+    "eu-north-1": "897822967062",
+    "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+}
+
+
+def delivery_statement(bucket: str, account: str, region: str) -> dict[str, Any]:
+    """What lets the ALB's log delivery write the access logs into the bucket."""
+    elb = ELB_ACCOUNTS.get(region)
+    principal = (
+        {"AWS": f"arn:aws:iam::{elb}:root"}
+        if elb
+        else {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+    )
     return {
         "Sid": "DynoformAlbAccessLogs",
         "Effect": "Allow",
-        "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+        "Principal": principal,
         "Action": "s3:PutObject",
         "Resource": f"arn:aws:s3:::{bucket}/{PREFIX}/AWSLogs/{account}/*",
     }
 
 
-def _allow_delivery(s3: Any, bucket: str, account: str) -> None:
+def _allow_delivery(s3: Any, bucket: str, account: str, region: str) -> None:
     try:
         policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NoSuchBucketPolicy":
             raise
         policy = {"Version": "2012-10-17", "Statement": []}
-    statement = delivery_statement(bucket, account)
+    statement = delivery_statement(bucket, account, region)
     others = [s for s in policy["Statement"] if s.get("Sid") != statement["Sid"]]
     policy["Statement"] = [*others, statement]
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from provisioner.aws import accesslogs
 from provisioner.errors import ValidationError
 from provisioner.localcloud.accesslog import split_by_lb
 from provisioner.model import drains as m
@@ -170,3 +171,16 @@ def test_journal_follow_argv() -> None:
         "-n",
         "0",
     ]
+
+
+def test_alb_log_delivery_policy_by_region() -> None:
+    old = accesslogs.delivery_statement("df-b", "111122223333", "us-east-1")
+    assert old == {
+        "Sid": "DynoformAlbAccessLogs",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::127311923021:root"},
+        "Action": "s3:PutObject",
+        "Resource": "arn:aws:s3:::df-b/router-logs/AWSLogs/111122223333/*",
+    }
+    new = accesslogs.delivery_statement("df-b", "111122223333", "ap-southeast-4")
+    assert new["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
