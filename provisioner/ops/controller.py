@@ -238,7 +238,7 @@ class Controller:
     def run(self) -> None:
         """Until `stop` is set: lead when possible, one loop every LOOP_SECONDS."""
         if self.ctx.on_fleet is not None:  # on a runner: its dynos' lines go to their drains
-            drainship.HostJournal(self.shipper, self.host_id, self.stop).start()
+            drainship.HostJournal(self.shipper, self.host_id, self.stop, self.ctx.say).start()
         try:
             while not self.stop.is_set():
                 started = time.monotonic()

@@ -16,6 +16,7 @@ the controller never reads an app's config vars.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -293,10 +294,13 @@ def journal_lines(stream: IO[bytes], host: str) -> Iterator[m.Line]:
 class HostJournal:
     """Follows this host's journal for as long as the controller runs."""
 
-    def __init__(self, shipper: Shipper, host: str, stop: threading.Event) -> None:
+    def __init__(
+        self, shipper: Shipper, host: str, stop: threading.Event, say: Callable[[str], None]
+    ) -> None:
         self.shipper = shipper
         self.host = host
         self.stop = stop
+        self.say = say
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="drains-journal", daemon=True)
@@ -309,8 +313,8 @@ class HostJournal:
         while not self.stop.is_set():
             try:
                 self._follow()
-            except Exception:  # noqa: BLE001 - journalctl went away: start it again
-                pass
+            except Exception as exc:  # noqa: BLE001 - journalctl went away: start it again
+                self.say(f"drains: reading the journal failed: {exc}")
             self.stop.wait(2.0)
 
     def _follow(self) -> None:
@@ -325,7 +329,13 @@ class HostJournal:
                     if self.stop.is_set():
                         break
             finally:
+                ended = proc.poll()
                 proc.terminate()
+        if ended is not None and not self.stop.is_set():
+            # It stopped by itself (a cursor it cannot seek to?): from now on, next time.
+            self.say(f"drains: journalctl ended with status {ended}; following it again")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(CURSOR_FILE)
 
     def _report(self) -> None:
         while not self.stop.wait(REPORT_SECONDS):
