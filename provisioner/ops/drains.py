@@ -79,10 +79,10 @@ def add(ctx: Context, app: str, url: str) -> DrainStatus:
             raise ValidationError(m.URL_FIELD, f"{parsed.masked} is a drain of {app} already")
         return [*drains, drain]
 
-    _update(ctx.store.docs, app, change, ca)
     platform = ctx.platform(create=False)
     if accesslogs.enable(ctx.aws, platform.lb_arn, platform.bucket, ctx.target.is_local):
         ctx.say("the load balancer's access logs are on now (the router's lines reach drains)")
+    _update(ctx.store.docs, app, change, ca)
     return _status(drain, m.Counts())
 
 
