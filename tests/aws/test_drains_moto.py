@@ -21,6 +21,7 @@ from cli_support import platform_cli
 from provisioner import authority, events
 from provisioner.aws import accesslogs
 from provisioner.context import Context
+from provisioner.localcloud.accesslog import AccessLogs
 from provisioner.model import drains as m
 from provisioner.model.release import Release
 from provisioner.ops import drains, drainship
@@ -294,3 +295,27 @@ def test_https_drain_posts_logplex_batches(tls: tuple[ssl.SSLContext, str]) -> N
     finally:
         outlet.close()
         server.shutdown()
+
+
+def test_the_local_router_delivers_access_logs_like_the_alb(cli: Any, tmp_path: Path) -> None:
+    ctx = Context(get_target("t1"))
+    platform = ctx.platform(create=False)
+    name = ctx.aws.elbv2.describe_load_balancers(LoadBalancerArns=[platform.lb_arn])[
+        "LoadBalancers"
+    ][0]["LoadBalancerName"]
+    log = tmp_path / "router.log"
+    log.write_text("2026-11-30T22:00:00+00:00 router[old]: at=info before the first call\n")
+    logs = AccessLogs(log, ctx.aws.elbv2, ctx.aws.s3)
+    lbs = [(name, platform.lb_arn)]
+    assert logs.deliver(lbs) == 0  # from the log's end on
+    mine = f"2026-11-30T22:00:01+00:00 router[{name}]: at=info host=shop.example.com\n"
+    with log.open("a") as fh:
+        fh.write(mine + "2026-11-30T22:00:01+00:00 router[someone-else]: at=info\npartial")
+    assert logs.deliver(lbs) == 0  # access logs are off: nothing written
+    assert accesslogs.enable(ctx.aws, platform.lb_arn, platform.bucket, local=True)
+    with log.open("a") as fh:
+        fh.write(" line\n" + mine)
+    assert logs.deliver(lbs) == 1
+    (key,) = accesslogs.pending(ctx.aws.s3, platform.bucket)
+    assert key.startswith("router-logs/local/") and key.endswith(f"-{name}.log")
+    assert accesslogs.read(ctx.aws.s3, platform.bucket, key) == [mine.strip()]
