@@ -49,6 +49,9 @@ def drains_key(app: str) -> str:
     return f"apps/{app}/drains.json"
 
 
+INDEX_KEY = "drains/apps.json"  # the apps that have drains: one read tells a shipper
+
+
 def stats_prefix(app: str) -> str:
     return f"apps/{app}/drain-stats/"
 
@@ -83,6 +86,7 @@ def add(ctx: Context, app: str, url: str) -> DrainStatus:
     if accesslogs.enable(ctx.aws, platform.lb_arn, platform.bucket, ctx.target.is_local):
         ctx.say("the load balancer's access logs are on now (the router's lines reach drains)")
     _update(ctx.store.docs, app, change, ca)
+    set_indexed(ctx.store.docs, app, True)
     return _status(drain, m.Counts())
 
 
@@ -92,6 +96,41 @@ def _local_ca(ctx: Context) -> str:
         return ""
     path = authority.ca_cert_path(local.ca_dir)
     return path.read_text() if path.exists() else ""
+
+
+def indexed(docs: Documents) -> list[str]:
+    doc = docs.get(INDEX_KEY)
+    return sorted(doc.data.get("apps", [])) if doc else []
+
+
+def set_indexed(docs: Documents, app: str, has_drains: bool) -> list[str]:
+    """Put the app in the index of apps with drains, or take it out; returns the index."""
+    for _ in range(5):
+        doc = docs.get(INDEX_KEY)
+        before = set(doc.data.get("apps", [])) if doc else set()
+        after = sorted(before | {app} if has_drains else before - {app})
+        if doc is not None and after == sorted(before):
+            return after
+        try:
+            if doc is None:
+                docs.create(INDEX_KEY, {"apps": after})
+            else:
+                docs.update(INDEX_KEY, {"apps": after}, doc.etag)
+            return after
+        except StaleWrite:
+            continue
+    raise DynoformError("the index of drains changed under us five times; try again")
+
+
+def reindex(docs: Documents, apps: list[str]) -> list[str]:
+    """The index made again from the apps' own records (an app renamed or destroyed since)."""
+    doc = docs.get(INDEX_KEY)  # read first: a drain added meanwhile makes the write fail
+    found = sorted(app for app in apps if read(docs, app).drains)
+    if doc is None and found:
+        docs.create(INDEX_KEY, {"apps": found})
+    elif doc is not None and found != sorted(doc.data.get("apps", [])):
+        docs.update(INDEX_KEY, {"apps": found}, doc.etag)
+    return found
 
 
 def _update(docs: Documents, app: str, change: Any, ca: str | None = None) -> None:
@@ -162,7 +201,7 @@ def remove(ctx: Context, app: str, which: str) -> DrainStatus:
         return [d for d in drains if d not in found]
 
     _update(ctx.store.docs, app, change)
-    if not any(read(ctx.store.docs, other).drains for other in ctx.store.apps()):
+    if not read(ctx.store.docs, app).drains and not set_indexed(ctx.store.docs, app, False):
         accesslogs.disable(ctx.aws, ctx.platform(create=False).lb_arn)
         ctx.say("no drain is left on the platform: the load balancer's access logs are off")
     return _status(found[0], m.Counts())

@@ -34,7 +34,7 @@ from typing import IO, Any
 from provisioner import events
 from provisioner import logs as lg
 from provisioner.aws import accesslogs
-from provisioner.aws.state import Documents
+from provisioner.aws.state import Documents, StaleWrite
 from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model import drains as m
@@ -45,7 +45,8 @@ from provisioner.plan.units import parse_unit_name
 from provisioner.store import Store, now_iso
 
 EVERY = 2.0  # the leader's duty: platform events and router lines
-CACHE_SECONDS = 5.0  # an app's drains are read again this often
+CACHE_SECONDS = 5.0  # the index of apps with drains, and an app's drains, are read this often
+REINDEX_SECONDS = 60.0  # the leader checks the index against the apps' records this often
 REPORT_SECONDS = 5.0  # figures are written at most this often (when they changed)
 SERVERS_SECONDS = 10.0  # the router's ip:port -> dyno map is looked up again at most this often
 CONNECT_TIMEOUT = 10.0
@@ -169,6 +170,8 @@ class Shipper:
         self.clock = clock
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.index: set[str] = set()
+        self.index_at = -CACHE_SECONDS
         self.known: dict[str, tuple[float, records.AppDrains]] = {}
         self.outlets: dict[tuple[str, str], Outlet] = {}  # (app, token) -> outlet
         self.reported: dict[str, dict[str, Any]] = {}
@@ -178,8 +181,20 @@ class Shipper:
     def docs(self) -> Documents:
         return self._docs()
 
+    def apps(self) -> list[str]:
+        """The apps with drains (the index), read again once CACHE_SECONDS old."""
+        if self.clock() - self.index_at >= CACHE_SECONDS:
+            try:
+                self.index = set(records.indexed(self.docs))
+            except Exception:  # noqa: BLE001 - the store is away: keep what we knew
+                pass
+            self.index_at = self.clock()
+        return sorted(self.index)
+
     def drains(self, app: str) -> list[m.Drain]:
-        """The app's drains, read again once CACHE_SECONDS old."""
+        """The app's drains, read again once CACHE_SECONDS old (none unless it is indexed)."""
+        if app not in self.apps():
+            return []
         with self.lock:
             seen = self.known.get(app)
         if seen is None or self.clock() - seen[0] >= CACHE_SECONDS:
@@ -356,9 +371,17 @@ class LeaderLines:
         self.servers: dict[str, dict[str, str]] = {}  # app -> router server -> dyno
         self.servers_at = -SERVERS_SECONDS
         self.done: set[str] = set()  # access-log objects shipped (if deleting them failed)
+        self.reindexed_at = -REINDEX_SECONDS
 
     def tick(self, ctx: Context, guard: Callable[[], None]) -> None:
-        apps = [app for app in ctx.store.apps() if self.shipper.drains(app)]
+        if time.monotonic() - self.reindexed_at >= REINDEX_SECONDS:
+            self.reindexed_at = time.monotonic()
+            guard()
+            with contextlib.suppress(StaleWrite):  # a drain added meanwhile: next time
+                records.reindex(ctx.store.docs, ctx.store.apps())
+        apps = [app for app in self.shipper.apps() if self.shipper.drains(app)]
+        if not apps:
+            return
         for app in apps:
             self._events(ctx.store.docs, app)
             self._releases(ctx.store, app)

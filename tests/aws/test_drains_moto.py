@@ -128,6 +128,7 @@ def test_drain_commands(cli: Any) -> None:
         "error: shop has no drain syslog://other:1 (hint: see `dynoform drains -a shop`)\n"
     )
     ctx = Context(get_target("t1"))
+    assert drains.indexed(ctx.store.docs) == ["shop"]
     platform = ctx.platform(create=False)
     attrs = ctx.aws.elbv2.describe_load_balancer_attributes(LoadBalancerArn=platform.lb_arn)
     on = {a["Key"]: a["Value"] for a in attrs["Attributes"]}
@@ -141,6 +142,23 @@ def test_drain_commands(cli: Any) -> None:
     attrs = ctx.aws.elbv2.describe_load_balancer_attributes(LoadBalancerArn=platform.lb_arn)
     assert {a["Key"]: a["Value"] for a in attrs["Attributes"]}["access_logs.s3.enabled"] == "false"
     assert json.loads(cli("drains", "-a", "shop", "--json")[1]) == []
+    assert drains.indexed(ctx.store.docs) == []
+
+
+def test_the_leader_mends_the_index_of_apps_with_drains(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    assert cli("drains:add", "syslog://logs.example.com:514", "-a", "shop")[0] == 0
+    assert cli("apps:rename", "store", "-a", "shop")[0] == 0  # the index still says shop
+    ctx = Context(get_target("t1"))
+    assert drains.indexed(ctx.store.docs) == ["shop"]
+    shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test")
+    try:
+        drainship.LeaderLines(shipper).tick(ctx, lambda: None)
+        assert drains.indexed(ctx.store.docs) == ["store"]
+        assert [d.url for d in shipper.drains("store")] == ["syslog://logs.example.com:514"]
+        assert shipper.drains("shop") == []
+    finally:
+        shipper.close()
 
 
 def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
