@@ -1,11 +1,13 @@
 """Log drains (Heroku's `drains`): where an app's log lines go besides `dynoform logs`.
 
 Records: `apps/<app>/drains.json` (the drains, with the local CA on the local cloud, which
-`syslog+tls` and `https` drains are verified against besides the system's CAs). The shippers
-(ops/drainship.py, in the controller on every runner) read it with a short cache and report
-what they sent and dropped under `apps/<app>/drain-stats/<shipper>.json`; `drains` adds those
-up. Adding a drain turns the load balancer's access logs on: that is how router lines reach the
-shippers (aws/accesslogs.py).
+`syslog+tls` and `https` drains are verified against besides the system's CAs), and
+`drains/apps.json`, the index of apps that have drains. The shippers (ops/drainship.py, in the
+controller on every runner) read both with a short cache, and report what they sent and dropped
+under `drains/stats/<app>/<shipper>.json` (outside the app's records, which a late report must
+not bring back after `apps:destroy`); `drains` adds those up by drain token. Adding a drain
+turns the load balancer's access logs on: that is how router lines reach the shippers
+(aws/accesslogs.py).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ INDEX_KEY = "drains/apps.json"  # the apps that have drains: one read tells a sh
 
 
 def stats_prefix(app: str) -> str:
-    return f"apps/{app}/drain-stats/"
+    return f"drains/stats/{app}/"
 
 
 @dataclass(frozen=True)

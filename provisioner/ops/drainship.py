@@ -10,7 +10,7 @@ Where the lines are, they are shipped from:
 
 One `Shipper` per controller: which drains an app has (its record, read again after
 CACHE_SECONDS), an `Outlet` per drain (a thread, a bounded buffer, retries with backoff), and
-its figures written under the app's `drain-stats/` now and then. Shippers send log lines only:
+its figures written under `drains/stats/<app>/` now and then. Shippers send log lines only:
 the controller never reads an app's config vars.
 """
 
