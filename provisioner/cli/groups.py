@@ -23,6 +23,7 @@ MODULES = [
     "cron",
     "logs",
     "metrics",
+    "drains",
     "domains",
     "certs",
     "addons",

@@ -31,6 +31,7 @@ from provisioner.localcloud import (
     DEFAULT_PORT,
     GATEWAY,
     REGION,
+    accesslog,
     cloud_file,
     hosts_dir,
     motofix,
@@ -237,9 +238,17 @@ class Cloud:
         what changes without an ELBv2 call, such as a certificate re-imported into ACM); while a
         target waits for its health checks, their result reaches moto every
         HEALTH_FEED_SECONDS. A deploy waits on both, so neither waits on a timer."""
-        last_sync = last_metrics = 0.0
+        last_sync = last_metrics = last_access = 0.0
         cloudwatch = self.client("cloudwatch")
+        access = accesslog.AccessLogs(
+            self.lbs.haproxy.router_log, self.client("elbv2"), self.client("s3")
+        )
         while not self.stop_event.is_set():
+            if time.monotonic() - last_access >= accesslog.EVERY:
+                last_access = time.monotonic()
+                self._lb_step(
+                    lambda: access.deliver((b.name, b.arn) for b in self.lbs.model.load_balancers)
+                )
             if time.monotonic() - last_metrics >= METRICS_SECONDS:
                 last_metrics = time.monotonic()
                 self._lb_step(partial(self.lbs.publish_metrics, cloudwatch))
@@ -418,6 +427,7 @@ class Cloud:
             "not_realised": refused,
             "load_balancers": lbs,
             "load_balancer_error": self.lb_error or None,
+            "access_logs": True,  # router lines reach buckets (accesslog.py)
             "updated": datetime.now(UTC).isoformat(),
         }
 

@@ -39,7 +39,16 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.fleet import Fleet
 from provisioner.model.formation import default_formation
-from provisioner.ops import autoscale, backups, cron, drift, manifest_drift, metrics, repair
+from provisioner.ops import (
+    autoscale,
+    backups,
+    cron,
+    drainship,
+    drift,
+    manifest_drift,
+    metrics,
+    repair,
+)
 from provisioner.ops.rollout import Observed, Rollout, open_rollout
 from provisioner.plan import controller as plan
 from provisioner.plan.units import RUNNING_STATES, journal_tail_argv, parse_unit_name
@@ -209,7 +218,10 @@ class Controller:
         self._written: dict[str, Any] = {}
         self._written_at = 0.0
         self.paused = False  # the loop reads it; duties do nothing while it is set
-        self.duties = DUTIES
+        # Drains: this host's journal in every controller, events and router lines in the leader's.
+        self.shipper = drainship.Shipper(lambda: ctx.store.docs, host_id)
+        drains = drainship.LeaderLines(self.shipper)
+        self.duties = (*DUTIES, Duty("drains", drainship.EVERY, drains.tick))
         self._duty_threads: list[threading.Thread] = []
 
     @property
@@ -235,6 +247,8 @@ class Controller:
     # leadership -----------------------------------------------------------------------------
     def run(self) -> None:
         """Until `stop` is set: lead when possible, one loop every LOOP_SECONDS."""
+        if self.ctx.on_fleet is not None:  # on a runner: its dynos' lines go to their drains
+            drainship.HostJournal(self.shipper, self.host_id, self.stop, self.ctx.say).start()
         try:
             while not self.stop.is_set():
                 started = time.monotonic()
@@ -245,6 +259,7 @@ class Controller:
             self.stop.set()
             for thread in self._duty_threads:
                 thread.join(timeout=5)
+            self.shipper.close()
             if self.lease is not None:
                 self.lease.release()  # a successor need not wait for the lease to expire
 

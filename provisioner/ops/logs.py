@@ -17,6 +17,7 @@ from provisioner import logs as lg
 from provisioner.aws import instances
 from provisioner.context import Context
 from provisioner.errors import DynoformError
+from provisioner.model.release import Release
 from provisioner.ops.rollout import Observed, open_rollout
 from provisioner.remote.fanout import fan_out
 from provisioner.store import Store
@@ -47,16 +48,18 @@ def dyno_servers(observed: Observed, app: str) -> dict[str, str]:
 
 
 def release_events(store: Store, app: str) -> list[lg.LogLine]:
+    return [release_line(release) for release in store.releases(app)]
+
+
+def release_line(release: Release) -> lg.LogLine:
+    """`dynoform[api]: Release v4 created by me@laptop: Set GREETING config var`"""
     from datetime import datetime
 
-    lines = []
-    for release in store.releases(app):
-        ts = datetime.fromisoformat(release.created_at).timestamp()
-        text = f"Release v{release.version} created by {release.created_by}: {release.description}"
-        if release.status != "succeeded":
-            text += f" ({release.status})"
-        lines.append(lg.LogLine(ts, "dynoform", "api", lg.clean(text)))
-    return lines
+    ts = datetime.fromisoformat(release.created_at).timestamp()
+    text = f"Release v{release.version} created by {release.created_by}: {release.description}"
+    if release.status != "succeeded":
+        text += f" ({release.status})"
+    return lg.LogLine(ts, "dynoform", "api", lg.clean(text))
 
 
 def read_router(
