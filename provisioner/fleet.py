@@ -368,9 +368,13 @@ class Fleet:
                 return host
             except BaseException as exc:
                 say(slot, host.id, "failed, terminating")
-                self._fail(host.id, str(exc))
                 with self._lock:
                     unfinished.discard(host.id)
+                try:
+                    self._fail(host.id, str(exc))
+                except instances.LeftRunning as left:
+                    say(slot, host.id, f"NOT TERMINATED: {left.message}")
+                    raise left from exc
                 raise
 
         try:
@@ -391,18 +395,29 @@ class Fleet:
         self.cancel.set()
         with self._lock:
             leftover = sorted(unfinished)
+        stuck: list[str] = []
         for instance_id in leftover:
-            self._fail(instance_id, "interrupted")
+            try:
+                self._fail(instance_id, "interrupted")
+            except instances.LeftRunning:
+                stuck.append(instance_id)
+        if stuck:
+            raise instances.LeftRunning(
+                f"could not terminate {', '.join(stuck)}: they may still run and bill",
+                "terminate them yourself: `dynoform hosts:remove ID`, or in the EC2 console",
+            )
         return leftover
 
     def _fail(self, instance_id: str, reason: str) -> None:
-        """A host that failed is terminated, never used half-configured."""
+        """A host that failed is terminated, never used half-configured. Its record is best
+        effort; the terminate is not: an instance left running bills unseen, so LeftRunning
+        (naming it) replaces the original error."""
         try:
-            instances.terminate(self.aws, [instance_id])
             self.pool.drop_name(instance_id)
             self._update_pin(instance_id, failed=reason[:500], bootstrapped=False)
-        except Exception:  # noqa: BLE001 - best effort; the original error is what matters
+        except Exception:  # noqa: BLE001 - the record is a note; the terminate below matters
             pass
+        instances.terminate(self.aws, [instance_id])
 
     def dynos(self, host: instances.Host, retry_for: float = REACH_TIMEOUT) -> list[str]:
         result = self.connect(host, retry_for).run(DYNO_UNITS_FACT, timeout=STEP_TIMEOUT)

@@ -13,13 +13,14 @@ import base64
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from provisioner.aws.platform import Platform
-from provisioner.aws.session import Aws
+from provisioner.aws.session import NOT_YET_VISIBLE, Aws, error_code, eventually
 from provisioner.aws.tags import PLATFORM_TAG, ROLE_TAG
 from provisioner.errors import DynoformError, NotFound
 
@@ -161,7 +162,8 @@ def _host(instance: dict[str, Any]) -> Host:
 
 def launch(aws: Aws, request: dict[str, Any], profile_wait: float = PROFILE_WAIT) -> Host:
     """Run one instance. A new instance profile takes a few seconds to reach EC2 (it answers
-    "Invalid IAM Instance Profile" until then): retried for `profile_wait` seconds."""
+    "Invalid IAM Instance Profile" until then), and so may a new security group
+    (InvalidGroup.NotFound): retried for `profile_wait` seconds."""
     deadline = time.monotonic() + profile_wait
     delay = 1.0
     while True:
@@ -169,7 +171,8 @@ def launch(aws: Aws, request: dict[str, Any], profile_wait: float = PROFILE_WAIT
             instance = aws.ec2.run_instances(**request)["Instances"][0]
             return _host(instance)
         except ClientError as exc:
-            if not _profile_not_ready(exc) or time.monotonic() + delay > deadline:
+            not_yet = _profile_not_ready(exc) or error_code(exc) in NOT_YET_VISIBLE
+            if not not_yet or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 1.5, 5)
@@ -211,7 +214,10 @@ def wait_running(
     while True:
         if cancel is not None and cancel.is_set():
             raise DynoformError(f"waiting for host {instance_id} was cancelled")
-        reservations = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        # Right after RunInstances, EC2 may not know the id yet (eventual consistency).
+        reservations = eventually(aws.ec2.describe_instances, InstanceIds=[instance_id])[
+            "Reservations"
+        ]
         host = _host(reservations[0]["Instances"][0])
         if host.state == "running":
             return host
@@ -235,9 +241,38 @@ def impaired(aws: Aws, instance_ids: list[str]) -> set[str]:
     return found
 
 
-def terminate(aws: Aws, instance_ids: list[str]) -> None:
-    if instance_ids:
-        aws.ec2.terminate_instances(InstanceIds=instance_ids)
+TERMINATE_ATTEMPTS = 4
+
+
+class LeftRunning(DynoformError):
+    """Instances that could not be terminated: they may still run, and bill."""
+
+
+def terminate(
+    aws: Aws,
+    instance_ids: list[str],
+    attempts: int = TERMINATE_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Terminate the instances, retried; when EC2 keeps refusing, LeftRunning names them (an
+    unmanaged instance bills until someone terminates it: never let that pass silently)."""
+    if not instance_ids:
+        return
+    delay = 1.0
+    for attempt in range(attempts):
+        try:
+            eventually(aws.ec2.terminate_instances, InstanceIds=instance_ids, sleep=sleep)
+            return
+        except ClientError as exc:
+            if attempt == attempts - 1:
+                raise LeftRunning(
+                    f"could not terminate {', '.join(instance_ids)} ({error_code(exc)}): "
+                    "it may still run and bill",
+                    f"terminate it yourself: `dynoform hosts:remove ID`, or in the EC2 console "
+                    f"(tagged {PLATFORM_TAG})",
+                ) from exc
+        sleep(delay)
+        delay *= 2
 
 
 def user_data_of(aws: Aws, instance_id: str) -> str:

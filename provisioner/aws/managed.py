@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from botocore.exceptions import ClientError
 
 from provisioner.aws.platform import Platform
-from provisioner.aws.session import Aws
+from provisioner.aws.session import Aws, eventually
 from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, tag_filters
 from provisioner.errors import DynoformError, Unsupported
 from provisioner.model import addons as m
@@ -135,7 +135,8 @@ class Managed:
             )["GroupId"]
         )  # fmt: skip
         pair = {"GroupId": self.platform.runner_sg_id, "Description": "from dynos"}
-        ec2.authorize_security_group_ingress(
+        eventually(  # the group is new: EC2 may not know it for a moment
+            ec2.authorize_security_group_ingress,
             GroupId=group_id,
             IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
                             "UserIdGroupPairs": [pair]}],

@@ -46,6 +46,20 @@ def tag_filters(platform: str, resource: str | None = None) -> list[dict[str, An
     return filters
 
 
+def tagged(aws: Aws, service: str, **wanted: str) -> dict[str, dict[str, str]]:
+    """ARN -> tags of the service's resources carrying every `wanted` tag, in one paginated
+    Resource Groups Tagging API listing (not one tag call per resource of the region). The
+    index lags a new resource by a moment: callers keep what they make themselves."""
+    filters = [{"Key": k, "Values": [v]} for k, v in wanted.items()]
+    pages = aws.client("resourcegroupstaggingapi").get_paginator("get_resources")
+    found: dict[str, dict[str, str]] = {}
+    for page in pages.paginate(TagFilters=filters, ResourceTypeFilters=[service]):
+        for item in page.get("ResourceTagMappingList", []):
+            labels = {t["Key"]: t.get("Value", "") for t in item.get("Tags", [])}
+            found[str(item["ResourceARN"])] = labels
+    return found
+
+
 def lb_name(platform: str) -> str:
     return f"dynoform-{platform}"[:32].rstrip("-")
 

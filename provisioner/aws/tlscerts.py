@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from provisioner import authority
 from provisioner.aws import acmdns
 from provisioner.aws.session import retry_in_use
-from provisioner.aws.tags import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, Finder, tags
+from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, Finder, tagged, tags
 from provisioner.errors import DynoformError, ValidationError
 from provisioner.model.tls import Bundle, covers, fingerprint
 
@@ -34,17 +36,12 @@ class PlatformCertificate:
     def _own(self) -> dict[str, Any] | None:
         """The platform's certificate in ACM, found by its tags (newest first)."""
         found = []
-        # AWS lists only RSA certificates unless asked; the local CA's are EC.
-        pages = self.acm.get_paginator("list_certificates").paginate(
-            Includes={"keyTypes": KEY_TYPES}
-        )
-        for page in pages:
-            for summary in page.get("CertificateSummaryList", []):
-                arn = summary["CertificateArn"]
-                pairs = self.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-                have = {t["Key"]: t.get("Value") for t in pairs}
-                if have.get(PLATFORM_TAG) == self.b.name and have.get(RESOURCE_TAG) == "cert":
-                    found.append(self.acm.describe_certificate(CertificateArn=arn)["Certificate"])
+        wanted = {PLATFORM_TAG: self.b.name, RESOURCE_TAG: "cert"}
+        for arn in tagged(self.b.aws, "acm", **wanted):
+            try:
+                found.append(self.acm.describe_certificate(CertificateArn=arn)["Certificate"])
+            except ClientError:
+                continue  # deleted a moment ago: the tagging index lags
         if not found:
             return None
         return max(found, key=lambda c: str(c.get("ImportedAt") or c.get("CreatedAt") or ""))
