@@ -189,6 +189,7 @@ class Managed:
             except ClientError as exc:
                 if _code(exc) != "DBInstanceAlreadyExists":
                     raise
+                self._must_be_ours(addon, ident, self._db_instance_tags(ident))
             say(f"creating RDS instance {ident} (this takes several minutes)")
             instance = self._wait(lambda: self._db_instance(ident), "DBInstanceStatus", say)
             endpoint = instance["Endpoint"]
@@ -204,10 +205,34 @@ class Managed:
             except ClientError as exc:
                 if "AlreadyExists" not in _code(exc):
                     raise
+                self._must_be_ours(addon, ident, self._replication_group_tags(ident))
             say(f"creating ElastiCache replication group {ident} (this takes several minutes)")
             group = self._wait(lambda: self._replication_group(ident), "Status", say)
             endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
             addon.resource.update(host=endpoint["Address"], port=int(endpoint["Port"]), tls=True)
+
+    def _must_be_ours(self, addon: m.Addon, ident: str, tags: list[dict[str, str]]) -> None:
+        """An identifier already taken is this add-on's own (a create retried) only when its
+        tags say so; anything else is someone else's database, never to be handed out."""
+        if not owned_by(tags, self.platform.name, addon.name):
+            raise DynoformError(
+                f"{ident} exists already and is not {addon.name} of platform "
+                f"{self.platform.name}: it is left alone",
+                "delete or rename it in the AWS console if it is a leftover, then retry",
+            )
+
+    def _db_instance_tags(self, ident: str) -> list[dict[str, str]]:
+        instance = self._db_instance(ident) or {}
+        if "TagList" in instance:
+            return list(instance["TagList"])
+        arn = instance.get("DBInstanceArn")
+        return list(self.rds.list_tags_for_resource(ResourceName=arn)["TagList"]) if arn else []
+
+    def _replication_group_tags(self, ident: str) -> list[dict[str, str]]:
+        group = self._replication_group(ident) or {}
+        if not group.get("ARN"):
+            return []
+        return list(self.elasticache.list_tags_for_resource(ResourceName=group["ARN"])["TagList"])
 
     def url(self, addon: m.Addon) -> str:
         res = addon.resource
@@ -374,6 +399,12 @@ class Managed:
             if _code(exc) != "DBInstanceNotFound":
                 raise
         self._wait(lambda: self._db_instance(ident), "DBInstanceStatus", say, want=None)
+
+
+def owned_by(tags: list[dict[str, str]], platform: str, addon: str) -> bool:
+    """Whether a database's tags name this platform and add-on (pure)."""
+    pairs = {t.get("Key"): t.get("Value") for t in tags}
+    return pairs.get(PLATFORM_TAG) == platform and pairs.get("dynoform:addon") == addon
 
 
 # platform:destroy ---------------------------------------------------------------------------------

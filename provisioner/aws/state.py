@@ -7,6 +7,8 @@ a release number is allocated by creating its document, and a lease is a documen
 from __future__ import annotations
 
 import json
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +29,22 @@ class Doc:
     etag: str
 
 
+CONFLICT_ATTEMPTS = 6  # S3's 409 ConditionalRequestConflict asks for a retry
+
+
 def _is_precondition(exc: ClientError) -> bool:
+    """The write lost: the document exists, or changed since it was read (412)."""
     code = exc.response.get("Error", {}).get("Code", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
+    return code == "PreconditionFailed" or status == 412
+
+
+def _is_conflict(exc: ClientError) -> bool:
+    """Another conditional write to the key was under way (409): S3 says to try again; the
+    retry then wins, or loses with a 412."""
+    code = exc.response.get("Error", {}).get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code == "ConditionalRequestConflict" or (status == 409 and code != "PreconditionFailed")
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -94,20 +108,28 @@ class Documents:
 
     def _put(self, key: str, data: Any, **conditions: str) -> str:
         body = json.dumps(data, sort_keys=True, indent=1).encode()
-        try:
-            resp = self.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                **SSE,
-                **conditions,
-            )
-        except ClientError as exc:
-            if _is_precondition(exc):
-                raise StaleWrite(key) from exc
-            raise
-        return str(resp["ETag"])
+        delay = 0.05
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                resp = self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType="application/json",
+                    **SSE,
+                    **conditions,
+                )
+                return str(resp["ETag"])
+            except ClientError as exc:
+                if _is_precondition(exc):
+                    raise StaleWrite(key) from exc
+                if not (conditions and _is_conflict(exc)):
+                    raise
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise StaleWrite(key) from exc  # still contended: the caller reads again
+            time.sleep(delay + random.uniform(0, delay))  # noqa: S311 - jitter, not a secret
+            delay *= 2
+        raise AssertionError("unreachable")
 
     def create(self, key: str, data: Any) -> str:
         """Write only if no document exists at key; raises StaleWrite otherwise."""

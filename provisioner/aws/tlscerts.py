@@ -15,6 +15,7 @@ from provisioner.aws.session import retry_in_use
 from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, Finder, tagged, tags
 from provisioner.errors import DynoformError, ValidationError
 from provisioner.model.tls import Bundle, covers, fingerprint
+from provisioner.targets import Target
 
 CERT_WAIT_SECONDS = 1800  # DNS validation of a new ACM certificate takes minutes
 CERT_POLL_SECONDS = 10.0
@@ -190,3 +191,24 @@ class PlatformCertificate:
                     "check the DNS validation records, then run platform:init again",
                 )
             time.sleep(CERT_POLL_SECONDS)
+
+
+def require_validatable(aws: Any, target: Target) -> None:
+    """Refuse, before anything billed exists, a platform whose certificate could never be
+    issued: on AWS, ACM validates *.<app domain> through public DNS, so the domain needs a
+    public Route 53 zone in this account (or the user's own certificate, --cert). A platform
+    that has its certificate already is left alone."""
+    if target.is_local or target.endpoint_url:
+        return
+    domain = target.app_domain
+    if acmdns.hosted_zone(aws, domain):
+        return
+    if tagged(aws, "acm", **{PLATFORM_TAG: target.platform, RESOURCE_TAG: "cert"}):
+        return
+    raise DynoformError(
+        f"no public Route 53 zone for {domain} in this account: ACM could never validate "
+        f"the certificate for *.{domain}",
+        f"set a domain you control (`dynoform targets:add {target.name} --domain "
+        "apps.example.org` with its zone in Route 53), or bring your own wildcard "
+        "certificate: `platform:init --cert FILE --key FILE`",
+    )
