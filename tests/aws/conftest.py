@@ -28,7 +28,11 @@ def moto_as_aws():
 @pytest.fixture
 def aws():
     with mock_aws():
-        yield Aws(Target("test", region="us-east-1"))
+        aws = Aws(Target("test", region="us-east-1"))
+        # The `target` fixture's app domain has its public zone, as on a real account:
+        # platform:init refuses a domain ACM could not validate.
+        aws.client("route53").create_hosted_zone(Name=TEST_DOMAIN, CallerReference="tests")
+        yield aws
 
 
 @pytest.fixture
@@ -44,6 +48,9 @@ def config_home(tmp_path, monkeypatch):
     # The local CA of `local` targets: here, not the machine's local cloud.
     monkeypatch.setenv("DYNOFORM_LOCAL_DIR", str(tmp_path / "local"))
     return tmp_path
+
+
+TEST_DOMAIN = "plat.example.com"  # the `target` fixture's app domain
 
 
 @pytest.fixture

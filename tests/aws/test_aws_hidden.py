@@ -1,0 +1,137 @@
+"""What moto hides and AWS does, with the local cloud's imitation on (`like_aws`): EC2's
+delay before a new instance or security group is known, answers in small pages, S3's 409s;
+and what platform:init and add-ons refuse before anything billed is made."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from test_platform import SSH_CIDR, _seed_debian_parameter
+
+from provisioner.aws import acmdns, instances
+from provisioner.aws.acm import AppCertificates
+from provisioner.aws.managed import Managed, resource_id
+from provisioner.aws.platform import ensure_platform
+from provisioner.aws.router import RouterTable
+from provisioner.aws.rules import listener_rules
+from provisioner.aws.state import StaleWrite
+from provisioner.aws.teardown import destroy_platform
+from provisioner.errors import DynoformError
+from provisioner.model import addons as m
+from provisioner.model.tls import AUTO
+
+
+def _launch(aws, platform) -> instances.Host:
+    ami = _seed_debian_parameter(aws)
+    request = instances.launch_request(
+        platform, ami=ami, device="/dev/xvda", instance_type="t3.small",
+        subnet_id=platform.subnet_ids[0], user_data="#cloud-config\n{}\n",
+    )  # fmt: skip
+    return instances.launch(aws, request)
+
+
+def test_new_groups_and_instances_are_waited_for(aws, target, config_home, like_aws):
+    # The platform's security groups get their rules right after they are made.
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    host = _launch(aws, platform)
+    with pytest.raises(ClientError, match="InvalidInstanceID.NotFound"):
+        aws.ec2.describe_instances(InstanceIds=[host.id])  # as AWS answers, for a moment
+    assert instances.wait_running(aws, host.id, timeout=10).state == "running"
+    fresh = _launch(aws, platform)
+    instances.terminate(aws, [fresh.id])  # not yet known: retried, not lost
+    assert {h.id for h in instances.list_hosts(aws, "plat")} == {host.id}
+
+
+def test_rules_and_target_groups_past_the_first_page(aws, target, config_home, like_aws):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    router = RouterTable(
+        aws.elbv2, "plat", platform.vpc_id, [platform.https_listener_arn], target.app_domain
+    )
+    apps = [f"app{n}" for n in range(5)]
+    for app in apps:
+        router.ensure_rule(app)
+    router.ensure_rule("app4", ["www.example.org"])  # found past page 2: changed, not added
+    found = [
+        r for r in listener_rules(aws.elbv2, platform.https_listener_arn) if not r["IsDefault"]
+    ]
+    assert len(found) == 5 and len({r["Priority"] for r in found}) == 5
+    assert len(aws.elbv2.describe_rules(ListenerArn=platform.https_listener_arn)["Rules"]) == 2
+    router.remove_app("app4")
+    assert len(listener_rules(aws.elbv2, platform.https_listener_arn)) == 5  # 4 and the default
+    done = destroy_platform(aws, target)
+    assert sum(line.startswith("target group ") for line in done) == 4  # app4's went with it
+    groups = aws.elbv2.get_paginator("describe_target_groups").paginate()
+    assert [g for page in groups for g in page["TargetGroups"]] == []
+
+
+def test_validation_takes_the_public_zone_past_the_first_page(aws, like_aws):
+    route53 = aws.client("route53")
+    vpc = aws.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    route53.create_hosted_zone(
+        Name="shop.example.net", CallerReference="private", VPC={"VPCRegion": "us-east-1", "VPCId": vpc},
+        HostedZoneConfig={"PrivateZone": True, "Comment": "inside the VPC only"},
+    )  # fmt: skip
+    for n in range(4):
+        route53.create_hosted_zone(Name=f"other{n}.example.net", CallerReference=f"o{n}")
+    public = route53.create_hosted_zone(Name="shop.example.net", CallerReference="public")
+    assert (
+        acmdns.hosted_zone(aws, "www.shop.example.net")
+        == public["HostedZone"]["Id"].rsplit("/", 1)[-1]
+    )
+
+
+def test_certificates_are_found_without_a_tag_call_each(aws, target, config_home, like_aws):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    made = AppCertificates(aws, platform)
+    arns = {made.request("shop", f"d{n}.example.org") for n in range(3)}
+    made.request("blog", "blog.example.org")
+    calls: list[str] = []
+    fresh = AppCertificates(aws, platform)  # no memory of what it made: the tagging API only
+    fresh.acm.meta.events.register(
+        "before-call.acm.ListTagsForCertificate", lambda **kw: calls.append("tags")
+    )
+    mine = fresh.of_app("shop")
+    assert {c.arn for c in mine} == arns and {c.kind for c in mine} == {AUTO}
+    assert calls == []
+
+
+def test_a_conditional_write_racing_another_is_retried(store, like_aws):
+    like_aws["conflicts"] = 2
+    store.docs.create("x/one", {"n": 1})
+    assert store.docs.get("x/one").data == {"n": 1} and like_aws["conflicts"] == 0
+    like_aws["conflicts"] = 99
+    with pytest.raises(StaleWrite):
+        store.docs.create("x/two", {"n": 2})
+
+
+def test_init_refuses_a_domain_it_cannot_validate_before_making_anything(moto_cli, capsys):
+    from cli_support import run
+
+    assert moto_cli("targets:add", "t2", "--platform", "nozone")[0] == 0
+    code, _, err = run(capsys, "-t", "t2", "platform:init", "--ssh-cidr", SSH_CIDR)
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("error: no public Route 53 zone for nozone.example.com")
+    assert "--domain" in err and "--cert" in err
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    tagged = [{"Name": "tag:dynoform:platform", "Values": ["nozone"]}]
+    assert ec2.describe_vpcs(Filters=tagged)["Vpcs"] == []
+    assert (
+        boto3.client("elbv2", region_name="us-east-1").describe_load_balancers()["LoadBalancers"]
+        == []
+    )
+    code, _, err = run(capsys, "targets:add", "t3", "--platform", "a-very-long-platform-name")
+    assert code == 1 and "platform name" in err
+
+
+def test_a_database_identifier_taken_by_another_is_not_ours(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    addon = m.Addon(
+        name="postgres-aaaaaa", kind=m.POSTGRES, plan="small", provider="managed", app="shop"
+    )
+    aws.client("rds").create_db_instance(
+        DBInstanceIdentifier=resource_id("plat", addon.name), DBInstanceClass="db.t4g.micro",
+        Engine="postgres", MasterUsername="someone", MasterUserPassword="x" * 16,
+    )  # fmt: skip
+    with pytest.raises(DynoformError, match="exists already and is not postgres-aaaaaa"):
+        Managed(aws, platform, poll=0.0).create(addon, lambda line: None)
