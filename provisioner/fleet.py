@@ -22,6 +22,7 @@ from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, StaleWrite
 from provisioner.errors import DynoformError, NotFound
+from provisioner.model.sizes import architecture
 from provisioner.remote.fanout import MAX_WORKERS, Outcome, fan_out
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
 from provisioner.remote.ssh import Connection, Endpoint, Pool
@@ -317,10 +318,12 @@ class Fleet:
         still leads right before each launch (`before_launch` raises if not)."""
         if count < 1 or count > 100:
             raise DynoformError("--count must be between 1 and 100")
-        ami = instances.debian_ami(self.aws)
+        current = self.hosts()
+        instances.one_architecture([h.type for h in current], instance_type)
+        ami = instances.debian_ami(self.aws, architecture(instance_type))
         device = instances.root_device(self.aws, ami)
         zones = dict(zip(self.platform.subnet_ids, self.platform.zones, strict=True))
-        subnets = instances.spread(zones, [h.zone for h in self.hosts()], count)
+        subnets = instances.spread(zones, [h.zone for h in current], count)
         say = progress or (lambda slot, host_id, status: None)
         unfinished: set[str] = set()
 

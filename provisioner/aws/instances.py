@@ -23,8 +23,13 @@ from provisioner.aws.platform import Platform
 from provisioner.aws.session import NOT_YET_VISIBLE, Aws, error_code, eventually
 from provisioner.aws.tags import PLATFORM_TAG, ROLE_TAG
 from provisioner.errors import DynoformError, NotFound
+from provisioner.model.sizes import architecture
 
 DEBIAN_13_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
+DEBIAN_13_PARAMETERS = {  # Debian's public SSM parameters, by architecture
+    "amd64": DEBIAN_13_PARAMETER,
+    "arm64": "/aws/service/debian/release/13/latest/arm64",
+}
 RUNNER = "runner"
 DEFAULT_TYPE = "t3.small"
 ROOT_GIB = 20
@@ -55,17 +60,36 @@ class Host:
         return asdict(self)
 
 
-def debian_ami(aws: Aws) -> str:
-    """The current official Debian 13 AMI, from its public SSM parameter."""
+def debian_ami(aws: Aws, arch: str = "amd64") -> str:
+    """The current official Debian 13 AMI for the architecture (`amd64`, or `arm64` for
+    Graviton types: sizes.architecture), from its public SSM parameter."""
+    parameter = DEBIAN_13_PARAMETERS[arch]
     try:
-        value = aws.ssm.get_parameter(Name=DEBIAN_13_PARAMETER)["Parameter"]["Value"]
+        value = aws.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
     except ClientError as exc:
+        hint = "on the local cloud run `dynoform local up`; on AWS allow ssm:GetParameter"
+        if arch != "amd64" and aws.target.is_local:
+            hint = f"the local cloud runs amd64 hosts only: use a type such as {DEFAULT_TYPE}"
         raise DynoformError(
-            f"cannot read the Debian 13 AMI from SSM parameter {DEBIAN_13_PARAMETER}: "
+            f"cannot read the Debian 13 AMI from SSM parameter {parameter}: "
             f"{exc.response.get('Error', {}).get('Code')}",
-            "on the local cloud run `dynoform local up`; on AWS allow ssm:GetParameter",
+            hint,
         ) from None
     return str(value)
+
+
+def one_architecture(existing_types: list[str], wanted: str) -> None:
+    """Refuse a runner type of another architecture than the platform's runners: a slug is
+    built on one host and runs on all, and native code built for amd64 does not run on arm64."""
+    have = {architecture(t) for t in existing_types}
+    arch = architecture(wanted)
+    if have and arch not in have:
+        raise DynoformError(
+            f"{wanted} is {arch}; this platform's runners are {', '.join(sorted(have))}: "
+            "a slug built on one runs native code of that one",
+            "keep one architecture: remove the other runners first (`hosts:remove`), then "
+            "deploy again so that slugs are built anew",
+        )
 
 
 def root_device(aws: Aws, ami: str) -> str:
