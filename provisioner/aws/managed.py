@@ -408,13 +408,13 @@ def owned_by(tags: list[dict[str, str]], platform: str, addon: str) -> bool:
 
 
 # platform:destroy ---------------------------------------------------------------------------------
-def _tagged_with(tags: list[dict[str, str]], platform: str) -> bool:
+def tagged_with(tags: list[dict[str, str]], platform: str) -> bool:
     return {"Key": PLATFORM_TAG, "Value": platform} in [
         {"Key": t.get("Key"), "Value": t.get("Value")} for t in tags
     ]
 
 
-def _platform_databases(aws: Aws, platform: str) -> list[str]:
+def platform_databases(aws: Aws, platform: str) -> list[str]:
     rds = aws.client("rds")
     found = []
     for page in rds.get_paginator("describe_db_instances").paginate():
@@ -422,18 +422,18 @@ def _platform_databases(aws: Aws, platform: str) -> list[str]:
             tags = instance.get("TagList") or rds.list_tags_for_resource(
                 ResourceName=instance["DBInstanceArn"]
             ).get("TagList", [])
-            if _tagged_with(tags, platform):
+            if tagged_with(tags, platform):
                 found.append(str(instance["DBInstanceIdentifier"]))
     return found
 
 
-def _platform_caches(aws: Aws, platform: str) -> list[str]:
+def platform_caches(aws: Aws, platform: str) -> list[str]:
     elasticache = aws.client("elasticache")
     found = []
     for page in elasticache.get_paginator("describe_replication_groups").paginate():
         for group in page.get("ReplicationGroups", []):
             tags = elasticache.list_tags_for_resource(ResourceName=group["ARN"]).get("TagList", [])
-            if _tagged_with(tags, platform):
+            if tagged_with(tags, platform):
                 found.append(str(group["ReplicationGroupId"]))
     return found
 
@@ -469,7 +469,7 @@ def destroy_managed(aws: Aws, platform: str) -> list[str]:
     destroy_platform retries while AWS still holds them."""
     rds, elasticache = aws.client("rds"), aws.client("elasticache")
     done = []
-    for ident in _platform_databases(aws, platform):
+    for ident in platform_databases(aws, platform):
         try:
             rds.delete_db_instance(
                 DBInstanceIdentifier=ident, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
@@ -478,7 +478,7 @@ def destroy_managed(aws: Aws, platform: str) -> list[str]:
             if _code(exc) not in ("DBInstanceNotFound", "InvalidDBInstanceState"):
                 raise  # InvalidDBInstanceState: already being deleted
         done.append(f"RDS instance {ident}")
-    for ident in _platform_caches(aws, platform):
+    for ident in platform_caches(aws, platform):
         try:
             elasticache.delete_replication_group(ReplicationGroupId=ident)
         except ClientError as exc:

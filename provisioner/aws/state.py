@@ -52,6 +52,39 @@ def _is_missing(exc: ClientError) -> bool:
     return code in ("NoSuchKey", "404", "NotFound")
 
 
+# Every write keeps the old object as a noncurrent version (the bucket is versioned, so a bad
+# write can be undone). Those pile up: leases, caches and the controller's records are
+# rewritten every few seconds. Lifecycle rules expire them (and abandoned uploads).
+OLD_VERSIONS_DAYS = 30
+BUSY_VERSIONS_DAYS = 1
+BUSY_PREFIXES = ("caches/", "leases/", "controller/")
+RULE_PREFIX = "dynoform-"
+
+
+def lifecycle_rules() -> list[dict[str, Any]]:
+    """The state bucket's lifecycle rules (pure)."""
+    rules: list[dict[str, Any]] = [
+        {
+            "ID": f"{RULE_PREFIX}old-versions",
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": OLD_VERSIONS_DAYS},
+            "Expiration": {"ExpiredObjectDeleteMarker": True},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        }
+    ]
+    for prefix in BUSY_PREFIXES:
+        rules.append(
+            {
+                "ID": f"{RULE_PREFIX}{prefix.rstrip('/')}-versions",
+                "Filter": {"Prefix": prefix},
+                "Status": "Enabled",
+                "NoncurrentVersionExpiration": {"NoncurrentDays": BUSY_VERSIONS_DAYS},
+            }
+        )
+    return rules
+
+
 class Documents:
     """Low-level JSON documents in a bucket; every object is encrypted at rest."""
 
@@ -94,6 +127,24 @@ class Documents:
             ServerSideEncryptionConfiguration={
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
             },
+        )
+        return True
+
+    def ensure_lifecycle(self) -> bool:
+        """Put dynoform's lifecycle rules on the bucket, keeping any others; True if changed."""
+        try:
+            current = self.s3.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                raise
+            current = []
+        others = [r for r in current if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
+        ours = [r for r in current if str(r.get("ID", "")).startswith(RULE_PREFIX)]
+        wanted = lifecycle_rules()
+        if _same_rules(ours, wanted):
+            return False
+        self.s3.put_bucket_lifecycle_configuration(
+            Bucket=self.bucket, LifecycleConfiguration={"Rules": [*others, *wanted]}
         )
         return True
 
@@ -164,6 +215,20 @@ class Documents:
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object (all versions) under prefix; returns how many keys went."""
         return delete_versions(self.s3, self.bucket, prefix)
+
+
+def _same_rules(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
+    """Whether the rules S3 returns are these (S3 may add fields or drop false ones)."""
+
+    def essence(rule: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            rule.get("ID"),
+            rule.get("Status"),
+            (rule.get("Filter") or {}).get("Prefix", ""),
+            (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays"),
+        )
+
+    return sorted(map(essence, have), key=str) == sorted(map(essence, want), key=str)
 
 
 def delete_versions(s3: Any, bucket: str, prefix: str) -> int:

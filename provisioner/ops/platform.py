@@ -3,9 +3,15 @@ balancer. `init` makes or completes it, `info` checks it, `destroy` deletes it."
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import ClientError
 
+from provisioner.aws import billing
+from provisioner.aws.billing import Billed
+from provisioner.aws.iam import controller_policy
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
+from provisioner.aws.policy import cli_policy
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.teardown import destroy_platform
 from provisioner.aws.tlscerts import require_validatable
@@ -42,6 +48,21 @@ def _upgrade_controllers(ctx: Context) -> None:
 def info(ctx: Context) -> Platform:
     """The platform's resources, each checked (NoPlatform when any is missing)."""
     return load_platform(ctx.aws, ctx.target)
+
+
+def idle_billing(ctx: Context) -> list[Billed]:
+    """What of the platform bills while idle (load balancer, hosts, volumes, databases...)."""
+    return billing.idle_billing(ctx.aws, ctx.target.platform)
+
+
+def policy(ctx: Context, controller: bool = False) -> dict[str, Any]:
+    """The IAM policy the CLI needs; with controller, the runners' narrower one (scoped to
+    this platform's resources, in this account and region)."""
+    if not controller:
+        return cli_policy()
+    account = ctx.aws.account_id()
+    bucket = bucket_name(ctx.target.platform, account)
+    return controller_policy(ctx.target.platform, ctx.target.region, account, [bucket])
 
 
 def destroy(ctx: Context, delete_state: bool = False) -> list[str]:

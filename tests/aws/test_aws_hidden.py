@@ -4,6 +4,8 @@ and what platform:init and add-ons refuse before anything billed is made."""
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -11,11 +13,12 @@ from test_platform import SSH_CIDR, _seed_debian_parameter
 
 from provisioner.aws import acmdns, instances
 from provisioner.aws.acm import AppCertificates
+from provisioner.aws.billing import idle_billing
 from provisioner.aws.managed import Managed, resource_id
 from provisioner.aws.platform import ensure_platform
 from provisioner.aws.router import RouterTable
 from provisioner.aws.rules import listener_rules
-from provisioner.aws.state import StaleWrite
+from provisioner.aws.state import Documents, StaleWrite
 from provisioner.aws.teardown import destroy_platform
 from provisioner.errors import DynoformError
 from provisioner.model import addons as m
@@ -135,3 +138,52 @@ def test_a_database_identifier_taken_by_another_is_not_ours(aws, target, config_
     )  # fmt: skip
     with pytest.raises(DynoformError, match="exists already and is not postgres-aaaaaa"):
         Managed(aws, platform, poll=0.0).create(addon, lambda line: None)
+
+
+def test_state_bucket_expires_old_versions_and_keeps_other_rules(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    docs = Documents(aws.s3, platform.bucket)
+    rules = aws.s3.get_bucket_lifecycle_configuration(Bucket=platform.bucket)["Rules"]
+    days = {r["ID"]: r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules}
+    assert days == {
+        "dynoform-old-versions": 30,
+        "dynoform-caches-versions": 1,
+        "dynoform-leases-versions": 1,
+        "dynoform-controller-versions": 1,
+    }
+    assert docs.ensure_lifecycle() is False  # idempotent
+    mine = {"ID": "mine", "Filter": {"Prefix": "exports/"}, "Status": "Enabled",
+            "Expiration": {"Days": 3}}  # fmt: skip
+    aws.s3.put_bucket_lifecycle_configuration(
+        Bucket=platform.bucket, LifecycleConfiguration={"Rules": [mine]}
+    )
+    assert docs.ensure_lifecycle() is True
+    ids = [
+        r["ID"] for r in aws.s3.get_bucket_lifecycle_configuration(Bucket=platform.bucket)["Rules"]
+    ]
+    assert ids[0] == "mine" and len(ids) == 5
+
+
+def test_info_lists_what_bills_while_idle(aws, target, config_home):
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    assert [(b.kind, b.count) for b in idle_billing(aws, "plat")] == [
+        ("application load balancers", 1)
+    ]
+    _launch(aws, platform)
+    billed = {b.kind: (b.count, b.detail) for b in idle_billing(aws, "plat")}
+    assert billed["instances"] == (1, "1 t3.small")
+    assert billed["EBS volumes"] == (1, "20 GiB")
+    assert "RDS instances" not in billed and "NAT gateways" not in billed
+
+
+def test_platform_policy_prints_the_clis_and_the_controllers(moto_cli):
+    code, out, _ = moto_cli("platform:policy")
+    assert code == 0
+    actions = {a for s in json.loads(out)["Statement"] for a in s["Action"]}
+    assert {"ec2:RunInstances", "iam:PassRole", "tag:GetResources"} <= actions
+    code, out, _ = moto_cli("platform:policy", "--controller")
+    assert code == 0
+    controller = json.loads(out)
+    assert "dynoform-dynoform-123456789012" in json.dumps(controller)  # its bucket only
+    scoped = [s for s in controller["Statement"] if s.get("Condition")]
+    assert scoped  # narrower: most of what it may change is this platform's by tag
