@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from provisioner.aws.managed import platform_caches, platform_databases, tagged_with
+from provisioner.aws.managed import platform_caches, platform_databases, platform_snapshots
 from provisioner.aws.session import Aws
 from provisioner.aws.tags import lb_name, tag_filters
 
@@ -95,13 +95,7 @@ def _ec2_extras(aws: Aws, platform: str) -> list[Billed]:
 def _databases(aws: Aws, platform: str) -> list[Billed]:
     databases = platform_databases(aws, platform)
     caches = platform_caches(aws, platform)
-    snapshots = [
-        s["DBSnapshotIdentifier"]
-        for s in _pages(
-            aws.client("rds"), "describe_db_snapshots", "DBSnapshots", SnapshotType="manual"
-        )
-        if tagged_with(s.get("TagList", []), platform)
-    ]
+    snapshots = platform_snapshots(aws, platform)
     return [
         Billed("RDS instances", len(databases), ", ".join(databases)),
         Billed("ElastiCache replication groups", len(caches), ", ".join(caches)),

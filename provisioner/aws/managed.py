@@ -427,6 +427,18 @@ def platform_databases(aws: Aws, platform: str) -> list[str]:
     return found
 
 
+def platform_snapshots(aws: Aws, platform: str) -> list[str]:
+    """The platform's manual RDS snapshots (add-on backups): they outlive their instance."""
+    rds = aws.client("rds")
+    pages = rds.get_paginator("describe_db_snapshots").paginate(SnapshotType="manual")
+    return [
+        str(snapshot["DBSnapshotIdentifier"])
+        for page in pages
+        for snapshot in page.get("DBSnapshots", [])
+        if tagged_with(snapshot.get("TagList") or [], platform)
+    ]
+
+
 def platform_caches(aws: Aws, platform: str) -> list[str]:
     elasticache = aws.client("elasticache")
     found = []
@@ -464,8 +476,8 @@ def _delete_subnet_group(delete: Callable[[], Any], in_use: str) -> None:
 
 
 def destroy_managed(aws: Aws, platform: str) -> list[str]:
-    """Delete every managed add-on of the platform (no final snapshot: the platform is going)
-    and its subnet groups. Their security groups go with the platform's, which
+    """Delete every managed add-on of the platform (no final snapshot: the platform is going),
+    their snapshots (as addons:destroy deletes an add-on's backups) and its subnet groups. Their security groups go with the platform's, which
     destroy_platform retries while AWS still holds them."""
     rds, elasticache = aws.client("rds"), aws.client("elasticache")
     done = []
@@ -485,6 +497,13 @@ def destroy_managed(aws: Aws, platform: str) -> list[str]:
             if _code(exc) not in ("ReplicationGroupNotFoundFault", "InvalidReplicationGroupState"):
                 raise
         done.append(f"ElastiCache replication group {ident}")
+    for snapshot in platform_snapshots(aws, platform):  # backups go with their add-ons
+        try:
+            rds.delete_db_snapshot(DBSnapshotIdentifier=snapshot)
+        except ClientError as exc:
+            if _code(exc) not in ("DBSnapshotNotFound", "InvalidDBSnapshotState"):
+                raise
+        done.append(f"RDS snapshot {snapshot}")
     name = subnet_group_name(platform)
     if _subnet_group_exists(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName=name)):
         _delete_subnet_group(

@@ -14,7 +14,7 @@ from test_platform import SSH_CIDR, _seed_debian_parameter
 from provisioner.aws import acmdns, instances
 from provisioner.aws.acm import AppCertificates
 from provisioner.aws.billing import idle_billing
-from provisioner.aws.managed import Managed, resource_id
+from provisioner.aws.managed import Managed, destroy_managed, resource_id
 from provisioner.aws.platform import ensure_platform
 from provisioner.aws.router import RouterTable
 from provisioner.aws.rules import listener_rules
@@ -187,3 +187,25 @@ def test_platform_policy_prints_the_clis_and_the_controllers(moto_cli):
     assert "dynoform-dynoform-123456789012" in json.dumps(controller)  # its bucket only
     scoped = [s for s in controller["Statement"] if s.get("Condition")]
     assert scoped  # narrower: most of what it may change is this platform's by tag
+
+
+def test_platform_destroy_deletes_the_addons_snapshots_that_bill(aws):
+    rds = aws.client("rds")
+    tags = [{"Key": "dynoform:platform", "Value": "plat"}]
+    rds.create_db_instance(
+        DBInstanceIdentifier="df-plat-postgres-aaaaaa", DBInstanceClass="db.t4g.micro",
+        Engine="postgres", MasterUsername="u", MasterUserPassword="x" * 16, Tags=tags,
+    )  # fmt: skip
+    rds.create_db_snapshot(
+        DBSnapshotIdentifier="df-plat-postgres-aaaaaa-b1",
+        DBInstanceIdentifier="df-plat-postgres-aaaaaa",
+        Tags=tags,
+    )
+    rds.create_db_snapshot(  # another platform's: left alone
+        DBSnapshotIdentifier="someone-elses", DBInstanceIdentifier="df-plat-postgres-aaaaaa"
+    )
+    billed = {b.kind: b.detail for b in idle_billing(aws, "plat")}
+    assert billed["RDS snapshots"] == "df-plat-postgres-aaaaaa-b1"
+    assert "RDS snapshot df-plat-postgres-aaaaaa-b1" in destroy_managed(aws, "plat")
+    left = rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]
+    assert [s["DBSnapshotIdentifier"] for s in left] == ["someone-elses"]
