@@ -102,7 +102,7 @@ def destroy(
     what = "and its state bucket " if delete_state else ""
     confirm(
         f"This terminates every host of platform {target.platform} on {target.name} "
-        f"and deletes its network and load balancer {what}.",
+        f"and deletes its network, load balancer, managed add-ons and their backups {what}.",
         expected=target.platform,
         given=confirm_name,
     )
