@@ -99,10 +99,10 @@ def destroy(
     Example: dynoform platform:destroy --confirm dynoform
     """
     target = g().target
-    what = "and its state bucket " if delete_state else ""
+    what = ", and its state bucket" if delete_state else ""
     confirm(
         f"This terminates every host of platform {target.platform} on {target.name} "
-        f"and deletes its network, load balancer, managed add-ons and their backups {what}.",
+        f"and deletes its network, load balancer, managed add-ons and their backups{what}.",
         expected=target.platform,
         given=confirm_name,
     )
