@@ -334,6 +334,14 @@ def _page(requested: int) -> int:
     return min(requested, forced) if forced > 0 else requested
 
 
+def _born_now(ident: str) -> None:
+    """Note when ident was made; those long visible are forgotten (the daemon runs for days)."""
+    now = time.monotonic()
+    for old in [k for k, t in _born.items() if now - t > 60]:
+        _born.pop(old, None)
+    _born[ident] = now
+
+
 def _unseen(ids: Any) -> str | None:
     """The first of ids made less than `visible_after` seconds ago, if any."""
     now = time.monotonic()
@@ -378,7 +386,7 @@ def _eventual_ec2() -> None:
         hidden_group(kwargs.get("security_group_ids"))
         reservation = run_instances(self, *args, **kwargs)
         for instance in reservation.instances:
-            _born[instance.id] = time.monotonic()
+            _born_now(instance.id)
         return reservation
 
     def new_by_ids(self: Any, instance_ids: list[str], filters: Any = None) -> Any:
@@ -391,7 +399,7 @@ def _eventual_ec2() -> None:
 
     def new_create_group(self: Any, *args: Any, **kwargs: Any) -> Any:
         group = create_group(self, *args, **kwargs)
-        _born[group.id] = time.monotonic()
+        _born_now(group.id)
         return group
 
     def new_describe_groups(self: Any, group_ids: Any = None, *args: Any, **kwargs: Any) -> Any:
