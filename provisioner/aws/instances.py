@@ -288,6 +288,8 @@ def terminate(
             eventually(aws.ec2.terminate_instances, InstanceIds=instance_ids, sleep=sleep)
             return
         except ClientError as exc:
+            if error_code(exc) == "InvalidInstanceID.NotFound":
+                return  # unknown for a minute past its launch: gone, nothing bills
             if attempt == attempts - 1:
                 raise LeftRunning(
                     f"could not terminate {', '.join(instance_ids)} ({error_code(exc)}): "
