@@ -209,3 +209,18 @@ def test_platform_destroy_deletes_the_addons_snapshots_that_bill(aws):
     assert "RDS snapshot df-plat-postgres-aaaaaa-b1" in destroy_managed(aws, "plat")
     left = rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]
     assert [s["DBSnapshotIdentifier"] for s in left] == ["someone-elses"]
+
+
+def test_the_controller_terminates_a_failed_launch_left_running(aws, store, target, config_home):
+    from provisioner.context import Context
+    from provisioner.ops import controller
+
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    host = _launch(aws, platform)  # its launch failed and so did the terminate
+    with Context(target, lambda line: None, aws, store) as ctx:
+        ctl = controller.Controller(ctx, "runner-1")
+        assert ctl._lead()
+        pins = {host.id: {"failed": "boot timed out", "bootstrapped": False}}
+        ctl._forget_gone(ctx.fleet(), {}, {host.id: host}, pins)
+    state = aws.ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]
+    assert state["State"]["Name"] in ("shutting-down", "terminated")
