@@ -29,7 +29,8 @@
    InvalidGroup.NotFound); AWS answers in pages (listener rules, target groups, hosted zones,
    tagged resources); S3 answers a conditional write racing another with 409
    ConditionalRequestConflict. moto does none of this: here a new instance or group stays
-   unknown for `visible_after` seconds, those calls answer `page_size` items a page, and the
+   unknown for `visible_after` seconds, those calls answer `page_size` items a page unless
+   the caller asks for a page size (the local load balancer does), and the
    next `conflicts` conditional writes get a 409. The daemon turns the first two on; moto
    tests turn them on with the `like_aws` fixture (tests/aws/conftest.py).
 
@@ -329,9 +330,13 @@ def imitate_aws(visible_after: float = VISIBLE_AFTER, page_size: int = PAGE_SIZE
     imitation.update(visible_after=visible_after, page_size=page_size)
 
 
-def _page(requested: int) -> int:
+def _page(asked: int | None, default: int) -> int:
+    """The page size: what the caller asked for, else AWS's default, or the imitation's small
+    one (AWS's defaults differ by call; code that pages copes with any)."""
+    if asked:
+        return asked
     forced = int(imitation["page_size"])
-    return min(requested, forced) if forced > 0 else requested
+    return forced if forced > 0 else default
 
 
 def _born_now(ident: str) -> None:
@@ -439,7 +444,7 @@ def _small_pages() -> None:
                 self._get_param("ListenerArn"), self._get_param("RuleArns")
             )
         )
-        size = _page(self._get_int_param("PageSize", 50))
+        size = _page(self._get_int_param("PageSize"), 50)
         page, marker = _paged(rules, lambda r: r.arn, self._get_param("Marker"), size)
         return ActionResult({"Rules": page, "NextMarker": marker})
 
@@ -451,12 +456,12 @@ def _small_pages() -> None:
                 self._get_param("Names", []),
             )
         )
-        size = _page(self._get_int_param("PageSize", 400))
+        size = _page(self._get_int_param("PageSize"), 400)
         page, marker = _paged(groups, lambda g: g.arn, self._get_param("Marker"), size)
         return ActionResult({"TargetGroups": page, "NextMarker": marker})
 
     def list_hosted_zones(self: Any) -> Any:
-        max_items = _page(self._get_int_param("MaxItems", 100))
+        max_items = _page(self._get_int_param("MaxItems"), 100)
         marker = self._get_param("Marker")
         zones, next_marker = self.backend.list_hosted_zones(marker=marker, max_size=max_items)
         return ActionResult(
@@ -473,7 +478,7 @@ def _small_pages() -> None:
         token, found = self.backend.get_resources(
             pagination_token=self._get_param("PaginationToken"),
             tag_filters=self._get_param("TagFilters", []),
-            resources_per_page=_page(self._get_int_param("ResourcesPerPage", 50)),
+            resources_per_page=_page(self._get_int_param("ResourcesPerPage"), 50),
             tags_per_page=self._get_int_param("TagsPerPage", 100),
             resource_type_filters=self._get_param("ResourceTypeFilters", []),
         )
