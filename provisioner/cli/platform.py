@@ -41,7 +41,7 @@ def _show(data: dict[str, object]) -> None:
         out.print("bills while idle:" + ("" if billed else " nothing"))
         for line in billed:
             detail = f" ({line['detail']})" if line["detail"] else ""
-            out.print(f"  {line['count']} {line['kind']}{detail}")
+            out.print(f"  {line['kind']}: {line['count']}{detail}")
 
 
 def _bundle(cert: Path | None, key: Path | None) -> Bundle | None:
