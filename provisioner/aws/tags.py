@@ -19,8 +19,6 @@ from provisioner.targets import Target
 PLATFORM_TAG = "dynoform:platform"
 RESOURCE_TAG = "dynoform:resource"
 ROLE_TAG = "dynoform:role"
-# ACM lists only RSA certificates unless asked for every key type (the local CA's are EC).
-KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1"]
 
 Say = Callable[[str], None]
 
