@@ -23,6 +23,7 @@ from provisioner.aws.platform import Platform, ensure_platform, load_platform
 from provisioner.aws.router import RouterTable
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
+from provisioner.aws.tlscerts import require_validatable
 from provisioner.fleet import Fleet, OnFleet
 from provisioner.store import Store
 from provisioner.targets import Target, get_target
@@ -123,6 +124,7 @@ class Context:
 
     def _check_platform(self, create: bool) -> Platform:
         if create:
+            require_validatable(self.aws, self.target)  # before anything billed is made
             platform = ensure_platform(self.aws, self.target)
         else:
             platform = load_platform(self.aws, self.target)

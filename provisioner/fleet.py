@@ -22,6 +22,7 @@ from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, StaleWrite
 from provisioner.errors import DynoformError, NotFound
+from provisioner.model.sizes import architecture
 from provisioner.remote.fanout import MAX_WORKERS, Outcome, fan_out
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
 from provisioner.remote.ssh import Connection, Endpoint, Pool
@@ -317,10 +318,12 @@ class Fleet:
         still leads right before each launch (`before_launch` raises if not)."""
         if count < 1 or count > 100:
             raise DynoformError("--count must be between 1 and 100")
-        ami = instances.debian_ami(self.aws)
+        current = self.hosts()
+        instances.one_architecture([h.type for h in current], instance_type)
+        ami = instances.debian_ami(self.aws, architecture(instance_type))
         device = instances.root_device(self.aws, ami)
         zones = dict(zip(self.platform.subnet_ids, self.platform.zones, strict=True))
-        subnets = instances.spread(zones, [h.zone for h in self.hosts()], count)
+        subnets = instances.spread(zones, [h.zone for h in current], count)
         say = progress or (lambda slot, host_id, status: None)
         unfinished: set[str] = set()
 
@@ -368,9 +371,13 @@ class Fleet:
                 return host
             except BaseException as exc:
                 say(slot, host.id, "failed, terminating")
-                self._fail(host.id, str(exc))
                 with self._lock:
                     unfinished.discard(host.id)
+                try:
+                    self._fail(host.id, str(exc))
+                except instances.LeftRunning as left:
+                    say(slot, host.id, f"NOT TERMINATED: {left.message}")
+                    raise left from exc
                 raise
 
         try:
@@ -391,18 +398,29 @@ class Fleet:
         self.cancel.set()
         with self._lock:
             leftover = sorted(unfinished)
+        stuck: list[str] = []
         for instance_id in leftover:
-            self._fail(instance_id, "interrupted")
+            try:
+                self._fail(instance_id, "interrupted")
+            except instances.LeftRunning:
+                stuck.append(instance_id)
+        if stuck:
+            raise instances.LeftRunning(
+                f"could not terminate {', '.join(stuck)}: they may still run and bill",
+                "terminate them yourself: `dynoform hosts:remove ID`, or in the EC2 console",
+            )
         return leftover
 
     def _fail(self, instance_id: str, reason: str) -> None:
-        """A host that failed is terminated, never used half-configured."""
+        """A host that failed is terminated, never used half-configured. Its record is best
+        effort; the terminate is not: an instance left running bills unseen, so LeftRunning
+        (naming it) replaces the original error."""
         try:
-            instances.terminate(self.aws, [instance_id])
             self.pool.drop_name(instance_id)
             self._update_pin(instance_id, failed=reason[:500], bootstrapped=False)
-        except Exception:  # noqa: BLE001 - best effort; the original error is what matters
+        except Exception:  # noqa: BLE001 - the record is a note; the terminate below matters
             pass
+        instances.terminate(self.aws, [instance_id])
 
     def dynos(self, host: instances.Host, retry_for: float = REACH_TIMEOUT) -> list[str]:
         result = self.connect(host, retry_for).run(DYNO_UNITS_FACT, timeout=STEP_TIMEOUT)

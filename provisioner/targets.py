@@ -13,6 +13,7 @@ from pathlib import Path
 from provisioner import paths
 from provisioner.errors import DynoformError, ValidationError
 from provisioner.localfiles import LocalCloud
+from provisioner.model.names import validate_platform_name
 
 LOCAL = "local"
 _NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,39}")
@@ -123,6 +124,7 @@ def add_target(target: Target, path: Path | None = None) -> None:
         raise ValidationError("target name 'local'", "is built in and cannot be redefined")
     if not _REGION_RE.fullmatch(target.region):
         raise ValidationError(f"region {target.region!r}", "expected a region such as eu-west-1")
+    validate_platform_name(target.platform)
     targets = load_targets(path)
     targets[target.name] = target
     save_targets(targets, path)

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from provisioner.aws.acmdns import validation_records
 from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
-from provisioner.aws.tags import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, tags
+from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, tagged, tags
 from provisioner.errors import DynoformError
 from provisioner.model.tls import AUTO, CUSTOM, AppCert, Bundle, CertPlan
 
@@ -55,25 +55,17 @@ class AppCertificates:
         self.platform = platform
         self.acm = aws.client("acm")
         self.elbv2 = aws.elbv2
+        self._known: dict[str, dict[str, str]] = {}  # ARN -> tags, of what this object made
 
     # reading ----------------------------------------------------------------------------------
     def _tagged(self) -> Iterable[tuple[str, dict[str, str]]]:
-        pages = self.acm.get_paginator("list_certificates").paginate(
-            Includes={"keyTypes": KEY_TYPES}
+        """The platform's app certificates and their tags: one tagging-API listing filtered
+        by tags, plus those this object made or retagged (the index lags them a moment)."""
+        found = tagged(
+            self.aws, "acm", **{PLATFORM_TAG: self.platform.name, RESOURCE_TAG: RESOURCE}
         )
-        for page in pages:
-            for summary in page.get("CertificateSummaryList", []):
-                arn = str(summary["CertificateArn"])
-                try:
-                    pairs = self.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-                except ClientError:
-                    continue  # deleted while we listed
-                labels = {t["Key"]: t.get("Value", "") for t in pairs}
-                if (
-                    labels.get(PLATFORM_TAG) == self.platform.name
-                    and labels.get(RESOURCE_TAG) == RESOURCE
-                ):
-                    yield arn, labels
+        found.update(self._known)
+        return found.items()
 
     def of_app(self, app: str) -> list[AppCert]:
         found = []
@@ -112,8 +104,13 @@ class AppCertificates:
             extra[DOMAIN_TAG] = domain
         return tags(self.platform.name, RESOURCE, **extra)
 
+    def _remember(self, arn: str, pairs: list[dict[str, str]]) -> str:
+        self._known[arn] = {t["Key"]: t["Value"] for t in pairs}
+        return arn
+
     def import_bundle(self, app: str, bundle: Bundle) -> str:
-        return self._import(Tags=self._tags(app, CUSTOM), **bundle.import_args())
+        pairs = self._tags(app, CUSTOM)
+        return self._remember(self._import(Tags=pairs, **bundle.import_args()), pairs)
 
     def _import(self, **kwargs: Any) -> str:
         try:
@@ -129,6 +126,7 @@ class AppCertificates:
         Its tags are put again: AWS keeps them on a re-import, moto drops them."""
         self._import(CertificateArn=arn, **bundle.import_args())
         self.acm.add_tags_to_certificate(CertificateArn=arn, Tags=self._tags(app, CUSTOM))
+        self._remember(arn, self._tags(app, CUSTOM))
 
     def request(self, app: str, domain: str) -> str:
         """An automatic certificate for one custom domain (ACM, DNS validation).
@@ -136,13 +134,11 @@ class AppCertificates:
         No idempotency token: ACM would hand back a certificate deleted within the hour (after
         certs:add, then certs:remove); duplicates an interrupted run leaves are deleted by the
         next plan instead."""
-        return str(
-            self.acm.request_certificate(
-                DomainName=domain,
-                ValidationMethod="DNS",
-                Tags=self._tags(app, AUTO, domain),
-            )["CertificateArn"]
+        pairs = self._tags(app, AUTO, domain)
+        requested = self.acm.request_certificate(
+            DomainName=domain, ValidationMethod="DNS", Tags=pairs
         )
+        return self._remember(str(requested["CertificateArn"]), pairs)
 
     def attach(self, arns: Iterable[str]) -> None:
         wanted = [{"CertificateArn": a} for a in arns]
@@ -164,10 +160,12 @@ class AppCertificates:
         for _ in range(20):
             try:
                 self.acm.delete_certificate(CertificateArn=arn)
+                self._known.pop(arn, None)
                 return
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code == "ResourceNotFoundException":
+                    self._known.pop(arn, None)
                     return
                 if code != "ResourceInUseException":
                     raise
@@ -177,9 +175,9 @@ class AppCertificates:
 
     def retag(self, cert: AppCert, app: str) -> None:
         """Give a certificate to another app (apps:rename)."""
-        self.acm.add_tags_to_certificate(
-            CertificateArn=cert.arn, Tags=self._tags(app, cert.kind, cert.domain)
-        )
+        pairs = self._tags(app, cert.kind, cert.domain)
+        self.acm.add_tags_to_certificate(CertificateArn=cert.arn, Tags=pairs)
+        self._remember(cert.arn, pairs)
 
     def apply(self, app: str, plan: CertPlan) -> tuple[list[str], dict[str, str]]:
         """Carry out a plan: detach, delete, request, attach. Returns what changed, and the

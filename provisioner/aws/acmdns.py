@@ -22,19 +22,36 @@ def validation_records(described: dict[str, Any]) -> list[dict[str, str]]:
     return list(seen.values())
 
 
+def public_zones(aws: Aws) -> dict[str, str]:
+    """Name -> id of this account's public Route 53 zones, every page of them. Private zones
+    are left out: ACM validates through public DNS, so a record put in one never counts."""
+    pages = aws.client("route53").get_paginator("list_hosted_zones").paginate()
+    zones: dict[str, str] = {}
+    for page in pages:
+        for zone in page.get("HostedZones", []):
+            if zone.get("Config", {}).get("PrivateZone"):
+                continue
+            zones[str(zone["Name"]).rstrip(".").lower()] = str(zone["Id"]).rsplit("/", 1)[-1]
+    return zones
+
+
+def zone_for(zones: dict[str, str], domain: str) -> str | None:
+    """The zone of the domain or of its nearest parent (pure)."""
+    labels = domain.rstrip(".").lower().split(".")
+    for i in range(len(labels) - 1):
+        zone = zones.get(".".join(labels[i:]))
+        if zone:
+            return zone
+    return None
+
+
 def hosted_zone(aws: Aws, domain: str) -> str | None:
-    """The Route 53 hosted zone for the domain or its nearest parent, if this account has one."""
+    """The public Route 53 hosted zone for the domain or its nearest parent, if this account
+    has one."""
     try:
-        zones = aws.client("route53").list_hosted_zones().get("HostedZones", [])
+        return zone_for(public_zones(aws), domain)
     except ClientError:
         return None
-    by_name = {z["Name"].rstrip("."): z["Id"].rsplit("/", 1)[-1] for z in zones}
-    labels = domain.rstrip(".").split(".")
-    for i in range(len(labels) - 1):
-        zone = by_name.get(".".join(labels[i:]))
-        if zone:
-            return str(zone)
-    return None
 
 
 def put_records(aws: Aws, zone: str, records: list[dict[str, str]]) -> None:

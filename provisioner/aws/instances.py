@@ -13,17 +13,23 @@ import base64
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from provisioner.aws.platform import Platform
-from provisioner.aws.session import Aws
+from provisioner.aws.session import NOT_YET_VISIBLE, Aws, error_code, eventually
 from provisioner.aws.tags import PLATFORM_TAG, ROLE_TAG
 from provisioner.errors import DynoformError, NotFound
+from provisioner.model.sizes import architecture
 
 DEBIAN_13_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
+DEBIAN_13_PARAMETERS = {  # Debian's public SSM parameters, by architecture
+    "amd64": DEBIAN_13_PARAMETER,
+    "arm64": "/aws/service/debian/release/13/latest/arm64",
+}
 RUNNER = "runner"
 DEFAULT_TYPE = "t3.small"
 ROOT_GIB = 20
@@ -54,17 +60,36 @@ class Host:
         return asdict(self)
 
 
-def debian_ami(aws: Aws) -> str:
-    """The current official Debian 13 AMI, from its public SSM parameter."""
+def debian_ami(aws: Aws, arch: str = "amd64") -> str:
+    """The current official Debian 13 AMI for the architecture (`amd64`, or `arm64` for
+    Graviton types: sizes.architecture), from its public SSM parameter."""
+    parameter = DEBIAN_13_PARAMETERS[arch]
     try:
-        value = aws.ssm.get_parameter(Name=DEBIAN_13_PARAMETER)["Parameter"]["Value"]
+        value = aws.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
     except ClientError as exc:
+        hint = "on the local cloud run `dynoform local up`; on AWS allow ssm:GetParameter"
+        if arch != "amd64" and aws.target.is_local:
+            hint = f"the local cloud runs amd64 hosts only: use a type such as {DEFAULT_TYPE}"
         raise DynoformError(
-            f"cannot read the Debian 13 AMI from SSM parameter {DEBIAN_13_PARAMETER}: "
+            f"cannot read the Debian 13 AMI from SSM parameter {parameter}: "
             f"{exc.response.get('Error', {}).get('Code')}",
-            "on the local cloud run `dynoform local up`; on AWS allow ssm:GetParameter",
+            hint,
         ) from None
     return str(value)
+
+
+def one_architecture(existing_types: list[str], wanted: str) -> None:
+    """Refuse a runner type of another architecture than the platform's runners: a slug is
+    built on one host and runs on all, and native code built for amd64 does not run on arm64."""
+    have = {architecture(t) for t in existing_types}
+    arch = architecture(wanted)
+    if have and arch not in have:
+        raise DynoformError(
+            f"{wanted} is {arch}; this platform's runners are {', '.join(sorted(have))}: "
+            "a slug built on one runs native code of that one",
+            "keep one architecture: remove the other runners first (`hosts:remove`), then "
+            "deploy again so that slugs are built anew",
+        )
 
 
 def root_device(aws: Aws, ami: str) -> str:
@@ -161,7 +186,8 @@ def _host(instance: dict[str, Any]) -> Host:
 
 def launch(aws: Aws, request: dict[str, Any], profile_wait: float = PROFILE_WAIT) -> Host:
     """Run one instance. A new instance profile takes a few seconds to reach EC2 (it answers
-    "Invalid IAM Instance Profile" until then): retried for `profile_wait` seconds."""
+    "Invalid IAM Instance Profile" until then), and so may a new security group
+    (InvalidGroup.NotFound): retried for `profile_wait` seconds."""
     deadline = time.monotonic() + profile_wait
     delay = 1.0
     while True:
@@ -169,7 +195,8 @@ def launch(aws: Aws, request: dict[str, Any], profile_wait: float = PROFILE_WAIT
             instance = aws.ec2.run_instances(**request)["Instances"][0]
             return _host(instance)
         except ClientError as exc:
-            if not _profile_not_ready(exc) or time.monotonic() + delay > deadline:
+            not_yet = _profile_not_ready(exc) or error_code(exc) in NOT_YET_VISIBLE
+            if not not_yet or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 1.5, 5)
@@ -211,7 +238,10 @@ def wait_running(
     while True:
         if cancel is not None and cancel.is_set():
             raise DynoformError(f"waiting for host {instance_id} was cancelled")
-        reservations = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        # Right after RunInstances, EC2 may not know the id yet (eventual consistency).
+        reservations = eventually(aws.ec2.describe_instances, InstanceIds=[instance_id])[
+            "Reservations"
+        ]
         host = _host(reservations[0]["Instances"][0])
         if host.state == "running":
             return host
@@ -235,9 +265,40 @@ def impaired(aws: Aws, instance_ids: list[str]) -> set[str]:
     return found
 
 
-def terminate(aws: Aws, instance_ids: list[str]) -> None:
-    if instance_ids:
-        aws.ec2.terminate_instances(InstanceIds=instance_ids)
+TERMINATE_ATTEMPTS = 4
+
+
+class LeftRunning(DynoformError):
+    """Instances that could not be terminated: they may still run, and bill."""
+
+
+def terminate(
+    aws: Aws,
+    instance_ids: list[str],
+    attempts: int = TERMINATE_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Terminate the instances, retried; when EC2 keeps refusing, LeftRunning names them (an
+    unmanaged instance bills until someone terminates it: never let that pass silently)."""
+    if not instance_ids:
+        return
+    delay = 1.0
+    for attempt in range(attempts):
+        try:
+            eventually(aws.ec2.terminate_instances, InstanceIds=instance_ids, sleep=sleep)
+            return
+        except ClientError as exc:
+            if error_code(exc) == "InvalidInstanceID.NotFound":
+                return  # unknown for a minute past its launch: gone, nothing bills
+            if attempt == attempts - 1:
+                raise LeftRunning(
+                    f"could not terminate {', '.join(instance_ids)} ({error_code(exc)}): "
+                    "it may still run and bill",
+                    f"terminate it yourself: `dynoform hosts:remove ID`, or in the EC2 console "
+                    f"(tagged {PLATFORM_TAG})",
+                ) from exc
+        sleep(delay)
+        delay *= 2
 
 
 def user_data_of(aws: Aws, instance_id: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from botocore.exceptions import ClientError
 
 from provisioner.aws.platform import Platform
-from provisioner.aws.session import Aws
+from provisioner.aws.session import Aws, eventually
 from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, tag_filters
 from provisioner.errors import DynoformError, Unsupported
 from provisioner.model import addons as m
@@ -135,7 +135,8 @@ class Managed:
             )["GroupId"]
         )  # fmt: skip
         pair = {"GroupId": self.platform.runner_sg_id, "Description": "from dynos"}
-        ec2.authorize_security_group_ingress(
+        eventually(  # the group is new: EC2 may not know it for a moment
+            ec2.authorize_security_group_ingress,
             GroupId=group_id,
             IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
                             "UserIdGroupPairs": [pair]}],
@@ -188,6 +189,7 @@ class Managed:
             except ClientError as exc:
                 if _code(exc) != "DBInstanceAlreadyExists":
                     raise
+                self._must_be_ours(addon, ident, self._db_instance_tags(ident))
             say(f"creating RDS instance {ident} (this takes several minutes)")
             instance = self._wait(lambda: self._db_instance(ident), "DBInstanceStatus", say)
             endpoint = instance["Endpoint"]
@@ -203,10 +205,34 @@ class Managed:
             except ClientError as exc:
                 if "AlreadyExists" not in _code(exc):
                     raise
+                self._must_be_ours(addon, ident, self._replication_group_tags(ident))
             say(f"creating ElastiCache replication group {ident} (this takes several minutes)")
             group = self._wait(lambda: self._replication_group(ident), "Status", say)
             endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
             addon.resource.update(host=endpoint["Address"], port=int(endpoint["Port"]), tls=True)
+
+    def _must_be_ours(self, addon: m.Addon, ident: str, tags: list[dict[str, str]]) -> None:
+        """An identifier already taken is this add-on's own (a create retried) only when its
+        tags say so; anything else is someone else's database, never to be handed out."""
+        if not owned_by(tags, self.platform.name, addon.name):
+            raise DynoformError(
+                f"{ident} exists already and is not {addon.name} of platform "
+                f"{self.platform.name}: it is left alone",
+                "delete or rename it in the AWS console if it is a leftover, then retry",
+            )
+
+    def _db_instance_tags(self, ident: str) -> list[dict[str, str]]:
+        instance = self._db_instance(ident) or {}
+        if "TagList" in instance:
+            return list(instance["TagList"])
+        arn = instance.get("DBInstanceArn")
+        return list(self.rds.list_tags_for_resource(ResourceName=arn)["TagList"]) if arn else []
+
+    def _replication_group_tags(self, ident: str) -> list[dict[str, str]]:
+        group = self._replication_group(ident) or {}
+        if not group.get("ARN"):
+            return []
+        return list(self.elasticache.list_tags_for_resource(ResourceName=group["ARN"])["TagList"])
 
     def url(self, addon: m.Addon) -> str:
         res = addon.resource
@@ -375,14 +401,20 @@ class Managed:
         self._wait(lambda: self._db_instance(ident), "DBInstanceStatus", say, want=None)
 
 
+def owned_by(tags: list[dict[str, str]], platform: str, addon: str) -> bool:
+    """Whether a database's tags name this platform and add-on (pure)."""
+    pairs = {t.get("Key"): t.get("Value") for t in tags}
+    return pairs.get(PLATFORM_TAG) == platform and pairs.get("dynoform:addon") == addon
+
+
 # platform:destroy ---------------------------------------------------------------------------------
-def _tagged_with(tags: list[dict[str, str]], platform: str) -> bool:
+def tagged_with(tags: list[dict[str, str]], platform: str) -> bool:
     return {"Key": PLATFORM_TAG, "Value": platform} in [
         {"Key": t.get("Key"), "Value": t.get("Value")} for t in tags
     ]
 
 
-def _platform_databases(aws: Aws, platform: str) -> list[str]:
+def platform_databases(aws: Aws, platform: str) -> list[str]:
     rds = aws.client("rds")
     found = []
     for page in rds.get_paginator("describe_db_instances").paginate():
@@ -390,18 +422,30 @@ def _platform_databases(aws: Aws, platform: str) -> list[str]:
             tags = instance.get("TagList") or rds.list_tags_for_resource(
                 ResourceName=instance["DBInstanceArn"]
             ).get("TagList", [])
-            if _tagged_with(tags, platform):
+            if tagged_with(tags, platform):
                 found.append(str(instance["DBInstanceIdentifier"]))
     return found
 
 
-def _platform_caches(aws: Aws, platform: str) -> list[str]:
+def platform_snapshots(aws: Aws, platform: str) -> list[str]:
+    """The platform's manual RDS snapshots (add-on backups): they outlive their instance."""
+    rds = aws.client("rds")
+    pages = rds.get_paginator("describe_db_snapshots").paginate(SnapshotType="manual")
+    return [
+        str(snapshot["DBSnapshotIdentifier"])
+        for page in pages
+        for snapshot in page.get("DBSnapshots", [])
+        if tagged_with(snapshot.get("TagList") or [], platform)
+    ]
+
+
+def platform_caches(aws: Aws, platform: str) -> list[str]:
     elasticache = aws.client("elasticache")
     found = []
     for page in elasticache.get_paginator("describe_replication_groups").paginate():
         for group in page.get("ReplicationGroups", []):
             tags = elasticache.list_tags_for_resource(ResourceName=group["ARN"]).get("TagList", [])
-            if _tagged_with(tags, platform):
+            if tagged_with(tags, platform):
                 found.append(str(group["ReplicationGroupId"]))
     return found
 
@@ -432,12 +476,12 @@ def _delete_subnet_group(delete: Callable[[], Any], in_use: str) -> None:
 
 
 def destroy_managed(aws: Aws, platform: str) -> list[str]:
-    """Delete every managed add-on of the platform (no final snapshot: the platform is going)
-    and its subnet groups. Their security groups go with the platform's, which
+    """Delete every managed add-on of the platform (no final snapshot: the platform is going),
+    their snapshots (as addons:destroy deletes an add-on's backups) and its subnet groups. Their security groups go with the platform's, which
     destroy_platform retries while AWS still holds them."""
     rds, elasticache = aws.client("rds"), aws.client("elasticache")
     done = []
-    for ident in _platform_databases(aws, platform):
+    for ident in platform_databases(aws, platform):
         try:
             rds.delete_db_instance(
                 DBInstanceIdentifier=ident, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
@@ -446,13 +490,20 @@ def destroy_managed(aws: Aws, platform: str) -> list[str]:
             if _code(exc) not in ("DBInstanceNotFound", "InvalidDBInstanceState"):
                 raise  # InvalidDBInstanceState: already being deleted
         done.append(f"RDS instance {ident}")
-    for ident in _platform_caches(aws, platform):
+    for ident in platform_caches(aws, platform):
         try:
             elasticache.delete_replication_group(ReplicationGroupId=ident)
         except ClientError as exc:
             if _code(exc) not in ("ReplicationGroupNotFoundFault", "InvalidReplicationGroupState"):
                 raise
         done.append(f"ElastiCache replication group {ident}")
+    for snapshot in platform_snapshots(aws, platform):  # backups go with their add-ons
+        try:
+            rds.delete_db_snapshot(DBSnapshotIdentifier=snapshot)
+        except ClientError as exc:
+            if _code(exc) not in ("DBSnapshotNotFound", "InvalidDBSnapshotState"):
+                raise
+        done.append(f"RDS snapshot {snapshot}")
     name = subnet_group_name(platform)
     if _subnet_group_exists(lambda: rds.describe_db_subnet_groups(DBSubnetGroupName=name)):
         _delete_subnet_group(

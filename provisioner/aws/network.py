@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from provisioner import paths
+from provisioner.aws.session import eventually
 from provisioner.aws.tags import Finder, key_name, tag_spec
 from provisioner.errors import DynoformError
 from provisioner.targets import Target
@@ -193,7 +194,10 @@ def _allow(
 ) -> None:
     missing = [rule for rule in wanted if not any(_covers(have, rule) for have in existing)]
     if missing:
-        b.aws.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=missing)
+        # A group made a moment ago may not be visible yet (EC2's eventual consistency).
+        eventually(
+            b.aws.ec2.authorize_security_group_ingress, GroupId=group_id, IpPermissions=missing
+        )
 
 
 def security_groups(b: Finder, vpc_id: str, ssh_cidr: str | None) -> tuple[str, str]:

@@ -126,6 +126,9 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
 def _bucket(b: Finder) -> str:
     name = bucket_name(b.name, b.aws.account_id())
     if b.create:
-        if Documents(b.aws.s3, name).ensure_bucket(b.target.region):
+        docs = Documents(b.aws.s3, name)
+        if docs.ensure_bucket(b.target.region):
             b.created.append(f"bucket {name}")
+        if docs.ensure_lifecycle():
+            b.created.append(f"bucket {name}: lifecycle rules for old versions")
     return name

@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from provisioner.aws import rules
 from provisioner.errors import DynoformError
 
 MAX_HOSTS_PER_RULE = 5  # ALB: at most 5 condition values per rule
@@ -150,7 +151,7 @@ class RouterTable:
 
     # rules ----------------------------------------------------------------------------------
     def _rules(self, listener_arn: str) -> list[dict[str, Any]]:
-        return list(self.elbv2.describe_rules(ListenerArn=listener_arn)["Rules"])
+        return rules.listener_rules(self.elbv2, listener_arn)
 
     def _app_rule(self, listener_arn: str, app: str) -> dict[str, Any] | None:
         own = f"{app}.{self.domain}"
@@ -192,15 +193,7 @@ class RouterTable:
         for listener in listeners:
             rule = self._app_rule(listener, app)
             if rule is None:
-                used = [
-                    int(r["Priority"]) for r in self._rules(listener) if r["Priority"].isdigit()
-                ]
-                self.elbv2.create_rule(
-                    ListenerArn=listener,
-                    Priority=free_priority(used),
-                    Conditions=conditions,
-                    Actions=actions,
-                )
+                rules.create_rule(self.elbv2, listener, Conditions=conditions, Actions=actions)
             elif _rule_differs(rule, hosts, actions):
                 self.elbv2.modify_rule(
                     RuleArn=rule["RuleArn"], Conditions=conditions, Actions=actions

@@ -94,6 +94,38 @@ class Aws:
         return str(self.sts.get_caller_identity()["Account"])
 
 
+# EC2 is eventually consistent: a new instance or security group may be unknown to the next
+# call for a moment (AWS: "Eventual consistency in the Amazon EC2 API").
+NOT_YET_VISIBLE = ("InvalidInstanceID.NotFound", "InvalidGroup.NotFound")
+VISIBLE_WITHIN = 60.0  # seconds: AWS documents a few seconds, rarely a minute
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def eventually(
+    call: Callable[..., Any],
+    *args: Any,
+    codes: tuple[str, ...] = NOT_YET_VISIBLE,
+    within: float = VISIBLE_WITHIN,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> Any:
+    """call(*args, **kwargs), retried with backoff while AWS answers one of `codes` (a resource
+    just made is not yet visible to this call) for up to `within` seconds; returns its result."""
+    delay, waited = 0.25, 0.0
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except ClientError as exc:
+            if error_code(exc) not in codes or waited + delay > within:
+                raise
+        sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 5.0)
+
+
 def retry_in_use(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """A delete AWS refuses while dependencies linger (LB interfaces, terminating instances):
     retried for a few minutes; already gone counts as done."""

@@ -7,6 +7,8 @@ a release number is allocated by creating its document, and a lease is a documen
 from __future__ import annotations
 
 import json
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +29,60 @@ class Doc:
     etag: str
 
 
+CONFLICT_ATTEMPTS = 6  # S3's 409 ConditionalRequestConflict asks for a retry
+
+
 def _is_precondition(exc: ClientError) -> bool:
+    """The write lost: the document exists, or changed since it was read (412)."""
     code = exc.response.get("Error", {}).get("Code", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
+    return code == "PreconditionFailed" or status == 412
+
+
+def _is_conflict(exc: ClientError) -> bool:
+    """Another conditional write to the key was under way (409): S3 says to try again; the
+    retry then wins, or loses with a 412."""
+    code = exc.response.get("Error", {}).get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code == "ConditionalRequestConflict" or (status == 409 and code != "PreconditionFailed")
 
 
 def _is_missing(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code", "")
     return code in ("NoSuchKey", "404", "NotFound")
+
+
+# Every write keeps the old object as a noncurrent version (the bucket is versioned, so a bad
+# write can be undone). Those pile up: leases, caches and the controller's records are
+# rewritten every few seconds. Lifecycle rules expire them (and abandoned uploads).
+OLD_VERSIONS_DAYS = 30
+BUSY_VERSIONS_DAYS = 1
+BUSY_PREFIXES = ("caches/", "leases/", "controller/")
+RULE_PREFIX = "dynoform-"
+
+
+def lifecycle_rules() -> list[dict[str, Any]]:
+    """The state bucket's lifecycle rules (pure)."""
+    rules: list[dict[str, Any]] = [
+        {
+            "ID": f"{RULE_PREFIX}old-versions",
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": OLD_VERSIONS_DAYS},
+            "Expiration": {"ExpiredObjectDeleteMarker": True},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        }
+    ]
+    for prefix in BUSY_PREFIXES:
+        rules.append(
+            {
+                "ID": f"{RULE_PREFIX}{prefix.rstrip('/')}-versions",
+                "Filter": {"Prefix": prefix},
+                "Status": "Enabled",
+                "NoncurrentVersionExpiration": {"NoncurrentDays": BUSY_VERSIONS_DAYS},
+            }
+        )
+    return rules
 
 
 class Documents:
@@ -83,6 +130,24 @@ class Documents:
         )
         return True
 
+    def ensure_lifecycle(self) -> bool:
+        """Put dynoform's lifecycle rules on the bucket, keeping any others; True if changed."""
+        try:
+            current = self.s3.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                raise
+            current = []
+        others = [r for r in current if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
+        ours = [r for r in current if str(r.get("ID", "")).startswith(RULE_PREFIX)]
+        wanted = lifecycle_rules()
+        if _same_rules(ours, wanted):
+            return False
+        self.s3.put_bucket_lifecycle_configuration(
+            Bucket=self.bucket, LifecycleConfiguration={"Rules": [*others, *wanted]}
+        )
+        return True
+
     def get(self, key: str) -> Doc | None:
         try:
             resp = self.s3.get_object(Bucket=self.bucket, Key=key)
@@ -94,20 +159,28 @@ class Documents:
 
     def _put(self, key: str, data: Any, **conditions: str) -> str:
         body = json.dumps(data, sort_keys=True, indent=1).encode()
-        try:
-            resp = self.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                **SSE,
-                **conditions,
-            )
-        except ClientError as exc:
-            if _is_precondition(exc):
-                raise StaleWrite(key) from exc
-            raise
-        return str(resp["ETag"])
+        delay = 0.05
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                resp = self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType="application/json",
+                    **SSE,
+                    **conditions,
+                )
+                return str(resp["ETag"])
+            except ClientError as exc:
+                if _is_precondition(exc):
+                    raise StaleWrite(key) from exc
+                if not (conditions and _is_conflict(exc)):
+                    raise
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise StaleWrite(key) from exc  # still contended: the caller reads again
+            time.sleep(delay + random.uniform(0, delay))  # noqa: S311 - jitter, not a secret
+            delay *= 2
+        raise AssertionError("unreachable")
 
     def create(self, key: str, data: Any) -> str:
         """Write only if no document exists at key; raises StaleWrite otherwise."""
@@ -142,6 +215,20 @@ class Documents:
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object (all versions) under prefix; returns how many keys went."""
         return delete_versions(self.s3, self.bucket, prefix)
+
+
+def _same_rules(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
+    """Whether the rules S3 returns are these (S3 may add fields or drop false ones)."""
+
+    def essence(rule: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            rule.get("ID"),
+            rule.get("Status"),
+            (rule.get("Filter") or {}).get("Prefix", ""),
+            (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays"),
+        )
+
+    return sorted(map(essence, have), key=str) == sorted(map(essence, want), key=str)
 
 
 def delete_versions(s3: Any, bucket: str, prefix: str) -> int:

@@ -19,8 +19,6 @@ from provisioner.targets import Target
 PLATFORM_TAG = "dynoform:platform"
 RESOURCE_TAG = "dynoform:resource"
 ROLE_TAG = "dynoform:role"
-# ACM lists only RSA certificates unless asked for every key type (the local CA's are EC).
-KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1"]
 
 Say = Callable[[str], None]
 
@@ -44,6 +42,20 @@ def tag_filters(platform: str, resource: str | None = None) -> list[dict[str, An
     if resource:
         filters.append({"Name": f"tag:{RESOURCE_TAG}", "Values": [resource]})
     return filters
+
+
+def tagged(aws: Aws, service: str, **wanted: str) -> dict[str, dict[str, str]]:
+    """ARN -> tags of the service's resources carrying every `wanted` tag, in one paginated
+    Resource Groups Tagging API listing (not one tag call per resource of the region). The
+    index lags a new resource by a moment: callers keep what they make themselves."""
+    filters = [{"Key": k, "Values": [v]} for k, v in wanted.items()]
+    pages = aws.client("resourcegroupstaggingapi").get_paginator("get_resources")
+    found: dict[str, dict[str, str]] = {}
+    for page in pages.paginate(TagFilters=filters, ResourceTypeFilters=[service]):
+        for item in page.get("ResourceTagMappingList", []):
+            labels = {t["Key"]: t.get("Value", "") for t in item.get("Tags", [])}
+            found[str(item["ResourceARN"])] = labels
+    return found
 
 
 def lb_name(platform: str) -> str:

@@ -11,7 +11,7 @@ from provisioner.aws.iam import remove_controller_access
 from provisioner.aws.managed import destroy_managed
 from provisioner.aws.session import Aws, retry_in_use
 from provisioner.aws.state import Documents, bucket_name
-from provisioner.aws.tags import KEY_TYPES, PLATFORM_TAG, key_name, lb_name, tag_filters
+from provisioner.aws.tags import PLATFORM_TAG, key_name, lb_name, tag_filters, tagged
 from provisioner.targets import Target
 
 
@@ -33,10 +33,10 @@ def destroy_platform(aws: Aws, target: Target, delete_state: bool = False) -> li
 def _hosts(aws: Aws, name: str) -> list[str]:
     ec2 = aws.ec2
     live = ["pending", "running", "stopping", "stopped"]
-    reservations = ec2.describe_instances(
+    pages = ec2.get_paginator("describe_instances").paginate(
         Filters=[*tag_filters(name), {"Name": "instance-state-name", "Values": live}]
-    )["Reservations"]
-    ids = [i["InstanceId"] for r in reservations for i in r["Instances"]]
+    )
+    ids = [i["InstanceId"] for page in pages for r in page["Reservations"] for i in r["Instances"]]
     if not ids:
         return []
     ec2.terminate_instances(InstanceIds=ids)
@@ -62,29 +62,29 @@ def _certificates(aws: Aws, name: str) -> list[str]:
     """The platform's ACM certificates (the load balancer that used them is gone)."""
     acm = aws.client("acm")
     done = []
-    pages = acm.get_paginator("list_certificates").paginate(Includes={"keyTypes": KEY_TYPES})
-    for page in pages:
-        for summary in page.get("CertificateSummaryList", []):
-            arn = summary["CertificateArn"]
-            pairs = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-            if {"Key": PLATFORM_TAG, "Value": name} in pairs:
-                retry_in_use("certificate", acm.delete_certificate, CertificateArn=arn)
-                done.append(f"certificate {summary.get('DomainName', arn)}")
+    for arn in tagged(aws, "acm", **{PLATFORM_TAG: name}):
+        retry_in_use("certificate", acm.delete_certificate, CertificateArn=arn)
+        done.append(f"certificate {arn.rsplit('/', 1)[-1]}")
     return done
 
 
 def _target_groups(aws: Aws, name: str) -> list[str]:
     elbv2 = aws.elbv2
     done = []
-    for group in elbv2.describe_target_groups().get("TargetGroups", []):
-        tag_list = elbv2.describe_tags(ResourceArns=[group["TargetGroupArn"]])["TagDescriptions"]
-        if any(
-            t["Key"] == PLATFORM_TAG and t["Value"] == name for d in tag_list for t in d["Tags"]
-        ):
-            retry_in_use(
-                "target group", elbv2.delete_target_group, TargetGroupArn=group["TargetGroupArn"]
-            )
-            done.append(f"target group {group['TargetGroupName']}")
+    groups = [
+        group
+        for page in elbv2.get_paginator("describe_target_groups").paginate()
+        for group in page.get("TargetGroups", [])
+    ]
+    for start in range(0, len(groups), 20):  # DescribeTags takes 20 ARNs at a time
+        chunk = {g["TargetGroupArn"]: g for g in groups[start : start + 20]}
+        described = elbv2.describe_tags(ResourceArns=list(chunk))["TagDescriptions"]
+        for d in described:
+            if {"Key": PLATFORM_TAG, "Value": name} not in d["Tags"]:
+                continue
+            arn = d["ResourceArn"]
+            retry_in_use("target group", elbv2.delete_target_group, TargetGroupArn=arn)
+            done.append(f"target group {chunk[arn]['TargetGroupName']}")
     return done
 
 

@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from provisioner import authority
 from provisioner.aws import acmdns
 from provisioner.aws.session import retry_in_use
-from provisioner.aws.tags import KEY_TYPES, PLATFORM_TAG, RESOURCE_TAG, Finder, tags
+from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, Finder, tagged, tags
 from provisioner.errors import DynoformError, ValidationError
 from provisioner.model.tls import Bundle, covers, fingerprint
+from provisioner.targets import Target
 
 CERT_WAIT_SECONDS = 1800  # DNS validation of a new ACM certificate takes minutes
 CERT_POLL_SECONDS = 10.0
@@ -34,17 +37,12 @@ class PlatformCertificate:
     def _own(self) -> dict[str, Any] | None:
         """The platform's certificate in ACM, found by its tags (newest first)."""
         found = []
-        # AWS lists only RSA certificates unless asked; the local CA's are EC.
-        pages = self.acm.get_paginator("list_certificates").paginate(
-            Includes={"keyTypes": KEY_TYPES}
-        )
-        for page in pages:
-            for summary in page.get("CertificateSummaryList", []):
-                arn = summary["CertificateArn"]
-                pairs = self.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-                have = {t["Key"]: t.get("Value") for t in pairs}
-                if have.get(PLATFORM_TAG) == self.b.name and have.get(RESOURCE_TAG) == "cert":
-                    found.append(self.acm.describe_certificate(CertificateArn=arn)["Certificate"])
+        wanted = {PLATFORM_TAG: self.b.name, RESOURCE_TAG: "cert"}
+        for arn in tagged(self.b.aws, "acm", **wanted):
+            try:
+                found.append(self.acm.describe_certificate(CertificateArn=arn)["Certificate"])
+            except ClientError:
+                continue  # deleted a moment ago: the tagging index lags
         if not found:
             return None
         return max(found, key=lambda c: str(c.get("ImportedAt") or c.get("CreatedAt") or ""))
@@ -193,3 +191,24 @@ class PlatformCertificate:
                     "check the DNS validation records, then run platform:init again",
                 )
             time.sleep(CERT_POLL_SECONDS)
+
+
+def require_validatable(aws: Any, target: Target) -> None:
+    """Refuse, before anything billed exists, a platform whose certificate could never be
+    issued: on AWS, ACM validates *.<app domain> through public DNS, so the domain needs a
+    public Route 53 zone in this account (or the user's own certificate, --cert). A platform
+    that has its certificate already is left alone."""
+    if target.is_local or target.endpoint_url:
+        return
+    domain = target.app_domain
+    if acmdns.hosted_zone(aws, domain):
+        return
+    if tagged(aws, "acm", **{PLATFORM_TAG: target.platform, RESOURCE_TAG: "cert"}):
+        return
+    raise DynoformError(
+        f"no public Route 53 zone for {domain} in this account: ACM could never validate "
+        f"the certificate for *.{domain}",
+        f"set a domain you control (`dynoform targets:add {target.name} --domain "
+        "apps.example.org` with its zone in Route 53), or bring your own wildcard "
+        "certificate: `platform:init --cert FILE --key FILE`",
+    )

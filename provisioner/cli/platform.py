@@ -36,6 +36,12 @@ def _show(data: dict[str, object]) -> None:
     for key in (k for k in _FIELDS if k in data):
         value = data[key]
         out.print(f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}")
+    billed = data.get("idle_billing")
+    if isinstance(billed, list):
+        out.print("bills while idle:" + ("" if billed else " nothing"))
+        for line in billed:
+            detail = f" ({line['detail']})" if line["detail"] else ""
+            out.print(f"  {line['kind']}: {line['count']}{detail}")
 
 
 def _bundle(cert: Path | None, key: Path | None) -> Bundle | None:
@@ -77,6 +83,7 @@ def info() -> None:
     """Show the platform's resources. Example: dynoform platform:info --json"""
     data = ops.info(g().ctx).as_dict()
     data["declared_hosts"] = ops.declared_hosts(g().ctx)
+    data["idle_billing"] = [line.as_dict() for line in ops.idle_billing(g().ctx)]
     _show(data)
 
 
@@ -92,10 +99,10 @@ def destroy(
     Example: dynoform platform:destroy --confirm dynoform
     """
     target = g().target
-    what = "and its state bucket " if delete_state else ""
+    what = ", and its state bucket" if delete_state else ""
     confirm(
         f"This terminates every host of platform {target.platform} on {target.name} "
-        f"and deletes its network and load balancer {what}.",
+        f"and deletes its network, load balancer, managed add-ons and their backups{what}.",
         expected=target.platform,
         given=confirm_name,
     )
@@ -103,6 +110,16 @@ def destroy(
     for item in done:
         say(f"deleted {item}")
     say(f"platform {target.platform} destroyed" if done else "nothing to destroy")
+
+
+@group.command("policy")
+def policy(
+    controller: bool = typer.Option(
+        False, "--controller", help="The runners' narrower policy, scoped to this platform."
+    ),
+) -> None:
+    """Print the IAM policy dynoform needs (JSON). Example: dynoform platform:policy > policy.json"""
+    emit_json(ops.policy(g().ctx, controller=controller))  # a policy is JSON, --json or not
 
 
 def register(app: typer.Typer) -> None:

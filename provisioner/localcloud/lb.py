@@ -373,7 +373,9 @@ class LoadBalancers:
         out: list[dict[str, Any]] = []
         marker = None
         while True:
-            args = dict(kwargs, **({"Marker": marker} if marker else {}))
+            # Large pages: the imitation of AWS's small default pages (motofix item 9) is for
+            # dynoform's code, not for the local load balancer reading its state.
+            args = dict(kwargs, PageSize=400, **({"Marker": marker} if marker else {}))
             page = getattr(self.elbv2, method)(**args)
             out += page.get(key, [])
             marker = page.get("NextMarker")

@@ -27,16 +27,28 @@
 8. Metric reads: moto's GetMetricData scans every value of the window once per period and
    query, so a day of one-minute points took minutes; it reads each query's own values once
    and groups them by period (`fast_metric_reads`), with the same answers.
+9. What moto hides (`imitate_aws`): EC2 is eventually consistent, so a new instance or
+   security group is unknown for a moment to calls that name it (InvalidInstanceID.NotFound,
+   InvalidGroup.NotFound); AWS answers in pages (listener rules, target groups, hosted zones,
+   tagged resources); S3 answers a conditional write racing another with 409
+   ConditionalRequestConflict. moto does none of this: here a new instance or group stays
+   unknown for `visible_after` seconds, those calls answer `page_size` items a page unless
+   the caller asks for a page size (the local load balancer does), and the
+   next `conflicts` conditional writes get a 409. The daemon turns the first two on; moto
+   tests turn them on with the `like_aws` fixture (tests/aws/conftest.py).
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
-moto's own behaviour, but for 6 to 8 (tests/aws/conftest.py applies them too).
+moto's own behaviour, but for 6 to 8 (tests/aws/conftest.py applies them too; 9 with its
+`like_aws` fixture).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
@@ -195,6 +207,7 @@ def apply(ca_dir: Path | None = None) -> None:
     atomic_conditional_writes()
     percentiles()
     fast_metric_reads()
+    imitate_aws()
     from moto.elbv2.exceptions import InvalidTargetError
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 
@@ -418,3 +431,200 @@ def feed_from(lbs: Any) -> None:
             if state is not None:
                 states[(group.arn, target.id, int(target.port))] = state
     set_health(states)
+
+
+# 8. What moto hides ------------------------------------------------------------------------------
+VISIBLE_AFTER = 0.4  # seconds a new instance or security group stays unknown (daemon)
+PAGE_SIZE = 5  # items per page of the calls dynoform pages through (daemon)
+imitation: dict[str, float] = {"visible_after": 0.0, "page_size": 0, "conflicts": 0}
+_born: dict[str, float] = {}  # instance or group id -> when it was made (monotonic)
+_imitating = False
+
+
+def imitate_aws(visible_after: float = VISIBLE_AFTER, page_size: int = PAGE_SIZE) -> None:
+    """Turn on (or, with zeros, off) the imitation of EC2's delay and AWS's pages."""
+    _install_imitation()
+    imitation.update(visible_after=visible_after, page_size=page_size)
+
+
+def _page(asked: int | None, default: int) -> int:
+    """The page size: what the caller asked for, else AWS's default, or the imitation's small
+    one (AWS's defaults differ by call; code that pages copes with any)."""
+    if asked:
+        return asked
+    forced = int(imitation["page_size"])
+    return forced if forced > 0 else default
+
+
+def _born_now(ident: str) -> None:
+    """Note when ident was made; those long visible are forgotten (the daemon runs for days)."""
+    now = time.monotonic()
+    for old in [k for k, t in _born.items() if now - t > 60]:
+        _born.pop(old, None)
+    _born[ident] = now
+
+
+def _unseen(ids: Any) -> str | None:
+    """The first of ids made less than `visible_after` seconds ago, if any."""
+    now = time.monotonic()
+    for ident in [ids] if isinstance(ids, str) else list(ids or []):
+        born = _born.get(str(ident))
+        if born is not None and now - born < imitation["visible_after"]:
+            return str(ident)
+    return None
+
+
+def _install_imitation() -> None:
+    global _imitating
+    if _imitating:
+        return
+    _imitating = True
+    _eventual_ec2()
+    _small_pages()
+    _s3_conflicts()
+
+
+def _eventual_ec2() -> None:
+    from moto.ec2.exceptions import InvalidInstanceIdError, InvalidSecurityGroupNotFoundError
+    from moto.ec2.models.instances import InstanceBackend
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+
+    run_instances = InstanceBackend.run_instances
+    by_ids = InstanceBackend.get_reservations_by_instance_ids
+    terminate = InstanceBackend.terminate_instances
+    create_group = SecurityGroupBackend.create_security_group
+    describe_groups = SecurityGroupBackend.describe_security_groups
+    authorize = SecurityGroupBackend.authorize_security_group_ingress
+
+    def hidden_group(ids: Any) -> None:
+        if (young := _unseen(ids)) is not None:
+            raise InvalidSecurityGroupNotFoundError(young)
+
+    def hidden_instance(ids: Any) -> None:
+        if (young := _unseen(ids)) is not None:
+            raise InvalidInstanceIdError(young)
+
+    def new_run_instances(self: Any, *args: Any, **kwargs: Any) -> Any:
+        hidden_group(kwargs.get("security_group_ids"))
+        reservation = run_instances(self, *args, **kwargs)
+        for instance in reservation.instances:
+            _born_now(instance.id)
+        return reservation
+
+    def new_by_ids(self: Any, instance_ids: list[str], filters: Any = None) -> Any:
+        hidden_instance(instance_ids)
+        return by_ids(self, instance_ids, filters)
+
+    def new_terminate(self: Any, instance_ids: list[str]) -> Any:
+        hidden_instance(instance_ids)
+        return terminate(self, instance_ids)
+
+    def new_create_group(self: Any, *args: Any, **kwargs: Any) -> Any:
+        group = create_group(self, *args, **kwargs)
+        _born_now(group.id)
+        return group
+
+    def new_describe_groups(self: Any, group_ids: Any = None, *args: Any, **kwargs: Any) -> Any:
+        hidden_group(group_ids)
+        return describe_groups(self, group_ids, *args, **kwargs)
+
+    def new_authorize(self: Any, group_name_or_id: str, *args: Any, **kwargs: Any) -> Any:
+        hidden_group(group_name_or_id)
+        return authorize(self, group_name_or_id, *args, **kwargs)
+
+    InstanceBackend.run_instances = new_run_instances  # type: ignore[method-assign]
+    InstanceBackend.get_reservations_by_instance_ids = new_by_ids  # type: ignore[method-assign]
+    InstanceBackend.terminate_instances = new_terminate  # type: ignore[method-assign]
+    SecurityGroupBackend.create_security_group = new_create_group  # type: ignore[method-assign]
+    SecurityGroupBackend.describe_security_groups = new_describe_groups  # type: ignore[method-assign]
+    SecurityGroupBackend.authorize_security_group_ingress = new_authorize  # type: ignore[method-assign]
+
+
+def _paged(items: list[Any], key: Any, marker: str | None, size: int) -> tuple[list[Any], Any]:
+    """One page of items after the one whose key is marker, and the next marker (or None)."""
+    keys = [key(item) for item in items]
+    start = keys.index(marker) + 1 if marker in keys else 0
+    page = items[start : start + size]
+    more = len(items) > start + size
+    return page, (key(page[-1]) if more and page else None)
+
+
+def _small_pages() -> None:
+    from moto.core.responses import ActionResult
+    from moto.elbv2.responses import ELBV2Response
+    from moto.resourcegroupstaggingapi.responses import ResourceGroupsTaggingAPIResponse
+    from moto.route53.responses import Route53
+
+    def describe_rules(self: Any) -> Any:
+        rules = list(
+            self.elbv2_backend.describe_rules(
+                self._get_param("ListenerArn"), self._get_param("RuleArns")
+            )
+        )
+        size = _page(self._get_int_param("PageSize"), 50)
+        page, marker = _paged(rules, lambda r: r.arn, self._get_param("Marker"), size)
+        return ActionResult({"Rules": page, "NextMarker": marker})
+
+    def describe_target_groups(self: Any) -> Any:
+        groups = list(
+            self.elbv2_backend.describe_target_groups(
+                self._get_param("LoadBalancerArn"),
+                self._get_param("TargetGroupArns", []),
+                self._get_param("Names", []),
+            )
+        )
+        size = _page(self._get_int_param("PageSize"), 400)
+        page, marker = _paged(groups, lambda g: g.arn, self._get_param("Marker"), size)
+        return ActionResult({"TargetGroups": page, "NextMarker": marker})
+
+    def list_hosted_zones(self: Any) -> Any:
+        max_items = _page(self._get_int_param("MaxItems"), 100)
+        marker = self._get_param("Marker")
+        zones, next_marker = self.backend.list_hosted_zones(marker=marker, max_size=max_items)
+        return ActionResult(
+            {
+                "HostedZones": zones,
+                "Marker": marker,
+                "IsTruncated": bool(next_marker),
+                "NextMarker": next_marker,
+                "MaxItems": max_items,
+            }
+        )
+
+    def get_resources(self: Any) -> Any:
+        token, found = self.backend.get_resources(
+            pagination_token=self._get_param("PaginationToken"),
+            tag_filters=self._get_param("TagFilters", []),
+            resources_per_page=_page(self._get_int_param("ResourcesPerPage"), 50),
+            tags_per_page=self._get_int_param("TagsPerPage", 100),
+            resource_type_filters=self._get_param("ResourceTypeFilters", []),
+        )
+        return json.dumps({"ResourceTagMappingList": found, "PaginationToken": token})
+
+    ELBV2Response.describe_rules = describe_rules  # type: ignore[method-assign]
+    ELBV2Response.describe_target_groups = describe_target_groups  # type: ignore[method-assign]
+    Route53.list_hosted_zones = list_hosted_zones  # type: ignore[method-assign]
+    ResourceGroupsTaggingAPIResponse.get_resources = get_resources  # type: ignore[method-assign]
+
+
+def _s3_conflicts() -> None:
+    """The next `conflicts` conditional PutObjects answer 409 ConditionalRequestConflict."""
+    from moto.s3.responses import S3Response
+
+    put_object = S3Response.put_object
+
+    def conflicting_put_object(self: Any) -> Any:
+        conditional = "If-None-Match" in self.headers or "If-Match" in self.headers
+        if conditional and imitation["conflicts"] > 0:
+            imitation["conflicts"] -= 1
+            body = (
+                "<?xml version='1.0' encoding='UTF-8'?><Error>"
+                "<Code>ConditionalRequestConflict</Code><Message>A conflicting conditional "
+                "operation is currently in progress against this resource. Please try again."
+                "</Message></Error>"
+            )
+            return 409, {}, body
+        return put_object(self)
+
+    conflicting_put_object.atomic = getattr(put_object, "atomic", False)  # type: ignore[attr-defined]
+    S3Response.put_object = conflicting_put_object  # type: ignore[method-assign]

@@ -19,6 +19,24 @@ APP_NAME_RULE = (
 )
 
 
+# A platform's name goes into AWS identifiers: `df-<platform>-postgres-1a2b3c` (RDS and
+# ElastiCache, at most 40 characters: 21 left for the platform), the load balancer's
+# `dynoform-<platform>` (32) and the bucket's. Longer names were cut, and two add-ons shared one.
+PLATFORM_NAME_MAX = 21
+PLATFORM_NAME_RE = re.compile(r"[a-z](?!.*--)(?:[a-z0-9-]{0,19}[a-z0-9])?")  # 1 to 21 characters
+PLATFORM_NAME_RULE = (
+    "must start with a lowercase letter, then lowercase letters, digits and single dashes, "
+    f"end with a letter or digit, at most {PLATFORM_NAME_MAX} characters"
+)
+
+
+def validate_platform_name(name: str) -> str:
+    """A name that keeps every AWS identifier made from it valid and unique."""
+    if not isinstance(name, str) or not PLATFORM_NAME_RE.fullmatch(name):
+        raise ValidationError(f"platform name {name!r}", PLATFORM_NAME_RULE)
+    return name
+
+
 def validate_app_name(name: str) -> str:
     """Heroku's rule for app names; returns the name or raises ValidationError."""
     if not isinstance(name, str) or not APP_NAME_RE.fullmatch(name):

@@ -479,8 +479,9 @@ class Controller:
         hosts: dict[str, instances.Host],
         pins: dict[str, dict[str, Any]],
     ) -> None:
-        """A lost host EC2 still runs is terminated again (the last call failed); one EC2 no
-        longer lists is gone, and its record with it, as are records of failed launches."""
+        """A lost host EC2 still runs is terminated again (the last call failed), as is a failed
+        launch's; one EC2 no longer lists is gone, and its record with it, as are records of
+        failed launches."""
         for host_id, view in views.items():
             if view.lost and host_id in hosts:
                 self._terminate(hosts[host_id])
@@ -489,6 +490,9 @@ class Controller:
         for host_id, pin in pins.items():
             if pin.get("failed") and host_id not in hosts:
                 fleet.forget(host_id)
+            elif pin.get("failed") and not pin.get("bootstrapped"):
+                # A failed launch whose terminate failed too: unmanaged, it would bill forever.
+                self._terminate(hosts[host_id])
 
     def _record_placement(
         self, observed: Observed, apps: list[str], known_hosts: set[str]

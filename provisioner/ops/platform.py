@@ -3,20 +3,32 @@ balancer. `init` makes or completes it, `info` checks it, `destroy` deletes it."
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import ClientError
 
+from provisioner.aws import billing
+from provisioner.aws.billing import Billed
+from provisioner.aws.iam import controller_policy
 from provisioner.aws.platform import Platform, ensure_platform, load_platform
+from provisioner.aws.policy import cli_policy
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.teardown import destroy_platform
+from provisioner.aws.tlscerts import require_validatable
 from provisioner.context import Context
 from provisioner.fleet import SIZE_DOC, declared_size
+from provisioner.model.names import validate_platform_name
 from provisioner.model.tls import Bundle
 from provisioner.ops import controller
 
 
 def init(ctx: Context, ssh_cidr: str | None = None, bundle: Bundle | None = None) -> Platform:
     """Create the platform, or complete it (a second run creates nothing); `created` says
-    what this run made. With `bundle`, HTTPS serves that certificate for *.<app domain>."""
+    what this run made. With `bundle`, HTTPS serves that certificate for *.<app domain>.
+    Refused up front (nothing made) when the name or the domain could not work on AWS."""
+    validate_platform_name(ctx.target.platform)
+    if bundle is None:
+        require_validatable(ctx.aws, ctx.target)
     platform = ensure_platform(ctx.aws, ctx.target, ssh_cidr=ssh_cidr, say=ctx.say, bundle=bundle)
     ctx.remember_platform(platform)  # what other operations read
     _upgrade_controllers(ctx)
@@ -36,6 +48,21 @@ def _upgrade_controllers(ctx: Context) -> None:
 def info(ctx: Context) -> Platform:
     """The platform's resources, each checked (NoPlatform when any is missing)."""
     return load_platform(ctx.aws, ctx.target)
+
+
+def idle_billing(ctx: Context) -> list[Billed]:
+    """What of the platform bills while idle (load balancer, hosts, volumes, databases...)."""
+    return billing.idle_billing(ctx.aws, ctx.target.platform)
+
+
+def policy(ctx: Context, controller: bool = False) -> dict[str, Any]:
+    """The IAM policy the CLI needs; with controller, the runners' narrower one (scoped to
+    this platform's resources, in this account and region)."""
+    if not controller:
+        return cli_policy()
+    account = ctx.aws.account_id()
+    bucket = bucket_name(ctx.target.platform, account)
+    return controller_policy(ctx.target.platform, ctx.target.region, account, [bucket])
 
 
 def destroy(ctx: Context, delete_state: bool = False) -> list[str]:

@@ -28,6 +28,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
+from provisioner.model.sizes import instance_memory_mb
 from provisioner.ops.buildhost import build_paths, ensure_app_user, ensure_node, needs_node
 from provisioner.plan.placement import DynoRef, HostSpace, held_formations, place
 from provisioner.plan.ports import (
@@ -71,21 +72,6 @@ from provisioner.store import Store
 
 Say = Callable[[str], None]
 
-# Memory of the EC2 types dynoform launches; placement packs dynos by it.
-INSTANCE_MEMORY_MB = {
-    "t3.nano": 512,
-    "t3.micro": 1024,
-    "t3.small": 2048,
-    "t3.medium": 4096,
-    "t3.large": 8192,
-    "t3.xlarge": 16384,
-    "t3.2xlarge": 32768,
-    "m5.large": 8192,
-    "m5.xlarge": 16384,
-    "m7i.large": 8192,
-    "c5.large": 4096,
-}
-DEFAULT_MEMORY_MB = 2048
 UNIT_DIR = "/etc/systemd/system"
 
 # Shell programs hosts run (templates/dyno/), as `sh -c PROGRAM sh ARGS...`.
@@ -219,10 +205,7 @@ class Rollout(Generic[R]):
     def placement(self, observed: Observed, app: str, formation: Formation) -> dict[DynoRef, str]:
         if not observed.hosts and any(pf.quantity for pf in formation.values()):
             raise DynoformError("no usable hosts", "add some: dynoform hosts:add --count 2")
-        hosts = [
-            HostSpace(h.id, h.zone, INSTANCE_MEMORY_MB.get(h.type, DEFAULT_MEMORY_MB))
-            for h in observed.hosts
-        ]
+        hosts = [HostSpace(h.id, h.zone, instance_memory_mb(h.type)) for h in observed.hosts]
         existing = {}
         others = []  # other apps hold the capacity of what runs, not of their formations
         for host_id, states in observed.dynos.items():

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from provisioner import playbook as pb
 from provisioner.aws import instances
+from provisioner.aws.session import eventually
 from provisioner.aws.tags import tag_filters, tag_spec
 from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound, Unsupported
@@ -51,8 +52,10 @@ def ensure_security_group(f: Fleet) -> str:
     runners = ec2.describe_security_groups(GroupIds=[f.platform.runner_sg_id])["SecurityGroups"]
     ssh = [p for p in runners[0].get("IpPermissions", []) if p.get("FromPort") == 22]
     runner_sg = f.platform.runner_sg_id
-    ec2.authorize_security_group_ingress(
-        GroupId=group_id, IpPermissions=[addon_ingress(runner_sg), redis_ingress(runner_sg), *ssh]
+    eventually(  # the group is new: EC2 may not know it for a moment
+        ec2.authorize_security_group_ingress,
+        GroupId=group_id,
+        IpPermissions=[addon_ingress(runner_sg), redis_ingress(runner_sg), *ssh],
     )
     return group_id
 

@@ -11,6 +11,18 @@ from moto import mock_aws
 
 from provisioner.cli.main import main
 
+DEFAULT_DOMAIN = "dynoform.example.com"  # target t1's app domain (platform "dynoform")
+
+
+def public_zone(domain: str) -> str:
+    """A public Route 53 zone for the domain (platform:init on AWS needs one to validate its
+    certificate through); returns its id."""
+    import boto3
+
+    route53 = boto3.client("route53", region_name="us-east-1")
+    zone = route53.create_hosted_zone(Name=domain, CallerReference=f"tests-{domain}")
+    return str(zone["HostedZone"]["Id"]).rsplit("/", 1)[-1]
+
 
 def run(capsys: Any, *args: str) -> tuple[int, str, str]:
     """`dynoform ARGS` in this process: (exit status, stdout, stderr)."""
@@ -34,6 +46,8 @@ def platform_cli(
     with mock_aws():
         code, _, err = run(capsys, "targets:add", "t1", "--region", "us-east-1", *target_args)
         assert code == 0, err
+        given = list(target_args)
+        public_zone(given[given.index("--domain") + 1] if "--domain" in given else DEFAULT_DOMAIN)
 
         def call(*args: str) -> tuple[int, str, str]:
             return run(capsys, "-t", "t1", *args)

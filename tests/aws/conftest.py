@@ -30,7 +30,11 @@ def moto_as_aws():
 @pytest.fixture
 def aws():
     with mock_aws():
-        yield Aws(Target("test", region="us-east-1"))
+        aws = Aws(Target("test", region="us-east-1"))
+        # The `target` fixture's app domain has its public zone, as on a real account:
+        # platform:init refuses a domain ACM could not validate.
+        aws.client("route53").create_hosted_zone(Name=TEST_DOMAIN, CallerReference="tests")
+        yield aws
 
 
 @pytest.fixture
@@ -48,6 +52,9 @@ def config_home(tmp_path, monkeypatch):
     return tmp_path
 
 
+TEST_DOMAIN = "plat.example.com"  # the `target` fixture's app domain
+
+
 @pytest.fixture
 def target():
     return Target("test", region="us-east-1", platform="plat")
@@ -56,10 +63,24 @@ def target():
 @pytest.fixture
 def moto_cli(tmp_path, monkeypatch, capsys):
     """`dynoform ARGS` in this process on target t1 (no platform yet): (status, stdout, stderr)."""
-    from cli_support import run
+    from cli_support import DEFAULT_DOMAIN, public_zone, run
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.chdir(tmp_path)
     with mock_aws():
         assert run(capsys, "targets:add", "t1", "--region", "us-east-1")[0] == 0
+        public_zone(DEFAULT_DOMAIN)
         yield lambda *args: run(capsys, "-t", "t1", *args)
+
+
+@pytest.fixture
+def like_aws():
+    """moto as AWS is where moto hides it (motofix item 9): a new instance or security group
+    stays unknown for a moment, paged calls answer 2 items a page. Yields the knobs (set
+    `conflicts` for 409s on conditional writes); turned off after the test."""
+    from provisioner.localcloud import motofix
+
+    motofix.imitate_aws(visible_after=0.3, page_size=2)
+    yield motofix.imitation
+    motofix.imitate_aws(visible_after=0.0, page_size=0)
+    motofix.imitation["conflicts"] = 0

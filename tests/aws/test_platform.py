@@ -171,7 +171,7 @@ def test_validation_records_go_to_route53_when_the_zone_exists(aws, config_home)
 
 
 def test_validation_records_are_printed_without_a_zone_and_init_waits(
-    aws, target, config_home, monkeypatch
+    aws, config_home, monkeypatch
 ):
     import moto.settings
 
@@ -180,6 +180,7 @@ def test_validation_records_are_printed_without_a_zone_and_init_waits(
     monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", 1)  # pending for a second
     monkeypatch.setattr(tlscerts, "CERT_POLL_SECONDS", 0.2)
     said: list[str] = []
+    target = Target("test", region="us-east-1", platform="nozone")  # no zone for its domain
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR, say=said.append)
     assert any("CNAME" in line and "acm-validations.aws" in line for line in said)
     assert any(line.startswith("waiting for ACM") for line in said)

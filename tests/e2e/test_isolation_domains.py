@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from e2e_support import Url, cli, cli_at_once, cli_json, get, new_app
 
+from provisioner.aws.rules import listener_rules
+
 pytestmark = pytest.mark.cloud
 
 
@@ -29,7 +31,7 @@ def _rules(aws: Any) -> dict[str, list[str]]:
     """The HTTPS listener's app rules: rule ARN -> its host-header values."""
     info = cli_json("platform:info")
     assert isinstance(info, dict)
-    rules = aws.elbv2.describe_rules(ListenerArn=info["https_listener_arn"])["Rules"]
+    rules = listener_rules(aws.elbv2, info["https_listener_arn"])  # the local cloud pages them
     return {
         r["RuleArn"]: [
             v for c in r["Conditions"] for v in c.get("HostHeaderConfig", {}).get("Values", [])

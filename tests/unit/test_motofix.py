@@ -24,3 +24,13 @@ def test_haproxy_states_map_to_elbv2_health():
     }
     assert health_state("UP 1/3") == "healthy"
     assert health_state("weird") == "initial"
+
+
+def test_pages_of_the_local_clouds_imitation():
+    from provisioner.localcloud.motofix import _paged
+
+    items = list("abcde")
+    assert _paged(items, str, None, 2) == (["a", "b"], "b")
+    assert _paged(items, str, "b", 2) == (["c", "d"], "d")
+    assert _paged(items, str, "d", 2) == (["e"], None)
+    assert _paged([], str, None, 2) == ([], None)
