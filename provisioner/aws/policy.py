@@ -62,6 +62,8 @@ CLI_CALLS: dict[str, tuple[str, ...]] = {
     "terminate_instances": ("ec2:TerminateInstances",),
     # ELBv2: the load balancer, listeners, rules, target groups
     "add_listener_certificates": ("elasticloadbalancing:AddListenerCertificates",),
+    "describe_load_balancer_attributes": ("elasticloadbalancing:DescribeLoadBalancerAttributes",),
+    "modify_load_balancer_attributes": ("elasticloadbalancing:ModifyLoadBalancerAttributes",),
     "create_listener": ("elasticloadbalancing:CreateListener", "elasticloadbalancing:AddTags"),
     "create_load_balancer": (
         "elasticloadbalancing:CreateLoadBalancer",
@@ -102,6 +104,8 @@ CLI_CALLS: dict[str, tuple[str, ...]] = {
     "head_object": ("s3:GetObject",),
     "list_object_versions": ("s3:ListBucketVersions",),
     "list_objects_v2": ("s3:ListBucket",),
+    "get_bucket_policy": ("s3:GetBucketPolicy",),  # drains: the ALB's access-log delivery
+    "put_bucket_policy": ("s3:PutBucketPolicy",),
     "put_bucket_encryption": ("s3:PutEncryptionConfiguration",),
     "put_bucket_lifecycle_configuration": ("s3:PutLifecycleConfiguration",),
     "put_bucket_versioning": ("s3:PutBucketVersioning",),
@@ -159,6 +163,10 @@ CLI_CALLS: dict[str, tuple[str, ...]] = {
     # The rest
     "get_caller_identity": (),  # STS answers it for any credentials
     "get_metric_data": ("cloudwatch:GetMetricData",),
+    "list_metrics": ("cloudwatch:ListMetrics",),
+    # The controller's calls (its own policy, aws/iam.py, allows them on the runners; the CLI
+    # makes them too when the library runs a duty's tick, as tests and benchmarks do)
+    "put_metric_data": ("cloudwatch:PutMetricData",),
     "get_parameter": ("ssm:GetParameter",),
 }
 
