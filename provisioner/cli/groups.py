@@ -26,6 +26,7 @@ MODULES = [
     "certs",
     "addons",
     "manifest",
+    "dashboard",
 ]
 
 _done = False
