@@ -29,6 +29,7 @@ from provisioner import logs as lg
 from provisioner.context import Context
 from provisioner.dashboard import auth, gather
 from provisioner.dashboard.actions import Activities
+from provisioner.dashboard.views import short_time
 from provisioner.errors import DynoformError, NotFound
 from provisioner.model.names import APP_NAME_RE
 from provisioner.ops import logs
@@ -60,6 +61,7 @@ def templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["short"] = short_time
     env.filters["clock"] = lambda t: datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
     return env
 

@@ -10,6 +10,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -95,6 +96,10 @@ def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
 
     port = urlsplit(dashboard).port
     cookie = {"Cookie": f"dynoform_dashboard_{port}={token.removeprefix('token=')}"}
+    for path in ("/", f"/apps/{app_name}"):
+        started = time.monotonic()
+        assert fetch(dashboard, path, headers=cookie)[0] == 200
+        print(f"GET {path}: {time.monotonic() - started:.2f} s")  # noqa: T201 - for -s runs
     action = f"/apps/{app_name}/actions/maintenance-on"
     assert fetch(dashboard, action, "POST", cookie)[0] == 403  # no Origin: not our page
     ours = {**cookie, "Origin": f"http://127.0.0.1:{port}"}

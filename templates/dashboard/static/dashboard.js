@@ -37,9 +37,9 @@ function tailLogs(pre) {
 function chart(title, unit, labels, series) {
   const box = el("div", { class: "chart-box" });
   box.appendChild(el("h3", { class: "muted" }, title));
-  const width = 600, height = 120, left = 40, bottom = 16;
+  const width = 360, height = 140, left = 44, bottom = 16;
   const svg = el("svg:svg", { class: "chart", viewBox: `0 0 ${width} ${height}`,
-    preserveAspectRatio: "none", role: "img", "aria-label": title });
+    role: "img", "aria-label": title });
   const all = series.flatMap((s) => s.values.filter((v) => v !== null));
   const top = Math.max(1, ...all);
   const x = (i) => left + (i * (width - left - 4)) / Math.max(1, labels.length - 1);
@@ -49,7 +49,7 @@ function chart(title, unit, labels, series) {
   svg.appendChild(el("svg:text", { x: 2, y: y(0) }, `0`));
   if (labels.length) {
     svg.appendChild(el("svg:text", { x: left, y: height - 2 }, labels[0]));
-    svg.appendChild(el("svg:text", { x: width - 40, y: height - 2 }, labels[labels.length - 1]));
+    svg.appendChild(el("svg:text", { x: width - 30, y: height - 2 }, labels[labels.length - 1]));
   }
   const legend = el("div", { class: "legend" });
   series.forEach((s, n) => {
