@@ -17,6 +17,7 @@ import queue
 import re
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -115,6 +116,7 @@ class Handler(BaseHTTPRequestHandler):
             self._redirect(verdict.location, verdict.set_cookie)
             return
         if not verdict.ok:
+            self.close_connection = True  # a refused POST's body is never read
             self._text(verdict.status, f"{verdict.status} {verdict.reason}\n")
             return
         try:
@@ -158,11 +160,16 @@ class Handler(BaseHTTPRequestHandler):
     def _action(self, app: str, action: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_FORM_BYTES:
+            self.close_connection = True
             self._text(413, "form too large\n")
             return
         form = dict(parse_qsl(self.rfile.read(length).decode("utf-8", errors="replace")))
         self.server.ctx.store.app(app)  # NotFound before a thread starts
-        self.server.activities.start(app, action, form)
+        try:
+            self.server.activities.start(app, action, form)
+        except DynoformError as exc:  # a bad form: nothing started
+            self._page(400, "error.html", title="Not done", message=str(exc))
+            return
         self._redirect(f"/apps/{app}#activity")
 
     # --- the log stream ------------------------------------------------------------------
@@ -181,7 +188,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         threading.Thread(target=tail.run, args=(STREAM_SECONDS,), daemon=True).start()
         try:
-            for line in logs.history(ctx, app, HISTORY_LINES):
+            for line in self._history(app):
                 self._event(line)
             self._send(b": history sent\n\n")
             while not tail.stop.is_set():
@@ -193,6 +200,13 @@ class Handler(BaseHTTPRequestHandler):
             pass
         finally:
             tail.stop.set()
+
+    def _history(self, app: str) -> list[lg.LogLine]:
+        """The newest lines; an error is a line of the stream (its headers are sent)."""
+        try:
+            return logs.history(self.server.ctx, app, HISTORY_LINES)
+        except DynoformError as exc:
+            return [lg.LogLine(time.time(), "dynoform", "dashboard", f"no history: {exc}")]
 
     def _event(self, line: lg.LogLine) -> None:
         data = json.dumps({"text": line.format(), "source": line.source}, ensure_ascii=False)
