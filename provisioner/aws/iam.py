@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
+from provisioner.aws.metrics import dyno_namespace
 from provisioner.aws.tags import PLATFORM_TAG, ROLE_TAG, Finder, key_name, lb_name
 
 VERSION = "2012-10-17"
@@ -86,6 +87,13 @@ def controller_policy(
         # resource ARN and no tag condition (nor a namespace one: `cloudwatch:namespace` binds
         # PutMetricData only), so they read every metric of the account and region.
         _allow("ReadMetrics", ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics"], "*"),
+        # The metrics duty publishes the dynos' figures, to the platform's namespace only.
+        _allow(
+            "PublishDynoMetrics",
+            ["cloudwatch:PutMetricData"],
+            "*",
+            {"cloudwatch:namespace": dyno_namespace(platform)},
+        ),
         # The current Debian 13 AMI is read from Debian's public SSM parameters.
         _allow(
             "DebianImage",

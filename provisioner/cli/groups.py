@@ -22,6 +22,7 @@ MODULES = [
     "run",
     "cron",
     "logs",
+    "metrics",
     "domains",
     "certs",
     "addons",

@@ -868,3 +868,61 @@ def metric_data(
                 }
             )
     return datums
+
+
+# The router line's status and the server chosen (`<NOSRV>`: none, the router answered itself).
+_ANSWER_RE = re.compile(
+    r"^(?P<at>\S+) router\[(?P<lb>[^\]]*)\]: .* dyno=(?P<dyno>\S+) backend=(?P<backend>\S+) "
+    r"connect=-?\d+ms service=(?P<service>-?\d+)ms status=(?P<status>-?\d+) "
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    at: float  # epoch seconds
+    lb: str
+    backend: str
+    status: int
+    by_target: bool  # the target sent the response (else the router did: a timeout, a refusal)
+
+
+def parse_answer(line: str) -> Answer | None:
+    """One router line -> who answered it; None for other lines and requests for which no
+    target was chosen (the ALB counts those for the load balancer, not the target group)."""
+    match = _ANSWER_RE.match(line)
+    if not match or match["dyno"] == "<NOSRV>":
+        return None
+    try:
+        at = datetime.fromisoformat(match["at"]).timestamp()
+    except ValueError:
+        return None
+    by_target = int(match["service"]) >= 0
+    return Answer(at, match["lb"], match["backend"], int(match["status"]), by_target)
+
+
+def count_data(
+    answers: Iterable[Answer], model: Model, dimensions: Callable[[str, str], list[Any]]
+) -> list[dict[str, Any]]:
+    """PutMetricData datums as the ALB's per target group and per second: `RequestCount`, and
+    `HTTPCode_Target_2XX_Count`..`5XX` for the responses the targets sent."""
+    lbs = {safe_name(lb.name): lb.arn for lb in model.load_balancers}
+    tgs = {tg.backend: tg.arn for tg in model.target_groups}
+    grouped: dict[tuple[str, str, int], dict[str, int]] = {}
+    for a in answers:
+        if a.lb in lbs and a.backend in tgs:
+            counts = grouped.setdefault((lbs[a.lb], tgs[a.backend], int(a.at)), {})
+            counts["RequestCount"] = counts.get("RequestCount", 0) + 1
+            if a.by_target and 200 <= a.status < 600:
+                name = f"HTTPCode_Target_{a.status // 100}XX_Count"
+                counts[name] = counts.get(name, 0) + 1
+    return [
+        {
+            "MetricName": name,
+            "Dimensions": dimensions(lb_arn, tg_arn),
+            "Timestamp": datetime.fromtimestamp(second, UTC),
+            "Value": float(n),
+            "Unit": "Count",
+        }
+        for (lb_arn, tg_arn, second), counts in sorted(grouped.items())
+        for name, n in sorted(counts.items())
+    ]

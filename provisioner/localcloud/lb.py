@@ -13,8 +13,9 @@ kept across restarts), tls/ (PEM files for HTTPS, 0600), router.log (one Heroku-
 own notices: servers going up/down, reloads).
 
 `publish_metrics()` does what the ALB does for CloudWatch: every request's response time goes
-to moto's CloudWatch as `AWS/ApplicationELB` `TargetResponseTime`, read from router.log, so
-autoscaling reads the same metric here as on AWS.
+to moto's CloudWatch as `AWS/ApplicationELB` `TargetResponseTime`, and the requests and the
+targets' responses by status class are counted (`RequestCount`, `HTTPCode_Target_2XX_Count`..),
+read from router.log, so autoscaling and `dynoform metrics` read the same metrics here as on AWS.
 """
 
 from __future__ import annotations
@@ -349,7 +350,9 @@ class LoadBalancers:
         self._log_offset += len(complete)
         lines = complete.decode("utf-8", "replace").splitlines()
         timings = [t for t in map(hx.parse_timing, lines) if t is not None]
+        answers = [a for a in map(hx.parse_answer, lines) if a is not None]
         datums = hx.metric_data(timings, self._model, metrics.dimensions)
+        datums += hx.count_data(answers, self._model, metrics.dimensions)
         for i in range(0, len(datums), METRICS_BATCH):
             cloudwatch.put_metric_data(
                 Namespace=metrics.NAMESPACE, MetricData=datums[i : i + METRICS_BATCH]

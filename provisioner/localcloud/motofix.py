@@ -22,10 +22,14 @@
 7. Percentiles: moto's CloudWatch keeps every value put with PutMetricData but answers `p95`
    (a GetMetricData Stat, as autoscaling asks) with nothing. CloudWatch computes percentiles
    from the values it was given; so do we (nearest rank, over the values of each period).
-   moto also keeps every value forever: those older than METRICS_KEPT are dropped.
+   moto also keeps every value forever: those older than METRICS_KEPT are dropped, and the
+   response times older than COMPACT_AFTER are thinned to one in KEEP_EVERY.
+8. Metric reads: moto's GetMetricData scans every value of the window once per period and
+   query, so a day of one-minute points took minutes; it reads each query's own values once
+   and groups them by period (`fast_metric_reads`), with the same answers.
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
-moto's own behaviour, but for 6 and 7 (tests/aws/conftest.py applies them too).
+moto's own behaviour, but for 6 to 8 (tests/aws/conftest.py applies them too).
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ _lock = threading.Lock()
 # the daemon syncs HAProxy at once instead of polling ELBv2 often.
 elb_changed = threading.Event()
 _applied = False
-METRICS_KEPT = 3600.0  # seconds of CloudWatch values kept in moto (AWS keeps them for weeks)
+METRICS_KEPT = 25 * 3600.0  # seconds of CloudWatch values kept in moto (AWS: 15 days per minute)
+COMPACT_AFTER = 3600.0  # response times older than this are thinned (compact_timings)
+KEEP_EVERY = 10
+_compacted: dict[tuple[str, str], float] = {}  # (account, region) -> thinned up to that minute
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
 _STATES = {
@@ -177,6 +184,7 @@ def apply(ca_dir: Path | None = None) -> None:
     _issue_from_local_ca(ca_dir)
     atomic_conditional_writes()
     percentiles()
+    fast_metric_reads()
     from moto.elbv2.exceptions import InvalidTargetError
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 
@@ -255,6 +263,68 @@ def percentiles() -> None:
     Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign]
 
 
+def fast_metric_reads() -> None:
+    """GetMetricData of MetricStat queries: each query's values read once, grouped by period
+    (moto's own, kept for metric math, scans the whole window for each period of each query).
+    Dimensions match as a set, namespace included, as on AWS."""
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    original = CloudWatchBackend.get_metric_data
+    if getattr(original, "fast", False):
+        return
+
+    def get_metric_data(
+        self: Any,
+        queries: list[dict[str, Any]],
+        start_time: Any,
+        end_time: Any,
+        scan_by: str = "TimestampAscending",
+    ) -> list[dict[str, Any]]:
+        start, end = start_time.replace(microsecond=0), end_time.replace(microsecond=0)
+        if start >= end or any("MetricStat" not in q for q in queries):
+            return original(self, queries, start_time, end_time, scan_by)  # its errors, its math
+        found: dict[tuple[Any, ...], list[Any]] = {}
+        for md in self.get_all_metrics():
+            if start <= md.timestamp < end:
+                dims = frozenset((d.name, d.value) for d in md.dimensions)
+                found.setdefault((md.namespace, md.name, dims), []).append(md)
+        return [_answer(q, found, start, scan_by) for q in queries if q.get("ReturnData", True)]
+
+    get_metric_data.fast = True  # type: ignore[attr-defined]
+    CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign]
+
+
+def _answer(
+    query: dict[str, Any], found: dict[tuple[Any, ...], list[Any]], start: Any, scan_by: str
+) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from moto.cloudwatch.models import Statistics
+
+    stat = query["MetricStat"]
+    metric, period, name = stat["Metric"], int(stat["Period"]), stat["Stat"]
+    dims = frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))
+    data = found.get((metric["Namespace"], metric["MetricName"], dims), [])
+    if stat.get("Unit"):
+        data = [md for md in data if md.unit == stat["Unit"]]
+    periods: dict[int, list[Any]] = {}
+    for md in data:
+        periods.setdefault(int((md.timestamp - start).total_seconds()) // period, []).append(md)
+    timestamps, values = [], []
+    for index in sorted(periods, reverse=scan_by == "TimestampDescending"):
+        stats = Statistics([name], start + timedelta(seconds=index * period))
+        stats.metric_data = periods[index]
+        values.append(stats.get_statistics_for_type(name))
+        timestamps.append(stats.timestamp)
+    return {
+        "id": query["Id"],
+        "label": query.get("Label") or f"{metric['MetricName']} {name}",
+        "values": values,
+        "timestamps": timestamps,
+        "status_code": "Complete",
+    }
+
+
 def _percentile_of(stat: str) -> float | None:
     """`p95` -> 95.0, `p99.9` -> 99.9; None for any other statistic."""
     if not stat.startswith("p"):
@@ -267,7 +337,8 @@ def _percentile_of(stat: str) -> float | None:
 
 
 def prune_metrics(now: float, kept: float = METRICS_KEPT) -> int:
-    """Drop the CloudWatch values older than `kept` seconds (each query scans them all)."""
+    """Drop the CloudWatch values older than `kept` seconds (each query scans them all), and
+    thin the response times older than COMPACT_AFTER (see compact_timings)."""
     from moto.cloudwatch.models import cloudwatch_backends
 
     dropped = 0
@@ -275,9 +346,36 @@ def prune_metrics(now: float, kept: float = METRICS_KEPT) -> int:
         for region in list(cloudwatch_backends[account]):
             backend = cloudwatch_backends[account][region]
             fresh = [m for m in backend.metric_data if _epoch(m.timestamp) >= now - kept]
+            before = (now - COMPACT_AFTER) // 60 * 60
+            since = _compacted.get((account, region), 0.0)
+            if before > since:
+                fresh = compact_timings(fresh, since, before)
+                _compacted[(account, region)] = before
             dropped += len(backend.metric_data) - len(fresh)
             backend.metric_data = fresh
     return dropped
+
+
+def compact_timings(data: list[Any], since: float, before: float) -> list[Any]:
+    """moto keeps one value per request of a response-time metric (values with counts are
+    spread out): a day of a busy app would be millions. Of the values of unit Seconds taken in
+    [since, before), each minute of each metric keeps every KEEP_EVERY-th by rank (at least
+    one), so its percentiles stay within a few ranks and the minutes keep their weight in a
+    longer period's; their sums and sample counts (read for the last minutes only) do not
+    survive. Other values are kept as they are."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    out = []
+    for m in data:
+        at = _epoch(m.timestamp)
+        if m.unit == "Seconds" and since <= at < before and hasattr(m, "value"):
+            dims = tuple(sorted((d.name, d.value) for d in m.dimensions))
+            groups.setdefault((m.namespace, m.name, dims, at // 60), []).append(m)
+        else:
+            out.append(m)
+    for values in groups.values():
+        ranked = sorted(values, key=lambda m: m.value)
+        out += ranked[KEEP_EVERY - 1 :: KEEP_EVERY] or ranked[-1:]
+    return out
 
 
 def _epoch(stamp: Any) -> float:

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner import events
-from provisioner.aws import metrics
 from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound
 from provisioner.model.formation import default_formation
-from provisioner.ops import ps
+from provisioner.ops import metrics, ps
 from provisioner.ops.rollout import open_rollout
 from provisioner.plan import autoscale as plan
 from provisioner.store import CONTROLLER_OPERATION, LeaseBusy
@@ -171,11 +170,7 @@ def _state(ctx: Context, app: str) -> plan.State:
 
 
 def _windows(ctx: Context, app: str, now: float) -> list[plan.Window]:
-    tg_arn = ctx.router().target_group_arn(app)
-    if tg_arn is None:
-        return []
-    cloudwatch = ctx.aws.client("cloudwatch")
-    return metrics.response_times(cloudwatch, ctx.platform(create=False).lb_arn, tg_arn, now)
+    return metrics.router_windows(ctx, app, now)
 
 
 def _with_room(

@@ -39,7 +39,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.fleet import Fleet
 from provisioner.model.formation import default_formation
-from provisioner.ops import autoscale, backups, cron, drift, manifest_drift, repair
+from provisioner.ops import autoscale, backups, cron, drift, manifest_drift, metrics, repair
 from provisioner.ops.rollout import Observed, Rollout, open_rollout
 from provisioner.plan import controller as plan
 from provisioner.plan.units import RUNNING_STATES, journal_tail_argv, parse_unit_name
@@ -76,6 +76,7 @@ DUTIES: tuple[Duty, ...] = (
     Duty("autoscale", autoscale.EVERY, autoscale.tick),
     Duty("drift", manifest_drift.TICK_SECONDS, manifest_drift.tick),
     Duty("backups", backups.EVERY, backups.tick),
+    Duty("metrics", metrics.EVERY, metrics.tick),
 )
 
 

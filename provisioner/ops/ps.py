@@ -15,7 +15,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound
 from provisioner.model.app import App
 from provisioner.model.formation import Formation, apply_resize, apply_scale
-from provisioner.ops import repair, router
+from provisioner.ops import metrics, repair, router
 from provisioner.ops.rollout import Observed, open_rollout
 from provisioner.plan import autoscale
 from provisioner.plan.controller import PLACEMENT_KEY, placement_from_dict, stranded
@@ -79,11 +79,13 @@ def list_dynos(ctx: Context, app: str) -> list[Dyno]:
     those of hosts that went away (`lost`) until they run elsewhere."""
     repair.settle(ctx, app)
     ctx.store.app(app)
-    observed = open_rollout(ctx).observe()
+    rollout = open_rollout(ctx)
+    observed = rollout.observe()
     states = observed.of_app(app)
     if _strays(ctx, app, states) and repair.settle_strays(ctx, app):
-        observed = open_rollout(ctx).observe()
+        observed = rollout.observe()
         states = observed.of_app(app)
+    states = metrics.with_memory(rollout, observed, app, states)
     ordered = sorted(states, key=lambda s: (s.instance.type, s.instance.index, s.instance.release))
     dynos = [d for d in map(dyno_of, ordered) if d.state != "inactive"]
     return dynos + lost_dynos(ctx, app, observed, {d.name for d in dynos})

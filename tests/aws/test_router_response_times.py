@@ -1,5 +1,6 @@
 """The local router publishes what the ALB publishes: real requests through HAProxy become
-`TargetResponseTime` in (moto's) CloudWatch, read back as autoscaling reads them on AWS."""
+`TargetResponseTime`, `RequestCount` and `HTTPCode_Target_2XX_Count` in (moto's) CloudWatch,
+read back as autoscaling and `dynoform metrics` read them on AWS."""
 
 from __future__ import annotations
 
@@ -34,3 +35,9 @@ def test_requests_through_the_router_are_read_back_as_p95(
     newest = windows[-1]  # the slow ones came last (a minute may have begun in between)
     assert newest.p95_ms is not None and 1500 <= newest.p95_ms < 2500
     assert metrics.response_times(cloudwatch, cloud.lb_arn, cloud.api, time.time()) == []
+    # and counted as the ALB counts them, by status class
+    end = time.time() // 60 * 60 + 60
+    series = metrics.router_series(cloudwatch, cloud.lb_arn, cloud.web, end - 120, end)
+    assert sum(v or 0 for v in series["requests"].values()) == 20
+    assert sum(v or 0 for v in series["2xx"].values()) == 20
+    assert series["5xx"] == {}

@@ -35,10 +35,16 @@ def test_trust_policy_matches_golden_file() -> None:
 
 
 def test_only_reads_go_unscoped() -> None:
-    """Describe* calls, and CloudWatch's metric reads (they take no resource nor tag)."""
+    """Describe* calls, and CloudWatch's metric reads (they take no resource nor tag); the
+    dynos' metrics are put to the platform's namespace only (PutMetricData takes no resource)."""
     for statement in _policy()["Statement"]:
-        unscoped = statement["Resource"] == "*"
+        unscoped = statement["Resource"] == "*" and "Condition" not in statement
         assert unscoped == (statement["Sid"] in ("Describe", "ReadMetrics"))
+        if statement["Sid"] == "PublishDynoMetrics":
+            assert statement["Action"] == ["cloudwatch:PutMetricData"]
+            assert statement["Condition"] == {
+                "StringEquals": {"cloudwatch:namespace": "dynoform/plat"}
+            }
         if statement["Sid"] == "Describe":
             assert all(":Describe" in action for action in statement["Action"])
         if statement["Sid"] == "ReadMetrics":
@@ -57,6 +63,7 @@ def test_every_change_is_tied_to_the_platform() -> None:
         text = json.dumps(statement)
         tagged = f"/{PLATFORM_TAG}" in text and '"plat"' in text
         named = "dynoform-plat" in text or ":df-plat-postgres-*" in text
+        named = named or '"cloudwatch:namespace": "dynoform/plat"' in text
         assert tagged or named, statement["Sid"]
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from provisioner.aws import metrics
 from provisioner.localcloud import haproxy as hx
 from provisioner.localcloud.motofix import _percentile_of
+from provisioner.plan.autoscale import percentile
 
 LB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/dynoform-p/50dc6c495c0c9188"
 TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/dynoform-p-shop/73e2d6bc24d8a067"
@@ -83,3 +84,78 @@ def test_percentile_statistics_moto_is_taught():
         None,
         None,
     ]
+
+
+def answered(at: str, status: int, service: str = "12", dyno: str = "198.18.0.4:20000") -> str:
+    return (
+        line(at, service)
+        .replace("status=200", f"status={status}")
+        .replace("dyno=198.18.0.4:20000", f"dyno={dyno}")
+    )
+
+
+def test_parse_answer():
+    at = "2026-11-30T19:04:01.250000+00:00"
+    assert hx.parse_answer(answered(at, 503, "-1")) == hx.Answer(
+        1796065441.25, "dynoform-p", "tg-dynoform-p-shop", 503, by_target=False
+    )  # the target did not answer: the router's 503
+    assert hx.parse_answer(answered(at, 404)).by_target  # type: ignore[union-attr]
+    assert hx.parse_answer(answered(at, 503, "-1", dyno="<NOSRV>")) is None  # no target chosen
+    assert hx.parse_answer("[NOTICE] server up") is None
+
+
+def test_count_data_counts_requests_and_the_targets_answers_by_class():
+    lines = [
+        answered("2026-11-30T19:04:01.100000+00:00", 200),
+        answered("2026-11-30T19:04:01.500000+00:00", 201),
+        answered("2026-11-30T19:04:01.900000+00:00", 302),
+        answered("2026-11-30T19:04:01.900000+00:00", 404),
+        answered("2026-11-30T19:04:01.900000+00:00", 500),
+        answered("2026-11-30T19:04:01.950000+00:00", 504, "-1"),  # timed out: counted, no class
+        answered("2026-11-30T19:04:02.000000+00:00", 200),
+        line("2026-11-30T19:04:02.000000+00:00", "5", backend="tg-other"),  # unknown: left out
+    ]
+    answers = [a for a in map(hx.parse_answer, lines) if a]
+    datums = hx.count_data(answers, MODEL, metrics.dimensions)
+    dims = metrics.dimensions(LB_ARN, TG_ARN)
+    one = datetime(2026, 11, 30, 19, 4, 1, tzinfo=UTC)
+    two = datetime(2026, 11, 30, 19, 4, 2, tzinfo=UTC)
+    assert [(d["Timestamp"], d["MetricName"], d["Value"]) for d in datums] == [
+        (one, "HTTPCode_Target_2XX_Count", 2.0),
+        (one, "HTTPCode_Target_3XX_Count", 1.0),
+        (one, "HTTPCode_Target_4XX_Count", 1.0),
+        (one, "HTTPCode_Target_5XX_Count", 1.0),
+        (one, "RequestCount", 6.0),
+        (two, "HTTPCode_Target_2XX_Count", 1.0),
+        (two, "RequestCount", 1.0),
+    ]
+    assert all(d["Dimensions"] == dims and d["Unit"] == "Count" for d in datums)
+    assert {metrics.ROUTER[k][0] for k in ("requests", "2xx", "3xx", "4xx", "5xx")} == {
+        d["MetricName"] for d in datums
+    }  # what the reader asks for
+
+
+def test_old_response_times_are_thinned_by_rank_per_minute():
+    from moto.cloudwatch.models import MetricDatum
+
+    from provisioner.localcloud import motofix
+
+    dims = metrics.dimensions(LB_ARN, TG_ARN)
+    minute = datetime(2026, 11, 30, 19, 4, tzinfo=UTC)
+    t0 = minute.timestamp()
+
+    def datum(value: float, seconds: int, unit: str = "Seconds", name: str = "TargetResponseTime"):
+        stamp = datetime.fromtimestamp(t0 + seconds, UTC)
+        return MetricDatum("AWS/ApplicationELB", name, value, dims, stamp, unit)
+
+    old = [datum(v / 1000, v % 60) for v in range(1, 101)]  # 100 values in the minute
+    lonely = [datum(0.5, 70)]  # the next minute: 1 value, kept
+    count = [datum(3.0, 5, "Count", "RequestCount")]  # not a timing: kept as it is
+    recent = [datum(0.2, 200)]  # after `before`: kept
+    kept = motofix.compact_timings(old + lonely + count + recent, t0, t0 + 180)
+    timings = sorted(m.value for m in kept if m.unit == "Seconds")
+    assert timings == [v / 1000 for v in range(10, 101, 10)] + [0.2, 0.5]
+    assert [m.value for m in kept if m.unit == "Count"] == [3.0]
+    minute_kept = [m.value for m in kept if m.unit == "Seconds" and m.value <= 0.1]
+    assert percentile([m.value for m in old], 95) == 0.095
+    assert percentile(minute_kept, 95) == 0.1  # within KEEP_EVERY ranks
