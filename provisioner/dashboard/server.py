@@ -11,7 +11,6 @@ Routes (every one behind the gate of `auth`):
 
 from __future__ import annotations
 
-import importlib
 import json
 import queue
 import re
@@ -34,6 +33,7 @@ from provisioner.dashboard.views import short_time
 from provisioner.errors import DynoformError, NotFound
 from provisioner.model.names import APP_NAME_RE
 from provisioner.ops import logs
+from provisioner.ops import metrics as metrics_ops
 from provisioner.paths import resource_dir
 
 HISTORY_LINES = 100
@@ -267,11 +267,7 @@ def metrics(ctx: Context, app: str, since: str) -> dict[str, Any]:
     ctx.store.app(app)
     seconds = int(since) if since.isdigit() else 3600
     try:
-        module = importlib.import_module("provisioner.ops.metrics")
-    except ImportError:
-        return {"available": False, "reason": "metrics not available in this dynoform"}
-    try:
-        data = module.app_metrics(ctx, app, since_s=seconds).to_json()
+        data = metrics_ops.app_metrics(ctx, app, since_s=seconds).to_json()
     except DynoformError as exc:
         return {"available": False, "reason": f"metrics not available: {exc}"}
     return {"available": True, **data}

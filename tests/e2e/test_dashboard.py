@@ -5,6 +5,7 @@ CLI, and 401 for requests without the token."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import secrets
 import shutil
@@ -65,13 +66,27 @@ def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
     dynos = cli_json("ps", "-a", app_name)
     assert isinstance(dynos, list) and len(dynos) == 1
     host = dynos[0]["host"]
+    url = Url.of_app(app_name)
     mark = f"/dash-{secrets.token_hex(4)}"
-    assert get(Url.of_app(app_name), mark)[0] == 404  # a router line to find in the tail
+    assert get(url, mark)[0] == 404  # a router line to find in the tail
+    for _ in range(20):
+        assert get(url, "/")[0] == 200
 
     for path in ("/", f"/apps/{app_name}", "/static/style.css", "/?token=wrong"):
         assert fetch(dashboard, path)[0] == 401, path
 
     token = urlsplit(dashboard).query
+    port = urlsplit(dashboard).port
+    cookie = {"Cookie": f"dynoform_dashboard_{port}={token.removeprefix('token=')}"}
+    wait_for(  # the router's figures reach CloudWatch every few seconds
+        "the requests in the dashboard's metrics",
+        lambda: (
+            json.loads(fetch(dashboard, f"/apps/{app_name}/metrics.json", headers=cookie)[1])
+            .get("router", {})
+            .get("requests")
+        ),
+        timeout=45,
+    )
     with Browser(tmp_path / "profile", SIZE) as browser:
         browser.open(dashboard)
         browser.wait_for(f"document.querySelector('a.app[href=\"/apps/{app_name}\"]') !== null")
@@ -80,7 +95,7 @@ def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
 
         browser.open(dashboard.replace("/?", f"/apps/{app_name}?"))
         browser.wait_for(f"document.getElementById('logs').textContent.includes('{mark}')")
-        browser.wait_for("!document.getElementById('metrics').textContent.includes('loading')")
+        browser.wait_for("document.querySelectorAll('#metrics svg').length === 3")
         page = browser.html()
         assert f'<h1 id="app-name">{app_name}</h1>' in page
         assert "<td>web.1</td>" in page and host in page
@@ -94,8 +109,6 @@ def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
     if keep := os.environ.get("DYNOFORM_DASHBOARD_SCREENSHOT"):  # the README's picture
         shutil.copy(tmp_path / "app.png", keep)
 
-    port = urlsplit(dashboard).port
-    cookie = {"Cookie": f"dynoform_dashboard_{port}={token.removeprefix('token=')}"}
     for path in ("/", f"/apps/{app_name}"):
         started = time.monotonic()
         assert fetch(dashboard, path, headers=cookie)[0] == 200
