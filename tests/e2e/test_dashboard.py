@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -85,6 +86,9 @@ def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
         browser.wait_for(f"document.querySelector('a.app[href=\"/apps/{app_name}\"]') !== null")
         overview = browser.html()
         assert "1 up" in overview and host in overview
+        assert re.search(r'<td class="num">\d+\.\d\d \d+\.\d\d \d+\.\d\d</td>', overview)  # load
+        if keep := os.environ.get("DYNOFORM_DASHBOARD_SCREENSHOT"):
+            browser.screenshot(Path(keep).with_suffix(".overview.png"))
 
         browser.open(dashboard.replace("/?", f"/apps/{app_name}?"))
         browser.wait_for(f"document.getElementById('logs').textContent.includes('{mark}')")

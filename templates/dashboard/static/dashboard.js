@@ -61,6 +61,12 @@ function chart(title, unit, labels, series) {
       pen = "L";
     });
     if (path) svg.appendChild(el("svg:path", { class: "line", d: path, stroke: color }));
+    s.values.forEach((v, i) => { // a minute alone between gaps is a dot, not an empty path
+      const alone = (j) => j < 0 || j >= s.values.length || s.values[j] === null;
+      if (v !== null && alone(i - 1) && alone(i + 1)) {
+        svg.appendChild(el("svg:circle", { cx: x(i), cy: y(v), r: 2.5, fill: color }));
+      }
+    });
     const item = el("span");
     item.appendChild(el("i", { class: `swatch-${n % COLORS.length}` }));
     item.lastChild.style.background = color; // a CSSOM property, not an inline style attribute
