@@ -7,6 +7,7 @@ UPDATE_GOLDEN=1 pytest tests/unit/test_dashboard_views.py
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from provisioner.dashboard import views
@@ -198,3 +199,14 @@ def test_pages_escape_what_they_show() -> None:
         assert "<script>alert" not in page
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
         assert page.count("<script") == 1  # only ours, from /static
+
+
+def test_the_rss_column_shows_only_when_a_host_knows_it() -> None:
+    """cgroup v1 hosts (the local cloud) report no memory per unit."""
+    unknown = [replace(d, memory_mb=None) for ds in DYNOS.values() for d in ds]
+    view = views.Overview(apps=[], hosts=views.host_loads(HOSTS, unknown, MEMORY, {}, 2048))
+    page = templates().get_template("overview.html").render(view=view, title="Apps")
+    assert "Dynos' RSS" not in page and "Reserved by dynos" in page
+    assert "Dynos' RSS" in templates().get_template("overview.html").render(
+        view=overview(), title="Apps"
+    )
