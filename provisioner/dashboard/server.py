@@ -109,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
     # --- dispatch ------------------------------------------------------------------------
     def _handle(self, method: str) -> None:
         parts = urlsplit(self.path)
+        if method == "POST":  # answered with a redirect or an error: a fresh connection after
+            self.close_connection = True
         headers = auth.header_map(self.headers.items())
         verdict = self.server.gate.verdict(method, parts.path, parts.query, headers)
         if verdict.status == 303:
@@ -116,7 +118,6 @@ class Handler(BaseHTTPRequestHandler):
             self._redirect(verdict.location, verdict.set_cookie)
             return
         if not verdict.ok:
-            self.close_connection = True  # a refused POST's body is never read
             self._text(verdict.status, f"{verdict.status} {verdict.reason}\n")
             return
         try:
@@ -160,7 +161,6 @@ class Handler(BaseHTTPRequestHandler):
     def _action(self, app: str, action: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_FORM_BYTES:
-            self.close_connection = True
             self._text(413, "form too large\n")
             return
         form = dict(parse_qsl(self.rfile.read(length).decode("utf-8", errors="replace")))
