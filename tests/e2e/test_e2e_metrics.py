@@ -72,7 +72,13 @@ def test_requests_are_counted_with_their_p95_and_dynos_have_memory(
         return shown if done else None
 
     # the router publishes every 5 s; the controller samples the dynos every 60 s
-    shown = wait_for("20 requests and a memory figure in `metrics --json`", counted, 80, 3)
+    shown = wait_for(
+        "20 requests and a memory figure in `metrics --json` (a local cloud daemon of older "
+        "code publishes no RequestCount: restart it)",
+        counted,
+        80,
+        3,
+    )
     router = shown["router"]
     assert router["requests"] == 20, router
     assert router["responses"] == {"2xx": 18, "3xx": 0, "4xx": 2, "5xx": 0}
