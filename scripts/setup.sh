@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(systemd-container debootstrap haproxy iptables iproute2 openssh-client
-  openssh-server git curl ca-certificates wrk)
+  openssh-server git curl ca-certificates wrk chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

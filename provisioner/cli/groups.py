@@ -28,6 +28,7 @@ MODULES = [
     "certs",
     "addons",
     "manifest",
+    "dashboard",
 ]
 
 _done = False

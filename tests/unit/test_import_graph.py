@@ -134,3 +134,17 @@ def test_operations_take_a_typed_context(module: str, fn: ast.FunctionDef) -> No
             f"{module}.{fn.name}({param.arg}: Any)"
         )
     assert ast.unparse(fn.returns or ast.Constant(None)) != "Any", f"{module}.{fn.name} -> Any"
+
+
+def test_the_dashboard_is_an_edge_beside_the_cli() -> None:
+    """The dashboard calls operations like the CLI does; only `dynoform dashboard` starts it,
+    and it never reaches for the CLI (checked above) nor the local cloud."""
+    allowed = ("provisioner.dashboard", "provisioner.cli.dashboard")
+    offenders = [
+        f"{name}:{line}"
+        for name, path in MODULES.items()
+        if not name.startswith(allowed)
+        for line, target in imported(path)
+        if target.startswith("provisioner.dashboard")
+    ]
+    assert offenders == []
