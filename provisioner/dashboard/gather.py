@@ -11,8 +11,9 @@ from provisioner.dashboard import views
 from provisioner.errors import DynoformError
 from provisioner.fleet import HostRow
 from provisioner.model.addons import Addon
+from provisioner.model.sizes import instance_memory_mb
 from provisioner.ops import addons, apps, config, domains, hosts, ps, releases, router
-from provisioner.ops.rollout import DEFAULT_MEMORY_MB, INSTANCE_MEMORY_MB, open_rollout
+from provisioner.ops.rollout import open_rollout
 from provisioner.plan.units import DynoState
 from provisioner.remote.fanout import fan_out
 
@@ -31,9 +32,7 @@ def overview(ctx: Context) -> views.Overview:
     ]
     return views.Overview(
         apps=views.app_cards(rows, urls, by_app),
-        hosts=views.host_loads(
-            host_rows, all_dynos, INSTANCE_MEMORY_MB, vitals(ctx, host_rows), DEFAULT_MEMORY_MB
-        ),
+        hosts=views.host_loads(host_rows, all_dynos, instance_memory_mb, vitals(ctx, host_rows)),
         warnings=warnings,
     )
 

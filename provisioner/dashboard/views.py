@@ -7,7 +7,7 @@ come here: only their names. An add-on's secret and resource stay out too.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -151,9 +151,8 @@ def app_cards(
 def host_loads(
     rows: Sequence[HostRow],
     dynos: Iterable[Dyno],
-    memory_of: Mapping[str, int],
+    memory_of: Callable[[str], int],
     vitals: Mapping[str, Vitals],
-    default_memory_mb: int,
 ) -> list[HostLoad]:
     """Each host with what runs on it: its dynos' reserved memory against its own, and RSS."""
     reserved: Counter[str] = Counter()
@@ -173,7 +172,7 @@ def host_loads(
             state=row.state,
             dynos=row.dynos,
             reserved_mb=reserved[row.id],
-            memory_mb=memory_of.get(row.type, default_memory_mb),
+            memory_mb=memory_of(row.type),
             rss_mb=round(rss[row.id], 1) if row.id in rss else None,
             vitals=vitals.get(row.id),
         )

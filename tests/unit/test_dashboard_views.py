@@ -52,7 +52,7 @@ HOSTS = [
     HostRow("i-a", "198.18.1.10", "zone-a", "t3.small", "running", True, 2),
     HostRow("i-c", "198.18.1.12", "zone-a", "t3.small", "running", True, None, "addons"),
 ]
-MEMORY = {"t3.small": 2048, "t3.medium": 4096}
+MEMORY = {"t3.small": 2048, "t3.medium": 4096}.get
 VITALS = {"i-a": views.Vitals(0.5, 0.25, 0.125, 2048, 1024)}
 
 
@@ -84,7 +84,7 @@ def test_app_cards_count_dynos_by_state_and_host() -> None:
 
 
 def test_host_loads_add_reserved_memory_and_rss_per_host() -> None:
-    loads = views.host_loads(HOSTS, [d for ds in DYNOS.values() for d in ds], MEMORY, VITALS, 2048)
+    loads = views.host_loads(HOSTS, [d for ds in DYNOS.values() for d in ds], MEMORY, VITALS)
     assert [h.id for h in loads] == ["i-c", "i-a", "i-b"]  # by role, zone, id
     addons, a, b = loads
     assert (a.reserved_mb, a.memory_mb, a.reserved_percent, a.rss_mb) == (1024, 2048, 50, 80.0)
@@ -145,9 +145,7 @@ def test_short_time() -> None:
 def overview() -> views.Overview:
     return views.Overview(
         apps=views.app_cards(ROWS, URLS, DYNOS),
-        hosts=views.host_loads(
-            HOSTS, [d for ds in DYNOS.values() for d in ds], MEMORY, VITALS, 2048
-        ),
+        hosts=views.host_loads(HOSTS, [d for ds in DYNOS.values() for d in ds], MEMORY, VITALS),
         warnings=[f"host i-d does not answer: {HOSTILE}"],
     )
 
@@ -204,7 +202,7 @@ def test_pages_escape_what_they_show() -> None:
 def test_the_rss_column_shows_only_when_a_host_knows_it() -> None:
     """cgroup v1 hosts (the local cloud) report no memory per unit."""
     unknown = [replace(d, memory_mb=None) for ds in DYNOS.values() for d in ds]
-    view = views.Overview(apps=[], hosts=views.host_loads(HOSTS, unknown, MEMORY, {}, 2048))
+    view = views.Overview(apps=[], hosts=views.host_loads(HOSTS, unknown, MEMORY, {}))
     page = templates().get_template("overview.html").render(view=view, title="Apps")
     assert "Dynos' RSS" not in page and "Reserved by dynos" in page
     assert "Dynos' RSS" in templates().get_template("overview.html").render(
