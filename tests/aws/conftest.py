@@ -18,11 +18,13 @@ def acm_issues_at_once(monkeypatch):
 @pytest.fixture(autouse=True, scope="session")
 def moto_as_aws():
     """S3's conditional writes are atomic, moto's are not under threads; CloudWatch computes
-    percentiles, moto does not (motofix items 6 and 7; the others stay the daemon's own)."""
+    percentiles, moto does not; ELBv2 enforces AWS's default quotas, moto does not (motofix
+    items 6, 7 and 8; the others stay the daemon's own)."""
     from provisioner.localcloud import motofix
 
     motofix.atomic_conditional_writes()
     motofix.percentiles()
+    motofix.quotas()
 
 
 @pytest.fixture
