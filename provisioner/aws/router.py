@@ -274,7 +274,16 @@ class RouterTable:
 
     # rules ----------------------------------------------------------------------------------
     def _rules(self, listener_arn: str) -> list[dict[str, Any]]:
-        return list(self.elbv2.describe_rules(ListenerArn=listener_arn)["Rules"])
+        """Every rule of the listener (ELBv2 answers pages of at most 100: a full listener
+        has 101 with its default one)."""
+        rules: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"ListenerArn": listener_arn}
+        while True:
+            page = self.elbv2.describe_rules(**kwargs)
+            rules += page["Rules"]
+            if not page.get("NextMarker"):
+                return rules
+            kwargs["Marker"] = page["NextMarker"]
 
     def _app_rules(self, listener_arn: str, app: str) -> list[dict[str, Any]]:
         """The app's rules on a listener, by priority: those with its own hostname."""
