@@ -203,9 +203,8 @@ class RouterTable:
         kwargs: dict[str, Any] = {"ListenerArn": listener_arn}
         while True:
             page = self.elbv2.describe_listener_certificates(**kwargs)
-            arns |= {str(c["CertificateArn"]) for c in page.get("Certificates", [])}
-            arns -= {str(c["CertificateArn"]) for c in page.get("Certificates", [])
-                     if c.get("IsDefault")}  # fmt: skip
+            certs = page.get("Certificates", [])
+            arns |= {str(c["CertificateArn"]) for c in certs if not c.get("IsDefault")}
             if not page.get("NextMarker"):
                 return arns
             kwargs["Marker"] = page["NextMarker"]
@@ -225,9 +224,11 @@ class RouterTable:
             if self.grow is None:
                 quota = full_quota(loads[-1], need, self.limits) or "target_groups"
                 raise quota_error(
-                    quota, "every load balancer of the platform", self.limits,
-                    "run `dynoform platform:init`, then try again",
-                )  # fmt: skip
+                    quota,
+                    "every load balancer of the platform",
+                    self.limits,
+                    "destroy an app you no longer need",
+                )
             self.shards.append(self.grow())
         return shard
 
@@ -317,10 +318,12 @@ class RouterTable:
         quota = full_quota(self.load(shard), extra, self.limits, new_app=False)
         if quota is not None:
             raise quota_error(
-                quota, f"{app}'s load balancer (shard {shard})", self.limits,
+                quota,
+                f"{app}'s load balancer (shard {shard})",
+                self.limits,
                 "remove a domain of an app on it, or ask AWS to raise the quota "
                 "(Service Quotas, Elastic Load Balancing)",
-            )  # fmt: skip
+            )
 
     def ensure_rule(
         self,
@@ -381,9 +384,11 @@ class RouterTable:
             count = len([r for r in self._rules(listener) if not r.get("IsDefault")])
             if count + added > self.limits.rules:
                 raise quota_error(
-                    "rules", f"{app}'s listener", self.limits,
+                    "rules",
+                    f"{app}'s listener",
+                    self.limits,
                     "remove a domain of an app on this load balancer, or ask AWS to raise it",
-                )  # fmt: skip
+                )
         return current, packed
 
     def _apply_rules(

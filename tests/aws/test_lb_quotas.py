@@ -150,7 +150,7 @@ def test_the_101st_app_is_refused_before_any_target_group_is_made(aws, lb):
         "every load balancer of the platform: AWS's quota of 100 target groups per "
         "Application Load Balancer is reached"
     )
-    assert caught.value.hint == "run `dynoform platform:init`, then try again"
+    assert caught.value.hint == "destroy an app you no longer need"
     assert router.target_group_arn("late") is None
     assert len(_app_rules(aws, lb[2])) == 100
 

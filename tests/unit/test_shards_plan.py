@@ -110,3 +110,23 @@ def test_pack_drops_emptied_rules_but_the_first():
 def test_free_priorities():
     assert free_priorities([100, 101, 103], 3) == [102, 104, 105]
     assert free_priorities([], 0) == []
+
+
+def test_a_platform_record_keeps_its_shards():
+    from provisioner.aws.platform import Platform, Shard
+    from provisioner.aws.router import ShardListeners
+
+    fields = dict.fromkeys(
+        ["name", "target", "region", "cidr", "vpc_id", "igw_id", "route_table_id",
+         "runner_sg_id", "lb_sg_id", "key_name", "key_path", "bucket"], "x",
+    )  # fmt: skip
+    platform = Platform(
+        **fields, subnet_ids=[], zones=[], lb_arn="lb0", lb_dns="d0", listener_arn="h0",
+        https_listener_arn="s0", shards=[Shard("lb1", "d1", "h1", "s1")],
+    )  # fmt: skip
+    again = Platform(**platform.as_dict())  # as the state store's record is read back
+    assert again == platform
+    assert [s.router for s in again.all_shards] == [
+        ShardListeners("s0", "h0"),
+        ShardListeners("s1", "h1"),
+    ]
