@@ -7,7 +7,6 @@ from provisioner.aws.router import (
     free_priority,
     target_group_name,
 )
-from provisioner.errors import DynoformError
 
 
 @pytest.fixture
