@@ -208,3 +208,16 @@ def test_targets_beyond_the_quota_are_refused_before_any_is_registered(aws, lb):
     )
     assert router.targets("shop") == set()
     assert target_group_name("test", "shop") in router.target_group_arn("shop")
+
+
+def test_a_new_app_that_aws_refuses_leaves_no_target_group(aws, lb):
+    """Should AWS refuse what the checks let through (another writer filled the listener
+    meanwhile), the new app's target group goes again."""
+    elbv2, listener = aws.elbv2, lb[2]
+    for i in range(100):  # someone else's rules fill the listener
+        elbv2.create_rule(**_rule(elbv2, listener, i + 1, [f"h{i}.test"]))
+    router = _router(aws, lb, rules=1000)  # checks that let it through
+    with pytest.raises(ClientError, match="TooManyRules"):
+        router.ensure_rule("late")
+    assert router.target_group_arn("late") is None
+    assert elbv2.describe_target_groups()["TargetGroups"] == []
