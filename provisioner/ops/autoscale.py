@@ -20,7 +20,7 @@ from provisioner.aws import metrics
 from provisioner.context import Context
 from provisioner.errors import DynoformError, NotFound
 from provisioner.model.formation import default_formation
-from provisioner.ops import ps
+from provisioner.ops import ps, router
 from provisioner.ops.rollout import open_rollout
 from provisioner.plan import autoscale as plan
 from provisioner.store import CONTROLLER_OPERATION, LeaseBusy
@@ -175,7 +175,8 @@ def _windows(ctx: Context, app: str, now: float) -> list[plan.Window]:
     if tg_arn is None:
         return []
     cloudwatch = ctx.aws.client("cloudwatch")
-    return metrics.response_times(cloudwatch, ctx.platform(create=False).lb_arn, tg_arn, now)
+    lb_arn = router.app_shard(ctx, app).lb_arn  # the load balancer of the app's shard
+    return metrics.response_times(cloudwatch, lb_arn, tg_arn, now)
 
 
 def _with_room(
