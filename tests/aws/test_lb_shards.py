@@ -30,6 +30,8 @@ def _listener_hosts(elbv2, listener: str) -> set[str]:
 
 def test_a_platform_past_the_old_ceiling(tmp_path, monkeypatch, capsys):
     with platform_cli(tmp_path, monkeypatch, capsys, "--domain", "apps.example.org") as call:
+        route53 = boto3.client("route53", region_name="us-east-1")
+        route53.create_hosted_zone(Name="apps.example.org", CallerReference="shards")
         said: list[str] = []
         with Context.open("t1", say=said.append) as ctx:
             for app in APPS:
@@ -59,9 +61,22 @@ def test_a_platform_past_the_old_ceiling(tmp_path, monkeypatch, capsys):
             said.count("made load balancer shard 1 (" + shards[1].lb_dns + "): the others are full")
             == 1
         )
+        # apps beyond shard 0 get their own name's record (the wildcard points at shard 0)
         assert any(
-            "a025 is on load balancer shard 1: point a025.apps.example.org at" in s for s in said
+            s.startswith("a025.apps.example.org: a CNAME to load balancer shard 1 put in Route 53")
+            for s in said
         )
+        records = {
+            (r["Name"].rstrip("."), r["ResourceRecords"][0]["Value"])
+            for zone in route53.list_hosted_zones()["HostedZones"]
+            for r in route53.list_resource_record_sets(HostedZoneId=zone["Id"])[
+                "ResourceRecordSets"
+            ]
+            if r["Type"] == "CNAME"
+        }
+        assert ("a025.apps.example.org", shards[1].lb_dns) in records
+        assert ("a120.apps.example.org", shards[4].lb_dns) in records
+        assert not any(name == "a024.apps.example.org" for name, _ in records)
         elbv2 = boto3.client("elbv2", region_name="us-east-1")
         for index, shard in enumerate(shards):
             hosts = _listener_hosts(elbv2, shard.https_listener_arn)
