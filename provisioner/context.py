@@ -18,9 +18,10 @@ from types import TracebackType
 
 from botocore.exceptions import ClientError
 
+from provisioner.aws import acmdns
 from provisioner.aws.blobs import Blobs
-from provisioner.aws.platform import Platform, ensure_platform, load_platform
-from provisioner.aws.router import RouterTable
+from provisioner.aws.platform import Platform, add_shard, ensure_platform, load_platform
+from provisioner.aws.router import RouterTable, ShardListeners
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.tlscerts import require_validatable
@@ -163,6 +164,7 @@ class Context:
             return self._fleet
 
     def router(self) -> RouterTable:
+        """The router table over every load balancer (shard) of the platform."""
         platform = self.platform()
         return RouterTable(
             self.aws.elbv2,
@@ -171,7 +173,41 @@ class Context:
             platform.listener_arns,
             self.target.app_domain,
             http_listener_arn=platform.listener_arn if platform.https_listener_arn else None,
+            shards=[s.router for s in platform.all_shards],
+            grow=self._grow,
+            reload=self._shards_found,
+            placed=self._placed,
         )
+
+    def _placed(self, app: str, shard: int) -> None:
+        """On AWS, the platform's wildcard record points at shard 0: an app on another shard
+        needs its own record for <app>.<domain> (put in Route 53 when this account has the
+        zone, else the user is told)."""
+        if shard == 0 or self.target.is_local:
+            return
+        host = f"{app}.{self.target.app_domain}"
+        dns = self.platform().all_shards[shard].lb_dns
+        zone = acmdns.hosted_zone(self.aws, host)
+        if zone:
+            acmdns.put_records(self.aws, zone, [{"Name": host, "Type": "CNAME", "Value": dns}])
+            self.say(f"{host}: a CNAME to load balancer shard {shard} put in Route 53 zone {zone}")
+        else:
+            self.say(f"{app} is on load balancer shard {shard}: point {host} at {dns} (a CNAME)")
+
+    def _shards_found(self) -> list[ShardListeners]:
+        """Every shard, found afresh by name (another process made one this one's record
+        lacks)."""
+        with self._lock:
+            self._platform = None
+            platform = self._check_platform(create=False)
+        return [s.router for s in platform.all_shards]
+
+    def _grow(self) -> ShardListeners:
+        """A new load balancer for the platform (every one is full), recorded at once."""
+        with self._lock:
+            grown = add_shard(self.aws, self.target, self.platform(), self.say)
+            self.remember_platform(grown)
+        return grown.all_shards[-1].router
 
     def blobs(self) -> Blobs:
         """Sources, slugs, build caches and logs: the platform's bucket."""

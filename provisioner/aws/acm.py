@@ -20,6 +20,8 @@ from provisioner.aws.session import Aws
 from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, tagged, tags
 from provisioner.errors import DynoformError
 from provisioner.model.tls import AUTO, CUSTOM, AppCert, Bundle, CertPlan
+from provisioner.plan.shards import AWS as AWS_QUOTAS
+from provisioner.plan.shards import QUOTA_NAMES
 
 APP_TAG = "dynoform:app"
 KIND_TAG = "dynoform:cert"
@@ -50,9 +52,11 @@ def _app_cert(labels: dict[str, str], described: dict[str, Any]) -> AppCert:
 class AppCertificates:
     """The certificates of one platform's apps in ACM, and which the HTTPS listener serves."""
 
-    def __init__(self, aws: Aws, platform: Platform) -> None:
+    def __init__(self, aws: Aws, platform: Platform, listener_arn: str = "") -> None:
         self.aws = aws
         self.platform = platform
+        # the HTTPS listener of the app's load balancer (shard); the first one by default
+        self.listener_arn = listener_arn or platform.https_listener_arn
         self.acm = aws.client("acm")
         self.elbv2 = aws.elbv2
         self._known: dict[str, dict[str, str]] = {}  # ARN -> tags, of what this object made
@@ -84,7 +88,7 @@ class AppCertificates:
         arns: set[str] = set()
         marker = None
         while True:
-            kwargs: dict[str, Any] = {"ListenerArn": self.platform.https_listener_arn}
+            kwargs: dict[str, Any] = {"ListenerArn": self.listener_arn}
             if marker:
                 kwargs["Marker"] = marker
             page = self.elbv2.describe_listener_certificates(**kwargs)
@@ -142,16 +146,22 @@ class AppCertificates:
 
     def attach(self, arns: Iterable[str]) -> None:
         wanted = [{"CertificateArn": a} for a in arns]
-        if wanted:
-            self.elbv2.add_listener_certificates(
-                ListenerArn=self.platform.https_listener_arn, Certificates=wanted
+        if not wanted:
+            return
+        held, limit = self.attached(), AWS_QUOTAS.certificates
+        if len(held | {a["CertificateArn"] for a in wanted}) > limit:
+            raise DynoformError(
+                f"the app's load balancer serves {len(held)} certificates: AWS's quota of "
+                f"{limit} {QUOTA_NAMES['certificates']} is reached",
+                "remove a domain or certificate of an app on it, or ask AWS to raise the quota",
             )
+        self.elbv2.add_listener_certificates(ListenerArn=self.listener_arn, Certificates=wanted)
 
     def detach(self, arns: Iterable[str]) -> None:
         wanted = [{"CertificateArn": a} for a in arns]
         if wanted:
             self.elbv2.remove_listener_certificates(
-                ListenerArn=self.platform.https_listener_arn, Certificates=wanted
+                ListenerArn=self.listener_arn, Certificates=wanted
             )
 
     def delete(self, arn: str) -> None:

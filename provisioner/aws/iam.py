@@ -57,6 +57,7 @@ def controller_policy(
     ec2 = f"arn:{aws}:ec2:{region}:{account}"
     elb = f"arn:{aws}:elasticloadbalancing:{region}:{account}"
     lb = lb_name(platform)
+    shards = f"{lb[:26].rstrip('-')}--*"  # aws.listeners.shard_name's
     own = {f"ec2:ResourceTag/{PLATFORM_TAG}": platform}
     rds = f"arn:{aws}:rds:{region}:{account}"
     # Managed Postgres instances and their snapshots (aws/managed.py): df-<platform>-postgres-…
@@ -193,7 +194,11 @@ def controller_policy(
                 "elasticloadbalancing:DeleteRule",
                 "elasticloadbalancing:ModifyRule",
             ],
-            [f"{elb}:listener/app/{lb}/*", f"{elb}:listener-rule/app/{lb}/*"],
+            [
+                f"{elb}:{kind}/app/{name}/*"
+                for kind in ("listener", "listener-rule")
+                for name in (lb, shards)  # the first load balancer, and the others
+            ],
         ),
         # S3 has no tag conditions on buckets: the bucket is named. Versions: retention of
         # scheduled backups deletes every version of a self-hosted database's dump.

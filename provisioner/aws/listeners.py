@@ -9,6 +9,8 @@ from botocore.exceptions import ClientError
 
 from provisioner.aws.router import fixed_response_action
 from provisioner.aws.tags import Finder, lb_name, tags
+from provisioner.errors import DynoformError
+from provisioner.plan.shards import AWS as AWS_QUOTAS
 
 NOT_FOUND_PAGE = (
     "<!doctype html><title>No such app</title>"
@@ -56,18 +58,45 @@ def same_actions(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool
     return True
 
 
-def load_balancer(b: Finder, subnet_ids: list[str], lb_sg: str) -> tuple[str, str]:
-    """The load balancer's ARN and DNS name."""
-    name = lb_name(b.name)
+def shard_name(platform: str, shard: int | str) -> str:
+    """The load balancer of a shard: shard 0 is the platform's first one, `dynoform-<platform>`;
+    the others `dynoform-<platform>--<n>` (cut to fit ELBv2's 32 characters; `*` for IAM)."""
+    if shard == 0:
+        return lb_name(platform)
+    return f"{lb_name(platform)[:26].rstrip('-')}--{shard}"
+
+
+def find_load_balancer(b: Finder, name: str) -> tuple[str, str] | None:
+    """A load balancer's ARN and DNS name, by name; None when there is none."""
     try:
         found = b.aws.elbv2.describe_load_balancers(Names=[name])["LoadBalancers"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "LoadBalancerNotFound":
             raise
-        found = []
+        return None
+    return (str(found[0]["LoadBalancerArn"]), str(found[0]["DNSName"])) if found else None
+
+
+def count_load_balancers(b: Finder) -> int:
+    """Every load balancer of the region (AWS's quota counts them all)."""
+    pages = b.aws.elbv2.get_paginator("describe_load_balancers").paginate()
+    return sum(len(page.get("LoadBalancers", [])) for page in pages)
+
+
+def load_balancer(b: Finder, subnet_ids: list[str], lb_sg: str, shard: int = 0) -> tuple[str, str]:
+    """The load balancer's ARN and DNS name (of a shard: 0, the platform's first)."""
+    name = shard_name(b.name, shard)
+    found = find_load_balancer(b, name)
     if found:
-        return str(found[0]["LoadBalancerArn"]), str(found[0]["DNSName"])
+        return found
     b.missing("load balancer")
+    limit = AWS_QUOTAS.load_balancers
+    if count_load_balancers(b) >= limit:
+        raise DynoformError(
+            f"cannot make load balancer {name}: AWS's quota of {limit} Application Load "
+            "Balancers per region is reached",
+            "ask AWS to raise it (Service Quotas, Elastic Load Balancing), or delete unused ones",
+        )
     lb = b.aws.elbv2.create_load_balancer(
         Name=name,
         Subnets=subnet_ids,
@@ -75,7 +104,7 @@ def load_balancer(b: Finder, subnet_ids: list[str], lb_sg: str) -> tuple[str, st
         Scheme="internet-facing",
         Type="application",
         IpAddressType="ipv4",
-        Tags=tags(b.name, "lb"),
+        Tags=tags(b.name, "lb" if shard == 0 else f"lb-{shard}"),
     )["LoadBalancers"][0]
     b.created.append(f"load balancer {name}")
     return str(lb["LoadBalancerArn"]), str(lb["DNSName"])

@@ -10,17 +10,35 @@ aws/listeners.py, aws/tlscerts.py; aws/teardown.py deletes it all.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from provisioner.aws import listeners, network
 from provisioner.aws.iam import ensure_controller_access
+from provisioner.aws.router import ShardListeners
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.tags import Finder, Say, say_on_stderr
 from provisioner.aws.tlscerts import PlatformCertificate
+from provisioner.errors import NoPlatform
 from provisioner.model.tls import Bundle
 from provisioner.targets import Target
+
+
+@dataclass
+class Shard:
+    """One load balancer of the platform with its two listeners."""
+
+    lb_arn: str
+    lb_dns: str
+    listener_arn: str  # HTTP :80 (redirects to HTTPS)
+    https_listener_arn: str = ""  # HTTPS :443 (empty: shard 0 of a record from before HTTPS)
+
+    @property
+    def router(self) -> ShardListeners:
+        if self.https_listener_arn:
+            return ShardListeners(self.https_listener_arn, self.listener_arn)
+        return ShardListeners(self.listener_arn)
 
 
 @dataclass
@@ -45,7 +63,18 @@ class Platform:
     https_listener_arn: str = ""  # HTTPS :443 (empty: a record from before HTTPS)
     certificate_arn: str = ""
     instance_profile: str = ""  # runner hosts' (empty: a record from before the controller)
+    # Load balancers beyond the first (shards 1, 2, ...): made when the first is full.
+    shards: list[Shard] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.shards = [Shard(**s) if isinstance(s, dict) else s for s in self.shards]
+
+    @property
+    def all_shards(self) -> list[Shard]:
+        """Every load balancer of the platform, shard 0 (the fields above) first."""
+        first = Shard(self.lb_arn, self.lb_dns, self.listener_arn, self.https_listener_arn)
+        return [first, *self.shards]
 
     @property
     def listener_arns(self) -> list[str]:
@@ -98,6 +127,7 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
     https_listener_arn = listeners.https_listener(b, lb_arn, certificate_arn)
     certificate.delete_replaced()  # the listener serves the new one now
     listener_arn = listeners.http_listener(b, lb_arn)
+    shards = _more_shards(b, subnet_ids, lb_sg, certificate_arn)
     return Platform(
         name=b.name,
         target=b.target.name,
@@ -119,8 +149,37 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
         https_listener_arn=https_listener_arn,
         certificate_arn=certificate_arn,
         instance_profile=instance_profile,
+        shards=shards,
         created=b.created,
     )
+
+
+def _more_shards(b: Finder, subnet_ids: list[str], lb_sg: str, certificate: str) -> list[Shard]:
+    """Shards 1, 2, ... as far as they exist (their listeners completed when creating: an
+    interrupted add_shard; a half-made last one is left out when only reading)."""
+    found: list[Shard] = []
+    while listeners.find_load_balancer(b, listeners.shard_name(b.name, len(found) + 1)):
+        try:
+            found.append(_shard(b, subnet_ids, lb_sg, certificate, len(found) + 1))
+        except NoPlatform:
+            break
+    return found
+
+
+def _shard(b: Finder, subnet_ids: list[str], lb_sg: str, certificate: str, index: int) -> Shard:
+    lb_arn, lb_dns = listeners.load_balancer(b, subnet_ids, lb_sg, index)
+    https = listeners.https_listener(b, lb_arn, certificate)
+    return Shard(lb_arn, lb_dns, listeners.http_listener(b, lb_arn), https)
+
+
+def add_shard(aws: Aws, target: Target, platform: Platform, say: Say = say_on_stderr) -> Platform:
+    """The platform with one more load balancer (its listeners serving the platform's
+    certificate), made because every shard is full."""
+    b = Finder(aws, target, create=True, say=say)
+    index = len(platform.all_shards)
+    shard = _shard(b, platform.subnet_ids, platform.lb_sg_id, platform.certificate_arn, index)
+    say(f"made load balancer shard {index} ({shard.lb_dns}): the others are full")
+    return replace(platform, shards=[*platform.shards, shard], created=b.created)
 
 
 def _bucket(b: Finder) -> str:

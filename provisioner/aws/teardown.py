@@ -8,10 +8,12 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from provisioner.aws.iam import remove_controller_access
+from provisioner.aws.listeners import shard_name
 from provisioner.aws.managed import destroy_managed
 from provisioner.aws.session import Aws, retry_in_use
 from provisioner.aws.state import Documents, bucket_name
-from provisioner.aws.tags import PLATFORM_TAG, key_name, lb_name, tag_filters, tagged
+from provisioner.aws.tags import PLATFORM_TAG, key_name, tag_filters, tagged
+from provisioner.plan.shards import AWS as AWS_QUOTAS
 from provisioner.targets import Target
 
 
@@ -47,10 +49,16 @@ def _hosts(aws: Aws, name: str) -> list[str]:
 
 
 def _load_balancers(aws: Aws, name: str) -> list[str]:
-    try:
-        lbs = aws.elbv2.describe_load_balancers(Names=[lb_name(name)])["LoadBalancers"]
-    except ClientError:
-        lbs = []
+    """The platform's load balancers: the first, then shards 1, 2, ... while they exist."""
+    lbs = []
+    for shard in range(AWS_QUOTAS.load_balancers + 1):
+        try:
+            found = aws.elbv2.describe_load_balancers(Names=[shard_name(name, shard)])
+        except ClientError:
+            found = {}
+        lbs += found.get("LoadBalancers", [])
+        if shard and not found:
+            break
     done = []
     for lb in lbs:
         aws.elbv2.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])

@@ -36,10 +36,16 @@
    the caller asks for a page size (the local load balancer does), and the
    next `conflicts` conditional writes get a 409. The daemon turns the first two on; moto
    tests turn them on with the `like_aws` fixture (tests/aws/conftest.py).
+10. Quotas: AWS refuses a 101st rule on a listener, a 101st target group behind one load
+    balancer, a 6th condition value in a rule, a 26th certificate on a listener (its default
+    one not counted), a 1001st target in a target group and a 51st load balancer in a region;
+    moto refuses none of them (and counts a listener's default certificate among its 25).
+    `quotas` makes it refuse them as AWS does, with AWS's error codes, so tests meet the same
+    walls.
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
-moto's own behaviour, but for 6 to 8 (tests/aws/conftest.py applies them too; 9 with its
-`like_aws` fixture).
+moto's own behaviour, but for 6 to 8 and 10 (tests/aws/conftest.py applies them too; 9 with
+its `like_aws` fixture).
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 from typing import Any
+
+from provisioner.plan.shards import AWS as AWS_QUOTAS
+from provisioner.plan.shards import Quotas
 
 _health: dict[tuple[str, str, int], str] = {}
 _lock = threading.Lock()
@@ -208,6 +217,7 @@ def apply(ca_dir: Path | None = None) -> None:
     percentiles()
     fast_metric_reads()
     imitate_aws()
+    quotas()
     from moto.elbv2.exceptions import InvalidTargetError
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 
@@ -276,6 +286,112 @@ def apply(ca_dir: Path | None = None) -> None:
     FakeTargetGroup.deregister_terminated_instances = deregister_terminated_instances  # type: ignore[method-assign]
     FakeTargetGroup.health_for = health_for  # type: ignore[method-assign]
     _applied = True
+
+
+def quotas(limits: Quotas = AWS_QUOTAS) -> None:
+    """moto's ELBv2 refuses what AWS's default quotas refuse (idempotent)."""
+    from moto.elbv2.exceptions import ELBClientError
+    from moto.elbv2.models import ELBv2Backend
+
+    if getattr(ELBv2Backend.create_rule, "quotas", False):
+        return
+    create_rule, modify_rule = ELBv2Backend.create_rule, ELBv2Backend.modify_rule
+    register = ELBv2Backend.register_targets
+    create_lb = ELBv2Backend.create_load_balancer
+
+    def refuse(code: str, message: str) -> None:
+        raise ELBClientError(code, message)
+
+    def check_rule(backend: Any, listener: Any, conditions: Any, actions: Any, skip: str) -> None:
+        values = sum(len(_condition_values(c)) for c in conditions or [])
+        if values > limits.values:
+            refuse("ValidationError", f"A rule can only have '{limits.values}' condition values")
+        groups = _lb_target_groups(backend, listener.load_balancer_arn, skip)
+        for action in actions or []:
+            groups.update(backend._get_target_group_arns_from(action_data=action))
+        if len(groups) > limits.target_groups:
+            refuse(
+                "TooManyUniqueTargetGroupsPerLoadBalancer",
+                "You've reached the limit on the number of unique target groups per load "
+                f"balancer across all listeners ({limits.target_groups})",
+            )
+
+    def checked_create_rule(
+        self: Any, listener_arn: str, conditions: Any, priority: int, actions: Any, tags: Any = None
+    ) -> Any:
+        for listener in self.describe_listeners(None, [listener_arn]):
+            if len(listener._non_default_rules) >= limits.rules:
+                refuse(
+                    "TooManyRules",
+                    "You've reached the limit on the number of rules per load balancer",
+                )
+            check_rule(self, listener, conditions, actions, "")
+        return create_rule(self, listener_arn, conditions, priority, actions, tags)
+
+    def checked_modify_rule(self: Any, rule_arn: str, conditions: Any, actions: Any) -> Any:
+        for rule in self.describe_rules(listener_arn=None, rule_arns=[rule_arn]):
+            listener = self.describe_listeners(None, [rule.listener_arn])[0]
+            check_rule(self, listener, conditions, actions, rule_arn)
+        return modify_rule(self, rule_arn, conditions, actions)
+
+    def checked_add_certificates(self: Any, arn: str, certificates: Any) -> Any:
+        listener = self.describe_listeners(load_balancer_arn=None, listener_arns=[arn])[0]
+        held = set(listener.certificates) - {listener.certificate}
+        wanted = {c["CertificateArn"] for c in certificates} - {listener.certificate}
+        if len(held | wanted) > limits.certificates:
+            refuse(
+                "TooManyCertificates",
+                "You've reached the limit on the number of certificates per load balancer",
+            )
+        listener.certificates.extend(sorted(wanted - held))
+        return listener.certificates
+
+    def checked_register(self: Any, target_group_arn: str, instances: Any) -> Any:
+        group = self.target_groups.get(target_group_arn)
+        if group is not None:
+            new = {key(t, group.port) for t in instances}
+            new -= set(group.targets) | {f"{k}:{group.port}" for k in group.targets}
+            if len(group.targets) + len(new) > limits.targets:
+                refuse("TooManyTargets", "You've reached the limit on the number of targets")
+        return register(self, target_group_arn, instances)
+
+    def checked_create_lb(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        if len(self.load_balancers) >= limits.load_balancers:
+            refuse(
+                "TooManyLoadBalancers",
+                "You've reached the limit on the number of load balancers for your AWS account",
+            )
+        return create_lb(self, name, *args, **kwargs)
+
+    checked_create_rule.quotas = True  # type: ignore[attr-defined]
+    ELBv2Backend.create_rule = checked_create_rule  # type: ignore[method-assign]
+    ELBv2Backend.modify_rule = checked_modify_rule  # type: ignore[method-assign]
+    ELBv2Backend.add_listener_certificates = checked_add_certificates  # type: ignore[method-assign]
+    ELBv2Backend.register_targets = checked_register  # type: ignore[method-assign]
+    ELBv2Backend.create_load_balancer = checked_create_lb  # type: ignore[method-assign]
+
+
+def _condition_values(condition: dict[str, Any]) -> list[Any]:
+    """The values of one rule condition, in whichever form it was given."""
+    for config in ("HostHeaderConfig", "PathPatternConfig", "HttpHeaderConfig"):
+        if config in condition:
+            return list(condition[config].get("Values") or [])
+    return list(condition.get("Values") or [])
+
+
+def _lb_target_groups(backend: Any, lb_arn: str, skip_rule: str) -> set[str]:
+    """The target groups a load balancer's rules and default actions forward to (the rule
+    `skip_rule` left out: it is being modified)."""
+    groups: set[str] = set()
+    balancer = backend.load_balancers.get(lb_arn)
+    for listener in balancer.listeners.values() if balancer else []:
+        for arn, rule in listener.rules.items():
+            if arn == skip_rule:
+                continue
+            for action in rule.actions:
+                data = action.data if hasattr(action, "data") else action
+                groups.update(backend._get_target_group_arns_from(action_data=data))
+    return groups
 
 
 def percentiles() -> None:

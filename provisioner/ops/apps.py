@@ -240,6 +240,8 @@ def _move_platform_entries(ctx: Context, old: str, new: str) -> None:
     record = ctx.store.app(new)
     if record.domains or record.maintenance or record.plain_http:
         router.sync_rules(ctx, record)
+    if record.domains:
+        certs.sync(ctx, new)  # served by the new name's load balancer
 
 
 def _copy_documents(store: Store, old: str, new: str) -> None:

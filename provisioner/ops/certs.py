@@ -67,8 +67,21 @@ class CertAdded:
         return {**self.cert.as_dict(), "uncovered": self.uncovered}
 
 
-def app_certificates(ctx: Context, create: bool = True) -> AppCertificates:
-    return AppCertificates(ctx.aws, ctx.platform(create))
+def app_certificates(ctx: Context, app: str, create: bool = True) -> AppCertificates:
+    """The app's certificates, served by the HTTPS listener of its load balancer (shard)."""
+    platform = ctx.platform(create)
+    listener = ctx.router().listeners_of(app).rules if platform.https_listener_arn else ""
+    return AppCertificates(ctx.aws, platform, listener)
+
+
+def _every_listener(ctx: Context, app: str) -> list[AppCertificates]:
+    """The app's certificates as each load balancer (shard) serves them."""
+    platform = ctx.platform(create=False)
+    return [
+        AppCertificates(ctx.aws, platform, s.https_listener_arn)
+        for s in platform.all_shards
+        if s.https_listener_arn
+    ]
 
 
 def _domains(ctx: Context, app: str) -> list[str]:
@@ -78,7 +91,7 @@ def _domains(ctx: Context, app: str) -> list[str]:
 def sync(ctx: Context, app: str, certs: AppCertificates | None = None) -> list[str]:
     """Bring the app's certificates in line with its domains; returns what changed (and says
     what the user must do for DNS validation)."""
-    return _sync(ctx, app, certs or app_certificates(ctx), ctx.say)
+    return _sync(ctx, app, certs or app_certificates(ctx, app), ctx.say)
 
 
 def _sync(ctx: Context, app: str, certs: AppCertificates, say: Say) -> list[str]:
@@ -120,7 +133,7 @@ def _announce_validation(
 
 def rows(ctx: Context, app: str) -> list[CertRow]:
     """What `certs` lists: one row per certificate, and which custom domains it covers."""
-    certs = app_certificates(ctx, create=False)
+    certs = app_certificates(ctx, app, create=False)
     serving = certs.attached()
     domains = _domains(ctx, app)
     return [_row(c, c.arn in serving, domains) for c in certs.of_app(app)]
@@ -140,12 +153,18 @@ def _row(cert: AppCert, serving: bool, domains: list[str]) -> CertRow:
     )
 
 
+def covered(ctx: Context, app: str, domain: str) -> bool:
+    """Whether a certificate the app has already covers the domain (it needs no new one)."""
+    mine = [c for c in app_certificates(ctx, app).of_app(app) if c.status not in DEAD]
+    return covered_by(domain, mine) is not None
+
+
 def domain_states(ctx: Context, app: str) -> dict[str, str]:
     """Each custom domain of the app (in its record's order) -> its certificate's state."""
     domains = _domains(ctx, app)
     if not domains:
         return {}
-    certs = app_certificates(ctx, create=False)
+    certs = app_certificates(ctx, app, create=False)
     mine, serving = certs.of_app(app), certs.attached()
     return {d: domain_status(d, mine, serving) for d in domains}
 
@@ -172,7 +191,7 @@ def read_app_bundle(ctx: Context, cert_file: Path, key_file: Path) -> Bundle:
 def add(ctx: Context, app: str, cert_file: Path, key_file: Path) -> CertAdded:
     """Import a certificate the user brings and serve it for the app's domains it covers."""
     bundle = read_app_bundle(ctx, cert_file, key_file)
-    certs = app_certificates(ctx)
+    certs = app_certificates(ctx, app)
     say = ctx.say
     same = _already_imported(certs, app, bundle.cert_pem)
     if same is not None:
@@ -194,7 +213,7 @@ def add(ctx: Context, app: str, cert_file: Path, key_file: Path) -> CertAdded:
 def update(ctx: Context, app: str, ident: str, cert_file: Path, key_file: Path) -> CertRow:
     """Renew one of your certificates in place: the listener keeps serving it, now the new one."""
     bundle = read_app_bundle(ctx, cert_file, key_file)
-    certs = app_certificates(ctx)
+    certs = app_certificates(ctx, app)
     cert = _yours(
         certs, app, ident, f"ACM renews it; to serve your own: certs:add CERT KEY -a {app}"
     )
@@ -231,7 +250,7 @@ def _already_imported(certs: AppCertificates, app: str, cert_pem: bytes) -> AppC
 def remove(ctx: Context, app: str, ident: str) -> list[str]:
     """Stop serving a custom certificate and delete it; domains it covered get automatic
     certificates again."""
-    certs = app_certificates(ctx)
+    certs = app_certificates(ctx, app)
     cert = _yours(certs, app, ident, f"it goes with the domain: domains:remove {{domain}} -a {app}")
     certs.detach([cert.arn])
     certs.delete(cert.arn)
@@ -240,7 +259,7 @@ def remove(ctx: Context, app: str, ident: str) -> list[str]:
 
 def wait(ctx: Context, app: str, domains: list[str], timeout: float) -> list[str]:
     """Wait until every given domain (default: all) has an issued certificate, then serve it."""
-    certs = app_certificates(ctx)
+    certs = app_certificates(ctx, app)
     have = _domains(ctx, app)
     unknown = [d for d in domains if d not in have]
     if unknown:
@@ -270,17 +289,32 @@ def destroy_app_certs(ctx: Context, app: str) -> int:
     """Detach and delete every certificate of the app (apps:destroy); returns how many.
     Without a platform there are none."""
     try:
-        certs = app_certificates(ctx, create=False)
+        served = _every_listener(ctx, app)
     except NoPlatform:
         return 0
-    mine = certs.of_app(app)
-    certs.detach(sorted({c.arn for c in mine} & certs.attached()))
+    if not served:
+        return 0
+    mine = served[0].of_app(app)
+    _detach_everywhere(served, {c.arn for c in mine})
     for cert in mine:
-        certs.delete(cert.arn)
+        served[0].delete(cert.arn)
     return len(mine)
 
 
+def _detach_everywhere(served: list[AppCertificates], arns: set[str]) -> None:
+    """Stop serving the certificates on every load balancer (the app's target group, which
+    tells its shard, may be gone already)."""
+    for certs in served:
+        certs.detach(sorted(arns & certs.attached()))
+
+
 def rename_app_certs(ctx: Context, old: str, new: str) -> None:
-    certs = app_certificates(ctx, create=False)
-    for cert in certs.of_app(old):
-        certs.retag(cert, new)
+    """The old name's certificates become the new one's; they stop being served until the new
+    name's rules are made (it may be placed on another load balancer): then sync serves them."""
+    served = _every_listener(ctx, old)
+    if not served:
+        return
+    mine = served[0].of_app(old)
+    _detach_everywhere(served, {c.arn for c in mine})
+    for cert in mine:
+        served[0].retag(cert, new)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from provisioner.aws.router import app_hostnames
 from provisioner.context import Context
 from provisioner.errors import NotFound
 from provisioner.model.app import App
@@ -72,13 +71,25 @@ def add(ctx: Context, app: str, domain: str) -> DomainAdded:
     """Route a custom domain to the app and give it an automatic certificate (again, after an
     interrupted add: every step is idempotent)."""
     host = validate_domain(domain, ctx.target.app_domain)
-    domains = _listed(ctx.store, app)
-    app_hostnames(app, ctx.target.app_domain, [*domains, host])  # room in the rule?
-    claim(ctx.store, app, host)  # the one owner, or an error naming it; before any rule changes
-    _change_domains(ctx, app, lambda listed: sorted({*listed, host}))
+    record = ctx.store.app(app)
+    domains = list(record.domains)
+    if host not in domains:  # room on its load balancer? (rules, certificates): before any change
+        more = 0 if certs.covered(ctx, app, host) else 1
+        ctx.router().check_room(app, [*domains, host], record.plain_http, more)
+    claimed = claim(ctx.store, app, host)  # the one owner, or an error naming it
+    try:
+        _change_domains(ctx, app, lambda listed: sorted({*listed, host}))
+    except BaseException:
+        if host not in domains:  # nothing half-made: a domain no rule routes blocks no deploy
+            ctx.store.update_app(
+                app, lambda a: replace(a, domains=tuple(d for d in a.domains if d != host))
+            )
+            if claimed:
+                ctx.store.release_domain(host, app)
+        raise
     ctx.say(f"{host} is already a domain of {app}" if host in domains else f"added {host} to {app}")
     cert_lines = certs.sync(ctx, app)
-    return DomainAdded(host, router.dns_hint(ctx, host), cert_lines)
+    return DomainAdded(host, router.dns_hint(ctx, app, host), cert_lines)
 
 
 def remove(ctx: Context, app: str, domain: str) -> DomainRemoved:

@@ -20,6 +20,7 @@ from provisioner.aws import metrics as cw
 from provisioner.context import Context
 from provisioner.errors import ValidationError
 from provisioner.ops.rollout import Observed, Rollout
+from provisioner.ops.router import app_shard
 from provisioner.plan import metrics as plan
 from provisioner.plan.autoscale import Window
 from provisioner.plan.units import RUNNING_STATES, DynoState
@@ -45,8 +46,9 @@ def app_metrics(ctx: Context, app: str, since_s: int = 3600, now: float = 0.0) -
     window: dict[str, float | None] = {}
     tg_arn = ctx.router().target_group_arn(app)
     if tg_arn is not None:
-        router = cw.router_series(cloudwatch, platform.lb_arn, tg_arn, start, end)
-        window = cw.router_window(cloudwatch, platform.lb_arn, tg_arn, start, end)
+        lb_arn = app_shard(ctx, app).lb_arn  # the load balancer of the app's shard
+        router = cw.router_series(cloudwatch, lb_arn, tg_arn, start, end)
+        window = cw.router_window(cloudwatch, lb_arn, tg_arn, start, end)
     names = cw.dyno_names(cloudwatch, platform.name, app)
     dynos = cw.dyno_series(cloudwatch, platform.name, app, names, start, end) if names else {}
     return plan.app_metrics(app, since_s, start, end, router, window, dynos)
@@ -58,7 +60,7 @@ def router_windows(ctx: Context, app: str, now: float) -> list[Window]:
     if tg_arn is None:
         return []
     cloudwatch = ctx.aws.client("cloudwatch")
-    return cw.response_times(cloudwatch, ctx.platform(create=False).lb_arn, tg_arn, now)
+    return cw.response_times(cloudwatch, app_shard(ctx, app).lb_arn, tg_arn, now)
 
 
 # sampling ------------------------------------------------------------------------------------

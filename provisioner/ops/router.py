@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from provisioner.aws.platform import Shard
 from provisioner.context import Context
 from provisioner.errors import NoPlatform
 from provisioner.model.app import App
@@ -26,20 +27,29 @@ def web_url(ctx: Context, app: str) -> str | None:
     scheme = "https" if platform.https_listener_arn else "http"
     if not ctx.target.is_local:
         return f"{scheme}://{host}/"
-    url = local_listener_url(ctx.target, platform.https_listener_arn or platform.listener_arn)
+    url = local_listener_url(ctx.target, ctx.router().listeners_of(app).rules)
     if url is None:
         return None
     port = url.rsplit(":", 1)[1].rstrip("/")
     return f"{scheme}://{host}:{port}/"
 
 
-def dns_hint(ctx: Context, host: str) -> str:
+def app_shard(ctx: Context, app: str) -> Shard:
+    """The load balancer the app is placed on (the first one for an app not placed yet)."""
+    shard = ctx.router().shard_of(app) or 0
+    shards = ctx.platform(create=False).all_shards
+    return shards[shard] if shard < len(shards) else shards[0]
+
+
+def dns_hint(ctx: Context, app: str, host: str) -> str:
     """Where a custom domain's DNS must point: the load balancer's name on AWS; locally,
     how to reach the local router with that name."""
-    platform = ctx.platform(create=False)
+    ctx.platform(create=False)
+    router = ctx.router()
     if not ctx.target.is_local:
-        return f"point {host} at {platform.lb_dns} (a CNAME; an ALIAS record at a zone apex)"
-    url = local_listener_url(ctx.target, platform.https_listener_arn or platform.listener_arn)
+        dns = app_shard(ctx, app).lb_dns
+        return f"point {host} at {dns} (a CNAME; an ALIAS record at a zone apex)"
+    url = local_listener_url(ctx.target, router.listeners_of(app).rules)
     if url is None:
         return f"{host} is routed; the local router is not serving yet"
     port = url.rsplit(":", 1)[1].rstrip("/")

@@ -1,0 +1,223 @@
+"""AWS's default ELBv2 quotas: moto enforces them as AWS does (motofix.quotas, applied by
+conftest), and the router checks them first, failing with one line and leaving nothing."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from provisioner.aws.router import RouterTable, RouterTarget, target_group_name
+from provisioner.errors import DynoformError
+from provisioner.plan.shards import Quotas
+
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/"
+
+
+@pytest.fixture
+def lb(aws):
+    """A VPC, a load balancer and its HTTP listener (404 by default): (vpc, lb arn, listener)."""
+    ec2, elbv2 = aws.ec2, aws.elbv2
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    arn = elbv2.create_load_balancer(Name="df-test", Subnets=subnets)["LoadBalancers"][0][
+        "LoadBalancerArn"
+    ]
+    listener = elbv2.create_listener(
+        LoadBalancerArn=arn,
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[
+            {
+                "Type": "fixed-response",
+                "FixedResponseConfig": {"StatusCode": "404", "ContentType": "text/plain"},
+            }
+        ],
+    )["Listeners"][0]["ListenerArn"]
+    return vpc, arn, listener
+
+
+def _code(call, **kwargs) -> str:
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    return str(caught.value.response["Error"]["Code"])
+
+
+def _rule(elbv2, listener: str, priority: int, hosts: list[str], groups: list[str] = ()):
+    forward = {"ForwardConfig": {"TargetGroups": [{"TargetGroupArn": g} for g in groups]}}
+    actions = [{"Type": "forward", **forward}] if groups else [
+        {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}
+    ]  # fmt: skip
+    return dict(
+        ListenerArn=listener,
+        Priority=priority,
+        Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": hosts}}],
+        Actions=actions,
+    )
+
+
+def _groups(elbv2, vpc: str, count: int) -> list[str]:
+    return [
+        elbv2.create_target_group(Name=f"g{i}", Protocol="HTTP", Port=80, VpcId=vpc)[
+            "TargetGroups"
+        ][0]["TargetGroupArn"]
+        for i in range(count)
+    ]
+
+
+# moto meets AWS's walls -------------------------------------------------------------------------
+def test_moto_refuses_a_101st_rule_and_a_6th_condition_value(aws, lb):
+    _, _, listener = lb
+    elbv2 = aws.elbv2
+    for i in range(100):
+        elbv2.create_rule(**_rule(elbv2, listener, i + 1, [f"h{i}.test"]))
+    assert _code(elbv2.create_rule, **_rule(elbv2, listener, 101, ["x.test"])) == "TooManyRules"
+    rule = elbv2.describe_rules(ListenerArn=listener)["Rules"][0]["RuleArn"]
+    six = [f"v{i}.test" for i in range(6)]
+    conditions = [{"Field": "host-header", "HostHeaderConfig": {"Values": six}}]
+    assert _code(elbv2.modify_rule, RuleArn=rule, Conditions=conditions) == "ValidationError"
+
+
+def test_moto_refuses_a_101st_target_group_behind_one_load_balancer(aws, lb):
+    vpc, _, listener = lb
+    elbv2 = aws.elbv2
+    groups = _groups(elbv2, vpc, 101)
+    for i in range(20):  # 5 target groups a rule: 100
+        elbv2.create_rule(
+            **_rule(elbv2, listener, i + 1, [f"h{i}.test"], groups[5 * i : 5 * i + 5])
+        )
+    refused = _code(elbv2.create_rule, **_rule(elbv2, listener, 50, ["x.test"], groups[100:]))
+    assert refused == "TooManyUniqueTargetGroupsPerLoadBalancer"
+    elbv2.create_rule(**_rule(elbv2, listener, 51, ["y.test"], groups[:1]))  # one it has: fine
+
+
+def test_moto_refuses_a_26th_certificate_and_a_1001st_target(aws, lb):
+    vpc, arn, _ = lb
+    elbv2 = aws.elbv2
+    default = aws.client("acm").request_certificate(DomainName="lb.test")["CertificateArn"]
+    https = elbv2.create_listener(
+        LoadBalancerArn=arn,
+        Protocol="HTTPS",
+        Port=443,
+        Certificates=[{"CertificateArn": default}],
+        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
+    )["Listeners"][0]["ListenerArn"]
+    # the default certificate does not count; one attached twice counts once
+    certs = [{"CertificateArn": f"{CERT}c{i}"} for i in range(25)]
+    elbv2.add_listener_certificates(ListenerArn=https, Certificates=certs)
+    elbv2.add_listener_certificates(ListenerArn=https, Certificates=certs[:1])
+    more = [{"CertificateArn": f"{CERT}c25"}]
+    assert _code(elbv2.add_listener_certificates, ListenerArn=https, Certificates=more) == (
+        "TooManyCertificates"
+    )
+    group = _groups(elbv2, vpc, 1)[0]
+    targets = [{"Id": f"10.42.{i // 250}.{i % 250 + 1}", "Port": 20000} for i in range(1001)]
+    elbv2.register_targets(TargetGroupArn=group, Targets=targets[:1000])
+    assert _code(elbv2.register_targets, TargetGroupArn=group, Targets=targets[1000:]) == (
+        "TooManyTargets"
+    )
+
+
+# the router checks first: one line, nothing left behind ----------------------------------------
+def _router(aws, lb, **limits) -> RouterTable:
+    vpc, _, listener = lb
+    return RouterTable(aws.elbv2, "test", vpc, [listener], "apps.test", limits=Quotas(**limits))
+
+
+def _app_rules(aws, listener: str) -> list[list[str]]:
+    pages = aws.elbv2.get_paginator("describe_rules").paginate(ListenerArn=listener)
+    rules = [r for page in pages for r in page["Rules"]]
+    ordered = sorted(rules, key=lambda r: int(r["Priority"]) if r["Priority"].isdigit() else 0)
+    return [
+        c["HostHeaderConfig"]["Values"]
+        for r in ordered
+        if not r["IsDefault"]
+        for c in r["Conditions"]
+    ]
+
+
+def test_the_101st_app_is_refused_before_any_target_group_is_made(aws, lb):
+    router = _router(aws, lb, certificates=1000)  # AWS's 100 target groups per load balancer
+    for i in range(100):
+        router.ensure_rule(f"a{i}")
+    with pytest.raises(DynoformError) as caught:
+        router.ensure_rule("late")
+    assert caught.value.message == (
+        "every load balancer of the platform: AWS's quota of 100 target groups per "
+        "Application Load Balancer is reached"
+    )
+    assert caught.value.hint == "destroy an app you no longer need"
+    assert router.target_group_arn("late") is None
+    assert len(_app_rules(aws, lb[2])) == 100
+
+
+def test_each_app_keeps_room_for_a_certificate(aws, lb):
+    router = _router(aws, lb)  # AWS's defaults: 25 apps, each may add an HTTPS domain
+    for i in range(25):
+        router.ensure_rule(f"a{i}")
+    with pytest.raises(DynoformError, match="AWS's quota of 25 certificates per Application"):
+        router.ensure_rule("late")
+    assert router.target_group_arn("late") is None
+
+
+def test_many_domains_are_packed_into_rules_of_five(aws, lb):
+    router = _router(aws, lb)
+    domains = [f"d{i}.example.org" for i in range(9)]
+    router.ensure_rule("shop", domains)
+    assert _app_rules(aws, lb[2]) == [
+        ["shop.apps.test", *domains[:4]],
+        ["shop.apps.test", *domains[4:8]],
+        ["shop.apps.test", domains[8]],
+    ]
+    router.ensure_rule("shop", [*domains[1:], "new.example.org"])  # d0 goes, new takes its place
+    assert _app_rules(aws, lb[2]) == [
+        ["shop.apps.test", "d1.example.org", "d2.example.org", "d3.example.org", "new.example.org"],
+        ["shop.apps.test", *domains[4:8]],
+        ["shop.apps.test", domains[8]],
+    ]
+    router.ensure_rule("shop", maintenance=True)
+    assert _app_rules(aws, lb[2]) == [["shop.apps.test"]]
+    router.remove_app("shop")
+    assert _app_rules(aws, lb[2]) == []
+
+
+def test_rules_beyond_the_listeners_quota_are_refused_before_any_change(aws, lb):
+    router = _router(aws, lb, rules=3)
+    router.ensure_rule("shop", ["a.example.org"])
+    router.ensure_rule("blog")
+    with pytest.raises(DynoformError) as caught:
+        router.ensure_rule("shop", [f"d{i}.example.org" for i in range(9)])  # 3 rules: 2 more
+    assert caught.value.message == "shop's listener: AWS's quota of 3 rules per listener is reached"
+    assert _app_rules(aws, lb[2]) == [["shop.apps.test", "a.example.org"], ["blog.apps.test"]]
+    with pytest.raises(DynoformError, match="quota of 3 rules per listener"):
+        router.check_room("shop", [f"d{i}.example.org" for i in range(9)], False, 0)
+
+
+def test_targets_beyond_the_quota_are_refused_before_any_is_registered(aws, lb):
+    router = _router(aws, lb)
+    router.ensure_rule("shop")
+    many = {RouterTarget(f"10.42.1.{i % 250 + 1}", 20000 + i) for i in range(1001)}
+    with pytest.raises(DynoformError) as caught:
+        router.register("shop", many)
+    assert caught.value.message == (
+        "shop's target group: AWS's quota of 1000 targets per target group is reached"
+    )
+    assert router.targets("shop") == set()
+    assert target_group_name("test", "shop") in router.target_group_arn("shop")
+
+
+def test_a_new_app_that_aws_refuses_leaves_no_target_group(aws, lb):
+    """Should AWS refuse what the checks let through (another writer filled the listener
+    meanwhile), the new app's target group goes again."""
+    elbv2, listener = aws.elbv2, lb[2]
+    for i in range(100):  # someone else's rules fill the listener
+        elbv2.create_rule(**_rule(elbv2, listener, i + 1, [f"h{i}.test"]))
+    router = _router(aws, lb, rules=1000)  # checks that let it through
+    with pytest.raises(ClientError, match="TooManyRules"):
+        router.ensure_rule("late")
+    assert router.target_group_arn("late") is None
+    assert elbv2.describe_target_groups()["TargetGroups"] == []
