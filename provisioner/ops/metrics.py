@@ -89,7 +89,7 @@ class Sampler:
         datums = self.datums(taken)
         if datums:
             guard()  # one leader publishes
-            cw.put_dyno_metrics(ctx.aws.client("cloudwatch"), ctx.platform().name, datums)
+            cw.put_dyno_metrics(ctx.aws.client("cloudwatch"), ctx.target.platform, datums)
 
     def datums(self, taken: Sequence[tuple[float, list[plan.Sample]]]) -> list[dict[str, Any]]:
         """The datums of samples taken on hosts at their times; CPU rates from the last ones."""

@@ -442,3 +442,17 @@ def test_platform_operations_keep_the_record_other_operations_read(aws, target, 
         with pytest.raises(NoPlatform):
             ctx.platform(create=False)
         assert f"bucket {ctx.store.docs.bucket}" in ops.destroy(ctx, delete_state=True)
+
+
+def test_init_refuses_a_new_platform_with_a_bad_name_but_upgrades_an_old_one(aws, config_home):
+    from provisioner.context import Context
+    from provisioner.errors import ValidationError
+    from provisioner.ops import platform as ops
+
+    old = Target("old", region="us-east-1", platform="an-older-platform-named-long")
+    new = Target("new", region="us-east-1", platform="a-new-platform-named-too-long")
+    with Context(new, aws=aws) as ctx, pytest.raises(ValidationError, match="platform name"):
+        ops.init(ctx, ssh_cidr=SSH_CIDR)
+    ensure_platform(aws, old, ssh_cidr=SSH_CIDR)  # made before names were checked
+    with Context(old, aws=aws) as ctx:
+        assert ops.init(ctx, ssh_cidr=SSH_CIDR).created == []

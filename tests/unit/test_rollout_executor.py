@@ -647,7 +647,7 @@ sleep "$delay"; status=0
 for u in "$@"; do
   tries=0; until systemctl stop -- "$u" 2>/dev/null || [ $? -eq 5 ]; do tries=$((tries + 1)); [ $tries -lt 3 ] || break; sleep 1; done
   state=$(systemctl show -p ActiveState --value -- "$u" 2>/dev/null)
-  case $state in inactive|failed|"") ;; *) echo "stop-units: $u is still $state" >&2; status=1; continue;; esac
+  case $state in inactive|failed) ;; *) echo "stop-units: $u is still ${state:-unknown}" >&2; status=1; continue;; esac
   rm -rf "/etc/systemd/system/$u" /etc/systemd/system/*.wants/"$u" "/run/dynoform/ports/$u" "/etc/systemd/system/$u.d" "/run/systemd/system/$u.d" "/etc/systemd/system.control/$u.d" "/run/systemd/system.control/$u.d"
 done
 systemctl daemon-reload; systemctl reset-failed -- "$@" >/dev/null 2>&1; exit $status
