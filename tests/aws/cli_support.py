@@ -55,3 +55,26 @@ def platform_cli(
         code, _, err = call("platform:init", "--ssh-cidr", "203.0.113.7/32")
         assert code == 0, err
         yield call
+
+
+def http_load_balancer(aws) -> tuple[str, str, str]:
+    """A VPC, a load balancer and its HTTP listener (404 by default): (vpc, lb arn, listener)."""
+    ec2, elbv2 = aws.ec2, aws.elbv2
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    arn = elbv2.create_load_balancer(Name="df-test", Subnets=subnets)["LoadBalancers"][0][
+        "LoadBalancerArn"
+    ]
+    not_found = {"StatusCode": "404", "ContentType": "text/plain"}
+    listener = elbv2.create_listener(
+        LoadBalancerArn=arn,
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": not_found}],
+    )["Listeners"][0]["ListenerArn"]
+    return vpc, arn, listener

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
+from cli_support import http_load_balancer
 
 from provisioner.aws.router import RouterTable, RouterTarget, target_group_name
 from provisioner.errors import DynoformError
@@ -15,30 +16,7 @@ CERT = "arn:aws:acm:us-east-1:123456789012:certificate/"
 
 @pytest.fixture
 def lb(aws):
-    """A VPC, a load balancer and its HTTP listener (404 by default): (vpc, lb arn, listener)."""
-    ec2, elbv2 = aws.ec2, aws.elbv2
-    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"us-east-1{z}")[
-            "Subnet"
-        ]["SubnetId"]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    arn = elbv2.create_load_balancer(Name="df-test", Subnets=subnets)["LoadBalancers"][0][
-        "LoadBalancerArn"
-    ]
-    listener = elbv2.create_listener(
-        LoadBalancerArn=arn,
-        Protocol="HTTP",
-        Port=80,
-        DefaultActions=[
-            {
-                "Type": "fixed-response",
-                "FixedResponseConfig": {"StatusCode": "404", "ContentType": "text/plain"},
-            }
-        ],
-    )["Listeners"][0]["ListenerArn"]
-    return vpc, arn, listener
+    return http_load_balancer(aws)
 
 
 def _code(call, **kwargs) -> str:

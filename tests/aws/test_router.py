@@ -1,4 +1,5 @@
 import pytest
+from cli_support import http_load_balancer
 
 from provisioner.aws.router import (
     RouterTable,
@@ -11,27 +12,8 @@ from provisioner.aws.router import (
 
 @pytest.fixture
 def router(aws):
-    ec2, elbv2 = aws.ec2, aws.elbv2
-    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"us-east-1{z}")[
-            "Subnet"
-        ]["SubnetId"]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    lb = elbv2.create_load_balancer(Name="df-test", Subnets=subnets)["LoadBalancers"][0]
-    listener = elbv2.create_listener(
-        LoadBalancerArn=lb["LoadBalancerArn"],
-        Protocol="HTTP",
-        Port=80,
-        DefaultActions=[
-            {
-                "Type": "fixed-response",
-                "FixedResponseConfig": {"StatusCode": "404", "ContentType": "text/plain"},
-            }
-        ],
-    )["Listeners"][0]
-    return RouterTable(elbv2, "test", vpc, [listener["ListenerArn"]], "apps.example.com")
+    vpc, _, listener = http_load_balancer(aws)
+    return RouterTable(aws.elbv2, "test", vpc, [listener], "apps.example.com")
 
 
 def test_names_are_short_unique_and_stable():

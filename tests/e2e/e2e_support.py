@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -193,6 +194,19 @@ class Controlled:
 
     def runners(self) -> list[dict[str, Any]]:
         return [h for h in self.json("hosts") if h["role"] == "runner"]
+
+    @contextmanager
+    def deployed(self, prefix: str, source: Path) -> Iterator[tuple[str, Url]]:
+        """A new app `<prefix>-<hex>` of `source`, deployed: (its name, its URL); destroyed
+        afterwards, even when the test fails."""
+        name = f"{prefix}-{secrets.token_hex(3)}"
+        self.cli("apps:create", name, "--no-remote")
+        try:
+            self.cli("deploy", "-a", name, str(source), timeout=900)
+            web_url = urlsplit(str(self.json("apps:info", "-a", name)["web_url"]))
+            yield name, Url(str(web_url.hostname), int(web_url.port or 443), web_url.scheme)
+        finally:
+            self.cli("apps:destroy", "-a", name, "--confirm", name, check=False)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, step: float = 1.0) -> Any:

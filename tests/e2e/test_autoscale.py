@@ -8,11 +8,9 @@ Runs on the `controlled` platform (conftest): the shared platform's controller i
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from e2e_support import Controlled, Load, Url, wait_for
@@ -53,14 +51,8 @@ ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever
 def slow_app(controlled: Controlled, tmp_path: Path) -> Iterator[tuple[str, Url]]:
     (tmp_path / "app.py").write_text(SLOW_APP)
     (tmp_path / "Procfile").write_text("web: python3 app.py\n")
-    app = f"as-{secrets.token_hex(3)}"
-    controlled.cli("apps:create", app, "--no-remote")
-    try:
-        controlled.cli("deploy", "-a", app, str(tmp_path))
-        web_url = urlsplit(str(controlled.json("apps:info", "-a", app)["web_url"]))
-        yield app, Url(str(web_url.hostname), int(web_url.port or 443), web_url.scheme)
-    finally:
-        controlled.cli("apps:destroy", "-a", app, "--confirm", app, check=False)
+    with controlled.deployed("as", tmp_path) as deployed:
+        yield deployed
 
 
 def web_up(controlled: Controlled, app: str) -> int:

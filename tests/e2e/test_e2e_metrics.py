@@ -7,11 +7,9 @@ Runs on the `controlled` platform (conftest): the duty needs a controller at wor
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from e2e_support import Controlled, Url, get, wait_for
@@ -46,14 +44,8 @@ ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever
 def app(controlled: Controlled, tmp_path: Path) -> Iterator[tuple[str, Url]]:
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "Procfile").write_text("web: python3 app.py\n")
-    name = f"mt-{secrets.token_hex(3)}"
-    controlled.cli("apps:create", name, "--no-remote")
-    try:
-        controlled.cli("deploy", "-a", name, str(tmp_path))
-        web_url = urlsplit(str(controlled.json("apps:info", "-a", name)["web_url"]))
-        yield name, Url(str(web_url.hostname), int(web_url.port or 443), web_url.scheme)
-    finally:
-        controlled.cli("apps:destroy", "-a", name, "--confirm", name, check=False)
+    with controlled.deployed("mt", tmp_path) as deployed:
+        yield deployed
 
 
 def test_requests_are_counted_with_their_p95_and_dynos_have_memory(
