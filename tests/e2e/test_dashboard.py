@@ -59,6 +59,22 @@ def fetch(
         conn.close()
 
 
+def session_cookie(url: str) -> dict[str, str]:
+    """The cookie a browser gets from the printed address: a session id, not the token."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(str(parts.hostname), int(parts.port or 80), timeout=60)
+    try:
+        conn.request("GET", f"/?{parts.query}")
+        response = conn.getresponse()
+        response.read()
+        set_cookie = response.getheader("Set-Cookie") or ""
+    finally:
+        conn.close()
+    assert set_cookie.startswith(f"dynoform_dashboard_{parts.port}="), set_cookie
+    assert parts.query.removeprefix("token=") not in set_cookie
+    return {"Cookie": set_cookie.split(";")[0]}
+
+
 def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
     app_name: str, dashboard: str, tmp_path: Path
 ) -> None:
@@ -76,9 +92,8 @@ def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
     for path in ("/", f"/apps/{app_name}", "/static/style.css", "/?token=wrong"):
         assert fetch(dashboard, path)[0] == 401, path
 
-    token = urlsplit(dashboard).query
     port = urlsplit(dashboard).port
-    cookie = {"Cookie": f"dynoform_dashboard_{port}={token.removeprefix('token=')}"}
+    cookie = session_cookie(dashboard)
     status, body = fetch(dashboard, f"/apps/{app_name}/metrics.json", headers=cookie)
     assert status == 200 and json.loads(body)["available"] is True, body  # counted: metrics' tests
     with Browser(tmp_path / "profile", SIZE) as browser:
