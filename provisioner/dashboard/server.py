@@ -39,6 +39,7 @@ from provisioner.paths import resource_dir
 HISTORY_LINES = 100
 STREAM_SECONDS = 600.0  # a stream ends after this; the browser's EventSource opens a new one
 HEARTBEAT_SECONDS = 15.0
+MAX_STREAMS = 8  # each one observes the whole fleet every few seconds
 MAX_FORM_BYTES = 4096
 STATIC = {"style.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
 # The page loads only our own files; nothing inline runs, no other site may frame it.
@@ -78,6 +79,7 @@ class Server(ThreadingHTTPServer):
         self.gate = auth.Gate(token or auth.new_token(), self.server_address[1])
         self.pages = templates()
         self.activities = Activities(ctx)
+        self.streams = threading.BoundedSemaphore(MAX_STREAMS)
 
     @property
     def url(self) -> str:
@@ -174,9 +176,19 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- the log stream ------------------------------------------------------------------
     def _stream_logs(self, app: str) -> None:
-        """The newest lines, then each new one, as server-sent events until the browser goes."""
+        """The newest lines, then each new one, as server-sent events until the browser goes
+        (or the tail ends: the browser's EventSource then opens a new stream)."""
+        if not self.server.streams.acquire(blocking=False):
+            self._text(503, f"too many log streams open (at most {MAX_STREAMS})\n")
+            return
+        try:
+            self.server.ctx.store.app(app)
+            self._stream_tail(app)
+        finally:
+            self.server.streams.release()
+
+    def _stream_tail(self, app: str) -> None:
         ctx = self.server.ctx
-        ctx.store.app(app)
         lines: queue.Queue[lg.LogLine] = queue.Queue(maxsize=10000)
         tail = logs.Tail(ctx, app, lambda line: _offer(lines, line))
         self.send_response(200)
@@ -186,7 +198,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.close_connection = True
-        threading.Thread(target=tail.run, args=(STREAM_SECONDS,), daemon=True).start()
+        threading.Thread(target=_run_tail, args=(tail,), daemon=True).start()
         try:
             for line in self._history(app):
                 self._event(line)
@@ -196,6 +208,8 @@ class Handler(BaseHTTPRequestHandler):
                     self._event(lines.get(timeout=HEARTBEAT_SECONDS))
                 except queue.Empty:
                     self._send(b": ping\n\n")
+            while not lines.empty():  # the tail's last words, its error among them
+                self._event(lines.get_nowait())
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass
         finally:
@@ -252,6 +266,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _run_tail(tail: logs.Tail) -> None:
+    try:
+        tail.run(STREAM_SECONDS)
+    except Exception:  # noqa: BLE001, S110 - already the stream's last line; the stream ends
+        pass
 
 
 def _offer(lines: queue.Queue[lg.LogLine], line: lg.LogLine) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from provisioner.context import Context
-from provisioner.dashboard.server import Server
+from provisioner.dashboard.server import MAX_STREAMS, Server
 from provisioner.targets import Target
 
 TOKEN = "unit-test-token"
@@ -84,3 +84,18 @@ def test_unknown_pages_and_bad_app_names_are_404(server: Server) -> None:
 def test_a_cross_origin_post_is_refused_before_anything_runs(server: Server) -> None:
     headers = {**cookie(server), "Origin": "http://evil.example", "Content-Length": "0"}
     assert ask(server, "/apps/shop/actions/restart", "POST", headers).status == 403
+
+
+def test_log_streams_beyond_the_cap_get_503(server: Server) -> None:
+    """Each stream observes the whole fleet every few seconds: a ninth is refused at once."""
+    taken = 0
+    while server.streams.acquire(blocking=False):
+        taken += 1
+    try:
+        assert taken == MAX_STREAMS == 8
+        response = ask(server, "/apps/shop/logs", headers=cookie(server))
+        assert response.status == 503
+        assert response.body == b"too many log streams open (at most 8)\n"  # type: ignore[attr-defined]
+    finally:
+        for _ in range(taken):
+            server.streams.release()
