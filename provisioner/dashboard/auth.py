@@ -1,7 +1,7 @@
 """The dashboard's gate (pure): a secret token, then a cookie; only our own origin may POST.
 
 The token comes once in the URL's query (`/?token=...`, the address `dynoform dashboard`
-prints); the answer is a redirect to the same page without it, setting an HttpOnly
+prints); the answer sends the browser on to the same page without it, setting an HttpOnly
 SameSite=Strict cookie that later requests carry. Cookies are shared by every port of a host, so
 the cookie's name carries the port, and its value is not the token but a random session id kept
 only in this server's memory: a browser sends it to every server on 127.0.0.1 (another user's
@@ -40,7 +40,7 @@ def matches(given: str | None, token: str) -> bool:
 
 @dataclass(frozen=True)
 class Verdict:
-    status: int  # 200: serve; 303: redirect to `location` setting the cookie; else refuse
+    status: int  # 200: serve; 303: go on to `location` setting the cookie; else refuse
     reason: str = ""
     location: str | None = None
     set_cookie: str | None = None

@@ -11,6 +11,7 @@ Routes (every one behind the gate of `auth`):
 
 from __future__ import annotations
 
+import html
 import json
 import queue
 import re
@@ -20,6 +21,7 @@ import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -27,7 +29,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from provisioner import logs as lg
 from provisioner.context import Context
-from provisioner.dashboard import auth, gather
+from provisioner.dashboard import auth, gather, launch
 from provisioner.dashboard.actions import Activities
 from provisioner.dashboard.views import short_time
 from provisioner.errors import DynoformError, NotFound
@@ -80,10 +82,26 @@ class Server(ThreadingHTTPServer):
         self.pages = templates()
         self.activities = Activities(ctx)
         self.streams = threading.BoundedSemaphore(MAX_STREAMS)
+        self.launcher: Path | None = None
 
     @property
     def url(self) -> str:
         return self.gate.url()
+
+    def launch_page(self) -> Path:
+        """A private file:// page that goes on to `url`: what to open a browser on."""
+        self.launcher = launch.write(self.url)
+        return self.launcher
+
+    def forget_launch_page(self) -> None:
+        """Once a browser holds a session (or the server stops), the token's file goes."""
+        path, self.launcher = self.launcher, None
+        if path is not None:
+            launch.remove(path)
+
+    def server_close(self) -> None:
+        self.forget_launch_page()
+        super().server_close()
 
 
 def serve(ctx: Context, port: int = 0, token: str | None = None) -> Server:
@@ -117,7 +135,8 @@ class Handler(BaseHTTPRequestHandler):
         verdict = self.server.gate.verdict(method, parts.path, parts.query, headers)
         if verdict.status == 303:
             assert verdict.location is not None and verdict.set_cookie is not None
-            self._redirect(verdict.location, verdict.set_cookie)
+            self.server.forget_launch_page()
+            self._enter(verdict.location, verdict.set_cookie)
             return
         if not verdict.ok:
             self._text(verdict.status, f"{verdict.status} {verdict.reason}\n")
@@ -256,6 +275,21 @@ class Handler(BaseHTTPRequestHandler):
         for key, value in SECURITY_HEADERS.items():
             self.send_header(key, value)
         self.end_headers()
+
+    def _enter(self, location: str, cookie: str) -> None:
+        """Set the session cookie, then go on by a refresh rather than a 303: after a redirect
+        the browser counts the request as coming from where the first one did (the file://
+        launch page: another site) and keeps the SameSite=Strict cookie to itself."""
+        href = html.escape(location, quote=True)
+        body = f'<!DOCTYPE html>\n<meta http-equiv="refresh" content="0; url={href}">\n'
+        self.send_response(200)
+        self.send_header("Set-Cookie", cookie)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body.encode())))
+        for key, value in SECURITY_HEADERS.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body.encode())
 
     def _answer(self, status: int, kind: str, body: bytes) -> None:
         self.send_response(status)

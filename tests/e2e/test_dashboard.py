@@ -21,6 +21,8 @@ import pytest
 from e2e_support import EXAMPLES, Url, cli, cli_json, get, wait_for
 from headless import Browser
 
+from provisioner.dashboard import launch
+
 pytestmark = pytest.mark.cloud
 SECRET = "not-for-the-page-7c1e"
 SIZE = (1200, 800)
@@ -96,9 +98,11 @@ def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
     cookie = session_cookie(dashboard)
     status, body = fetch(dashboard, f"/apps/{app_name}/metrics.json", headers=cookie)
     assert status == 200 and json.loads(body)["available"] is True, body  # counted: metrics' tests
+    launch_page = launch.write(dashboard)  # what the command opens a browser on
     with Browser(tmp_path / "profile", SIZE) as browser:
-        browser.open(dashboard)
+        browser.open(launch_page.as_uri())
         browser.wait_for(f"document.querySelector('a.app[href=\"/apps/{app_name}\"]') !== null")
+        launch.remove(launch_page)  # the command's server removes its own once the cookie is set
         overview = browser.html()
         assert "1 up" in overview and host in overview
         assert re.search(r'<td class="num">\d+\.\d\d \d+\.\d\d \d+\.\d\d</td>', overview)  # load
