@@ -25,7 +25,7 @@ def dashboard(
     sys.stdout.flush()
     status("dashboard: open the address above (keep it secret); Ctrl-C stops it")
     if not no_browser and _has_display():
-        webbrowser.open(dash.url)
+        webbrowser.open(dash.launch_page().as_uri())  # the token stays off command lines
     try:
         dash.serve_forever()
     except KeyboardInterrupt:

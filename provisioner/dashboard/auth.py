@@ -1,10 +1,12 @@
 """The dashboard's gate (pure): a secret token, then a cookie; only our own origin may POST.
 
 The token comes once in the URL's query (`/?token=...`, the address `dynoform dashboard`
-prints); the answer is a redirect to the same page without it, setting an HttpOnly
+prints); the answer sends the browser on to the same page without it, setting an HttpOnly
 SameSite=Strict cookie that later requests carry. Cookies are shared by every port of a host, so
-the cookie's name carries the port. The Host header must name our own address: a DNS name that
-points at 127.0.0.1 (DNS rebinding) gets nothing.
+the cookie's name carries the port, and its value is not the token but a random session id kept
+only in this server's memory: a browser sends it to every server on 127.0.0.1 (another user's
+too), where it reveals nothing and opens nothing once this server stops. The Host header must
+name our own address: a DNS name that points at 127.0.0.1 (DNS rebinding) gets nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, urlencode
 
@@ -38,7 +40,7 @@ def matches(given: str | None, token: str) -> bool:
 
 @dataclass(frozen=True)
 class Verdict:
-    status: int  # 200: serve; 303: redirect to `location` setting the cookie; else refuse
+    status: int  # 200: serve; 303: go on to `location` setting the cookie; else refuse
     reason: str = ""
     location: str | None = None
     set_cookie: str | None = None
@@ -52,6 +54,7 @@ class Verdict:
 class Gate:
     token: str
     port: int
+    sessions: set[str] = field(default_factory=set, compare=False)  # ids given out by `enter`
 
     @property
     def cookie_name(self) -> str:
@@ -65,8 +68,11 @@ class Gate:
         """The address to open: the only place the token shows."""
         return f"{self.origins[0]}{path}?{urlencode({TOKEN_PARAM: self.token})}"
 
-    def cookie(self) -> str:
-        return f"{self.cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+    def enter(self) -> str:
+        """A new session (one per visit of the token's address) and the cookie that carries it."""
+        session = new_token()
+        self.sessions.add(session)
+        return f"{self.cookie_name}={session}; Path=/; HttpOnly; SameSite=Strict"
 
     def verdict(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Verdict:
         """What to do with a request: serve it, redirect it (token in the query), or refuse.
@@ -80,15 +86,19 @@ class Gate:
                 return Verdict(401, "wrong token")
             rest = urlencode([(k, v) for k, v in params if k != TOKEN_PARAM])
             return Verdict(
-                303, location=path + (f"?{rest}" if rest else ""), set_cookie=self.cookie()
+                303, location=path + (f"?{rest}" if rest else ""), set_cookie=self.enter()
             )
-        if not matches(self._cookie_token(headers.get("cookie")), self.token):
+        if not self._known(self._cookie_value(headers.get("cookie"))):
             return Verdict(401, "no token: open the address `dynoform dashboard` printed")
         if method != "GET" and not self._same_origin(headers):
             return Verdict(403, "cross-origin request")
         return Verdict(200)
 
-    def _cookie_token(self, header: str | None) -> str | None:
+    def _known(self, session: str | None) -> bool:
+        """Compared with every session, each in constant time (a set lookup would hash it)."""
+        return any([matches(session, known) for known in list(self.sessions)])
+
+    def _cookie_value(self, header: str | None) -> str | None:
         if not header:
             return None
         jar: SimpleCookie = SimpleCookie()

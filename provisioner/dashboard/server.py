@@ -11,6 +11,7 @@ Routes (every one behind the gate of `auth`):
 
 from __future__ import annotations
 
+import html
 import json
 import queue
 import re
@@ -20,6 +21,7 @@ import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -27,7 +29,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from provisioner import logs as lg
 from provisioner.context import Context
-from provisioner.dashboard import auth, gather
+from provisioner.dashboard import auth, gather, launch
 from provisioner.dashboard.actions import Activities
 from provisioner.dashboard.views import short_time
 from provisioner.errors import DynoformError, NotFound
@@ -39,6 +41,7 @@ from provisioner.paths import resource_dir
 HISTORY_LINES = 100
 STREAM_SECONDS = 600.0  # a stream ends after this; the browser's EventSource opens a new one
 HEARTBEAT_SECONDS = 15.0
+MAX_STREAMS = 8  # each one observes the whole fleet every few seconds
 MAX_FORM_BYTES = 4096
 STATIC = {"style.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
 # The page loads only our own files; nothing inline runs, no other site may frame it.
@@ -78,10 +81,27 @@ class Server(ThreadingHTTPServer):
         self.gate = auth.Gate(token or auth.new_token(), self.server_address[1])
         self.pages = templates()
         self.activities = Activities(ctx)
+        self.streams = threading.BoundedSemaphore(MAX_STREAMS)
+        self.launcher: Path | None = None
 
     @property
     def url(self) -> str:
         return self.gate.url()
+
+    def launch_page(self) -> Path:
+        """A private file:// page that goes on to `url`: what to open a browser on."""
+        self.launcher = launch.write(self.url)
+        return self.launcher
+
+    def forget_launch_page(self) -> None:
+        """Once a browser holds a session (or the server stops), the token's file goes."""
+        path, self.launcher = self.launcher, None
+        if path is not None:
+            launch.remove(path)
+
+    def server_close(self) -> None:
+        self.forget_launch_page()
+        super().server_close()
 
 
 def serve(ctx: Context, port: int = 0, token: str | None = None) -> Server:
@@ -115,7 +135,8 @@ class Handler(BaseHTTPRequestHandler):
         verdict = self.server.gate.verdict(method, parts.path, parts.query, headers)
         if verdict.status == 303:
             assert verdict.location is not None and verdict.set_cookie is not None
-            self._redirect(verdict.location, verdict.set_cookie)
+            self.server.forget_launch_page()
+            self._enter(verdict.location, verdict.set_cookie)
             return
         if not verdict.ok:
             self._text(verdict.status, f"{verdict.status} {verdict.reason}\n")
@@ -174,9 +195,19 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- the log stream ------------------------------------------------------------------
     def _stream_logs(self, app: str) -> None:
-        """The newest lines, then each new one, as server-sent events until the browser goes."""
+        """The newest lines, then each new one, as server-sent events until the browser goes
+        (or the tail ends: the browser's EventSource then opens a new stream)."""
+        if not self.server.streams.acquire(blocking=False):
+            self._text(503, f"too many log streams open (at most {MAX_STREAMS})\n")
+            return
+        try:
+            self.server.ctx.store.app(app)
+            self._stream_tail(app)
+        finally:
+            self.server.streams.release()
+
+    def _stream_tail(self, app: str) -> None:
         ctx = self.server.ctx
-        ctx.store.app(app)
         lines: queue.Queue[lg.LogLine] = queue.Queue(maxsize=10000)
         tail = logs.Tail(ctx, app, lambda line: _offer(lines, line))
         self.send_response(200)
@@ -186,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.close_connection = True
-        threading.Thread(target=tail.run, args=(STREAM_SECONDS,), daemon=True).start()
+        threading.Thread(target=_run_tail, args=(tail,), daemon=True).start()
         try:
             for line in self._history(app):
                 self._event(line)
@@ -196,6 +227,8 @@ class Handler(BaseHTTPRequestHandler):
                     self._event(lines.get(timeout=HEARTBEAT_SECONDS))
                 except queue.Empty:
                     self._send(b": ping\n\n")
+            while not lines.empty():  # the tail's last words, its error among them
+                self._event(lines.get_nowait())
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass
         finally:
@@ -243,6 +276,21 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
 
+    def _enter(self, location: str, cookie: str) -> None:
+        """Set the session cookie, then go on by a refresh rather than a 303: after a redirect
+        the browser counts the request as coming from where the first one did (the file://
+        launch page: another site) and keeps the SameSite=Strict cookie to itself."""
+        href = html.escape(location, quote=True)
+        body = f'<!DOCTYPE html>\n<meta http-equiv="refresh" content="0; url={href}">\n'
+        self.send_response(200)
+        self.send_header("Set-Cookie", cookie)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body.encode())))
+        for key, value in SECURITY_HEADERS.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
     def _answer(self, status: int, kind: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -252,6 +300,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _run_tail(tail: logs.Tail) -> None:
+    try:
+        tail.run(STREAM_SECONDS)
+    except Exception:  # noqa: BLE001, S110 - already the stream's last line; the stream ends
+        pass
 
 
 def _offer(lines: queue.Queue[lg.LogLine], line: lg.LogLine) -> None:

@@ -168,15 +168,26 @@ class Tail:
             self.emit_line(line)
 
     def run(self, seconds: float | None = None) -> None:
+        """Ends with `stop` set, whatever happens: a reader waiting on it must not wait forever.
+        An unexpected error is the last line emitted (whatever `ps` and `source`), then raised."""
         end = None if seconds is None else time.monotonic() + seconds
-        router = threading.Thread(target=self._follow_router, daemon=True)
-        router.start()
-        while not self.stop.is_set() and (end is None or time.monotonic() < end):
-            self._scan()
-            self.stop.wait(
-                self.rescan if end is None else min(self.rescan, max(0.0, end - time.monotonic()))
-            )
-        self.stop.set()
+        try:
+            router = threading.Thread(target=self._follow_router, daemon=True)
+            router.start()
+            while not self.stop.is_set() and (end is None or time.monotonic() < end):
+                self._scan()
+                self.stop.wait(
+                    self.rescan
+                    if end is None
+                    else min(self.rescan, max(0.0, end - time.monotonic()))
+                )
+        except Exception as exc:
+            failed = f"the tail stopped: {type(exc).__name__}: {exc}"
+            with self.lock:
+                self.emit_line(lg.LogLine(time.time(), "dynoform", "logs", failed))
+            raise
+        finally:
+            self.stop.set()
 
     def _scan(self) -> None:
         try:

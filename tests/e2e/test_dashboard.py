@@ -21,6 +21,8 @@ import pytest
 from e2e_support import EXAMPLES, Url, cli, cli_json, get, wait_for
 from headless import Browser
 
+from provisioner.dashboard import launch
+
 pytestmark = pytest.mark.cloud
 SECRET = "not-for-the-page-7c1e"
 SIZE = (1200, 800)
@@ -59,6 +61,22 @@ def fetch(
         conn.close()
 
 
+def session_cookie(url: str) -> dict[str, str]:
+    """The cookie a browser gets from the printed address: a session id, not the token."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(str(parts.hostname), int(parts.port or 80), timeout=60)
+    try:
+        conn.request("GET", f"/?{parts.query}")
+        response = conn.getresponse()
+        response.read()
+        set_cookie = response.getheader("Set-Cookie") or ""
+    finally:
+        conn.close()
+    assert set_cookie.startswith(f"dynoform_dashboard_{parts.port}="), set_cookie
+    assert parts.query.removeprefix("token=") not in set_cookie
+    return {"Cookie": set_cookie.split(";")[0]}
+
+
 def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
     app_name: str, dashboard: str, tmp_path: Path
 ) -> None:
@@ -76,14 +94,15 @@ def test_the_dashboard_shows_an_app_and_refuses_requests_without_the_token(
     for path in ("/", f"/apps/{app_name}", "/static/style.css", "/?token=wrong"):
         assert fetch(dashboard, path)[0] == 401, path
 
-    token = urlsplit(dashboard).query
     port = urlsplit(dashboard).port
-    cookie = {"Cookie": f"dynoform_dashboard_{port}={token.removeprefix('token=')}"}
+    cookie = session_cookie(dashboard)
     status, body = fetch(dashboard, f"/apps/{app_name}/metrics.json", headers=cookie)
     assert status == 200 and json.loads(body)["available"] is True, body  # counted: metrics' tests
+    launch_page = launch.write(dashboard)  # what the command opens a browser on
     with Browser(tmp_path / "profile", SIZE) as browser:
-        browser.open(dashboard)
+        browser.open(launch_page.as_uri())
         browser.wait_for(f"document.querySelector('a.app[href=\"/apps/{app_name}\"]') !== null")
+        launch.remove(launch_page)  # the command's server removes its own once the cookie is set
         overview = browser.html()
         assert "1 up" in overview and host in overview
         assert re.search(r'<td class="num">\d+\.\d\d \d+\.\d\d \d+\.\d\d</td>', overview)  # load

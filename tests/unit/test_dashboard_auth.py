@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from provisioner.dashboard.auth import Gate, Verdict, header_map, matches, new_token
+from provisioner.dashboard.auth import Gate, header_map, matches, new_token
 
 TOKEN = "s3cr3t-token_value"
 GATE = Gate(TOKEN, 8700)
 HOST = {"host": "127.0.0.1:8700"}
-COOKIE = {**HOST, "cookie": f"dynoform_dashboard_8700={TOKEN}"}
+
+
+def session_of(gate: Gate) -> str:
+    """The cookie's value after a visit of the token's address."""
+    verdict = gate.verdict("GET", "/", f"token={gate.token}", {"host": f"127.0.0.1:{gate.port}"})
+    assert verdict.set_cookie is not None
+    return verdict.set_cookie.split(";")[0].split("=", 1)[1]
+
+
+SESSION = session_of(GATE)
+COOKIE = {**HOST, "cookie": f"dynoform_dashboard_8700={SESSION}"}
 
 
 def test_new_tokens_are_long_and_differ() -> None:
@@ -42,21 +54,36 @@ def test_a_wrong_token_gets_401_in_the_query_and_in_the_cookie() -> None:
 
 def test_the_token_in_the_query_becomes_a_strict_http_only_cookie() -> None:
     verdict = GATE.verdict("GET", "/apps/web", f"token={TOKEN}&since=60", HOST)
-    assert verdict == Verdict(
-        303,
-        location="/apps/web?since=60",
-        set_cookie=f"dynoform_dashboard_8700={TOKEN}; Path=/; HttpOnly; SameSite=Strict",
+    assert verdict.status == 303 and verdict.location == "/apps/web?since=60"
+    assert verdict.set_cookie is not None
+    assert re.fullmatch(
+        r"dynoform_dashboard_8700=[\w-]{43}; Path=/; HttpOnly; SameSite=Strict", verdict.set_cookie
     )
+
+
+def test_the_cookie_holds_a_new_session_id_never_the_token() -> None:
+    """Browsers send it to every port of 127.0.0.1: it must not reveal the token."""
+    first, second = session_of(GATE), session_of(GATE)
+    assert TOKEN not in (first, second) and first != second
+    assert GATE.verdict("GET", "/", "", {**HOST, "cookie": f"dynoform_dashboard_8700={first}"}).ok
+    with_token = {**HOST, "cookie": f"dynoform_dashboard_8700={TOKEN}"}
+    assert GATE.verdict("GET", "/", "", with_token).status == 401
+
+
+def test_a_session_of_an_earlier_server_opens_nothing() -> None:
+    """Sessions live in the server's memory: a cookie left in a browser dies with its server."""
+    restarted = Gate(TOKEN, 8700)
+    assert restarted.verdict("GET", "/", "", COOKIE).status == 401
 
 
 def test_the_cookie_opens_every_page() -> None:
     assert GATE.verdict("GET", "/apps/web", "", COOKIE).ok
-    with_others = {**HOST, "cookie": f"other=1; dynoform_dashboard_8700={TOKEN}; x=y"}
+    with_others = {**HOST, "cookie": f"other=1; dynoform_dashboard_8700={SESSION}; x=y"}
     assert GATE.verdict("GET", "/", "", with_others).ok
 
 
 def test_the_cookie_of_a_dashboard_on_another_port_does_not_open_this_one() -> None:
-    other = {**HOST, "cookie": f"dynoform_dashboard_8701={TOKEN}"}
+    other = {**HOST, "cookie": f"dynoform_dashboard_8701={SESSION}"}
     assert GATE.verdict("GET", "/", "", other).status == 401
 
 

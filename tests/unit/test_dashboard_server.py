@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from provisioner.context import Context
-from provisioner.dashboard.server import Server
+from provisioner.dashboard.server import MAX_STREAMS, Server
 from provisioner.targets import Target
 
 TOKEN = "unit-test-token"
@@ -39,7 +39,9 @@ def ask(
 
 
 def cookie(server: Server) -> dict[str, str]:
-    return {"Cookie": f"{server.gate.cookie_name}={TOKEN}"}
+    """What a browser sends after visiting the token's address."""
+    set_cookie = ask(server, f"/?token={TOKEN}").headers["Set-Cookie"]
+    return {"Cookie": set_cookie.split(";")[0]}
 
 
 def test_the_address_names_the_bound_port(server: Server) -> None:
@@ -56,12 +58,14 @@ def test_without_the_token_every_path_gets_401(server: Server) -> None:
 
 
 def test_the_token_turns_into_a_cookie_and_leaves_the_address(server: Server) -> None:
-    response = ask(server, f"/apps/shop?token={TOKEN}")
-    assert response.status == 303
-    assert response.headers["Location"] == "/apps/shop"
-    assert response.headers["Set-Cookie"] == (
-        f"{server.gate.cookie_name}={TOKEN}; Path=/; HttpOnly; SameSite=Strict"
+    response = ask(server, f"/apps/shop?token={TOKEN}&since=60")
+    assert response.status == 200  # a refresh, so that the Strict cookie goes with what follows
+    assert response.body == (  # type: ignore[attr-defined]
+        b'<!DOCTYPE html>\n<meta http-equiv="refresh" content="0; url=/apps/shop?since=60">\n'
     )
+    name, rest = response.headers["Set-Cookie"].split("=", 1)
+    assert name == server.gate.cookie_name and TOKEN not in rest
+    assert rest.endswith("; Path=/; HttpOnly; SameSite=Strict")
 
 
 def test_static_files_come_with_the_cookie_and_strict_headers(server: Server) -> None:
@@ -82,3 +86,18 @@ def test_unknown_pages_and_bad_app_names_are_404(server: Server) -> None:
 def test_a_cross_origin_post_is_refused_before_anything_runs(server: Server) -> None:
     headers = {**cookie(server), "Origin": "http://evil.example", "Content-Length": "0"}
     assert ask(server, "/apps/shop/actions/restart", "POST", headers).status == 403
+
+
+def test_log_streams_beyond_the_cap_get_503(server: Server) -> None:
+    """Each stream observes the whole fleet every few seconds: a ninth is refused at once."""
+    taken = 0
+    while server.streams.acquire(blocking=False):
+        taken += 1
+    try:
+        assert taken == MAX_STREAMS == 8
+        response = ask(server, "/apps/shop/logs", headers=cookie(server))
+        assert response.status == 503
+        assert response.body == b"too many log streams open (at most 8)\n"  # type: ignore[attr-defined]
+    finally:
+        for _ in range(taken):
+            server.streams.release()

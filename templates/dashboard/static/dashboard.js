@@ -23,7 +23,11 @@ function tailLogs(pre) {
     stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
   });
   source.onopen = () => { pre.textContent = ""; state.textContent = "live"; };
-  source.onerror = () => { state.textContent = "reconnecting…"; };
+  source.onerror = () => {  // CLOSED: refused (at most 8 streams at once), no more retries
+    state.textContent = source.readyState === EventSource.CLOSED
+      ? "not live: the server refused the stream (too many open?); reload to retry"
+      : "reconnecting…";
+  };
   source.onmessage = (event) => {
     const line = JSON.parse(event.data);
     pre.appendChild(el("span", { class: line.source }, line.text + "\n"));
