@@ -21,7 +21,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from provisioner.aws.session import Aws
+from provisioner.aws.session import Aws, eventually
 from provisioner.localcloud import DEBIAN_SSM_PARAMETER, control
 from provisioner.localcloud.system import descendants
 from provisioner.targets import LOCAL_TARGET
@@ -95,7 +95,7 @@ class Bench:
 
     def terminate(self, ids: list[str]) -> None:
         if ids:
-            self.aws.ec2.terminate_instances(InstanceIds=ids)
+            eventually(self.aws.ec2.terminate_instances, InstanceIds=ids)  # maybe not known yet
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             live = {h["instance_id"] for h in control.status()["hosts"]}

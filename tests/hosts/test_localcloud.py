@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from provisioner.aws.session import Aws
+from provisioner.aws.session import Aws, eventually
 from provisioner.localcloud import DEBIAN_SSM_PARAMETER, control, hosts_dir
 from provisioner.localcloud.network import names_for
 from provisioner.localcloud.system import children, mounts_under
@@ -170,7 +170,8 @@ def net(local_cloud: Aws) -> Iterator[Net]:
     state = Net(local_cloud, subnet, name, key, image, [])
     yield state
     if state.launched:
-        ec2.terminate_instances(InstanceIds=state.launched)
+        # As on AWS, an instance launched a moment ago may not be known to EC2's API yet.
+        eventually(ec2.terminate_instances, InstanceIds=state.launched)
         wait_for(lambda: all(no_trace(i) for i in state.launched), 60, "test hosts to go")
     ec2.delete_key_pair(KeyName=name)
 
