@@ -66,6 +66,12 @@ def parse_url(url: str) -> DrainUrl:
         )
     if not parts.hostname:
         raise ValidationError(URL_FIELD, f"{mask(text)!r} has no host")
+    try:
+        parts.hostname.encode("idna")  # what getaddrinfo does: else it raises in the sender
+    except UnicodeError:
+        raise ValidationError(
+            URL_FIELD, f"{mask(text)!r}: {parts.hostname!r} is no host name"
+        ) from None
     if any(c.isspace() for c in text):
         raise ValidationError(URL_FIELD, f"{mask(text)!r} has a space in it")
     if scheme == "https":

@@ -94,7 +94,7 @@ class Outlet:
                 continue
             try:
                 self._send([line for _, line in batch])
-            except (OSError, DynoformError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure (IncompleteRead, a bug): retry later
                 failures += 1
                 self.error = f"{now_iso()} {_reason(exc)}"
                 self._disconnect()

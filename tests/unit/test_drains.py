@@ -67,6 +67,7 @@ def test_parse_url(url: str, scheme: str, host: str, port: int) -> None:
         ("syslog://h:99999", "drain URL: 'syslog://h:99999' is not a URL (Port out of range 0-65535)"),
         ("syslog://h:514/path", "drain URL: 'syslog://h:514/path': a syslog drain is only host:port"),
         ("https://user:secret@h/x y", "drain URL: 'https://***@h/x y' has a space in it"),
+        ("syslog://a..b:514", "drain URL: 'syslog://a..b:514': 'a..b' is no host name"),
         ("logs.example.com:514", "drain URL: 'logs.example.com:514': must start with syslog://, syslog+tls:// or https://"),
     ],
 )  # fmt: skip
@@ -184,3 +185,35 @@ def test_alb_log_delivery_policy_by_region() -> None:
     }
     new = accesslogs.delivery_statement("df-b", "111122223333", "ap-southeast-4")
     assert new["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+
+
+def test_an_outlet_keeps_sending_after_any_failure() -> None:
+    """An exception other than OSError (http.client.IncompleteRead, a bug) is retried later:
+    the sender thread does not die."""
+    import http.client
+    import threading
+
+    stop = threading.Event()
+    outlet = drainship.Outlet(m.Drain("syslog://127.0.0.1:9", TOKEN, ""), "", stop)
+    outlet.close()  # the real sender is not wanted: start one that fails once, then sends
+    outlet.thread.join(5)
+    outlet.stop.clear()
+    sent: list[list[m.Line]] = []
+
+    def send(lines: list[m.Line]) -> None:
+        if not sent and not outlet.error:
+            raise http.client.IncompleteRead(b"par")
+        sent.append(lines)
+
+    outlet._send = send  # type: ignore[method-assign]
+    outlet.buffer.add(m.Line(TS, "a", "app", "web.1", "x"))
+    thread = threading.Thread(target=outlet._run, daemon=True)
+    thread.start()
+    for _ in range(50):
+        if sent:
+            break
+        thread.join(0.1)
+    outlet.close()
+    thread.join(5)
+    assert [[line.message for line in batch] for batch in sent] == [["x"]]
+    assert outlet.buffer.sent == 1
