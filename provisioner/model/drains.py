@@ -84,15 +84,23 @@ def parse_url(url: str) -> DrainUrl:
 
 
 def mask(url: str) -> str:
-    """The URL with its password (and user) hidden: what listings and messages show."""
+    """The URL with what may be a secret hidden: user and password, every query value (Datadog's
+    `?dd-api-key=`), a path of more than one segment (Sumo Logic's key is in it). What
+    listings, messages and figures show."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "(unparseable URL)"
-    if "@" not in parts.netloc:
-        return url
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(SplitResult(parts.scheme, f"***@{host}", *parts[2:]))
+    netloc = f"***@{host}" if "@" in parts.netloc else host
+    path = "/…" if parts.path.strip("/").count("/") >= 1 else parts.path
+    query = "&".join(
+        f"{item.partition('=')[0]}=***" if "=" in item else "***"
+        for item in parts.query.split("&")
+        if item
+    )
+    fragment = "***" if parts.fragment else ""
+    return urlunsplit(SplitResult(parts.scheme, netloc, path, query, fragment))
 
 
 def basic_auth(url: str) -> str | None:

@@ -200,6 +200,11 @@ def remove(ctx: Context, app: str, which: str) -> DrainStatus:
             raise NotFound(
                 f"{app} has no drain {m.mask(which.strip())}", f"see `dynoform drains -a {app}`"
             )
+        if len(found) > 1:  # masked URLs alike (keys in their queries): say which
+            raise ValidationError(
+                m.URL_FIELD,
+                f"{m.mask(which.strip())} is {len(found)} drains: name one by its token",
+            )
         return [d for d in drains if d not in found]
 
     _update(ctx.store.docs, app, change)

@@ -145,6 +145,20 @@ def test_drain_commands(cli: Any) -> None:
     assert drains.indexed(ctx.store.docs) == []
 
 
+def test_keys_in_drain_urls_are_masked(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    for key in ("KEY1", "KEY2"):
+        url = f"https://intake.example.com/api/v2/logs?dd-api-key={key}"
+        assert cli("drains:add", url, "-a", "shop")[0] == 0
+    code, out, err = cli("drains", "-a", "shop")
+    assert "KEY" not in out + err and "/…?dd-api-key=***" in out
+    masked = "https://intake.example.com/…?dd-api-key=***"
+    assert cli("drains:remove", masked, "-a", "shop")[2] == (
+        f"error: drain URL: {masked} is 2 drains: name one by its token\n"
+    )
+    assert len(json.loads(cli("drains", "-a", "shop", "--json")[1])) == 2
+
+
 def test_the_leader_mends_the_index_of_apps_with_drains(cli: Any) -> None:
     assert cli("apps:create", "shop")[0] == 0
     assert cli("drains:add", "syslog://logs.example.com:514", "-a", "shop")[0] == 0

@@ -80,7 +80,7 @@ def test_bad_urls_say_why_in_one_line_without_secrets(url: str, error: str) -> N
 
 def test_credentials_are_masked_and_sent_as_basic_auth() -> None:
     url = "https://user:s3cret@logs.example.com/drain?t=1"
-    assert m.mask(url) == "https://***@logs.example.com/drain?t=1"
+    assert m.mask(url) == "https://***@logs.example.com/drain?t=***"
     assert m.mask("syslog://h:514") == "syslog://h:514"
     assert m.without_credentials(url) == "https://logs.example.com/drain?t=1"
     assert m.https_headers(2, TOKEN, "f-1", url) == {
@@ -91,6 +91,23 @@ def test_credentials_are_masked_and_sent_as_basic_auth() -> None:
         "User-Agent": "dynoform-logplex/1",
         "Authorization": "Basic dXNlcjpzM2NyZXQ=",
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("https://http-intake.logs.datadoghq.com/api/v2/logs?dd-api-key=KEY&ddsource=heroku",
+         "https://http-intake.logs.datadoghq.com/…?dd-api-key=***&ddsource=***"),
+        ("https://endpoint4.collection.sumologic.com/receiver/v1/http/SECRETKEY",
+         "https://endpoint4.collection.sumologic.com/…"),
+        ("https://logs.example.com/in?SECRET", "https://logs.example.com/in?***"),
+        ("https://logs.example.com/in#SECRET", "https://logs.example.com/in#***"),
+        ("syslog+tls://logs.example.com:6514", "syslog+tls://logs.example.com:6514"),
+    ],
+)  # fmt: skip
+def test_mask_hides_keys_in_queries_and_paths(url: str, masked: str) -> None:
+    assert m.mask(url) == masked
+    assert "SECRET" not in m.mask(url) and "KEY" not in m.mask(url)
 
 
 def test_token_is_d_uuid() -> None:
