@@ -142,13 +142,22 @@ class Outlet:
         request = urllib.request.Request(
             m.without_credentials(self.url.url), data=body, headers=headers, method="POST"
         )
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=self._context()), _NoRedirect()
+        )
         try:
-            with urllib.request.urlopen(
-                request, timeout=CONNECT_TIMEOUT, context=self._context()
-            ) as resp:
+            with opener.open(request, timeout=CONNECT_TIMEOUT) as resp:
                 resp.read()
         except urllib.error.HTTPError as exc:
             raise DynoformError(f"HTTP {exc.code} from {self.url.masked}") from None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx is a failure, retried later: followed, urllib would turn the POST into a GET to
+    its Location, with Authorization and the drain's token, and count the batch as sent."""
+
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
 
 
 def _reason(exc: Exception) -> str:

@@ -329,6 +329,41 @@ def test_https_drain_posts_logplex_batches(tls: tuple[ssl.SSLContext, str]) -> N
         server.shutdown()
 
 
+def test_https_drain_does_not_follow_redirects(tls: tuple[ssl.SSLContext, str]) -> None:
+    context, ca = tls
+    got: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            got.append(self.command)
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET = _answer  # noqa: N815 - http.server's names
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    outlet = _outlet(f"https://user:pw@localhost:{server.server_address[1]}/logs?k=SECRET", ca)
+    try:
+        outlet.buffer.add(_line("a"))
+        deadline = time.monotonic() + 5
+        while not outlet.error and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outlet.error.endswith(
+            f" HTTP 302 from https://***@localhost:{server.server_address[1]}/logs?k=***"
+        )
+        assert got == ["POST"] and outlet.counts().sent == 0 and len(outlet.buffer) == 1
+    finally:
+        outlet.close()
+        server.shutdown()
+
+
 def test_the_local_router_delivers_access_logs_like_the_alb(cli: Any, tmp_path: Path) -> None:
     ctx = Context(get_target("t1"))
     platform = ctx.platform(create=False)
