@@ -195,10 +195,19 @@ class Shipper:
         if self.clock() - self.index_at >= CACHE_SECONDS:
             try:
                 self.index = set(records.indexed(self.docs))
+                self._close_gone()
             except Exception:  # noqa: BLE001 - the store is away: keep what we knew
                 pass
             self.index_at = self.clock()
         return sorted(self.index)
+
+    def _close_gone(self) -> None:
+        """An app out of the index (its last drain removed, or destroyed): its senders stop."""
+        with self.lock:
+            for app in [a for a in self.known if a not in self.index]:
+                del self.known[app]
+            for key in [k for k in self.outlets if k[0] not in self.index]:
+                self.outlets.pop(key).close()
 
     def drains(self, app: str) -> list[m.Drain]:
         """The app's drains, read again once CACHE_SECONDS old (none unless it is indexed)."""

@@ -175,6 +175,23 @@ def test_the_leader_mends_the_index_of_apps_with_drains(cli: Any) -> None:
         shipper.close()
 
 
+def test_an_app_out_of_the_index_has_its_senders_closed(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    assert cli("drains:add", "syslog://127.0.0.1:9", "-a", "shop")[0] == 0
+    ctx = Context(get_target("t1"))
+    now = [0.0]
+    shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test", clock=lambda: now[0])
+    try:
+        shipper.ship(_line("x"))
+        (outlet,) = shipper.outlets.values()
+        assert cli("drains:remove", "syslog://127.0.0.1:9", "-a", "shop")[0] == 0
+        now[0] += drainship.CACHE_SECONDS
+        assert shipper.drains("shop") == []
+        assert shipper.outlets == {} and shipper.known == {} and outlet.stop.is_set()
+    finally:
+        shipper.close()
+
+
 def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
     assert cli("apps:create", "shop")[0] == 0
     assert cli("drains:add", f"syslog://127.0.0.1:{syslog.port}", "-a", "shop")[0] == 0
