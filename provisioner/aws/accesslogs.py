@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -110,11 +111,25 @@ def pending(s3: Any, bucket: str) -> list[str]:
     return [obj["Key"] for obj in resp.get("Contents", [])]
 
 
-def read(s3: Any, bucket: str, key: str) -> list[str]:
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    if key.endswith(".gz"):
-        body = gzip.decompress(body)
-    return body.decode("utf-8", errors="replace").splitlines()
+def read(s3: Any, bucket: str, key: str) -> Iterator[str]:
+    """The object's lines, read as a stream (an ALB's object may be large)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    stream = gzip.GzipFile(fileobj=body) if key.endswith(".gz") else body
+    try:
+        yield from lines_of(stream)
+    finally:
+        body.close()
+
+
+def lines_of(stream: Any, chunk: int = 65536) -> Iterator[str]:
+    """Lines of a stream that has only read(n) (botocore's body, a GzipFile)."""
+    rest = b""
+    while data := stream.read(chunk):
+        *whole, rest = (rest + data).split(b"\n")
+        for line in whole:
+            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+    if rest:
+        yield rest.decode("utf-8", errors="replace")
 
 
 def delete(s3: Any, bucket: str, key: str) -> None:

@@ -402,4 +402,4 @@ def test_the_local_router_delivers_access_logs_like_the_alb(cli: Any, tmp_path: 
     assert logs.deliver(lbs) == 1
     (key,) = accesslogs.pending(ctx.aws.s3, platform.bucket)
     assert key.startswith("router-logs/local/") and key.endswith(f"-{name}.log")
-    assert accesslogs.read(ctx.aws.s3, platform.bucket, key) == [mine.strip()]
+    assert list(accesslogs.read(ctx.aws.s3, platform.bucket, key)) == [mine.strip()]

@@ -129,6 +129,53 @@ def test_buffer_keeps_the_newest_lines_within_its_bound() -> None:
     assert [line.message for _, line in buffer.batch(10)] == ["4", "5"]
 
 
+def test_buffer_is_bounded_by_bytes_and_messages_are_cut_at_10_kb() -> None:
+    long = m.Line(TS, "a", "app", "web.1", "é" * 6000)  # 12,000 bytes
+    assert len(long.message.encode()) == 10_000 and long.message == "é" * 5000
+    assert m.Line(TS, "a", "app", "web.1", "x" * 9999).message == "x" * 9999
+    buffer = m.Buffer(max_bytes=25_000)
+    for i in range(4):
+        buffer.add(m.Line(TS, "a", "app", "web.1", str(i) * 10_000))
+    assert (len(buffer), buffer.dropped, buffer.bytes) == (2, 2, 20_200)
+    buffer.ack(buffer.batch(1)[-1][0])
+    assert (len(buffer), buffer.sent, buffer.bytes) == (1, 1, 10_100)
+
+
+class _Body:
+    """An S3 body that is read in pieces only."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        assert 0 < size <= 65536, "read whole"
+        piece, self.data = self.data[:size], self.data[size:]
+        return piece
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _S3:
+    def __init__(self, body: _Body) -> None:
+        self.body = body
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, _Body]:  # noqa: N803 - boto3's
+        return {"Body": self.body}
+
+
+def test_access_log_objects_are_read_as_a_stream() -> None:
+    import gzip
+
+    text = "".join(f"line {i}\n" for i in range(20_000)) + "last"
+    for key, data in (("a.log.gz", gzip.compress(text.encode())), ("local/a.log", text.encode())):
+        body = _Body(data)
+        lines = accesslogs.read(_S3(body), "b", key)
+        assert next(lines) == "line 0"
+        assert list(lines)[-2:] == ["line 19999", "last"] and body.closed
+
+
 def test_backoff_doubles_to_a_cap() -> None:
     assert [m.backoff(n) for n in range(8)] == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
 
