@@ -242,7 +242,13 @@ def delete_versions(s3: Any, bucket: str, prefix: str) -> int:
         ]
         for start in range(0, len(objects), 1000):
             chunk = objects[start : start + 1000]
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+            resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+            if errors := resp.get("Errors"):  # per key: the call itself succeeded
+                first = errors[0]
+                raise DynoformError(
+                    f"could not delete {len(errors)} object(s) under {prefix!r} in {bucket}: "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+                )
             count += len(chunk)
     return count
 

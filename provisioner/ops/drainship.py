@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO, Any
@@ -401,9 +402,17 @@ class LeaderLines:
         if not apps:
             return
         for app in apps:
-            self._events(ctx.store.docs, app)
-            self._releases(ctx.store, app)
-        self._router(ctx, apps, guard)
+            try:
+                self._events(ctx.store.docs, app)
+                self._releases(ctx.store, app)
+            except Exception as exc:  # noqa: BLE001 - one app's trouble stops no other's lines
+                ctx.say(f"drains: {app}'s platform lines failed: {type(exc).__name__}: {exc}")
+        try:
+            self._router(ctx, apps, guard)
+        except DynoformError:
+            raise  # the guard: not the leader any more
+        except Exception as exc:  # noqa: BLE001 - the bucket is away: next tick
+            ctx.say(f"drains: router lines failed: {type(exc).__name__}: {exc}")
         self.shipper.report()
 
     def _events(self, docs: Documents, app: str) -> None:
@@ -442,8 +451,14 @@ class LeaderLines:
             for name in applogs.hostnames(ctx.store, app, ctx.target.app_domain)
         }
         for key in keys:
-            for raw in accesslogs.read(docs.s3, docs.bucket, key):
-                self._router_line(ctx, raw if "/local/" in key else m.alb_router_line(raw))
+            try:
+                for raw in accesslogs.read(docs.s3, docs.bucket, key):
+                    self._router_line(ctx, raw if "/local/" in key else m.alb_router_line(raw))
+            except (OSError, EOFError, zlib.error) as exc:  # a truncated .gz: never readable
+                events.record(docs, "drains", f"router lines of {key} unreadable, deleted: {exc}")
+            except Exception as exc:  # noqa: BLE001 - S3 away: this object again next tick
+                ctx.say(f"drains: reading {key} failed: {type(exc).__name__}: {exc}")
+                continue
             self.done.add(key)
             guard()  # only the leader deletes what it shipped
             accesslogs.delete(docs.s3, docs.bucket, key)

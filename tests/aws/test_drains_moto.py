@@ -238,6 +238,38 @@ def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
         shipper.close()
 
 
+def test_a_bad_object_or_app_stops_no_other_lines(cli: Any, syslog: Syslog) -> None:
+    for app in ("aaa", "shop"):
+        assert cli("apps:create", app)[0] == 0
+        assert cli("drains:add", f"syslog://127.0.0.1:{syslog.port}", "-a", app)[0] == 0
+    ctx = Context(get_target("t1"))
+    docs = ctx.store.docs
+    shipper = drainship.Shipper(lambda: docs, "i-test")
+    leader = drainship.LeaderLines(shipper)
+    try:
+        leader.tick(ctx, lambda: None)  # from now on
+        docs.put(events.event_key(events.app_prefix("aaa"), time.time()), {"bad": "event"})
+        events.record(docs, "controller", "web.1 started again", "shop")
+        host = f"shop.{ctx.target.app_domain}"
+        prefix = f"{accesslogs.PREFIX}/AWSLogs/123456789012/elasticloadbalancing"
+        good = gzip.compress((ALB.format(host=host) + "\n").encode())
+        docs.s3.put_object(Bucket=docs.bucket, Key=f"{prefix}/a.log.gz", Body=good[:20])
+        docs.s3.put_object(Bucket=docs.bucket, Key=f"{prefix}/b.log.gz", Body=good)
+        leader.servers_at = time.monotonic()  # no fleet in moto to look the dyno up on
+        leader.tick(ctx, lambda: None)
+        event, router = syslog.frames(2)
+        assert event.endswith(" dynoform controller - - web.1 started again\n")
+        assert f"host={host}" in router
+        assert accesslogs.pending(docs.s3, docs.bucket) == []
+        said = [(e.source, e.message) for e in events.recent(docs, 5)]
+        assert any(
+            source == "drains" and f"router lines of {prefix}/a.log.gz unreadable" in text
+            for source, text in said
+        )
+    finally:
+        shipper.close()
+
+
 def _line(text: str) -> m.Line:
     return m.Line(1796076000.5, "shop", "app", "web.1", text)
 

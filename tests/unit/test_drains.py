@@ -281,3 +281,26 @@ def test_an_outlet_keeps_sending_after_any_failure() -> None:
     thread.join(5)
     assert [[line.message for line in batch] for batch in sent] == [["x"]]
     assert outlet.buffer.sent == 1
+
+
+def test_deleting_objects_raises_on_per_key_errors() -> None:
+    from provisioner.aws.state import delete_versions
+    from provisioner.errors import DynoformError
+
+    class S3:
+        def get_paginator(self, _: str) -> S3:
+            return self
+
+        def paginate(self, **_: str) -> list[dict[str, list[dict[str, str]]]]:
+            return [{"Versions": [{"Key": "router-logs/x.gz", "VersionId": "v1"}]}]
+
+        def delete_objects(self, **_: object) -> dict[str, list[dict[str, str]]]:
+            error = {"Key": "router-logs/x.gz", "Code": "AccessDenied", "Message": "Access Denied"}
+            return {"Errors": [error]}
+
+    with pytest.raises(DynoformError) as caught:
+        delete_versions(S3(), "b", "router-logs/x.gz")
+    assert caught.value.message == (
+        "could not delete 1 object(s) under 'router-logs/x.gz' in b: "
+        "router-logs/x.gz: AccessDenied Access Denied"
+    )
