@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
 from provisioner.aws.state import delete_versions
 
@@ -137,8 +138,24 @@ def delete(s3: Any, bucket: str, key: str) -> None:
     delete_versions(s3, bucket, key)
 
 
-def disable(aws: Aws, lb_arn: str) -> None:
-    """No drain is left on the platform: the access logs stop."""
+def disable(aws: Aws, lb_arn: str) -> bool:
+    """No drain is left on the platform: the access logs stop; True if they were on."""
+    attrs = aws.elbv2.describe_load_balancer_attributes(LoadBalancerArn=lb_arn)["Attributes"]
+    if {a["Key"]: a["Value"] for a in attrs}.get("access_logs.s3.enabled") != "true":
+        return False
     aws.elbv2.modify_load_balancer_attributes(
         LoadBalancerArn=lb_arn, Attributes=[{"Key": "access_logs.s3.enabled", "Value": "false"}]
     )
+    return True
+
+
+def ensure(aws: Aws, platform: Platform, on: bool, local: bool) -> bool:
+    """Every load balancer of the platform (each shard) with its access logs on (some app has
+    drains) or off; True if one changed."""
+    changed = False
+    for shard in platform.all_shards:
+        if on:
+            changed = enable(aws, shard.lb_arn, platform.bucket, local) or changed
+        else:
+            changed = disable(aws, shard.lb_arn) or changed
+    return changed

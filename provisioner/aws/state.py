@@ -82,6 +82,16 @@ def lifecycle_rules() -> list[dict[str, Any]]:
                 "NoncurrentVersionExpiration": {"NoncurrentDays": BUSY_VERSIONS_DAYS},
             }
         )
+    # The router's access logs (aws/accesslogs.py): the leader deletes them once shipped;
+    # these go if no leader does (a platform whose controllers are away).
+    rules.append(
+        {
+            "ID": f"{RULE_PREFIX}router-logs",
+            "Filter": {"Prefix": "router-logs/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": 1},
+        }
+    )
     return rules
 
 
@@ -226,6 +236,7 @@ def _same_rules(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
             rule.get("Status"),
             (rule.get("Filter") or {}).get("Prefix", ""),
             (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays"),
+            (rule.get("Expiration") or {}).get("Days"),
         )
 
     return sorted(map(essence, have), key=str) == sorted(map(essence, want), key=str)

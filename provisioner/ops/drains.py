@@ -85,7 +85,7 @@ def add(ctx: Context, app: str, url: str) -> DrainStatus:
         return [*drains, drain]
 
     platform = ctx.platform(create=False)
-    if accesslogs.enable(ctx.aws, platform.lb_arn, platform.bucket, ctx.target.is_local):
+    if accesslogs.ensure(ctx.aws, platform, True, ctx.target.is_local):
         ctx.say("the load balancer's access logs are on now (the router's lines reach drains)")
     _update(ctx.store.docs, app, change, ca)
     set_indexed(ctx.store.docs, app, True)
@@ -209,6 +209,6 @@ def remove(ctx: Context, app: str, which: str) -> DrainStatus:
 
     _update(ctx.store.docs, app, change)
     if not read(ctx.store.docs, app).drains and not set_indexed(ctx.store.docs, app, False):
-        accesslogs.disable(ctx.aws, ctx.platform(create=False).lb_arn)
+        accesslogs.ensure(ctx.aws, ctx.platform(create=False), False, ctx.target.is_local)
         ctx.say("no drain is left on the platform: the load balancer's access logs are off")
     return _status(found[0], m.Counts())

@@ -37,7 +37,7 @@ from provisioner import logs as lg
 from provisioner.aws import accesslogs
 from provisioner.aws.state import Documents, StaleWrite
 from provisioner.context import Context
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, NotFound
 from provisioner.model import drains as m
 from provisioner.ops import drains as records
 from provisioner.ops import logs as applogs
@@ -393,14 +393,13 @@ class LeaderLines:
         self.reindexed_at = -REINDEX_SECONDS
 
     def tick(self, ctx: Context, guard: Callable[[], None]) -> None:
-        if time.monotonic() - self.reindexed_at >= REINDEX_SECONDS:
+        reindexed = time.monotonic() - self.reindexed_at >= REINDEX_SECONDS
+        if reindexed:
             self.reindexed_at = time.monotonic()
-            guard()
-            with contextlib.suppress(StaleWrite):  # a drain added meanwhile: next time
-                records.reindex(ctx.store.docs, ctx.store.apps())
+            self._reindex(ctx, guard)
         apps = [app for app in self.shipper.apps() if self.shipper.drains(app)]
-        if not apps:
-            return
+        if not apps and not reindexed:
+            return  # what the router left meanwhile goes once a minute (below, no app reads it)
         for app in apps:
             try:
                 self._events(ctx.store.docs, app)
@@ -414,6 +413,21 @@ class LeaderLines:
         except Exception as exc:  # noqa: BLE001 - the bucket is away: next tick
             ctx.say(f"drains: router lines failed: {type(exc).__name__}: {exc}")
         self.shipper.report()
+
+    def _reindex(self, ctx: Context, guard: Callable[[], None]) -> None:
+        """The index made again, and every load balancer's access logs on while it names an
+        app, off once it is empty (a drains:add and a drains:remove of two apps at once, an
+        apps:destroy of the last app with drains, a shard added since)."""
+        guard()
+        try:
+            found = records.reindex(ctx.store.docs, ctx.store.apps())
+        except StaleWrite:  # a drain added meanwhile: next time
+            return
+        platform = ctx.platform(create=False)
+        guard()
+        if accesslogs.ensure(ctx.aws, platform, bool(found), ctx.target.is_local):
+            state = "on" if found else "off"
+            events.record(ctx.store.docs, "drains", f"the load balancers' access logs are {state}")
 
     def _events(self, docs: Documents, app: str) -> None:
         if app not in self.seen:
@@ -445,11 +459,7 @@ class LeaderLines:
         keys = [k for k in accesslogs.pending(docs.s3, docs.bucket) if k not in self.done]
         if not keys:
             return
-        self.names = {
-            name: app
-            for app in apps
-            for name in applogs.hostnames(ctx.store, app, ctx.target.app_domain)
-        }
+        self.names = {name: app for app in apps for name in _hostnames(ctx, app)}
         for key in keys:
             try:
                 for raw in accesslogs.read(docs.s3, docs.bucket, key):
@@ -489,6 +499,13 @@ class LeaderLines:
             except DynoformError:
                 pass
         return self.servers.get(app, {})
+
+
+def _hostnames(ctx: Context, app: str) -> list[str]:
+    try:
+        return list(applogs.hostnames(ctx.store, app, ctx.target.app_domain))
+    except NotFound:  # destroyed a moment ago (the shipper's cache still has it)
+        return []
 
 
 def _older(stamp: str, seconds: float) -> bool:

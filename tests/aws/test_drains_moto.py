@@ -20,6 +20,7 @@ from cli_support import platform_cli
 
 from provisioner import authority, events
 from provisioner.aws import accesslogs
+from provisioner.aws.platform import add_shard
 from provisioner.context import Context
 from provisioner.localcloud.accesslog import AccessLogs
 from provisioner.model import drains as m
@@ -188,6 +189,38 @@ def test_an_app_out_of_the_index_has_its_senders_closed(cli: Any) -> None:
         now[0] += drainship.CACHE_SECONDS
         assert shipper.drains("shop") == []
         assert shipper.outlets == {} and shipper.known == {} and outlet.stop.is_set()
+    finally:
+        shipper.close()
+
+
+def _logs_on(ctx: Context) -> list[str]:
+    found = []
+    for shard in ctx.platform(create=False).all_shards:
+        attrs = ctx.aws.elbv2.describe_load_balancer_attributes(LoadBalancerArn=shard.lb_arn)
+        on = {a["Key"]: a["Value"] for a in attrs["Attributes"]}
+        found.append(on.get("access_logs.s3.enabled", "false"))
+    return found
+
+
+def test_the_leader_keeps_every_shards_access_logs_as_the_index_says(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    assert cli("drains:add", "syslog://127.0.0.1:9", "-a", "shop")[0] == 0
+    ctx = Context(get_target("t1"))
+    ctx.remember_platform(add_shard(ctx.aws, ctx.target, ctx.platform(create=False)))
+    assert _logs_on(ctx) == ["true", "false"]  # a shard made since the drain was added
+    shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test")
+    leader = drainship.LeaderLines(shipper)
+    try:
+        leader.tick(ctx, lambda: None)
+        assert _logs_on(ctx) == ["true", "true"]
+        assert cli("apps:destroy", "-a", "shop", "--confirm", "shop")[0] == 0
+        docs = ctx.store.docs
+        key = f"{accesslogs.PREFIX}/AWSLogs/123456789012/elasticloadbalancing/x.log"
+        docs.s3.put_object(Bucket=docs.bucket, Key=key, Body=b"late\n")
+        leader.reindexed_at = -drainship.REINDEX_SECONDS
+        leader.tick(ctx, lambda: None)
+        assert _logs_on(ctx) == ["false", "false"] and drains.indexed(docs) == []
+        assert accesslogs.pending(docs.s3, docs.bucket) == []  # nobody's: deleted all the same
     finally:
         shipper.close()
 
