@@ -49,6 +49,7 @@ EVERY = 2.0  # the leader's duty: platform events and router lines
 CACHE_SECONDS = 5.0  # the index of apps with drains, and an app's drains, are read this often
 REINDEX_SECONDS = 60.0  # the leader checks the index against the apps' records this often
 REPORT_SECONDS = 5.0  # figures are written at most this often (when they changed)
+REFRESH_SECONDS = 60.0  # and at least this often (unchanged): a live shipper's are fresh
 SERVERS_SECONDS = 10.0  # the router's ip:port -> dyno map is looked up again at most this often
 CONNECT_TIMEOUT = 10.0
 PENDING_SECONDS = 600.0  # a release pending longer (its deploy was cut off) is shipped as such
@@ -184,7 +185,7 @@ class Shipper:
         self.index_at = -CACHE_SECONDS
         self.known: dict[str, tuple[float, records.AppDrains]] = {}
         self.outlets: dict[tuple[str, str], Outlet] = {}  # (app, token) -> outlet
-        self.reported: dict[str, dict[str, Any]] = {}
+        self.reported: dict[str, tuple[float, dict[str, Any]]] = {}  # app -> (when, figures)
         self.reported_at = 0.0
 
     @property
@@ -265,12 +266,13 @@ class Shipper:
             return
         self.reported_at = self.clock()
         for app, figures in self.figures().items():
-            if self.reported.get(app) == figures:
+            when, before = self.reported.get(app, (0.0, None))
+            if before == figures and self.clock() - when < REFRESH_SECONDS:
                 continue
             try:
                 key = f"{records.stats_prefix(app)}{self.name}.json"
                 self.docs.put(key, {"drains": figures, "at": now_iso()})
-                self.reported[app] = figures
+                self.reported[app] = (self.clock(), figures)
             except Exception:  # noqa: BLE001 - figures wait for the next report
                 pass
 

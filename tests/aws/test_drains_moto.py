@@ -160,6 +160,31 @@ def test_keys_in_drain_urls_are_masked(cli: Any) -> None:
     assert len(json.loads(cli("drains", "-a", "shop", "--json")[1])) == 2
 
 
+def test_a_gone_shippers_buffer_and_error_are_not_shown(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    token = cli("drains:add", "syslog://logs.example.com:514", "-a", "shop")[1].strip()
+    ctx = Context(get_target("t1"))
+    docs = ctx.store.docs
+    figures = {"sent": 5, "dropped": 1, "buffered": 7, "error": "x refused"}
+    docs.put(
+        "drains/stats/shop/i-gone.json",
+        {"drains": {token: figures}, "at": "2026-01-01T00:00:00+00:00"},
+    )
+    docs.put(
+        "drains/stats/shop/i-live.json",
+        {"drains": {token: {**figures, "error": ""}}, "at": now_iso()},
+    )
+    (listed,) = json.loads(cli("drains", "-a", "shop", "--json")[1])
+    assert (listed["sent"], listed["dropped"], listed["buffered"], listed["last_error"]) == (
+        10,
+        2,
+        7,
+        None,
+    )
+    assert cli("apps:destroy", "-a", "shop", "--confirm", "shop")[0] == 0
+    assert docs.keys("drains/stats/shop/") == []
+
+
 def test_the_leader_mends_the_index_of_apps_with_drains(cli: Any) -> None:
     assert cli("apps:create", "shop")[0] == 0
     assert cli("drains:add", "syslog://logs.example.com:514", "-a", "shop")[0] == 0

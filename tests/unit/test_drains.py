@@ -304,3 +304,22 @@ def test_deleting_objects_raises_on_per_key_errors() -> None:
         "could not delete 1 object(s) under 'router-logs/x.gz' in b: "
         "router-logs/x.gz: AccessDenied Access Denied"
     )
+
+
+def test_a_shipper_writes_its_figures_again_while_unchanged() -> None:
+    """Unchanged figures are written again every REFRESH_SECONDS: fresh ones tell a live
+    shipper from a gone one (whose buffer and error `drains` no longer shows)."""
+
+    class Docs:
+        puts: list[str] = []
+
+        def put(self, key: str, _: object) -> None:
+            self.puts.append(key)
+
+    docs, now = Docs(), [100.0]
+    shipper = drainship.Shipper(lambda: docs, "i-1", clock=lambda: now[0])  # type: ignore[arg-type, return-value]
+    shipper.figures = lambda: {"shop": {TOKEN: {"sent": 1}}}  # type: ignore[method-assign]
+    for step in (0.0, drainship.REPORT_SECONDS, drainship.REFRESH_SECONDS):
+        now[0] += step
+        shipper.report()
+    assert docs.puts == ["drains/stats/shop/i-1.json"] * 2
