@@ -149,13 +149,14 @@ def disable(aws: Aws, lb_arn: str) -> bool:
     return True
 
 
-def ensure(aws: Aws, platform: Platform, on: bool, local: bool) -> bool:
+def ensure(aws: Aws, platform: Platform, on: bool, local: bool, policy: bool = True) -> bool:
     """Every load balancer of the platform (each shard) with its access logs on (some app has
-    drains) or off; True if one changed."""
+    drains) or off; True if one changed. policy=False: the bucket policy is left as it is
+    (the controller may not change it; `drains:add` put the statement there, for every shard)."""
     changed = False
     for shard in platform.all_shards:
         if on:
-            changed = enable(aws, shard.lb_arn, platform.bucket, local) or changed
+            changed = enable(aws, shard.lb_arn, platform.bucket, local or not policy) or changed
         else:
             changed = disable(aws, shard.lb_arn) or changed
     return changed

@@ -235,9 +235,12 @@ def test_the_leader_keeps_every_shards_access_logs_as_the_index_says(cli: Any) -
     assert _logs_on(ctx) == ["true", "false"]  # a shard made since the drain was added
     shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test")
     leader = drainship.LeaderLines(shipper)
+    ctx.aws.s3.delete_bucket_policy(Bucket=ctx.platform(create=False).bucket)
     try:
         leader.tick(ctx, lambda: None)
         assert _logs_on(ctx) == ["true", "true"]
+        with pytest.raises(ctx.aws.s3.exceptions.ClientError):  # the controller leaves it be
+            ctx.aws.s3.get_bucket_policy(Bucket=ctx.platform(create=False).bucket)
         assert cli("apps:destroy", "-a", "shop", "--confirm", "shop")[0] == 0
         docs = ctx.store.docs
         key = f"{accesslogs.PREFIX}/AWSLogs/123456789012/elasticloadbalancing/x.log"
