@@ -39,7 +39,7 @@ from provisioner import logs as lg
 from provisioner.aws import accesslogs
 from provisioner.aws.state import Documents, StaleWrite
 from provisioner.context import Context
-from provisioner.errors import DynoformError, NotFound
+from provisioner.errors import DynoformError, NotFound, ValidationError
 from provisioner.model import drains as m
 from provisioner.ops import drains as records
 from provisioner.ops import logs as applogs
@@ -237,7 +237,11 @@ class Shipper:
 
     def ship(self, line: m.Line) -> None:
         for drain in self.drains(line.app):
-            self._outlet(line.app, drain).buffer.add(line)
+            try:
+                outlet = self._outlet(line.app, drain)
+            except ValidationError:  # stored before parse_url refused such URLs: no lines
+                continue
+            outlet.buffer.add(line)
 
     def _outlet(self, app: str, drain: m.Drain) -> Outlet:
         with self.lock:

@@ -253,6 +253,23 @@ def test_the_leader_keeps_every_shards_access_logs_as_the_index_says(cli: Any) -
         shipper.close()
 
 
+def test_a_drain_url_refused_since_it_was_stored_stops_no_other(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    assert cli("drains:add", "syslog://127.0.0.1:9", "-a", "shop")[0] == 0
+    ctx = Context(get_target("t1"))
+    record = ctx.store.docs.get(drains.drains_key("shop"))
+    assert record is not None
+    bad = {**record.data["drains"][0], "url": "syslog://a..b:514", "token": "d.bad"}
+    record.data["drains"].insert(0, bad)
+    ctx.store.docs.put(drains.drains_key("shop"), record.data)
+    shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test")
+    try:
+        shipper.ship(_line("x"))
+        assert [token for _, token in shipper.outlets] == [record.data["drains"][1]["token"]]
+    finally:
+        shipper.close()
+
+
 def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
     assert cli("apps:create", "shop")[0] == 0
     assert cli("drains:add", f"syslog://127.0.0.1:{syslog.port}", "-a", "shop")[0] == 0
