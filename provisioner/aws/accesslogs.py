@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
 from provisioner.aws.state import delete_versions
 
@@ -110,11 +112,25 @@ def pending(s3: Any, bucket: str) -> list[str]:
     return [obj["Key"] for obj in resp.get("Contents", [])]
 
 
-def read(s3: Any, bucket: str, key: str) -> list[str]:
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    if key.endswith(".gz"):
-        body = gzip.decompress(body)
-    return body.decode("utf-8", errors="replace").splitlines()
+def read(s3: Any, bucket: str, key: str) -> Iterator[str]:
+    """The object's lines, read as a stream (an ALB's object may be large)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    stream = gzip.GzipFile(fileobj=body) if key.endswith(".gz") else body
+    try:
+        yield from lines_of(stream)
+    finally:
+        body.close()
+
+
+def lines_of(stream: Any, chunk: int = 65536) -> Iterator[str]:
+    """Lines of a stream that has only read(n) (botocore's body, a GzipFile)."""
+    rest = b""
+    while data := stream.read(chunk):
+        *whole, rest = (rest + data).split(b"\n")
+        for line in whole:
+            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+    if rest:
+        yield rest.decode("utf-8", errors="replace")
 
 
 def delete(s3: Any, bucket: str, key: str) -> None:
@@ -122,8 +138,25 @@ def delete(s3: Any, bucket: str, key: str) -> None:
     delete_versions(s3, bucket, key)
 
 
-def disable(aws: Aws, lb_arn: str) -> None:
-    """No drain is left on the platform: the access logs stop."""
+def disable(aws: Aws, lb_arn: str) -> bool:
+    """No drain is left on the platform: the access logs stop; True if they were on."""
+    attrs = aws.elbv2.describe_load_balancer_attributes(LoadBalancerArn=lb_arn)["Attributes"]
+    if {a["Key"]: a["Value"] for a in attrs}.get("access_logs.s3.enabled") != "true":
+        return False
     aws.elbv2.modify_load_balancer_attributes(
         LoadBalancerArn=lb_arn, Attributes=[{"Key": "access_logs.s3.enabled", "Value": "false"}]
     )
+    return True
+
+
+def ensure(aws: Aws, platform: Platform, on: bool, local: bool, policy: bool = True) -> bool:
+    """Every load balancer of the platform (each shard) with its access logs on (some app has
+    drains) or off; True if one changed. policy=False: the bucket policy is left as it is
+    (the controller may not change it; `drains:add` put the statement there, for every shard)."""
+    changed = False
+    for shard in platform.all_shards:
+        if on:
+            changed = enable(aws, shard.lb_arn, platform.bucket, local or not policy) or changed
+        else:
+            changed = disable(aws, shard.lb_arn) or changed
+    return changed

@@ -75,6 +75,7 @@ def controller_policy(
                 "ec2:DescribeSecurityGroups",
                 "ec2:DescribeSubnets",
                 "elasticloadbalancing:DescribeListeners",
+                "elasticloadbalancing:DescribeLoadBalancerAttributes",
                 "elasticloadbalancing:DescribeLoadBalancers",
                 "elasticloadbalancing:DescribeRules",
                 "elasticloadbalancing:DescribeTags",
@@ -199,6 +200,12 @@ def controller_policy(
                 for kind in ("listener", "listener-rule")
                 for name in (lb, shards)  # the first load balancer, and the others
             ],
+        ),
+        # The drains duty turns the access logs of the platform's load balancers on and off.
+        _allow(
+            "PlatformAccessLogs",
+            ["elasticloadbalancing:ModifyLoadBalancerAttributes"],
+            [f"{elb}:loadbalancer/app/{name}/*" for name in (lb, shards)],
         ),
         # S3 has no tag conditions on buckets: the bucket is named. Versions: retention of
         # scheduled backups deletes every version of a self-hosted database's dump.

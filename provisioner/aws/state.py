@@ -82,6 +82,16 @@ def lifecycle_rules() -> list[dict[str, Any]]:
                 "NoncurrentVersionExpiration": {"NoncurrentDays": BUSY_VERSIONS_DAYS},
             }
         )
+    # The router's access logs (aws/accesslogs.py): the leader deletes them once shipped;
+    # these go if no leader does (a platform whose controllers are away).
+    rules.append(
+        {
+            "ID": f"{RULE_PREFIX}router-logs",
+            "Filter": {"Prefix": "router-logs/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": 1},
+        }
+    )
     return rules
 
 
@@ -226,6 +236,7 @@ def _same_rules(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
             rule.get("Status"),
             (rule.get("Filter") or {}).get("Prefix", ""),
             (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays"),
+            (rule.get("Expiration") or {}).get("Days"),
         )
 
     return sorted(map(essence, have), key=str) == sorted(map(essence, want), key=str)
@@ -242,7 +253,13 @@ def delete_versions(s3: Any, bucket: str, prefix: str) -> int:
         ]
         for start in range(0, len(objects), 1000):
             chunk = objects[start : start + 1000]
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+            resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+            if errors := resp.get("Errors"):  # per key: the call itself succeeded
+                first = errors[0]
+                raise DynoformError(
+                    f"could not delete {len(errors)} object(s) under {prefix!r} in {bucket}: "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+                )
             count += len(chunk)
     return count
 

@@ -28,6 +28,8 @@ from provisioner.model.names import safe_name
 SCHEMES = ("syslog", "syslog+tls", "https")
 PRI = 190  # local7.info, as Heroku's app lines
 BUFFER_LINES = 10_000  # per drain and shipper: older lines are dropped beyond it
+BUFFER_BYTES = 8 * 1024 * 1024  # and beyond this many bytes of messages
+MESSAGE_BYTES = 10_000  # a longer message is cut there (Heroku's Logplex truncates at 10 KB)
 HTTPS_BATCH = 500  # lines per POST
 CONTENT_TYPE = "application/logplex-1"
 URL_FIELD = "drain URL"
@@ -66,6 +68,12 @@ def parse_url(url: str) -> DrainUrl:
         )
     if not parts.hostname:
         raise ValidationError(URL_FIELD, f"{mask(text)!r} has no host")
+    try:
+        parts.hostname.encode("idna")  # what getaddrinfo does: else it raises in the sender
+    except UnicodeError:
+        raise ValidationError(
+            URL_FIELD, f"{mask(text)!r}: {parts.hostname!r} is no host name"
+        ) from None
     if any(c.isspace() for c in text):
         raise ValidationError(URL_FIELD, f"{mask(text)!r} has a space in it")
     if scheme == "https":
@@ -78,15 +86,23 @@ def parse_url(url: str) -> DrainUrl:
 
 
 def mask(url: str) -> str:
-    """The URL with its password (and user) hidden: what listings and messages show."""
+    """The URL with what may be a secret hidden: user and password, every query value (Datadog's
+    `?dd-api-key=`), a path of more than one segment (Sumo Logic's key is in it). What
+    listings, messages and figures show."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "(unparseable URL)"
-    if "@" not in parts.netloc:
-        return url
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(SplitResult(parts.scheme, f"***@{host}", *parts[2:]))
+    netloc = f"***@{host}" if "@" in parts.netloc else host
+    path = "/…" if parts.path.strip("/").count("/") >= 1 else parts.path
+    query = "&".join(
+        f"{item.partition('=')[0]}=***" if "=" in item else "***"
+        for item in parts.query.split("&")
+        if item
+    )
+    fragment = "***" if parts.fragment else ""
+    return urlunsplit(SplitResult(parts.scheme, netloc, path, query, fragment))
 
 
 def basic_auth(url: str) -> str | None:
@@ -154,6 +170,16 @@ class Line:
     process: str
     message: str
 
+    def __post_init__(self) -> None:
+        if len(self.message) > MESSAGE_BYTES // 4:  # else it cannot be longer in bytes
+            cut = self.message.encode("utf-8", errors="replace")[:MESSAGE_BYTES]
+            object.__setattr__(self, "message", cut.decode("utf-8", errors="ignore"))
+
+    @property
+    def size(self) -> int:
+        """What it takes in a buffer, about."""
+        return len(self.message) + 100
+
 
 def timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
@@ -193,12 +219,14 @@ def https_headers(count: int, token: str, frame_id: str, url: str) -> dict[str, 
 
 # the buffer -----------------------------------------------------------------------------------
 class Buffer:
-    """Lines waiting for one drain, at most `limit`: the oldest go (and are counted dropped)
+    """Lines waiting for one drain, at most `limit` and `max_bytes`: the oldest go (and are counted dropped)
     when more come. A sender takes a batch, and acks it once sent; lines dropped meanwhile
     are not acked twice (each line has a sequence number)."""
 
-    def __init__(self, limit: int = BUFFER_LINES) -> None:
+    def __init__(self, limit: int = BUFFER_LINES, max_bytes: int = BUFFER_BYTES) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.items: deque[tuple[int, Line]] = deque()
         self.next_seq = 0
         self.sent = 0
@@ -210,8 +238,9 @@ class Buffer:
         with self.lock:
             self.items.append((self.next_seq, line))
             self.next_seq += 1
-            while len(self.items) > self.limit:
-                self.items.popleft()
+            self.bytes += line.size
+            while len(self.items) > self.limit or self.bytes > self.max_bytes:
+                self.bytes -= self.items.popleft()[1].size
                 self.dropped += 1
             self.ready.set()
 
@@ -225,7 +254,7 @@ class Buffer:
         """The lines up to sequence number last_seq reached the drain."""
         with self.lock:
             while self.items and self.items[0][0] <= last_seq:
-                self.items.popleft()
+                self.bytes -= self.items.popleft()[1].size
                 self.sent += 1
             if self.items:
                 self.ready.set()

@@ -17,7 +17,7 @@ from provisioner.model.appnames import random_app_name
 from provisioner.model.formation import ProcessFormation
 from provisioner.model.names import validate_app_name
 from provisioner.model.release import Release
-from provisioner.ops import addons, certs, repair, router
+from provisioner.ops import addons, certs, drains, repair, router
 from provisioner.ops.rollout import activator, open_rollout
 from provisioner.store import MAX_CONFLICT_RETRIES, Store
 
@@ -176,6 +176,7 @@ def destroy(ctx: Context, app: str) -> int:
     certs.destroy_app_certs(ctx, app)
     delete_app_objects(ctx.store, ctx.blobs(), app, app_id, ctx.say)
     addons.destroy_app_addons(ctx, app)
+    ctx.store.docs.delete_prefix(drains.stats_prefix(app))  # the shippers' figures
     return ctx.store.delete_app(app)
 
 

@@ -12,8 +12,10 @@ turns the load balancer's access logs on: that is how router lines reach the shi
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from provisioner import authority
@@ -51,6 +53,7 @@ def drains_key(app: str) -> str:
     return f"apps/{app}/drains.json"
 
 
+STALE_SECONDS = 300.0  # a shipper's figures older than this: its host or controller is gone
 INDEX_KEY = "drains/apps.json"  # the apps that have drains: one read tells a shipper
 
 
@@ -85,7 +88,7 @@ def add(ctx: Context, app: str, url: str) -> DrainStatus:
         return [*drains, drain]
 
     platform = ctx.platform(create=False)
-    if accesslogs.enable(ctx.aws, platform.lb_arn, platform.bucket, ctx.target.is_local):
+    if accesslogs.ensure(ctx.aws, platform, True, ctx.target.is_local):
         ctx.say("the load balancer's access logs are on now (the router's lines reach drains)")
     _update(ctx.store.docs, app, change, ca)
     set_indexed(ctx.store.docs, app, True)
@@ -161,20 +164,32 @@ def drains(ctx: Context, app: str) -> list[DrainStatus]:
     return [_status(d, counts.get(d.token, m.Counts())) for d in read(ctx.store.docs, app).drains]
 
 
-def totals(docs: Documents, app: str) -> dict[str, m.Counts]:
-    """Every shipper's figures, added up per drain token."""
+def totals(docs: Documents, app: str, now: float | None = None) -> dict[str, m.Counts]:
+    """Every shipper's figures, added up per drain token: what a shipper sent and dropped
+    counts for ever, what it buffers and its last error only while it reports (a host gone
+    or a controller stopped leaves its last figures behind)."""
     result: dict[str, m.Counts] = {}
     for key in docs.keys(stats_prefix(app)):
         doc = docs.get(key)
-        for token, figures in (doc.data.get("drains", {}) if doc else {}).items():
+        data = doc.data if doc else {}
+        live = not _older(str(data.get("at", "")), STALE_SECONDS, now)
+        for token, figures in data.get("drains", {}).items():
             counts = m.Counts(
                 int(figures.get("sent", 0)),
                 int(figures.get("dropped", 0)),
-                int(figures.get("buffered", 0)),
-                str(figures.get("error", "")),
+                int(figures.get("buffered", 0)) if live else 0,
+                str(figures.get("error", "")) if live else "",
             )
             result[token] = result.get(token, m.Counts()).plus(counts)
     return result
+
+
+def _older(stamp: str, seconds: float, now: float | None) -> bool:
+    try:
+        at = datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return True
+    return (time.time() if now is None else now) - at > seconds
 
 
 def _status(drain: m.Drain, counts: m.Counts) -> DrainStatus:
@@ -200,10 +215,15 @@ def remove(ctx: Context, app: str, which: str) -> DrainStatus:
             raise NotFound(
                 f"{app} has no drain {m.mask(which.strip())}", f"see `dynoform drains -a {app}`"
             )
+        if len(found) > 1:  # masked URLs alike (keys in their queries): say which
+            raise ValidationError(
+                m.URL_FIELD,
+                f"{m.mask(which.strip())} is {len(found)} drains: name one by its token",
+            )
         return [d for d in drains if d not in found]
 
     _update(ctx.store.docs, app, change)
     if not read(ctx.store.docs, app).drains and not set_indexed(ctx.store.docs, app, False):
-        accesslogs.disable(ctx.aws, ctx.platform(create=False).lb_arn)
+        accesslogs.ensure(ctx.aws, ctx.platform(create=False), False, ctx.target.is_local)
         ctx.say("no drain is left on the platform: the load balancer's access logs are off")
     return _status(found[0], m.Counts())

@@ -27,16 +27,19 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO, Any
+
+from botocore.exceptions import ClientError
 
 from provisioner import events
 from provisioner import logs as lg
 from provisioner.aws import accesslogs
 from provisioner.aws.state import Documents, StaleWrite
 from provisioner.context import Context
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, NotFound, ValidationError
 from provisioner.model import drains as m
 from provisioner.ops import drains as records
 from provisioner.ops import logs as applogs
@@ -48,6 +51,7 @@ EVERY = 2.0  # the leader's duty: platform events and router lines
 CACHE_SECONDS = 5.0  # the index of apps with drains, and an app's drains, are read this often
 REINDEX_SECONDS = 60.0  # the leader checks the index against the apps' records this often
 REPORT_SECONDS = 5.0  # figures are written at most this often (when they changed)
+REFRESH_SECONDS = 60.0  # and at least this often (unchanged): a live shipper's are fresh
 SERVERS_SECONDS = 10.0  # the router's ip:port -> dyno map is looked up again at most this often
 CONNECT_TIMEOUT = 10.0
 PENDING_SECONDS = 600.0  # a release pending longer (its deploy was cut off) is shipped as such
@@ -94,7 +98,7 @@ class Outlet:
                 continue
             try:
                 self._send([line for _, line in batch])
-            except (OSError, DynoformError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure (IncompleteRead, a bug): retry later
                 failures += 1
                 self.error = f"{now_iso()} {_reason(exc)}"
                 self._disconnect()
@@ -142,13 +146,22 @@ class Outlet:
         request = urllib.request.Request(
             m.without_credentials(self.url.url), data=body, headers=headers, method="POST"
         )
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=self._context()), _NoRedirect()
+        )
         try:
-            with urllib.request.urlopen(
-                request, timeout=CONNECT_TIMEOUT, context=self._context()
-            ) as resp:
+            with opener.open(request, timeout=CONNECT_TIMEOUT) as resp:
                 resp.read()
         except urllib.error.HTTPError as exc:
             raise DynoformError(f"HTTP {exc.code} from {self.url.masked}") from None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx is a failure, retried later: followed, urllib would turn the POST into a GET to
+    its Location, with Authorization and the drain's token, and count the batch as sent."""
+
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
 
 
 def _reason(exc: Exception) -> str:
@@ -174,7 +187,7 @@ class Shipper:
         self.index_at = -CACHE_SECONDS
         self.known: dict[str, tuple[float, records.AppDrains]] = {}
         self.outlets: dict[tuple[str, str], Outlet] = {}  # (app, token) -> outlet
-        self.reported: dict[str, dict[str, Any]] = {}
+        self.reported: dict[str, tuple[float, dict[str, Any]]] = {}  # app -> (when, figures)
         self.reported_at = 0.0
 
     @property
@@ -186,10 +199,19 @@ class Shipper:
         if self.clock() - self.index_at >= CACHE_SECONDS:
             try:
                 self.index = set(records.indexed(self.docs))
+                self._close_gone()
             except Exception:  # noqa: BLE001 - the store is away: keep what we knew
                 pass
             self.index_at = self.clock()
         return sorted(self.index)
+
+    def _close_gone(self) -> None:
+        """An app out of the index (its last drain removed, or destroyed): its senders stop."""
+        with self.lock:
+            for app in [a for a in self.known if a not in self.index]:
+                del self.known[app]
+            for key in [k for k in self.outlets if k[0] not in self.index]:
+                self.outlets.pop(key).close()
 
     def drains(self, app: str) -> list[m.Drain]:
         """The app's drains, read again once CACHE_SECONDS old (none unless it is indexed)."""
@@ -215,7 +237,11 @@ class Shipper:
 
     def ship(self, line: m.Line) -> None:
         for drain in self.drains(line.app):
-            self._outlet(line.app, drain).buffer.add(line)
+            try:
+                outlet = self._outlet(line.app, drain)
+            except ValidationError:  # stored before parse_url refused such URLs: no lines
+                continue
+            outlet.buffer.add(line)
 
     def _outlet(self, app: str, drain: m.Drain) -> Outlet:
         with self.lock:
@@ -246,12 +272,13 @@ class Shipper:
             return
         self.reported_at = self.clock()
         for app, figures in self.figures().items():
-            if self.reported.get(app) == figures:
+            when, before = self.reported.get(app, (0.0, None))
+            if before == figures and self.clock() - when < REFRESH_SECONDS:
                 continue
             try:
                 key = f"{records.stats_prefix(app)}{self.name}.json"
                 self.docs.put(key, {"drains": figures, "at": now_iso()})
-                self.reported[app] = figures
+                self.reported[app] = (self.clock(), figures)
             except Exception:  # noqa: BLE001 - figures wait for the next report
                 pass
 
@@ -374,19 +401,46 @@ class LeaderLines:
         self.reindexed_at = -REINDEX_SECONDS
 
     def tick(self, ctx: Context, guard: Callable[[], None]) -> None:
-        if time.monotonic() - self.reindexed_at >= REINDEX_SECONDS:
+        reindexed = time.monotonic() - self.reindexed_at >= REINDEX_SECONDS
+        if reindexed:
             self.reindexed_at = time.monotonic()
-            guard()
-            with contextlib.suppress(StaleWrite):  # a drain added meanwhile: next time
-                records.reindex(ctx.store.docs, ctx.store.apps())
+            self._reindex(ctx, guard)
         apps = [app for app in self.shipper.apps() if self.shipper.drains(app)]
-        if not apps:
-            return
+        if not apps and not reindexed:
+            return  # what the router left meanwhile goes once a minute (below, no app reads it)
         for app in apps:
-            self._events(ctx.store.docs, app)
-            self._releases(ctx.store, app)
-        self._router(ctx, apps, guard)
+            try:
+                self._events(ctx.store.docs, app)
+                self._releases(ctx.store, app)
+            except Exception as exc:  # noqa: BLE001 - one app's trouble stops no other's lines
+                ctx.say(f"drains: {app}'s platform lines failed: {type(exc).__name__}: {exc}")
+        try:
+            self._router(ctx, apps, guard)
+        except DynoformError:
+            raise  # the guard: not the leader any more
+        except Exception as exc:  # noqa: BLE001 - the bucket is away: next tick
+            ctx.say(f"drains: router lines failed: {type(exc).__name__}: {exc}")
         self.shipper.report()
+
+    def _reindex(self, ctx: Context, guard: Callable[[], None]) -> None:
+        """The index made again, and every load balancer's access logs on while it names an
+        app, off once it is empty (a drains:add and a drains:remove of two apps at once, an
+        apps:destroy of the last app with drains, a shard added since)."""
+        guard()
+        try:
+            found = records.reindex(ctx.store.docs, ctx.store.apps())
+        except StaleWrite:  # a drain added meanwhile: next time
+            return
+        platform = ctx.platform(create=False)
+        guard()
+        try:
+            changed = accesslogs.ensure(ctx.aws, platform, bool(found), ctx.target.is_local, False)
+        except ClientError as exc:  # a policy from before (platform:init adds the calls)
+            ctx.say(f"drains: could not set the load balancers' access logs: {exc}")
+            return
+        if changed:
+            state = "on" if found else "off"
+            events.record(ctx.store.docs, "drains", f"the load balancers' access logs are {state}")
 
     def _events(self, docs: Documents, app: str) -> None:
         if app not in self.seen:
@@ -418,14 +472,16 @@ class LeaderLines:
         keys = [k for k in accesslogs.pending(docs.s3, docs.bucket) if k not in self.done]
         if not keys:
             return
-        self.names = {
-            name: app
-            for app in apps
-            for name in applogs.hostnames(ctx.store, app, ctx.target.app_domain)
-        }
+        self.names = {name: app for app in apps for name in _hostnames(ctx, app)}
         for key in keys:
-            for raw in accesslogs.read(docs.s3, docs.bucket, key):
-                self._router_line(ctx, raw if "/local/" in key else m.alb_router_line(raw))
+            try:
+                for raw in accesslogs.read(docs.s3, docs.bucket, key):
+                    self._router_line(ctx, raw if "/local/" in key else m.alb_router_line(raw))
+            except (OSError, EOFError, zlib.error) as exc:  # a truncated .gz: never readable
+                events.record(docs, "drains", f"router lines of {key} unreadable, deleted: {exc}")
+            except Exception as exc:  # noqa: BLE001 - S3 away: this object again next tick
+                ctx.say(f"drains: reading {key} failed: {type(exc).__name__}: {exc}")
+                continue
             self.done.add(key)
             guard()  # only the leader deletes what it shipped
             accesslogs.delete(docs.s3, docs.bucket, key)
@@ -456,6 +512,13 @@ class LeaderLines:
             except DynoformError:
                 pass
         return self.servers.get(app, {})
+
+
+def _hostnames(ctx: Context, app: str) -> list[str]:
+    try:
+        return list(applogs.hostnames(ctx.store, app, ctx.target.app_domain))
+    except NotFound:  # destroyed a moment ago (the shipper's cache still has it)
+        return []
 
 
 def _older(stamp: str, seconds: float) -> bool:

@@ -144,12 +144,18 @@ def test_state_bucket_expires_old_versions_and_keeps_other_rules(aws, target, co
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
     docs = Documents(aws.s3, platform.bucket)
     rules = aws.s3.get_bucket_lifecycle_configuration(Bucket=platform.bucket)["Rules"]
-    days = {r["ID"]: r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules}
+    days = {
+        r["ID"]: r.get("NoncurrentVersionExpiration", r.get("Expiration", {})).get(
+            "NoncurrentDays", r.get("Expiration", {}).get("Days")
+        )
+        for r in rules
+    }
     assert days == {
         "dynoform-old-versions": 30,
         "dynoform-caches-versions": 1,
         "dynoform-leases-versions": 1,
         "dynoform-controller-versions": 1,
+        "dynoform-router-logs": 1,
     }
     assert docs.ensure_lifecycle() is False  # idempotent
     mine = {"ID": "mine", "Filter": {"Prefix": "exports/"}, "Status": "Enabled",
@@ -161,7 +167,7 @@ def test_state_bucket_expires_old_versions_and_keeps_other_rules(aws, target, co
     ids = [
         r["ID"] for r in aws.s3.get_bucket_lifecycle_configuration(Bucket=platform.bucket)["Rules"]
     ]
-    assert ids[0] == "mine" and len(ids) == 5
+    assert ids[0] == "mine" and len(ids) == 6
 
 
 def test_info_lists_what_bills_while_idle(aws, target, config_home):

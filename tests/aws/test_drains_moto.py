@@ -20,6 +20,7 @@ from cli_support import platform_cli
 
 from provisioner import authority, events
 from provisioner.aws import accesslogs
+from provisioner.aws.platform import add_shard
 from provisioner.context import Context
 from provisioner.localcloud.accesslog import AccessLogs
 from provisioner.model import drains as m
@@ -145,6 +146,45 @@ def test_drain_commands(cli: Any) -> None:
     assert drains.indexed(ctx.store.docs) == []
 
 
+def test_keys_in_drain_urls_are_masked(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    for key in ("KEY1", "KEY2"):
+        url = f"https://intake.example.com/api/v2/logs?dd-api-key={key}"
+        assert cli("drains:add", url, "-a", "shop")[0] == 0
+    code, out, err = cli("drains", "-a", "shop")
+    assert "KEY" not in out + err and "/…?dd-api-key=***" in out
+    masked = "https://intake.example.com/…?dd-api-key=***"
+    assert cli("drains:remove", masked, "-a", "shop")[2] == (
+        f"error: drain URL: {masked} is 2 drains: name one by its token\n"
+    )
+    assert len(json.loads(cli("drains", "-a", "shop", "--json")[1])) == 2
+
+
+def test_a_gone_shippers_buffer_and_error_are_not_shown(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    token = cli("drains:add", "syslog://logs.example.com:514", "-a", "shop")[1].strip()
+    ctx = Context(get_target("t1"))
+    docs = ctx.store.docs
+    figures = {"sent": 5, "dropped": 1, "buffered": 7, "error": "x refused"}
+    docs.put(
+        "drains/stats/shop/i-gone.json",
+        {"drains": {token: figures}, "at": "2026-01-01T00:00:00+00:00"},
+    )
+    docs.put(
+        "drains/stats/shop/i-live.json",
+        {"drains": {token: {**figures, "error": ""}}, "at": now_iso()},
+    )
+    (listed,) = json.loads(cli("drains", "-a", "shop", "--json")[1])
+    assert (listed["sent"], listed["dropped"], listed["buffered"], listed["last_error"]) == (
+        10,
+        2,
+        7,
+        None,
+    )
+    assert cli("apps:destroy", "-a", "shop", "--confirm", "shop")[0] == 0
+    assert docs.keys("drains/stats/shop/") == []
+
+
 def test_the_leader_mends_the_index_of_apps_with_drains(cli: Any) -> None:
     assert cli("apps:create", "shop")[0] == 0
     assert cli("drains:add", "syslog://logs.example.com:514", "-a", "shop")[0] == 0
@@ -157,6 +197,75 @@ def test_the_leader_mends_the_index_of_apps_with_drains(cli: Any) -> None:
         assert drains.indexed(ctx.store.docs) == ["store"]
         assert [d.url for d in shipper.drains("store")] == ["syslog://logs.example.com:514"]
         assert shipper.drains("shop") == []
+    finally:
+        shipper.close()
+
+
+def test_an_app_out_of_the_index_has_its_senders_closed(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    assert cli("drains:add", "syslog://127.0.0.1:9", "-a", "shop")[0] == 0
+    ctx = Context(get_target("t1"))
+    now = [0.0]
+    shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test", clock=lambda: now[0])
+    try:
+        shipper.ship(_line("x"))
+        (outlet,) = shipper.outlets.values()
+        assert cli("drains:remove", "syslog://127.0.0.1:9", "-a", "shop")[0] == 0
+        now[0] += drainship.CACHE_SECONDS
+        assert shipper.drains("shop") == []
+        assert shipper.outlets == {} and shipper.known == {} and outlet.stop.is_set()
+    finally:
+        shipper.close()
+
+
+def _logs_on(ctx: Context) -> list[str]:
+    found = []
+    for shard in ctx.platform(create=False).all_shards:
+        attrs = ctx.aws.elbv2.describe_load_balancer_attributes(LoadBalancerArn=shard.lb_arn)
+        on = {a["Key"]: a["Value"] for a in attrs["Attributes"]}
+        found.append(on.get("access_logs.s3.enabled", "false"))
+    return found
+
+
+def test_the_leader_keeps_every_shards_access_logs_as_the_index_says(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    assert cli("drains:add", "syslog://127.0.0.1:9", "-a", "shop")[0] == 0
+    ctx = Context(get_target("t1"))
+    ctx.remember_platform(add_shard(ctx.aws, ctx.target, ctx.platform(create=False)))
+    assert _logs_on(ctx) == ["true", "false"]  # a shard made since the drain was added
+    shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test")
+    leader = drainship.LeaderLines(shipper)
+    ctx.aws.s3.delete_bucket_policy(Bucket=ctx.platform(create=False).bucket)
+    try:
+        leader.tick(ctx, lambda: None)
+        assert _logs_on(ctx) == ["true", "true"]
+        with pytest.raises(ctx.aws.s3.exceptions.ClientError):  # the controller leaves it be
+            ctx.aws.s3.get_bucket_policy(Bucket=ctx.platform(create=False).bucket)
+        assert cli("apps:destroy", "-a", "shop", "--confirm", "shop")[0] == 0
+        docs = ctx.store.docs
+        key = f"{accesslogs.PREFIX}/AWSLogs/123456789012/elasticloadbalancing/x.log"
+        docs.s3.put_object(Bucket=docs.bucket, Key=key, Body=b"late\n")
+        leader.reindexed_at = -drainship.REINDEX_SECONDS
+        leader.tick(ctx, lambda: None)
+        assert _logs_on(ctx) == ["false", "false"] and drains.indexed(docs) == []
+        assert accesslogs.pending(docs.s3, docs.bucket) == []  # nobody's: deleted all the same
+    finally:
+        shipper.close()
+
+
+def test_a_drain_url_refused_since_it_was_stored_stops_no_other(cli: Any) -> None:
+    assert cli("apps:create", "shop")[0] == 0
+    assert cli("drains:add", "syslog://127.0.0.1:9", "-a", "shop")[0] == 0
+    ctx = Context(get_target("t1"))
+    record = ctx.store.docs.get(drains.drains_key("shop"))
+    assert record is not None
+    bad = {**record.data["drains"][0], "url": "syslog://a..b:514", "token": "d.bad"}
+    record.data["drains"].insert(0, bad)
+    ctx.store.docs.put(drains.drains_key("shop"), record.data)
+    shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test")
+    try:
+        shipper.ship(_line("x"))
+        assert [token for _, token in shipper.outlets] == [record.data["drains"][1]["token"]]
     finally:
         shipper.close()
 
@@ -203,6 +312,38 @@ def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
         shipper.report()
         assert [(d.sent, d.dropped) for d in drains.drains(ctx, "shop")] == [(3, 0)]
         assert b"hunter2" not in syslog.data  # no config value went out
+    finally:
+        shipper.close()
+
+
+def test_a_bad_object_or_app_stops_no_other_lines(cli: Any, syslog: Syslog) -> None:
+    for app in ("aaa", "shop"):
+        assert cli("apps:create", app)[0] == 0
+        assert cli("drains:add", f"syslog://127.0.0.1:{syslog.port}", "-a", app)[0] == 0
+    ctx = Context(get_target("t1"))
+    docs = ctx.store.docs
+    shipper = drainship.Shipper(lambda: docs, "i-test")
+    leader = drainship.LeaderLines(shipper)
+    try:
+        leader.tick(ctx, lambda: None)  # from now on
+        docs.put(events.event_key(events.app_prefix("aaa"), time.time()), {"bad": "event"})
+        events.record(docs, "controller", "web.1 started again", "shop")
+        host = f"shop.{ctx.target.app_domain}"
+        prefix = f"{accesslogs.PREFIX}/AWSLogs/123456789012/elasticloadbalancing"
+        good = gzip.compress((ALB.format(host=host) + "\n").encode())
+        docs.s3.put_object(Bucket=docs.bucket, Key=f"{prefix}/a.log.gz", Body=good[:20])
+        docs.s3.put_object(Bucket=docs.bucket, Key=f"{prefix}/b.log.gz", Body=good)
+        leader.servers_at = time.monotonic()  # no fleet in moto to look the dyno up on
+        leader.tick(ctx, lambda: None)
+        event, router = syslog.frames(2)
+        assert event.endswith(" dynoform controller - - web.1 started again\n")
+        assert f"host={host}" in router
+        assert accesslogs.pending(docs.s3, docs.bucket) == []
+        said = [(e.source, e.message) for e in events.recent(docs, 5)]
+        assert any(
+            source == "drains" and f"router lines of {prefix}/a.log.gz unreadable" in text
+            for source, text in said
+        )
     finally:
         shipper.close()
 
@@ -315,6 +456,41 @@ def test_https_drain_posts_logplex_batches(tls: tuple[ssl.SSLContext, str]) -> N
         server.shutdown()
 
 
+def test_https_drain_does_not_follow_redirects(tls: tuple[ssl.SSLContext, str]) -> None:
+    context, ca = tls
+    got: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            got.append(self.command)
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET = _answer  # noqa: N815 - http.server's names
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    outlet = _outlet(f"https://user:pw@localhost:{server.server_address[1]}/logs?k=SECRET", ca)
+    try:
+        outlet.buffer.add(_line("a"))
+        deadline = time.monotonic() + 5
+        while not outlet.error and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outlet.error.endswith(
+            f" HTTP 302 from https://***@localhost:{server.server_address[1]}/logs?k=***"
+        )
+        assert got == ["POST"] and outlet.counts().sent == 0 and len(outlet.buffer) == 1
+    finally:
+        outlet.close()
+        server.shutdown()
+
+
 def test_the_local_router_delivers_access_logs_like_the_alb(cli: Any, tmp_path: Path) -> None:
     ctx = Context(get_target("t1"))
     platform = ctx.platform(create=False)
@@ -336,4 +512,4 @@ def test_the_local_router_delivers_access_logs_like_the_alb(cli: Any, tmp_path: 
     assert logs.deliver(lbs) == 1
     (key,) = accesslogs.pending(ctx.aws.s3, platform.bucket)
     assert key.startswith("router-logs/local/") and key.endswith(f"-{name}.log")
-    assert accesslogs.read(ctx.aws.s3, platform.bucket, key) == [mine.strip()]
+    assert list(accesslogs.read(ctx.aws.s3, platform.bucket, key)) == [mine.strip()]

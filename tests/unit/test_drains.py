@@ -67,6 +67,7 @@ def test_parse_url(url: str, scheme: str, host: str, port: int) -> None:
         ("syslog://h:99999", "drain URL: 'syslog://h:99999' is not a URL (Port out of range 0-65535)"),
         ("syslog://h:514/path", "drain URL: 'syslog://h:514/path': a syslog drain is only host:port"),
         ("https://user:secret@h/x y", "drain URL: 'https://***@h/x y' has a space in it"),
+        ("syslog://a..b:514", "drain URL: 'syslog://a..b:514': 'a..b' is no host name"),
         ("logs.example.com:514", "drain URL: 'logs.example.com:514': must start with syslog://, syslog+tls:// or https://"),
     ],
 )  # fmt: skip
@@ -79,7 +80,7 @@ def test_bad_urls_say_why_in_one_line_without_secrets(url: str, error: str) -> N
 
 def test_credentials_are_masked_and_sent_as_basic_auth() -> None:
     url = "https://user:s3cret@logs.example.com/drain?t=1"
-    assert m.mask(url) == "https://***@logs.example.com/drain?t=1"
+    assert m.mask(url) == "https://***@logs.example.com/drain?t=***"
     assert m.mask("syslog://h:514") == "syslog://h:514"
     assert m.without_credentials(url) == "https://logs.example.com/drain?t=1"
     assert m.https_headers(2, TOKEN, "f-1", url) == {
@@ -90,6 +91,23 @@ def test_credentials_are_masked_and_sent_as_basic_auth() -> None:
         "User-Agent": "dynoform-logplex/1",
         "Authorization": "Basic dXNlcjpzM2NyZXQ=",
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("https://http-intake.logs.datadoghq.com/api/v2/logs?dd-api-key=KEY&ddsource=heroku",
+         "https://http-intake.logs.datadoghq.com/…?dd-api-key=***&ddsource=***"),
+        ("https://endpoint4.collection.sumologic.com/receiver/v1/http/SECRETKEY",
+         "https://endpoint4.collection.sumologic.com/…"),
+        ("https://logs.example.com/in?SECRET", "https://logs.example.com/in?***"),
+        ("https://logs.example.com/in#SECRET", "https://logs.example.com/in#***"),
+        ("syslog+tls://logs.example.com:6514", "syslog+tls://logs.example.com:6514"),
+    ],
+)  # fmt: skip
+def test_mask_hides_keys_in_queries_and_paths(url: str, masked: str) -> None:
+    assert m.mask(url) == masked
+    assert "SECRET" not in m.mask(url) and "KEY" not in m.mask(url)
 
 
 def test_token_is_d_uuid() -> None:
@@ -109,6 +127,53 @@ def test_buffer_keeps_the_newest_lines_within_its_bound() -> None:
     buffer.ack(batch[-1][0])
     assert (buffer.sent, buffer.dropped, len(buffer)) == (1, 3, 2)
     assert [line.message for _, line in buffer.batch(10)] == ["4", "5"]
+
+
+def test_buffer_is_bounded_by_bytes_and_messages_are_cut_at_10_kb() -> None:
+    long = m.Line(TS, "a", "app", "web.1", "é" * 6000)  # 12,000 bytes
+    assert len(long.message.encode()) == 10_000 and long.message == "é" * 5000
+    assert m.Line(TS, "a", "app", "web.1", "x" * 9999).message == "x" * 9999
+    buffer = m.Buffer(max_bytes=25_000)
+    for i in range(4):
+        buffer.add(m.Line(TS, "a", "app", "web.1", str(i) * 10_000))
+    assert (len(buffer), buffer.dropped, buffer.bytes) == (2, 2, 20_200)
+    buffer.ack(buffer.batch(1)[-1][0])
+    assert (len(buffer), buffer.sent, buffer.bytes) == (1, 1, 10_100)
+
+
+class _Body:
+    """An S3 body that is read in pieces only."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        assert 0 < size <= 65536, "read whole"
+        piece, self.data = self.data[:size], self.data[size:]
+        return piece
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _S3:
+    def __init__(self, body: _Body) -> None:
+        self.body = body
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, _Body]:  # noqa: N803 - boto3's
+        return {"Body": self.body}
+
+
+def test_access_log_objects_are_read_as_a_stream() -> None:
+    import gzip
+
+    text = "".join(f"line {i}\n" for i in range(20_000)) + "last"
+    for key, data in (("a.log.gz", gzip.compress(text.encode())), ("local/a.log", text.encode())):
+        body = _Body(data)
+        lines = accesslogs.read(_S3(body), "b", key)
+        assert next(lines) == "line 0"
+        assert list(lines)[-2:] == ["line 19999", "last"] and body.closed
 
 
 def test_backoff_doubles_to_a_cap() -> None:
@@ -184,3 +249,77 @@ def test_alb_log_delivery_policy_by_region() -> None:
     }
     new = accesslogs.delivery_statement("df-b", "111122223333", "ap-southeast-4")
     assert new["Principal"] == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+
+
+def test_an_outlet_keeps_sending_after_any_failure() -> None:
+    """An exception other than OSError (http.client.IncompleteRead, a bug) is retried later:
+    the sender thread does not die."""
+    import http.client
+    import threading
+
+    stop = threading.Event()
+    outlet = drainship.Outlet(m.Drain("syslog://127.0.0.1:9", TOKEN, ""), "", stop)
+    outlet.close()  # the real sender is not wanted: start one that fails once, then sends
+    outlet.thread.join(5)
+    outlet.stop.clear()
+    sent: list[list[m.Line]] = []
+
+    def send(lines: list[m.Line]) -> None:
+        if not sent and not outlet.error:
+            raise http.client.IncompleteRead(b"par")
+        sent.append(lines)
+
+    outlet._send = send  # type: ignore[method-assign]
+    outlet.buffer.add(m.Line(TS, "a", "app", "web.1", "x"))
+    thread = threading.Thread(target=outlet._run, daemon=True)
+    thread.start()
+    for _ in range(50):
+        if sent:
+            break
+        thread.join(0.1)
+    outlet.close()
+    thread.join(5)
+    assert [[line.message for line in batch] for batch in sent] == [["x"]]
+    assert outlet.buffer.sent == 1
+
+
+def test_deleting_objects_raises_on_per_key_errors() -> None:
+    from provisioner.aws.state import delete_versions
+    from provisioner.errors import DynoformError
+
+    class S3:
+        def get_paginator(self, _: str) -> S3:
+            return self
+
+        def paginate(self, **_: str) -> list[dict[str, list[dict[str, str]]]]:
+            return [{"Versions": [{"Key": "router-logs/x.gz", "VersionId": "v1"}]}]
+
+        def delete_objects(self, **_: object) -> dict[str, list[dict[str, str]]]:
+            error = {"Key": "router-logs/x.gz", "Code": "AccessDenied", "Message": "Access Denied"}
+            return {"Errors": [error]}
+
+    with pytest.raises(DynoformError) as caught:
+        delete_versions(S3(), "b", "router-logs/x.gz")
+    assert caught.value.message == (
+        "could not delete 1 object(s) under 'router-logs/x.gz' in b: "
+        "router-logs/x.gz: AccessDenied Access Denied"
+    )
+
+
+def test_a_shipper_writes_its_figures_again_while_unchanged() -> None:
+    """Unchanged figures are written again every REFRESH_SECONDS: fresh ones tell a live
+    shipper from a gone one (whose buffer and error `drains` no longer shows)."""
+
+    class Docs:
+        puts: list[str] = []
+
+        def put(self, key: str, _: object) -> None:
+            self.puts.append(key)
+
+    docs, now = Docs(), [100.0]
+    shipper = drainship.Shipper(lambda: docs, "i-1", clock=lambda: now[0])  # type: ignore[arg-type, return-value]
+    shipper.figures = lambda: {"shop": {TOKEN: {"sent": 1}}}  # type: ignore[method-assign]
+    for step in (0.0, drainship.REPORT_SECONDS, drainship.REFRESH_SECONDS):
+        now[0] += step
+        shipper.report()
+    assert docs.puts == ["drains/stats/shop/i-1.json"] * 2
