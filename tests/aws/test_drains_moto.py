@@ -390,6 +390,16 @@ def tls(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
     return server, ca.cert_pem.decode()
 
 
+def _https_server(
+    handler: type[http.server.BaseHTTPRequestHandler], context: ssl.SSLContext
+) -> http.server.ThreadingHTTPServer:
+    """An HTTPS server on a free loopback port, serving in a thread (shut it down after)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def test_syslog_tls_verifies_the_server(tls: tuple[ssl.SSLContext, str]) -> None:
     context, ca = tls
     server = Syslog(wrap=context)
@@ -426,9 +436,7 @@ def test_https_drain_posts_logplex_batches(tls: tuple[ssl.SSLContext, str]) -> N
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _https_server(Handler, context)
     outlet = _outlet(f"https://user:pw@localhost:{server.server_address[1]}/logs", ca)
     try:
         outlet.buffer.add(_line("a"))
@@ -473,9 +481,7 @@ def test_https_drain_does_not_follow_redirects(tls: tuple[ssl.SSLContext, str]) 
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _https_server(Handler, context)
     outlet = _outlet(f"https://user:pw@localhost:{server.server_address[1]}/logs?k=SECRET", ca)
     try:
         outlet.buffer.add(_line("a"))
