@@ -116,9 +116,24 @@ def controller_lines(world: World) -> str:
     return world.cli("logs", "-a", world.app, "--source", "dynoform", "-n", "200").stdout
 
 
+def say_what_the_controller_saw(world: World) -> None:
+    """On a failure, what a user would look at: the hosts and the controller's own words."""
+    print("runners:", [(h["id"], h["state"], h["bootstrapped"]) for h in world.runners()])
+    print(world.cli("controller:status", "-n", "40", check=False).stdout)
+    print(world.cli("hosts", check=False).stdout)
+
+
 def heal_after(world: World, gone: str, router_too: bool = False) -> None:
     """Web dynos back on live hosts, the fleet back at its size (and, when asked, the router
     holding exactly the web dynos: a dyno moved to the replacement host drains a while)."""
+    try:
+        _heal_after(world, gone, router_too)
+    except AssertionError:
+        say_what_the_controller_saw(world)
+        raise
+
+
+def _heal_after(world: World, gone: str, router_too: bool) -> None:
     started = time.monotonic()
     wait_for("web=2 up on live hosts", lambda: serving_on_live_hosts(world, gone), 45)
     print(f"web=2 up on live hosts after {time.monotonic() - started:.1f} s")
