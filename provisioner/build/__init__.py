@@ -28,6 +28,7 @@ from provisioner.build.runner import (
 )
 from provisioner.errors import DynoformError, ValidationError
 from provisioner.model.names import validate_app_name, validate_process_type
+from provisioner.plan.runtimes import RUNTIMES_ROOT
 from provisioner.plan.units import app_user
 
 __all__ = [
@@ -155,6 +156,7 @@ def runner_argv(
     source_from_url: bool = False,
     python: str = HOST_PYTHON,
     max_slug_bytes: int | None = None,
+    runtimes: list[str] | None = None,
 ) -> list[str]:
     """The runner command inside the unit. `buildpacks`: explicit buildpack dirs on the host,
     in order (empty: detect among the built-in ones). `source_from_url`: the runner fetches the
@@ -193,6 +195,11 @@ def runner_argv(
     argv += ["--cache-out", _safe_path(layout.cache_out)]
     if max_slug_bytes is not None:
         argv += ["--max-slug-bytes", str(int(max_slug_bytes))]
+    for runtime in runtimes or []:  # KIND=DIR, DIR under RUNTIMES_ROOT (bound read-only)
+        kind, _, path = runtime.partition("=")
+        if not re.fullmatch(r"[a-z]+", kind) or not path.startswith(RUNTIMES_ROOT + "/"):
+            raise ValidationError(f"runtime {runtime!r}", f"must be KIND={RUNTIMES_ROOT}/...")
+        argv += ["--runtime", f"{kind}={_safe_path(path)}"]
     if source_version:
         if not re.fullmatch(r"[0-9a-fA-F]{7,64}", source_version):
             raise ValidationError("source version", "must be a commit id (hex)")
@@ -232,6 +239,7 @@ def build_unit_argv(
         f"Group={layout.user}",
         "TemporaryFileSystem=/srv:ro",
         f"BindReadOnlyPaths={_safe_path(BUILD_ROOT)}",
+        f"BindReadOnlyPaths=-{_safe_path(RUNTIMES_ROOT)}",
         f"BindReadOnlyPaths=-{_safe_path(layout.cache_in)}",
         f"BindPaths={work}",
         f"BindPaths={_safe_path(layout.app_dir)}:/app",

@@ -387,7 +387,19 @@ def apply_slugignore(app_dir: Path) -> list[str]:
     return removed
 
 
-def build_env(source_version: str | None) -> dict[str, str]:
+def runtime_env(specs: Iterable[str]) -> dict[str, str]:
+    """`--runtime KIND=DIR` values as DYNOFORM_<KIND>_RUNTIME=DIR: where the runtime an app asked
+    for (Python 3.14, Node 22...) is unpacked, read-only, for the built-in buildpacks to copy."""
+    env = {}
+    for spec in specs:
+        kind, _, path = spec.partition("=")
+        if not re.fullmatch(r"[a-z]+", kind) or not path.startswith("/"):
+            raise BuildError("runtime", f"--runtime {spec!r}: expected KIND=/absolute/dir")
+        env[f"DYNOFORM_{kind.upper()}_RUNTIME"] = path
+    return env
+
+
+def build_env(source_version: str | None, runtimes: Iterable[str] = ()) -> dict[str, str]:
     """A small, known environment for buildpacks; config vars reach them only via ENV_DIR."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -401,6 +413,7 @@ def build_env(source_version: str | None) -> dict[str, str]:
             env[name] = os.environ[name]
     if source_version:
         env["SOURCE_VERSION"] = source_version
+    env.update(runtime_env(runtimes))
     return env
 
 
@@ -641,6 +654,7 @@ class Options:
     cache_out: Path | None = None
     source_version: str | None = None
     max_slug_bytes: int = MAX_SLUG_BYTES
+    runtimes: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
 
@@ -678,7 +692,7 @@ def build(opts: Options) -> dict[str, object]:
     opts.cache_dir.mkdir(parents=True, exist_ok=True)
     restore_cache(opts.cache_in, opts.cache_dir)
     opts.env_dir.mkdir(parents=True, exist_ok=True)
-    env = build_env(opts.source_version)
+    env = build_env(opts.source_version, opts.runtimes)
     candidates, explicit = candidate_buildpacks(opts)
     chosen = detect(candidates, explicit, opts.app_dir, env)
     defaults: dict[str, str] = {}
@@ -759,6 +773,12 @@ def parse_args(argv: Iterable[str]) -> argparse.Namespace:
         "--result", type=Path, help="write the JSON result here (default: last stdout line)"
     )
     parser.add_argument("--max-slug-bytes", type=int, default=MAX_SLUG_BYTES)
+    parser.add_argument(
+        "--runtime",
+        action="append",
+        default=[],
+        help="KIND=DIR: a runtime unpacked for the buildpacks (repeatable)",
+    )
     parser.add_argument("--log", type=Path, help="also write the build output to this file")
     return parser.parse_args(list(argv))
 
@@ -828,6 +848,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         cache_out=args.cache_out,
         source_version=args.source_version,
         max_slug_bytes=args.max_slug_bytes,
+        runtimes=args.runtime,
     )
     if args.log is not None:
         _LOG_FILE.append(args.log.open("w", encoding="utf-8"))

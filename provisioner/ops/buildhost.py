@@ -338,10 +338,16 @@ def run_build(
     buildpacks: list[str] | None = None,
     source_version: str | None = None,
     max_slug_bytes: int | None = None,
+    runtimes: list[str] | None = None,
 ) -> BuildResult:
-    """Run the build unit, make sure none of its processes remain, then read its result."""
+    """Run the build unit, make sure none of its processes remain, then read its result.
+    `runtimes`: KIND=DIR of the runtimes unpacked for it (ops.runtimes.ensure)."""
     command = runner_argv(
-        layout, buildpacks, source_version=source_version, max_slug_bytes=max_slug_bytes
+        layout,
+        buildpacks,
+        source_version=source_version,
+        max_slug_bytes=max_slug_bytes,
+        runtimes=runtimes,
     )
     try:
         code = stream(conn, build_unit_argv(layout, command), on_line, BUILD_TIMEOUT)

@@ -21,7 +21,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json, parse_app_json_cron
 from provisioner.model.release import Release
-from provisioner.ops import buildhost, builds, cron, repair
+from provisioner.ops import buildhost, builds, cron, repair, runtimes
 from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
@@ -30,6 +30,8 @@ from provisioner.plan.rollout import RolloutOptions
 from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
+# The languages whose version a source may ask for (.python-version, engines.node...).
+RUNTIME_KINDS: tuple[runtimes.Kind, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,10 @@ def _build(
     packs = list(record.buildpacks)
     try:
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
-        result = buildhost.run_build(conn, layout, output, buildpacks, source.commit, slug_limit)
+        asked = runtimes.for_build(conn, blobs, source.tarball, RUNTIME_KINDS, rollout.say, output)
+        result = buildhost.run_build(
+            conn, layout, output, buildpacks, source.commit, slug_limit, runtimes=asked
+        )
         slug = keys.slug_key(app_id, result.sha256)
         if not blobs.exists(slug):
             buildhost.collect_slug(conn, layout, result, slug_limit)

@@ -233,6 +233,7 @@ def test_build_unit_argv_exact():
         "-p", "Group=dyno-myapp",
         "-p", "TemporaryFileSystem=/srv:ro",
         "-p", "BindReadOnlyPaths=/srv/dynoform/build",
+        "-p", "BindReadOnlyPaths=-/srv/dynoform/runtimes",
         "-p", "BindReadOnlyPaths=-/srv/dynoform/cache/myapp.tar",
         "-p", "BindPaths=/srv/dynoform/builds/myapp/b1",
         "-p", "BindPaths=/srv/dynoform/builds/myapp/b1/app:/app",

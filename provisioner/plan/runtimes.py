@@ -1,0 +1,77 @@
+"""Language runtimes an app's build asks for (Python 3.14, Node.js 22...): names and places.
+
+A runtime is made once per platform (OS and machine), kept in the platform bucket as a tarball,
+and unpacked on each build host that needs it under RUNTIMES_ROOT, root's and read-only to
+builds, which copy it into the slug (so dynos run the version asked for on any host).
+
+In the bucket, a runtime is a pointer document and the tarball it names; the tarball's key
+carries its sha256, so two hosts making the same runtime at once never leave a pointer to the
+other's bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from provisioner.errors import ValidationError
+
+RUNTIMES_ROOT = "/srv/dynoform/runtimes"
+PREFIX = "runtimes"
+KINDS = ("python", "node")
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+){1,2}")
+_PLATFORM = re.compile(r"[a-z0-9]+-[0-9.]+-(x86_64|aarch64)")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One exact version of a language for one platform, e.g. python 3.14.7 on debian-13-x86_64."""
+
+    kind: str
+    version: str
+    platform: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValidationError(f"runtime {self.kind!r}", f"must be one of {', '.join(KINDS)}")
+        if not _VERSION.fullmatch(self.version):
+            raise ValidationError(f"{self.kind} version {self.version!r}", "must be like 3.14.7")
+        if not _PLATFORM.fullmatch(self.platform):
+            raise ValidationError(f"platform {self.platform!r}", "must be like debian-13-x86_64")
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.version}"
+
+    @property
+    def pointer_key(self) -> str:
+        """The bucket document naming the runtime's tarball (and its sha256, size, origin)."""
+        return f"{PREFIX}/{self.platform}/{self.name}.json"
+
+    def tarball_key(self, sha256: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValidationError("runtime sha256", "must be 64 hex digits")
+        return f"{PREFIX}/{self.platform}/{self.name}-{sha256[:16]}.tar.gz"
+
+    @property
+    def host_dir(self) -> str:
+        """Where a build host keeps it unpacked (root's, read-only to builds)."""
+        return f"{RUNTIMES_ROOT}/{self.platform}/{self.name}"
+
+    def runner_arg(self) -> str:
+        """The runner's `--runtime` value; buildpacks see DYNOFORM_<KIND>_RUNTIME=<host_dir>."""
+        return f"{self.kind}={self.host_dir}"
+
+
+def platform_of(os_release_id: str, version_id: str, machine: str) -> str:
+    """The platform string of a host from /etc/os-release's ID and VERSION_ID and `uname -m`."""
+    machine = {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
+    value = f"{os_release_id.strip().lower()}-{version_id.strip()}-{machine.strip()}"
+    if not _PLATFORM.fullmatch(value):
+        raise ValidationError(f"host platform {value!r}", "expected e.g. debian-13-x86_64")
+    return value
+
+
+def runtime_env_name(kind: str) -> str:
+    """The variable that tells buildpacks where the runtime of this kind is unpacked."""
+    return f"DYNOFORM_{kind.upper()}_RUNTIME"
