@@ -133,12 +133,6 @@ def test_deploy_killed_during_the_build_frees_the_app(app_name: str) -> None:
     assert assert_one_truth(app_name) == f"v{int(first[1:]) + 1}"  # no release of the killed
 
 
-@pytest.mark.xfail(
-    reason="known bug under CI load (3 of 4 CI runs on 2026-11-30, never locally): a Ctrl-C'd "
-    "rollout's new web dyno stayed after the undo. stop-units now stops each unit as a checked "
-    "step and the undo reports a failed stop; kept marked until CI runs show it passes (XPASS)",
-    strict=False,
-)
 def test_ctrl_c_during_a_rollout_leaves_the_old_release_serving(app_name: str) -> None:
     cli("deploy", "-a", app_name, str(EXAMPLES / "python"))
     before = assert_one_truth(app_name)
