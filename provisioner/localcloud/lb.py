@@ -122,7 +122,9 @@ class HaproxyProcess:
         candidate.unlink(missing_ok=True)
         if result.returncode == 0:
             return None
-        return (result.stderr or result.stdout).strip()
+        # `-q` may say nothing at all about a refused config: the exit code decides.
+        said = (result.stderr or result.stdout).strip()
+        return said or f"haproxy -c exited with {result.returncode}"
 
     def start(self, text: str) -> None:
         self.kill_stale()
@@ -613,6 +615,7 @@ class LoadBalancers:
             return
         if key == self._bad_key:
             return
+        self._write_crt_lists(model)
         problem = self.haproxy.check(config)
         if problem:
             self._bad_key = key
@@ -640,6 +643,14 @@ class LoadBalancers:
         self._apply_targets(loaded, model)
         self.haproxy.write_config(config)
         self._applied, self._key, self._config = model, key, config
+
+    def _write_crt_lists(self, model: hx.Model) -> None:
+        """The HTTPS frontends' crt-list files, which the config names (and a reload reads)."""
+        for path, text in hx.crt_lists(model, self.state_dir).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+            if not path.exists() or path.read_text() != text:
+                _write_atomic(path, text)
 
     def _undrain_returning(self, model: hx.Model) -> None:
         """Targets registered again while draining go back to ready before a reload, or the

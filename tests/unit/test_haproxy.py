@@ -620,3 +620,12 @@ def test_servers_in_state_and_cli_errors() -> None:
     assert hx.cli_error("\n") is None
     assert hx.cli_error("No such server.\n") == "No such server."
     assert hx.cli_error("Server still has connections attached to it, cannot remove it.")
+
+
+def test_host_match_is_a_string_compare_without_wildcards() -> None:
+    assert hx.host_match(["App1.Localhost", "www.app1.localhost"]) == (
+        "-m str app1.localhost www.app1.localhost"
+    )
+    assert hx.host_match(["*.shop.test", "shop.test"]) == (
+        "-m reg '^(?:.*\\.shop\\.test|shop\\.test)$'"
+    )
