@@ -454,6 +454,26 @@ def _targets(
     return tuple(sorted(out, key=lambda t: (t.id, t.port)))
 
 
+def with_targets(
+    model: Model,
+    target_group: Mapping[str, Any],
+    descriptions: Sequence[Mapping[str, Any]],
+    instance_ips: Mapping[str, str] | None = None,
+) -> Model:
+    """The model with one target group's targets read again (describe_target_health answers,
+    `target_group` its describe_target_groups entry); nothing else changes."""
+    arn = target_group["TargetGroupArn"]
+    warnings = list(model.warnings)
+    targets = _targets(descriptions, target_group, instance_ips or {}, warnings)
+    return replace(
+        model,
+        target_groups=tuple(
+            replace(tg, targets=targets) if tg.arn == arn else tg for tg in model.target_groups
+        ),
+        warnings=tuple(warnings),
+    )
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

@@ -269,6 +269,7 @@ class LoadBalancers:
         self._retry_at = 0.0
         self._warned: set[str] = set()
         self._log_offset: int | None = None  # how far router.log was published
+        self._raw_tgs: dict[str, dict[str, Any]] = {}  # ARN -> describe_target_groups entry
 
     # ------------------------------------------------------------ public
 
@@ -282,6 +283,33 @@ class LoadBalancers:
             if warning not in self._warned:
                 self._warned.add(warning)
                 log.warning("load balancers: %s", hx.printable(warning))
+        self._model = model
+        try:
+            self._apply(model)
+            self._drain_tick()
+        except OSError as exc:
+            log.warning("load balancers: HAProxy runtime API: %s", exc)
+
+    def sync_targets(self, arns: set[str]) -> None:
+        """Only these target groups' targets changed (motofix.take_target_changes): read them
+        alone and apply the change through the runtime API. One call per target group instead
+        of reading all of ELBv2 (two calls per target group): with 100 apps a target change
+        applied 1.6 s after its call, most of it spent reading what had not changed."""
+        if self._applied is None or not self.haproxy.running or not arns <= set(self._raw_tgs):
+            self.sync()
+            return
+        model = self._model
+        try:
+            for arn in sorted(arns):
+                raw = self._raw_tgs[arn]
+                found = self.elbv2.describe_target_health(TargetGroupArn=arn)
+                descriptions = found["TargetHealthDescriptions"]
+                ips = self._instance_ips([raw], {arn: descriptions})
+                model = hx.with_targets(model, raw, descriptions, ips)
+        except (BotoCoreError, ClientError) as exc:
+            log.info("load balancers: reading targets failed (%s); reading everything", exc)
+            self.sync()
+            return
         self._model = model
         try:
             self._apply(model)
@@ -416,6 +444,7 @@ class LoadBalancers:
             targets[arn] = self.elbv2.describe_target_health(TargetGroupArn=arn)[
                 "TargetHealthDescriptions"
             ]
+        self._raw_tgs = {tg["TargetGroupArn"]: tg for tg in tgs}
         self._prune_host_pems({pem for pems in certificates.values() for pem in pems})
         ports = self._allocate(list(rules))
         if ports != self._ports:
