@@ -730,8 +730,12 @@ def without_targets(model: Model) -> Model:
 
 
 def structure_key(model: Model, state_dir: Path) -> str:
-    """The config without its server lines: when it changes, HAProxy must reload."""
-    return render_config(without_targets(model), state_dir)
+    """The config without its server lines, and the certificates its crt-lists name: when it
+    changes, HAProxy must reload (it reads crt-lists only then)."""
+    lists = sorted(crt_lists(model, state_dir).items())
+    return render_config(without_targets(model), state_dir) + "".join(
+        f"# {path}\n{text}" for path, text in lists
+    )
 
 
 # ---------------------------------------------------------------- diffs

@@ -251,3 +251,10 @@ def test_many_certificates_keep_the_bind_line_short() -> None:
     assert bind == "    bind 127.0.0.1:18001 ssl crt-list /s/tls/lb-web-443.crtlist"
     (listed,) = hx.crt_lists(_model({LN443: pems}), Path("/s")).values()
     assert listed.splitlines() == pems
+
+
+def test_a_certificate_added_or_removed_changes_the_structure() -> None:
+    # The crt-list's path stays in the config: its content must count, or no reload reads it.
+    one = hx.structure_key(_model({LN443: ["/s/tls/a.pem"]}), Path("/s"))
+    two = hx.structure_key(_model({LN443: ["/s/tls/a.pem", "/s/tls/b.pem"]}), Path("/s"))
+    assert one != two
