@@ -282,9 +282,12 @@ def get(port: int, host: str) -> str:
 # --- wrk --------------------------------------------------------------------------------------
 
 
-def wrk(url: str, host: str | None, seconds: float, pids: dict[str, int]) -> dict[str, float]:
-    """One wrk run (2 threads, 16 connections); CPU seconds of `pids` per request, in µs."""
-    argv = ["wrk", "-t2", "-c16", f"-d{seconds:g}s", "--latency"]
+def wrk(
+    url: str, host: str | None, seconds: float, pids: dict[str, int], connections: int = 16
+) -> dict[str, float]:
+    """One wrk run (2 threads, 16 connections, or 1 and 1); CPU of `pids` per request, in µs."""
+    threads = min(2, connections)
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "--latency"]
     if host:
         argv += ["-H", f"Host: {host}"]
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -365,16 +368,27 @@ def overhead(cloud: Cloud, targets: Targets, rounds: int, seconds: float) -> dic
         "router_https": (f"https://127.0.0.1:{cloud.port('HTTPS')}/", app.host),
     }
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+    alone: dict[str, list[dict[str, float]]] = {"direct_http": [], "router_http": []}
     for _ in range(rounds):
         for name, (url, host) in urls.items():
             runs[name].append(wrk(url, host, seconds, pids))
+        # One connection: the latency the router adds to a request that waits for nothing
+        # (with 16 connections on two shared cores, p50 is mostly the wait for a CPU).
+        for name in alone:
+            url, host = urls[name]
+            alone[name].append(wrk(url, host, max(1, seconds // 2), pids, connections=1))
     got = {name: medians(r) for name, r in runs.items()}
     direct, http_, https = got["direct_http"], got["router_http"], got["router_https"]
+    one = {f"{name}_1conn": medians(r) for name, r in alone.items()}
     return {
         "router_vs_direct": got
+        | one
         | {
             "rps_ratio": round(http_["rps"] / direct["rps"], 3),
-            "p50_added_ms": round(http_["p50_ms"] - direct["p50_ms"], 3),
+            "p50_added_ms": round(
+                one["router_http_1conn"]["p50_ms"] - one["direct_http_1conn"]["p50_ms"], 3
+            ),
+            "p50_added_16conn_ms": round(http_["p50_ms"] - direct["p50_ms"], 3),
             "https_rps_ratio": round(https["rps"] / http_["rps"], 3),
             "https_p50_added_ms": round(https["p50_ms"] - http_["p50_ms"], 3),
             "rounds": rounds,

@@ -26,7 +26,15 @@ GOALS = (
         0.9,
         at_most=False,
     ),
-    Goal("... p50 added (loopback)", "router_vs_direct.p50_added_ms", 0.3, unit=" ms"),
+    Goal(
+        "... p50 added, one connection (loopback)", "router_vs_direct.p50_added_ms", 0.3, unit=" ms"
+    ),
+    Goal(
+        "... p50 added, 16 connections (loopback)",
+        "router_vs_direct.p50_added_16conn_ms",
+        0.3,
+        unit=" ms",
+    ),
     Goal("router HTTP / direct HTTP, python dyno", "router_overhead.rps_ratio", 0.9, False),
     Goal("... p50 added (python dyno)", "router_overhead.p50_added_ms", 0.3, unit=" ms"),
     Goal("router with 100 apps / with 1 app (HTTP)", "router_apps_100_vs_1", 0.9, False),

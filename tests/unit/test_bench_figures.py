@@ -66,5 +66,5 @@ def test_targets_say_met_or_not() -> None:
     )
     assert rows == [
         ("router HTTP / direct HTTP, C-speed target (loopback)", ">= 0.9", "0.95", "met"),
-        ("... p50 added (loopback)", "<= 0.3 ms", "0.42 ms", "NOT MET"),
+        ("... p50 added, one connection (loopback)", "<= 0.3 ms", "0.42 ms", "NOT MET"),
     ]
