@@ -419,8 +419,30 @@ def many_apps(
         url = f"http://127.0.0.1:{cloud.port('HTTP')}/"
         curve[str(count)] = medians([wrk(url, last.host, seconds, pids) for _ in range(rounds)])
     result: dict[str, Any] = {"router_vs_apps": curve}
+    result |= rule_order(cloud, pids, rounds, seconds)
     result |= target_changes(cloud, targets, changes)
     return result
+
+
+def rule_order(cloud: Cloud, pids: dict[str, int], rounds: int, seconds: float) -> dict[str, Any]:
+    """With every app in: the first app's rule (matched first) against the last's (after all
+    the others), alternated, so the machine's load weighs on both alike (the curve's points
+    are measured one after the other)."""
+    url = f"http://127.0.0.1:{cloud.port('HTTP')}/"
+    first: list[dict[str, float]] = []
+    last: list[dict[str, float]] = []
+    for _ in range(rounds):
+        first.append(wrk(url, cloud.apps[0].host, seconds, pids))
+        last.append(wrk(url, cloud.apps[-1].host, seconds, pids))
+    a, b = medians(first), medians(last)
+    return {
+        "router_rules": {
+            "apps": len(cloud.apps),
+            "first_rule": a,
+            "last_rule": b,
+            "rps_ratio": round(b["rps"] / a["rps"], 3),
+        }
+    }
 
 
 def target_changes(cloud: Cloud, targets: Targets, changes: int) -> dict[str, Any]:
