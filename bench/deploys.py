@@ -121,6 +121,7 @@ class Deploy:
     cli_cpu_s: float = 0.0  # the deploy command's own user + system CPU
     hosts_cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # host -> kind -> s
     phases: dict[str, float] = field(default_factory=dict)  # progress line -> seconds to next
+    build_host: str = ""  # the host the build ran on ("building APP on i-...")
 
 
 def timed_deploy(app: str, web: int) -> Deploy:
@@ -167,6 +168,7 @@ def timed_deploy(app: str, web: int) -> Deploy:
         round(cpu, 3),
         hostcpu.usage_all(before_hosts, hostcpu.snapshot_all()),
         phases(stderr),
+        m[1] if (m := re.search(r"building \S+ on (i-[0-9a-f]+)", stderr)) else "",
     )
 
 
@@ -304,16 +306,27 @@ def deploy_vs_hosts(app: str, counts: list[int], runs: int) -> dict[str, Any]:
 
 
 def per_host_cpu(done: list[Deploy], hosts: set[str]) -> dict[str, float]:
-    """Median over deploys of the mean CPU seconds per used host, by kind."""
-    names = {f"df-{h.removeprefix('i-')}" for h in hosts}
+    """Median over deploys of the mean CPU seconds per used host, by kind; `platform` over
+    the used hosts the build did not run on (with one host: that host, build included), and
+    the build host's platform CPU on its own."""
     out = {}
     for kind in ("platform", "dyno", "controller"):
         means = []
         for d in done:
-            used = [cpu[kind] for name, cpu in d.hosts_cpu.items() if name in names]
-            means.append(sum(used) / len(used) if used else 0.0)
+            used = _machines(hosts)
+            if kind == "platform" and len(used - _machines({d.build_host})) > 0:
+                used -= _machines({d.build_host})
+            cpu = [c[kind] for name, c in d.hosts_cpu.items() if name in used]
+            means.append(sum(cpu) / len(cpu) if cpu else 0.0)
         out[kind] = round(statistics.median(means), 3)
+    build = [d.hosts_cpu.get(f"df-{d.build_host.removeprefix('i-')}", {}) for d in done]
+    out["build_host_platform"] = round(statistics.median(b.get("platform", 0.0) for b in build), 3)
     return out
+
+
+def _machines(hosts: set[str]) -> set[str]:
+    """Host ids -> the local cloud's machine names (df-<id without i->)."""
+    return {f"df-{h.removeprefix('i-')}" for h in hosts if h}
 
 
 def growing_phases(curve: dict[str, Any], most: int = 4) -> dict[str, Any]:

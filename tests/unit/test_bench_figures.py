@@ -68,3 +68,21 @@ def test_targets_say_met_or_not() -> None:
         ("router HTTP / direct HTTP, C-speed target (loopback)", ">= 0.9", "0.95", "met"),
         ("... p50 added, one connection (loopback)", "<= 0.3 ms", "0.42 ms", "NOT MET"),
     ]
+
+
+def test_platform_cpu_per_host_leaves_the_build_host_apart() -> None:
+    from bench.deploys import Deploy, per_host_cpu
+
+    cpu = {
+        "df-a": {"platform": 2.0, "dyno": 0.3, "controller": 0.0},
+        "df-b": {"platform": 0.5, "dyno": 0.2, "controller": 0.0},
+        "df-c": {"platform": 9.0, "dyno": 9.0, "controller": 0.0},  # not one of the app's
+    }
+    done = [Deploy(1.0, 100.0, 1.0, cpu, {}, "i-a")]
+    assert per_host_cpu(done, {"i-a", "i-b"}) == {
+        "platform": 0.5,
+        "dyno": 0.25,
+        "controller": 0.0,
+        "build_host_platform": 2.0,
+    }
+    assert per_host_cpu(done, {"i-a"})["platform"] == 2.0  # one host: it built too
