@@ -1,7 +1,9 @@
-"""Run the benchmarks and print a table: `python -m bench [--quick] [--json PATH] [--plot PATH]`.
+"""Run the benchmarks and print a table: `python -m bench [--quick] [--json PATH] [--plots DIR]`.
 
 Needs root and the local cloud (started if needed). Creates its own app (and hosts when fewer
-than it needs) and removes them after. Benchmarks print figures; they assert nothing.
+than it needs) and removes them after. Benchmarks print figures; they assert nothing: a
+second table puts each figure that has a target beside it, met or not. `--only router` runs
+the router's figures on loopback (no hosts, no local cloud).
 """
 
 from __future__ import annotations
@@ -14,19 +16,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import autoscale, core, heal
+from bench import autoscale, core, heal, routerload
 from bench import cron as cron_bench
 from bench import deploys as plat
+from bench.targets import check_targets, print_targets
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer runs, 1-2-4 hosts")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--plot", type=Path, default=Path("bench/results/curves.png"))
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=Path("bench/results"),
+        help="where deploy-vs-hosts.png and router-vs-apps.png go",
+    )
     parser.add_argument(
         "--only",
-        choices=["core", "platform", "heal", "cron", "autoscale"],
+        choices=["core", "platform", "router", "heal", "cron", "autoscale"],
         help="one part only",
     )
     args = parser.parse_args()
@@ -35,7 +43,9 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     runs = 2 if args.quick else 5
-    if args.only == "heal":
+    if args.only == "router":
+        figures |= routerload.run(args.quick)
+    elif args.only == "heal":
         figures |= run_heal()
     elif args.only == "cron":
         figures |= run_cron()
@@ -44,14 +54,16 @@ def main() -> None:
     else:
         figures |= core.placement(runs)
         figures |= core.state_ops(1.0 if args.quick else 3.0)
-    if args.only not in ("core", "heal", "cron", "autoscale"):
+    if args.only is None:
+        figures |= routerload.run(args.quick)  # before the hosts: a quiet machine
+    if args.only in (None, "platform"):
         figures |= run_platform(args.quick, runs)
     print_table(figures)
+    print_targets(check_targets(figures))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
-    if "deploy_vs_hosts" in figures:
-        plot(figures, args.plot)
+    plot(figures, args.plots)
 
 
 def run_platform(quick: bool, runs: int) -> dict[str, Any]:
@@ -156,7 +168,11 @@ def flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
         rows.append((prefix, str(value)))
 
 
-def plot(figures: dict[str, Any], path: Path) -> None:
+def plot(figures: dict[str, Any], where: Path) -> None:
+    """deploy-vs-hosts.png (warm deploy time, and one SSH command, against hosts) and
+    router-vs-apps.png (requests/s through the router against apps in it), when measured."""
+    if "deploy_vs_hosts" not in figures and "router_vs_apps" not in figures:
+        return
     try:
         import matplotlib
 
@@ -165,19 +181,41 @@ def plot(figures: dict[str, Any], path: Path) -> None:
     except ImportError:
         sys.stderr.write("matplotlib is not installed: no plot (pip install matplotlib)\n")
         return
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    curve = figures["deploy_vs_hosts"]
-    xs = sorted(int(k) for k in curve)
-    left.plot(xs, [curve[str(x)]["median"] for x in xs], marker="o")
-    left.set(title="warm deploy vs hosts", xlabel="hosts (one web dyno each)", ylabel="seconds")
-    left.set_ylim(bottom=0)
-    fan = figures.get("ssh_fanout_ms", {})
-    fx = sorted(int(k) for k in fan)
-    right.plot(fx, [fan[str(x)]["median"] for x in fx], marker="o", color="tab:orange")
-    right.set(title="one command on N hosts (pooled SSH)", xlabel="hosts", ylabel="ms")
-    right.set_ylim(bottom=0)
+    where.mkdir(parents=True, exist_ok=True)
+    if "deploy_vs_hosts" in figures:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        curve = figures["deploy_vs_hosts"]
+        xs = sorted(int(k) for k in curve)
+        left.plot(xs, [curve[str(x)]["median"] for x in xs], marker="o", label="warm deploy")
+        cpu = [curve[str(x)].get("per_host_cpu_s", {}).get("platform", 0.0) for x in xs]
+        left.plot(xs, cpu, marker="s", label="platform CPU s per host")
+        left.set(title="warm deploy vs hosts", xlabel="hosts (one web dyno each)", ylabel="seconds")
+        left.set_ylim(bottom=0)
+        left.legend()
+        fan = figures.get("ssh_fanout_ms", {})
+        fx = sorted(int(k) for k in fan)
+        right.plot(fx, [fan[str(x)]["median"] for x in fx], marker="o", color="tab:orange")
+        right.set(title="one command on N hosts (pooled SSH)", xlabel="hosts", ylabel="ms")
+        right.set_ylim(bottom=0)
+        _save(fig, where / "deploy-vs-hosts.png")
+    if "router_vs_apps" in figures:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        curve = figures["router_vs_apps"]
+        xs = sorted(int(k) for k in curve)
+        ax.plot(xs, [curve[str(x)]["rps"] for x in xs], marker="o", label="through the router")
+        direct = figures.get("router_vs_direct", {}).get("direct_http", {}).get("rps")
+        if direct:
+            ax.axhline(direct, color="tab:gray", linestyle="--", label="direct (1 target)")
+        ax.set_xscale("log")
+        ax.set(title="router throughput vs apps (HTTP)", xlabel="apps", ylabel="requests/s")
+        ax.set_ylim(bottom=0)
+        ax.legend()
+        _save(fig, where / "router-vs-apps.png")
+    plt.close("all")
+
+
+def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     sys.stderr.write(f"plot written to {path}\n")
 

@@ -118,16 +118,36 @@ def fresh_source(tag: str) -> Path:
 class Deploy:
     seconds: float
     cli_rss_mb: float
+    cli_cpu_s: float = 0.0  # the deploy command's own user + system CPU
+    hosts_cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # host -> kind -> s
+    phases: dict[str, float] = field(default_factory=dict)  # progress line -> seconds to next
+    build_host: str = ""  # the host the build ran on ("building APP on i-...")
 
 
 def timed_deploy(app: str, web: int) -> Deploy:
-    """Deploy a changed source; time until every web dyno serves the new release."""
+    """Deploy a changed source; time until every web dyno serves the new release. Also the
+    CPU the deploy took on each host and in the CLI, and its progress lines' timing (-v)."""
+    from bench import hostcpu
+
     release = next_release(app)
     source = fresh_source(secrets.token_hex(4))
     router = Router.of(app) if cli_json("apps:info", "-a", app)["web_url"] else None
+    before_hosts = hostcpu.snapshot_all()
+    before_cli = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "provisioner", "-t", "local", "deploy", "-a", app, str(source)],
+        [
+            sys.executable,
+            "-m",
+            "provisioner",
+            "-t",
+            "local",
+            "-v",
+            "deploy",
+            "-a",
+            app,
+            str(source),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -140,8 +160,38 @@ def timed_deploy(app: str, web: int) -> Deploy:
         shutil.rmtree(source.parent, ignore_errors=True)
     if proc.returncode != 0:
         raise RuntimeError(f"deploy failed: {stderr[-600:]}")
-    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return Deploy(seconds, rss_kb / 1024)
+    after_cli = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after_cli.ru_utime + after_cli.ru_stime) - (before_cli.ru_utime + before_cli.ru_stime)
+    return Deploy(
+        seconds,
+        after_cli.ru_maxrss / 1024,
+        round(cpu, 3),
+        hostcpu.usage_all(before_hosts, hostcpu.snapshot_all()),
+        phases(stderr),
+        m[1] if (m := re.search(r"building \S+ on (i-[0-9a-f]+)", stderr)) else "",
+    )
+
+
+_PROGRESS = re.compile(r"^\[\s*([\d.]+)s\] (.*)$")
+
+
+def phases(stderr: str) -> dict[str, float]:
+    """A `-v` command's progress lines -> seconds from each to the next, summed by the line's
+    words without dyno names, numbers or what follows a colon ("starting web.1, web.2" and
+    "starting web.3" are both "starting")."""
+    marks = [(float(m[1]), m[2]) for line in stderr.splitlines() if (m := _PROGRESS.match(line))]
+    out: dict[str, float] = {}
+    for (at, text), (then, _) in zip(marks, marks[1:], strict=False):
+        key = phase_key(text)
+        out[key] = round(out.get(key, 0.0) + then - at, 3)
+    return out
+
+
+def phase_key(text: str) -> str:
+    text = text.split(":", 1)[0]
+    text = re.sub(r"\b[a-z]+\.\d+\b,?", "", text)  # dyno names
+    text = re.sub(r"\(.*?\)|[\w.-]*\d[\w.-]*", "", text)  # addresses, ids, versions
+    return " ".join(text.split()[:5]) or "-"
 
 
 def _wait_router(app: str) -> Router:
@@ -234,17 +284,65 @@ def deploys(app: str, runs: int) -> dict[str, Any]:
 
 
 def deploy_vs_hosts(app: str, counts: list[int], runs: int) -> dict[str, Any]:
+    """Warm deploy time with one web dyno on each of 1, 2, 4, 8 hosts; next to it the work the
+    platform does per host (CPU on the hosts used, the dynos' own apart) and in the CLI, and
+    the CLI's progress phases, to show which part of the time grows with the hosts."""
     result = {}
     for count in counts:
         cli("ps:scale", f"web={count}", "worker=0", "-a", app)
-        hosts = {
-            r["host"]
-            for r in cli_json("ps", "-a", app)
-            if r["type"] == "web" and r["state"] == "up"
+        ps = cli_json("ps", "-a", app)
+        hosts = {r["host"] for r in ps if r["type"] == "web" and r["state"] == "up"}
+        done = [timed_deploy(app, count) for _ in range(runs)]
+        result[str(count)] = summary([d.seconds for d in done]) | {
+            "hosts_used": len(hosts),
+            "cli_cpu_s": round(statistics.median(d.cli_cpu_s for d in done), 3),
+            "per_host_cpu_s": per_host_cpu(done, hosts),
+            "phases_s": {
+                key: round(statistics.median(d.phases.get(key, 0.0) for d in done), 3)
+                for key in dict.fromkeys(k for d in done for k in d.phases)
+            },
         }
-        times = [timed_deploy(app, count).seconds for _ in range(runs)]
-        result[str(count)] = summary(times) | {"hosts_used": len(hosts)}
-    return {"deploy_vs_hosts": result}
+    return {"deploy_vs_hosts": result} | growing_phases(result)
+
+
+def per_host_cpu(done: list[Deploy], hosts: set[str]) -> dict[str, float]:
+    """Median over deploys of the mean CPU seconds per used host, by kind; `platform` over
+    the used hosts the build did not run on (with one host: that host, build included), and
+    the build host's platform CPU on its own."""
+    out = {}
+    for kind in ("platform", "dyno", "controller"):
+        means = []
+        for d in done:
+            used = _machines(hosts)
+            if kind == "platform" and len(used - _machines({d.build_host})) > 0:
+                used -= _machines({d.build_host})
+            cpu = [c[kind] for name, c in d.hosts_cpu.items() if name in used]
+            means.append(sum(cpu) / len(cpu) if cpu else 0.0)
+        out[kind] = round(statistics.median(means), 3)
+    build = [d.hosts_cpu.get(f"df-{d.build_host.removeprefix('i-')}", {}) for d in done]
+    out["build_host_platform"] = round(statistics.median(b.get("platform", 0.0) for b in build), 3)
+    return out
+
+
+def _machines(hosts: set[str]) -> set[str]:
+    """Host ids -> the local cloud's machine names (df-<id without i->)."""
+    return {f"df-{h.removeprefix('i-')}" for h in hosts if h}
+
+
+def growing_phases(curve: dict[str, Any], most: int = 4) -> dict[str, Any]:
+    """The deploy's progress phases that take longer on the most hosts than on one."""
+    counts = sorted(curve, key=int)
+    if len(counts) < 2:
+        return {}
+    first, last = curve[counts[0]]["phases_s"], curve[counts[-1]]["phases_s"]
+    grew = {key: round(last[key] - first.get(key, 0.0), 3) for key in last}
+    top = sorted(grew.items(), key=lambda kv: -kv[1])[:most]
+    return {
+        "deploy_hosts_ratio": round(curve[counts[-1]]["median"] / curve[counts[0]]["median"], 2),
+        "deploy_phases_growing_s": {
+            f"{key} ({counts[0]}->{counts[-1]} hosts)": delta for key, delta in top if delta > 0
+        },
+    }
 
 
 def scale(app: str, runs: int) -> dict[str, Any]:
@@ -278,38 +376,64 @@ def failed_requests(app: str) -> dict[str, Any]:
     return {"failed_requests": figures}
 
 
-def router_overhead(app: str, seconds: int) -> dict[str, Any]:
-    """wrk against one dyno directly and through the router, same load, same run."""
+def router_overhead(app: str, seconds: int, rounds: int = 3) -> dict[str, Any]:
+    """wrk against one dyno: directly over HTTP, through the router over HTTP (the app set to
+    serve plain HTTP) and through the router over HTTPS; alternated `rounds` times, medians."""
     if shutil.which("wrk") is None:
         return {"router_overhead": "wrk is not installed (apt-get install wrk)"}
     cli("ps:scale", "web=1", "worker=0", "-a", app)
+    cli("apps:http", "--allow", "-a", app)
     time.sleep(6)
     router = Router.of(app)
     web = next(r for r in cli_json("ps", "-a", app) if r["name"] == "web.1" and r["state"] == "up")
     address = next(h["private_ip"] for h in cli_json("hosts") if h["id"] == web["host"])
-    # gunicorn closes every connection, so each request is a new connection from this
-    # machine's 198.18.0.1 to the dyno's address and port, by wrk (direct) or by the router.
-    # A direct run leaves a TIME_WAIT socket per request there (tens of thousands), which
-    # starves the router's connects to the same address and port if it runs next: the
-    # router runs first (it leaves none: it resets), and each run waits for a clean slate.
-    waited = settle_time_wait(address, int(web["port"]))
-    routed = wrk(f"{router.scheme}://127.0.0.1:{router.port}/json", router.host, seconds)
-    waited += settle_time_wait(address, int(web["port"]))
-    direct = wrk(f"http://{address}:{web['port']}/json", None, seconds)
+    urls = {
+        "router_http": (f"http://127.0.0.1:{http_port(router.port)}/json", router.host),
+        "router_https": (f"{router.scheme}://127.0.0.1:{router.port}/json", router.host),
+        "direct_http": (f"http://{address}:{web['port']}/json", None),
+    }
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+    waited = 0.0
+    try:
+        for _ in range(rounds):
+            for name, (url, host) in urls.items():
+                # gunicorn closes every connection: each request is a new connection from
+                # this machine to the dyno, by wrk (direct) or by the router. A direct run
+                # leaves a TIME_WAIT socket per request, which starves the router's connects
+                # to the same address and port if it runs next: each run waits for a clean
+                # slate (the router leaves none: it resets).
+                waited += settle_time_wait(address, int(web["port"]))
+                runs[name].append(wrk(url, host, seconds))
+    finally:
+        cli("apps:http", "--redirect", "-a", app, check=False)
+    got = {
+        name: {k: round(statistics.median(r[k] for r in rs), 3) for k in rs[0]}
+        for name, rs in runs.items()
+    }
+    direct, http_, https = got["direct_http"], got["router_http"], got["router_https"]
     return {
-        "router_overhead": {
-            "direct": direct,
-            "router": routed,
+        "router_overhead": got
+        | {
             "waited_for_time_wait_s": round(waited, 1),
-            "rps_ratio": round(routed["rps"] / direct["rps"], 3) if direct["rps"] else None,
-            "p50_ratio": round(routed["p50_ms"] / direct["p50_ms"], 3)
-            if direct["p50_ms"]
-            else None,
-            "p99_ratio": round(routed["p99_ms"] / direct["p99_ms"], 3)
-            if direct["p99_ms"]
-            else None,
+            "rounds": rounds,
+            "rps_ratio": round(http_["rps"] / direct["rps"], 3) if direct["rps"] else None,
+            "p50_added_ms": round(http_["p50_ms"] - direct["p50_ms"], 3),
+            "https_rps_ratio": round(https["rps"] / http_["rps"], 3) if http_["rps"] else None,
+            "https_p50_added_ms": round(https["p50_ms"] - http_["p50_ms"], 3),
         }
     }
+
+
+def http_port(https_port: int, config: Path = Path("/var/lib/dynoform/local/haproxy.cfg")) -> int:
+    """The local port of the HTTP listener of the load balancer whose HTTPS listener is on
+    `https_port` (from the local router's config: frontend lb-NAME-443 and lb-NAME-80)."""
+    binds = dict(
+        re.findall(
+            r"^frontend (\S+)\n(?:#.*\n)?\s+bind 127\.0\.0\.1:(\d+)", config.read_text(), re.M
+        )
+    )
+    https = next(name for name, port in binds.items() if int(port) == https_port)
+    return int(binds[https.rsplit("-", 1)[0] + "-80"])
 
 
 def settle_time_wait(address: str, port: int, most: int = 2000, limit: float = 75) -> float:

@@ -252,10 +252,15 @@ class Cloud:
             if time.monotonic() - last_metrics >= METRICS_SECONDS:
                 last_metrics = time.monotonic()
                 self._lb_step(partial(self.lbs.publish_metrics, cloudwatch))
-            if motofix.elb_changed.is_set() or time.monotonic() - last_sync >= LB_SYNC_SECONDS:
+            due = time.monotonic() - last_sync >= LB_SYNC_SECONDS
+            if due or motofix.elb_changed.is_set():
                 motofix.elb_changed.clear()
-                last_sync = time.monotonic()
-                self._lb_step(self.lbs.sync)
+                changed = motofix.take_target_changes()
+                if due or changed is None:
+                    last_sync = time.monotonic()
+                    self._lb_step(self.lbs.sync)
+                elif changed:  # only targets changed: read those target groups alone
+                    self._lb_step(partial(self.lbs.sync_targets, changed))
             elif motofix.waiting() or self.lbs.draining:
                 self._lb_step(self.lbs.drain_tick)
             motofix.elb_changed.wait(HEALTH_FEED_SECONDS)

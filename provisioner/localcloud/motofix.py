@@ -14,7 +14,9 @@
    it. The local load balancer is part of the local cloud, so it reads the key (and the chain
    the user imported) from moto's ACM, in this process (`acm_key`).
 5. Change signal: every ELBv2 call that changes something sets `elb_changed`, so the daemon
-   brings HAProxy in line at once instead of polling ELBv2 several times a second.
+   brings HAProxy in line at once instead of polling ELBv2 several times a second; and it
+   notes which target groups' targets changed, so that the daemon reads only those when
+   nothing else did (`take_target_changes`).
 6. Conditional writes: S3 checks If-Match / If-None-Match and writes in one step; moto checks,
    then writes, and its server answers on many threads, so two writers could both pass the
    check (two releases numbered alike, two holders of a lease, a cron minute claimed twice).
@@ -68,6 +70,12 @@ _lock = threading.Lock()
 # Set by every ELBv2 call that changes something (targets, rules, listeners, target groups):
 # the daemon syncs HAProxy at once instead of polling ELBv2 often.
 elb_changed = threading.Event()
+# What changed since the daemon last asked (take_target_changes): the target groups whose
+# targets alone changed (RegisterTargets, DeregisterTargets), or None once anything else did.
+# With 100 apps, reading all of ELBv2 takes ~200 calls and over a second; a target change
+# needs one call.
+_target_changes: set[str] | None = set()
+TARGET_ACTIONS = ("RegisterTargets", "DeregisterTargets")
 _applied = False
 # Reads HAProxy's server states into _health (the daemon sets it): called right before moto
 # answers describe_target_health, so a deploy waiting for its new targets sees a passing check
@@ -128,6 +136,26 @@ def waiting() -> bool:
 def set_feeder(feeder: Callable[[], None] | None) -> None:
     global _feeder
     _feeder = feeder
+
+
+def note_change(action: str, target_group_arn: str | None) -> None:
+    """Remember one ELBv2 change for take_target_changes(), then signal it."""
+    global _target_changes
+    with _lock:
+        if _target_changes is not None and action in TARGET_ACTIONS and target_group_arn:
+            _target_changes.add(target_group_arn)
+        else:
+            _target_changes = None
+    elb_changed.set()
+
+
+def take_target_changes() -> set[str] | None:
+    """The target groups whose targets alone changed since the last call; None when something
+    else changed too (the whole of ELBv2 must be read); empty when nothing changed."""
+    global _target_changes
+    with _lock:
+        taken, _target_changes = _target_changes, set()
+    return taken
 
 
 def set_health(states: dict[tuple[str, str, int], str]) -> None:
@@ -244,7 +272,7 @@ def apply(ca_dir: Path | None = None) -> None:
         for k, target in list(self.targets.items()):
             if target["Id"] in instance_ids:
                 self.terminated_targets[k] = self.targets.pop(k)
-        elb_changed.set()  # an EC2 call (terminate_instances), not an ELBv2 one
+        note_change("TerminateInstances", None)  # an EC2 call, not an ELBv2 one
 
     def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
         port = int(target.get("Port", self.port))
@@ -268,8 +296,9 @@ def apply(ca_dir: Path | None = None) -> None:
         try:
             return call_action(self)
         finally:
-            if not self._get_action().startswith("Describe"):
-                elb_changed.set()
+            action = self._get_action()
+            if not action.startswith("Describe"):
+                note_change(action, self._get_param("TargetGroupArn"))
 
     describe_target_health = ELBV2Response.describe_target_health
 

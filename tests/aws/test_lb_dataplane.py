@@ -877,3 +877,58 @@ def test_sni_serves_imported_certificates_with_their_chain(
         time.sleep(0.2)
         answer = tls_get(port(), "shop.example.test", own.root)
     assert "CERTIFICATE_VERIFY_FAILED" in answer  # the local CA's default, not the user's
+
+
+def test_a_target_change_reads_only_its_target_group(
+    endpoint: str, backends: dict[str, Backend], tmp_path: Path
+) -> None:
+    """sync_targets (the daemon's path when only targets changed): one describe_target_health
+    of the changed target group, the target added through the runtime API and served, then
+    drained when deregistered; a target group it never read sends it to a full sync."""
+    elb, ec2 = _client(endpoint, "elbv2"), _client(endpoint, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.30.{i}.0/24", AvailabilityZone=zone)["Subnet"][
+            "SubnetId"
+        ]
+        for i, zone in enumerate(("us-east-1a", "us-east-1b"))
+    ]
+    lb = elb.create_load_balancer(Name="lb-fast", Subnets=subnets)["LoadBalancers"][0]
+    tg = elb.create_target_group(
+        Name="web-fast",
+        Protocol="HTTP",
+        Port=80,
+        VpcId=vpc,
+        TargetType="ip",
+        HealthCheckPath="/health",
+        HealthCheckIntervalSeconds=5,
+        HealthyThresholdCount=2,
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+    )
+    lbs = LoadBalancers(elb, tmp_path / "lb", port_base=PORT_BASE + 60)
+    try:
+        lbs.sync()
+        port = int(lbs.status()[0]["listeners"][0]["local_url"].rsplit(":", 1)[1])
+        calls: list[str] = []
+        elb.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+        elb.register_targets(TargetGroupArn=tg, Targets=[backends["a"].target])
+        calls.clear()
+        lbs.sync_targets({tg})
+        assert calls == ["DescribeTargetHealth"]
+        wait_for(port, "any.test", "a")
+        elb.deregister_targets(TargetGroupArn=tg, Targets=[backends["a"].target])
+        lbs.sync_targets({tg})
+        # Idle, it was drained and deleted at once: no server left to send a request to.
+        stat = parse_stat(lbs.show_stat())
+        assert [srv for be, srv in stat if be == "tg-web-fast"] == ["BACKEND"]
+        assert get(port, "any.test")[0] == 503
+        calls.clear()
+        lbs.sync_targets({"arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/other/1"})
+        assert "DescribeLoadBalancers" in calls  # unknown: everything read again
+    finally:
+        lbs.close()

@@ -620,3 +620,41 @@ def test_servers_in_state_and_cli_errors() -> None:
     assert hx.cli_error("\n") is None
     assert hx.cli_error("No such server.\n") == "No such server."
     assert hx.cli_error("Server still has connections attached to it, cannot remove it.")
+
+
+def test_host_match_is_a_string_compare_without_wildcards() -> None:
+    assert hx.host_match(["App1.Localhost", "www.app1.localhost"]) == (
+        "-m str app1.localhost www.app1.localhost"
+    )
+    assert hx.host_match(["*.shop.test", "shop.test"]) == (
+        "-m reg '^(?:.*\\.shop\\.test|shop\\.test)$'"
+    )
+
+
+def test_with_targets_reads_one_target_group_again() -> None:
+    before = model()
+    raw = next(tg for tg in describe()["target_groups"] if tg["TargetGroupArn"] == TG_WEB)
+    after = hx.with_targets(
+        before,
+        raw,
+        [
+            {"Target": {"Id": "198.18.0.11", "Port": 5000}, "TargetHealth": {"State": "healthy"}},
+            {"Target": {"Id": "198.18.0.14", "Port": 5002}, "TargetHealth": {"State": "initial"}},
+            {"Target": {"Id": "198.18.0.12", "Port": 5001}, "TargetHealth": {"State": "draining"}},
+        ],
+    )
+    # The same as reading everything with those targets, and the other groups untouched.
+    everything = model(
+        targets=describe()["targets"]
+        | {
+            TG_WEB: [
+                {"Target": {"Id": "198.18.0.11", "Port": 5000}},
+                {"Target": {"Id": "198.18.0.14", "Port": 5002}},
+            ]
+        }
+    )
+    assert after == everything
+    assert [t.server_name for t in after.target_group(TG_WEB).targets] == [  # type: ignore[union-attr]
+        "198.18.0.11:5000",
+        "198.18.0.14:5002",
+    ]

@@ -168,8 +168,10 @@ def test_https_listener_is_served_only_with_certificates() -> None:
 
 def test_rendered_https_frontend_and_local_redirect() -> None:
     text = hx.render_config(_model({LN443: ["/s/tls/a.pem", "/s/tls/b.pem"]}), Path("/s"))
-    # Several certificates: the first is the default, SNI picks among them.
-    assert "bind 127.0.0.1:18001 ssl crt /s/tls/a.pem crt /s/tls/b.pem\n" in text
+    # Several certificates in a crt-list: the first is the default, SNI picks among them.
+    assert "bind 127.0.0.1:18001 ssl crt-list /s/tls/lb-web-443.crtlist\n" in text
+    lists = hx.crt_lists(_model({LN443: ["/s/tls/a.pem", "/s/tls/b.pem"]}), Path("/s"))
+    assert lists == {Path("/s/tls/lb-web-443.crtlist"): "/s/tls/a.pem\n/s/tls/b.pem\n"}
     assert "bind 127.0.0.1:18000\n" in text
     assert "http-request set-header X-Forwarded-Proto https" in text
     assert "http-request set-header X-Forwarded-Port 443" in text
@@ -194,6 +196,9 @@ def test_haproxy_accepts_an_https_frontend(tmp_path: Path) -> None:
         pems.append(str(pem))
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(hx.render_config(_model({LN443: pems}), tmp_path))
+    for path, text in hx.crt_lists(_model({LN443: pems}), tmp_path).items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
     result = subprocess.run(
         ["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, check=False
     )
@@ -227,3 +232,29 @@ def test_validation_records_once_each() -> None:
         ]
     }
     assert validation_records(cert) == [record]
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
+def test_a_refused_config_is_refused_even_when_haproxy_says_nothing(tmp_path: Path) -> None:
+    from provisioner.localcloud.lb import HaproxyProcess
+
+    # More than 64 words on a line: `haproxy -c -q` exits 1 and prints nothing.
+    words = " ".join(f"crt /x/{i}.pem" for i in range(40))
+    problem = HaproxyProcess(tmp_path).check(f"frontend f\n    bind 127.0.0.1:1 ssl {words}\n")
+    assert problem is not None
+
+
+def test_many_certificates_keep_the_bind_line_short() -> None:
+    pems = [f"/s/tls/host-app{i}.pem" for i in range(200)]
+    text = hx.render_config(_model({LN443: pems}), Path("/s"))
+    (bind,) = [line for line in text.splitlines() if "18001" in line and "bind" in line]
+    assert bind == "    bind 127.0.0.1:18001 ssl crt-list /s/tls/lb-web-443.crtlist"
+    (listed,) = hx.crt_lists(_model({LN443: pems}), Path("/s")).values()
+    assert listed.splitlines() == pems
+
+
+def test_a_certificate_added_or_removed_changes_the_structure() -> None:
+    # The crt-list's path stays in the config: its content must count, or no reload reads it.
+    one = hx.structure_key(_model({LN443: ["/s/tls/a.pem"]}), Path("/s"))
+    two = hx.structure_key(_model({LN443: ["/s/tls/a.pem", "/s/tls/b.pem"]}), Path("/s"))
+    assert one != two

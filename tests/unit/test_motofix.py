@@ -34,3 +34,20 @@ def test_pages_of_the_local_clouds_imitation():
     assert _paged(items, str, "b", 2) == (["c", "d"], "d")
     assert _paged(items, str, "d", 2) == (["e"], None)
     assert _paged([], str, None, 2) == ([], None)
+
+
+def test_target_changes_are_noted_by_target_group_until_anything_else_changes():
+    from provisioner.localcloud import motofix
+
+    motofix.take_target_changes()
+    assert motofix.take_target_changes() == set()
+    motofix.note_change("RegisterTargets", "arn:tg/a")
+    motofix.note_change("DeregisterTargets", "arn:tg/b")
+    assert motofix.elb_changed.is_set()
+    assert motofix.take_target_changes() == {"arn:tg/a", "arn:tg/b"}
+    motofix.note_change("RegisterTargets", "arn:tg/a")
+    motofix.note_change("CreateRule", None)  # a structural change: read everything
+    motofix.note_change("RegisterTargets", "arn:tg/c")
+    assert motofix.take_target_changes() is None
+    assert motofix.take_target_changes() == set()
+    motofix.elb_changed.clear()
