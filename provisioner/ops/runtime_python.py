@@ -4,7 +4,8 @@ A host makes it (ops.runtimes.ensure) from a prebuilt standalone build through `
 install` where it reaches GitHub (EC2), else by compiling CPython's pinned source tarball
 (python.org's, or the same bytes from Debian's pool: the local cloud reaches only that one)
 with --prefix=/app/.heroku/python, where the slug carries it. Either way the tree is stripped
-of what a slug need not carry (test suite, static libpython, idle, optimised bytecode).
+of what a slug need not carry (test suite, the 75 MB static libpython, idle, optimised
+bytecode): 3.14.7 compiled here is 41 MB unpacked, 14 MB packed.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ from_source() {
 strip_tree() {
   lib=$root/lib/python$minor
   rm -rf "$lib/test" "$lib/idlelib" "$lib/turtledemo" "$lib/tkinter" "$root/share" \
-    "$lib"/config-"$minor"-*/libpython*.a "$root"/bin/idle3*
+    "$root"/lib/libpython*.a "$lib"/config-"$minor"-*/libpython*.a "$root"/bin/idle3*
   find "$root" \( -name '*.opt-1.pyc' -o -name '*.opt-2.pyc' \) -delete
   find "$root/bin" "$lib/lib-dynload" -type f \( -name "python$minor" -o -name '*.so' \) \
     -exec strip --strip-unneeded {} + 2>/dev/null || true
