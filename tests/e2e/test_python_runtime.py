@@ -6,12 +6,18 @@ build in one line while the release before keeps serving."""
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from e2e_support import EXAMPLES, Url, cli, cli_json, get, new_app
+
+from provisioner.context import Context
+from provisioner.ops.runtimes import Acquire, ensure, host_platform
+from provisioner.plan.runtimes import Runtime
 
 pytestmark = pytest.mark.cloud
 
@@ -56,3 +62,34 @@ def test_an_app_runs_the_python_it_asks_for(app_name: str, tmp_path: Path) -> No
     assert "Python 3.14.9 is not a version dynoform knows: for 3.14 it has 3.14.7" in failed
     assert len(cli_json("releases", "-a", app_name)) == releases  # type: ignore[arg-type]
     assert versions(app_name)["python"] == "3.14.7"
+
+
+# A stand-in runtime that takes a few seconds to make and says so when it is made.
+_SLOW = 'sleep 3; mkdir -p r/bin; echo made > r/bin/tool; echo MADE; tar -czf "$1/runtime.tar.gz" -C r .'
+
+
+def test_two_builds_on_one_host_make_a_runtime_once(fleet: object) -> None:
+    with Context.open("local") as ctx:
+        host = ctx.fleet().ready()[0]
+        platform = host_platform(ctx.fleet().connect(host))
+        runtime = Runtime("node", f"0.0.{secrets.randbelow(10**6)}", platform)
+        plan = Acquire(what="making a stand-in", script=_SLOW, origin="test")
+        blobs = ctx.blobs()
+
+        def make(_: int) -> list[str]:
+            lines: list[str] = []
+            with Context.open("local") as own:  # an SSH connection of its own
+                conn = own.fleet().connect(host)
+                ensure(conn, blobs, runtime, lambda: plan, lines.append, lines.append)
+                listing = conn.run(["cat", f"{runtime.host_dir}/bin/tool"], check=True)
+            assert listing.stdout == "made\n"
+            return lines
+
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                outputs = list(pool.map(make, range(2)))
+            assert sorted(o.count("MADE") for o in outputs) == [0, 1], outputs
+            assert blobs.get_text(runtime.pointer_key) is not None
+        finally:
+            ctx.fleet().connect(host).run(["rm", "-rf", "--", runtime.host_dir], sudo=True)
+            blobs.delete_prefix(runtime.pointer_key.rsplit(".", 1)[0])
