@@ -87,13 +87,13 @@ fi
 id -u "$user" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
   --shell /usr/sbin/nologin "$user" 2>/dev/null || id -u "$user" >/dev/null
 rm -rf -- "$stage"; install -d -m 0700 -o "$user" -g "$user" -- "$stage" "$stage/out"
+trap 'cd /; rm -rf -- "$stage"' EXIT  # a failed make leaves no sources behind (hundreds of MB)
 cd "$stage"
 timeout --kill-after=10 "$limit" runuser -u "$user" -- env -i HOME="$stage" \
   PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 sh -c "$script" sh "$stage/out" "$@"
 install -d -m 0700 -- "${out%/*}"
 runuser -u "$user" -- cat -- "$stage/out/runtime.tar.gz" > "$out.part"
 mv -f -- "$out.part" "$out"
-cd /; rm -rf -- "$stage"
 set -- $(sha256sum "$out")
 sh -c "$install" sh "$dir" "$1" "$out"
 echo "$1 $(stat -c %s "$out")"
