@@ -25,13 +25,14 @@ from provisioner.ops import buildhost, builds, cron, repair, runtimes
 from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
+from provisioner.ops.runtime_python import PYTHON
 from provisioner.ops.source import Source, package_commit, package_source
 from provisioner.plan.rollout import RolloutOptions
 from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
 # The languages whose version a source may ask for (.python-version, engines.node...).
-RUNTIME_KINDS: tuple[runtimes.Kind, ...] = ()
+RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON,)
 
 
 @dataclass(frozen=True)

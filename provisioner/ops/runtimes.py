@@ -68,22 +68,34 @@ mv -- "$tmp" "$dir"
 rm -f -- "$tmp.tgz"
 """
 
-# Runs the kind's script as ACQUIRE_USER in a fresh staging dir ($1), then copies what it left
-# to root's $2 (read as that user) and prints "SHA256 SIZE". $3 the timeout, $4 the script,
-# $5 the user.
+# Makes a runtime on this host, one maker per runtime at a time (a second waits, then finds it
+# made): installs $7's Debian packages, runs the kind's script as ACQUIRE_USER in a fresh
+# staging dir ($1), copies what it left to root's $2 (read as that user), unpacks it at $6
+# (_INSTALL, $8) and prints "SHA256 SIZE", or "present" when it was made meanwhile.
+# $3 the timeout, $4 the script, $5 the user.
 _ACQUIRE = """set -e
-stage=$1 out=$2 limit=$3 script=$4 user=$5; shift 5
+stage=$1 out=$2 limit=$3 script=$4 user=$5 dir=$6 apt=$7 install=$8; shift 8
+install -d -m 0755 -- "${stage%/*}"
+exec 9>"$stage.lock"
+flock 9
+if [ -e "$dir/.complete" ]; then echo present; exit 0; fi
+if [ -n "$apt" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -qq -o DPkg::Lock::Timeout=600 update
+  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends $apt >/dev/null
+fi
 id -u "$user" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
   --shell /usr/sbin/nologin "$user" 2>/dev/null || id -u "$user" >/dev/null
 rm -rf -- "$stage"; install -d -m 0700 -o "$user" -g "$user" -- "$stage" "$stage/out"
+trap 'cd /; rm -rf -- "$stage"' EXIT  # a failed make leaves no sources behind (hundreds of MB)
 cd "$stage"
 timeout --kill-after=10 "$limit" runuser -u "$user" -- env -i HOME="$stage" \
   PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 sh -c "$script" sh "$stage/out" "$@"
 install -d -m 0700 -- "${out%/*}"
 runuser -u "$user" -- cat -- "$stage/out/runtime.tar.gz" > "$out.part"
 mv -f -- "$out.part" "$out"
-rm -rf -- "$stage"
 set -- $(sha256sum "$out")
+sh -c "$install" sh "$dir" "$1" "$out"
 echo "$1 $(stat -c %s "$out")"
 """
 
@@ -177,8 +189,10 @@ def ensure(
     plan = acquire()
     say(f"{plan.what} on {conn.name}: once for this platform, then kept in the bucket")
     made = f"/var/cache/dynoform/runtimes/{runtime.platform}-{runtime.name}.tar.gz"
-    sha256, size = _make(conn, runtime, plan, made, on_line)
-    _install(conn, runtime, sha256, made, b"")
+    outcome = _make(conn, runtime, plan, made, on_line)
+    if outcome is None:  # another build on this host made it while this one waited
+        return runtime.host_dir
+    sha256, size = outcome
     key = runtime.tarball_key(sha256)
     buildhost.upload(conn, made, blobs.put_url(key))
     conn.run(["rm", "-f", "--", made], sudo=True)
@@ -214,20 +228,21 @@ def _install(conn: Connection, runtime: Runtime, sha256: str, src: str, stdin: b
 
 def _make(
     conn: Connection, runtime: Runtime, plan: Acquire, made: str, on_line: Say
-) -> tuple[str, int]:
-    if plan.apt:
-        buildhost.apt_install(conn, list(plan.apt))
+) -> tuple[str, int] | None:
+    """Made and unpacked on the host: (sha256, size); None when another build made it."""
     stage = f"{STAGING}/{runtime.name}"
     argv = ["sh", "-c", _ACQUIRE, "sh", stage, made, str(plan.timeout), plan.script, ACQUIRE_USER]
-    argv += list(plan.args)
+    argv += [runtime.host_dir, " ".join(plan.apt), _INSTALL, *plan.args]
     lines: list[str] = []
 
     def keep(line: str) -> None:
         lines.append(line)
         on_line(line)
 
-    code = buildhost.stream(conn, argv, keep, plan.timeout + 60)
+    code = buildhost.stream(conn, argv, keep, plan.timeout + 900)
     last = lines[-1].split() if lines else []
+    if code == 0 and last == ["present"]:
+        return None
     if code != 0 or len(last) != 2 or not last[1].isdigit():
         raise DynoformError(
             f"could not make {runtime.kind} {runtime.version} on {conn.name} "

@@ -1,0 +1,7 @@
+"""gunicorn settings: the port from $PORT, a worker per core, access logs to stdout."""
+
+import os
+
+bind = ["0.0.0.0:" + os.environ.get("PORT", "8000")]
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+accesslog = "-"
