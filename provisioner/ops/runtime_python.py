@@ -132,7 +132,9 @@ class PythonKind:
     def wanted(self, files: dict[str, bytes]) -> str | None:
         return pythons.asked(files)
 
-    def resolve(self, spec: str, platform: str) -> Runtime:
+    def resolve(self, spec: str, platform: str) -> Runtime | None:
+        if pythons.system_serves(spec, platform):
+            return None  # the host's python3 satisfies requires-python: no runtime to make
         return Runtime("python", pythons.choose(spec), platform)
 
     def acquire(self, runtime: Runtime) -> Acquire:

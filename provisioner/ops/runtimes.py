@@ -110,8 +110,9 @@ class Kind(Protocol):
         """The version spec the source asks for (e.g. "3.14", ">=20 <23"), or None."""
         ...
 
-    def resolve(self, spec: str, platform: str) -> Runtime:
-        """The exact version for a spec; a DynoformError saying why when there is none."""
+    def resolve(self, spec: str, platform: str) -> Runtime | None:
+        """The exact version for a spec (None: the host's own interpreter serves it); a
+        DynoformError saying why when there is none."""
         ...
 
     def acquire(self, runtime: Runtime) -> Acquire:
@@ -153,6 +154,8 @@ def for_build(
     args = []
     for kind, spec in asked:
         runtime = kind.resolve(spec, platform)
+        if runtime is None:
+            continue
         ensure(conn, blobs, runtime, partial(kind.acquire, runtime), say, on_line)
         args.append(runtime.runner_arg())
     return args

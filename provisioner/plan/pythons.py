@@ -2,7 +2,8 @@
 
 As Heroku's python buildpack: `.python-version` (`3.14` or `3.14.7`), else `runtime.txt`
 (`python-3.14.7`), else Pipfile's `[requires]`, else pyproject.toml's `requires-python` (the
-newest supported minor that satisfies it). Nothing asked: the build host's python3, no runtime.
+newest supported minor that satisfies it, unless the host's own python3 does: then no runtime,
+as when nothing is asked: a `requires-python = ">=3.11"` need not cost a compile).
 
 Each supported minor has one pinned release, the newest patch whose source tarball's sha256
 dynoform knows (as Heroku's buildpack pins them). The tarball is CPython's own; Debian's
@@ -76,6 +77,19 @@ def asked(files: dict[str, bytes]) -> str | None:
     if "pyproject.toml" in files:
         return _requires_python(_text(files["pyproject.toml"], "pyproject.toml"))
     return None
+
+
+# The python3 each host OS ships (what a build uses when no runtime is needed).
+SYSTEM_PYTHONS = {"debian-13": "3.13.5", "debian-12": "3.11.2"}
+
+
+def system_serves(spec: str, platform: str) -> bool:
+    """A requires-python range that the platform's own python3 satisfies (an exact version
+    asked for in .python-version or runtime.txt never is: the app named what it wants)."""
+    system = SYSTEM_PYTHONS.get(platform.rsplit("-", 1)[0])
+    if system is None or spec[:1].isdigit():
+        return False
+    return all(_satisfies(system, op, want, star) for op, want, star in _clauses(spec))
 
 
 def choose(spec: str) -> str:

@@ -122,3 +122,21 @@ def test_the_python_kind_resolves_and_acquires() -> None:
     )
     assert "libssl-dev" in plan.apt
     assert plan.args[-1].startswith("https://deb.debian.org/")
+
+
+@pytest.mark.parametrize(
+    ("spec", "platform", "serves"),
+    [
+        (">=3.11", "debian-13-x86_64", True),
+        (">=3.10,<3.14", "debian-13-aarch64", True),
+        (">=3.14", "debian-13-x86_64", False),
+        ("==3.12.*", "debian-13-x86_64", False),
+        (">=3.12", "debian-12-x86_64", False),
+        ("3.13", "debian-13-x86_64", False),  # named in .python-version: a runtime, always
+        (">=3.10", "ubuntu-24.04-x86_64", False),
+    ],
+)
+def test_the_hosts_own_python_serves_a_range_it_satisfies(
+    spec: str, platform: str, serves: bool
+) -> None:
+    assert pythons.system_serves(spec, platform) is serves
