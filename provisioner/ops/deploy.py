@@ -193,31 +193,38 @@ def _build(
     layout = build_layout(app, build_id)
     slug_limit = max_slug_bytes or MAX_SLUG_BYTES
     disk = build_disk_bytes(slug_limit)
-    buildhost.ensure_tooling(conn)
     if buildhost.needs_node(source_names(source.tarball)):
         buildhost.ensure_node(conn, rollout.say)
-    buildhost.ensure_app_user(conn, app)
     config, _ = store.config(app)
     record = store.app(app)
     app_id = record.app_id
-    buildhost.prepare(
-        conn, layout, config, blobs.get_url(keys.source_key(app_id, source_sha)), disk
-    )
     cache_key = keys.cache_key(app_id)
     had_cache = blobs.exists(cache_key)
-    buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None, disk)
+    # One round trip makes the app's user, the build's tmpfs, its config and its inputs.
+    tooling = buildhost.prepare(
+        conn,
+        layout,
+        config,
+        blobs.get_url(keys.source_key(app_id, source_sha)),
+        blobs.get_url(cache_key) if had_cache else None,
+        disk,
+    )
+    buildhost.ensure_tooling(conn, tooling)
     packs = list(record.buildpacks)
+    delivered = False
     try:
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
-        result = buildhost.run_build(conn, layout, output, buildpacks, source.commit, slug_limit)
+        result, cached = buildhost.run_build(
+            conn, layout, output, buildpacks, source.commit, slug_limit, disk
+        )
         slug = keys.slug_key(app_id, result.sha256)
-        if not blobs.exists(slug):
-            buildhost.collect_slug(conn, layout, result, slug_limit)
-            buildhost.upload(conn, layout.slug_copy, blobs.put_url(slug))
-        if buildhost.keep_cache(conn, layout, disk) and not had_cache:
-            buildhost.upload(conn, layout.cache_in, blobs.put_url(cache_key))
+        slug_url = None if blobs.exists(slug) else blobs.put_url(slug)
+        cache_url = blobs.put_url(cache_key) if cached and not had_cache else None
+        buildhost.deliver(conn, layout, cached, slug_url, cache_url)
+        delivered = True
     finally:
-        buildhost.cleanup(conn, layout)
+        if not delivered:
+            buildhost.cleanup(conn, layout)
     return result
 
 

@@ -747,3 +747,34 @@ def test_results_are_collected_only_from_the_builds_own_regular_files(tmp_path: 
     assert "root-only" not in "".join(r.stdout for r in refused.values())
     os.link(work / "result.json", tmp_path / "another-name")  # a hard link: not its own file
     assert collect("result.json").returncode == 4
+
+
+def test_the_results_of_a_build_are_taken_in_one_go_each_as_the_collector_would(tmp_path: Path):
+    """buildhost's collector of several files (one round trip after the build), same rules."""
+    import pwd
+
+    from provisioner.ops.buildhost import _COLLECT_ALL
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "result.json").write_text('{"ok": true}')
+    (work / "slug.tgz").write_bytes(b"slug bytes")
+    (work / "cache-out.tar").symlink_to(tmp_path / "secret")
+    (tmp_path / "secret").write_text("root-only")
+    wanted = [
+        *("result.json", "1000", "-", "0600"),
+        *("slug.tgz", "1000", str(tmp_path / "copy.tgz"), "0600"),
+        *("cache-out.tar", "1000", str(tmp_path / "cache.next"), "0644"),
+        *("missing", "1000", "-", "0600"),
+    ]
+    argv = [sys.executable, "-c", _COLLECT_ALL, str(work), user, *wanted]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
+    assert json.loads(done.stdout) == {
+        "result.json": {"text": '{"ok": true}'},
+        "slug.tgz": {"text": f"{hashlib.sha256(b'slug bytes').hexdigest()} 10"},
+        "cache-out.tar": {"refused": "is a symbolic link, not a regular file"},
+        "missing": {"missing": True},
+    }
+    assert (tmp_path / "copy.tgz").read_bytes() == b"slug bytes"
+    assert not (tmp_path / "cache.next").exists()
