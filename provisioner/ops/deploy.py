@@ -10,9 +10,10 @@ import hashlib
 import tarfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from provisioner.aws import blobs as keys
 from provisioner.aws import instances
@@ -30,6 +31,7 @@ from provisioner.plan.rollout import RolloutOptions
 from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,7 @@ def _deploy_locked(
 ) -> DeployResult:
     store, blobs, say = rollout.store, rollout.blobs, rollout.say
     # Look at the hosts (SSH connections open: ~0.2 s) while the source goes to S3.
-    pool = ThreadPoolExecutor(max_workers=1)
-    observing = pool.submit(rollout.observe)
-    pool.shutdown(wait=False)
+    observing = _background(rollout.observe)
     app_id = store.app_id(app)  # the bucket keys everything of the app's by its id
     source_sha = keys.sha256_file(source.tarball)
     blobs.upload_if_absent(keys.source_key(app_id, source_sha), source.tarball)
@@ -121,6 +121,9 @@ def _deploy_locked(
             builds.finish_build(store, app, build_id, status="failed", error=error)
             log.store(blobs, keys.build_log_key(app_id, build_id))
             raise
+        # The hosts again, now (what runs may have changed during the build), while the log
+        # and the release are stored.
+        observing = _background(rollout.observe)
         log.store(blobs, keys.build_log_key(app_id, build_id))
     config, _ = store.config(app)
     template = Release(
@@ -142,9 +145,11 @@ def _deploy_locked(
         formation = current_formation(store, app_name, release)
         for line in dropped_types(previous, release):
             say(line)
+        seen = observing.result()
         if release.release_command:
             run_release_phase(rollout, app_name, release, cfg, on_output)
-        rollout.converge(app_name, release, cfg, formation, observed=rollout.observe())
+            seen = rollout.observe()  # the release phase's one-off dyno ran meanwhile
+        rollout.converge(app_name, release, cfg, formation, observed=seen)
 
     try:
         release = publish(store, app, template, config, activate)
@@ -164,6 +169,15 @@ def _deploy_locked(
     for change in cron.sync_app_json(store, app, cron_entries):
         say(f"app.json: {change}")
     return DeployResult(release, build_id, result.buildpack)
+
+
+def _background(work: Callable[[], T]) -> Future[T]:
+    """work() in a thread of its own; its result (or exception) from the Future."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(work)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def dropped_types(previous: Release | None, release: Release) -> list[str]:
