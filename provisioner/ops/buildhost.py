@@ -513,10 +513,10 @@ def _taken(found: dict[str, dict[str, object]], name: str) -> str | None:
 
 
 # What root does once the build succeeded, in one round trip: the build's cache becomes the
-# app's cache on this host (KEEP 1) or is dropped, the slug and the cache are uploaded when
-# their presigned URLs come (one curl config a line on stdin, an empty line for none: printf is
-# the shell's own, so no URL reaches a command line), then the build's files go, in the
-# background. Exit 3: the slug's upload failed; 4: the cache's.
+# app's cache on this host (KEEP 1) or is dropped, the slug and the host's cache (if it has
+# one) are uploaded when their presigned URLs come (one curl config a line on stdin, an empty
+# line for none: printf is the shell's own, so no URL reaches a command line), then the
+# build's files go, in the background. Exit 3: the slug's upload failed; 4: the cache's.
 _DELIVER = """set -e
 work=$1 slug=$2 next=$3 cache=$4 keep=$5
 IFS= read -r slug_url || true
@@ -525,7 +525,7 @@ if [ "$keep" = 1 ]; then mv -f -- "$next" "$cache"; else rm -f -- "$next"; fi
 if [ -n "$slug_url" ]; then
   printf '%s\\n' "$slug_url" | curl -fsS --retry 3 -T "$slug" -K - || exit 3
 fi
-if [ -n "$cache_url" ]; then
+if [ -n "$cache_url" ] && [ -f "$cache" ]; then
   printf '%s\\n' "$cache_url" | curl -fsS --retry 3 -T "$cache" -K - || exit 4
 fi
 (umount -l -- "$work"; rm -rf -- "$work" "$slug") </dev/null >/dev/null 2>&1 &

@@ -233,7 +233,9 @@ def _build(
         )
         slug = keys.slug_key(app_id, result.sha256)
         slug_url = None if blobs.exists(slug) else blobs.put_url(slug)
-        cache_url = blobs.put_url(cache_key) if cached and not had_cache else None
+        # The bucket gets the host's cache when it has none (a build that left its cache
+        # unchanged writes none: the host's copy is the one to upload).
+        cache_url = None if had_cache else blobs.put_url(cache_key)
         buildhost.deliver(conn, layout, cached, slug_url, cache_url)
         delivered = True
     finally:

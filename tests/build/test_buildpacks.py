@@ -489,6 +489,31 @@ def test_cache_tarballs_round_trip(tmp_path: Path):
     assert "cache hit" in second.output
 
 
+def test_a_build_that_left_its_restored_cache_unchanged_writes_no_cache_tarball(tmp_path: Path):
+    """A warm build whose cache is what it restored leaves no --cache-out (the host keeps its
+    tarball); one that changed it writes a new one."""
+    body = 'if [ -f "$2/stamp" ] && [ ! -f "$1/CHANGE" ]; then :; else date +%N > "$2/stamp"; fi\n'
+    pack = custom_buildpack(tmp_path / "bp", body)
+    src = write_app(tmp_path / "src", {"Procfile": "web: true\n"})
+    cache_in = tmp_path / "cache-in.tar"
+    first = run_build(
+        tmp_path, src, cache_dir=tmp_path / "c1",
+        extra=["--buildpack", str(pack), "--cache-out", str(cache_in)], tag="1",
+    )  # fmt: skip
+    assert_ok(first)
+    assert cache_in.is_file()
+    for tag, files, kept in (("2", {}, False), ("3", {"CHANGE": "x"}, True)):
+        out = tmp_path / f"cache-out-{tag}.tar"
+        again = run_build(
+            tmp_path, write_app(tmp_path / f"src{tag}", {"Procfile": "web: true\n", **files}),
+            cache_dir=tmp_path / f"c{tag}",
+            extra=["--buildpack", str(pack), "--cache-in", str(cache_in), "--cache-out", str(out)],
+            tag=tag,
+        )  # fmt: skip
+        assert_ok(again)
+        assert out.is_file() == kept, tag
+
+
 def test_source_with_unsafe_paths_is_refused(tmp_path: Path):
     bad = tmp_path / "bad.tgz"
     with tarfile.open(bad, "w:gz") as archive:
