@@ -195,14 +195,27 @@ def phase_key(text: str) -> str:
 
 
 def _wait_router(app: str) -> Router:
-    for _ in range(600):
-        try:
-            info = cli_json("apps:info", "-a", app)
-        except RuntimeError:
-            info = {}
-        if info.get("web_url"):
-            return Router.of(app)
-        time.sleep(0.5)
+    """The first deploy's router address, as soon as the app's rule exists. Asked in this
+    process: a `dynoform apps:info` per look took 0.5-1 s each (more on a busy machine), and
+    the cold figure counted them."""
+    from botocore.exceptions import ClientError
+
+    from provisioner.context import Context
+    from provisioner.errors import DynoformError
+    from provisioner.ops import router
+    from provisioner.targets import LOCAL_TARGET
+
+    deadline = time.monotonic() + 300
+    with Context.open(LOCAL_TARGET) as ctx:
+        while time.monotonic() < deadline:
+            try:
+                url = router.web_url(ctx, app)
+            except (DynoformError, ClientError):  # the rule is being made
+                url = None
+            if url:
+                parts = urlsplit(url)
+                return Router(str(parts.hostname), int(parts.port or 443), parts.scheme)
+            time.sleep(0.05)
     raise RuntimeError("the app never got a web URL")
 
 

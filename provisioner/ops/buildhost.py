@@ -47,17 +47,6 @@ BUILD_TIMEOUT = 15 * 60 + 60
 MAX_LINE_BYTES = 64 * 1024  # a longer "line" of build output is passed on in pieces
 OutputFn = Callable[[str], None]
 
-# Writes one file per config var into the env dir from JSON on stdin (values never on argv).
-_WRITE_ENV = (
-    "import json,os,sys\n"
-    "d,user=sys.argv[1],sys.argv[2]\n"
-    "import pwd; pw=pwd.getpwnam(user)\n"
-    "for k,v in json.load(sys.stdin).items():\n"
-    "    p=os.path.join(d,k)\n"
-    "    fd=os.open(p,os.O_WRONLY|os.O_CREAT|os.O_EXCL|os.O_NOFOLLOW,0o600)\n"
-    "    os.write(fd,v.encode()); os.fchown(fd,pw.pw_uid,pw.pw_gid); os.close(fd)\n"
-)
-
 # The build's tmpfs at its directory, under root-owned parents nobody else can list. What a
 # build of this app left behind when its deploy died goes first (an app's deploys never
 # overlap: the app lease). $4 is the cache dir, $5 the directories the build owns in its tmpfs.
@@ -80,52 +69,91 @@ install -d -o "$user" -g "$user" -m 0700 -- "$@"
 
 # Takes one result file out of the build's directory for root, once its processes are gone:
 # opened without following symlinks (nor blocking on a FIFO), a regular file of the build
-# user's with one link, at most LIMIT bytes. DEST "-": the content to stdout; else a copy at
-# DEST (root's, via DEST.part) and "SHA256 SIZE" on stdout. Exit 3: no such file; 4: refused.
-_COLLECT = """import errno, hashlib, os, pwd, stat, sys
-work, name, limit, user, dest, mode = sys.argv[1:7]
-limit = int(limit)
-def refuse(why):
-    sys.stderr.write(why)
-    sys.exit(4)
-d = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-try:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=d)
-except FileNotFoundError:
-    sys.exit(3)
-except OSError as exc:
-    if exc.errno == errno.ELOOP:
-        refuse("is a symbolic link, not a regular file")
-    raise
-st = os.fstat(fd)
-if not stat.S_ISREG(st.st_mode):
-    refuse("is not a regular file")
-if st.st_uid != pwd.getpwnam(user).pw_uid or st.st_nlink != 1:
-    refuse("is not a file of the build's own")
-if st.st_size > limit:
-    refuse(f"is larger than the limit of {limit} bytes")
-digest, size = hashlib.sha256(), 0
-out = None
-if dest != "-":
-    part = dest + ".part"
-    if os.path.lexists(part):
-        os.unlink(part)
-    out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, int(mode, 8))
-while chunk := os.read(fd, 1 << 20):
-    size += len(chunk)
-    if size > limit:
-        refuse(f"is larger than the limit of {limit} bytes")
-    digest.update(chunk)
+# user's with one link, at most LIMIT bytes. DEST "-": the content to OUT; else a copy at DEST
+# (root's, via DEST.part) and "SHA256 SIZE" returned. None: no such file; Refused: refused.
+_COLLECT_FN = """import errno, hashlib, os, pwd, stat, sys
+class Refused(Exception):
+    pass
+def collect(work, name, limit, user, dest, mode, out_stream):
+    d = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=d)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Refused("is a symbolic link, not a regular file")
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise Refused("is not a regular file")
+    if st.st_uid != pwd.getpwnam(user).pw_uid or st.st_nlink != 1:
+        raise Refused("is not a file of the build's own")
+    if st.st_size > limit:
+        raise Refused(f"is larger than the limit of {limit} bytes")
+    digest, size = hashlib.sha256(), 0
+    out = None
+    if dest != "-":
+        part = dest + ".part"
+        if os.path.lexists(part):
+            os.unlink(part)
+        out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, int(mode, 8))
+    while chunk := os.read(fd, 1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise Refused(f"is larger than the limit of {limit} bytes")
+        digest.update(chunk)
+        if out is None:
+            out_stream.write(chunk)
+        else:
+            os.write(out, chunk)
     if out is None:
-        sys.stdout.buffer.write(chunk)
-    else:
-        os.write(out, chunk)
-if out is not None:
+        return ""
     os.fchmod(out, int(mode, 8))
     os.close(out)
     os.replace(part, dest)
-    print(digest.hexdigest(), size)
+    return f"{digest.hexdigest()} {size}"
 """
+
+# One file: argv WORK NAME LIMIT USER DEST MODE; exit 3: no such file; 4: refused.
+_COLLECT = (
+    _COLLECT_FN
+    + """work, name, limit, user, dest, mode = sys.argv[1:7]
+try:
+    got = collect(work, name, int(limit), user, dest, mode, sys.stdout.buffer)
+except Refused as exc:
+    sys.stderr.write(str(exc))
+    sys.exit(4)
+if got is None:
+    sys.exit(3)
+if dest != "-":
+    print(got)
+"""
+)
+
+# Several files in one go: argv WORK USER then NAME LIMIT DEST MODE for each; a JSON object on
+# stdout, name -> {"text": content or "SHA256 SIZE"} | {"missing": true} | {"refused": why}.
+_COLLECT_ALL = (
+    _COLLECT_FN
+    + """import io, json
+work, user, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+found = {}
+for i in range(0, len(rest), 4):
+    name, limit, dest, mode = rest[i : i + 4]
+    buf = io.BytesIO()
+    try:
+        got = collect(work, name, int(limit), user, dest, mode, buf)
+    except Refused as exc:
+        found[name] = {"refused": str(exc)}
+        continue
+    if got is None:
+        found[name] = {"missing": True}
+    else:
+        text = buf.getvalue().decode(errors="replace") if dest == "-" else got
+        found[name] = {"text": text}
+json.dump(found, sys.stdout)
+"""
+)
 
 
 def tooling_bundle() -> tuple[bytes, str]:
@@ -154,12 +182,14 @@ def _fixed(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return info
 
 
-def ensure_tooling(conn: Connection) -> bool:
-    """Install the runner and buildpacks under BUILD_ROOT unless this version is there."""
+def ensure_tooling(conn: Connection, have: str | None = None) -> bool:
+    """Install the runner and buildpacks under BUILD_ROOT unless this version is there
+    (`have`: the version the host has, when the caller already asked; see prepare)."""
     data, version = tooling_bundle()
-    marker = f"{BUILD_ROOT}/.version"
-    have = conn.run(["cat", marker], sudo=True)
-    if have.ok and have.stdout.strip() == version:
+    if have is None:
+        marker = conn.run(["cat", f"{BUILD_ROOT}/.version"], sudo=True)
+        have = marker.stdout.strip() if marker.ok else ""
+    if have == version:
         return False
     script = (
         'set -e; new="$1.new"; rm -rf -- "$new"; mkdir -p -- "$new"; '
@@ -254,51 +284,96 @@ def curl_config(url: str, extra: str = "") -> bytes:
     return f'url = "{url}"\n{extra}'.encode()
 
 
+# Everything root does on the build host before the build, in one round trip (python3 as root,
+# a JSON document on stdin: config vars and presigned URLs never reach a command line): the
+# app's user (created when missing), the build's tmpfs (_PREPARE), one file per config var,
+# the source (the build user's), the app's cache tarball unless the host keeps one (root's,
+# read-only to the build), and the version of the build tooling the host has (JSON on stdout).
+# Exit 10: no user; 11: the tmpfs; 12: the source could not be fetched.
+_PREPARE_ALL = """import json, os, pwd, subprocess, sys
+spec = json.load(sys.stdin)
+user, work = spec["user"], spec["work"]
+def run(argv, data, code):
+    done = subprocess.run(argv, input=data, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr.decode(errors="replace")[-1000:])
+        sys.exit(code)
+    return done
+created = subprocess.run(spec["ensure_user"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+try:
+    pw = pwd.getpwnam(user)
+except KeyError:  # a race lost to another deploy is fine; no user is not
+    sys.stderr.write(created.stderr.decode(errors="replace")[-300:])
+    sys.exit(10)
+run(["sh", "-c", spec["prepare"], "sh", work, user, str(spec["size"]), *spec["owned"]], b"", 11)
+for key, value in spec["config"].items():
+    path = os.path.join(spec["env_dir"], key)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    os.write(fd, value.encode())
+    os.fchown(fd, pw.pw_uid, pw.pw_gid)
+    os.close(fd)
+fetch = ["curl", "-fsS", "--retry", "3", "-o", spec["source"], "-K", "-"]
+run(fetch, spec["source_curl"].encode(), 12)
+os.chown(spec["source"], pw.pw_uid, pw.pw_gid)
+if spec["cache_curl"]:
+    restore = ["sh", "-c", spec["restore"], "sh", spec["cache_in"], str(spec["size"])]
+    subprocess.run(restore, input=spec["cache_curl"].encode(), capture_output=True)
+try:
+    with open(spec["tooling"]) as marker:
+        tooling = marker.read().strip()
+except OSError:
+    tooling = ""
+json.dump({"tooling": tooling}, sys.stdout)
+"""
+
+# Fetch the app's cache tarball from S3 unless this host keeps one (a build on a host new to
+# the app). Root only stores it (root's file); the build unpacks it, as its own user.
+_RESTORE_CACHE = (
+    'set -e; [ -e "$1" ] && exit 0; rm -f -- "$1.part"; '
+    'curl -fsS --retry 3 --max-filesize "$2" -o "$1.part" -K -; '
+    'chmod 0644 -- "$1.part"; mv -f -- "$1.part" "$1"'
+)
+
+
 def prepare(
-    conn: Connection, layout: BuildLayout, config: dict[str, str], source_url: str, disk_bytes: int
-) -> None:
-    """The build's tmpfs of disk_bytes (owned by the app's user), its config vars as files, and
-    the source: all written before any of the build's code runs."""
+    conn: Connection,
+    layout: BuildLayout,
+    config: dict[str, str],
+    source_url: str,
+    cache_url: str | None,
+    disk_bytes: int,
+) -> str:
+    """The app's user, the build's tmpfs of disk_bytes (owned by that user), its config vars as
+    files, the source and the cache: all written before any of the build's code runs. Returns
+    the version of the build tooling on the host ("" when it has none)."""
     owned = [layout.app_dir, layout.cache_dir, layout.env_dir, layout.tmp_dir]
     owned.append(layout.buildpack_dir(0).rsplit("/", 1)[0])
-    argv = ["sh", "-c", _PREPARE, "sh", layout.work_dir, layout.user, str(int(disk_bytes))]
-    conn.run([*argv, CACHE_ROOT, *owned], sudo=True, check=True)
-    conn.run(
-        ["python3", "-c", _WRITE_ENV, layout.env_dir, layout.user],
-        sudo=True,
-        stdin=json.dumps(config).encode(),
-        check=True,
-    )
-    fetched = conn.run(
-        ["curl", "-fsS", "--retry", "3", "-o", layout.source, "-K", "-"],
-        sudo=True,
-        stdin=curl_config(source_url),
-        timeout=300,
-    )
-    if not fetched.ok:
-        raise RemoteError(f"could not fetch the source on the build host: {fetched.stderr.strip()}")
-    conn.run(["chown", f"{layout.user}:{layout.user}", layout.source], sudo=True, check=True)
-
-
-def restore_cache(
-    conn: Connection, layout: BuildLayout, cache_url: str | None, max_bytes: int
-) -> bool:
-    """Fetch the app's cache tarball from S3 unless this host keeps one (a build on a host new
-    to the app). Root only stores it (root's file); the build unpacks it, as its own user."""
-    if cache_url is None:
-        return False
-    script = (
-        'set -e; [ -e "$1" ] && exit 0; rm -f -- "$1.part"; '
-        'curl -fsS --retry 3 --max-filesize "$2" -o "$1.part" -K -; '
-        'chmod 0644 -- "$1.part"; mv -f -- "$1.part" "$1"'
-    )
-    result = conn.run(
-        ["sh", "-c", script, "sh", layout.cache_in, str(int(max_bytes))],
-        sudo=True,
-        stdin=curl_config(cache_url),
-        timeout=300,
-    )
-    return result.ok
+    spec = {
+        "user": layout.user,
+        "work": layout.work_dir,
+        "ensure_user": ensure_app_user_argv(layout.app),
+        "prepare": _PREPARE,
+        "size": int(disk_bytes),
+        "owned": [CACHE_ROOT, *owned],
+        "env_dir": layout.env_dir,
+        "config": config,
+        "source": layout.source,
+        "source_curl": curl_config(source_url).decode(),
+        "restore": _RESTORE_CACHE,
+        "cache_in": layout.cache_in,
+        "cache_curl": curl_config(cache_url).decode() if cache_url else None,
+        "tooling": f"{BUILD_ROOT}/.version",
+    }
+    argv = ["python3", "-c", _PREPARE_ALL]
+    result = conn.run(argv, sudo=True, stdin=json.dumps(spec).encode(), timeout=600)
+    why = result.stderr.strip()[-300:]
+    if result.exit_code == 10:
+        raise RemoteError(f"could not create user {layout.user}: {why}")
+    if result.exit_code == 12:
+        raise RemoteError(f"could not fetch the source on the build host: {why}")
+    if not result.ok:
+        raise RemoteError(f"on host {conn.name}: could not prepare the build: {why}")
+    return str(json.loads(result.stdout)["tooling"])
 
 
 def stream(conn: Connection, argv: list[str], on_line: OutputFn, timeout: float) -> int:
@@ -338,9 +413,12 @@ def run_build(
     buildpacks: list[str] | None = None,
     source_version: str | None = None,
     max_slug_bytes: int | None = None,
+    cache_bytes: int = 0,
     runtimes: list[str] | None = None,
-) -> BuildResult:
-    """Run the build unit, make sure none of its processes remain, then read its result.
+) -> tuple[BuildResult, bool]:
+    """Run the build unit, make sure none of its processes remain, then take its results: the
+    parsed result, root's copy of the slug (layout.slug_copy, checked against the result) and
+    whether the build left a cache (root's copy next to layout.cache_in, see deliver).
     `runtimes`: KIND=DIR of the runtimes unpacked for it (ops.runtimes.ensure)."""
     command = runner_argv(
         layout,
@@ -351,92 +429,140 @@ def run_build(
     )
     try:
         code = stream(conn, build_unit_argv(layout, command), on_line, BUILD_TIMEOUT)
-    finally:
+    except BaseException:
         stop_unit(conn, layout)
-    text = collect(conn, layout, "result.json", MAX_RESULT_BYTES)
-    return parse_build_result(text, code, max_slug_bytes or MAX_SLUG_BYTES)
+        raise
+    slug_limit = max_slug_bytes or MAX_SLUG_BYTES
+    found = finish(
+        conn,
+        layout,
+        [
+            ("result.json", MAX_RESULT_BYTES, "-", "0600"),
+            ("slug.tgz", slug_limit, layout.slug_copy, "0600"),
+            ("cache-out.tar", cache_bytes, cache_next(layout), "0644"),
+        ],
+    )
+    result = parse_build_result(_taken(found, "result.json"), code, slug_limit)
+    copied = _taken(found, "slug.tgz") or ""
+    if copied.split()[:2] != [result.sha256, str(result.size)]:
+        raise DynoformError(
+            "refused the build's slug.tgz: it is not the slug result.json names (sha256, size)",
+            "a build must not change its results; see the build output above",
+        )
+    return result, _taken(found, "cache-out.tar") is not None
+
+
+def cache_next(layout: BuildLayout) -> str:
+    """Where root keeps a build's cache-out.tar until the build is known to have succeeded."""
+    return f"{layout.cache_in}.next"
 
 
 # Stops the unit (SIGKILL to all it has left) and waits until systemd says it is gone.
-_STOP = """systemctl kill --signal=SIGKILL -- "$1" 2>/dev/null
-systemctl stop -- "$1" 2>/dev/null
-for _ in $(seq 100); do
-  case $(systemctl show -p ActiveState --value -- "$1") in inactive|failed|"") exit 0;; esac
-  sleep 0.1
-done
-exit 1
+_STOP_FN = """stop() {
+  systemctl kill --signal=SIGKILL -- "$1" 2>/dev/null
+  systemctl stop -- "$1" 2>/dev/null
+  for _ in $(seq 100); do
+    case $(systemctl show -p ActiveState --value -- "$1") in inactive|failed|"") return 0;; esac
+    sleep 0.1
+  done
+  return 1
+}
 """
+_STOP = _STOP_FN + 'stop "$1"\n'
+# The unit stopped, then the results taken (_COLLECT_ALL): one round trip. Exit 5: not stopped.
+_FINISH = _STOP_FN + 'unit=$1; shift\nstop "$unit" || exit 5\nexec python3 -c "$@"\n'
+
+
+def _not_stopped(layout: BuildLayout) -> DynoformError:
+    return DynoformError(
+        f"the build unit {layout.unit} did not stop; its results are not used",
+        f"inspect the build host: systemctl status {layout.unit}",
+    )
 
 
 def stop_unit(conn: Connection, layout: BuildLayout) -> None:
     """None of the build's processes may remain when root looks at what it wrote."""
     stopped = conn.run(["sh", "-c", _STOP, "sh", f"{layout.unit}.service"], sudo=True, timeout=60)
     if not stopped.ok:
-        raise DynoformError(
-            f"the build unit {layout.unit} did not stop; its results are not used",
-            f"inspect the build host: systemctl status {layout.unit}",
-        )
+        raise _not_stopped(layout)
 
 
-def collect(
-    conn: Connection,
-    layout: BuildLayout,
-    name: str,
-    limit: int,
-    dest: str = "-",
-    mode: str = "0600",
-) -> str | None:
-    """One file the build wrote, taken safely (see _COLLECT): its text (dest "-"), or the
-    "SHA256 SIZE" of root's copy at dest (with mode); None when the build did not write it."""
-    argv = ["python3", "-c", _COLLECT, layout.work_dir, name, str(int(limit)), layout.user]
-    result = conn.run([*argv, dest, mode], sudo=True, timeout=600)
-    if result.exit_code == 3:
-        return None
-    if result.exit_code == 4:
+def finish(
+    conn: Connection, layout: BuildLayout, files: list[tuple[str, int, str, str]]
+) -> dict[str, dict[str, object]]:
+    """Stop the build unit, then take these files (name, limit, dest, mode: see _COLLECT_FN)
+    in the same round trip; name -> what _COLLECT_ALL found (read it with _taken)."""
+    argv = ["sh", "-c", _FINISH, "sh", f"{layout.unit}.service"]
+    argv += [_COLLECT_ALL, layout.work_dir, layout.user]  # `python3 -c "$@"` after the stop
+    for name, limit, dest, mode in files:
+        argv += [name, str(int(limit)), dest, mode]
+    result = conn.run(argv, sudo=True, timeout=660)
+    if result.exit_code == 5:
+        raise _not_stopped(layout)
+    if not result.ok:
+        raise RemoteError(f"could not read the build's results: {result.stderr.strip()[-300:]}")
+    found = json.loads(result.stdout)
+    return found if isinstance(found, dict) else {}
+
+
+def _taken(found: dict[str, dict[str, object]], name: str) -> str | None:
+    """One file's text (content, or "SHA256 SIZE" of root's copy); None when the build did not
+    write it; a refused file raises."""
+    entry = found.get(name) or {"missing": True}
+    if "refused" in entry:
         raise DynoformError(
-            f"refused the build's {name}: it {result.stderr.strip()[:200]}; nothing of it was used",
+            f"refused the build's {name}: it {str(entry['refused'])[:200]}; nothing of it was used",
             "a build must leave its results as plain files; see the build output above",
         )
-    if not result.ok:
-        raise RemoteError(f"could not read the build's {name}: {result.stderr.strip()[-300:]}")
-    return result.stdout
+    text = entry.get("text")
+    return text if isinstance(text, str) else None
 
 
-def collect_slug(conn: Connection, layout: BuildLayout, result: BuildResult, limit: int) -> None:
-    """Root's copy of the slug (layout.slug_copy), only if it is the one result.json names."""
-    copied = collect(conn, layout, "slug.tgz", limit, layout.slug_copy) or ""
-    if copied.split()[:2] != [result.sha256, str(result.size)]:
-        raise DynoformError(
-            "refused the build's slug.tgz: it is not the slug result.json names (sha256, size)",
-            "a build must not change its results; see the build output above",
-        )
+# What root does once the build succeeded, in one round trip: the build's cache becomes the
+# app's cache on this host (KEEP 1) or is dropped, the slug and the host's cache (if it has
+# one) are uploaded when their presigned URLs come (one curl config a line on stdin, an empty
+# line for none: printf is the shell's own, so no URL reaches a command line), then the
+# build's files go, in the background. Exit 3: the slug's upload failed; 4: the cache's.
+_DELIVER = """set -e
+work=$1 slug=$2 next=$3 cache=$4 keep=$5
+IFS= read -r slug_url || true
+IFS= read -r cache_url || true
+if [ "$keep" = 1 ]; then mv -f -- "$next" "$cache"; else rm -f -- "$next"; fi
+if [ -n "$slug_url" ]; then
+  printf '%s\\n' "$slug_url" | curl -fsS --retry 3 -T "$slug" -K - || exit 3
+fi
+if [ -n "$cache_url" ] && [ -f "$cache" ]; then
+  printf '%s\\n' "$cache_url" | curl -fsS --retry 3 -T "$cache" -K - || exit 4
+fi
+(umount -l -- "$work"; rm -rf -- "$work" "$slug") </dev/null >/dev/null 2>&1 &
+"""
 
 
-def keep_cache(conn: Connection, layout: BuildLayout, limit: int) -> bool:
-    """Keep the build's cache-out.tar as the app's cache on this host (root's copy, read-only
-    to the app's next build); False when the build left none."""
-    kept = collect(conn, layout, "cache-out.tar", limit, layout.cache_in, mode="0644")
-    return kept is not None
+def deliver(
+    conn: Connection,
+    layout: BuildLayout,
+    keep_cache: bool,
+    slug_url: str | None,
+    cache_url: str | None,
+) -> None:
+    """Keep the build's cache (see cache_next), upload the slug and the cache through these
+    presigned URLs (None: no upload), and remove the build's files (see cleanup)."""
+    argv = ["sh", "-c", _DELIVER, "sh", layout.work_dir, layout.slug_copy, cache_next(layout)]
+    argv += [layout.cache_in, "1" if keep_cache else "0"]
+    lines = b"".join(curl_config(u) if u else b"\n" for u in (slug_url, cache_url))
+    result = conn.run(argv, sudo=True, stdin=lines, timeout=1200)
+    if result.ok:
+        return
+    names = {3: Path(layout.slug_copy).name, 4: Path(layout.cache_in).name}
+    what = names.get(result.exit_code, "the build's results")
+    raise RemoteError(f"could not upload {what} from the build host: {result.stderr.strip()}")
 
 
-def upload(conn: Connection, path: str, url: str) -> None:
-    """Upload one of root's own files (a slug or cache copy) through a presigned URL."""
-    result = conn.run(
-        ["curl", "-fsS", "--retry", "3", "-T", path, "-K", "-"],
-        sudo=True,
-        stdin=curl_config(url),
-        timeout=600,
-    )
-    if not result.ok:
-        raise RemoteError(
-            f"could not upload {Path(path).name} from the build host: {result.stderr.strip()}"
-        )
-
-
-# Remove a build's tmpfs and root's slug copy in the background: the deploy need not wait for
-# it; the detached commands hold nothing of the SSH channel.
-_REMOVE_LATER = '(umount -l -- "$1"; rm -rf -- "$1" "$2") </dev/null >/dev/null 2>&1 &'
+# Remove a build's tmpfs, root's slug copy and a cache not kept in the background: the deploy
+# need not wait for it; the detached commands hold nothing of the SSH channel.
+_REMOVE_LATER = '(umount -l -- "$1"; rm -rf -- "$1" "$2" "$3") </dev/null >/dev/null 2>&1 &'
 
 
 def cleanup(conn: Connection, layout: BuildLayout) -> None:
-    conn.run(["sh", "-c", _REMOVE_LATER, "sh", layout.work_dir, layout.slug_copy], sudo=True)
+    argv = ["sh", "-c", _REMOVE_LATER, "sh", layout.work_dir, layout.slug_copy, cache_next(layout)]
+    conn.run(argv, sudo=True)

@@ -10,9 +10,10 @@ import hashlib
 import tarfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from provisioner.aws import blobs as keys
 from provisioner.aws import instances
@@ -31,6 +32,7 @@ from provisioner.plan.rollout import RolloutOptions
 from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
+T = TypeVar("T")
 # The languages whose version a source may ask for (.python-version, engines.node...).
 RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON,)
 
@@ -101,9 +103,7 @@ def _deploy_locked(
 ) -> DeployResult:
     store, blobs, say = rollout.store, rollout.blobs, rollout.say
     # Look at the hosts (SSH connections open: ~0.2 s) while the source goes to S3.
-    pool = ThreadPoolExecutor(max_workers=1)
-    observing = pool.submit(rollout.observe)
-    pool.shutdown(wait=False)
+    observing = _background(rollout.observe)
     app_id = store.app_id(app)  # the bucket keys everything of the app's by its id
     source_sha = keys.sha256_file(source.tarball)
     blobs.upload_if_absent(keys.source_key(app_id, source_sha), source.tarball)
@@ -124,6 +124,9 @@ def _deploy_locked(
             builds.finish_build(store, app, build_id, status="failed", error=error)
             log.store(blobs, keys.build_log_key(app_id, build_id))
             raise
+        # The hosts again, now (what runs may have changed during the build), while the log
+        # and the release are stored.
+        observing = _background(rollout.observe)
         log.store(blobs, keys.build_log_key(app_id, build_id))
     config, _ = store.config(app)
     template = Release(
@@ -145,9 +148,11 @@ def _deploy_locked(
         formation = current_formation(store, app_name, release)
         for line in dropped_types(previous, release):
             say(line)
+        seen = observing.result()
         if release.release_command:
             run_release_phase(rollout, app_name, release, cfg, on_output)
-        rollout.converge(app_name, release, cfg, formation, observed=rollout.observe())
+            seen = rollout.observe()  # the release phase's one-off dyno ran meanwhile
+        rollout.converge(app_name, release, cfg, formation, observed=seen)
 
     try:
         release = publish(store, app, template, config, activate)
@@ -167,6 +172,15 @@ def _deploy_locked(
     for change in cron.sync_app_json(store, app, cron_entries):
         say(f"app.json: {change}")
     return DeployResult(release, build_id, result.buildpack)
+
+
+def _background(work: Callable[[], T]) -> Future[T]:
+    """work() in a thread of its own; its result (or exception) from the Future."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(work)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def dropped_types(previous: Release | None, release: Release) -> list[str]:
@@ -196,34 +210,41 @@ def _build(
     layout = build_layout(app, build_id)
     slug_limit = max_slug_bytes or MAX_SLUG_BYTES
     disk = build_disk_bytes(slug_limit)
-    buildhost.ensure_tooling(conn)
     if buildhost.needs_node(source_names(source.tarball)):
         buildhost.ensure_node(conn, rollout.say)
-    buildhost.ensure_app_user(conn, app)
     config, _ = store.config(app)
     record = store.app(app)
     app_id = record.app_id
-    buildhost.prepare(
-        conn, layout, config, blobs.get_url(keys.source_key(app_id, source_sha)), disk
-    )
     cache_key = keys.cache_key(app_id)
     had_cache = blobs.exists(cache_key)
-    buildhost.restore_cache(conn, layout, blobs.get_url(cache_key) if had_cache else None, disk)
+    # One round trip makes the app's user, the build's tmpfs, its config and its inputs.
+    tooling = buildhost.prepare(
+        conn,
+        layout,
+        config,
+        blobs.get_url(keys.source_key(app_id, source_sha)),
+        blobs.get_url(cache_key) if had_cache else None,
+        disk,
+    )
+    buildhost.ensure_tooling(conn, tooling)
     packs = list(record.buildpacks)
+    delivered = False
     try:
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
         asked = runtimes.for_build(conn, blobs, source.tarball, RUNTIME_KINDS, rollout.say, output)
-        result = buildhost.run_build(
-            conn, layout, output, buildpacks, source.commit, slug_limit, runtimes=asked
+        result, cached = buildhost.run_build(
+            conn, layout, output, buildpacks, source.commit, slug_limit, disk, runtimes=asked
         )
         slug = keys.slug_key(app_id, result.sha256)
-        if not blobs.exists(slug):
-            buildhost.collect_slug(conn, layout, result, slug_limit)
-            buildhost.upload(conn, layout.slug_copy, blobs.put_url(slug))
-        if buildhost.keep_cache(conn, layout, disk) and not had_cache:
-            buildhost.upload(conn, layout.cache_in, blobs.put_url(cache_key))
+        slug_url = None if blobs.exists(slug) else blobs.put_url(slug)
+        # The bucket gets the host's cache when it has none (a build that left its cache
+        # unchanged writes none: the host's copy is the one to upload).
+        cache_url = None if had_cache else blobs.put_url(cache_key)
+        buildhost.deliver(conn, layout, cached, slug_url, cache_url)
+        delivered = True
     finally:
-        buildhost.cleanup(conn, layout)
+        if not delivered:
+            buildhost.cleanup(conn, layout)
     return result
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -255,11 +256,8 @@ class Rollout(Generic[R]):
             return plan
         started = plan.started
         if started:
-            self.router.ensure_rule(
-                app, self._domains(app), self._maintenance(app), self._plain_http(app)
-            )
             hosts = {d.host for d in started}
-            ports = self.prepare_hosts(observed, app, release, config, hosts, started)
+            ports = self._prepare_and_route(observed, app, release, config, hosts, started)
             plan = plan.with_ports(ports)
         undoable, retiring = plan.split_at_commit()
         try:
@@ -283,15 +281,30 @@ class Rollout(Generic[R]):
         except Exception as exc:  # noqa: BLE001 - reported; the new release serves
             self.say(f"warning: retiring the old dynos failed: {_reason(exc)}")
 
-    def _domains(self, app: str) -> list[str]:
-        return list(self.store.app(app).domains)
-
-    def _maintenance(self, app: str) -> bool:
-        return self.store.app(app).maintenance
-
-    def _plain_http(self, app: str) -> bool:
-        """The app record's `plain_http`: serve plain HTTP instead of redirecting to HTTPS."""
-        return self.store.app(app).plain_http
+    def _prepare_and_route(
+        self,
+        observed: Observed,
+        app: str,
+        release: Release,
+        config: dict[str, str],
+        hosts: set[str],
+        started: Sequence[DynoInstance],
+    ) -> dict[str, int]:
+        """prepare_hosts, while the app's router rule is made: neither waits for the other
+        (the rule's API calls took ~0.03 s of every deploy). The hosts' error comes first."""
+        record = self.store.app(app)
+        pool = futures.ThreadPoolExecutor(max_workers=1)
+        ruled = pool.submit(
+            self.router.ensure_rule, app, list(record.domains), record.maintenance,
+            record.plain_http,
+        )  # fmt: skip
+        pool.shutdown(wait=False)
+        try:
+            ports = self.prepare_hosts(observed, app, release, config, hosts, started)
+        finally:
+            futures.wait([ruled])
+        ruled.result()
+        return ports
 
     def prepare_hosts(
         self,

@@ -197,7 +197,7 @@ def ensure(
         return runtime.host_dir
     sha256, size = outcome
     key = runtime.tarball_key(sha256)
-    buildhost.upload(conn, made, blobs.put_url(key))
+    _upload(conn, made, blobs.put_url(key))
     conn.run(["rm", "-f", "--", made], sudo=True)
     record = {"sha256": sha256, "size": size, "origin": plan.origin, "key": key}
     blobs.put_text(runtime.pointer_key, json.dumps(record, sort_keys=True))
@@ -253,6 +253,20 @@ def _make(
             "see the output above; the build did not start and nothing changed",
         )
     return last[0], int(last[1])
+
+
+def _upload(conn: Connection, path: str, url: str) -> None:
+    """Upload one of root's own files (a runtime just made) through a presigned URL."""
+    result = conn.run(
+        ["curl", "-fsS", "--retry", "3", "-T", path, "-K", "-"],
+        sudo=True,
+        stdin=buildhost.curl_config(url),
+        timeout=600,
+    )
+    if not result.ok:
+        raise RemoteError(
+            f"could not upload {Path(path).name} from the host: {result.stderr.strip()}"
+        )
 
 
 __all__ = ["ACQUIRE_USER", "RUNTIMES_ROOT", "Acquire", "ensure", "host_platform", "read_pointer"]

@@ -489,6 +489,31 @@ def test_cache_tarballs_round_trip(tmp_path: Path):
     assert "cache hit" in second.output
 
 
+def test_a_build_that_left_its_restored_cache_unchanged_writes_no_cache_tarball(tmp_path: Path):
+    """A warm build whose cache is what it restored leaves no --cache-out (the host keeps its
+    tarball); one that changed it writes a new one."""
+    body = 'if [ -f "$2/stamp" ] && [ ! -f "$1/CHANGE" ]; then :; else date +%N > "$2/stamp"; fi\n'
+    pack = custom_buildpack(tmp_path / "bp", body)
+    src = write_app(tmp_path / "src", {"Procfile": "web: true\n"})
+    cache_in = tmp_path / "cache-in.tar"
+    first = run_build(
+        tmp_path, src, cache_dir=tmp_path / "c1",
+        extra=["--buildpack", str(pack), "--cache-out", str(cache_in)], tag="1",
+    )  # fmt: skip
+    assert_ok(first)
+    assert cache_in.is_file()
+    for tag, files, kept in (("2", {}, False), ("3", {"CHANGE": "x"}, True)):
+        out = tmp_path / f"cache-out-{tag}.tar"
+        again = run_build(
+            tmp_path, write_app(tmp_path / f"src{tag}", {"Procfile": "web: true\n", **files}),
+            cache_dir=tmp_path / f"c{tag}",
+            extra=["--buildpack", str(pack), "--cache-in", str(cache_in), "--cache-out", str(out)],
+            tag=tag,
+        )  # fmt: skip
+        assert_ok(again)
+        assert out.is_file() == kept, tag
+
+
 def test_source_with_unsafe_paths_is_refused(tmp_path: Path):
     bad = tmp_path / "bad.tgz"
     with tarfile.open(bad, "w:gz") as archive:
@@ -747,3 +772,34 @@ def test_results_are_collected_only_from_the_builds_own_regular_files(tmp_path: 
     assert "root-only" not in "".join(r.stdout for r in refused.values())
     os.link(work / "result.json", tmp_path / "another-name")  # a hard link: not its own file
     assert collect("result.json").returncode == 4
+
+
+def test_the_results_of_a_build_are_taken_in_one_go_each_as_the_collector_would(tmp_path: Path):
+    """buildhost's collector of several files (one round trip after the build), same rules."""
+    import pwd
+
+    from provisioner.ops.buildhost import _COLLECT_ALL
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "result.json").write_text('{"ok": true}')
+    (work / "slug.tgz").write_bytes(b"slug bytes")
+    (work / "cache-out.tar").symlink_to(tmp_path / "secret")
+    (tmp_path / "secret").write_text("root-only")
+    wanted = [
+        *("result.json", "1000", "-", "0600"),
+        *("slug.tgz", "1000", str(tmp_path / "copy.tgz"), "0600"),
+        *("cache-out.tar", "1000", str(tmp_path / "cache.next"), "0644"),
+        *("missing", "1000", "-", "0600"),
+    ]
+    argv = [sys.executable, "-c", _COLLECT_ALL, str(work), user, *wanted]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
+    assert json.loads(done.stdout) == {
+        "result.json": {"text": '{"ok": true}'},
+        "slug.tgz": {"text": f"{hashlib.sha256(b'slug bytes').hexdigest()} 10"},
+        "cache-out.tar": {"refused": "is a symbolic link, not a regular file"},
+        "missing": {"missing": True},
+    }
+    assert (tmp_path / "copy.tgz").read_bytes() == b"slug bytes"
+    assert not (tmp_path / "cache.next").exists()
