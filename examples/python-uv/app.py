@@ -14,5 +14,7 @@ def application(environ, start_response):
         "dev_group_installed": importlib.util.find_spec("ruff") is not None,
     }
     body = json.dumps(facts).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
