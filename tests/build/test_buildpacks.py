@@ -397,7 +397,7 @@ def test_lock_file_app_cold_warm_and_reinstalled(tmp_path: Path, manager: str):
     )
 
 
-def test_several_manager_files_and_a_stale_uv_lock(tmp_path: Path):
+def test_several_manager_files_a_stale_uv_lock_and_a_python_it_excludes(tmp_path: Path):
     src = tmp_path / "src"
     shutil.copytree(FIXTURES / "uv", src)
     (src / "requirements.txt").write_text("six==1.17.0\n")
@@ -417,6 +417,10 @@ def test_several_manager_files_and_a_stale_uv_lock(tmp_path: Path):
     assert stale.output.splitlines()[-2] == (
         " !     uv.lock is out of date with pyproject.toml: run 'uv lock' and commit uv.lock"
     )
+
+    pyproject.write_text(pyproject.read_text().replace(">=3.10", ">=3.99"))
+    too_old = run_build(tmp_path, src, tag="too-old")
+    assert_fails(too_old, "compile", "is outside the project's requires-python (see above)")
 
 
 @pytest.mark.parametrize(
