@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,18 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "provisioner" / "build" / "runner.py"
 BUILDPACKS = ROOT / "buildpacks"
 EXAMPLES = ROOT / "examples"
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+def tool_version(name: str) -> str:
+    """A package manager's version as the python buildpack pins it (`UV_VERSION=0.13.9`)."""
+    compile_script = (BUILDPACKS / "python" / "bin" / "compile").read_text()
+    found = re.search(rf"^{name}_VERSION=(\S+)$", compile_script, re.MULTILINE)
+    assert found, name
+    return found.group(1)
+
+
+UV = tool_version("UV")
 
 
 @dataclass
@@ -167,7 +180,7 @@ def test_python_example_cold_then_warm(tmp_path: Path):
     cold = run_build(tmp_path, EXAMPLES / "python", app_dir=app_dir, tag="cold")
     assert_ok(cold)
     assert "-----> Python app detected" in cold.output
-    assert "Installing requirements with pip" in cold.output
+    assert f"-----> Installing dependencies with uv {UV} (requirements.txt)" in cold.output
     assert cold.result["buildpack"] == "Python"
     assert set(cold.result["process_types"]) == {"web", "worker"}
     assert cold.result["release_command"] is None
@@ -175,9 +188,10 @@ def test_python_example_cold_then_warm(tmp_path: Path):
     assert "app.py" in names and "Procfile" in names
     assert "README.md" not in names and not any(n.startswith("tests") for n in names)  # .slugignore
     assert any(n.startswith(".venv/lib/") and n.endswith("gunicorn/__init__.py") for n in names)
-    # pip ran from the build cache: it is not in the slug (944 of 1,130 files when it was).
+    # uv ran from the build cache: neither it nor pip is in the slug (pip was 944 of 1,130 files).
     assert not any("/site-packages/pip" in n or n == ".venv/bin/pip" for n in names)
-    assert len(list((tmp_path / "cache" / "python").glob("pip-*/bin/python"))) == 1
+    assert not any(n.endswith("/bin/uv") or "/site-packages/uv" in n for n in names)
+    assert [p.name for p in (tmp_path / "cache" / "python" / "tools").iterdir()] == [f"uv-{UV}"]
     assert f"export VIRTUAL_ENV='{app_dir}/.venv'" in cold.read(".profile.d/python.sh")
     # Built where it runs: the venv's scripts point at the build dir (/app on hosts).
     assert cold.read(".venv/bin/gunicorn").startswith(f"#!{app_dir}/.venv/bin/python")
@@ -195,13 +209,14 @@ def test_python_example_cold_then_warm(tmp_path: Path):
     )
     assert json.loads(body)["dyno"] == "web.1" and json.loads(body)["release"] == "v7"
 
-    # Changed requirements: the venv is rebuilt (pip's cache still helps), one venv is kept.
+    # Changed requirements: the venv is rebuilt (uv and its cache warm), one venv is kept.
     changed = write_app(tmp_path / "changed", {"requirements.txt": "gunicorn==23.0.0\npackaging\n"})
     rebuilt = run_build(tmp_path, changed, app_dir=app_dir, tag="changed")
     assert_ok(rebuilt)
-    assert "Installing requirements with pip" in rebuilt.output
+    assert f"Installing dependencies with uv {UV} (requirements.txt)" in rebuilt.output
+    assert "from PyPI into the build cache" not in rebuilt.output
     assert len(list((tmp_path / "cache" / "python").glob("venv-*"))) == 1
-    print(f"python, changed requirements: {rebuilt.seconds:.2f} s (pip cache warm)")
+    print(f"python, changed requirements: {rebuilt.seconds:.2f} s (uv and its cache warm)")
 
 
 def test_nodejs_example(tmp_path: Path):
@@ -323,6 +338,122 @@ def test_python_version_file_names_what_is_available(tmp_path: Path):
     line = next(x for x in build.output.splitlines() if "not available" in x)
     print("\n" + line)
     assert f"Available: {host} (" in line or f", {host} (" in line
+
+
+# --- package managers (lock files made with the tools: tests/build/fixtures) ----------------
+
+LOCKED_APPS = {
+    "uv": ("uv.lock", "uv", UV),
+    "poetry": ("poetry.lock", "Poetry", tool_version("POETRY")),
+    "pipenv": ("Pipfile.lock", "Pipenv", tool_version("PIPENV")),
+}
+
+
+def check_installed(app_dir: Path) -> None:
+    """The fixtures' one main dependency (six) is importable from the built venv; their dev
+    dependency (iniconfig) and the package managers are not in it."""
+    script = (
+        "import importlib.util as u, six; "
+        "assert [u.find_spec(m) for m in ('iniconfig', 'pip', 'poetry', 'pipenv', 'uv')] == [None] * 5"
+    )
+    subprocess.run([str(app_dir / ".venv/bin/python"), "-c", script], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("manager", sorted(LOCKED_APPS))
+def test_lock_file_app_cold_warm_and_reinstalled(tmp_path: Path, manager: str):
+    lock, name, version = LOCKED_APPS[manager]
+    label = f"{name} {version}"
+    cache = tmp_path / "cache" / "python"
+    cold = run_build(tmp_path, FIXTURES / manager, tag="cold")
+    assert_ok(cold)
+    assert f"-----> Installing dependencies with {label} ({lock})" in cold.output
+    check_installed(tmp_path / "app")
+    tools = ("/bin/uv", "/bin/poetry", "/bin/pipenv", "/bin/pip")
+    assert not any(n.endswith(tools) for n in cold.members())
+    # The tools live in the build cache: uv, and a virtualenv per other tool and Python version.
+    kept = sorted(p.name for p in (cache / "tools").iterdir())
+    assert kept[-1] == f"uv-{UV}" and len(kept) == (1 if manager == "uv" else 2)
+    if manager != "uv":
+        assert re.fullmatch(rf"{manager}-{re.escape(version)}-python-3\.\d+\.\d+", kept[0])
+
+    warm = run_build(tmp_path, FIXTURES / manager, tag="warm")
+    assert_ok(warm)
+    assert (
+        f"Restoring the virtualenv from the build cache ({lock} unchanged; {label})" in warm.output
+    )
+    assert warm.result["sha256"] == cold.result["sha256"]
+
+    # Installed again with the tools and their caches warm: the same slug, byte for byte.
+    for venv in cache.glob("venv-*"):
+        shutil.rmtree(venv)
+    again = run_build(tmp_path, FIXTURES / manager, tag="again")
+    assert_ok(again)
+    assert f"Installing dependencies with {label}" in again.output
+    assert "from PyPI into the build cache" not in again.output
+    assert again.result["sha256"] == cold.result["sha256"]
+    print(
+        f"\n{manager}: cold {cold.seconds:.2f} s, warm {warm.seconds:.2f} s,"
+        f" reinstalled {again.seconds:.2f} s"
+    )
+
+
+def test_several_manager_files_a_stale_uv_lock_and_a_python_it_excludes(tmp_path: Path):
+    src = tmp_path / "src"
+    shutil.copytree(FIXTURES / "uv", src)
+    (src / "requirements.txt").write_text("six==1.17.0\n")
+    both = run_build(tmp_path, src, tag="both")
+    assert_ok(both)
+    assert (
+        " !     Several package manager files: requirements.txt, uv.lock. Using requirements.txt,"
+        " the first in Heroku's order (Pipfile.lock, requirements.txt, poetry.lock, uv.lock)"
+    ) in both.output
+    assert f"Installing dependencies with uv {UV} (requirements.txt)" in both.output
+
+    (src / "requirements.txt").unlink()
+    pyproject = src / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"six==1.17.0"', '"six==1.17.0", "idna"'))
+    stale = run_build(tmp_path, src, tag="stale")
+    assert_fails(stale, "compile", "uv.lock is out of date with pyproject.toml")
+    assert stale.output.splitlines()[-2] == (
+        " !     uv.lock is out of date with pyproject.toml: run 'uv lock' and commit uv.lock"
+    )
+
+    pyproject.write_text(pyproject.read_text().replace(">=3.10", ">=3.99"))
+    too_old = run_build(tmp_path, src, tag="too-old")
+    assert_fails(too_old, "compile", "is outside the project's requires-python (see above)")
+
+
+@pytest.mark.parametrize(
+    ("files", "line"),
+    [
+        (
+            {"pyproject.toml": "[project]\n", "poetry.lock": "not = toml = at all\n"},
+            "poetry.lock is not valid TOML (",
+        ),
+        (
+            {"Pipfile": "[packages]\n", "Pipfile.lock": '{"default": {}}'},
+            "Pipfile.lock is not a Pipenv lock file (it has no '_meta'); run 'pipenv lock'",
+        ),
+        (
+            {"Pipfile": "[packages]\nsix = '*'\n"},
+            "Pipfile has no Pipfile.lock: run 'pipenv lock' and commit Pipfile.lock",
+        ),
+        ({"uv.lock": "version = 1\n"}, "uv.lock needs its pyproject.toml beside it"),
+    ],
+    ids=["poetry.lock not TOML", "not a Pipfile.lock", "Pipfile alone", "uv.lock alone"],
+)
+def test_unusable_lock_files_fail_with_one_line(tmp_path: Path, files: dict[str, str], line: str):
+    build = run_build(tmp_path, write_app(tmp_path / "src", files))
+    assert_fails(build, "compile", line)
+    assert " !     Build failed" in build.output.splitlines()[-1]
+    assert line in build.output.splitlines()[-2]
+
+
+def test_a_tool_that_cannot_be_installed_fails_with_one_line(tmp_path: Path):
+    """PyPI out of reach (a proxy on a closed local port, set as config vars)."""
+    env = {"https_proxy": f"http://127.0.0.1:{free_port()}", "PIP_RETRIES": "0"}
+    build = run_build(tmp_path, FIXTURES / "uv", env=env)
+    assert_fails(build, "compile", f"could not install uv {UV} from PyPI: see the output above")
 
 
 # --- failures ----------------------------------------------------------------------------------

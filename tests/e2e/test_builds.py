@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -49,7 +50,9 @@ def test_python_rebuild_reuses_the_cache_and_identical_slug_is_not_stored_twice(
     started = time.monotonic()
     first = cli("deploy", "-a", app_name, str(EXAMPLES / "python"))
     cold = time.monotonic() - started
-    assert "Installing requirements with pip" in first.stderr
+    assert (
+        "Installing dependencies with uv " in first.stderr and "(requirements.txt)" in first.stderr
+    )
     started = time.monotonic()
     second = cli("deploy", "-a", app_name, str(EXAMPLES / "python"))
     warm = time.monotonic() - started
@@ -60,6 +63,17 @@ def test_python_rebuild_reuses_the_cache_and_identical_slug_is_not_stored_twice(
     builds = cli_json("builds", "-a", app_name)
     assert len(builds) == 2 and all(b["status"] == "succeeded" for b in builds)
     assert "Python app detected" in cli("builds:output", "-a", app_name).stdout
+
+
+def test_uv_project_builds_with_uv_and_serves(app_name: str) -> None:
+    """examples/python-uv: its uv.lock chooses uv (uv sync --locked), its dev group stays out."""
+    result = cli("deploy", "-a", app_name, str(EXAMPLES / "python-uv"))
+    assert "-----> Installing dependencies with uv " in result.stderr, result.stderr[-2000:]
+    assert "(uv.lock)" in result.stderr
+    status, body = get(Url.of_app(app_name), "/")
+    assert status == 200, body[:200]
+    facts = json.loads(body)
+    assert facts["app"] == "dynoform python-uv example" and facts["dev_group_installed"] is False
 
 
 def write_buildpack(pack: Path, **bodies: str) -> Path:
