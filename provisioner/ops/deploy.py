@@ -21,7 +21,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json, parse_app_json_cron
 from provisioner.model.release import Release
-from provisioner.ops import buildhost, builds, cron, repair, runtimes
+from provisioner.ops import buildhost, builds, cron, repair, runtime_node, runtimes
 from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
@@ -32,7 +32,7 @@ from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
 # The languages whose version a source may ask for (.python-version, engines.node...).
-RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON,)
+RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON, runtime_node.NODE)
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,8 @@ def _build(
     slug_limit = max_slug_bytes or MAX_SLUG_BYTES
     disk = build_disk_bytes(slug_limit)
     buildhost.ensure_tooling(conn)
-    if buildhost.needs_node(source_names(source.tarball)):
+    node = buildhost.needs_node(source_names(source.tarball))
+    if node and not runtime_node.asked(source.tarball):  # Debian's: the app asks no version
         buildhost.ensure_node(conn, rollout.say)
     buildhost.ensure_app_user(conn, app)
     config, _ = store.config(app)
