@@ -22,7 +22,7 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json, parse_app_json_cron
 from provisioner.model.release import Release
-from provisioner.ops import buildhost, builds, cron, repair, runtimes
+from provisioner.ops import buildhost, builds, cron, repair, runtime_node, runtimes
 from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
@@ -34,7 +34,7 @@ from provisioner.store import Store, now_iso, whoami
 Say = Callable[[str], None]
 T = TypeVar("T")
 # The languages whose version a source may ask for (.python-version, engines.node...).
-RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON,)
+RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON, runtime_node.NODE)
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,8 @@ def _build(
     layout = build_layout(app, build_id)
     slug_limit = max_slug_bytes or MAX_SLUG_BYTES
     disk = build_disk_bytes(slug_limit)
-    if buildhost.needs_node(source_names(source.tarball)):
+    node = buildhost.needs_node(source_names(source.tarball))
+    if node and not runtime_node.asked(source.tarball):  # Debian's: the app asks no version
         buildhost.ensure_node(conn, rollout.say)
     config, _ = store.config(app)
     record = store.app(app)

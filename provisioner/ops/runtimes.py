@@ -11,6 +11,7 @@ see RUNTIMES_ROOT read-only and copy what they use into the slug.
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -240,7 +241,8 @@ def _make(
 
     def keep(line: str) -> None:
         lines.append(line)
-        on_line(line)
+        if not re.fullmatch(r"[0-9a-f]{64} [0-9]+|present", line):  # _ACQUIRE's own last line
+            on_line(line)
 
     code = buildhost.stream(conn, argv, keep, plan.timeout + 900)
     last = lines[-1].split() if lines else []
