@@ -183,20 +183,25 @@ def plot(figures: dict[str, Any], where: Path) -> None:
         return
     where.mkdir(parents=True, exist_ok=True)
     if "deploy_vs_hosts" in figures:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        fan = figures.get("ssh_fanout_ms", {})
+        fig, axes = plt.subplots(1, 2 if fan else 1, figsize=(10 if fan else 5.5, 4), squeeze=False)
+        left = axes[0][0]
         curve = figures["deploy_vs_hosts"]
         xs = sorted(int(k) for k in curve)
         left.plot(xs, [curve[str(x)]["median"] for x in xs], marker="o", label="warm deploy")
         cpu = [curve[str(x)].get("per_host_cpu_s", {}).get("platform", 0.0) for x in xs]
-        left.plot(xs, cpu, marker="s", label="platform CPU s per host")
+        left.plot(xs, cpu, marker="s", label="platform CPU s, per host")
+        cli_cpu = [curve[str(x)].get("cli_cpu_s", 0.0) for x in xs]
+        left.plot(xs, cli_cpu, marker="^", label="CLI CPU s")
         left.set(title="warm deploy vs hosts", xlabel="hosts (one web dyno each)", ylabel="seconds")
         left.set_ylim(bottom=0)
         left.legend()
-        fan = figures.get("ssh_fanout_ms", {})
-        fx = sorted(int(k) for k in fan)
-        right.plot(fx, [fan[str(x)]["median"] for x in fx], marker="o", color="tab:orange")
-        right.set(title="one command on N hosts (pooled SSH)", xlabel="hosts", ylabel="ms")
-        right.set_ylim(bottom=0)
+        if fan:
+            right = axes[0][1]
+            fx = sorted(int(k) for k in fan)
+            right.plot(fx, [fan[str(x)]["median"] for x in fx], marker="o", color="tab:orange")
+            right.set(title="one command on N hosts (pooled SSH)", xlabel="hosts", ylabel="ms")
+            right.set_ylim(bottom=0)
         _save(fig, where / "deploy-vs-hosts.png")
     if "router_vs_apps" in figures:
         fig, ax = plt.subplots(figsize=(5, 4))
