@@ -91,6 +91,22 @@ def finish_build(store: Store, app: str, build_id: str, **fields: Any) -> dict[s
     return data
 
 
+def note(store: Store, app: str, build_id: str, **fields: Any) -> None:
+    """Add fields to a running build's record (e.g. the buildpacks it resolved)."""
+    doc = store.docs.get(_key(app, build_id))
+    store.docs.put(_key(app, build_id), {**(doc.data if doc else {"id": build_id}), **fields})
+
+
+def recent_builds(store: Store, app: str, limit: int) -> list[dict[str, Any]]:
+    """The app's newest build records, newest first, reading no more than `limit`."""
+    rows = []
+    for key in sorted(store.docs.keys(f"apps/{app}/builds/"), reverse=True)[:limit]:
+        doc = store.docs.get(key)
+        if doc is not None:
+            rows.append(dict(doc.data))
+    return rows
+
+
 def list_builds(store: Store, app: str) -> list[dict[str, Any]]:
     prefix = f"apps/{app}/builds/"
     rows = []
