@@ -67,7 +67,7 @@ def parse_url(text: str) -> PackUrl:
     if not _HOST.fullmatch(host) or not _PATH.fullmatch(parts.path or "/"):
         raise ValidationError(f"buildpack URL {shown!r}", "must be http(s)://host/path", HINT)
     if not _QUERY.fullmatch(parts.query):
-        raise ValidationError(f"buildpack URL {shown!r}", "has characters a URL may not have")
+        raise ValidationError(f"buildpack URL {shown!r}", "has characters a URL may not have", HINT)
     path = parts.path.rstrip("/")
     if path.endswith(TARBALL_SUFFIXES):
         kind = TARBALL
@@ -77,7 +77,9 @@ def parse_url(text: str) -> PackUrl:
         kind = EITHER
     ref = parts.fragment
     if ref and kind == TARBALL:
-        raise ValidationError(f"buildpack URL {shown!r}", "a tarball URL takes no #ref")
+        raise ValidationError(
+            f"buildpack URL {shown!r}", "a tarball URL takes no #ref", "pin a version by its URL"
+        )
     if ref and (not _REF.fullmatch(ref) or ref.startswith(("-", "/")) or ".." in ref):
         raise ValidationError(
             f"buildpack ref {ref!r}", "must be a branch, a tag or a full commit id", HINT
