@@ -3,6 +3,7 @@ repository served over dumb HTTP on this machine, and directories packed by cont
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tarfile
 import threading
@@ -148,3 +149,33 @@ def test_a_buildpack_that_cannot_be_had_fails_in_one_line_with_credentials_maske
         f"could not fetch buildpack http://***@127.0.0.1:{base.rsplit(':', 1)[1]}/{path}: "
     )
     assert words in message and "s3cret" not in str(info.value) and "\n" not in message
+
+
+def test_buildpacks_commands_as_heroku(moto_cli, tmp_path) -> None:
+    cli = moto_cli
+    cli("apps:create", "bp-app", "--no-remote")
+    pack = buildpack(tmp_path / "mine", "one")
+    assert cli("buildpacks:set", "https://u:tok@h.example/a.git#main", "-a", "bp-app")[0] == 0
+    assert cli("buildpacks", "add", str(pack), "-a", "bp-app")[0] == 0
+    assert cli("buildpacks:add", "--index", "1", "https://h.example/b.tgz", "-a", "bp-app")[0] == 0
+    code, out, _ = cli("buildpacks", "-a", "bp-app")
+    assert out == f"1. https://h.example/b.tgz\n2. https://***@h.example/a.git#main\n3. {pack}\n"
+    assert cli("buildpacks:set", "--index", "3", "/srv/dynoform/build/buildpacks/python",
+               "-a", "bp-app")[0] == 0  # fmt: skip
+    code, _, err = cli("buildpacks:add", "heroku/python", "-a", "bp-app")
+    assert code == 1 and err.count("\n") == 1 and "heroku/python.tgz" in err
+    code, _, err = cli("buildpacks:add", "https://h.example/b.tgz", "-a", "bp-app")
+    assert code == 1 and "is already set on the app" in err
+    assert cli("buildpacks:remove", "https://***@h.example/a.git#main", "-a", "bp-app")[0] == 0
+    packs = json.loads(cli("buildpacks", "-a", "bp-app", "--json")[1])
+    assert packs == ["https://h.example/b.tgz", "/srv/dynoform/build/buildpacks/python"]
+    info = json.loads(cli("apps:info", "-a", "bp-app", "--json")[1])
+    assert info["buildpacks_resolved"] == [
+        {"buildpack": "https://h.example/b.tgz", "kind": "tarball"},
+        {"buildpack": "/srv/dynoform/build/buildpacks/python", "kind": "host"},
+    ]
+    text = cli("apps:info", "-a", "bp-app")[1]
+    assert "buildpacks: https://h.example/b.tgz (not built yet), " in text
+    assert cli("buildpacks:remove", "--index", "2", "-a", "bp-app")[0] == 0
+    assert cli("buildpacks:clear", "-a", "bp-app")[0] == 0
+    assert cli("buildpacks", "-a", "bp-app")[1] == "(detected automatically)\n"
