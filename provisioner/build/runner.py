@@ -6,8 +6,9 @@ It is also imported by `provisioner.build` for its pure helpers, so everything a
 "Edges" line is free of I/O and unit-tested.
 
 Steps, as on Heroku: unpack the source into the app dir -> apply .slugignore -> check the
-Procfile -> detect (built-in buildpacks in order, or the app's explicit ones) -> bin/compile ->
-bin/release -> merge process types (the Procfile wins) -> pack a deterministic slug -> write a
+Procfile -> writable copies of the buildpacks (built-in ones in order, or the app's explicit
+ones, directories or staged tarballs) -> detect -> bin/compile (each after the earlier ones'
+`export`) -> bin/release -> merge process types (the Procfile wins) -> pack a deterministic slug -> write a
 JSON result. Build output goes to stdout, Heroku style (`-----> Python app detected`).
 
     python3 runner.py --source SRC.tgz --app-dir /app --buildpacks-dir DIR --cache-dir DIR \
