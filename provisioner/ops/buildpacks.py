@@ -87,7 +87,7 @@ def resolved(store: Store, app: str, packs: tuple[str, ...]) -> list[dict[str, A
     """Each of the app's buildpacks with what its latest successful build resolved it to
     (`commit`, `sha256`, `build`); only `buildpack` and `kind` when no build used it yet."""
     found: dict[str, dict[str, Any]] = {}
-    for build in builds.recent_builds(store, app, RECENT_BUILDS):
+    for build in builds.recent_builds(store, app, RECENT_BUILDS) if packs else ():
         if build.get("status") == "succeeded" and isinstance(build.get("buildpacks"), list):
             found = {
                 str(b.get("buildpack")): {**b, "build": build.get("id")}

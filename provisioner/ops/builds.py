@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -97,14 +97,13 @@ def note(store: Store, app: str, build_id: str, **fields: Any) -> None:
     store.docs.put(_key(app, build_id), {**(doc.data if doc else {"id": build_id}), **fields})
 
 
-def recent_builds(store: Store, app: str, limit: int) -> list[dict[str, Any]]:
-    """The app's newest build records, newest first, reading no more than `limit`."""
-    rows = []
+def recent_builds(store: Store, app: str, limit: int) -> Iterator[dict[str, Any]]:
+    """The app's newest build records, newest first, each read only when asked for (at most
+    `limit`)."""
     for key in sorted(store.docs.keys(f"apps/{app}/builds/"), reverse=True)[:limit]:
         doc = store.docs.get(key)
         if doc is not None:
-            rows.append(dict(doc.data))
-    return rows
+            yield dict(doc.data)
 
 
 def list_builds(store: Store, app: str) -> list[dict[str, Any]]:
