@@ -1,4 +1,5 @@
-"""Large objects in the platform bucket: source tarballs, slugs, build caches, build logs.
+"""Large objects in the platform bucket: source tarballs, slugs, build caches, build logs and
+the buildpacks builds fetched.
 
 They are keyed by the app's immutable id (store.app_id), not its name: a rename leaves them
 where they are, and an app that later takes a freed name can neither share nor delete them.
@@ -36,9 +37,21 @@ def build_log_key(app_id: str, build_id: str) -> str:
     return f"builds/{app_id}/{build_id}.log"
 
 
+def buildpack_key(app_id: str, sha256: str) -> str:
+    """A buildpack the app's builds use, as a tarball named by its sha256 (per app: an app's
+    build code could not poison another app's buildpacks)."""
+    return f"buildpacks/{app_id}/{sha256}.tgz"
+
+
+def buildpack_pointer_key(app_id: str, digest: str) -> str:
+    """The record of a fetched buildpack URL (at a commit, for git): the sha256 it gave."""
+    return f"buildpacks/{app_id}/fetched/{digest}.json"
+
+
 def app_prefixes(app_id: str) -> list[str]:
     """Everything of the app's in the bucket (apps:destroy removes exactly this)."""
-    return [f"{kind}/{app_id}/" for kind in ("slugs", "sources", "caches", "builds")]
+    kinds = ("slugs", "sources", "caches", "builds", "buildpacks")
+    return [f"{kind}/{app_id}/" for kind in kinds]
 
 
 def sha256_file(path: Path) -> str:

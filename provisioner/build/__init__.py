@@ -43,7 +43,6 @@ __all__ = [
     "build_unit_argv",
     "build_user",
     "neutralise",
-    "buildpack_clone_argv",
     "merge_process_types",
     "parse_build_result",
     "parse_procfile",
@@ -98,9 +97,17 @@ class BuildLayout:
     def user(self) -> str:
         return build_user(self.app)
 
-    def buildpack_dir(self, index: int) -> str:
-        """Where the app's Nth explicit buildpack goes (cloned or uploaded) for this build."""
-        return f"{self.work_dir}/buildpacks/{int(index)}"
+    @property
+    def buildpacks_in(self) -> str:
+        """Where root puts the app's explicit buildpacks (tarballs from the bucket) for the build,
+        which unpacks them into writable copies of its own."""
+        return f"{self.work_dir}/buildpacks"
+
+    def buildpack_tarball(self, index: int, name: str) -> str:
+        """The app's Nth explicit buildpack, named for the runner (`0-heroku-buildpack-python`)."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,60}", name) or name.startswith("."):
+            raise ValidationError(f"buildpack name {name!r}", "must be letters, digits, . _ -")
+        return f"{self.buildpacks_in}/{int(index)}-{name}.tgz"
 
 
 def build_user(app: str) -> str:
@@ -291,30 +298,6 @@ def build_unit_argv(
     for prop in properties:
         argv += ["-p", prop]
     return argv + ["--", *command]
-
-
-_GIT_URL_RE = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?/[A-Za-z0-9._~/%+-]+")
-_GIT_REF_RE = re.compile(r"[A-Za-z0-9._/-]+")
-
-
-def buildpack_clone_argv(url: str, dest: str, user: str) -> list[str]:
-    """argv that clones a buildpack git URL (`https://host/repo.git#ref`, Heroku's form: ref is
-    a branch or tag) on the build host, as the app's build user (into its own tmpfs, which the
-    runner then reads), never prompting. git runs no code of the repository's on a clone."""
-    repo, _, ref = url.partition("#")
-    if not _GIT_URL_RE.fullmatch(repo):
-        raise ValidationError(
-            f"buildpack URL {url!r}", "must be an https:// git URL, optionally with #branch-or-tag"
-        )
-    if ref and (not _GIT_REF_RE.fullmatch(ref) or ref.startswith("-")):
-        raise ValidationError(f"buildpack ref {ref!r}", "must be a branch or tag name")
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise ValidationError(f"user {user!r}", "must be a POSIX user name")
-    argv = ["runuser", "-u", user, "--", "env", "GIT_TERMINAL_PROMPT=0"]
-    argv += ["git", "clone", "--quiet", "--depth", "1"]
-    if ref:
-        argv += ["--branch", ref]
-    return argv + ["--", repo, _safe_path(dest)]
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ It is also imported by `provisioner.build` for its pure helpers, so everything a
 "Edges" line is free of I/O and unit-tested.
 
 Steps, as on Heroku: unpack the source into the app dir -> apply .slugignore -> check the
-Procfile -> detect (built-in buildpacks in order, or the app's explicit ones) -> bin/compile ->
-bin/release -> merge process types (the Procfile wins) -> pack a deterministic slug -> write a
+Procfile -> writable copies of the buildpacks (built-in ones in order, or the app's explicit
+ones, directories or staged tarballs) -> detect -> bin/compile (each after the earlier ones'
+`export`) -> bin/release -> merge process types (the Procfile wins) -> pack a deterministic slug -> write a
 JSON result. Build output goes to stdout, Heroku style (`-----> Python app detected`).
 
     python3 runner.py --source SRC.tgz --app-dir /app --buildpacks-dir DIR --cache-dir DIR \
@@ -461,19 +462,61 @@ def run_captured(
 class Buildpack:
     path: Path
     name: str = ""
+    label: str = ""  # what the deploy called it (its directory's or its tarball's name)
 
     def script(self, name: str) -> Path:
         return self.path / "bin" / name
 
 
-def check_buildpack(path: Path) -> Buildpack:
+def check_buildpack(path: Path, label: str | None = None) -> Buildpack:
+    label = label or str(path)
     for name in ("detect", "compile", "release"):
         script = path / "bin" / name
         if not script.is_file():
-            raise BuildError("detect", f"buildpack {path} has no bin/{name}")
+            raise BuildError("detect", f"buildpack {label} has no bin/{name}")
         if not os.access(script, os.X_OK):
-            raise BuildError("detect", f"buildpack {path}: bin/{name} is not executable")
-    return Buildpack(path)
+            raise BuildError("detect", f"buildpack {label}: bin/{name} is not executable")
+    return Buildpack(path, label=label)
+
+
+_STAGED_TARBALL = re.compile(r"(?:[0-9]+-)?(.+?)(\.tgz|\.tar\.gz|\.tar)")
+
+
+def copy_label(source: Path) -> str:
+    """The name a buildpack's copy keeps: its directory's, or that of a tarball the deploy
+    staged without its index and suffix (`0-heroku-buildpack-python.tgz`)."""
+    match = _STAGED_TARBALL.fullmatch(source.name)
+    return match.group(1) if match else source.name or "buildpack"
+
+
+def buildpack_root(path: Path) -> Path:
+    """Where an unpacked buildpack's bin/ is: at the top, or in its only top-level directory
+    (an archive of a repository, as GitHub makes them)."""
+    if (path / "bin").is_dir():
+        return path
+    entries = list(path.iterdir())
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return path
+
+
+def writable_copy(source: Path, dest: Path) -> Path:
+    """A copy of a buildpack (a directory, or a tarball the deploy staged) that the build owns
+    and may write to: the classic API lets a buildpack write its own directory (`export` for
+    the next buildpacks), and the originals are read-only. A tarball is unpacked here, as the
+    build's user, refusing members that would land outside dest."""
+    label = copy_label(source)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if source.is_dir():
+            shutil.copytree(source, dest, symlinks=True)
+            return dest
+        dest.mkdir()
+        with tarfile.open(source, "r:*") as archive:
+            archive.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, shutil.Error) as exc:
+        raise BuildError("detect", f"cannot copy buildpack {label}: {exc}") from exc
+    return buildpack_root(dest)
 
 
 def detect(
@@ -485,7 +528,7 @@ def detect(
         result = run_captured([str(pack.script("detect")), str(app_dir)], env, app_dir)
         if result.returncode == 0:
             pack.name = (
-                result.stdout.strip().splitlines()[0] if result.stdout.strip() else pack.path.name
+                result.stdout.strip().splitlines()[0] if result.stdout.strip() else pack.label
             )
             chosen.append(pack)
             if not explicit:
@@ -494,7 +537,7 @@ def detect(
             detail = (result.stderr or result.stdout).strip()
             raise BuildError(
                 "detect",
-                f"buildpack {pack.path.name} does not detect this app"
+                f"buildpack {pack.label} does not detect this app"
                 + (f": {detail.splitlines()[-1]}" if detail else ""),
             )
     if not chosen:
@@ -685,12 +728,23 @@ class Options:
     log: list[str] = field(default_factory=list)
 
 
-def candidate_buildpacks(opts: Options) -> tuple[list[Buildpack], bool]:
-    if opts.buildpacks:
-        return [check_buildpack(p) for p in opts.buildpacks], True
-    if opts.buildpacks_dir is None:
+def candidate_buildpacks(opts: Options, copies: Path) -> tuple[list[Buildpack], bool]:
+    """The buildpacks to detect with, as writable copies in `copies` (the build's own space)."""
+    explicit = bool(opts.buildpacks)
+    if explicit:
+        sources = list(opts.buildpacks)
+    elif opts.buildpacks_dir is None:
         raise BuildError("detect", "no buildpacks given (--buildpacks-dir or --buildpack)")
-    return [check_buildpack(opts.buildpacks_dir / name) for name in BUILTIN_ORDER], False
+    else:
+        sources = [opts.buildpacks_dir / name for name in BUILTIN_ORDER]
+    packs = []
+    for index, source in enumerate(sources):
+        if not source.exists():
+            raise BuildError("detect", f"buildpack {source} does not exist on this build host")
+        label = copy_label(source)
+        copy = writable_copy(source, copies / str(index) / label)
+        packs.append(check_buildpack(copy, label))
+    return packs, explicit
 
 
 def prepare_app_dir(app_dir: Path) -> None:
@@ -704,6 +758,11 @@ def prepare_app_dir(app_dir: Path) -> None:
 
 
 def build(opts: Options) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="dynoform-buildpacks-") as copies:
+        return build_in(opts, Path(copies))
+
+
+def build_in(opts: Options, copies: Path) -> dict[str, object]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dynoform-build-") as work:
         tarball = fetch_source(opts.source, opts.source_url_file, Path(work))
@@ -720,7 +779,7 @@ def build(opts: Options) -> dict[str, object]:
     restored = restore_cache(opts.cache_in, opts.cache_dir)
     opts.env_dir.mkdir(parents=True, exist_ok=True)
     env = build_env(opts.source_version, opts.runtimes)
-    candidates, explicit = candidate_buildpacks(opts)
+    candidates, explicit = candidate_buildpacks(opts, copies)
     chosen = detect(candidates, explicit, opts.app_dir, env)
     defaults: dict[str, str] = {}
     exports: list[Path] = []

@@ -7,6 +7,7 @@ import typer
 from provisioner.cli import common
 from provisioner.cli.common import AppOption, emit_json, g, out, print_table, resolve_app, status
 from provisioner.ops import apps as ops
+from provisioner.ops.buildpacks import describe
 
 group = typer.Typer(
     help="Apps.\n\nExample: dynoform apps:create myapp",
@@ -53,6 +54,9 @@ def info(app: str = AppOption) -> None:
         value = data[key]
         if key == "release" and value is not None:
             value = f"v{value}"
+        if key == "buildpacks":
+            rows = data["buildpacks_resolved"]
+            value = ", ".join(map(describe, rows)) or "(detected automatically)"
         out.print(f"{key}: {'' if value is None else value}")
 
 

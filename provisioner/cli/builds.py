@@ -14,7 +14,7 @@ group = typer.Typer(
     help="Builds.\n\nExample: dynoform builds:output -a myapp", invoke_without_command=True
 )
 packs = typer.Typer(
-    help="Buildpacks.\n\nExample: dynoform buildpacks:set /srv/dynoform/build/buildpacks/python -a myapp",
+    help="Buildpacks.\n\nExample: dynoform buildpacks:set https://github.com/heroku/heroku-buildpack-nodejs -a myapp",
     invoke_without_command=True,
 )
 
@@ -47,30 +47,49 @@ def _line(text: str) -> None:
 
 @packs.callback()
 def list_packs(ctx: typer.Context, app: str = AppOption) -> None:
-    """List the app's buildpacks. Example: dynoform buildpacks -a myapp"""
+    """List the app's buildpacks, in the order they run. Example: dynoform buildpacks -a myapp"""
     if ctx.invoked_subcommand is not None:
         return
     packs_of = buildpacks.list_buildpacks(g().ctx, resolve_app(app))
     if g().json:
         emit_json(packs_of)
-    else:
-        for pack in packs_of or ["(detected automatically)"]:
-            sys.stdout.write(pack + "\n")
+        return
+    for number, pack in enumerate(packs_of, start=1):
+        sys.stdout.write(f"{number}. {pack}\n")
+    if not packs_of:
+        sys.stdout.write("(detected automatically)\n")
+
+
+PackArgument = typer.Argument(
+    ..., help="A git URL (https://host/repo.git#ref), a tarball URL, or a buildpack directory."
+)
+IndexOption = typer.Option(None, "--index", "-i", help="1-based position in the list.")
 
 
 @packs.command("set")
-def set_pack(
-    pack: str = typer.Argument(..., help="A buildpack directory on the build hosts."),
-    app: str = AppOption,
-) -> None:
-    """Use exactly this buildpack. Example: dynoform buildpacks:set /srv/dynoform/build/buildpacks/static -a myapp"""
-    buildpacks.set_buildpacks(g().ctx, resolve_app(app), [pack])
+def set_pack(pack: str = PackArgument, app: str = AppOption, index: int = IndexOption) -> None:
+    """Set the buildpack (replacing the first, or the one at --index).
+
+    Example: dynoform buildpacks:set https://github.com/heroku/heroku-buildpack-python -a myapp"""
+    buildpacks.set_buildpack(g().ctx, resolve_app(app), pack, index)
 
 
 @packs.command("add")
-def add_pack(pack: str = typer.Argument(...), app: str = AppOption) -> None:
-    """Append a buildpack. Example: dynoform buildpacks:add /srv/dynoform/build/buildpacks/python -a myapp"""
-    buildpacks.add_buildpack(g().ctx, resolve_app(app), pack)
+def add_pack(pack: str = PackArgument, app: str = AppOption, index: int = IndexOption) -> None:
+    """Append a buildpack (or insert it at --index).
+
+    Example: dynoform buildpacks:add --index 1 https://example.com/bp.tgz -a myapp"""
+    buildpacks.add_buildpack(g().ctx, resolve_app(app), pack, index)
+
+
+@packs.command("remove")
+def remove_pack(
+    pack: str = typer.Argument(None, help="The buildpack's URL or directory."),
+    app: str = AppOption,
+    index: int = IndexOption,
+) -> None:
+    """Remove a buildpack, by URL or directory or by --index. Example: dynoform buildpacks:remove --index 2 -a myapp"""
+    buildpacks.remove_buildpack(g().ctx, resolve_app(app), pack, index)
 
 
 @packs.command("clear")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.aws.blobs import Blobs, app_prefixes
@@ -17,8 +17,9 @@ from provisioner.model.appnames import random_app_name
 from provisioner.model.formation import ProcessFormation
 from provisioner.model.names import validate_app_name
 from provisioner.model.release import Release
-from provisioner.ops import addons, certs, drains, repair, router
+from provisioner.ops import addons, buildpacks, certs, drains, repair, router
 from provisioner.ops.rollout import activator, open_rollout
+from provisioner.plan.buildpacks import mask
 from provisioner.store import MAX_CONFLICT_RETRIES, Store
 
 # Rolls an app's dynos to a release with its config (rollout.activator).
@@ -48,6 +49,8 @@ class AppInfo:
     buildpacks: list[str]
     created_at: str | None
     formation: dict[str, ProcessFormation]
+    # Each buildpack with what the latest build resolved it to (commit, sha256).
+    buildpacks_resolved: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class AppInfo:
             "release": self.release,
             "stack": self.stack,
             "buildpacks": self.buildpacks,
+            "buildpacks_resolved": self.buildpacks_resolved,
             "created_at": self.created_at,
             "formation": {k: v.to_dict() for k, v in sorted(self.formation.items())},
         }
@@ -106,9 +110,10 @@ def info(ctx: Context, app: str) -> AppInfo:
         web_url=router.web_url(ctx, app),
         release=current.version if current else None,
         stack=record.stack,
-        buildpacks=list(record.buildpacks),
+        buildpacks=[mask(p) for p in record.buildpacks],
         created_at=record.created_at,
         formation=formation,
+        buildpacks_resolved=buildpacks.resolved(store, app, record.buildpacks),
     )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from provisioner import paths
+from provisioner.aws.blobs import Blobs
 from provisioner.build import (
     BUILD_ROOT,
     CACHE_ROOT,
@@ -34,11 +35,12 @@ from provisioner.build import (
     BuildResult,
     build_layout,
     build_unit_argv,
-    buildpack_clone_argv,
     parse_build_result,
     runner_argv,
 )
 from provisioner.errors import DynoformError
+from provisioner.ops.buildpack_cache import MAX_BUILDPACK_BYTES
+from provisioner.plan.buildpacks import HOST, Resolved
 from provisioner.plan.units import app_user, ensure_app_user_argv
 from provisioner.remote.runner import HostRunner
 from provisioner.remote.ssh import Connection, RemoteError
@@ -249,33 +251,44 @@ def apt_install(conn: HostRunner, packages: list[str]) -> None:
     conn.run(["sh", "-c", script, "sh", *packages], sudo=True, timeout=900, check=True)
 
 
-def stage_buildpacks(conn: Connection, layout: BuildLayout, packs: list[str]) -> list[str]:
-    """The app's buildpacks as directories on the build host, in order.
+# Root fetches the build's buildpacks from the bucket (the curl config on stdin names each URL
+# and its output file) before any of the build's code runs, checks each sha256, and hands them
+# to the build's user. $1 the user, $2 the size limit, then pairs of FILE SHA256.
+_STAGE = """set -e
+user=$1 limit=$2; shift 2
+curl -fsS --retry 3 --max-filesize "$limit" -K -
+while [ "$#" -gt 1 ]; do
+  if ! echo "$2  $1" | sha256sum -c --status; then echo "${1##*/}: its sha256 is not $2" >&2; exit 5; fi
+  chown -- "$user:$user" "$1"; chmod 0600 -- "$1"
+  shift 2
+done
+"""
 
-    A git URL is cloned there and a directory on this machine is unpacked there, both as the
-    app's user into its own tmpfs; anything else names a directory already on the build hosts.
-    """
-    staged = []
+
+def stage_buildpacks(
+    conn: Connection, layout: BuildLayout, packs: list[Resolved], blobs: Blobs
+) -> list[str]:
+    """The app's buildpacks for the runner, in order: tarballs from the bucket in the build's
+    directory (one round trip for all), or directories on the build hosts as they are. The
+    build unpacks each into a writable copy of its own."""
+    staged, config, pairs = [], b"", []
     for index, pack in enumerate(packs):
-        dest = layout.buildpack_dir(index)
-        local = Path(pack).expanduser()
-        if pack.startswith("https://"):
-            result = conn.run(buildpack_clone_argv(pack, dest, layout.user), sudo=True, timeout=300)
-            if not result.ok:
-                raise DynoformError(
-                    f"could not clone buildpack {pack}: {result.stderr.strip()[-300:]}",
-                    "check the URL; build hosts need git and network access to it",
-                )
-        elif local.is_dir():
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-                tar.add(local, arcname=".", filter=_fixed)
-            script = 'set -e; mkdir -- "$1"; tar -xzf - -C "$1"'
-            argv = ["runuser", "-u", layout.user, "--", "sh", "-c", script, "sh", dest]
-            conn.run(argv, sudo=True, stdin=buf.getvalue(), check=True)
-        else:
-            dest = pack
+        if pack.kind == HOST:
+            staged.append(pack.path)
+            continue
+        dest = layout.buildpack_tarball(index, pack.name)
+        config += curl_config(blobs.get_url(pack.key), f'output = "{dest}"\n')
+        pairs += [dest, pack.sha256]
         staged.append(dest)
+    if pairs:
+        argv = ["sh", "-c", _STAGE, "sh", layout.user, str(MAX_BUILDPACK_BYTES), *pairs]
+        result = conn.run(argv, sudo=True, stdin=config, timeout=300)
+        if not result.ok:
+            raise DynoformError(
+                f"could not fetch the app's buildpacks from the bucket on {conn.name}: "
+                f"{result.stderr.strip()[-300:]}",
+                "the build did not start; the app's current release keeps serving",
+            )
     return staged
 
 
@@ -347,7 +360,7 @@ def prepare(
     files, the source and the cache: all written before any of the build's code runs. Returns
     the version of the build tooling on the host ("" when it has none)."""
     owned = [layout.app_dir, layout.cache_dir, layout.env_dir, layout.tmp_dir]
-    owned.append(layout.buildpack_dir(0).rsplit("/", 1)[0])
+    owned.append(layout.buildpacks_in)
     spec = {
         "user": layout.user,
         "work": layout.work_dir,

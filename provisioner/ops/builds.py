@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -89,6 +89,21 @@ def finish_build(store: Store, app: str, build_id: str, **fields: Any) -> dict[s
     data.update(fields, finished_at=now_iso())
     store.docs.put(_key(app, build_id), data)
     return data
+
+
+def note(store: Store, app: str, build_id: str, **fields: Any) -> None:
+    """Add fields to a running build's record (e.g. the buildpacks it resolved)."""
+    doc = store.docs.get(_key(app, build_id))
+    store.docs.put(_key(app, build_id), {**(doc.data if doc else {"id": build_id}), **fields})
+
+
+def recent_builds(store: Store, app: str, limit: int) -> Iterator[dict[str, Any]]:
+    """The app's newest build records, newest first, each read only when asked for (at most
+    `limit`)."""
+    for key in sorted(store.docs.keys(f"apps/{app}/builds/"), reverse=True)[:limit]:
+        doc = store.docs.get(key)
+        if doc is not None:
+            yield dict(doc.data)
 
 
 def list_builds(store: Store, app: str) -> list[dict[str, Any]]:

@@ -22,7 +22,15 @@ from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.appjson import initial_config, parse_app_json, parse_app_json_cron
 from provisioner.model.release import Release
-from provisioner.ops import buildhost, builds, cron, repair, runtime_node, runtimes
+from provisioner.ops import (
+    buildhost,
+    buildpack_cache,
+    builds,
+    cron,
+    repair,
+    runtime_node,
+    runtimes,
+)
 from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
@@ -228,10 +236,12 @@ def _build(
         disk,
     )
     buildhost.ensure_tooling(conn, tooling)
-    packs = list(record.buildpacks)
     delivered = False
     try:
-        buildpacks = buildhost.stage_buildpacks(conn, layout, packs) or None
+        packs = buildpack_cache.resolve_all(blobs, app_id, record.buildpacks, output)
+        if packs:  # what each resolved to, for apps:info and `builds --json`
+            builds.note(store, app, build_id, buildpacks=[p.to_dict() for p in packs])
+        buildpacks = buildhost.stage_buildpacks(conn, layout, packs, blobs) or None
         asked = runtimes.for_build(conn, blobs, source.tarball, RUNTIME_KINDS, rollout.say, output)
         result, cached = buildhost.run_build(
             conn, layout, output, buildpacks, source.commit, slug_limit, disk, runtimes=asked

@@ -560,6 +560,60 @@ def test_multiple_buildpacks_run_in_order_with_exports(tmp_path: Path):
     assert build.result["buildpack"] == "Custom + Custom"
 
 
+def test_buildpacks_run_as_writable_copies_from_directories_and_staged_tarballs(tmp_path: Path):
+    """The classic API lets a buildpack write its own directory (`export`, caches of its own):
+    each build runs copies it owns, so read-only originals (the built-in ones, and what the
+    deploy staged) stay untouched; a staged tarball is unpacked, from its only top-level
+    directory too (GitHub's archives); each `export` is sourced before the next buildpack."""
+    first = custom_buildpack(
+        tmp_path / "bp1",
+        'bp="$(cd "$(dirname "$0")/.." && pwd)"\necho "export TOOL_HOME=$bp" > "$bp/export"\n'
+        'echo scratch > "$bp/scratch.txt"\necho "$STACK $SOURCE_VERSION" > "$1/stack.txt"\n',
+    )
+    (first / "bin" / "detect").write_text('#!/bin/sh\necho "First on $STACK"\n')
+    second = custom_buildpack(
+        tmp_path / "repo-main",
+        'test -f "$TOOL_HOME/scratch.txt"\necho "$TOOL_HOME" > "$1/tool_home.txt"\n'
+        'touch "$(dirname "$0")/../written"\n',
+    )
+    (second / "bin" / "release").write_text(
+        '#!/bin/sh\nprintf -- "---\\ndefault_process_types:\\n  web: ./serve %s\\n" "$STACK"\n'
+    )
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    with tarfile.open(staged / "1-repo.tgz", "w:gz") as tar:
+        tar.add(second, arcname="repo-main")  # one top-level directory, as GitHub's archives
+    for path in [first, *first.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    src = write_app(tmp_path / "src", {"README": "x\n"})
+    build = run_build(
+        tmp_path,
+        src,
+        extra=["--buildpack", str(first), "--buildpack", str(staged / "1-repo.tgz"),
+               "--source-version", "a" * 40],
+    )  # fmt: skip
+    assert_ok(build)
+    assert build.read("stack.txt") == f"dynoform-debian-13 {'a' * 40}\n"
+    tool_home = build.read("tool_home.txt").strip()
+    assert tool_home.endswith("/0/bp1") and not tool_home.startswith(str(tmp_path))
+    assert sorted(p.name for p in first.rglob("*")) == ["bin", "compile", "detect", "release"]
+    assert build.result["buildpack"] == "First on dynoform-debian-13 + Custom"
+    assert build.result["process_types"] == {"web": "./serve dynoform-debian-13"}
+    assert not (tmp_path / "repo-main" / "written").exists()
+
+
+def test_a_staged_tarball_that_would_write_outside_its_copy_is_refused(tmp_path: Path):
+    staged = tmp_path / "0-evil.tgz"
+    with tarfile.open(staged, "w:gz") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    src = write_app(tmp_path / "src", {"README": "x\n"})
+    build = run_build(tmp_path, src, extra=["--buildpack", str(staged)])
+    assert_fails(build, "detect", "cannot copy buildpack evil")
+    assert not (tmp_path / "escaped").exists()
+
+
 def test_explicit_buildpack_that_does_not_detect(tmp_path: Path):
     pack = custom_buildpack(tmp_path / "bp", "true\n")
     (pack / "bin" / "detect").write_text("#!/bin/sh\necho 'no Gemfile here' >&2\nexit 1\n")

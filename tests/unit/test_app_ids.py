@@ -20,6 +20,7 @@ def test_objects_are_keyed_by_the_app_id() -> None:
         "sources/0a1b2c3d4e5f/",
         "caches/0a1b2c3d4e5f/",
         "builds/0a1b2c3d4e5f/",
+        "buildpacks/0a1b2c3d4e5f/",
     ]
 
 

@@ -15,7 +15,6 @@ from provisioner.build import (
     build_disk_bytes,
     build_layout,
     build_unit_argv,
-    buildpack_clone_argv,
     merge_process_types,
     neutralise,
     parse_build_result,
@@ -305,7 +304,7 @@ def test_build_disk_is_four_times_the_slug_limit_and_at_least_64_mb():
             lambda: runner_argv(build_layout("myapp", "b1"), source_version="$(reboot)"),
             "source version",
         ),
-        (lambda: buildpack_clone_argv("https://x.example/bp", "/srv/a", "root;x"), "user"),
+        (lambda: build_layout("myapp", "b1").buildpack_tarball(0, "../x"), "buildpack name"),
         (
             lambda: build_unit_argv(build_layout("myapp", "b1"), ["x"], memory_max="2G -p X"),
             "memory",
@@ -434,38 +433,12 @@ def test_parse_build_result_without_a_result_file():
     assert info.value.hint and "15 minutes" in info.value.hint
 
 
-def test_buildpack_clone_argv_with_ref():
-    dest = build_layout("myapp", "b1").buildpack_dir(0)
-    assert buildpack_clone_argv(
-        "https://github.com/heroku/heroku-buildpack-ruby.git#v300", dest, "dyno-myapp"
-    ) == [
-        "runuser", "-u", "dyno-myapp", "--", "env", "GIT_TERMINAL_PROMPT=0",
-        "git", "clone", "--quiet", "--depth", "1", "--branch", "v300",
-        "--", "https://github.com/heroku/heroku-buildpack-ruby.git",
-        "/srv/dynoform/builds/myapp/b1/buildpacks/0",
-    ]  # fmt: skip
-
-
-def test_buildpack_clone_argv_without_ref():
-    argv = buildpack_clone_argv(
-        "https://example.com/bp", "/srv/dynoform/builds/a1b/b1/buildpacks/1", "dyno-a1b"
+def test_staged_buildpacks_go_to_the_builds_own_directory():
+    layout = build_layout("myapp", "b1")
+    assert layout.buildpacks_in == "/srv/dynoform/builds/myapp/b1/buildpacks"
+    assert layout.buildpack_tarball(1, "heroku-buildpack-python") == (
+        "/srv/dynoform/builds/myapp/b1/buildpacks/1-heroku-buildpack-python.tgz"
     )
-    assert "--branch" not in argv and argv[-2] == "https://example.com/bp"
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "git@github.com:x/y.git",
-        "http://example.com/bp",
-        "https://example.com/bp#--upload-pack=x",
-        "https://x/ y",
-        "file:///etc",
-    ],
-)
-def test_buildpack_clone_argv_refuses(url: str):
-    with pytest.raises(ValidationError):
-        buildpack_clone_argv(url, "/srv/dynoform/builds/a1b/b1/buildpacks/0", "dyno-a1b")
 
 
 def test_runner_argv_source_from_a_url_file():

@@ -48,7 +48,8 @@ def test_app_info_as_apps_info_json_shows_it() -> None:
                    {"worker": ProcessFormation(0), "web": ProcessFormation(2, "standard-2x")})  # fmt: skip
     assert list(info.to_dict().items()) == [
         ("name", "shop"), ("id", "0a1b2c3d4e5f"), ("web_url", None), ("release", 3),
-        ("stack", "debian-13"), ("buildpacks", []), ("created_at", "2026-01-02"),
+        ("stack", "debian-13"), ("buildpacks", []), ("buildpacks_resolved", []),
+        ("created_at", "2026-01-02"),
         ("formation", {"web": {"quantity": 2, "size": "standard-2x"},
                        "worker": {"quantity": 0, "size": "standard-1x"}}),
     ]  # fmt: skip
