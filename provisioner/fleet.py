@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,13 +199,16 @@ class Fleet:
     def ready(self) -> list[instances.Host]:
         """Running hosts whose bootstrap finished and that the controller has not declared
         lost: the only ones to place dynos or builds on."""
-        result = []
-        for host in self.hosts():
-            doc = self.docs.get(pin_key(host.id))
-            usable = doc and doc.data.get("bootstrapped") and not doc.data.get("lost")
-            if host.state == "running" and usable:
-                result.append(host)
-        return result
+        running = [h for h in self.hosts() if h.state == "running"]
+        # The records are read at once, not one host after another: this is on every
+        # deploy's path (a few ms per host on the local cloud, tens of ms on S3).
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(running)))) as pool:
+            docs = list(pool.map(lambda h: self.docs.get(pin_key(h.id)), running))
+        return [
+            host
+            for host, doc in zip(running, docs, strict=True)
+            if doc and doc.data.get("bootstrapped") and not doc.data.get("lost")
+        ]
 
     def pins(self) -> dict[str, dict[str, Any]]:
         """Every host record in the state store (hosts EC2 may no longer list), by host id."""
