@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.routerload import latency
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "python"
 
@@ -473,20 +475,12 @@ def wrk(url: str, host: str | None, seconds: int) -> dict[str, float]:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     return {
         "rps": float(rps.group(1)) if rps else 0.0,
-        "p50_ms": _latency(out, "50%"),
-        "p99_ms": _latency(out, "99%"),
+        "p50_ms": latency(out, "50%"),
+        "p99_ms": latency(out, "99%"),
         "non_2xx": float(m.group(1))
         if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out))
         else 0.0,
     }
-
-
-def _latency(text: str, label: str) -> float:
-    match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", text)
-    if not match:
-        return 0.0
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
 def ssh_fanout(counts: list[int], runs: int) -> dict[str, Any]:

@@ -4,7 +4,6 @@ repository served over dumb HTTP on this machine, and directories packed by cont
 from __future__ import annotations
 
 import json
-import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from git_support import git
 
 from provisioner.aws.blobs import Blobs
 from provisioner.errors import DynoformError
@@ -55,14 +55,6 @@ def buildpack(path: Path, marker: str) -> Path:
         (path / "bin" / name).write_text(f"#!/bin/sh\necho {marker}\n")
         (path / "bin" / name).chmod(0o755)
     return path
-
-
-def git(*args: str, cwd: Path) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@x", "HOME": str(cwd), "PATH": "/usr/bin:/bin"}  # fmt: skip
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def test_a_tarball_url_is_fetched_once_per_app(blobs, served, tmp_path) -> None:

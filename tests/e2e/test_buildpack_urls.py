@@ -4,7 +4,6 @@ machine, fetched once, run in order as writable copies; a URL that 404s fails th
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import tarfile
 import threading
 from functools import partial
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from e2e_support import Url, cli, cli_json, get
+from git_support import git
 
 pytestmark = pytest.mark.cloud
 BRIDGE = "198.18.0.1"  # this machine, as the local cloud's hosts reach it
@@ -25,14 +25,6 @@ def write_buildpack(pack: Path, compile_body: str, release: str) -> Path:
         (pack / "bin" / name).write_text(f"#!/bin/sh\nset -e\n{body}\n")
         (pack / "bin" / name).chmod(0o755)
     return pack
-
-
-def git(*args: str, cwd: Path) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@x", "HOME": str(cwd), "PATH": "/usr/bin:/bin"}  # fmt: skip
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def served_buildpacks(tmp: Path) -> tuple[Path, str]:
