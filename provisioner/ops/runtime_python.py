@@ -89,7 +89,8 @@ from_source() {
   echo "       compiling CPython $version from $got ($(nproc) cores, no PGO/LTO)"
   tar -xJf src.tar.xz
   cd "Python-$version"
-  ./configure -q --prefix=/app/.heroku/python --with-ensurepip=no >"$work/build.log" 2>&1 &&
+  ./configure -q --prefix=/app/.heroku/python --with-ensurepip=no --disable-test-modules \
+    >"$work/build.log" 2>&1 &&
     make -j"$(nproc)" -s >>"$work/build.log" 2>&1 &&
     make -s install DESTDIR="$work/root" >>"$work/build.log" 2>&1 || {
       tail -n 30 "$work/build.log"; echo "compiling CPython $version failed (the lines above)"; exit 1; }
