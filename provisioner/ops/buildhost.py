@@ -117,22 +117,6 @@ def collect(work, name, limit, user, dest, mode, out_stream):
     return f"{digest.hexdigest()} {size}"
 """
 
-# One file: argv WORK NAME LIMIT USER DEST MODE; exit 3: no such file; 4: refused.
-_COLLECT = (
-    _COLLECT_FN
-    + """work, name, limit, user, dest, mode = sys.argv[1:7]
-try:
-    got = collect(work, name, int(limit), user, dest, mode, sys.stdout.buffer)
-except Refused as exc:
-    sys.stderr.write(str(exc))
-    sys.exit(4)
-if got is None:
-    sys.exit(3)
-if dest != "-":
-    print(got)
-"""
-)
-
 # Several files in one go: argv WORK USER then NAME LIMIT DEST MODE for each; a JSON object on
 # stdout, name -> {"text": content or "SHA256 SIZE"} | {"missing": true} | {"refused": why}.
 _COLLECT_ALL = (
