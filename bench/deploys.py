@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.routerload import latency
+from bench.routerload import latency, summary
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "python"
@@ -44,15 +44,6 @@ def cli(*args: str, check: bool = True, timeout: float = 900) -> subprocess.Comp
 
 def cli_json(*args: str) -> Any:
     return json.loads(cli(*args, "--json").stdout)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 3),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-        "runs": len(values),
-    }
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,10 @@ class LoadBalancers:
             if warning not in self._warned:
                 self._warned.add(warning)
                 log.warning("load balancers: %s", hx.printable(warning))
+        self._take(model)
+
+    def _take(self, model: hx.Model) -> None:
+        """The model HAProxy now serves: applied (a reload or runtime API calls), then drains."""
         self._model = model
         try:
             self._apply(model)
@@ -310,12 +314,7 @@ class LoadBalancers:
             log.info("load balancers: reading targets failed (%s); reading everything", exc)
             self.sync()
             return
-        self._model = model
-        try:
-            self._apply(model)
-            self._drain_tick()
-        except OSError as exc:
-            log.warning("load balancers: HAProxy runtime API: %s", exc)
+        self._take(model)
 
     @property
     def draining(self) -> bool:
