@@ -70,8 +70,3 @@ def platform_of(os_release_id: str, version_id: str, machine: str) -> str:
     if not _PLATFORM.fullmatch(value):
         raise ValidationError(f"host platform {value!r}", "expected e.g. debian-13-x86_64")
     return value
-
-
-def runtime_env_name(kind: str) -> str:
-    """The variable that tells buildpacks where the runtime of this kind is unpacked."""
-    return f"DYNOFORM_{kind.upper()}_RUNTIME"

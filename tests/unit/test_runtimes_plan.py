@@ -6,7 +6,7 @@ import pytest
 
 from provisioner.build.runner import BuildError, runtime_env
 from provisioner.errors import ValidationError
-from provisioner.plan.runtimes import Runtime, platform_of, runtime_env_name
+from provisioner.plan.runtimes import Runtime, platform_of
 
 SHA = "ab" * 32
 
@@ -21,7 +21,6 @@ def test_a_runtime_has_its_places() -> None:
     )
     assert runtime.host_dir == "/srv/dynoform/runtimes/debian-13-x86_64/python-3.14.7"
     assert runtime.runner_arg() == "python=/srv/dynoform/runtimes/debian-13-x86_64/python-3.14.7"
-    assert runtime_env_name("node") == "DYNOFORM_NODE_RUNTIME"
 
 
 @pytest.mark.parametrize(
