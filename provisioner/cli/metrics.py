@@ -48,6 +48,15 @@ def _ms(value: float | None) -> str:
 def draw(figures: AppMetrics, path: Path) -> None:
     """Three charts, one above the other: response times, requests per minute, memory per dyno.
     matplotlib is imported here only: the other commands stay quick to start."""
+    import matplotlib.pyplot as plt
+
+    fig = chart(figures)
+    fig.savefig(path, format="png", dpi=80)
+    plt.close(fig)
+
+
+def chart(figures: AppMetrics) -> Any:
+    """The figure `draw` saves (a matplotlib Figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +67,7 @@ def draw(figures: AppMetrics, path: Path) -> None:
     times = [datetime.fromisoformat(p.at) for p in figures.points]
     fig, (rt, rate, mem) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     for key in ("p50_ms", "p95_ms", "p99_ms"):
-        rt.plot(times, [_nan(getattr(p, key)) for p in figures.points], label=key[:3])
+        _plot(rt, times, [_nan(getattr(p, key)) for p in figures.points], key[:3])
     rt.set_ylabel("response time (ms)")
     rt.legend(loc="upper left")
     for code in ("2xx", "3xx", "4xx", "5xx"):
@@ -67,15 +76,32 @@ def draw(figures: AppMetrics, path: Path) -> None:
     rate.set_ylabel("per minute")
     rate.legend(loc="upper left")
     for dyno in figures.dynos:
-        mem.plot(times, [_dyno_mb(p.dynos, dyno.name) for p in figures.points], label=dyno.name)
+        _plot(mem, times, [_dyno_mb(p.dynos, dyno.name) for p in figures.points], dyno.name)
     mem.set_ylabel("memory (MB)")
     if figures.dynos:
         mem.legend(loc="upper left")
     fig.suptitle(f"{figures.app}: {figures.start} to {figures.end}")
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=80)
-    plt.close(fig)
+    return fig
+
+
+def _plot(axes: Any, times: list[Any], values: list[float], label: str) -> None:
+    """A line through the values, and a dot on each lone one (no value a minute before or
+    after it): a line needs two neighbours, so a dyno sampled once, or a request every few
+    minutes, would show nothing."""
+    lone = sorted(lone_points(values))
+    axes.plot(times, values, label=label, marker="o" if lone else "", markersize=4, markevery=lone)
+
+
+def lone_points(values: list[float]) -> set[int]:
+    """The indexes of the values (not NaN) whose neighbours are both NaN or absent."""
+    known = [v == v for v in values]  # NaN != NaN
+    return {
+        i
+        for i, here in enumerate(known)
+        if here and not (i > 0 and known[i - 1]) and not (i + 1 < len(known) and known[i + 1])
+    }
 
 
 def _nan(value: float | None) -> float:
