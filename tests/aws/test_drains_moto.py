@@ -380,6 +380,33 @@ def test_a_drain_that_is_down_gets_its_lines_later() -> None:
         outlet.close()
 
 
+def test_a_drain_down_for_long_drops_its_oldest_lines_and_drains_says_how_many(cli: Any) -> None:
+    """The whole way of a drop: a shipper's outlet to a drain nobody listens on keeps the
+    newest BUFFER_LINES, counts the others dropped, reports them, and `drains --json` shows
+    them with the last error."""
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    assert cli("apps:create", "shop")[0] == 0
+    assert cli("drains:add", f"syslog://127.0.0.1:{port}", "-a", "shop")[0] == 0
+    ctx = Context(get_target("t1"))
+    shipper = drainship.Shipper(lambda: ctx.store.docs, "i-test")
+    try:
+        for n in range(m.BUFFER_LINES + 7):
+            shipper.ship(_line(f"line {n}"))
+        (outlet,) = shipper.outlets.values()
+        deadline = time.monotonic() + 5
+        while not outlet.error and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shipper.report()
+        (shown,) = json.loads(cli("drains", "-a", "shop", "--json")[1])
+        assert (shown["sent"], shown["dropped"], shown["buffered"]) == (0, 7, m.BUFFER_LINES)
+        assert "ConnectionRefusedError" in shown["last_error"], shown
+        assert outlet.buffer.items[0][1].message == "line 7"  # the oldest went
+    finally:
+        shipper.close()
+
+
 @pytest.fixture
 def tls(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
     ca = authority.make_ca()
