@@ -102,3 +102,33 @@ def test_an_app_never_requested_has_empty_figures(tmp_path, monkeypatch, capsys)
         assert (result.dynos, len(result.points)) == ([], 2)
         code, _, err = call("metrics", "-a", "nope")
         assert code == 1 and "nope" in err
+
+
+def test_the_local_cloud_keeps_a_day_of_minutes(tmp_path, monkeypatch, capsys):
+    """What the local cloud's daemon prunes after each publish (motofix.prune_metrics) leaves
+    the points of 24 hours ago readable by `metrics --since 24h`, and drops older ones."""
+    from provisioner.localcloud import motofix
+
+    with platform_cli(tmp_path, monkeypatch, capsys) as call:
+        assert call("apps:create", "shop")[0] == 0
+        ctx = Context(get_target("t1"))
+        tg_arn = ctx.router().ensure_target_group("shop")
+        cloudwatch = ctx.aws.client("cloudwatch")
+        now = time.time()
+        minute = int(now) // 60 * 60
+        dims = metrics.dimensions(ctx.platform().lb_arn, tg_arn)
+        for at in (minute - 86340, minute - 26 * 3600):  # 23 h 59 min ago, and 26 h ago
+            cloudwatch.put_metric_data(
+                Namespace=metrics.NAMESPACE, MetricData=_router_datums(dims, at + 1)
+            )
+        sample = plan.Sample("shop", "web.1", "dyno-shop.v1.web.1.service", 50 * 2**20, 2**29, 0, 0)
+        metrics.put_dyno_metrics(
+            cloudwatch, ctx.platform().name, ops.Sampler().datums([(minute - 86340.0, [sample])])
+        )
+        assert motofix.prune_metrics(now) > 0  # the 26 h old values went
+        result = ops.app_metrics(ctx, "shop", 86400, now)
+        assert len(result.points) == 1440
+        assert (result.router.requests, result.points[0].requests) == (20, 20)
+        assert result.router.p95_ms is not None
+        assert result.dynos == [plan.DynoSummary("web.1", 50.0, 512.0, None, 0)]
+        assert result.points[0].dynos == {"web.1": plan.DynoPoint(50.0, None)}
