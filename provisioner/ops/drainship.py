@@ -10,8 +10,9 @@ Where the lines are, they are shipped from:
 
 One `Shipper` per controller: which drains an app has (its record, read again after
 CACHE_SECONDS), an `Outlet` per drain (a thread, a bounded buffer, retries with backoff), and
-its figures written under `drains/stats/<app>/` now and then. Shippers send log lines only:
-the controller never reads an app's config vars.
+its figures written under `drains/stats/<app>/` now and then. Shippers send log lines only
+and read no config vars (the controller reads them only to start dynos when it heals an app,
+into their 0600 env files; no unit, command line or journal entry carries them).
 """
 
 from __future__ import annotations
