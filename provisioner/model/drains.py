@@ -1,12 +1,19 @@
 """Log drains (pure): drain URLs, Heroku's syslog frames, HTTPS batches, a bounded buffer, and
 the ALB's access-log lines read as router lines.
 
-A frame is RFC 5424 as Heroku's Logplex writes it, the drain's token as HOSTNAME:
+A frame is RFC 5424 as Heroku's Logplex writes it to syslog drains, the drain's token as
+HOSTNAME (logplex_syslog_utils:to_msg):
 
     <190>1 2026-11-30T22:19:59.123456+00:00 d.0f7e… app web.1 - - hello
 
-and it travels octet-counted (RFC 6587): `LEN SP FRAME`, LEN the frame's length in bytes. The
-frame ends with a newline, counted, as Logplex's do.
+and as Heroku writes it into HTTPS drains' bodies: HOSTNAME `host`, no STRUCTURED-DATA (the
+token is in the Logplex-Drain-Token header):
+
+    <190>1 2026-11-30T22:19:59.123456+00:00 host app web.1 - hello
+
+Either travels octet-counted (RFC 6587): `LEN SP FRAME`, LEN the frame's length in bytes. The
+frame ends with a newline, counted, as Logplex's do. PRI is Heroku's facility for the source
+(app lines local7, router lines local3, platform lines local0), severity info.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from provisioner.errors import ValidationError
 from provisioner.model.names import safe_name
 
 SCHEMES = ("syslog", "syslog+tls", "https")
-PRI = 190  # local7.info, as Heroku's app lines
+# <PRI> by source, as Heroku's: local7.info (app), local3.info (router), local0.info (platform)
+PRI = {"app": 190, "router": 158, "dynoform": 134}
 BUFFER_LINES = 10_000  # per drain and shipper: older lines are dropped beyond it
 BUFFER_BYTES = 8 * 1024 * 1024  # and beyond this many bytes of messages
 MESSAGE_BYTES = 10_000  # a longer message is cut there (Heroku's Logplex truncates at 10 KB)
@@ -185,11 +193,22 @@ def timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
 
 
-def frame(line: Line, token: str, pri: int = PRI) -> str:
-    """One RFC 5424 message as Heroku's: `<PRI>1 TIME TOKEN SOURCE PROCESS - - MSG\\n`."""
+def frame(line: Line, token: str) -> str:
+    """One RFC 5424 message as Heroku's syslog drains get it:
+    `<PRI>1 TIME TOKEN SOURCE PROCESS - - MSG\\n`."""
+    return _message(line, token, "- -")
+
+
+def https_frame(line: Line) -> str:
+    """One message as Heroku's HTTPS drains get it: `<PRI>1 TIME host SOURCE PROCESS - MSG\\n`."""
+    return _message(line, "host", "-")
+
+
+def _message(line: Line, hostname: str, after: str) -> str:
+    pri = PRI.get(line.source, PRI["app"])
     procid = line.process or line.source
     message = line.message.replace("\n", " ")
-    return f"<{pri}>1 {timestamp(line.ts)} {token} {line.source} {procid} - - {message}\n"
+    return f"<{pri}>1 {timestamp(line.ts)} {hostname} {line.source} {procid} {after} {message}\n"
 
 
 def octet_counted(text: str) -> bytes:
@@ -200,6 +219,11 @@ def octet_counted(text: str) -> bytes:
 def stream(lines: Iterable[Line], token: str) -> bytes:
     """What a syslog drain gets: the frames, octet-counted, one after the other."""
     return b"".join(octet_counted(frame(line, token)) for line in lines)
+
+
+def https_body(lines: Iterable[Line]) -> bytes:
+    """The body of one POST to an HTTPS drain: its frames, octet-counted."""
+    return b"".join(octet_counted(https_frame(line)) for line in lines)
 
 
 def https_headers(count: int, token: str, frame_id: str, url: str) -> dict[str, str]:

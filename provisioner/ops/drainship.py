@@ -142,7 +142,7 @@ class Outlet:
                 pass
 
     def _post(self, lines: list[m.Line]) -> None:
-        body = m.stream(lines, self.drain.token)
+        body = m.https_body(lines)
         headers = m.https_headers(len(lines), self.drain.token, str(uuid.uuid4()), self.url.url)
         request = urllib.request.Request(
             m.without_credentials(self.url.url), data=body, headers=headers, method="POST"

@@ -301,7 +301,7 @@ def test_leader_ships_events_and_router_lines(cli: Any, syslog: Syslog) -> None:
             f" {token} dynoform api - - Release v1 created by me@laptop: Deploy 1a2b3c4\n"
         )
         assert router == (
-            f"<190>1 2026-11-30T22:40:00.123456+00:00 {token} router router - - at=info "
+            f"<158>1 2026-11-30T22:40:00.123456+00:00 {token} router router - - at=info "
             f'method=GET path="/cart" host={host} request_id=Root=1-5 fwd="203.0.113.7" '
             "dyno=10.42.1.5:20001 connect=0ms service=12ms status=200 bytes=366 protocol=http\n"
         )
@@ -483,8 +483,8 @@ def test_https_drain_posts_logplex_batches(tls: tuple[ssl.SSLContext, str]) -> N
             "Basic dXNlcjpwdw==",
         )
         assert parse_frames(body) == [
-            "<190>1 2026-11-30T22:00:00.500000+00:00 d.t app web.1 - - a\n",
-            "<190>1 2026-11-30T22:00:00.500000+00:00 d.t app web.1 - - b\n",
+            "<190>1 2026-11-30T22:00:00.500000+00:00 host app web.1 - a\n",
+            "<190>1 2026-11-30T22:00:00.500000+00:00 host app web.1 - b\n",
         ]
     finally:
         outlet.close()

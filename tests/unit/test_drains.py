@@ -23,12 +23,27 @@ def test_syslog_frame_is_heroku_rfc5424() -> None:
 
 
 def test_router_and_platform_frames() -> None:
+    """Heroku's facilities: local3 for the router's lines, local0 for the platform's."""
     router = m.Line(TS, "shop", "router", "router", 'at=info method=GET path="/"')
     event = m.Line(TS, "shop", "dynoform", "controller", "web.1 started again")
-    assert m.frame(router, TOKEN).endswith(
-        f' {TOKEN} router router - - at=info method=GET path="/"\n'
+    assert m.frame(router, TOKEN) == (
+        f'<158>1 2026-11-30T22:00:00.123456+00:00 {TOKEN} router router - - at=info method=GET path="/"\n'
     )
-    assert m.frame(event, TOKEN).endswith(f" {TOKEN} dynoform controller - - web.1 started again\n")
+    assert m.frame(event, TOKEN) == (
+        f"<134>1 2026-11-30T22:00:00.123456+00:00 {TOKEN} dynoform controller - - web.1 started again\n"
+    )
+
+
+def test_https_bodies_are_herokus() -> None:
+    """Heroku's HTTPS drains: HOSTNAME `host`, one `-` (no STRUCTURED-DATA), the token only in
+    the Logplex-Drain-Token header; octet-counted, each frame ending in a newline."""
+    lines = [
+        m.Line(TS, "shop", "app", "web.3", "State changed from starting to up"),
+        m.Line(TS, "shop", "router", "router", "at=info method=GET"),
+    ]
+    app = "<190>1 2026-11-30T22:00:00.123456+00:00 host app web.3 - State changed from starting to up\n"
+    router = "<158>1 2026-11-30T22:00:00.123456+00:00 host router router - at=info method=GET\n"
+    assert m.https_body(lines) == f"{len(app)} {app}{len(router)} {router}".encode()
 
 
 def test_octet_counting_counts_bytes_not_characters() -> None:
