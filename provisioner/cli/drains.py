@@ -16,7 +16,7 @@ group = typer.Typer(
 
 @group.callback()
 def list_drains(ctx: typer.Context, app: str = AppOption) -> None:
-    """List the app's drains (credentials masked) with lines sent and dropped.
+    """List the app's drains (credentials masked) with lines sent, dropped and waiting.
 
     Example: dynoform drains -a myapp --json"""
     if ctx.invoked_subcommand is not None:
@@ -31,11 +31,13 @@ def list_drains(ctx: typer.Context, app: str = AppOption) -> None:
             "token": d.token,
             "sent": d.sent,
             "dropped": d.dropped,
+            "buffered": d.buffered,
             "last error": d.error or "",
         }
         for d in found
     ]
-    print_table(rows, ["url", "token", "sent", "dropped", "last error"], empty="no drains")
+    columns = ["url", "token", "sent", "dropped", "buffered", "last error"]
+    print_table(rows, columns, empty="no drains")
 
 
 @group.command("add")

@@ -403,6 +403,9 @@ def test_a_drain_down_for_long_drops_its_oldest_lines_and_drains_says_how_many(c
         assert (shown["sent"], shown["dropped"], shown["buffered"]) == (0, 7, m.BUFFER_LINES)
         assert "ConnectionRefusedError" in shown["last_error"], shown
         assert outlet.buffer.items[0][1].message == "line 7"  # the oldest went
+        table = cli("drains", "-a", "shop")[1].splitlines()
+        assert table[0].split()[:6] == ["URL", "TOKEN", "SENT", "DROPPED", "BUFFERED", "LAST"]
+        assert table[1].split()[2:5] == ["0", "7", str(m.BUFFER_LINES)], table
     finally:
         shipper.close()
 
