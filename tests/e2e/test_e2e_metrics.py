@@ -79,6 +79,7 @@ def test_requests_are_counted_with_their_p95_and_dynos_have_memory(
     assert router["p95_ms"] >= 250, router  # the 19th of 20 (nearest rank): a slow one
     dyno = shown["dynos"][0]
     assert dyno["name"] == "web.1" and 1 < dyno["memory_mb"] < dyno["memory_limit_mb"], dyno
+    assert "cpu_percent" in dyno and dyno["restarts"] == 0, dyno  # CPU: from a second sample
     assert sum(p["requests"] for p in shown["points"]) == 20
 
     png = tmp_path / "metrics.png"
