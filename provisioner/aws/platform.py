@@ -18,7 +18,7 @@ from provisioner.aws.iam import ensure_controller_access
 from provisioner.aws.router import ShardListeners
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
-from provisioner.aws.tags import Finder, Say, say_on_stderr
+from provisioner.aws.tags import Finder, Say, say_on_stderr, shard_name
 from provisioner.aws.tlscerts import PlatformCertificate
 from provisioner.errors import NoPlatform
 from provisioner.model.tls import Bundle
@@ -158,7 +158,7 @@ def _more_shards(b: Finder, subnet_ids: list[str], lb_sg: str, certificate: str)
     """Shards 1, 2, ... as far as they exist (their listeners completed when creating: an
     interrupted add_shard; a half-made last one is left out when only reading)."""
     found: list[Shard] = []
-    while listeners.find_load_balancer(b, listeners.shard_name(b.name, len(found) + 1)):
+    while listeners.find_load_balancer(b, shard_name(b.name, len(found) + 1)):
         try:
             found.append(_shard(b, subnet_ids, lb_sg, certificate, len(found) + 1))
         except NoPlatform:

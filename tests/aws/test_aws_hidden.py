@@ -182,6 +182,28 @@ def test_info_lists_what_bills_while_idle(aws, target, config_home):
     assert "RDS instances" not in billed and "NAT gateways" not in billed
 
 
+def test_every_shard_bills_and_is_destroyed_even_after_a_gap(aws, target, config_home):
+    """Shards are found in the region's list, not by counting up until one is missing: an
+    interrupted destroy that deleted shard 1 leaves shard 2, which still bills. A load
+    balancer with a shard's name but not the platform's tag is someone else's."""
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    elbv2 = aws.elbv2
+    for shard in (1, 2):
+        elbv2.create_load_balancer(
+            Name=f"dynoform-plat--{shard}", Subnets=platform.subnet_ids,
+            Tags=[{"Key": "dynoform:platform", "Value": "plat"}],
+        )  # fmt: skip
+    elbv2.create_load_balancer(Name="dynoform-plat--3", Subnets=platform.subnet_ids)
+    gone = elbv2.describe_load_balancers(Names=["dynoform-plat--1"])["LoadBalancers"][0]
+    elbv2.delete_load_balancer(LoadBalancerArn=gone["LoadBalancerArn"])
+    billed = {b.kind: (b.count, b.detail) for b in idle_billing(aws, "plat")}
+    assert billed["application load balancers"] == (2, "dynoform-plat, dynoform-plat--2")
+    done = destroy_platform(aws, target)
+    assert "load balancer dynoform-plat--2" in done
+    left = [lb["LoadBalancerName"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]]
+    assert left == ["dynoform-plat--3"]
+
+
 def test_platform_policy_prints_the_clis_and_the_controllers(moto_cli):
     code, out, _ = moto_cli("platform:policy")
     assert code == 0
