@@ -20,7 +20,8 @@ from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.tags import Finder, Say, say_on_stderr, shard_name
 from provisioner.aws.tlscerts import PlatformCertificate
-from provisioner.errors import NoPlatform
+from provisioner.errors import NoPlatform, NotFound, ValidationError
+from provisioner.model.names import validate_platform_name
 from provisioner.model.tls import Bundle
 from provisioner.targets import Target
 
@@ -97,6 +98,19 @@ def ensure_platform(
     """The platform of this target, creating whatever is missing (idempotent). With `bundle`,
     the HTTPS listener serves the user's own certificate for `*.<app domain>`."""
     return _build(Finder(aws, target, create=True, say=say), ssh_cidr, bundle)
+
+
+def require_valid_name(aws: Aws, target: Target) -> None:
+    """Refuse to make a platform under a name its AWS identifiers could not hold uniquely
+    (model.names): before anything is made. A platform made earlier under such a name is
+    kept (its identifiers are), so the name is looked up only when it fails the check."""
+    try:
+        validate_platform_name(target.platform)
+    except ValidationError as invalid:
+        try:
+            load_platform(aws, target)
+        except NotFound:
+            raise invalid from None
 
 
 def load_platform(aws: Aws, target: Target) -> Platform:

@@ -127,6 +127,26 @@ def test_init_refuses_a_domain_it_cannot_validate_before_making_anything(moto_cl
     assert code == 1 and "platform name" in err
 
 
+def test_a_command_that_would_make_the_platform_refuses_a_bad_name(
+    moto_cli, capsys, tmp_path, monkeypatch
+):
+    """A target written by hand (targets:add would refuse it) with a name AWS identifiers
+    cannot hold: a command that makes the platform on first use refuses before making it."""
+    from cli_support import run
+
+    toml = tmp_path / "config" / "dynoform" / "targets.toml"
+    toml.write_text(
+        toml.read_text() + '\n[targets.t4]\nregion = "us-east-1"\n'
+        'platform = "a-very-long-platform-name"\ndomain = "dynoform.example.com"\n'
+    )
+    monkeypatch.setenv("DYNOFORM_SSH_CIDR", SSH_CIDR)
+    code, _, err = run(capsys, "-t", "t4", "hosts:add")
+    assert code == 1 and err.startswith("error: platform name 'a-very-long-platform-name'")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    tagged = [{"Name": "tag:dynoform:platform", "Values": ["a-very-long-platform-name"]}]
+    assert ec2.describe_vpcs(Filters=tagged)["Vpcs"] == []
+
+
 def test_a_database_identifier_taken_by_another_is_not_ours(aws, target, config_home):
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
     addon = m.Addon(
