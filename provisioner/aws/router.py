@@ -195,7 +195,16 @@ class RouterTable:
             for a in r.get("Actions", [])
             if a.get("TargetGroupArn")
         }
-        return Load(len(groups), len(rules), len(http), len(self._certificates(listeners.rules)))
+        # An app in maintenance forwards nowhere, yet holds its place: counted by its own name.
+        own = {h for r in [*rules, *http] for h in _hosts(r) if self._own_name(h)}
+        apps = max(len(groups), len(own))
+        return Load(apps, len(rules), len(http), len(self._certificates(listeners.rules)))
+
+    def _own_name(self, host: str) -> bool:
+        """Whether a rule's host is an app's own `<app>.<domain>` (custom domains are never
+        under the platform's domain)."""
+        label, _, rest = host.partition(".")
+        return rest == self.domain and bool(label)
 
     def _certificates(self, listener_arn: str) -> set[str]:
         """The listener's certificates besides its default one."""

@@ -172,6 +172,18 @@ def test_each_app_keeps_room_for_a_certificate(aws, lb):
     assert router.target_group_arn("late") is None
 
 
+def test_an_app_in_maintenance_keeps_its_place(aws, lb):
+    """Its rule answers 503 itself (no target group behind it), yet the app is there: when it
+    comes back, and when it adds a domain, it needs its room."""
+    router = _router(aws, lb)
+    for i in range(24):
+        router.ensure_rule(f"a{i}")
+    router.ensure_rule("resting", maintenance=True)
+    with pytest.raises(DynoformError, match="AWS's quota of 25 certificates per Application"):
+        router.ensure_rule("late")
+    assert router.target_group_arn("late") is None
+
+
 def test_many_domains_are_packed_into_rules_of_five(aws, lb):
     router = _router(aws, lb)
     domains = [f"d{i}.example.org" for i in range(9)]
