@@ -99,6 +99,37 @@ def test_certificates_are_found_without_a_tag_call_each(aws, target, config_home
     assert calls == []
 
 
+def test_a_rule_priority_another_writer_takes_meanwhile_is_retried(aws):
+    """Between reading the listener's rules and creating its own, another process takes the
+    free priority: ELBv2 (moto as AWS) answers PriorityInUse, and the next free one is used."""
+    from cli_support import http_load_balancer
+
+    vpc, _, listener = http_load_balancer(aws)
+    router = RouterTable(aws.elbv2, "plat", vpc, [listener], "apps.test")
+    other = boto3.client("elbv2", region_name="us-east-1")
+    taken: list[int] = []
+
+    def another_writer(params, **kwargs):
+        if not taken:
+            taken.append(params["Priority"])
+            other.create_rule(
+                ListenerArn=listener, Priority=params["Priority"],
+                Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": ["o.test"]}}],
+                Actions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}],
+            )  # fmt: skip
+
+    service = aws.elbv2.meta.service_model.service_id.hyphenize()
+    aws.elbv2.meta.events.register(f"before-parameter-build.{service}.CreateRule", another_writer)
+    router.ensure_rule("shop")
+    held = {
+        int(r["Priority"]): r["Conditions"][0]["HostHeaderConfig"]["Values"]
+        for r in listener_rules(aws.elbv2, listener)
+        if not r["IsDefault"]
+    }
+    assert taken == [100]
+    assert held == {100: ["o.test"], 101: ["shop.apps.test"]}
+
+
 def test_a_conditional_write_racing_another_is_retried(store, like_aws):
     like_aws["conflicts"] = 2
     store.docs.create("x/one", {"n": 1})
