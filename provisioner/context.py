@@ -181,7 +181,8 @@ class Context:
             self.target.app_domain,
             http_listener_arn=platform.listener_arn if platform.https_listener_arn else None,
             shards=[s.router for s in platform.all_shards],
-            grow=self._grow,
+            # the controller's policy makes no load balancer: a shard is made by the CLI
+            grow=self._grow if self.on_fleet is None else None,
             reload=self._shards_found,
             placed=self._placed,
         )
