@@ -390,7 +390,9 @@ def quotas(limits: Quotas = AWS_QUOTAS) -> None:
                 groups = _lb_target_groups(self, lb_arn, "")
                 if target_group_arn not in groups:
                     continue  # no longer forwarded to from there
-                held = sum(len(self.target_groups[g].targets) for g in groups)
+                held = sum(
+                    len(self.target_groups[g].targets) for g in groups if g in self.target_groups
+                )
                 if held + len(new) > limits.lb_targets:
                     refuse("TooManyTargets", "You've reached the limit on the number of targets")
         return register(self, target_group_arn, instances)
