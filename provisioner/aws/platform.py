@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from provisioner.aws import listeners, network
+from provisioner.aws import acmdns, listeners, network
 from provisioner.aws.iam import ensure_controller_access
 from provisioner.aws.router import ShardListeners
 from provisioner.aws.session import Aws
@@ -141,6 +141,7 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
     https_listener_arn = listeners.https_listener(b, lb_arn, certificate_arn)
     certificate.delete_replaced()  # the listener serves the new one now
     listener_arn = listeners.http_listener(b, lb_arn)
+    _wildcard_record(b, lb_dns)
     shards = _more_shards(b, subnet_ids, lb_sg, certificate_arn)
     return Platform(
         name=b.name,
@@ -166,6 +167,21 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
         shards=shards,
         created=b.created,
     )
+
+
+def _wildcard_record(b: Finder, lb_dns: str) -> None:
+    """On AWS, `*.<app domain>` CNAME the first load balancer (shard 0), so that every app's
+    own name resolves; an app on another shard gets its own name's record when it is placed
+    (Context._placed). Put in Route 53 when this account has the zone (UPSERT: idempotent),
+    else the user is told."""
+    if not b.create or b.target.is_local:
+        return
+    host = f"*.{b.target.app_domain}"
+    zone = acmdns.hosted_zone(b.aws, b.target.app_domain)
+    if zone is None:
+        b.say(f"point {host} at {lb_dns} (a CNAME) where {b.target.app_domain} is served")
+        return
+    acmdns.put_records(b.aws, zone, [{"Name": host, "Type": "CNAME", "Value": lb_dns}])
 
 
 def _more_shards(b: Finder, subnet_ids: list[str], lb_sg: str, certificate: str) -> list[Shard]:
