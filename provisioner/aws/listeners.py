@@ -101,9 +101,15 @@ def platform_load_balancers(aws: Aws, platform: str) -> list[dict[str, Any]]:
 
 
 def count_load_balancers(b: Finder) -> int:
-    """Every load balancer of the region (AWS's quota counts them all)."""
+    """The region's Application Load Balancers, ours or not (AWS's quota counts them all;
+    network and gateway load balancers have quotas of their own)."""
     pages = b.aws.elbv2.get_paginator("describe_load_balancers").paginate()
-    return sum(len(page.get("LoadBalancers", [])) for page in pages)
+    return sum(
+        1
+        for page in pages
+        for lb in page.get("LoadBalancers", [])
+        if lb.get("Type", "application") == "application"
+    )
 
 
 def load_balancer(b: Finder, subnet_ids: list[str], lb_sg: str, shard: int = 0) -> tuple[str, str]:

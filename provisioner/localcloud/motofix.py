@@ -41,7 +41,8 @@
 10. Quotas: AWS refuses a 101st rule on a load balancer (its listeners together, default
     rules not counted), a 101st target group behind one load balancer, a 6th condition value
     in a rule, a 26th certificate on a listener (its default one not counted), a 1001st
-    target in a target group or behind one load balancer, and a 51st load balancer in a region;
+    target in a target group or behind one load balancer, and a 51st Application Load Balancer
+    in a region;
     moto refuses none of them (and counts a listener's default certificate among its 25).
     `quotas` makes it refuse them as AWS does, with AWS's error codes, so tests meet the same
     walls.
@@ -398,7 +399,10 @@ def quotas(limits: Quotas = AWS_QUOTAS) -> None:
         return register(self, target_group_arn, instances)
 
     def checked_create_lb(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-        if len(self.load_balancers) >= limits.load_balancers:
+        # the quota is of Application Load Balancers: network ones have their own
+        kind = kwargs.get("loadbalancer_type") or "application"
+        held = [lb for lb in self.load_balancers.values() if lb.type == "application"]
+        if kind == "application" and len(held) >= limits.load_balancers:
             refuse(
                 "TooManyLoadBalancers",
                 "You've reached the limit on the number of load balancers for your AWS account",

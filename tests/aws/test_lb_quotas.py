@@ -130,6 +130,45 @@ def test_moto_refuses_a_26th_certificate_and_a_1001st_target(aws, lb):
     )
 
 
+def test_moto_refuses_a_51st_application_load_balancer_in_a_region(aws, lb):
+    _, arn, _ = lb  # one
+    elbv2 = aws.elbv2
+    subnets = elbv2.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0][
+        "AvailabilityZones"
+    ]
+    subnet_ids = [z["SubnetId"] for z in subnets]
+    for i in range(3):  # network load balancers have a quota of their own
+        elbv2.create_load_balancer(Name=f"n{i}", Subnets=subnet_ids, Type="network")
+    for i in range(49):
+        elbv2.create_load_balancer(Name=f"a{i}", Subnets=subnet_ids)
+    refused = _code(elbv2.create_load_balancer, Name="late", Subnets=subnet_ids)
+    assert refused == "TooManyLoadBalancers"
+    elbv2.create_load_balancer(Name="n3", Subnets=subnet_ids, Type="network")
+
+
+def test_a_shard_beyond_the_regions_quota_is_refused_before_it_is_made(aws, target, config_home):
+    from test_platform import SSH_CIDR
+
+    from provisioner.aws.platform import add_shard, ensure_platform
+
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    elbv2 = aws.elbv2
+    for i in range(3):
+        elbv2.create_load_balancer(Name=f"n{i}", Subnets=platform.subnet_ids, Type="network")
+    for i in range(48):  # with the platform's: 49
+        elbv2.create_load_balancer(Name=f"a{i}", Subnets=platform.subnet_ids)
+    platform = add_shard(aws, target, platform, say=lambda _: None)  # the 50th
+    with pytest.raises(DynoformError) as caught:
+        add_shard(aws, target, platform, say=lambda _: None)
+    assert caught.value.message == (
+        "cannot make load balancer dynoform-plat--2: AWS's quota of 50 Application Load "
+        "Balancers per region is reached"
+    )
+    assert [s.lb_dns for s in platform.shards] == [platform.all_shards[1].lb_dns]
+    names = {lb["LoadBalancerName"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]}
+    assert "dynoform-plat--2" not in names
+
+
 # the router checks first: one line, nothing left behind ----------------------------------------
 def _router(aws, lb, **limits) -> RouterTable:
     vpc, _, listener = lb
