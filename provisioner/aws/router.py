@@ -55,14 +55,6 @@ def app_hostnames(app: str, domain: str, custom: Iterable[str] = ()) -> list[str
     return [f"{app}.{domain}", *sorted(set(custom) - set(platform_names))]
 
 
-def free_priority(used: Iterable[int], start: int = 100) -> int:
-    taken = set(used)
-    priority = start
-    while priority in taken:
-        priority += 1
-    return priority
-
-
 def forward_action(tg_arn: str) -> list[dict[str, Any]]:
     return [{"Type": "forward", "TargetGroupArn": tg_arn}]
 

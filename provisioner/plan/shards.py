@@ -118,15 +118,3 @@ def pack_hosts(
         new = new[per_rule:]
     packed = [sorted(c) for i, c in enumerate(kept) if c or i == 0]
     return [[own, *c] for c in (packed or [[]])]
-
-
-def free_priorities(used: Iterable[int], count: int, start: int = 100) -> list[int]:
-    """`count` rule priorities not in `used`, lowest first from `start`."""
-    taken = set(used)
-    found: list[int] = []
-    priority = start
-    while len(found) < count:
-        if priority not in taken:
-            found.append(priority)
-        priority += 1
-    return found

@@ -6,7 +6,6 @@ from provisioner.plan.shards import (
     Load,
     Need,
     Quotas,
-    free_priorities,
     full_quota,
     pack_hosts,
     place,
@@ -114,11 +113,6 @@ def test_pack_drops_emptied_rules_but_the_first():
     assert pack_hosts(OWN, ["a.org"], current) == [[OWN, "a.org"]]
     assert pack_hosts(OWN, ["b.org"], current) == [[OWN], [OWN, "b.org"]]
     assert pack_hosts(OWN, [], current) == [[OWN]]
-
-
-def test_free_priorities():
-    assert free_priorities([100, 101, 103], 3) == [102, 104, 105]
-    assert free_priorities([], 0) == []
 
 
 def test_a_platform_record_keeps_its_shards():
