@@ -20,7 +20,13 @@ from botocore.exceptions import ClientError
 
 from provisioner.aws import acmdns
 from provisioner.aws.blobs import Blobs
-from provisioner.aws.platform import Platform, add_shard, ensure_platform, load_platform
+from provisioner.aws.platform import (
+    Platform,
+    add_shard,
+    ensure_platform,
+    load_platform,
+    require_valid_name,
+)
 from provisioner.aws.router import RouterTable, ShardListeners
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
@@ -125,6 +131,7 @@ class Context:
 
     def _check_platform(self, create: bool) -> Platform:
         if create:
+            require_valid_name(self.aws, self.target)  # before anything is made
             require_validatable(self.aws, self.target)  # before anything billed is made
             platform = ensure_platform(self.aws, self.target)
         else:
@@ -174,7 +181,8 @@ class Context:
             self.target.app_domain,
             http_listener_arn=platform.listener_arn if platform.https_listener_arn else None,
             shards=[s.router for s in platform.all_shards],
-            grow=self._grow,
+            # the controller's policy makes no load balancer: a shard is made by the CLI
+            grow=self._grow if self.on_fleet is None else None,
             reload=self._shards_found,
             placed=self._placed,
         )

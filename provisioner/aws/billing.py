@@ -11,11 +11,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from provisioner.aws.listeners import platform_load_balancers
 from provisioner.aws.managed import platform_caches, platform_databases, platform_snapshots
 from provisioner.aws.session import Aws
-from provisioner.aws.tags import lb_name, tag_filters
+from provisioner.aws.tags import tag_filters
 
 BILLED_STATES = ["pending", "running", "stopping", "stopped"]  # stopped: their volumes bill
 
@@ -47,11 +46,9 @@ def _pages(client: Any, method: str, key: str, **kwargs: Any) -> list[dict[str, 
 
 
 def _load_balancers(aws: Aws, platform: str) -> list[Billed]:
-    try:
-        found = aws.elbv2.describe_load_balancers(Names=[lb_name(platform)])["LoadBalancers"]
-    except ClientError:
-        found = []
-    names = ", ".join(lb["LoadBalancerName"] for lb in found)
+    """The first load balancer and every shard: each bills by the hour."""
+    found = platform_load_balancers(aws, platform)
+    names = ", ".join(sorted(lb["LoadBalancerName"] for lb in found))
     return [Billed("application load balancers", len(found), names)]
 
 

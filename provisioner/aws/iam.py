@@ -18,7 +18,14 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 
 from provisioner.aws.metrics import dyno_namespace
-from provisioner.aws.tags import PLATFORM_TAG, ROLE_TAG, Finder, key_name, lb_name
+from provisioner.aws.tags import (
+    PLATFORM_TAG,
+    ROLE_TAG,
+    Finder,
+    key_name,
+    lb_name,
+    shard_name,
+)
 
 VERSION = "2012-10-17"
 POLICY_NAME = "dynoform-controller"
@@ -57,7 +64,7 @@ def controller_policy(
     ec2 = f"arn:{aws}:ec2:{region}:{account}"
     elb = f"arn:{aws}:elasticloadbalancing:{region}:{account}"
     lb = lb_name(platform)
-    shards = f"{lb[:26].rstrip('-')}--*"  # aws.listeners.shard_name's
+    shards = shard_name(platform, "*")  # shards 1, 2, ...
     own = {f"ec2:ResourceTag/{PLATFORM_TAG}": platform}
     rds = f"arn:{aws}:rds:{region}:{account}"
     # Managed Postgres instances and their snapshots (aws/managed.py): df-<platform>-postgres-…

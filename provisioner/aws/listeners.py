@@ -8,7 +8,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from provisioner.aws.router import fixed_response_action
-from provisioner.aws.tags import Finder, lb_name, tags
+from provisioner.aws.session import Aws
+from provisioner.aws.tags import PLATFORM_TAG, Finder, shard_name, tags
 from provisioner.errors import DynoformError
 from provisioner.plan.shards import AWS as AWS_QUOTAS
 
@@ -58,14 +59,6 @@ def same_actions(have: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool
     return True
 
 
-def shard_name(platform: str, shard: int | str) -> str:
-    """The load balancer of a shard: shard 0 is the platform's first one, `dynoform-<platform>`;
-    the others `dynoform-<platform>--<n>` (cut to fit ELBv2's 32 characters; `*` for IAM)."""
-    if shard == 0:
-        return lb_name(platform)
-    return f"{lb_name(platform)[:26].rstrip('-')}--{shard}"
-
-
 def find_load_balancer(b: Finder, name: str) -> tuple[str, str] | None:
     """A load balancer's ARN and DNS name, by name; None when there is none."""
     try:
@@ -77,10 +70,46 @@ def find_load_balancer(b: Finder, name: str) -> tuple[str, str] | None:
     return (str(found[0]["LoadBalancerArn"]), str(found[0]["DNSName"])) if found else None
 
 
+def platform_load_balancers(aws: Aws, platform: str) -> list[dict[str, Any]]:
+    """Every load balancer of the platform, whichever shards exist (an interrupted destroy
+    may leave shard 3 without shard 2): the region's list read by name, each taken only when
+    tagged with the platform (a name cut from a long one may be another platform's)."""
+    first, prefix = shard_name(platform, 0), shard_name(platform, "")
+    pages = aws.elbv2.get_paginator("describe_load_balancers").paginate()
+    named = [
+        lb
+        for page in pages
+        for lb in page.get("LoadBalancers", [])
+        if lb["LoadBalancerName"] == first
+        or (
+            lb["LoadBalancerName"].startswith(prefix)
+            and lb["LoadBalancerName"][len(prefix) :].isdigit()
+        )
+    ]
+    owned: list[dict[str, Any]] = []
+    for start in range(0, len(named), 20):  # DescribeTags takes 20 ARNs at a time
+        chunk = named[start : start + 20]
+        arns = [lb["LoadBalancerArn"] for lb in chunk]
+        described = aws.elbv2.describe_tags(ResourceArns=arns)["TagDescriptions"]
+        mine = {
+            d["ResourceArn"]
+            for d in described
+            if {"Key": PLATFORM_TAG, "Value": platform} in d.get("Tags", [])
+        }
+        owned += [lb for lb in chunk if lb["LoadBalancerArn"] in mine]
+    return owned
+
+
 def count_load_balancers(b: Finder) -> int:
-    """Every load balancer of the region (AWS's quota counts them all)."""
+    """The region's Application Load Balancers, ours or not (AWS's quota counts them all;
+    network and gateway load balancers have quotas of their own)."""
     pages = b.aws.elbv2.get_paginator("describe_load_balancers").paginate()
-    return sum(len(page.get("LoadBalancers", [])) for page in pages)
+    return sum(
+        1
+        for page in pages
+        for lb in page.get("LoadBalancers", [])
+        if lb.get("Type", "application") == "application"
+    )
 
 
 def load_balancer(b: Finder, subnet_ids: list[str], lb_sg: str, shard: int = 0) -> tuple[str, str]:

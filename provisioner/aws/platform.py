@@ -13,14 +13,15 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from provisioner.aws import listeners, network
+from provisioner.aws import acmdns, listeners, network
 from provisioner.aws.iam import ensure_controller_access
 from provisioner.aws.router import ShardListeners
 from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
-from provisioner.aws.tags import Finder, Say, say_on_stderr
+from provisioner.aws.tags import Finder, Say, say_on_stderr, shard_name
 from provisioner.aws.tlscerts import PlatformCertificate
-from provisioner.errors import NoPlatform
+from provisioner.errors import NoPlatform, NotFound, ValidationError
+from provisioner.model.names import validate_platform_name
 from provisioner.model.tls import Bundle
 from provisioner.targets import Target
 
@@ -99,6 +100,19 @@ def ensure_platform(
     return _build(Finder(aws, target, create=True, say=say), ssh_cidr, bundle)
 
 
+def require_valid_name(aws: Aws, target: Target) -> None:
+    """Refuse to make a platform under a name its AWS identifiers could not hold uniquely
+    (model.names): before anything is made. A platform made earlier under such a name is
+    kept (its identifiers are), so the name is looked up only when it fails the check."""
+    try:
+        validate_platform_name(target.platform)
+    except ValidationError as invalid:
+        try:
+            load_platform(aws, target)
+        except NotFound:
+            raise invalid from None
+
+
 def load_platform(aws: Aws, target: Target) -> Platform:
     """The existing platform; a clear error when any part is missing. Creates nothing."""
     return _build(Finder(aws, target, create=False), None, None)
@@ -127,6 +141,7 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
     https_listener_arn = listeners.https_listener(b, lb_arn, certificate_arn)
     certificate.delete_replaced()  # the listener serves the new one now
     listener_arn = listeners.http_listener(b, lb_arn)
+    _wildcard_record(b, lb_dns)
     shards = _more_shards(b, subnet_ids, lb_sg, certificate_arn)
     return Platform(
         name=b.name,
@@ -154,11 +169,26 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
     )
 
 
+def _wildcard_record(b: Finder, lb_dns: str) -> None:
+    """On AWS, `*.<app domain>` CNAME the first load balancer (shard 0), so that every app's
+    own name resolves; an app on another shard gets its own name's record when it is placed
+    (Context._placed). Put in Route 53 when this account has the zone (UPSERT: idempotent),
+    else the user is told."""
+    if not b.create or b.target.is_local:
+        return
+    host = f"*.{b.target.app_domain}"
+    zone = acmdns.hosted_zone(b.aws, b.target.app_domain)
+    if zone is None:
+        b.say(f"point {host} at {lb_dns} (a CNAME) where {b.target.app_domain} is served")
+        return
+    acmdns.put_records(b.aws, zone, [{"Name": host, "Type": "CNAME", "Value": lb_dns}])
+
+
 def _more_shards(b: Finder, subnet_ids: list[str], lb_sg: str, certificate: str) -> list[Shard]:
     """Shards 1, 2, ... as far as they exist (their listeners completed when creating: an
     interrupted add_shard; a half-made last one is left out when only reading)."""
     found: list[Shard] = []
-    while listeners.find_load_balancer(b, listeners.shard_name(b.name, len(found) + 1)):
+    while listeners.find_load_balancer(b, shard_name(b.name, len(found) + 1)):
         try:
             found.append(_shard(b, subnet_ids, lb_sg, certificate, len(found) + 1))
         except NoPlatform:

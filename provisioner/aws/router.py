@@ -55,14 +55,6 @@ def app_hostnames(app: str, domain: str, custom: Iterable[str] = ()) -> list[str
     return [f"{app}.{domain}", *sorted(set(custom) - set(platform_names))]
 
 
-def free_priority(used: Iterable[int], start: int = 100) -> int:
-    taken = set(used)
-    priority = start
-    while priority in taken:
-        priority += 1
-    return priority
-
-
 def forward_action(tg_arn: str) -> list[dict[str, Any]]:
     return [{"Type": "forward", "TargetGroupArn": tg_arn}]
 
@@ -195,7 +187,16 @@ class RouterTable:
             for a in r.get("Actions", [])
             if a.get("TargetGroupArn")
         }
-        return Load(len(groups), len(rules), len(http), len(self._certificates(listeners.rules)))
+        # An app in maintenance forwards nowhere, yet holds its place: counted by its own name.
+        own = {h for r in [*rules, *http] for h in _hosts(r) if self._own_name(h)}
+        apps = max(len(groups), len(own))
+        return Load(apps, len(rules), len(http), len(self._certificates(listeners.rules)))
+
+    def _own_name(self, host: str) -> bool:
+        """Whether a rule's host is an app's own `<app>.<domain>` (custom domains are never
+        under the platform's domain)."""
+        label, _, rest = host.partition(".")
+        return rest == self.domain and bool(label)
 
     def _certificates(self, listener_arn: str) -> set[str]:
         """The listener's certificates besides its default one."""
@@ -360,27 +361,33 @@ class RouterTable:
             elif self._app_rules(extra, app):
                 targets.append(extra)  # keep an opted-out app's rules in step
         plans = [(ln, *self._plan_rules(ln, app, hosts)) for ln in targets]
+        added = sum(max(0, len(packed) - len(current)) for _, current, packed in plans)
+        if added > 0:
+            self._check_rules(listeners, app, added)
         for listener, current, packed in plans:
             self._apply_rules(listener, current, packed, actions)
 
     def _plan_rules(
         self, listener: str, app: str, hosts: list[str]
     ) -> tuple[list[dict[str, Any]], list[list[str]]]:
-        """The app's rules on the listener now, and the host lists they should have; the
-        rules quota checked before any change."""
+        """The app's rules on the listener now, and the host lists they should have."""
         current = self._app_rules(listener, app)
         packed = pack_hosts(hosts[0], hosts[1:], [_hosts(r) for r in current], self.limits)
-        added = len(packed) - len(current)
-        if added > 0:
-            count = len([r for r in self._rules(listener) if not r.get("IsDefault")])
-            if count + added > self.limits.rules:
-                raise quota_error(
-                    "rules",
-                    f"{app}'s listener",
-                    self.limits,
-                    "remove a domain of an app on this load balancer, or ask AWS to raise it",
-                )
         return current, packed
+
+    def _check_rules(self, listeners: ShardListeners, app: str, added: int) -> None:
+        """The rules quota, before any change: AWS counts the rules of every listener of the
+        load balancer together (their default rules not counted)."""
+        held = 0
+        for listener in dict.fromkeys(ln for ln in (listeners.rules, listeners.http) if ln):
+            held += len([r for r in self._rules(listener) if not r.get("IsDefault")])
+        if held + added > self.limits.rules:
+            raise quota_error(
+                "rules",
+                f"{app}'s load balancer",
+                self.limits,
+                "remove a domain of an app on this load balancer, or ask AWS to raise it",
+            )
 
     def _apply_rules(
         self,
@@ -447,7 +454,22 @@ class RouterTable:
             raise quota_error(
                 "targets", f"{app}'s target group", self.limits, f"scale {app}'s web dynos down"
             )
-        self.elbv2.register_targets(TargetGroupArn=self.ensure_target_group(app), Targets=wanted)
+        try:
+            self.elbv2.register_targets(
+                TargetGroupArn=self.ensure_target_group(app), Targets=wanted
+            )
+        except ClientError as exc:
+            # AWS's other targets quota, over every target group of the load balancer: counting
+            # those would cost a call per app on every deploy; AWS refuses the whole call.
+            if exc.response.get("Error", {}).get("Code") != "TooManyTargets":
+                raise
+            raise quota_error(
+                "lb_targets",
+                f"{app}'s load balancer (shard {self.shard_of(app) or 0})",
+                self.limits,
+                "scale down web dynos of apps on it, or ask AWS to raise the quota "
+                "(Service Quotas, Elastic Load Balancing)",
+            ) from None
 
     def deregister(self, app: str, targets: Iterable[RouterTarget]) -> None:
         """Deregister those of targets that are registered (draining ones already are not)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from provisioner.aws.session import Aws
 from provisioner.errors import NoPlatform
+from provisioner.model.names import PLATFORM_NAME_MAX
 from provisioner.targets import Target
 
 PLATFORM_TAG = "dynoform:platform"
@@ -60,6 +61,21 @@ def tagged(aws: Aws, service: str, **wanted: str) -> dict[str, dict[str, str]]:
 
 def lb_name(platform: str) -> str:
     return f"dynoform-{platform}"[:32].rstrip("-")
+
+
+def shard_name(platform: str, shard: int | str) -> str:
+    """The load balancer of a shard: shard 0 is the platform's first one, `dynoform-<platform>`;
+    the others `dynoform-<platform>--<n>`, or `df-<platform>--<n>` when that would not fit
+    ELBv2's 32 characters (platform names of 18 to 21): a cut name would be another platform's
+    too. Names longer than 21 (from before they were checked) keep the cut form. `*` for IAM."""
+    if shard == 0:
+        return lb_name(platform)
+    first = lb_name(platform)
+    if len(first) <= 26:
+        return f"{first}--{shard}"
+    if len(platform) <= PLATFORM_NAME_MAX:
+        return f"df-{platform}--{shard}"
+    return f"{first[:26].rstrip('-')}--{shard}"
 
 
 def key_name(platform: str) -> str:

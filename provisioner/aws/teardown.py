@@ -8,12 +8,11 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from provisioner.aws.iam import remove_controller_access
-from provisioner.aws.listeners import shard_name
+from provisioner.aws.listeners import platform_load_balancers
 from provisioner.aws.managed import destroy_managed
 from provisioner.aws.session import Aws, retry_in_use
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.tags import PLATFORM_TAG, key_name, tag_filters, tagged
-from provisioner.plan.shards import AWS as AWS_QUOTAS
 from provisioner.targets import Target
 
 
@@ -49,18 +48,9 @@ def _hosts(aws: Aws, name: str) -> list[str]:
 
 
 def _load_balancers(aws: Aws, name: str) -> list[str]:
-    """The platform's load balancers: the first, then shards 1, 2, ... while they exist."""
-    lbs = []
-    for shard in range(AWS_QUOTAS.load_balancers + 1):
-        try:
-            found = aws.elbv2.describe_load_balancers(Names=[shard_name(name, shard)])
-        except ClientError:
-            found = {}
-        lbs += found.get("LoadBalancers", [])
-        if shard and not found:
-            break
+    """The platform's load balancers: the first and every shard, gaps and all."""
     done = []
-    for lb in lbs:
+    for lb in platform_load_balancers(aws, name):
         aws.elbv2.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
         done.append(f"load balancer {lb['LoadBalancerName']}")
     return done

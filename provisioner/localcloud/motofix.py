@@ -38,9 +38,11 @@
    the caller asks for a page size (the local load balancer does), and the
    next `conflicts` conditional writes get a 409. The daemon turns the first two on; moto
    tests turn them on with the `like_aws` fixture (tests/aws/conftest.py).
-10. Quotas: AWS refuses a 101st rule on a listener, a 101st target group behind one load
-    balancer, a 6th condition value in a rule, a 26th certificate on a listener (its default
-    one not counted), a 1001st target in a target group and a 51st load balancer in a region;
+10. Quotas: AWS refuses a 101st rule on a load balancer (its listeners together, default
+    rules not counted), a 101st target group behind one load balancer, a 6th condition value
+    in a rule, a 26th certificate on a listener (its default one not counted), a 1001st
+    target in a target group or behind one load balancer, and a 51st Application Load Balancer
+    in a region;
     moto refuses none of them (and counts a listener's default certificate among its 25).
     `quotas` makes it refuse them as AWS does, with AWS's error codes, so tests meet the same
     walls.
@@ -349,7 +351,10 @@ def quotas(limits: Quotas = AWS_QUOTAS) -> None:
         self: Any, listener_arn: str, conditions: Any, priority: int, actions: Any, tags: Any = None
     ) -> Any:
         for listener in self.describe_listeners(None, [listener_arn]):
-            if len(listener._non_default_rules) >= limits.rules:
+            # one quota for the load balancer's listeners together
+            balancer = self.load_balancers.get(listener.load_balancer_arn)
+            siblings = balancer.listeners.values() if balancer else [listener]
+            if sum(len(ln._non_default_rules) for ln in siblings) >= limits.rules:
                 refuse(
                     "TooManyRules",
                     "You've reached the limit on the number of rules per load balancer",
@@ -382,10 +387,22 @@ def quotas(limits: Quotas = AWS_QUOTAS) -> None:
             new -= set(group.targets) | {f"{k}:{group.port}" for k in group.targets}
             if len(group.targets) + len(new) > limits.targets:
                 refuse("TooManyTargets", "You've reached the limit on the number of targets")
+            for lb_arn in dict.fromkeys(group.load_balancer_arns):
+                groups = _lb_target_groups(self, lb_arn, "")
+                if target_group_arn not in groups:
+                    continue  # no longer forwarded to from there
+                held = sum(
+                    len(self.target_groups[g].targets) for g in groups if g in self.target_groups
+                )
+                if held + len(new) > limits.lb_targets:
+                    refuse("TooManyTargets", "You've reached the limit on the number of targets")
         return register(self, target_group_arn, instances)
 
     def checked_create_lb(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-        if len(self.load_balancers) >= limits.load_balancers:
+        # the quota is of Application Load Balancers: network ones have their own
+        kind = kwargs.get("loadbalancer_type") or "application"
+        held = [lb for lb in self.load_balancers.values() if lb.type == "application"]
+        if kind == "application" and len(held) >= limits.load_balancers:
             refuse(
                 "TooManyLoadBalancers",
                 "You've reached the limit on the number of load balancers for your AWS account",

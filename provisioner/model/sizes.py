@@ -51,7 +51,7 @@ def dyno_size(name: str) -> DynoSize:
 # Burstable (t3, t3a, t4g) memory by size; other families by vCPUs times GiB per vCPU.
 _BURSTABLE_MB = {"nano": 512, "micro": 1024, "small": 2048, "medium": 4096, "large": 8192,
                  "xlarge": 16384, "2xlarge": 32768}  # fmt: skip
-_GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8, "x": 16, "z": 8}
+_GIB_PER_VCPU = {"a": 2, "c": 2, "m": 4, "r": 8, "x": 16, "z": 8}
 _VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
 DEFAULT_HOST_MEMORY_MB = 2048
 _TYPE_RE = re.compile(r"(?P<family>[a-z]+\d+[a-z-]*)\.(?P<size>[a-z0-9]+)")

@@ -10,15 +10,13 @@ from botocore.exceptions import ClientError
 from provisioner.aws import billing
 from provisioner.aws.billing import Billed
 from provisioner.aws.iam import controller_policy
-from provisioner.aws.platform import Platform, ensure_platform, load_platform
+from provisioner.aws.platform import Platform, ensure_platform, load_platform, require_valid_name
 from provisioner.aws.policy import cli_policy
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.teardown import destroy_platform
 from provisioner.aws.tlscerts import require_validatable
 from provisioner.context import Context
-from provisioner.errors import NotFound
 from provisioner.fleet import SIZE_DOC, declared_size
-from provisioner.model.names import validate_platform_name
 from provisioner.model.tls import Bundle
 from provisioner.ops import controller
 
@@ -27,23 +25,13 @@ def init(ctx: Context, ssh_cidr: str | None = None, bundle: Bundle | None = None
     """Create the platform, or complete it (a second run creates nothing); `created` says
     what this run made. With `bundle`, HTTPS serves that certificate for *.<app domain>.
     Refused up front (nothing made) when the name or the domain could not work on AWS."""
-    if _is_new(ctx):
-        # Only new platforms: init is also how existing ones (older, longer names) upgrade.
-        validate_platform_name(ctx.target.platform)
+    require_valid_name(ctx.aws, ctx.target)  # existing ones (older, longer names) upgrade
     if bundle is None:
         require_validatable(ctx.aws, ctx.target)
     platform = ensure_platform(ctx.aws, ctx.target, ssh_cidr=ssh_cidr, say=ctx.say, bundle=bundle)
     ctx.remember_platform(platform)  # what other operations read
     _upgrade_controllers(ctx)
     return platform
-
-
-def _is_new(ctx: Context) -> bool:
-    try:
-        load_platform(ctx.aws, ctx.target)
-    except NotFound:
-        return True
-    return False
 
 
 def _upgrade_controllers(ctx: Context) -> None:

@@ -1,8 +1,8 @@
 """Load balancer shards and rule packing: where an app's routing goes, within AWS's quotas.
 
-One Application Load Balancer holds at most 100 target groups (one an app), 100 rules a
-listener, 5 condition values a rule and 25 certificates a listener (AWS's defaults; the first
-cannot be raised). A platform therefore has a list of load balancers, its shards: an app is
+One Application Load Balancer holds at most 100 target groups (one an app), 100 rules (its
+listeners together, their default rules not counted), 5 condition values a rule, 25
+certificates and 1000 targets (AWS's defaults; the first cannot be raised). A platform therefore has a list of load balancers, its shards: an app is
 placed on the first shard with room for it, and a new shard is made when none has. Pure: the
 loads come from the caller (aws/router.py reads them from ELBv2).
 """
@@ -18,10 +18,11 @@ class Quotas:
     """AWS's default quotas for Application Load Balancers."""
 
     target_groups: int = 100  # per load balancer (not adjustable)
-    rules: int = 100  # per listener, its default rule not counted
+    rules: int = 100  # per load balancer (all its listeners), default rules not counted
     values: int = 5  # condition values per rule
     certificates: int = 25  # per listener, its default certificate not counted
     targets: int = 1000  # per target group
+    lb_targets: int = 1000  # per load balancer (all its target groups)
     load_balancers: int = 50  # per region
 
 
@@ -30,9 +31,10 @@ AWS = Quotas()
 # What to tell the user when a quota is reached, by the name the error uses.
 QUOTA_NAMES = {
     "target_groups": "target groups per Application Load Balancer",
-    "rules": "rules per listener",
+    "rules": "rules per Application Load Balancer",
     "certificates": "certificates per Application Load Balancer",
     "targets": "targets per target group",
+    "lb_targets": "targets per Application Load Balancer",
     "load_balancers": "Application Load Balancers per region",
 }
 
@@ -65,8 +67,8 @@ def full_quota(load: Load, need: Need, quotas: Quotas = AWS, new_app: bool = Tru
     holds could still add one HTTPS custom domain, so apps do not have to move when they do."""
     if new_app and load.apps + 1 > quotas.target_groups:
         return "target_groups"
-    if load.rules + need.rules > quotas.rules or load.http_rules + need.http_rules > quotas.rules:
-        return "rules"
+    if load.rules + load.http_rules + need.rules + need.http_rules > quotas.rules:
+        return "rules"  # one quota for the load balancer's listeners together
     reserved = max(load.certificates, load.apps) if new_app else load.certificates
     wanted = max(need.certificates, 1) if new_app else need.certificates
     if reserved + wanted > quotas.certificates:
@@ -116,15 +118,3 @@ def pack_hosts(
         new = new[per_rule:]
     packed = [sorted(c) for i, c in enumerate(kept) if c or i == 0]
     return [[own, *c] for c in (packed or [[]])]
-
-
-def free_priorities(used: Iterable[int], count: int, start: int = 100) -> list[int]:
-    """`count` rule priorities not in `used`, lowest first from `start`."""
-    taken = set(used)
-    found: list[int] = []
-    priority = start
-    while len(found) < count:
-        if priority not in taken:
-            found.append(priority)
-        priority += 1
-    return found

@@ -99,6 +99,37 @@ def test_certificates_are_found_without_a_tag_call_each(aws, target, config_home
     assert calls == []
 
 
+def test_a_rule_priority_another_writer_takes_meanwhile_is_retried(aws):
+    """Between reading the listener's rules and creating its own, another process takes the
+    free priority: ELBv2 (moto as AWS) answers PriorityInUse, and the next free one is used."""
+    from cli_support import http_load_balancer
+
+    vpc, _, listener = http_load_balancer(aws)
+    router = RouterTable(aws.elbv2, "plat", vpc, [listener], "apps.test")
+    other = boto3.client("elbv2", region_name="us-east-1")
+    taken: list[int] = []
+
+    def another_writer(params, **kwargs):
+        if not taken:
+            taken.append(params["Priority"])
+            other.create_rule(
+                ListenerArn=listener, Priority=params["Priority"],
+                Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": ["o.test"]}}],
+                Actions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}],
+            )  # fmt: skip
+
+    service = aws.elbv2.meta.service_model.service_id.hyphenize()
+    aws.elbv2.meta.events.register(f"before-parameter-build.{service}.CreateRule", another_writer)
+    router.ensure_rule("shop")
+    held = {
+        int(r["Priority"]): r["Conditions"][0]["HostHeaderConfig"]["Values"]
+        for r in listener_rules(aws.elbv2, listener)
+        if not r["IsDefault"]
+    }
+    assert taken == [100]
+    assert held == {100: ["o.test"], 101: ["shop.apps.test"]}
+
+
 def test_a_conditional_write_racing_another_is_retried(store, like_aws):
     like_aws["conflicts"] = 2
     store.docs.create("x/one", {"n": 1})
@@ -125,6 +156,26 @@ def test_init_refuses_a_domain_it_cannot_validate_before_making_anything(moto_cl
     )
     code, _, err = run(capsys, "targets:add", "t3", "--platform", "a-very-long-platform-name")
     assert code == 1 and "platform name" in err
+
+
+def test_a_command_that_would_make_the_platform_refuses_a_bad_name(
+    moto_cli, capsys, tmp_path, monkeypatch
+):
+    """A target written by hand (targets:add would refuse it) with a name AWS identifiers
+    cannot hold: a command that makes the platform on first use refuses before making it."""
+    from cli_support import run
+
+    toml = tmp_path / "config" / "dynoform" / "targets.toml"
+    toml.write_text(
+        toml.read_text() + '\n[targets.t4]\nregion = "us-east-1"\n'
+        'platform = "a-very-long-platform-name"\ndomain = "dynoform.example.com"\n'
+    )
+    monkeypatch.setenv("DYNOFORM_SSH_CIDR", SSH_CIDR)
+    code, _, err = run(capsys, "-t", "t4", "hosts:add")
+    assert code == 1 and err.startswith("error: platform name 'a-very-long-platform-name'")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    tagged = [{"Name": "tag:dynoform:platform", "Values": ["a-very-long-platform-name"]}]
+    assert ec2.describe_vpcs(Filters=tagged)["Vpcs"] == []
 
 
 def test_a_database_identifier_taken_by_another_is_not_ours(aws, target, config_home):
@@ -180,6 +231,28 @@ def test_info_lists_what_bills_while_idle(aws, target, config_home):
     assert billed["instances"] == (1, "1 t3.small")
     assert billed["EBS volumes"] == (1, "20 GiB")
     assert "RDS instances" not in billed and "NAT gateways" not in billed
+
+
+def test_every_shard_bills_and_is_destroyed_even_after_a_gap(aws, target, config_home):
+    """Shards are found in the region's list, not by counting up until one is missing: an
+    interrupted destroy that deleted shard 1 leaves shard 2, which still bills. A load
+    balancer with a shard's name but not the platform's tag is someone else's."""
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    elbv2 = aws.elbv2
+    for shard in (1, 2):
+        elbv2.create_load_balancer(
+            Name=f"dynoform-plat--{shard}", Subnets=platform.subnet_ids,
+            Tags=[{"Key": "dynoform:platform", "Value": "plat"}],
+        )  # fmt: skip
+    elbv2.create_load_balancer(Name="dynoform-plat--3", Subnets=platform.subnet_ids)
+    gone = elbv2.describe_load_balancers(Names=["dynoform-plat--1"])["LoadBalancers"][0]
+    elbv2.delete_load_balancer(LoadBalancerArn=gone["LoadBalancerArn"])
+    billed = {b.kind: (b.count, b.detail) for b in idle_billing(aws, "plat")}
+    assert billed["application load balancers"] == (2, "dynoform-plat, dynoform-plat--2")
+    done = destroy_platform(aws, target)
+    assert "load balancer dynoform-plat--2" in done
+    left = [lb["LoadBalancerName"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]]
+    assert left == ["dynoform-plat--3"]
 
 
 def test_platform_policy_prints_the_clis_and_the_controllers(moto_cli):

@@ -159,3 +159,36 @@ def test_the_operations_as_a_library(cli):
         ]
         assert said == ["added www.example.com to shop", "removed www.example.com from shop"]
         assert [r.kind for r in domains.list_domains(ctx, "shop")] == ["default"]
+
+
+def test_a_domain_aws_refuses_after_the_check_is_taken_back(cli):
+    """The check passed, then another writer filled the load balancer's rules before ours was
+    made: AWS refuses (TooManyRules). The domain leaves the record and its claim goes, and the
+    new app's target group goes too: nothing half-made blocks a later deploy."""
+    from botocore.exceptions import ClientError
+
+    from provisioner.context import Context
+    from provisioner.ops import domains
+
+    other = boto3.client("elbv2", region_name="us-east-1")
+    with Context.open("t1") as ctx:
+        listener = ctx.platform(create=False).https_listener_arn
+        fixed = [{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}]
+
+        def another_writer(params, **kwargs):
+            held = len(other.describe_rules(ListenerArn=listener)["Rules"]) - 1
+            for i in range(100 - held):
+                other.create_rule(
+                    ListenerArn=listener, Priority=i + 1, Actions=fixed,
+                    Conditions=[{"Field": "host-header", "Values": [f"o{i}.test"]}],
+                )  # fmt: skip
+
+        service = ctx.aws.elbv2.meta.service_model.service_id.hyphenize()
+        ctx.aws.elbv2.meta.events.register_first(
+            f"before-parameter-build.{service}.CreateRule", another_writer
+        )
+        with pytest.raises(ClientError, match="TooManyRules"):
+            domains.add(ctx, "shop", "www.example.com")
+        assert ctx.store.app("shop").domains == ()
+        assert ctx.store.domain_owner("www.example.com") is None
+        assert ctx.router().target_group_arn("shop") is None

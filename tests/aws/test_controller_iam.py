@@ -152,3 +152,16 @@ def test_launch_gives_up_on_the_profile_and_never_retries_other_errors(aws, monk
         with pytest.raises(ClientError, match="no"):
             instances.launch(aws, {"MinCount": 1, "MaxCount": 1})
         stub.assert_no_pending_responses()
+
+
+def test_the_controller_routes_on_every_shard_but_never_makes_one(aws, target, config_home):
+    """Its policy allows no CreateLoadBalancer: when every shard is full, the controller gets
+    the quota error at once rather than AWS's AccessDenied after half a shard."""
+    from provisioner.context import Context
+    from provisioner.fleet import OnFleet
+
+    ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    with Context(target, aws=aws) as cli:
+        assert cli.router().grow is not None
+    with Context(target, aws=aws, on_fleet=OnFleet("i-0abc", "/key")) as controller:
+        assert controller.router().grow is None

@@ -163,10 +163,18 @@ def test_validation_records_go_to_route53_when_the_zone_exists(aws, config_home)
     zone = aws.client("route53").create_hosted_zone(Name="example.org", CallerReference="x")
     zone_id = zone["HostedZone"]["Id"]
     said: list[str] = []
-    ensure_platform(aws, target, ssh_cidr=SSH_CIDR, say=said.append)
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR, say=said.append)
     sets = aws.client("route53").list_resource_record_sets(HostedZoneId=zone_id)
-    cnames = [r for r in sets["ResourceRecordSets"] if r["Type"] == "CNAME"]
-    assert [r["Name"] for r in cnames] == ["_d930b28be6c5927595552b219965053e.apps.example.org."]
+    cnames = {  # AWS writes the `*` as \052, moto as it is
+        r["Name"].replace("\\052", "*"): r["ResourceRecords"][0]["Value"]
+        for r in sets["ResourceRecordSets"]
+        if r["Type"] == "CNAME"
+    }
+    assert sorted(cnames) == [
+        "*.apps.example.org.",  # every app's name: the first load balancer (shard 0)
+        "_d930b28be6c5927595552b219965053e.apps.example.org.",
+    ]
+    assert cnames["*.apps.example.org."] == platform.lb_dns
     assert any("Route 53" in line for line in said)
 
 
@@ -184,6 +192,7 @@ def test_validation_records_are_printed_without_a_zone_and_init_waits(
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR, say=said.append)
     assert any("CNAME" in line and "acm-validations.aws" in line for line in said)
     assert any(line.startswith("waiting for ACM") for line in said)
+    assert f"point *.nozone.example.com at {platform.lb_dns} (a CNAME) where" in "\n".join(said)
     cert = aws.client("acm").describe_certificate(CertificateArn=platform.certificate_arn)
     assert cert["Certificate"]["Status"] == "ISSUED"
 

@@ -5,7 +5,6 @@ from provisioner.aws.router import (
     RouterTable,
     RouterTarget,
     app_hostnames,
-    free_priority,
     target_group_name,
 )
 
@@ -21,7 +20,6 @@ def test_names_are_short_unique_and_stable():
     assert len(target_group_name("dynoform", long_app)) <= 32
     assert target_group_name("p", "app-one") != target_group_name("q", "app-one")
     assert target_group_name("p", "app-one") == target_group_name("p", "app-one")
-    assert free_priority([100, 101, 103]) == 102
     # any number of custom names: rules hold them 5 at most (plan.shards.pack_hosts)
     assert len(app_hostnames("x", "d", ["a", "b", "c", "e", "f"])) == 6
     # Names of the platform domain never reach an app's rule: they are other apps' names.

@@ -89,3 +89,13 @@ def test_partition_follows_the_region() -> None:
     )
     assert iam.partition("us-gov-west-1") == "aws-us-gov"
     assert iam.partition("eu-west-1") == "aws"
+
+
+def test_a_long_platform_name_reaches_only_its_own_shards() -> None:
+    """Shards of a 21-character platform are `df-<platform>--<n>`: the policy names exactly
+    those, not a cut prefix another platform's shards share."""
+    policy = iam.controller_policy("abcdefghijklmnopqrstu", "eu-west-1", "123456789012", ["b"])
+    text = json.dumps(policy)
+    assert "loadbalancer/app/df-abcdefghijklmnopqrstu--*/*" in text
+    assert "listener-rule/app/df-abcdefghijklmnopqrstu--*/*" in text
+    assert "abcdefghijklmnopq--*" not in text

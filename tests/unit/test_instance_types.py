@@ -22,6 +22,8 @@ from provisioner.model.sizes import DEFAULT_HOST_MEMORY_MB, architecture, instan
         ("c5.large", 4096),
         ("m7i-flex.large", 8192),
         ("m7g.medium", 4096),
+        ("a1.large", 4096),  # Graviton 1: 2 GiB a vCPU
+        ("a1.4xlarge", 32768),
         ("weird", DEFAULT_HOST_MEMORY_MB),
         ("p5.48xlarge", DEFAULT_HOST_MEMORY_MB),
     ],

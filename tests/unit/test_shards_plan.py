@@ -2,10 +2,10 @@
 
 from provisioner.plan.shards import (
     AWS,
+    QUOTA_NAMES,
     Load,
     Need,
     Quotas,
-    free_priorities,
     full_quota,
     pack_hosts,
     place,
@@ -37,9 +37,17 @@ def test_certificates_beyond_one_an_app_count():
     )
 
 
-def test_rules_count_per_listener():
+def test_rules_count_per_load_balancer():
+    # AWS's quota is 100 rules per Application Load Balancer, its listeners together
     assert full_quota(Load(apps=1, rules=98), Need(rules=3), Quotas(certificates=1000)) == "rules"
     assert full_quota(Load(apps=1, http_rules=100), Need(http_rules=1)) == "rules"
+    assert full_quota(Load(apps=1, rules=50, http_rules=50), Need(rules=1)) == "rules"
+    assert full_quota(Load(apps=1, rules=50, http_rules=49), Need(rules=1)) is None
+    assert full_quota(Load(apps=1, rules=49, http_rules=49), Need(rules=1, http_rules=1)) is None
+    assert full_quota(Load(apps=1, rules=49, http_rules=50), Need(rules=1, http_rules=1)) == (
+        "rules"
+    )
+    assert QUOTA_NAMES["rules"] == "rules per Application Load Balancer"
 
 
 def test_an_existing_app_needs_no_target_group_or_reserve():
@@ -107,11 +115,6 @@ def test_pack_drops_emptied_rules_but_the_first():
     assert pack_hosts(OWN, [], current) == [[OWN]]
 
 
-def test_free_priorities():
-    assert free_priorities([100, 101, 103], 3) == [102, 104, 105]
-    assert free_priorities([], 0) == []
-
-
 def test_a_platform_record_keeps_its_shards():
     from provisioner.aws.platform import Platform, Shard
     from provisioner.aws.router import ShardListeners
@@ -130,3 +133,19 @@ def test_a_platform_record_keeps_its_shards():
         ShardListeners("s0", "h0"),
         ShardListeners("s1", "h1"),
     ]
+
+
+def test_shard_names_fit_elbv2_and_never_collide():
+    """A load balancer's name holds 32 characters: `dynoform-<platform>--<n>` would cut a
+    platform name of 18 to 21 characters, and two such platforms would share shards."""
+    from provisioner.aws.listeners import shard_name
+
+    assert shard_name("dynoform", 0) == "dynoform-dynoform"
+    assert shard_name("dynoform", 1) == "dynoform-dynoform--1"  # as before for short names
+    assert shard_name("abcdefghijklmnopq", 7) == "dynoform-abcdefghijklmnopq--7"
+    assert shard_name("abcdefghijklmnopqrstu", 3) == "df-abcdefghijklmnopqrstu--3"
+    platforms = ["abcdefghijklmnopq", "abcdefghijklmnopqr", "abcdefghijklmnopqrstu"]
+    platforms.append("abcdefghijklmnopqwxyz")  # 21 characters, the same first 17
+    names = {shard_name(p, n) for p in platforms for n in (0, 1, 12, 49)}
+    assert len(names) == 16
+    assert max(map(len, names)) <= 32
