@@ -106,14 +106,7 @@ def test_moto_refuses_a_101st_target_group_behind_one_load_balancer(aws, lb):
 def test_moto_refuses_a_26th_certificate_and_a_1001st_target(aws, lb):
     vpc, arn, _ = lb
     elbv2 = aws.elbv2
-    default = aws.client("acm").request_certificate(DomainName="lb.test")["CertificateArn"]
-    https = elbv2.create_listener(
-        LoadBalancerArn=arn,
-        Protocol="HTTPS",
-        Port=443,
-        Certificates=[{"CertificateArn": default}],
-        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
-    )["Listeners"][0]["ListenerArn"]
+    https = _https_listener(aws, arn)
     # the default certificate does not count; one attached twice counts once
     certs = [{"CertificateArn": f"{CERT}c{i}"} for i in range(25)]
     elbv2.add_listener_certificates(ListenerArn=https, Certificates=certs)
@@ -258,18 +251,23 @@ def test_rules_beyond_the_load_balancers_quota_are_refused_before_any_change(aws
         router.check_room("shop", [f"d{i}.example.org" for i in range(9)], False, 0)
 
 
-def _https_router(aws, lb, **limits) -> tuple[RouterTable, str]:
-    """A router whose app rules go on an HTTPS listener, the HTTP one holding only those of
-    apps on plain HTTP (as a platform's)."""
-    vpc, arn, http = lb
+def _https_listener(aws, arn: str) -> str:
+    """An HTTPS listener on the load balancer, its default certificate one that never counts."""
     default = aws.client("acm").request_certificate(DomainName="lb.test")["CertificateArn"]
-    https = aws.elbv2.create_listener(
+    return aws.elbv2.create_listener(
         LoadBalancerArn=arn,
         Protocol="HTTPS",
         Port=443,
         Certificates=[{"CertificateArn": default}],
         DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
     )["Listeners"][0]["ListenerArn"]
+
+
+def _https_router(aws, lb, **limits) -> tuple[RouterTable, str]:
+    """A router whose app rules go on an HTTPS listener, the HTTP one holding only those of
+    apps on plain HTTP (as a platform's)."""
+    vpc, arn, http = lb
+    https = _https_listener(aws, arn)
     router = RouterTable(
         aws.elbv2, "test", vpc, [https], "apps.test", http_listener_arn=http,
         limits=Quotas(**limits),

@@ -39,19 +39,23 @@ def _router_datums(dims: list[dict[str, str]], at: float) -> list[dict[str, obje
     ]
 
 
+def _publish_router_minutes(ctx: Context, app: str, minutes: tuple[int, ...]) -> None:
+    """The load balancer's figures of the app for each minute: 20 requests each."""
+    tg_arn = ctx.router().ensure_target_group(app)
+    dims = metrics.dimensions(ctx.platform().lb_arn, tg_arn)
+    for at in minutes:
+        ctx.aws.client("cloudwatch").put_metric_data(
+            Namespace=metrics.NAMESPACE, MetricData=_router_datums(dims, at + 1)
+        )
+
+
 def test_published_points_are_read_back(tmp_path, monkeypatch, capsys):
     with platform_cli(tmp_path, monkeypatch, capsys) as call:
         assert call("apps:create", "shop")[0] == 0
         ctx = Context(get_target("t1"))
-        tg_arn = ctx.router().ensure_target_group("shop")
-        cloudwatch = ctx.aws.client("cloudwatch")
         now = time.time()
         minute = int(now) // 60 * 60
-        dims = metrics.dimensions(ctx.platform().lb_arn, tg_arn)
-        for at in (minute - 120, minute):  # two minutes with 20 requests each
-            cloudwatch.put_metric_data(
-                Namespace=metrics.NAMESPACE, MetricData=_router_datums(dims, at + 1)
-            )
+        _publish_router_minutes(ctx, "shop", (minute - 120, minute))  # 20 requests each
         # The metrics duty's two rounds, a minute apart: memory both times, CPU the second.
         sampler = ops.Sampler()
         web = plan.Sample("shop", "web.1", "dyno-shop.v1.web.1.service", 50 * 2**20, 2**29, 0, 1)
@@ -59,7 +63,7 @@ def test_published_points_are_read_back(tmp_path, monkeypatch, capsys):
         busy = plan.Sample(**{**web.__dict__, "memory_bytes": 60 * 2**20, "cpu_nsec": 15 * 10**9})
         for at, samples in ((minute - 59.0, [web, other]), (minute + 1.0, [busy])):
             datums = sampler.datums([(at, samples)])
-            metrics.put_dyno_metrics(cloudwatch, ctx.platform().name, datums)
+            metrics.put_dyno_metrics(ctx.aws.client("cloudwatch"), ctx.platform().name, datums)
 
         result = ops.app_metrics(ctx, "shop", 3600, now)
 
@@ -112,18 +116,15 @@ def test_the_local_cloud_keeps_a_day_of_minutes(tmp_path, monkeypatch, capsys):
     with platform_cli(tmp_path, monkeypatch, capsys) as call:
         assert call("apps:create", "shop")[0] == 0
         ctx = Context(get_target("t1"))
-        tg_arn = ctx.router().ensure_target_group("shop")
-        cloudwatch = ctx.aws.client("cloudwatch")
         now = time.time()
         minute = int(now) // 60 * 60
-        dims = metrics.dimensions(ctx.platform().lb_arn, tg_arn)
-        for at in (minute - 86340, minute - 26 * 3600):  # 23 h 59 min ago, and 26 h ago
-            cloudwatch.put_metric_data(
-                Namespace=metrics.NAMESPACE, MetricData=_router_datums(dims, at + 1)
-            )
+        # 23 h 59 min ago, and 26 h ago
+        _publish_router_minutes(ctx, "shop", (minute - 86340, minute - 26 * 3600))
         sample = plan.Sample("shop", "web.1", "dyno-shop.v1.web.1.service", 50 * 2**20, 2**29, 0, 0)
         metrics.put_dyno_metrics(
-            cloudwatch, ctx.platform().name, ops.Sampler().datums([(minute - 86340.0, [sample])])
+            ctx.aws.client("cloudwatch"),
+            ctx.platform().name,
+            ops.Sampler().datums([(minute - 86340.0, [sample])]),
         )
         assert motofix.prune_metrics(now) > 0  # the 26 h old values went
         result = ops.app_metrics(ctx, "shop", 86400, now)
