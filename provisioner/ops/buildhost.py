@@ -21,6 +21,7 @@ import shlex
 import tarfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner import paths
@@ -41,6 +42,7 @@ from provisioner.build import (
 from provisioner.errors import DynoformError
 from provisioner.ops.buildpack_cache import MAX_BUILDPACK_BYTES
 from provisioner.plan.buildpacks import HOST, Resolved
+from provisioner.plan.runtimes import HOST_RUNTIMES, HostRuntimes, parse_host_runtimes
 from provisioner.plan.units import app_user, ensure_app_user_argv
 from provisioner.remote.runner import HostRunner
 from provisioner.remote.ssh import Connection, RemoteError
@@ -320,7 +322,8 @@ try:
         tooling = marker.read().strip()
 except OSError:
     tooling = ""
-json.dump({"tooling": tooling}, sys.stdout)
+host = subprocess.run(["sh", "-c", spec["runtimes"]], capture_output=True, text=True).stdout
+json.dump({"tooling": tooling, "runtimes": host}, sys.stdout)
 """
 
 # Fetch the app's cache tarball from S3 unless this host keeps one (a build on a host new to
@@ -339,10 +342,11 @@ def prepare(
     source_url: str,
     cache_url: str | None,
     disk_bytes: int,
-) -> str:
+) -> Prepared:
     """The app's user, the build's tmpfs of disk_bytes (owned by that user), its config vars as
     files, the source and the cache: all written before any of the build's code runs. Returns
-    the version of the build tooling on the host ("" when it has none)."""
+    the version of the build tooling on the host ("" when it has none) and the runtimes it has
+    (so the build's runtimes, uv for every build, cost no round trip of their own)."""
     owned = [layout.app_dir, layout.cache_dir, layout.env_dir, layout.tmp_dir]
     owned.append(layout.buildpacks_in)
     spec = {
@@ -360,6 +364,7 @@ def prepare(
         "cache_in": layout.cache_in,
         "cache_curl": curl_config(cache_url).decode() if cache_url else None,
         "tooling": f"{BUILD_ROOT}/.version",
+        "runtimes": HOST_RUNTIMES,
     }
     argv = ["python3", "-c", _PREPARE_ALL]
     result = conn.run(argv, sudo=True, stdin=json.dumps(spec).encode(), timeout=600)
@@ -370,7 +375,20 @@ def prepare(
         raise RemoteError(f"could not fetch the source on the build host: {why}")
     if not result.ok:
         raise RemoteError(f"on host {conn.name}: could not prepare the build: {why}")
-    return str(json.loads(result.stdout)["tooling"])
+    answer = json.loads(result.stdout)
+    try:
+        host = parse_host_runtimes(str(answer.get("runtimes", "")))
+    except DynoformError:
+        host = None  # runtimes.for_build asks again, and says what went wrong
+    return Prepared(str(answer["tooling"]), host)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What prepare() learnt of the build host: its tooling's version and its runtimes."""
+
+    tooling: str
+    host: HostRuntimes | None
 
 
 def stream(conn: Connection, argv: list[str], on_line: OutputFn, timeout: float) -> int:

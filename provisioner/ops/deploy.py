@@ -35,14 +35,16 @@ from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Rollout, current_formation, open_rollout
 from provisioner.ops.runtime_python import PYTHON
+from provisioner.ops.runtime_uv import UV
 from provisioner.ops.source import Source, package_commit, package_source
 from provisioner.plan.rollout import RolloutOptions
 from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
 T = TypeVar("T")
-# The languages whose version a source may ask for (.python-version, engines.node...).
-RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON, runtime_node.NODE)
+# The languages whose version a source may ask for (.python-version, engines.node...), and uv.
+# uv last: it names no file and every build gets it (the python buildpack installs with it).
+RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON, runtime_node.NODE, UV)
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ def _build(
     cache_key = keys.cache_key(app_id)
     had_cache = blobs.exists(cache_key)
     # One round trip makes the app's user, the build's tmpfs, its config and its inputs.
-    tooling = buildhost.prepare(
+    prepared = buildhost.prepare(
         conn,
         layout,
         config,
@@ -235,14 +237,16 @@ def _build(
         blobs.get_url(cache_key) if had_cache else None,
         disk,
     )
-    buildhost.ensure_tooling(conn, tooling)
+    buildhost.ensure_tooling(conn, prepared.tooling)
     delivered = False
     try:
         packs = buildpack_cache.resolve_all(blobs, app_id, record.buildpacks, output)
         if packs:  # what each resolved to, for apps:info and `builds --json`
             builds.note(store, app, build_id, buildpacks=[p.to_dict() for p in packs])
         buildpacks = buildhost.stage_buildpacks(conn, layout, packs, blobs) or None
-        asked = runtimes.for_build(conn, blobs, source.tarball, RUNTIME_KINDS, rollout.say, output)
+        asked = runtimes.for_build(
+            conn, blobs, source.tarball, RUNTIME_KINDS, rollout.say, output, prepared.host
+        )
         result, cached = buildhost.run_build(
             conn, layout, output, buildpacks, source.commit, slug_limit, disk, runtimes=asked
         )

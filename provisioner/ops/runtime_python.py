@@ -10,27 +10,11 @@ bytecode): 3.14.7 compiled here is 41 MB unpacked, 14 MB packed.
 
 from __future__ import annotations
 
+from provisioner.ops.runtime_uv import UV_WHEELS
 from provisioner.ops.runtimes import Acquire
 from provisioner.plan import pythons
 from provisioner.plan.runtimes import Runtime
 
-# uv from PyPI, pinned (its wheel's sha256), per machine: `uv python install` checks the
-# standalone builds it downloads against the sha256s it carries.
-UV_VERSION = "0.13.9"
-UV_WHEELS = {
-    "x86_64": (
-        "https://files.pythonhosted.org/packages/3d/aa/"
-        "26d64642d808de4a652579ef950d7cd2d37f080a8babf9c67c6b75fc4c3f/"
-        "uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-        "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
-    ),
-    "aarch64": (
-        "https://files.pythonhosted.org/packages/fe/2f/"
-        "51a5de367c602592c018a42a23d57fba5f2689fe6c3bf025dcf043b39c61/"
-        "uv-0.13.9-py3-none-manylinux_2_28_aarch64.whl",
-        "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
-    ),
-}
 # What compiling CPython needs on a Debian host for the modules apps use (ssl, sqlite3,
 # ctypes, the compressors, readline, uuid, dbm); not tk.
 BUILD_DEPS = (

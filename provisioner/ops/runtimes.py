@@ -22,7 +22,14 @@ from typing import Any, Protocol
 from provisioner.aws.blobs import Blobs
 from provisioner.errors import DynoformError
 from provisioner.ops import buildhost
-from provisioner.plan.runtimes import RUNTIMES_ROOT, Runtime, platform_of
+from provisioner.plan.runtimes import (
+    HOST_RUNTIMES,
+    RUNTIMES_ROOT,
+    HostRuntimes,
+    Runtime,
+    parse_host_runtimes,
+    platform_of,
+)
 from provisioner.remote.ssh import Connection, RemoteError
 
 ACQUIRE_USER = "dynoform-runtime"
@@ -102,7 +109,8 @@ echo "$1 $(stat -c %s "$out")"
 
 
 class Kind(Protocol):
-    """A language whose version an app may ask for (ops/runtime_python.py, runtime_node.py)."""
+    """A language whose version an app may ask for (ops/runtime_python.py, runtime_node.py), or
+    a tool every build gets (ops/runtime_uv.py: wanted() always names its pinned version)."""
 
     kind: str
     files: tuple[str, ...]  # the top-level source files that may name a version
@@ -144,22 +152,34 @@ def for_build(
     kinds: Sequence[Kind],
     say: Say,
     on_line: Say,
+    host: HostRuntimes | None = None,
 ) -> list[str]:
-    """The runtimes the source asks for, unpacked on the build host: the runner's --runtime
-    values (KIND=DIR). Nothing asked: [] and no round trip."""
+    """The runtimes the source asks for (uv for every build), unpacked on the build host: the
+    runner's --runtime values (KIND=DIR). `host`: what the host has, when the caller already
+    asked (buildhost.prepare); else one round trip asks, for every kind at once."""
     files = top_files(tarball, sorted({n for k in kinds for n in k.files}))
     asked = [(kind, spec) for kind in kinds if (spec := kind.wanted(files)) is not None]
     if not asked:
         return []
-    platform = host_platform(conn)
+    host = host or host_runtimes(conn)
     args = []
     for kind, spec in asked:
-        runtime = kind.resolve(spec, platform)
+        runtime = kind.resolve(spec, host.platform)
         if runtime is None:
             continue
-        ensure(conn, blobs, runtime, partial(kind.acquire, runtime), say, on_line)
+        present = runtime.name in host.have
+        ensure(conn, blobs, runtime, partial(kind.acquire, runtime), say, on_line, present)
         args.append(runtime.runner_arg())
     return args
+
+
+def host_runtimes(conn: Connection) -> HostRuntimes:
+    """The host's platform and the runtimes it has unpacked, every kind (one round trip)."""
+    result = conn.run(["sh", "-c", HOST_RUNTIMES], check=True)
+    try:
+        return parse_host_runtimes(result.stdout)
+    except DynoformError as exc:
+        raise RemoteError(f"could not tell the platform of {conn.name}: {exc}") from exc
 
 
 def host_platform(conn: Connection) -> str:
@@ -179,10 +199,14 @@ def ensure(
     acquire: Callable[[], Acquire],
     say: Say,
     on_line: Say,
+    present: bool | None = None,
 ) -> str:
     """The runtime unpacked on this host (its directory): kept there, else from the bucket,
-    else made there with `acquire()` and kept in the bucket. Its lines go to on_line."""
-    if conn.run(["test", "-e", f"{runtime.host_dir}/.complete"]).ok:
+    else made there with `acquire()` and kept in the bucket. Its lines go to on_line.
+    `present`: whether the host has it, when the caller already asked (None: ask)."""
+    if present is None:
+        present = conn.run(["test", "-e", f"{runtime.host_dir}/.complete"]).ok
+    if present:
         return runtime.host_dir
     pointer = read_pointer(blobs, runtime)
     if pointer is not None:
@@ -271,4 +295,12 @@ def _upload(conn: Connection, path: str, url: str) -> None:
         )
 
 
-__all__ = ["ACQUIRE_USER", "RUNTIMES_ROOT", "Acquire", "ensure", "host_platform", "read_pointer"]
+__all__ = [
+    "ACQUIRE_USER",
+    "RUNTIMES_ROOT",
+    "Acquire",
+    "ensure",
+    "host_platform",
+    "host_runtimes",
+    "read_pointer",
+]

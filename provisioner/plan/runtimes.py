@@ -12,13 +12,14 @@ other's bytes.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from provisioner.errors import ValidationError
 
 RUNTIMES_ROOT = "/srv/dynoform/runtimes"
 PREFIX = "runtimes"
-KINDS = ("python", "node")
+KINDS = ("python", "node", "uv")
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+){1,2}")
 _PLATFORM = re.compile(r"[a-z0-9]+-[0-9.]+-(x86_64|aarch64)")
 
@@ -70,3 +71,32 @@ def platform_of(os_release_id: str, version_id: str, machine: str) -> str:
     if not _PLATFORM.fullmatch(value):
         raise ValidationError(f"host platform {value!r}", "expected e.g. debian-13-x86_64")
     return value
+
+
+# One round trip tells a build host's platform and every runtime it has unpacked (all kinds):
+# the first line "ID VERSION_ID MACHINE", then one "PLATFORM/NAME" per complete runtime.
+HOST_RUNTIMES = (
+    '. /etc/os-release && echo "$ID" "$VERSION_ID" "$(uname -m)"; '
+    f"cd {shlex.quote(RUNTIMES_ROOT)} 2>/dev/null || exit 0; "
+    'for f in */*/.complete; do [ -e "$f" ] && echo "${f%/.complete}"; done; exit 0'
+)
+
+
+@dataclass(frozen=True)
+class HostRuntimes:
+    """A build host's platform and the names of the runtimes it has for it (e.g. uv-0.13.9)."""
+
+    platform: str
+    have: frozenset[str]
+
+
+def parse_host_runtimes(output: str) -> HostRuntimes:
+    """HOST_RUNTIMES' output as a HostRuntimes; a ValidationError when its first line is not
+    a platform."""
+    lines = output.splitlines()
+    words = lines[0].split() if lines else []
+    if len(words) != 3:
+        raise ValidationError("host platform", f"could not be read from {output[:200]!r}")
+    platform = platform_of(*words)
+    have = {line.split("/", 1)[1] for line in lines[1:] if line.startswith(f"{platform}/")}
+    return HostRuntimes(platform, frozenset(have))

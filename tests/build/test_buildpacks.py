@@ -7,6 +7,7 @@ python tests reach PyPI and the nodejs dependency test reaches the npm registry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.request
@@ -28,6 +30,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from provisioner.plan.runtimes import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "provisioner" / "build" / "runner.py"
@@ -45,6 +49,25 @@ def tool_version(name: str) -> str:
 
 
 UV = tool_version("UV")
+
+
+@functools.cache
+def uv_runtime() -> Path:
+    """The uv runtime as a host makes it (ops/runtime_uv.py's script: the pinned wheel from
+    PyPI, sha256-checked), made once per test run: what builds get as DYNOFORM_UV_RUNTIME."""
+    from provisioner.ops.runtime_uv import UV as KIND
+
+    machine = os.uname().machine
+    plan = KIND.acquire(Runtime("uv", UV, f"debian-13-{machine}"))
+    work = Path(tempfile.mkdtemp(prefix="dynoform-uv-runtime-"))
+    (work / "out").mkdir()
+    argv = ["sh", "-c", plan.script, "sh", str(work / "out"), *plan.args]
+    subprocess.run(argv, cwd=work, check=True, capture_output=True, timeout=300)
+    root = work / "uv"
+    root.mkdir()
+    with tarfile.open(work / "out" / "runtime.tar.gz") as archive:
+        archive.extractall(root, filter="data")
+    return root
 
 
 @dataclass
@@ -90,6 +113,7 @@ def run_build(
     env: dict[str, str] | None = None,
     extra: list[str] | None = None,
     tag: str = "b",
+    uv: bool = True,
 ) -> Build:
     env_dir = tmp / f"env-{tag}"
     env_dir.mkdir(exist_ok=True)
@@ -111,6 +135,7 @@ def run_build(
     if not extra or "--buildpack" not in extra:
         argv += ["--buildpacks-dir", str(BUILDPACKS)]
     argv += extra or []
+    argv += ["--runtime", f"uv={uv_runtime()}"] if uv else []  # as every build on a host
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     seconds = time.monotonic() - started
@@ -188,10 +213,12 @@ def test_python_example_cold_then_warm(tmp_path: Path):
     assert "app.py" in names and "Procfile" in names
     assert "README.md" not in names and not any(n.startswith("tests") for n in names)  # .slugignore
     assert any(n.startswith(".venv/lib/") and n.endswith("gunicorn/__init__.py") for n in names)
-    # uv ran from the build cache: neither it nor pip is in the slug (pip was 944 of 1,130 files).
+    # uv ran from the platform's runtime: neither it nor pip is in the slug (pip was 944 of 1,130
+    # files), and the app's cache holds no uv of its own.
+    assert f"uv {UV}: the platform's, {uv_runtime()}/bin/uv" in cold.output
     assert not any("/site-packages/pip" in n or n == ".venv/bin/pip" for n in names)
     assert not any(n.endswith("/bin/uv") or "/site-packages/uv" in n for n in names)
-    assert [p.name for p in (tmp_path / "cache" / "python" / "tools").iterdir()] == [f"uv-{UV}"]
+    assert not (tmp_path / "cache" / "python" / "tools").exists()
     assert f"export VIRTUAL_ENV='{app_dir}/.venv'" in cold.read(".profile.d/python.sh")
     # Built where it runs: the venv's scripts point at the build dir (/app on hosts).
     assert cold.read(".venv/bin/gunicorn").startswith(f"#!{app_dir}/.venv/bin/python")
@@ -370,9 +397,9 @@ def test_lock_file_app_cold_warm_and_reinstalled(tmp_path: Path, manager: str):
     check_installed(tmp_path / "app")
     tools = ("/bin/uv", "/bin/poetry", "/bin/pipenv", "/bin/pip")
     assert not any(n.endswith(tools) for n in cold.members())
-    # The tools live in the build cache: uv, and a virtualenv per other tool and Python version.
-    kept = sorted(p.name for p in (cache / "tools").iterdir())
-    assert kept[-1] == f"uv-{UV}" and len(kept) == (1 if manager == "uv" else 2)
+    # uv is the platform's; the build cache keeps a virtualenv per other tool and Python version.
+    kept = sorted(p.name for p in (cache / "tools").iterdir()) if manager != "uv" else []
+    assert not (cache / "tools").exists() if manager == "uv" else len(kept) == 1
     if manager != "uv":
         assert re.fullmatch(rf"{manager}-{re.escape(version)}-python-3\.\d+\.\d+", kept[0])
 
@@ -451,9 +478,18 @@ def test_unusable_lock_files_fail_with_one_line(tmp_path: Path, files: dict[str,
 
 def test_a_tool_that_cannot_be_installed_fails_with_one_line(tmp_path: Path):
     """PyPI out of reach (a proxy on a closed local port, set as config vars)."""
-    env = {"https_proxy": f"http://127.0.0.1:{free_port()}", "PIP_RETRIES": "0"}
-    build = run_build(tmp_path, FIXTURES / "uv", env=env)
-    assert_fails(build, "compile", f"could not install uv {UV} from PyPI: see the output above")
+    env = {"https_proxy": f"http://127.0.0.1:{free_port()}", "UV_HTTP_RETRIES": "0"}
+    build = run_build(tmp_path, FIXTURES / "poetry", env=env)
+    poetry = tool_version("POETRY")
+    assert_fails(build, "compile", f"could not install Poetry {poetry} from PyPI: see the output")
+
+
+@pytest.mark.skipif(shutil.which("uv") is not None, reason="a uv on PATH would serve the build")
+def test_a_build_without_uv_fails_with_one_line(tmp_path: Path):
+    """The buildpack outside dynoform (no DYNOFORM_UV_RUNTIME) with no uv on PATH."""
+    build = run_build(tmp_path, EXAMPLES / "python", uv=False)
+    assert_fails(build, "compile", "no uv to install the dependencies with")
+    assert f"dynoform gives every build uv {UV} in DYNOFORM_UV_RUNTIME" in build.output
 
 
 # --- failures ----------------------------------------------------------------------------------

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 from e2e_support import EXAMPLES, Url, cli, cli_json, get
 
+from provisioner.aws.blobs import cache_key
 from provisioner.aws.session import Aws
 from provisioner.aws.state import bucket_name
+from provisioner.context import Context
+from provisioner.ops.runtime_uv import UV, UV_VERSION
+from provisioner.ops.runtimes import ensure, host_runtimes, read_pointer
+from provisioner.plan.runtimes import RUNTIMES_ROOT
 from provisioner.targets import LOCAL_TARGET
 
 pytestmark = pytest.mark.cloud
@@ -53,6 +61,13 @@ def test_python_rebuild_reuses_the_cache_and_identical_slug_is_not_stored_twice(
     assert (
         "Installing dependencies with uv " in first.stderr and "(requirements.txt)" in first.stderr
     )
+    # uv is the platform's runtime, read in place: the app's cold build installs none of its own.
+    uv_dir = f"{RUNTIMES_ROOT}/debian-13-{os.uname().machine}/uv-{UV_VERSION}"
+    assert f"       uv {UV_VERSION}: the platform's, {uv_dir}/bin/uv" in first.stderr
+    assert "Installing uv" not in first.stderr
+    cached = cache_members(app_name)
+    assert any(n.startswith("python/venv-") for n in cached), cached[:20]
+    assert not any("/tools/uv-" in n or n.endswith("/bin/uv") for n in cached)
     started = time.monotonic()
     second = cli("deploy", "-a", app_name, str(EXAMPLES / "python"))
     warm = time.monotonic() - started
@@ -63,6 +78,47 @@ def test_python_rebuild_reuses_the_cache_and_identical_slug_is_not_stored_twice(
     builds = cli_json("builds", "-a", app_name)
     assert len(builds) == 2 and all(b["status"] == "succeeded" for b in builds)
     assert "Python app detected" in cli("builds:output", "-a", app_name).stdout
+
+
+def cache_members(app: str) -> list[str]:
+    """The names in the app's build cache as the bucket keeps it."""
+    aws = Aws(LOCAL_TARGET)
+    bucket = bucket_name("dynoform", aws.account_id())
+    app_id = cli_json("apps:info", "-a", app)["id"]  # type: ignore[index]
+    body = aws.s3.get_object(Bucket=bucket, Key=cache_key(app_id))["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return [n.removeprefix("./") for n in tar.getnames()]
+
+
+def test_a_host_without_uv_takes_it_from_the_bucket(fleet: object) -> None:
+    """uv is made once per platform (whichever host first lacks it) and kept in the bucket; a
+    host that lacks it later unpacks the bucket's copy, checked, instead of making it."""
+    with Context.open(LOCAL_TARGET) as ctx:
+        hosts = ctx.fleet().ready()[:2]
+        conns = [ctx.fleet().connect(h) for h in hosts]
+        blobs = ctx.blobs()
+        platform = host_runtimes(conns[0]).platform
+        runtime = UV.resolve(UV_VERSION, platform)
+        assert runtime is not None
+        said: list[str] = []
+        ensure(conns[0], blobs, runtime, partial(UV.acquire, runtime), said.append, said.append)
+        pointer = read_pointer(blobs, runtime)
+        assert pointer is not None and pointer["origin"] == "pypi", pointer
+
+        second = conns[1]
+        second.run(["rm", "-rf", "--", runtime.host_dir], sudo=True, check=True)
+        assert runtime.name not in host_runtimes(second).have
+        said.clear()
+        started = time.monotonic()
+        ensure(second, blobs, runtime, partial(UV.acquire, runtime), said.append, said.append)
+        seconds = time.monotonic() - started
+        assert said == [f"installing uv {UV_VERSION} on {second.name} from the bucket"], said
+        assert runtime.name in host_runtimes(second).have
+        found = second.run([f"{runtime.host_dir}/bin/uv", "--version"], check=True).stdout
+        assert found.startswith(f"uv {UV_VERSION}")
+        owner = second.run(["stat", "-c", "%U %a", f"{runtime.host_dir}/bin/uv"], check=True)
+        assert owner.stdout.split() == ["root", "755"]  # root's, read-only to builds
+        print(f"\nuv {UV_VERSION} from the bucket on a second host: {seconds:.2f} s")
 
 
 def test_uv_project_builds_with_uv_and_serves(app_name: str) -> None:

@@ -135,3 +135,38 @@ def test_detect(tmp_path: Path, name: str, detected: bool):
     (tmp_path / name).write_text("")
     done = subprocess.run([str(BIN / "detect"), str(tmp_path)], capture_output=True, text=True)
     assert (done.returncode, done.stdout) == ((0, "Python\n") if detected else (1, ""))
+
+
+def test_uv_is_the_platforms_and_the_apps_own_uv_leaves_its_cache(tmp_path: Path) -> None:
+    runtime = tmp_path / "uv-runtime"
+    (runtime / "bin").mkdir(parents=True)
+    (runtime / "bin" / "uv").write_text("#!/bin/sh\n")
+    (runtime / "bin" / "uv").chmod(0o755)
+    old = tmp_path / "cache" / "python" / "tools" / "uv-0.13.9" / "bin"
+    old.mkdir(parents=True)  # where buildpack version 3 installed uv for each app
+    status, out = compile_functions(
+        tmp_path,
+        {"requirements.txt": "six\n"},
+        f'DYNOFORM_UV_RUNTIME={runtime}; find_uv; use_uv; echo "UV=$UV"',
+    )
+    assert status == 0, out
+    assert f"       uv 0.13.9: the platform's, {runtime}/bin/uv\n" in out
+    assert f"UV={runtime}/bin/uv\n" in out
+    assert not (tmp_path / "cache" / "python" / "tools" / "uv-0.13.9").exists()
+
+
+@pytest.mark.parametrize(
+    ("runtime", "line"),
+    [
+        ("/nonexistent/uv-0.13.9", "the uv runtime at /nonexistent/uv-0.13.9 has no bin/uv"),
+        ("", "no uv to install the dependencies with: dynoform gives every build uv 0.13.9 in"),
+    ],
+    ids=["runtime without bin/uv", "no runtime, no uv on PATH"],
+)
+def test_without_uv_a_build_fails_with_one_line(tmp_path: Path, runtime: str, line: str) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    script = f'PATH={empty}:/bin; DYNOFORM_UV_RUNTIME="{runtime}"; find_uv; use_uv; echo used'
+    status, out = compile_functions(tmp_path, {"requirements.txt": "six\n"}, script)
+    assert status == 1 and "used" not in out
+    assert out.startswith(f" !     {line}"), out
