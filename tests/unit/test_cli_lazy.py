@@ -107,3 +107,22 @@ def test_an_unknown_subcommand_names_its_group(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Usage: dynoform apps [OPTIONS] COMMAND [ARGS]..." in result.stderr
     assert "Error: No such command 'creat'. Did you mean 'create'?" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["apps", "deploy", "ps", "config", "releases"])
+def test_everyday_commands_import_no_ssh_templates_or_crypto(module: str) -> None:
+    """fabric/paramiko (~70 ms), jinja2 (~20 ms), cryptography (~15 ms), rich and the playbook
+    load where they are used (the first SSH connection, render, certificate, table, host role),
+    not when a command module is imported."""
+    code = f"""
+import sys
+import provisioner.cli.{module}
+late = ("fabric", "paramiko", "invoke", "jinja2", "cryptography", "rich", "provisioner.playbook")
+print(sorted(m for m in sys.modules if m.startswith(late)))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
