@@ -126,3 +126,16 @@ print(sorted(m for m in sys.modules if m.startswith(late)))
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_aws_errors_are_explained_without_main_importing_botocore() -> None:
+    """main() no longer imports botocore to catch its errors: an error can only be botocore's
+    once botocore is loaded, so it looks them up then."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    from provisioner.cli.main import _aws_failure
+
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DescribeVpcs")
+    messages = [getattr(_aws_failure(e), "message", None) for e in (denied, NoCredentialsError())]
+    assert messages == ["AWS said AccessDenied: no", "no AWS credentials found"]
+    assert _aws_failure(ValueError("x")) is None
