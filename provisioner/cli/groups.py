@@ -101,9 +101,9 @@ def load(name: str) -> click.Command:
 class LazyGroup(TyperGroup):
     """The root group: lists every command from COMMANDS, imports one only to run it.
 
-    Until resolved, a command is a stub holding its one-line help, which is all that help and
-    shell completion of the command's name read; `resolve_command` (running the command, its
-    own --help, completing its arguments) swaps in the real one.
+    Until resolved, a command is a stub holding its one-line help, which is all `--help` and
+    an unknown command's "Did you mean" read; `resolve_command` (running the command or
+    showing its own --help) swaps in the real one.
     """
 
     def __init__(self, **attrs: object) -> None:
