@@ -16,12 +16,14 @@ import tarfile
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from provisioner import paths
 from provisioner import playbook as pb
 from provisioner.targets import Target
+
+if TYPE_CHECKING:
+    import jinja2
 
 UNIT = "dynoform-controller.service"
 HOME = "/opt/dynoform/controller"

@@ -14,10 +14,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from provisioner import controlhost
-from provisioner import playbook as pb
 from provisioner.aws import instances
 from provisioner.aws.platform import Platform
 from provisioner.aws.session import Aws
@@ -30,6 +28,9 @@ from provisioner.remote.ssh import Connection, Endpoint, Pool
 from provisioner.render import api_endpoint, wall_vars
 from provisioner.store import now_iso
 from provisioner.targets import Target
+
+if TYPE_CHECKING:  # the playbook is loaded to provision a host (~10 ms a deploy never needs)
+    from provisioner import playbook as pb
 
 BOOT_TIMEOUT = 300.0  # from run_instances until SSH answers
 REACH_TIMEOUT = 10.0  # for hosts that should already be up
@@ -107,10 +108,14 @@ class SshRunner:
         self.conn = conn
 
     def fact(self, argv: pb.Cmd) -> pb.Fact:
+        from provisioner import playbook as pb
+
         result = self.conn.run(argv, sudo=True, timeout=STEP_TIMEOUT)
         return pb.Fact(result.exit_code, result.stdout)
 
     def apply(self, action: pb.Action) -> None:
+        from provisioner import playbook as pb
+
         if isinstance(action, pb.Put):
             self.conn.put(
                 action.content,
@@ -273,11 +278,15 @@ class Fleet:
 
     def controller_steps(self, host: instances.Host, templates: Any) -> list[pb.Step]:
         """The controller's install (controlhost.py), with this fleet's key and endpoint."""
+        from provisioner import controlhost
+
         config = controlhost.host_config(self.target, self.aws.endpoint_url, host.id)
         key = self.key_path.read_bytes()
         return controlhost.steps(controlhost.code_bundle(), config, key, templates)
 
     def role(self) -> tuple[pb.Role, Any]:
+        from provisioner import playbook as pb
+
         with self._lock:
             if self._role is None:
                 self._role = pb.load_role(ROLE)
@@ -299,6 +308,8 @@ class Fleet:
         retry_for: float = REACH_TIMEOUT,
         on_step: Callable[[pb.StepReport], None] | None = None,
     ) -> pb.Report:
+        from provisioner import playbook as pb
+
         conn = self.connect(host, retry_for)
         role, templates = self.role()
         runner = SshRunner(conn)
@@ -463,6 +474,8 @@ class Fleet:
         """Only the controller's install on every ready runner (platform:init upgrades it)."""
 
         def install(host: instances.Host) -> pb.Report:
+            from provisioner import playbook as pb
+
             conn = self.connect(host)
             _role, templates = self.role()
             return pb.run_steps(self.controller_steps(host, templates), SshRunner(conn))

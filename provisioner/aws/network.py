@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from provisioner import paths
 from provisioner.aws.session import eventually
@@ -41,6 +39,9 @@ def ensure_key_file(path: Path) -> str:
         return pub.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o700)
+    from cryptography.hazmat.primitives import serialization  # here: ~8 ms, made once a target
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM,

@@ -9,7 +9,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from provisioner import authority
 from provisioner.aws import acmdns
 from provisioner.aws.session import retry_in_use
 from provisioner.aws.tags import PLATFORM_TAG, RESOURCE_TAG, Finder, tagged, tags
@@ -100,6 +99,8 @@ class PlatformCertificate:
         if not self.b.target.is_local:
             return False
         held = self.acm.get_certificate(CertificateArn=described["CertificateArn"])
+        from provisioner import authority  # here: it imports cryptography (~10 ms)
+
         root = authority.ensure_ca(self._ca_dir())
         return authority.signed_by(str(held["Certificate"]).encode(), root.cert_pem)
 
@@ -134,6 +135,8 @@ class PlatformCertificate:
     def _local(self, existing: dict[str, Any] | None) -> str:
         b = self.b
         ca_dir = self._ca_dir()
+        from provisioner import authority
+
         issued = authority.server_cert(authority.server_names(b.target.app_domain), ca_dir)
         chain = authority.ensure_ca(ca_dir).cert_pem
         if existing is not None:

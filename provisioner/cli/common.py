@@ -9,20 +9,46 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.names import validate_app_name
-from provisioner.targets import Target, get_target
+
+if TYPE_CHECKING:  # imported where used: `--help` and `--json` need neither (issue 23)
+    from rich.console import Console
+
+    from provisioner.context import Context
+    from provisioner.targets import Target
+
+
+class LazyConsole:
+    """A rich Console made on its first use: rich's imports cost ~15 ms that `--help` and
+    `--json` output never need."""
+
+    def __init__(self, stdout: bool, **options: Any) -> None:
+        self._stdout = stdout
+        self._options = options
+
+    @cached_property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        width = None if not self._stdout or sys.stdout.isatty() else 240
+        return Console(stderr=not self._stdout, width=width, **self._options)
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.console.is_terminal
+
 
 # Data to stdout, everything else (progress, status, errors) to stderr.
-out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = LazyConsole(stdout=True, soft_wrap=True, highlight=False)
+err = LazyConsole(stdout=False, highlight=False, soft_wrap=True)
 
 _STARTED = time.monotonic()
 _REMOTE_RE = re.compile(r"dynoform::([a-z][a-z0-9-]{2,29})")
@@ -38,6 +64,9 @@ class Globals:
     @cached_property
     def ctx(self) -> Context:
         """The one Context of this invocation; main() closes it."""
+        from provisioner.context import Context
+        from provisioner.targets import get_target
+
         return Context(get_target(self.target_name), say=status)
 
     @property
@@ -94,6 +123,8 @@ def print_table(rows: list[dict[str, Any]], columns: list[str], empty: str = "no
     if not rows:
         err.print(empty)
         return
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False)
     for column in columns:
         table.add_column(column.upper())

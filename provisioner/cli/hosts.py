@@ -40,7 +40,7 @@ class HostLines:
         self.lock = threading.Lock()
         self.live: Live | None = None
         if err.is_terminal:
-            self.live = Live(self, console=err, refresh_per_second=4, transient=False)
+            self.live = Live(self, console=err.console, refresh_per_second=4, transient=False)
 
     def __rich__(self) -> Table:
         """Rendered again on every refresh, so the clocks keep running."""

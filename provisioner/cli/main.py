@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from provisioner.cli import common
+from provisioner.cli.groups import LazyGroup
 
 try:  # Typer 0.29+ bundles its own Click; older Typer uses the click package.
     from typer._click import exceptions as click_errors
@@ -21,6 +21,7 @@ app = typer.Typer(
         "Heroku's workflow on your own EC2 hosts, or offline on the local cloud.\n\n"
         "Example: dynoform apps:create myapp && dynoform deploy -a myapp ."
     ),
+    cls=LazyGroup,
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -41,12 +42,6 @@ def root(
     """Global options may stand anywhere on the command line."""
     state = common.g()
     state.target_name, state.json, state.yes, state.verbose = target, json_out, yes, verbose
-
-
-def _register() -> None:
-    from provisioner.cli import groups
-
-    groups.register(app)
 
 
 # Options that belong to the root and may be written anywhere; hoisted before the command.
@@ -84,7 +79,14 @@ def normalize_argv(argv: list[str]) -> list[str]:
     return hoisted + rest
 
 
-def _friendly(exc: Exception) -> DynoformError:
+def _aws_failure(exc: Exception) -> DynoformError | None:
+    """What a botocore error means to the user; None for any other error."""
+    if "botocore.exceptions" not in sys.modules:
+        return None  # botocore was never imported, so this is not one of its errors
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if not isinstance(exc, BotoCoreError | ClientError):
+        return None
     if isinstance(exc, NoCredentialsError):
         return DynoformError(
             "no AWS credentials found", "set a profile with `targets:add --profile`"
@@ -98,13 +100,10 @@ def _friendly(exc: Exception) -> DynoformError:
 def main(argv: list[str] | None = None) -> None:
     args = normalize_argv(list(sys.argv[1:] if argv is None else argv))
     common.GLOBALS = common.Globals()  # fresh per invocation (tests call main() repeatedly)
-    _register()
     try:
         result = app(args=args, prog_name="dynoform", standalone_mode=False)
     except DynoformError as exc:
         _fail(exc)
-    except (BotoCoreError, ClientError) as exc:
-        _fail(_friendly(exc))
     except click_errors.NoArgsIsHelpError as exc:
         if exc.ctx is not None:
             sys.stderr.write(exc.ctx.get_help() + "\n")
@@ -120,6 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         common.err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        failure = _aws_failure(exc)
+        if failure is None:
+            raise
+        _fail(failure)
     finally:
         common.GLOBALS.close()
     sys.exit(result if isinstance(result, int) else 0)

@@ -13,13 +13,13 @@ import datetime
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import ValidationError
+
+if TYPE_CHECKING:  # imported where used: ~10 ms that commands reading no certificate skip
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 AUTO = "auto"
 CUSTOM = "custom"
@@ -31,6 +31,9 @@ MIN_RSA_BITS = 2048
 
 def fingerprint(cert_pem: bytes | str) -> str:
     """sha256 of the DER form: the same however the PEM is wrapped or which chain follows it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     data = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
     cert = x509.load_pem_x509_certificate(data)
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -125,6 +128,8 @@ def covered_by(host: str, certs: Iterable[AppCert]) -> AppCert | None:
 
 
 def _certificates(data: bytes) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -135,6 +140,9 @@ def _certificates(data: bytes) -> list[x509.Certificate]:
 
 
 def _private_key(data: bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -156,6 +164,8 @@ def _private_key(data: bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
 
 def _public_der(key: Any) -> bytes:
     """The key's SubjectPublicKeyInfo (what a certificate and its private key share)."""
+    from cryptography.hazmat.primitives import serialization
+
     return bytes(
         key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -165,6 +175,8 @@ def _public_der(key: Any) -> bytes:
 
 def cert_names(cert: x509.Certificate) -> list[str]:
     """DNS names a certificate is valid for: its SANs, else its common name."""
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = list(san.get_values_for_type(x509.DNSName))
@@ -179,11 +191,16 @@ def cert_names(cert: x509.Certificate) -> list[str]:
 
 
 def _pem(certs: Sequence[x509.Certificate]) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
 def parse_bundle(cert_data: bytes, key_data: bytes, now: datetime.datetime | None = None) -> Bundle:
     """Check a certificate file (leaf first, then any intermediates) and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     certs = _certificates(cert_data)
     leaf = certs[0]
     key = _private_key(key_data)

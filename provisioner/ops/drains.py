@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from provisioner import authority
 from provisioner.aws import accesslogs
 from provisioner.aws.state import Documents, StaleWrite
 from provisioner.context import Context
@@ -99,6 +98,8 @@ def _local_ca(ctx: Context) -> str:
     local = ctx.target.local
     if local is None:
         return ""
+    from provisioner import authority  # here: it imports cryptography (~10 ms)
+
     path = authority.ca_cert_path(local.ca_dir)
     return path.read_text() if path.exists() else ""
 

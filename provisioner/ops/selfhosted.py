@@ -13,9 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from provisioner import playbook as pb
 from provisioner.aws import instances
 from provisioner.aws.session import eventually
 from provisioner.aws.tags import tag_filters, tag_spec
@@ -27,6 +26,9 @@ from provisioner.ops.buildhost import curl_config
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
 from provisioner.remote.ssh import Connection
 from provisioner.store import now_iso
+
+if TYPE_CHECKING:  # loaded to provision an add-on's host only
+    from provisioner import playbook as pb
 
 ROLE = "addon"
 HOST_TYPE = "t3.medium"
@@ -112,6 +114,8 @@ def launch_host(f: Fleet, say: Say) -> instances.Host:
 
 def bootstrap(f: Fleet, host: instances.Host, say: Say, check: bool = False) -> pb.Report:
     """Run the `addon` role; templates get the host's private address and the VPC range."""
+    from provisioner import playbook as pb
+
     role, templates = pb.load_role(ROLE)
     extra = {"private_ip": host.private_ip, "vpc_cidr": f.platform.cidr}
     role = pb.Role(role.name, {**role.vars, **extra}, role.specs)

@@ -11,9 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from provisioner.errors import DynoformError
 
 
@@ -25,6 +22,9 @@ class HostKey:
 
 
 def generate_ed25519() -> HostKey:
+    from cryptography.hazmat.primitives import serialization  # here: only a new host needs it
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM,

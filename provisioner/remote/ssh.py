@@ -16,12 +16,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import fabric
-import paramiko
+from typing import TYPE_CHECKING
 
 from provisioner.errors import DynoformError
 from provisioner.remote.hostkeys import fingerprint_blob, split_public
+
+if TYPE_CHECKING:  # imported on the first connection: ~70 ms that commands without SSH skip
+    import fabric
+    import paramiko
 
 DEFAULT_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 10.0
@@ -79,6 +81,8 @@ def _hostkey_name(endpoint: Endpoint) -> str:
 
 
 def _pinned_keys(endpoint: Endpoint) -> list[paramiko.PKey]:
+    import paramiko
+
     keys = []
     for line in endpoint.pinned:
         kind, blob = split_public(line)
@@ -109,6 +113,8 @@ def _open_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
 
 
 def _load_key(endpoint: Endpoint) -> paramiko.PKey:
+    import paramiko
+
     try:
         return paramiko.PKey.from_path(endpoint.key_path)
     except (OSError, paramiko.SSHException) as exc:
@@ -121,6 +127,9 @@ def _load_key(endpoint: Endpoint) -> paramiko.PKey:
 def _connect_once(
     endpoint: Endpoint, pkey: paramiko.PKey, pinned: list[paramiko.PKey], timeout: float
 ) -> fabric.Connection:
+    import fabric
+    import paramiko
+
     sock = _open_socket(endpoint, timeout)
     config = fabric.Config(overrides={"load_ssh_configs": False})
     conn = fabric.Connection(
@@ -157,8 +166,11 @@ def _connect_once(
     return conn
 
 
-# Errors a booting host gives: nothing listening yet, sshd starting, keys not yet in place.
-_RETRYABLE = (OSError, EOFError, paramiko.SSHException)
+def _retryable() -> tuple[type[BaseException], ...]:
+    """Errors a booting host gives: nothing listening yet, sshd starting, keys not in place."""
+    import paramiko
+
+    return (OSError, EOFError, paramiko.SSHException)
 
 
 def connect(
@@ -171,6 +183,8 @@ def connect(
 
     Setting `cancel` stops the retries (an interrupted `hosts:add`).
     """
+    import paramiko
+
     pkey = _load_key(endpoint)
     pinned = _pinned_keys(endpoint)
     deadline = time.monotonic() + retry_for
@@ -182,7 +196,7 @@ def connect(
             raise
         except paramiko.BadHostKeyException as exc:  # pragma: no cover - caught inside
             raise _mismatch(endpoint, exc) from None
-        except _RETRYABLE as exc:
+        except _retryable() as exc:
             if cancel is not None and cancel.is_set():
                 raise RemoteError(f"connecting to host {endpoint.name} was cancelled") from None
             if time.monotonic() + delay > deadline:
