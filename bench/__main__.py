@@ -25,6 +25,12 @@ from bench.targets import check_targets, print_targets
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer runs, 1-2-4 hosts")
+    parser.add_argument(
+        "--hosts",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="the host counts of the deploy-vs-hosts curve, e.g. 1,2,4,8 (default 1,2,4 with"
+        " --quick, else 1,2,4,8)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument(
         "--plots",
@@ -57,7 +63,7 @@ def main() -> None:
     if args.only is None:
         figures |= routerload.run(args.quick)  # before the hosts: a quiet machine
     if args.only in (None, "platform"):
-        figures |= run_platform(args.quick, runs)
+        figures |= run_platform(args.quick, runs, args.hosts)
     print_table(figures)
     print_targets(check_targets(figures))
     if args.json:
@@ -66,12 +72,12 @@ def main() -> None:
     plot(figures, args.plots)
 
 
-def run_platform(quick: bool, runs: int) -> dict[str, Any]:
+def run_platform(quick: bool, runs: int, counts: list[int] | None = None) -> dict[str, Any]:
     from provisioner.localcloud import control
 
     started_cloud = control.daemon_pid() is None
     control.up()
-    counts = [1, 2, 4] if quick else [1, 2, 4, 8]
+    counts = counts or ([1, 2, 4] if quick else [1, 2, 4, 8])
     before = {h["id"] for h in plat.cli_json("hosts")}
     plat.ensure_hosts(max(counts))
     app = plat.new_app()

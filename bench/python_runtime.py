@@ -26,6 +26,8 @@ def measure(spec: str) -> dict[str, object]:
         host = fleet.ready()[0]
         conn = fleet.connect(host)
         exact = PYTHON.resolve(spec, host_platform(conn))
+        if exact is None:  # the host's own python3 satisfies the spec: nothing to make
+            raise SystemExit(f"python {spec}: the host's python3 satisfies it, no runtime to make")
         runtime = Runtime("python", exact.version, "bench" + exact.platform)
         blobs = ctx.blobs()
         lines: list[str] = []
