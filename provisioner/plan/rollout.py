@@ -133,6 +133,20 @@ class RolloutPlan:
     def stopped(self) -> list[DynoInstance]:
         return [a.instance for a in self.actions if a.kind is ActionKind.STOP]
 
+    def booting(self) -> list[Action]:
+        """The new web dynos' START actions: each host's batch (plan/batch.py) starts them with
+        the release and waits until they answer on their ports, in one round trip."""
+        return [a for a in self.actions if a.kind is ActionKind.START and a.instance.is_web]
+
+    def after_boot(self) -> RolloutPlan:
+        """The plan without what the hosts' batch did: the new web dynos' start and port wait."""
+        booted = {a.unit for a in self.booting()}
+
+        def batched(action: Action) -> bool:
+            return action.kind in (ActionKind.START, ActionKind.WAIT_PORT) and action.unit in booted
+
+        return replace(self, actions=[a for a in self.actions if not batched(a)])
+
     def steps(self) -> list[list[Action]]:
         """Actions grouped by step, in order; each group may run in parallel."""
         groups: dict[int, list[Action]] = defaultdict(list)
