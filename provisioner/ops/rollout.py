@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -152,6 +153,10 @@ class Router(Protocol):
 
     def remove_app(self, app: str) -> None: ...
 
+    def pinned(self, app: str) -> AbstractContextManager[None]:
+        """Within: the app's target group is looked up once."""
+        ...
+
 
 Step = Callable[["Observed", str, list[Action]], None]
 
@@ -259,6 +264,18 @@ class Rollout(Generic[R]):
         formation: Formation,
         restart: Iterable[str] = (),
         observed: Observed | None = None,
+    ) -> RolloutPlan:
+        with self.router.pinned(app):  # one target group lookup for the whole rollout
+            return self._converge(app, release, config, formation, restart, observed)
+
+    def _converge(
+        self,
+        app: str,
+        release: Release,
+        config: dict[str, str],
+        formation: Formation,
+        restart: Iterable[str],
+        observed: Observed | None,
     ) -> RolloutPlan:
         observed = observed or self.observe()
         plan = self.plan(observed, app, release.version, formation, restart)

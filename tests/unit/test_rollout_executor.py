@@ -8,12 +8,13 @@ real Store over in-memory documents. Everything else is the real executor and pl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import shlex
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,6 +250,7 @@ class FakeRouter:
     world: World
     targets: set[RouterTarget] = field(default_factory=set)
     fail: dict[str, BaseException] = field(default_factory=dict)
+    pins: int = 0  # rollouts that pinned the app's target group
 
     def _call(self, what: str, targets: Iterable[RouterTarget] = ()) -> None:
         shown = " ".join(f"{t.ip}:{t.port}" for t in sorted(targets, key=str))
@@ -286,6 +288,11 @@ class FakeRouter:
 
     def remove_app(self, app: str) -> None:
         self._call("remove_app")
+
+    @contextlib.contextmanager
+    def pinned(self, app: str) -> Iterator[None]:
+        self.pins += 1
+        yield
 
 
 class MemoryDocs:
@@ -441,6 +448,7 @@ def test_a_fresh_web_deploy_starts_one_dyno_on_each_host(
     assert "Environment=PORT=20000\n" in unit_file and "Environment=DYNO=web.1\n" in unit_file
     assert b'"GREETING": "hi"' in h1.files["/srv/dynoform/apps/shop/env/v1.json"]
     assert [d.unit for d in plan.final] == [unit(1, "web.1"), unit(1, "web.2")]
+    assert router.pins == 1  # one target group lookup for the rollout (RouterTable.pinned)
 
 
 def test_a_new_release_serves_before_the_old_one_retires(
