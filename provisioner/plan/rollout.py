@@ -9,6 +9,7 @@ web dynos that must be replaced or added (all at once, next to the old ones)
   step 3 register     new targets in the app's target group: only now, so that the router
                       never sends the app's users to a port some other process holds
   step 4 wait_healthy each new target healthy
+  (the executor does steps 1 and 2 in one round trip per host, with the release: plan/batch.py)
 other process types, one dyno at a time: stop old, start new, wait_running
 then the old web dynos retire (the plan's `commit_step`)
   deregister          old targets
