@@ -100,9 +100,17 @@ def dyno_unit_context(instance: DynoInstance, options: UnitOptions | None = None
     }
 
 
-def render_dyno_unit(instance: DynoInstance, options: UnitOptions | None = None) -> str:
-    """The systemd unit file text for one dyno instance; install it as `instance.unit`."""
-    return render_template("dyno/dyno.service.j2", **dyno_unit_context(instance, options))
+def render_dyno_unit(
+    instance: DynoInstance, options: UnitOptions | None = None, port: str | None = None
+) -> str:
+    """The systemd unit file text for one dyno instance; install it as `instance.unit`.
+
+    port: a web unit's port as this text (provisioner.plan.batch.PORT_MARK: the host puts in
+    the one it reserves), instead of the instance's."""
+    context = dyno_unit_context(instance, options)
+    if port is not None and instance.is_web:
+        context["port"] = port
+    return render_template("dyno/dyno.service.j2", **context)
 
 
 def render_env_document(config: Mapping[str, str], commands: Mapping[str, str]) -> str:

@@ -7,7 +7,8 @@ and the local cloud's HAProxy follows them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,7 @@ class RouterTable:
         self.placed = placed  # told where a new app was placed (its name's DNS record)
         self.limits = limits
         self._placed: dict[str, int] = {}
+        self._pinned: dict[str, str | None] = {}  # app -> its target group's ARN (pinned)
 
     # target groups and shards ---------------------------------------------------------------
     def _group(self, app: str) -> dict[str, Any] | None:
@@ -145,9 +147,26 @@ class RouterTable:
             raise
         return dict(groups["TargetGroups"][0])
 
+    @contextmanager
+    def pinned(self, app: str) -> Iterator[None]:
+        """Within: the app's target group is looked up once, not by every call that needs it
+        (a rollout's register, each of its health polls, deregister, the drain's delay).
+        Only for the length of one operation: another command may remove the app."""
+        self._pinned[app] = None
+        try:
+            yield
+        finally:
+            self._pinned.pop(app, None)
+
     def target_group_arn(self, app: str) -> str | None:
+        arn = self._pinned.get(app)
+        if arn:
+            return arn
         group = self._group(app)
-        return None if group is None else str(group["TargetGroupArn"])
+        arn = None if group is None else str(group["TargetGroupArn"])
+        if arn and app in self._pinned:
+            self._pinned[app] = arn
+        return arn
 
     def shard_of(self, app: str) -> int | None:
         """The shard the app is placed on (None: not placed yet, it has no target group)."""
@@ -262,6 +281,8 @@ class RouterTable:
         )
         arn = str(created["TargetGroups"][0]["TargetGroupArn"])
         self._placed[app] = shard
+        if app in self._pinned:
+            self._pinned[app] = arn
         self.elbv2.modify_target_group_attributes(
             TargetGroupArn=arn,
             Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}],
@@ -500,6 +521,8 @@ class RouterTable:
         if arn is not None:
             self.elbv2.delete_target_group(TargetGroupArn=arn)
         self._placed.pop(app, None)
+        if app in self._pinned:
+            self._pinned[app] = None
 
 
 def _hosts(rule: dict[str, Any]) -> list[str]:

@@ -29,10 +29,11 @@ PORT_SPAN = 999
 # Extra check pacing on top of the target group's own interval: a target that is down or in
 # transition is probed this often, so a newly registered target serves within a few tenths of
 # a second of answering instead of interval x healthy-threshold (AWS would take 10 s or more).
-# Deploys register new targets before their dynos boot: a down target is probed every
-# DOWN_INTER_MS until it answers, then every FAST_INTER_MS until `rise` checks passed.
-# Two passing checks (an ALB's lowest healthy threshold) then take DOWN_INTER_MS +
-# FAST_INTER_MS: 75 ms, a deploy's wait for the router after its dynos answer.
+# A down target is probed every DOWN_INTER_MS until it answers, then every FAST_INTER_MS until
+# `rise` checks passed. A newly registered one is admitted on its first passing check
+# (lb.LoadBalancers admits it, cmd_admit): deploys register a dyno once it answers, so the
+# router's wait is about DOWN_INTER_MS; a target coming back from down needs `rise` passes
+# (an ALB's lowest healthy threshold is 2: DOWN_INTER_MS + FAST_INTER_MS, 75 ms).
 FAST_INTER_MS = 25
 DOWN_INTER_MS = 50
 DEFAULT_MATCHER = "200"
@@ -781,12 +782,28 @@ def cmd_activate(tg: TargetGroup, target: Target) -> str:
     """Enable a freshly added server, which HAProxy makes in maintenance.
 
     `enable server` marks it up at once; `set server ... health down` in the same line makes
-    it wait for `rise` passing checks, as an ALB target waits in `initial`. One line: the CLI
-    runs it without letting a request be balanced in between."""
+    it wait for passing checks, as an ALB target waits in `initial`. One line: the CLI runs it
+    without letting a request be balanced in between. The local cloud admits it on its first
+    passing check (cmd_admit), not after `rise` of them: a deploy's new dyno answers already
+    when it is registered. A target coming back from down still needs `rise`."""
     srv = _srv(tg.backend, target.server_name)
     if not tg.health.enabled:
         return f"enable server {srv}"
     return f"enable health {srv}; enable server {srv}; set server {srv} health down"
+
+
+def cmd_admit(backend: str, server: str) -> str:
+    """Up now: a newly registered target that passed its first check (`passed_once`)."""
+    return f"set server {_srv(backend, server)} health up"
+
+
+def passed_once(status: str) -> bool:
+    """A `show stat` status of a server down and going up with a passing check behind it
+    (`DOWN 1/2`: health 1 of rise 2). A server marked down counts from 0 (`set server ...
+    health down`, or `fall` failed checks), so 1 is one check passed since then."""
+    word, _, counts = status.partition(" ")
+    done, _, rise = counts.partition("/")
+    return word == "DOWN" and done.isdigit() and rise.isdigit() and int(done) >= 1
 
 
 def cmd_drain(backend: str, server: str) -> str:

@@ -28,7 +28,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -265,6 +267,10 @@ class LoadBalancers:
         self._key: str | None = None  # structure of the applied model
         self._config: str | None = None
         self._draining: dict[tuple[str, str], float] = {}  # (backend, server) -> deadline
+        # Servers added for a newly registered target and not up yet: up on their first
+        # passing check (admit). Read by the feeder's thread as well as the daemon's.
+        self._fresh: set[tuple[str, str]] = set()
+        self._fresh_lock = threading.Lock()
         self._bad_key: str | None = None
         self._retry_at = 0.0
         self._warned: set[str] = set()
@@ -354,13 +360,36 @@ class LoadBalancers:
         return self._model
 
     def show_stat(self) -> str:
-        """HAProxy's `show stat` CSV (server states, sessions), or "" when none runs."""
+        """HAProxy's `show stat` CSV (server states, sessions), or "" when none runs.
+
+        Newly registered targets that passed their first check are admitted first, and the
+        states read again: what this returns is what HAProxy routes to."""
         if not self.haproxy.running:
             return ""
         try:
-            return self.haproxy.command(hx.cmd_show_stat())
+            text = self.haproxy.command(hx.cmd_show_stat())
+            if self._fresh and self._admit(hx.parse_stat(text)):
+                text = self.haproxy.command(hx.cmd_show_stat())
+            return text
         except OSError:
             return ""
+
+    def _admit(self, stat: Mapping[tuple[str, str], Mapping[str, str]]) -> bool:
+        """Fresh servers with a passing check go up (an ALB's new target passes its healthy
+        threshold of checks; here the first one admits it, rise 1). Whether any went up."""
+        admitted = False
+        with self._fresh_lock:
+            for slot in sorted(self._fresh):
+                status = stat.get(slot, {}).get("status", "")
+                passed = hx.passed_once(status)
+                if passed:
+                    self._run(hx.cmd_admit(*slot))
+                    admitted = True
+                if passed or (status and not status.startswith("DOWN")):
+                    # Admitted, or up (or drained) by itself. One not in `stat` may have been
+                    # added since it was read: it stays (a removed one left in _apply_targets).
+                    self._fresh.discard(slot)
+        return admitted
 
     def publish_metrics(self, cloudwatch: Any) -> int:
         """Publish the response times of the requests logged since the last call (at the first
@@ -706,8 +735,13 @@ class LoadBalancers:
                 continue
             self._run(hx.cmd_add_server(tg, target))
             self._run(hx.cmd_activate(tg, target))
+            if tg.health.enabled:
+                with self._fresh_lock:
+                    self._fresh.add(slot)
             log.info("load balancers: %s/%s added", *slot)
         for tg, name in changes.removed:
+            with self._fresh_lock:
+                self._fresh.discard((tg.backend, name))
             self._run(hx.cmd_drain(tg.backend, name))
             self._draining[(tg.backend, name)] = now + tg.deregistration_delay
             log.info("load balancers: %s/%s draining", tg.backend, name)

@@ -19,7 +19,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from provisioner.aws import instances
@@ -30,15 +31,17 @@ from provisioner.errors import DynoformError
 from provisioner.model.formation import Formation
 from provisioner.model.release import Release
 from provisioner.model.sizes import instance_memory_mb
-from provisioner.ops.buildhost import build_paths, ensure_app_user, ensure_node, needs_node
-from provisioner.plan.placement import DynoRef, HostSpace, held_formations, place
-from provisioner.plan.ports import (
-    PortCheck,
-    parse_port_checks,
-    parse_reserved,
-    reserve_ports_argv,
-    wait_ports_argv,
+from provisioner.ops.buildhost import build_paths, ensure_node, needs_node
+from provisioner.plan.batch import (
+    PORT_MARK,
+    HostBatch,
+    batch_argv,
+    batch_document,
+    parse_batch,
 )
+from provisioner.plan.batch import Release as BatchRelease
+from provisioner.plan.placement import DynoRef, HostSpace, held_formations, place
+from provisioner.plan.ports import PortCheck, parse_port_checks, wait_ports_argv
 from provisioner.plan.rollout import (
     Action,
     ActionKind,
@@ -49,10 +52,10 @@ from provisioner.plan.rollout import (
 )
 from provisioner.plan.units import (
     RUNNING_STATES,
-    DynoInstance,
     DynoState,
     app_user,
     dyno_facts_argv,
+    ensure_app_user_argv,
     env_file,
     journal_tail_argv,
     parse_dyno_facts,
@@ -78,12 +81,20 @@ UNIT_DIR = "/etc/systemd/system"
 # Shell programs hosts run (templates/dyno/), as `sh -c PROGRAM sh ARGS...`.
 UNPACK_RELEASE = "unpack-release"
 # How often a rollout asks the router whether its new targets passed their checks (one
-# describe_target_health call; the local router's two checks take 75 ms).
-HEALTH_POLL_S = 0.05
+# describe_target_health call): often in the first second, when a new target usually passes
+# (the local router admits one on its first check), then seldom (an ALB takes 10 s or more).
+HEALTH_POLL_S = 0.02
+HEALTH_POLL_FAST_S = 1.0
+HEALTH_POLL_SLOW_S = 0.5
 START_UNITS = "start-units"
 STOP_UNITS = "stop-units"
 FORGET_BUILDS = "forget-builds"
 REMOVE_USER = "remove-user"
+
+
+# Creating the app's user, where another command of the app may be creating it too: the user
+# exists afterwards either way.
+_USER_RACE = 'user=$1; shift; "$@" || getent passwd "$user" >/dev/null'
 
 
 def program_argv(name: str, *args: str) -> list[str]:
@@ -141,6 +152,10 @@ class Router(Protocol):
     ) -> tuple[set[RouterTarget], set[RouterTarget]]: ...
 
     def remove_app(self, app: str) -> None: ...
+
+    def pinned(self, app: str) -> AbstractContextManager[None]:
+        """Within: the app's target group is looked up once."""
+        ...
 
 
 Step = Callable[["Observed", str, list[Action]], None]
@@ -250,23 +265,45 @@ class Rollout(Generic[R]):
         restart: Iterable[str] = (),
         observed: Observed | None = None,
     ) -> RolloutPlan:
+        with self.router.pinned(app):  # one target group lookup for the whole rollout
+            return self._converge(app, release, config, formation, restart, observed)
+
+    def _converge(
+        self,
+        app: str,
+        release: Release,
+        config: dict[str, str],
+        formation: Formation,
+        restart: Iterable[str],
+        observed: Observed | None,
+    ) -> RolloutPlan:
         observed = observed or self.observe()
         plan = self.plan(observed, app, release.version, formation, restart)
         if plan.is_empty():
             return plan
         started = plan.started
-        if started:
-            hosts = {d.host for d in started}
-            ports = self._prepare_and_route(observed, app, release, config, hosts, started)
-            plan = plan.with_ports(ports)
-        undoable, retiring = plan.split_at_commit()
+        reserved: dict[str, int] = {}
         try:
+            if started:
+                # The release on every host that starts a dyno, and the new web dynos booted
+                # there: one round trip per host (plan/batch.py).
+                boot = plan.booting()
+                if boot:
+                    self.say(f"starting {', '.join(a.dyno for a in boot)}")
+                hosts = {d.host for d in started}
+                self._prepare_and_route(observed, app, release, config, hosts, boot, reserved)
+                plan = plan.with_ports(reserved)
+                if boot:
+                    self.say(
+                        _DONE[ActionKind.WAIT_PORT].format(dynos=", ".join(a.dyno for a in boot))
+                    )
+            undoable, retiring = plan.after_boot().split_at_commit()
             for group in undoable:
                 self._run_step(observed, app, group)
         except BaseException as exc:
             # Ctrl-C and cloud API errors too: the new dynos go, the old keep serving.
             self.say(f"rolling back: {_reason(exc)}")
-            self._undo(observed, app, plan)
+            self._undo(observed, app, plan.with_ports(reserved))
             raise
         self._retire(observed, app, retiring)
         self._prune(observed, app, {d.host for d in started}, plan)
@@ -288,8 +325,9 @@ class Rollout(Generic[R]):
         release: Release,
         config: dict[str, str],
         hosts: set[str],
-        started: Sequence[DynoInstance],
-    ) -> dict[str, int]:
+        boot: Sequence[Action],
+        reserved: dict[str, int],
+    ) -> None:
         """prepare_hosts, while the app's router rule is made: neither waits for the other
         (the rule's API calls took ~0.03 s of every deploy). The hosts' error comes first."""
         record = self.store.app(app)
@@ -300,11 +338,10 @@ class Rollout(Generic[R]):
         )  # fmt: skip
         pool.shutdown(wait=False)
         try:
-            ports = self.prepare_hosts(observed, app, release, config, hosts, started)
+            self.prepare_hosts(observed, app, release, config, hosts, boot, reserved)
         finally:
             futures.wait([ruled])
         ruled.result()
-        return ports
 
     def prepare_hosts(
         self,
@@ -313,63 +350,83 @@ class Rollout(Generic[R]):
         release: Release,
         config: dict[str, str],
         hosts: set[str],
-        started: Sequence[DynoInstance] = (),
+        boot: Sequence[Action] = (),
+        reserved: dict[str, int] | None = None,
     ) -> dict[str, int]:
-        """Put the release on `hosts` and reserve ports there for the web dynos in `started`.
+        """Put the release on `hosts` and boot there the new web dynos of `boot` (their START
+        actions): ports reserved under each host's lock (apps rolling out at the same moment
+        never get the same port), units written and started, and each waited for until its
+        own process answers on its port. One round trip per host (plan/batch.py).
 
-        Returns unit -> port as each host reserved it (under its lock, so that apps rolling out
-        at the same moment never get the same port).
+        Returns unit -> port as the hosts reserved them; `reserved` gets them as each host
+        answers, also when another failed (the undo deregisters what may have been reserved).
         """
         if not release.slug_key or not release.slug_sha256:
             raise DynoformError(f"v{release.version} of {app} has no slug", "deploy code first")
         url = self.blobs.get_url(release.slug_key)
-        document = render_env_document(config, release.process_types).encode()
-        launcher = launcher_source().encode()
-
+        document = render_env_document(config, release.process_types)
         node = needs_node(commands=list(release.process_types.values()))
+        got: dict[str, int] = {} if reserved is None else reserved
+        by_host: dict[str, list[Action]] = defaultdict(list)
+        for action in boot:
+            by_host[action.host].append(action)
 
-        web: dict[str, list[str]] = defaultdict(list)
-        for dyno in started:
-            if dyno.is_web:
-                web[dyno.host].append(dyno.unit)
-
-        def prepare(host_id: str) -> dict[str, int]:
+        def prepare(host_id: str) -> None:
             conn = self.conn(host_id, observed)
             if node:
                 ensure_node(conn, self.say)
-            user = ensure_app_user(conn, app)
-            env_path = env_file(app, release.version)
-            have = conn.run(["cat", LAUNCHER_PATH])
-            if have.stdout.encode() != launcher:
-                conn.run(["mkdir", "-p", LAUNCHER_PATH.rsplit("/", 1)[0]], sudo=True, check=True)
-                conn.put(launcher, LAUNCHER_PATH, mode="0755")
-            argv = program_argv(
-                UNPACK_RELEASE,
-                release_dir(app, release.version),
-                str(release.slug_sha256),
-                user,
-                env_path.rsplit("/", 1)[0],
-            )
-            # The presigned URL goes on stdin as curl's config: never on a command line.
-            conn.run(argv, sudo=True, stdin=f'url = "{url}"\n'.encode(), timeout=600, check=True)
-            conn.put(document, env_path, mode="0600")
-            return self._reserve_ports(conn, web[host_id])
+            actions = by_host[host_id]
+            batch = self._host_batch(observed, app, release, url, document, host_id, actions)
+            argv = batch_argv(ports_tool_source())
+            timeout = 600 + batch.boot_timeout_s  # the slug's fetch, then the boot
+            result = conn.run(argv, sudo=True, stdin=batch_document(batch), timeout=timeout)
+            done = parse_batch(result.stdout)
+            got.update(done.reserved)
+            if result.ok and set(done.reserved) == {a.unit for a in actions}:
+                return
+            if result.exit_code == 1 and done.checks:  # a new dyno never answered on its port
+                ported = [replace(a, instance=a.instance.with_port(got[a.unit])) for a in actions]
+                failure = self._boot_failure(conn, ported, done.checks, batch.boot_timeout_s)
+                raise DynoformError(*failure)
+            why = (result.stderr or result.stdout).strip()[-400:] or f"exit {result.exit_code}"
+            raise DynoformError(f"v{release.version} of {app}: {why}")
 
-        ports: dict[str, int] = {}
-        for got in self._fan(sorted(hosts), prepare, "preparing hosts"):
-            ports.update(got)
-        return ports
+        self._fan(sorted(hosts), prepare, "booting dynos" if boot else "preparing hosts")
+        return dict(got)
 
-    def _reserve_ports(self, conn: HostRunner, units: list[str]) -> dict[str, int]:
-        """Ports for these web units, reserved by the host under its lock (one round trip)."""
-        if not units:
-            return {}
-        argv = reserve_ports_argv(units, self.options.port_low, self.options.port_high)
-        result = conn.run(argv, sudo=True, stdin=ports_tool_source().encode(), check=True)
-        reserved = parse_reserved(result.stdout)
-        if set(reserved) != set(units):
-            raise DynoformError(f"on host {conn.name}: no ports reserved for {units}")
-        return reserved
+    def _host_batch(
+        self,
+        observed: Observed,
+        app: str,
+        release: Release,
+        url: str,
+        document: str,
+        host_id: str,
+        boot: list[Action],
+    ) -> HostBatch:
+        """What one host is sent: the release, and the new web dynos of `boot` on it."""
+        env_path = env_file(app, release.version)
+        unpack = program_argv(
+            UNPACK_RELEASE,
+            release_dir(app, release.version),
+            str(release.slug_sha256),
+            app_user(app),
+            env_path.rsplit("/", 1)[0],
+        )
+        units = {a.unit: render_dyno_unit(a.instance, port=PORT_MARK) for a in boot}
+        return HostBatch(
+            user_argv=["sh", "-c", _USER_RACE, "sh", app_user(app), *ensure_app_user_argv(app)],
+            launcher_path=LAUNCHER_PATH,
+            launcher=launcher_source(),
+            release=BatchRelease(unpack, url),
+            env_path=env_path,
+            env_document=document,
+            units=units,
+            start_argv=program_argv(START_UNITS, *sorted(units)),
+            port_range=(self.options.port_low, self.options.port_high),
+            addr=observed.address(host_id) if boot else "",
+            boot_timeout_s=int(self.options.boot_timeout_s),
+        )
 
     def _fan(
         self, items: Sequence[Any], fn: Callable[[Any], Any], what: str, timeout: float = 900
@@ -477,7 +534,8 @@ class Rollout(Generic[R]):
     def _wait_healthy(self, observed: Observed, app: str, actions: list[Action]) -> None:
         wanted = set(self._targets(observed, actions))
         timeout = max(a.timeout_s or 60 for a in actions)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         while True:
             states = self.router.health(app, wanted)
             if all(states.get(t) == "healthy" for t in wanted):
@@ -487,7 +545,8 @@ class Rollout(Generic[R]):
                     f"{t.ip}:{t.port}={states.get(t)}" for t in wanted if states.get(t) != "healthy"
                 )
                 raise DynoformError(f"new dynos of {app} never became healthy: {', '.join(bad)}")
-            time.sleep(HEALTH_POLL_S)
+            fast = time.monotonic() - started < HEALTH_POLL_FAST_S
+            time.sleep(HEALTH_POLL_S if fast else HEALTH_POLL_SLOW_S)
 
     def _deregister(self, observed: Observed, app: str, actions: list[Action]) -> None:
         self.router.deregister(app, self._targets(observed, actions))

@@ -9,6 +9,7 @@ web dynos that must be replaced or added (all at once, next to the old ones)
   step 3 register     new targets in the app's target group: only now, so that the router
                       never sends the app's users to a port some other process holds
   step 4 wait_healthy each new target healthy
+  (the executor does steps 1 and 2 in one round trip per host, with the release: plan/batch.py)
 other process types, one dyno at a time: stop old, start new, wait_running
 then the old web dynos retire (the plan's `commit_step`)
   deregister          old targets
@@ -132,6 +133,20 @@ class RolloutPlan:
     @property
     def stopped(self) -> list[DynoInstance]:
         return [a.instance for a in self.actions if a.kind is ActionKind.STOP]
+
+    def booting(self) -> list[Action]:
+        """The new web dynos' START actions: each host's batch (plan/batch.py) starts them with
+        the release and waits until they answer on their ports, in one round trip."""
+        return [a for a in self.actions if a.kind is ActionKind.START and a.instance.is_web]
+
+    def after_boot(self) -> RolloutPlan:
+        """The plan without what the hosts' batch did: the new web dynos' start and port wait."""
+        booted = {a.unit for a in self.booting()}
+
+        def batched(action: Action) -> bool:
+            return action.kind in (ActionKind.START, ActionKind.WAIT_PORT) and action.unit in booted
+
+        return replace(self, actions=[a for a in self.actions if not batched(a)])
 
     def steps(self) -> list[list[Action]]:
         """Actions grouped by step, in order; each group may run in parallel."""

@@ -47,6 +47,7 @@ class Backend:
         self.address = f"127.0.0.{next(Backend.addresses) % 250 + 2}"
         self.name = name
         self.health_status = health_status
+        self.health_script: list[int] = []  # the next checks' statuses, then health_status
         self.hits: Counter[str] = Counter()
         # Requests it reads and then drops without a word, as a dyno dying under them would.
         self.drop_requests = False
@@ -61,7 +62,9 @@ class Backend:
 
             def do_GET(self) -> None:
                 if self.path == "/health":
-                    code, body = backend.health_status, b"health\n"
+                    script = backend.health_script
+                    code = script.pop(0) if script else backend.health_status
+                    body = b"health\n"
                 else:
                     backend.hits[f"{self.command} {self.path}"] += 1
                     if backend.drop_requests:
@@ -514,6 +517,44 @@ def test_dead_target_costs_no_request_and_leaves_at_once(
 
     dying.revive()
     assert wait_for(cloud.port, "d.api.test", dying.name) < 3.0  # checks every 100 ms while down
+
+
+def status_for(cloud: Cloud, backend: Backend, seconds: float, want: str = "UP") -> list[str]:
+    """The server's statuses read every 10 ms (each read admits a fresh server that passed a
+    check, as a rollout's describe_target_health does) until `want` or `seconds` are over."""
+    seen: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and want not in seen:
+        seen.append(server_status(cloud, cloud.api, backend))
+        time.sleep(0.01)
+    return seen
+
+
+def test_a_new_target_is_admitted_on_its_first_passing_check_a_returning_one_after_rise(
+    cloud: Cloud, backends: dict[str, Backend]
+) -> None:
+    alive, new = backends["alive-rise"], backends["new-rise"]
+    cloud.register(cloud.api, alive)
+    wait_for(cloud.port, "r.api.test", alive.name)
+    # One passing check, then failing ones: with rise 2 it would never be up.
+    new.health_script = [200]
+    new.health_status = 500
+    cloud.register(cloud.api, new)
+    assert status_for(cloud, new, 5.0)[-1] == "UP"
+    wait_for(cloud.port, "r.api.test", new.name)  # and HAProxy sends it requests
+
+    # Down (its connections refused), then back with one passing check: that is not enough
+    # for a target that was up before (rise 2, as an ALB's healthy threshold).
+    new.stop()
+    for _ in range(8):
+        get(cloud.port, "r.api.test")
+    assert status_for(cloud, new, 3.0, want="DOWN")[-1] == "DOWN"
+    new.health_script = [200]
+    new.revive()
+    seen = status_for(cloud, new, 1.0)
+    assert "UP" not in seen and any(s.startswith("DOWN") for s in seen), seen
+    new.health_status = 200
+    assert status_for(cloud, new, 5.0)[-1] == "UP"
 
 
 def test_only_safe_methods_are_sent_again_after_reaching_a_server(

@@ -61,3 +61,29 @@ def test_rule_targets_and_removal(router, aws):
     assert router.target_group_arn("shop") is None
     assert router._app_rule(router.listener_arns[0], "shop") is None
     assert router.target_group_arn("blog") is not None
+
+
+def test_a_pinned_app_looks_its_target_group_up_once(router, aws):
+    router.ensure_rule("shop", ["shop.example.org"])
+    asked = []
+
+    def count(**kwargs):
+        asked.append(kwargs)
+        return describe(**kwargs)
+
+    describe = aws.elbv2.describe_target_groups
+    aws.elbv2.describe_target_groups = count
+    targets = [RouterTarget("10.42.1.10", 20001)]
+    with router.pinned("shop"):
+        router.register("shop", targets)
+        for _ in range(3):
+            router.health("shop", targets)
+        router.deregister("shop", targets)
+        router.drain_seconds("shop")
+    assert len(asked) == 1
+    # Outside, each call looks again (another command may remove the app meanwhile).
+    router.health("shop", targets)
+    assert len(asked) == 2
+    with router.pinned("shop"):
+        router.remove_app("shop")
+        assert router.target_group_arn("shop") is None

@@ -8,6 +8,7 @@ own /proc).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 from provisioner.paths import resource_dir
+from provisioner.plan.batch import PORT_MARK, batch_argv, parse_batch
 from provisioner.plan.ports import parse_port_checks, parse_reserved, reserve_ports_argv
 from provisioner.render import ports_tool_source
 
@@ -199,6 +201,97 @@ def test_wait_names_a_real_process_on_this_machine_and_times_out_on_silence(
     listening(root)
     quiet = tool(root, "wait", "127.0.0.1", "0.3", f"{WEB1}=20009")
     assert quiet.returncode == 1 and quiet.stdout == "timeout 20009\n"
+
+
+def batch(root: Path, steps: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
+    """`python3 -I -c TOOL batch` with the document on stdin, as a rollout runs it."""
+    env = {**os.environ, "DYNO_PORTS_ROOT": str(root)}
+    return subprocess.run(
+        [sys.executable, *batch_argv(ports_tool_source())[1:]],
+        input=json.dumps({"steps": steps}),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_batch_takes_the_release_and_boots_a_web_dyno_in_one_go(tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    log = tmp_path / "ran"
+    try:
+        root = host(tmp_path)
+        # The dyno's own process holds the port once started (the `start` step puts it there).
+        listening(root, (port, 5150))
+        started = tmp_path / "tcp-started"
+        (root / "proc/net/tcp").rename(started)
+        listening(root)
+        process(root, 321, WEB1, 5150)
+        record = ["sh", "-c", 'echo "$1 $(cat)" >> "$2"; [ -z "$3" ] || cp "$3" "$4"', "sh"]
+        done = batch(
+            root,
+            [
+                {"op": "run", "name": "user", "argv": [*record, "user", str(log)]},
+                {"op": "write", "path": "/usr/lib/launch", "mode": "0755", "text": "#!/bin/sh\n"},
+                {"op": "run", "argv": [*record, "unpack", str(log)], "stdin": "url = x"},
+                {"op": "write", "path": "/srv/env/v4.json", "mode": "0600", "text": "{}\n"},
+                {"op": "reserve", "low": port, "high": port, "units": [WEB1]},
+                {"op": "units", "files": {WEB1: f"[Service]\nEnvironment=PORT={PORT_MARK}\n"}},
+                {
+                    "op": "run",
+                    "name": "start-units",
+                    "argv": [*record, "start", str(log), str(started), str(root / "proc/net/tcp")],
+                },
+                {"op": "wait", "addr": "127.0.0.1", "timeout": 5, "units": [WEB1]},
+            ],
+        )
+        assert done.returncode == 0, done.stderr
+        result = parse_batch(done.stdout)
+        assert result.reserved == {WEB1: port} and result.checks[port].state == "ok"
+        assert log.read_text() == "user \nunpack url = x\nstart \n"  # in order, stdin given
+        unit = root / "etc/systemd/system" / WEB1
+        assert unit.read_text() == f"[Service]\nEnvironment=PORT={port}\n"
+        assert (unit.stat().st_mode & 0o777, (root / "srv/env/v4.json").stat().st_mode & 0o777) == (
+            0o644,
+            0o600,
+        )
+        assert (root / "usr/lib/launch").stat().st_mode & 0o777 == 0o755
+    finally:
+        server.shutdown()
+
+
+def test_batch_ends_at_the_first_failing_step_and_prints_no_file(tmp_path: Path) -> None:
+    root = host(tmp_path)
+    listening(root)
+    done = batch(
+        root,
+        [
+            {"op": "write", "path": "/srv/env/v4.json", "mode": "0600", "text": "SECRET=s3cr3t"},
+            {
+                "op": "run",
+                "name": "unpack-release",
+                "argv": ["sh", "-c", "echo bad sum >&2; exit 3"],
+            },
+            {"op": "reserve", "low": 20000, "high": 20009, "units": [WEB1]},
+        ],
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "dyno-ports: unpack-release exited 3: bad sum"
+    assert "s3cr3t" not in done.stdout + done.stderr
+    assert not (root / "run/dynoform/ports" / WEB1).exists()  # no step after the failure
+    # A dyno that never answers: exit 1, its port reserved and its `wait` line printed.
+    quiet = batch(
+        root,
+        [
+            {"op": "reserve", "low": 20000, "high": 20009, "units": [WEB1]},
+            {"op": "wait", "addr": "127.0.0.1", "timeout": 0.3, "units": [WEB1]},
+        ],
+    )
+    assert quiet.returncode == 1
+    assert quiet.stdout == f"reserved {WEB1} 20000\ntimeout 20000\n"
 
 
 def test_the_tool_is_the_shipped_file() -> None:

@@ -530,12 +530,31 @@ def test_command_builders() -> None:
     no_check = replace(tg, health=replace(tg.health, enabled=False))
     assert hx.cmd_add_server(no_check, t) == "add server tg-web/198.18.0.15:5000 198.18.0.15:5000"
     assert hx.cmd_activate(no_check, t) == "enable server tg-web/198.18.0.15:5000"
+    assert hx.cmd_admit("tg-web", "a:1") == "set server tg-web/a:1 health up"
     assert hx.cmd_drain("tg-web", "a:1") == "set server tg-web/a:1 state drain"
     assert hx.cmd_ready("tg-web", "a:1") == "set server tg-web/a:1 state ready"
     assert hx.cmd_remove("tg-web", "a:1") == "disable server tg-web/a:1; del server tg-web/a:1"
     assert hx.cmd_remove("tg-web", "a:1", force=True) == (
         "disable server tg-web/a:1; shutdown sessions server tg-web/a:1; del server tg-web/a:1"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "passed"),
+    [
+        ("DOWN 1/2", True),  # one check passed since it was marked down: admitted (fresh)
+        ("DOWN 2/3", True),
+        ("DOWN", False),  # no passing check yet
+        ("DOWN 0/2", False),
+        ("UP", False),
+        ("UP 1/2", False),  # up, failing checks: going down
+        ("MAINT", False),
+        ("no check", False),
+        ("", False),
+    ],
+)
+def test_a_first_passing_check_is_read_from_the_status(status: str, passed: bool) -> None:
+    assert hx.passed_once(status) is passed
 
 
 def test_server_args_health_port_and_slow_interval() -> None:

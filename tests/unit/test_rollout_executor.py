@@ -8,12 +8,15 @@ real Store over in-memory documents. Everything else is the real executor and pl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import re
 import shlex
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -31,6 +34,7 @@ from provisioner.ops.rollout import (
     UNPACK_RELEASE,
     Rollout,
 )
+from provisioner.plan.batch import PORT_MARK
 from provisioner.plan.rollout import ActionKind, RolloutOptions
 from provisioner.remote.ssh import RemoteError, Result
 from provisioner.render import LAUNCHER_PATH, host_program, launcher_source, ports_tool_source
@@ -121,12 +125,13 @@ class FakeHost:
     ) -> Result:
         argv = list(argv)
         names = {host_program(n): f"<{n}>" for n in PROGRAMS}
+        names[ports_tool_source()] = "<dyno-ports>"
         line = shlex.join(names.get(a, a) for a in argv)
-        sent = _shown(stdin)
+        sent = "<batch>" if argv[-1:] == ["batch"] else _shown(stdin)
         self.world.record(
             self.id, ("sudo " if sudo else "") + line + (f" < {sent}" if sent else "")
         )
-        code, out = self._answer(argv)
+        code, out = self._answer(argv, stdin)
         if check and code:
             raise RemoteError(f"on host {self.id}: `{line}` exited {code}")
         return Result(argv, code, out, "", 0.0)
@@ -136,7 +141,9 @@ class FakeHost:
         self.files[path] = data
         return None
 
-    def _answer(self, argv: list[str]) -> tuple[int, str]:
+    def _answer(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        if argv[:3] == ["python3", "-I", "-c"] and argv[4:] == ["batch"] and stdin:
+            return self._batch(json.loads(stdin))
         if argv[:2] == ["systemd-run", "--quiet"]:
             argv = argv[argv.index("sh") :]  # the delayed stop: the fake stops at once
         program = (
@@ -167,6 +174,40 @@ class FakeHost:
         elif argv[0] == "journalctl":
             return 0, "Traceback (most recent call last):\nOSError: boom\n"
         return 0, ""
+
+    def _batch(self, document: dict[str, Any]) -> tuple[int, str]:
+        """dyno-ports batch: each step recorded (indented) and answered like the host."""
+        names = {host_program(n): f"<{n}>" for n in PROGRAMS}
+        out, ports = [], {}
+        for step in document["steps"]:
+            op = step["op"]
+            if op == "run":
+                sent = _shown(step["stdin"].encode()) if "stdin" in step else ""
+                line = shlex.join(names.get(a, a) for a in step["argv"])
+                self.world.record(self.id, f"  {line}" + (f" < {sent}" if sent else ""))
+                if self._answer(step["argv"])[0]:
+                    return 2, "\n".join(out)
+            elif op == "write":
+                self.world.record(self.id, f"  write {step['path']} {step['mode']}")
+                self.files[step["path"]] = step["text"].encode()
+            elif op == "reserve":
+                self.world.record(self.id, f"  reserve {' '.join(step['units'])}")
+                for u in step["units"]:
+                    ports[u] = self._reserve(u)
+                    out.append(f"reserved {u} {ports[u]}")
+            elif op == "units":
+                self.world.record(self.id, f"  units {' '.join(step['files'])}")
+                for u, text in step["files"].items():
+                    text = text.replace(PORT_MARK, str(ports[u]))
+                    self.files[f"/etc/systemd/system/{u}"] = text.encode()
+            elif op == "wait":
+                pairs = " ".join(f"{u}={ports[u]}" for u in step["units"])
+                self.world.record(self.id, f"  wait {step['addr']} {step['timeout']} {pairs}")
+                for u in step["units"]:
+                    out.append(f"{'timeout' if u in self.never_answer else 'ok'} {ports[u]}")
+                if any(u in self.never_answer for u in step["units"]):
+                    return 1, "\n".join(out) + "\n"
+        return 0, "\n".join(out) + "\n"
 
     def _reserve(self, unit: str) -> int:
         taken = set(self.reserved.values()) | {p for p in self.running.values() if p}
@@ -209,6 +250,7 @@ class FakeRouter:
     world: World
     targets: set[RouterTarget] = field(default_factory=set)
     fail: dict[str, BaseException] = field(default_factory=dict)
+    pins: int = 0  # rollouts that pinned the app's target group
 
     def _call(self, what: str, targets: Iterable[RouterTarget] = ()) -> None:
         shown = " ".join(f"{t.ip}:{t.port}" for t in sorted(targets, key=str))
@@ -246,6 +288,11 @@ class FakeRouter:
 
     def remove_app(self, app: str) -> None:
         self._call("remove_app")
+
+    @contextlib.contextmanager
+    def pinned(self, app: str) -> Iterator[None]:
+        self.pins += 1
+        yield
 
 
 class MemoryDocs:
@@ -301,33 +348,46 @@ def unit(version: int, dyno: str) -> str:
 
 
 def start(version: int, dyno: str) -> list[str]:
+    """A non-web dyno's start, or an old one's again (not batched)."""
     return [
         f"put /etc/systemd/system/{unit(version, dyno)} 0644",
         f"sudo sh -c '<start-units>' sh {unit(version, dyno)}",
     ]
 
 
-def prepare(version: int, first: bool = True) -> list[str]:
-    """What a host is sent to take a release: the app's user, the launcher (the first time),
-    the slug (its URL on stdin), the env file."""
+BATCH = "sudo python3 -I -c '<dyno-ports>' batch < <batch>"
+
+
+def prepare(version: int) -> list[str]:
+    """What a host is sent to take a release, in one batch: the app's user, the launcher (the
+    host leaves it alone when it has it), the slug (its URL on the unpack's stdin), the env
+    file."""
     user = (
-        'sudo sh -c \'user=$1; shift; getent passwd "$user" >/dev/null || exec "$@"\' sh '
+        '  sh -c \'user=$1; shift; "$@" || getent passwd "$user" >/dev/null\' sh dyno-shop '
+        'sh -c \'user=$1; shift; getent passwd "$user" >/dev/null || exec "$@"\' sh '
         "dyno-shop useradd --system --user-group --no-create-home --home-dir /app --shell "
         "/usr/sbin/nologin -K SYS_UID_MIN=40000 -K SYS_UID_MAX=49999 -K SYS_GID_MIN=40000 "
         "-K SYS_GID_MAX=49999 dyno-shop"
     )
-    launcher = [
-        "sudo mkdir -p /usr/local/lib/dynoform",
-        f"put {LAUNCHER_PATH} 0755",
-    ]
     return [
+        BATCH,
         user,
-        f"cat {LAUNCHER_PATH}",
-        *(launcher if first else []),
-        f"sudo sh -c '<unpack-release>' sh /srv/dynoform/apps/shop/releases/v{version} {SLUG_SHA} "
+        f"  write {LAUNCHER_PATH} 0755",
+        f"  sh -c '<unpack-release>' sh /srv/dynoform/apps/shop/releases/v{version} {SLUG_SHA} "
         "dyno-shop /srv/dynoform/apps/shop/env"
         f" < 'url = \"https://s3.test/slugs/shop/{version}.tgz?signed\"\\n'",
-        f"put /srv/dynoform/apps/shop/env/v{version}.json 0600",
+        f"  write /srv/dynoform/apps/shop/env/v{version}.json 0600",
+    ]
+
+
+def boot(host: FakeHost, version: int, port: int, dyno: str) -> list[str]:
+    """The rest of the batch for one new web dyno: its port, unit, start and wait."""
+    name = unit(version, dyno)
+    return [
+        f"  reserve {name}",
+        f"  units {name}",
+        f"  sh -c '<start-units>' sh {name}",
+        f"  wait {host.ip} 60 {name}={port}",
     ]
 
 
@@ -341,15 +401,6 @@ FACTS = (
 def test_every_action_kind_has_its_method(rollout: Rollout[FakeHost]) -> None:
     assert set(rollout.steps()) == set(ActionKind)
     assert set(rollout.undo_steps()) == {ActionKind.DEREGISTER, ActionKind.STOP, ActionKind.START}
-
-
-def wait(host: FakeHost, port: int, *units: str) -> str:
-    pairs = " ".join(f"{u}={port}" for u in units)
-    return f"sudo python3 -I - wait {host.ip} 60 {pairs} < <dyno-ports>"
-
-
-def reserve(*units: str) -> str:
-    return f"sudo python3 -I - reserve 20000 29999 {' '.join(units)} < <dyno-ports>"
 
 
 def stop_later(host: FakeHost, *units: str) -> str:
@@ -375,17 +426,13 @@ def test_a_fresh_web_deploy_starts_one_dyno_on_each_host(
     assert world.of("h1") == [
         FACTS,
         *prepare(1),
-        reserve(unit(1, "web.1")),
-        *start(1, "web.1"),
-        wait(h1, 20000, unit(1, "web.1")),
+        *boot(h1, 1, 20000, "web.1"),
         PRUNE,
     ]
     assert world.of("h2") == [
         FACTS,
         *prepare(1),
-        reserve(unit(1, "web.2")),
-        *start(1, "web.2"),
-        wait(h2, 20000, unit(1, "web.2")),
+        *boot(h2, 1, 20000, "web.2"),
         PRUNE,
     ]
     assert world.of("router") == [
@@ -393,15 +440,15 @@ def test_a_fresh_web_deploy_starts_one_dyno_on_each_host(
         "register shop 198.18.0.11:20000 198.18.0.12:20000",
         "health shop 198.18.0.11:20000 198.18.0.12:20000",
     ]
-    # Every host has its unit before any port is waited for, and is answering before the router
-    # sends it anything.
-    assert world.last("put /etc/systemd") < world.first("sudo python3 -I - wait")
-    assert world.last("sudo python3 -I - wait") < world.first("register")
+    # Each host's dyno answers (its batch, in the order above) before the router sends it
+    # anything.
+    assert world.last("  wait") < world.first("register")
     assert h1.running == {unit(1, "web.1"): 20000} and h2.running == {unit(1, "web.2"): 20000}
     unit_file = h1.files[f"/etc/systemd/system/{unit(1, 'web.1')}"].decode()
     assert "Environment=PORT=20000\n" in unit_file and "Environment=DYNO=web.1\n" in unit_file
     assert b'"GREETING": "hi"' in h1.files["/srv/dynoform/apps/shop/env/v1.json"]
     assert [d.unit for d in plan.final] == [unit(1, "web.1"), unit(1, "web.2")]
+    assert router.pins == 1  # one target group lookup for the rollout (RouterTable.pinned)
 
 
 def test_a_new_release_serves_before_the_old_one_retires(
@@ -416,10 +463,8 @@ def test_a_new_release_serves_before_the_old_one_retires(
     for host, dyno in ((h1, "web.1"), (h2, "web.2")):
         assert world.of(host.id) == [
             FACTS,
-            *prepare(2, first=False),
-            reserve(unit(2, dyno)),
-            *start(2, dyno),
-            wait(host, 20001, unit(2, dyno)),
+            *prepare(2),
+            *boot(host, 2, 20001, dyno),
             stop_later(host, unit(1, dyno)),
             PRUNE,
         ]
@@ -431,11 +476,10 @@ def test_a_new_release_serves_before_the_old_one_retires(
         f"health shop {new}",
         f"deregister shop {old}",
     ]
-    # start -> wait port -> register -> healthy -> deregister old -> stop old
+    # start, wait port (each host's batch, as above) -> register -> healthy -> deregister old
+    # -> stop old
     order = [
-        world.last("sudo sh -c '<start-units>'"),
-        world.first("sudo python3 -I - wait"),
-        world.last("sudo python3 -I - wait"),
+        world.last("  wait"),
         world.first("register"),
         world.first("health"),
         world.first("deregister"),
@@ -485,18 +529,14 @@ def test_a_dyno_that_never_answers_undoes_the_new_release(
     journal = "sudo journalctl --no-pager -o cat -n 10 -u dyno-shop.v2.web.2.service"
     assert world.of("h1") == [
         FACTS,
-        *prepare(2, first=False),
-        reserve(unit(2, "web.1")),
-        *start(2, "web.1"),
-        wait(h1, 20001, unit(2, "web.1")),
+        *prepare(2),
+        *boot(h1, 2, 20001, "web.1"),
         stop_now(unit(2, "web.1")),
     ]
     assert world.of("h2") == [
         FACTS,
-        *prepare(2, first=False),
-        reserve(unit(2, "web.2")),
-        *start(2, "web.2"),
-        wait(h2, 20001, unit(2, "web.2")),
+        *prepare(2),
+        *boot(h2, 2, 20001, "web.2"),
         journal,
         stop_now(unit(2, "web.2")),
     ]
@@ -544,10 +584,8 @@ def test_any_exception_at_register_undoes_the_new_release(
     for host, dyno in zip(hosts, ("web.1", "web.2"), strict=True):
         assert world.of(host.id) == [
             FACTS,
-            *prepare(2, first=False),
-            reserve(unit(2, dyno)),
-            *start(2, dyno),
-            wait(host, 20001, unit(2, dyno)),
+            *prepare(2),
+            *boot(host, 2, 20001, dyno),
             stop_now(unit(2, dyno)),
         ]
     new = "198.18.0.11:20001 198.18.0.12:20001"
