@@ -43,7 +43,7 @@ from provisioner.errors import DynoformError
 from provisioner.ops.buildpack_cache import MAX_BUILDPACK_BYTES
 from provisioner.plan.buildpacks import HOST, Resolved
 from provisioner.plan.runtimes import HOST_RUNTIMES, HostRuntimes, parse_host_runtimes
-from provisioner.plan.units import app_user, ensure_app_user_argv
+from provisioner.plan.units import ensure_app_user_argv
 from provisioner.remote.runner import HostRunner
 from provisioner.remote.ssh import Connection, RemoteError
 
@@ -192,15 +192,6 @@ def ensure_tooling(conn: Connection, have: str | None = None) -> bool:
         check=True,
     )
     return True
-
-
-def ensure_app_user(conn: HostRunner, app: str) -> str:
-    """The app's own user on this host (created when missing), for its builds and dynos."""
-    user = app_user(app)
-    created = conn.run(ensure_app_user_argv(app), sudo=True)  # one round trip
-    if not created.ok and not conn.run(["getent", "passwd", user]).ok:  # lost a race: fine
-        raise RemoteError(f"could not create user {user}: {created.stderr.strip()[-300:]}")
-    return user
 
 
 def build_paths(app: str) -> tuple[str, str]:
