@@ -153,12 +153,16 @@ class Cloud:
             ]["SubnetId"]
             for i, z in enumerate(("us-east-1a", "us-east-1b"))
         ]
-        lb = self.elb.create_load_balancer(Name="bench", Subnets=subnets)["LoadBalancers"][0]
         issued = authority.server_cert(authority.server_names("localhost"), self.state / "ca")
         cert = acm.import_certificate(Certificate=issued.cert_pem, PrivateKey=issued.key_pem)
         self.listeners = {}
+        # A load balancer per listener: AWS counts the rules of a load balancer's listeners
+        # together (100), and 100 apps with a rule on each listener are 200. Both listeners are
+        # still served by the one HAProxy.
         for proto, port_ in (("HTTP", 80), ("HTTPS", 443)):
             extra = {"Certificates": [{"CertificateArn": cert["CertificateArn"]}]}
+            name = f"bench-{proto.lower()}"
+            lb = self.elb.create_load_balancer(Name=name, Subnets=subnets)["LoadBalancers"][0]
             self.listeners[proto] = self.elb.create_listener(
                 LoadBalancerArn=lb["LoadBalancerArn"],
                 Protocol=proto,
