@@ -62,7 +62,7 @@ def test_a_job_runs_once_a_minute_across_a_controller_change_over(
     assert (job["source"], job["schedule"], job["command"]) == ("app.json", "* * * * *", TICK)
     long = world.cli("cron:add", "-a", cron_app, "* * * * *", "--", "sleep", "100").stdout.strip()
     # Three scheduled minutes; the leader dies 3 s before the second.
-    first = wait_for("a first run", lambda: last_run(world, cron_app, job["id"]), 75)
+    first = first_run(world, cron_app, job["id"], 75)
     wait_for_second(57)
     killed = kill_the_leader(world)
     time.sleep(3 + 60 + 2)  # the second and third minutes begin
@@ -95,9 +95,19 @@ def world_runs(world: Controlled, app: str, job_id: str) -> list[dict[str, objec
     return list(job["runs"])
 
 
-def last_run(world: Controlled, app: str, job_id: str) -> dict[str, object] | None:
-    runs = world_runs(world, app, job_id)
-    return runs[-1] if runs and runs[-1]["state"] == "succeeded" else None
+def first_run(world: Controlled, app: str, job_id: str, timeout: float) -> dict[str, object]:
+    """The job's first succeeded run; failing, say every run so far and the controller's view
+    (a run that failed or was lost says why; none at all points at the controller)."""
+    runs: list[dict[str, object]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = world_runs(world, app, job_id)
+        done = [r for r in runs if r["state"] == "succeeded"]
+        if done:
+            return done[0]
+        time.sleep(1.0)
+    status = world.cli("controller:status", check=False).stdout[-1500:]
+    raise AssertionError(f"no run succeeded within {timeout:.0f} s: runs {runs}; {status}")
 
 
 def ended_runs(world: Controlled, app: str, job_id: str) -> int:
