@@ -378,8 +378,13 @@ class Rollout(Generic[R]):
             actions = by_host[host_id]
             batch = self._host_batch(observed, app, release, url, document, host_id, actions)
             argv = batch_argv(ports_tool_source())
-            timeout = 600 + batch.boot_timeout_s  # the slug's fetch, then the boot
-            result = conn.run(argv, sudo=True, stdin=batch_document(batch), timeout=timeout)
+            result = conn.run(
+                argv,
+                sudo=True,
+                stdin=batch_document(batch),
+                timeout=batch_timeout,
+                label="dyno-ports batch",  # not the tool's source, in an error message
+            )
             done = parse_batch(result.stdout)
             got.update(done.reserved)
             if result.ok and set(done.reserved) == {a.unit for a in actions}:
@@ -391,7 +396,11 @@ class Rollout(Generic[R]):
             why = (result.stderr or result.stdout).strip()[-400:] or f"exit {result.exit_code}"
             raise DynoformError(f"v{release.version} of {app}: {why}")
 
-        self._fan(sorted(hosts), prepare, "booting dynos" if boot else "preparing hosts")
+        # The hosts' own deadline nests inside the fan-out's: a late host is never left to start
+        # units after the undo has stopped them.
+        batch_timeout = 600 + int(self.options.boot_timeout_s)  # the slug's fetch, then the boot
+        what = "booting dynos" if boot else "preparing hosts"
+        self._fan(sorted(hosts), prepare, what, timeout=batch_timeout + 60)
         return dict(got)
 
     def _host_batch(

@@ -23,8 +23,10 @@ class HostRunner(Protocol):
         stdin: bytes | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         check: bool = False,
+        label: str | None = None,
     ) -> Result:
-        """Run argv on the host (as root with sudo=True); check=True raises on a non-zero exit."""
+        """Run argv on the host (as root with sudo=True); check=True raises on a non-zero exit.
+        `label` names the command in errors instead of argv (a long program sent as an argument)."""
         ...
 
     def put(self, data: bytes, path: str, *, mode: str = "0644") -> object:

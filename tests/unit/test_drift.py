@@ -55,6 +55,7 @@ class Host:
         stdin: bytes | None = None,
         timeout: float = 120.0,
         check: bool = False,
+        label: str | None = None,
     ) -> Result:
         assert stdin is None
         self.sent.append((list(argv), sudo, timeout, check))

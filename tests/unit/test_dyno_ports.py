@@ -7,6 +7,7 @@ own /proc).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 
 from provisioner.paths import resource_dir
@@ -296,3 +297,41 @@ def test_batch_ends_at_the_first_failing_step_and_prints_no_file(tmp_path: Path)
 
 def test_the_tool_is_the_shipped_file() -> None:
     assert ports_tool_source() == TOOL.read_text(encoding="utf-8")
+
+
+class _Stream(BaseHTTPRequestHandler):
+    """A `/` that never ends its body (server-sent events)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            while True:
+                self.wfile.write(b"data: x\n\n")
+                self.wfile.flush()
+                time.sleep(0.2)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_streaming_page_answers_at_its_status_line() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stream)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    probe = f"import sys; exec(sys.stdin.read()); print(answers_http('127.0.0.1', {port}))"
+    try:
+        # The tool's own answers_http, as the host runs it (its body is not read: it never ends).
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", probe],
+            input=ports_tool_source().replace('if __name__ == "__main__":', "if False:"),
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+    assert done.stdout.strip() == "True", done.stderr

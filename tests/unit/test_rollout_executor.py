@@ -122,6 +122,7 @@ class FakeHost:
         stdin: bytes | None = None,
         timeout: float = 120.0,
         check: bool = False,
+        label: str | None = None,
     ) -> Result:
         argv = list(argv)
         names = {host_program(n): f"<{n}>" for n in PROGRAMS}
