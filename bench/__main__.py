@@ -49,6 +49,7 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     runs = 2 if args.quick else 5
+    compile_bytecode()
     if args.only == "router":
         figures |= routerload.run(args.quick)
     elif args.only == "heal":
@@ -70,6 +71,17 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     plot(figures, args.plots)
+
+
+def compile_bytecode() -> None:
+    """The package's bytecode, as `pip install` writes it: with PYTHONDONTWRITEBYTECODE set
+    (this machine sets it) and a source checkout, every CLI run compiled the modules it
+    imported again, ~0.15 s of each deploy's CPU that no installed copy spends."""
+    import compileall
+
+    import provisioner
+
+    compileall.compile_dir(Path(provisioner.__file__).parent, quiet=1)
 
 
 def run_platform(quick: bool, runs: int, counts: list[int] | None = None) -> dict[str, Any]:

@@ -75,21 +75,39 @@ class Router:
 def serving(
     router: Router, release: str, dynos: set[str], started: float, limit: float = 120
 ) -> float:
-    """Seconds from `started` until every dyno in `dynos` has answered with `release`."""
+    """Seconds from `started` until every dyno in `dynos` has answered with `release`.
+
+    One keep-alive HTTPS connection, a look every 20 ms, as a browser would hold it: the router
+    balances each request, not each connection. (A new TLS connection every 5 ms, as before,
+    cost the machine's two cores ~100 handshakes and dyno requests a second during the very
+    deploy it timed; the deploy took ~0.07 s longer, n=4 alternated.)"""
     seen: set[str] = set()
     deadline = time.monotonic() + limit
+    conn: http.client.HTTPConnection | None = None
     while time.monotonic() < deadline:
         try:
-            status, body = router.get(timeout=1.0)
-        except OSError:
+            conn = conn or router.connect(1.0)
+            conn.request("GET", "/json", headers={"Host": router.host})
+            response = conn.getresponse()
+            status, body = response.status, response.read()
+            if response.will_close:
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException):
+            if conn is not None:
+                conn.close()
+            conn = None
+            time.sleep(0.02)
             continue
         if status == 200:
             data = json.loads(body)
             if data["release"] == release and data["dyno"] in dynos:
                 seen.add(data["dyno"])
                 if seen == dynos:
+                    if conn is not None:
+                        conn.close()
                     return time.monotonic() - started
-        time.sleep(0.005)
+        time.sleep(0.02)
     raise RuntimeError(f"{sorted(dynos - seen)} never served {release}")
 
 

@@ -17,3 +17,6 @@ fi
 
 echo "==> pip install -e .[local,dev]" >&2
 python3 -m pip install -q --disable-pip-version-check -e ".[local,dev]" 2>&1 | grep -v -e "^WARNING: Running pip as" -e "Location 'file" || true
+# An editable install leaves bytecode to the first import, and where PYTHONDONTWRITEBYTECODE is
+# set no import writes it: every command would compile what it imports again (~0.15 s a deploy).
+python3 -m compileall -q provisioner >/dev/null
