@@ -1,3 +1,6 @@
+import pytest
+
+from provisioner.localcloud import motofix
 from provisioner.localcloud.motofix import health_state, parse_show_stat
 
 STAT = """# pxname,svname,qcur,status,
@@ -51,3 +54,21 @@ def test_target_changes_are_noted_by_target_group_until_anything_else_changes():
     assert motofix.take_target_changes() is None
     assert motofix.take_target_changes() == set()
     motofix.elb_changed.clear()
+
+
+def test_fast_dispatch_lists_moto_services_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import backends
+
+    listed = list(backends.list_of_moto_modules())
+    calls = []
+    original = backends.list_of_moto_modules
+
+    def counted() -> object:
+        calls.append(1)
+        return original()
+
+    monkeypatch.setattr(backends, "list_of_moto_modules", counted)
+    motofix.fast_dispatch()
+    assert list(backends.list_of_moto_modules()) == listed
+    assert "s3" in backends.list_of_moto_modules() and "elbv2" in listed
+    assert calls == [1]  # the directory was read by fast_dispatch only
