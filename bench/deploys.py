@@ -257,22 +257,39 @@ def destroy(app: str) -> None:
 
 @dataclass
 class Load:
+    """Requests at about `rate` a second through the router, counting the failed ones: each on
+    a connection of its own, or (`keep_alive`) all on one client connection, so that all but
+    a connection's first go to a dyno over the router's pooled connections; with
+    `method="POST"`, requests the router never sends twice."""
+
     router: Router
     rate: float = 20.0
+    keep_alive: bool = False
+    method: str = "GET"
     ok: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _conn: http.client.HTTPConnection | None = None
 
     def run(self, action: Callable[[], object]) -> dict[str, Any]:
-        thread = threading.Thread(target=self._loop, daemon=True)
-        thread.start()
+        self.start()
         try:
             action()
             time.sleep(1.0)
         finally:
-            self._stop.set()
-            thread.join(timeout=10)
+            result = self.stop()
+        return result
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
         return {"requests": self.ok + self.failed, "failed": self.failed, "errors": self.errors[:3]}
 
     def _loop(self) -> None:
@@ -280,16 +297,32 @@ class Load:
         while not self._stop.is_set() and time.monotonic() < end:
             started = time.monotonic()
             try:
-                status, _ = self.router.get()
+                status = self._request()
                 if status == 200:
                     self.ok += 1
                 else:
                     self.failed += 1
                     self.errors.append(f"HTTP {status}")
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 self.failed += 1
-                self.errors.append(str(exc))
+                self.errors.append(f"{type(exc).__name__}: {exc}")
             self._stop.wait(max(0.0, 1 / self.rate - (time.monotonic() - started)))
+
+    def _request(self) -> int:
+        if not self.keep_alive:
+            return self.router.get()[0]
+        if self._conn is None:
+            self._conn = self.router.connect(3.0)
+        try:
+            body = b"" if self.method == "POST" else None
+            self._conn.request(self.method, "/json", body=body, headers={"Host": self.router.host})
+            response = self._conn.getresponse()
+            response.read()
+            return response.status
+        except (OSError, http.client.HTTPException):
+            self._conn.close()
+            self._conn = None
+            raise
 
 
 # --- the figures -----------------------------------------------------------------------------
@@ -391,13 +424,23 @@ def failed_requests(app: str) -> dict[str, Any]:
     router = Router.of(app)
     cli("ps:scale", "web=2", "-a", app)
     figures = {}
-    figures["deploy"] = Load(router).run(
-        lambda: cli("deploy", "-a", app, str(fresh_source("load")))
-    )
-    figures["rollback"] = Load(router).run(lambda: cli("releases:rollback", "-a", app))
-    figures["restart"] = Load(router).run(lambda: cli("ps:restart", "web", "-a", app))
-    figures["scale_down"] = Load(router).run(lambda: cli("ps:scale", "web=1", "-a", app))
+    figures["deploy"] = loads(router, lambda: cli("deploy", "-a", app, str(fresh_source("load"))))
+    figures["rollback"] = loads(router, lambda: cli("releases:rollback", "-a", app))
+    figures["restart"] = loads(router, lambda: cli("ps:restart", "web", "-a", app))
+    figures["scale_down"] = loads(router, lambda: cli("ps:scale", "web=1", "-a", app))
     return {"failed_requests": figures}
+
+
+def loads(router: Router, action: Callable[[], object]) -> dict[str, Any]:
+    """GETs, each on a new connection, and beside them POSTs on one keep-alive connection
+    (the router's pooled connections to the dynos), while `action` runs."""
+    kept = Load(router, rate=10.0, keep_alive=True, method="POST")
+    kept.start()
+    try:
+        got = Load(router).run(action)
+    finally:
+        posts = kept.stop()
+    return got | {"keep_alive_posts": posts}
 
 
 def router_overhead(app: str, seconds: int, rounds: int = 3) -> dict[str, Any]:

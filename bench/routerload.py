@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -349,10 +352,10 @@ def medians(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def cloud_with_targets(count: int) -> Iterator[tuple[Cloud, Targets]]:
+def cloud_with_targets(count: int, keep_alive: bool = False) -> Iterator[tuple[Cloud, Targets]]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
-    targets = Targets(count)
+    targets = Targets(count, keep_alive)
     cloud = Cloud()
     try:
         yield cloud, targets
@@ -488,6 +491,106 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+# --- keep-alive to targets and the idle-close race ------------------------------------------
+
+IDLE_TARGET = "127.0.3.1"
+POST_SCRIPT = 'wrk.method = "POST"\nwrk.body = "x"\n'
+
+
+@contextlib.contextmanager
+def idle_target(cloud: Cloud, address: str, idle: float) -> Iterator[tuple[App, dict[str, Any]]]:
+    """A target that closes connections idle for `idle` s (bench/idletarget.py) as an app's
+    only target; its counts land in the yielded dict when the block ends."""
+    stats = Path(tempfile.mkstemp(prefix="dynoform-bench-idle-", suffix=".json")[1])
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "bench.idletarget", address, str(TARGET_PORT), str(idle), stats],
+        cwd=Path(__file__).resolve().parents[1],
+        start_new_session=True,
+    )
+    got: dict[str, Any] = {}
+    try:
+        _wait_port(address, TARGET_PORT)
+        app = cloud.add_app([{"Id": address, "Port": TARGET_PORT}])
+        cloud.wait_serving(app, {"ok"})
+        yield app, got
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        with contextlib.suppress(OSError, ValueError):
+            got |= json.loads(stats.read_text())
+        stats.unlink(missing_ok=True)
+
+
+def idle_race(cloud: Cloud, seconds: float, keepalive: float = 6.0) -> dict[str, Any]:
+    """POSTs (never sent twice) through the router to a target that keeps idle connections
+    `keepalive` s, under an uneven load (wrk runs of 1-16 connections, pauses of 0-8 s): the
+    target must never have to close an idle connection (the router closed them first), so
+    no POST can meet a connection closing under it. Then the hazard itself: a target that
+    closes after 0.05 s, one client connection sending every 0.047-0.051 s."""
+    script = Path(tempfile.mkstemp(prefix="dynoform-bench-post-", suffix=".lua")[1])
+    script.write_text(POST_SCRIPT)
+    rng = random.Random(7)  # the same load every run
+    runs: list[dict[str, float]] = []
+    try:
+        with idle_target(cloud, IDLE_TARGET, keepalive) as (app, stats):
+            url = f"http://127.0.0.1:{cloud.port('HTTP')}/"
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                conns = rng.choice([1, 2, 4, 8, 16])
+                argv = ["wrk", "-t1", f"-c{conns}", f"-d{rng.choice([1, 2])}s", "-s", str(script)]
+                out = subprocess.run(
+                    [*argv, "-H", f"Host: {app.host}", url],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                ).stdout
+                runs.append({"requests": requests(out), "errors": parse_wrk(out)["errors"]})
+                time.sleep(rng.uniform(0, 8))
+    finally:
+        script.unlink(missing_ok=True)
+    kept = {
+        "target_keepalive_s": keepalive,
+        "posts": sum(r["requests"] for r in runs),
+        "failed": sum(r["errors"] for r in runs),
+        "closed_by_target": stats.get("closed_by_target"),
+        "router_idle_max_s": round(
+            max(stats.get("idle_max_reused", 0), stats.get("idle_max_closed_by_router", 0)), 2
+        ),
+    }
+    return {"idle_race": kept, "idle_race_short": short_keepalive(cloud)}
+
+
+def short_keepalive(cloud: Cloud, idle: float = 0.05, count: int = 150) -> dict[str, Any]:
+    """POSTs then GETs on one keep-alive client connection, each sent as the target closes
+    the pooled connection of the one before: the failed POSTs are the race; GETs the router
+    sends again (retry-on empty-response)."""
+    failed = {"POST": 0, "GET": 0}
+    with idle_target(cloud, "127.0.3.2", idle) as (app, _):
+        port = cloud.port("HTTP")
+        for method in failed:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            for _ in range(count):
+                time.sleep(idle + random.uniform(-0.003, 0.001))
+                try:
+                    conn.request(
+                        method,
+                        "/",
+                        body=b"x" if method == "POST" else None,
+                        headers={"Host": app.host},
+                    )
+                    response = conn.getresponse()
+                    response.read()
+                    failed[method] += response.status != 200
+                except (OSError, http.client.HTTPException):
+                    failed[method] += 1
+                    conn.close()
+            conn.close()
+    return {"target_keepalive_s": idle, "each": count} | {
+        f"failed_{m.lower()}": n for m, n in failed.items()
+    }
+
+
 def run(quick: bool) -> dict[str, Any]:
     rounds, seconds = (3, 3.0) if quick else (5, 5.0)
     counts = [1, 10, 100]
@@ -495,6 +598,12 @@ def run(quick: bool) -> dict[str, Any]:
         figures = overhead(cloud, targets, rounds, seconds)
         # The overhead's app is app 1 (one target): the curve's apps come after it.
         figures |= many_apps(cloud, targets, counts, rounds, seconds, 3 if quick else 5)
+    # A target that keeps its connections, as the python example's gunicorn (gthread) does.
+    with cloud_with_targets(1, keep_alive=True) as (cloud, targets):
+        figures["router_vs_direct_keepalive"] = overhead(cloud, targets, rounds, seconds)[
+            "router_vs_direct"
+        ]
+        figures |= idle_race(cloud, 30.0 if quick else 60.0)
     apps = figures["router_vs_apps"]
     figures["router_apps_100_vs_1"] = round(apps[str(counts[-1])]["rps"] / apps["1"]["rps"], 3)
     figures["router_load_average"] = round(os.getloadavg()[0], 2)

@@ -35,6 +35,20 @@ GOALS = (
         0.3,
         unit=" ms",
     ),
+    Goal(
+        "router HTTP / direct HTTP, C-speed keep-alive target (loopback)",
+        "router_vs_direct_keepalive.rps_ratio",
+        0.9,
+        at_most=False,
+    ),
+    Goal(
+        "... p50 added, 16 connections (keep-alive target)",
+        "router_vs_direct_keepalive.p50_added_16conn_ms",
+        0.3,
+        unit=" ms",
+    ),
+    Goal("POSTs failed, idle-close race (target keep-alive 6 s)", "idle_race.failed", 0),
+    Goal("... idle connections the target had to close", "idle_race.closed_by_target", 0),
     Goal("router HTTP / direct HTTP, python dyno", "router_overhead.rps_ratio", 0.9, False),
     Goal("... p50 added (python dyno)", "router_overhead.p50_added_ms", 0.3, unit=" ms"),
     Goal(

@@ -118,21 +118,51 @@ class Background:
 
 @dataclass
 class Load(Background):
-    """A bounded request loop (about `rate` a second) counting every failed request."""
+    """A bounded request loop (about `rate` a second) counting every failed request.
+
+    By default each request has a connection of its own. `keep_alive`: one client connection
+    for all (a new one only after the router closed it), so every request but a connection's
+    first goes to a dyno over the router's pooled connections; with `method="POST"`, requests
+    the router never sends twice."""
 
     url: Url
     rate: float = 20.0
     max_seconds: float = 300.0
+    keep_alive: bool = False
+    method: str = "GET"
     ok: int = 0
     failures: list[str] = field(default_factory=list)
     releases: set[str] = field(default_factory=set)
+    _conn: http.client.HTTPConnection | None = field(default=None, init=False)
+
+    def _get(self) -> tuple[int, bytes]:
+        if not self.keep_alive:
+            return self._send(connect(self.url), close=True)
+        if self._conn is None:
+            self._conn = connect(self.url)
+        try:
+            return self._send(self._conn)
+        except (OSError, http.client.HTTPException):
+            self._conn.close()
+            self._conn = None
+            raise
+
+    def _send(self, conn: http.client.HTTPConnection, close: bool = False) -> tuple[int, bytes]:
+        try:
+            body = b"" if self.method == "POST" else None
+            conn.request(self.method, "/json", body=body, headers={"Host": self.url.host})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            if close:
+                conn.close()
 
     def _loop(self) -> None:
         end = time.monotonic() + self.max_seconds
         while not self._stop.is_set() and time.monotonic() < end:
             started = time.monotonic()
             try:
-                status, body = get(self.url)
+                status, body = self._get()
                 if status == 200:
                     self.ok += 1
                     self.releases.add(json.loads(body)["release"])

@@ -38,7 +38,10 @@ def test_deploy_scale_and_zero_downtime_changes(app_name: str) -> None:
     hosts = {r["host"] for r in ps(app_name) if r["type"] == "web" and r["state"] == "up"}
     assert len(hosts) > 1
 
-    with Load(url) as load:
+    # Besides a connection per request: POSTs on one keep-alive client connection, which the
+    # router sends over its pooled connections to the dynos and never sends twice.
+    kept = Load(url, rate=10.0, keep_alive=True, method="POST")
+    with Load(url) as load, kept:
         cli("deploy", "-a", app_name, str(EXAMPLES / "python"))  # v2
         cli("releases:rollback", "-a", app_name)  # v3 = v1
         cli("config:set", "-a", app_name, "GREETING=hello 'there'")  # v4
@@ -47,6 +50,8 @@ def test_deploy_scale_and_zero_downtime_changes(app_name: str) -> None:
         time.sleep(1.0)
     assert load.failures == [], load.failures[:5]
     assert load.ok > 20
+    assert kept.failures == [], kept.failures[:5]
+    assert kept.ok > 10 and {"v1", "v4"} <= kept.releases
     assert {"v1", "v4"} <= load.releases
     releases = cli_json("releases", "-a", app_name)
     assert [r["version"] for r in releases] == [4, 3, 2, 1]  # type: ignore[index,union-attr]

@@ -521,14 +521,17 @@ def test_command_builders() -> None:
     t = hx.Target(id="198.18.0.15", address="198.18.0.15", port=5000)
     assert hx.cmd_add_server(tg, t) == (
         "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 check inter 5s fastinter 25ms "
-        "downinter 50ms rise 2 fall 3 observe layer4 error-limit 3 on-error mark-down"
+        "downinter 50ms rise 2 fall 3 observe layer4 error-limit 3 on-error mark-down "
+        "pool-max-conn -1 pool-purge-delay 500ms"
     )
     assert hx.cmd_activate(tg, t) == (
         "enable health tg-web/198.18.0.15:5000; enable server tg-web/198.18.0.15:5000; "
         "set server tg-web/198.18.0.15:5000 health down"
     )
     no_check = replace(tg, health=replace(tg.health, enabled=False))
-    assert hx.cmd_add_server(no_check, t) == "add server tg-web/198.18.0.15:5000 198.18.0.15:5000"
+    assert hx.cmd_add_server(no_check, t) == (
+        "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 pool-max-conn -1 pool-purge-delay 500ms"
+    )
     assert hx.cmd_activate(no_check, t) == "enable server tg-web/198.18.0.15:5000"
     assert hx.cmd_admit("tg-web", "a:1") == "set server tg-web/a:1 health up"
     assert hx.cmd_drain("tg-web", "a:1") == "set server tg-web/a:1 state drain"
@@ -581,6 +584,10 @@ def test_server_args_health_port_and_slow_interval() -> None:
         "mark-down",
         "port",
         "9000",
+        "pool-max-conn",
+        "-1",
+        "pool-purge-delay",
+        "500ms",
     ]
 
 
@@ -604,6 +611,25 @@ def test_failover_settings() -> None:
     web = next(tg for tg in model().target_groups if tg.name == "web")
     no_check = replace(web, health=replace(web.health, enabled=False))
     assert hx.check_args(no_check) == []
+
+
+def test_keep_alive_to_targets_alike_in_config_and_runtime() -> None:
+    """Keep-alive to the dynos with idle connections pooled the same way for a server of the
+    config (default-server) and one added through the runtime API (which pools none unless
+    told); a non-idempotent request is still never sent twice (test_failover_settings)."""
+    text = hx.render_config(model(), STATE)
+    defaults = text.split("\ndefaults\n", 1)[1].split("\nfrontend ", 1)[0]
+    settings = {ln.strip() for ln in defaults.splitlines() if ln and ln.lstrip()[0] != "#"}
+    assert {"option http-keep-alive", "http-reuse safe"} <= settings
+    assert not {"option http-server-close", "option httpclose"} & settings
+    web = next(tg for tg in model().target_groups if tg.name == "web")
+    block = text.split("\nbackend tg-web\n", 1)[1].split("\n\n", 1)[0]
+    pool = " ".join(hx.pool_args())
+    assert pool == "pool-max-conn -1 pool-purge-delay 500ms"
+    assert f" {pool}\n" in block.split("default-server ", 1)[1]
+    assert hx.cmd_add_server(web, web.targets[0]).endswith(f" {pool}")
+    no_check = replace(web, health=replace(web.health, enabled=False))
+    assert hx.server_args(no_check, web.targets[0])[1:] == hx.pool_args()
 
 
 # ---------------------------------------------------------------- parsing answers
