@@ -24,5 +24,10 @@ const server = http.createServer((req, res) => {
   res.end(`<!doctype html><title>dynoform</title><h1>Hello from ${escape(f.dyno)}</h1><ul>${rows}</ul>\n`);
 });
 
+// The router keeps idle connections to a dyno a few seconds and sends later requests on them:
+// Node's own 5 s could close one just as a request arrives on it (a POST would then fail), so
+// idle connections stay 95 s here (headersTimeout must exceed it).
+server.keepAliveTimeout = 95_000;
+server.headersTimeout = 96_000;
 server.listen(port, () => console.log(`listening on ${port} as ${facts().dyno}`));
 process.on("SIGTERM", () => server.close(() => process.exit(0)));
