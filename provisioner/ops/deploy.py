@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from provisioner import render
 from provisioner.aws import blobs as keys
 from provisioner.aws import instances
 from provisioner.build import MAX_SLUG_BYTES, BuildResult, build_disk_bytes, build_layout
@@ -137,8 +138,10 @@ def _deploy_locked(
     host = build_host(observed.hosts, app)
     builds.start_build(store, app, build_id, source.description, source_sha, host.id)
     say(f"building {app} on {host.id} ({host.private_ip})")
-    # The app's releases are read during the build (the lease keeps them as they are).
+    # The app's releases are read during the build (the lease keeps them as they are), and
+    # the dyno unit's template made ready for the rollout.
     releases = _background(lambda: _known_releases(store, app))
+    _background(render.preload_dyno_unit)
     with builds.BuildLog(on_output) as log:
         log_key = keys.build_log_key(app_id, build_id)
         try:
