@@ -75,6 +75,15 @@ def render_template(name: str, **context: Any) -> str:
     return environment().get_template(name).render(**context)
 
 
+DYNO_UNIT_TEMPLATE = "dyno/dyno.service.j2"
+
+
+def preload_dyno_unit() -> None:
+    """Import jinja2 and compile the dyno unit's template (~20 ms alone, ~0.1 s when each host's
+    thread of a rollout did it at once beside other work): a deploy does it during its build."""
+    environment().get_template(DYNO_UNIT_TEMPLATE)
+
+
 def dyno_unit_context(instance: DynoInstance, options: UnitOptions | None = None) -> dict[str, Any]:
     opts = options or UnitOptions()
     if instance.is_web and not instance.port:
@@ -110,7 +119,7 @@ def render_dyno_unit(
     context = dyno_unit_context(instance, options)
     if port is not None and instance.is_web:
         context["port"] = port
-    return render_template("dyno/dyno.service.j2", **context)
+    return render_template(DYNO_UNIT_TEMPLATE, **context)
 
 
 def render_env_document(config: Mapping[str, str], commands: Mapping[str, str]) -> str:

@@ -234,16 +234,23 @@ class Store:
         return sorted(int(k[len(prefix) : -len(".json")]) for k in self.docs.keys(prefix))
 
     def create_release(
-        self, app: str, make: Callable[[int], Release], config: dict[str, str]
+        self,
+        app: str,
+        make: Callable[[int], Release],
+        config: dict[str, str],
+        newest: int | None = None,
     ) -> Release:
         """Allocate the next version by creating its document; concurrent callers never collide.
 
-        The config snapshot is written first under the version, so a release never exists
-        without its config.
+        `newest`: the newest version as the caller read it (else the releases are listed). A
+        stale one costs only retries: the create is conditional, and a taken number moves on.
+        The config snapshot is written right after under the version.
         """
         self._fence(app)
-        versions = self.release_versions(app)
-        version = (versions[-1] if versions else 0) + 1
+        if newest is None:
+            versions = self.release_versions(app)
+            newest = versions[-1] if versions else 0
+        version = newest + 1
         for _ in range(MAX_CONFLICT_RETRIES * 4):
             release = make(version)
             try:

@@ -21,6 +21,9 @@ from provisioner.errors import DynoformError
 from provisioner.targets import Target
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "dynoform", "aws_secret_access_key": "dynoform-local"}
+# The account moto maps those credentials to (the local cloud's daemon.ACCOUNT): known, so a
+# local command asks STS nothing (the call and its client were ~0.04 s of every command).
+LOCAL_ACCOUNT = "123456789012"
 _BOTO_CONFIG = Config(
     retries={"max_attempts": 5, "mode": "standard"},
     connect_timeout=5,
@@ -91,6 +94,8 @@ class Aws:
         return self.client("acm")
 
     def account_id(self) -> str:
+        if self.target.is_local and not self._endpoint and not self.target.endpoint_url:
+            return LOCAL_ACCOUNT
         return str(self.sts.get_caller_identity()["Account"])
 
 

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from provisioner import render
 from provisioner.aws import blobs as keys
 from provisioner.aws import instances
 from provisioner.build import MAX_SLUG_BYTES, BuildResult, build_disk_bytes, build_layout
 from provisioner.context import Context
 from provisioner.errors import DynoformError
+from provisioner.model.app import App
 from provisioner.model.appjson import initial_config, parse_app_json, parse_app_json_cron
 from provisioner.model.release import Release
 from provisioner.ops import (
@@ -33,7 +36,7 @@ from provisioner.ops import (
 )
 from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
-from provisioner.ops.rollout import Rollout, current_formation, open_rollout
+from provisioner.ops.rollout import Observed, Rollout, current_formation, open_rollout
 from provisioner.ops.runtime_python import PYTHON
 from provisioner.ops.runtime_uv import UV
 from provisioner.ops.source import Source, package_commit, package_source
@@ -73,10 +76,14 @@ def deploy(
     options: RolloutOptions | None = None,
 ) -> DeployResult:
     """Build the source on a fleet host and roll the app's dynos to the new release."""
-    ctx.store.app(app)
+    record = ctx.store.app(app)
+    # Look at the hosts (the platform's record, EC2, SSH connections: ~0.25 s) while the lease
+    # is taken and the source uploaded. This look only picks the build host among the hosts
+    # that answer, so it need not wait for the lease; the rollout looks again after the build.
+    observing = _background(lambda: open_rollout(ctx, options).observe())
     with repair.changing(ctx, app, "deploy", wait=wait):
         rollout = open_rollout(ctx, options)
-        return _deploy_locked(rollout, app, source, on_output, max_slug_bytes)
+        return _deploy_locked(rollout, record, source, on_output, max_slug_bytes, observing)
 
 
 def deploy_dir(
@@ -109,36 +116,83 @@ def deploy_dir(
 
 
 def _deploy_locked(
-    rollout: Rollout, app: str, source: Source, on_output: Say, max_slug_bytes: int | None
+    rollout: Rollout,
+    record: App,
+    source: Source,
+    on_output: Say,
+    max_slug_bytes: int | None,
+    observing: Future[Observed],
 ) -> DeployResult:
     store, blobs, say = rollout.store, rollout.blobs, rollout.say
-    # Look at the hosts (SSH connections open: ~0.2 s) while the source goes to S3.
-    observing = _background(rollout.observe)
-    app_id = store.app_id(app)  # the bucket keys everything of the app's by its id
+    app, app_id = record.name, record.app_id  # the bucket keys everything of the app's by its id
     source_sha = keys.sha256_file(source.tarball)
     blobs.upload_if_absent(keys.source_key(app_id, source_sha), source.tarball)
     build_id = builds.new_build_id()
     app_json = read_app_json(source)
     cron_entries = app_json_cron(app_json)
     first_deploy_config(store, app, app_json)
+    # Config changes take the app's lease, held here: what the build gets is what the
+    # release records.
+    config, _ = store.config(app)
     observed = observing.result()
     host = build_host(observed.hosts, app)
     builds.start_build(store, app, build_id, source.description, source_sha, host.id)
     say(f"building {app} on {host.id} ({host.private_ip})")
+    # The app's releases are read during the build (the lease keeps them as they are), and
+    # the dyno unit's template made ready for the rollout.
+    releases = _background(lambda: _known_releases(store, app))
+    _background(render.preload_dyno_unit)
     with builds.BuildLog(on_output) as log:
+        log_key = keys.build_log_key(app_id, build_id)
         try:
-            result = _build(rollout, host, app, build_id, source, source_sha, log, max_slug_bytes)
+            result = _build(
+                rollout, host, record, build_id, source, source_sha, config, log, max_slug_bytes
+            )
         except BaseException as exc:
             # Ctrl-C too: the build's record must not stay pending for ever.
             error = exc.message if isinstance(exc, DynoformError) else "interrupted"
             builds.finish_build(store, app, build_id, status="failed", error=error)
-            log.store(blobs, keys.build_log_key(app_id, build_id))
+            log.store(blobs, log_key)
             raise
-        # The hosts again, now (what runs may have changed during the build), while the log
-        # and the release are stored.
+        # The hosts again, now (what runs may have changed during the build), and the log
+        # stored, while the release is made; the build's record says it ended only after both.
         observing = _background(rollout.observe)
-        log.store(blobs, keys.build_log_key(app_id, build_id))
-    config, _ = store.config(app)
+        logged = _background(lambda: log.store(blobs, log_key))
+        newest, previous = releases.result()
+        return _release(
+            rollout, record, build_id, source, result, config, newest, previous, observing, logged,
+            cron_entries, host, on_output,
+        )  # fmt: skip
+
+
+def _known_releases(store: Store, app: str) -> tuple[int, Release | None]:
+    """The app's newest release number and the release that serves (None: none yet)."""
+    versions = store.release_versions(app)
+    for version in reversed(versions):
+        release = store.release(app, version)
+        if release.status == "succeeded":
+            return versions[-1], release
+    return (versions[-1] if versions else 0), None
+
+
+def _release(
+    rollout: Rollout,
+    record: App,
+    build_id: str,
+    source: Source,
+    result: BuildResult,
+    config: dict[str, str],
+    newest: int,
+    previous: Release | None,
+    observing: Future[Observed],
+    logged: Future[None],
+    cron_entries: list[tuple[str, str]],
+    host: instances.Host,
+    on_output: Say,
+) -> DeployResult:
+    """The built slug released and rolled out; the build's record finished."""
+    store, say = rollout.store, rollout.say
+    app, app_id = record.name, record.app_id
     template = Release(
         version=1,
         description=source.description,
@@ -152,8 +206,6 @@ def _deploy_locked(
         build_id=build_id,
     )
 
-    previous = store.current_release(app)
-
     def activate(app_name: str, release: Release, cfg: dict[str, str]) -> None:
         formation = current_formation(store, app_name, release)
         for line in dropped_types(previous, release):
@@ -165,10 +217,12 @@ def _deploy_locked(
         rollout.converge(app_name, release, cfg, formation, observed=seen)
 
     try:
-        release = publish(store, app, template, config, activate)
+        release = publish(store, app, template, config, activate, newest=newest)
     except DynoformError as exc:
+        _log_stored(logged, say)
         builds.finish_build(store, app, build_id, status="succeeded", release_failed=exc.message)
         raise
+    _log_stored(logged, say)
     builds.finish_build(
         store,
         app,
@@ -184,13 +238,30 @@ def _deploy_locked(
     return DeployResult(release, build_id, result.buildpack)
 
 
-def _background(work: Callable[[], T]) -> Future[T]:
-    """work() in a thread of its own; its result (or exception) from the Future."""
-    pool = ThreadPoolExecutor(max_workers=1)
+def _log_stored(logged: Future[None], say: Say) -> None:
+    """Wait for the build log's upload; a failed one is reported, the release stands."""
     try:
-        return pool.submit(work)
-    finally:
-        pool.shutdown(wait=False)
+        logged.result()
+    except Exception as exc:  # noqa: BLE001 - the log is a record of the build, not the release
+        say(f"warning: storing the build log failed: {exc}")
+
+
+def _background(work: Callable[[], T]) -> Future[T]:
+    """work() in a daemon thread of its own; its result (or exception) from the Future. A
+    daemon: a command that fails meanwhile (its app busy, Ctrl-C) exits without waiting for
+    work it no longer needs, such as a look at an unreachable host."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="deploy-background", daemon=True).start()
+    return future
 
 
 def dropped_types(previous: Release | None, release: Release) -> list[str]:
@@ -208,14 +279,16 @@ def dropped_types(previous: Release | None, release: Release) -> list[str]:
 def _build(
     rollout: Rollout,
     host: instances.Host,
-    app: str,
+    record: App,
     build_id: str,
     source: Source,
     source_sha: str,
+    config: dict[str, str],
     output: Say,
     max_slug_bytes: int | None,
 ) -> BuildResult:
     store, blobs = rollout.store, rollout.blobs
+    app = record.name
     conn = rollout.fleet.connect(host)
     layout = build_layout(app, build_id)
     slug_limit = max_slug_bytes or MAX_SLUG_BYTES
@@ -223,8 +296,6 @@ def _build(
     node = buildhost.needs_node(source_names(source.tarball))
     if node and not runtime_node.asked(source.tarball):  # Debian's: the app asks no version
         buildhost.ensure_node(conn, rollout.say)
-    config, _ = store.config(app)
-    record = store.app(app)
     app_id = record.app_id
     cache_key = keys.cache_key(app_id)
     had_cache = blobs.exists(cache_key)

@@ -33,9 +33,13 @@ def publish(
     template: Release,
     config: dict[str, str],
     activate: Activator = no_dynos,
+    newest: int | None = None,
 ) -> Release:
-    """Create the next release from template (its version is replaced), activate it, record it."""
-    release = store.create_release(app, lambda v: replace(template, version=v), config)
+    """Create the next release from template (its version is replaced), activate it, record it.
+    `newest`: the app's newest release number if the caller knows it (one listing fewer)."""
+    release = store.create_release(
+        app, lambda v: replace(template, version=v), config, newest=newest
+    )
     try:
         activate(app, release, config)
     except DynoformError:

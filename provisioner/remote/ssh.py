@@ -1,8 +1,8 @@
 """SSH connections with pinned host keys, TCP_NODELAY, retries, timeouts and a pool.
 
-fabric's Connection builds the paramiko client; fabric 3.2 hard-codes AutoAddPolicy (trust any
-key), so every connection here switches to RejectPolicy and knows only the pinned keys. Commands
-run on paramiko channels directly, each with a deadline, as argv lists joined with shlex.join.
+A paramiko SSHClient with RejectPolicy that knows only the pinned keys (never the operator's
+known_hosts). Commands run on paramiko channels directly, each with a deadline, as argv lists
+joined with shlex.join.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 import select
 import shlex
 import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -21,8 +22,7 @@ from typing import TYPE_CHECKING
 from provisioner.errors import DynoformError
 from provisioner.remote.hostkeys import fingerprint_blob, split_public
 
-if TYPE_CHECKING:  # imported on the first connection: ~70 ms that commands without SSH skip
-    import fabric
+if TYPE_CHECKING:  # imported on the first connection (_paramiko): commands without SSH skip it
     import paramiko
 
 DEFAULT_TIMEOUT = 120.0
@@ -72,6 +72,24 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _import_paramiko() -> None:
+    """Import paramiko without invoke. paramiko.config imports invoke when it is installed,
+    only to run `Match exec` lines of ssh_config files, which dynoform never reads; that import
+    was half of paramiko's (~35 of ~75 ms), on the path of every command's first connection."""
+    with _IMPORT_LOCK:
+        if "paramiko" in sys.modules or "invoke" in sys.modules:
+            return
+        sys.modules["invoke"] = None  # type: ignore[assignment]  # `import invoke` fails
+        try:
+            import paramiko  # noqa: F401
+        finally:
+            if sys.modules.get("invoke", 0) is None:
+                del sys.modules["invoke"]  # a later `import invoke` works as usual
 
 
 def _hostkey_name(endpoint: Endpoint) -> str:
@@ -126,44 +144,39 @@ def _load_key(endpoint: Endpoint) -> paramiko.PKey:
 
 def _connect_once(
     endpoint: Endpoint, pkey: paramiko.PKey, pinned: list[paramiko.PKey], timeout: float
-) -> fabric.Connection:
-    import fabric
+) -> paramiko.SSHClient:
     import paramiko
 
     sock = _open_socket(endpoint, timeout)
-    config = fabric.Config(overrides={"load_ssh_configs": False})
-    conn = fabric.Connection(
-        endpoint.address,
-        user=endpoint.user,
-        port=endpoint.port,
-        config=config,
-        connect_timeout=timeout,
-        connect_kwargs={
-            "pkey": pkey,
-            "sock": sock,
-            "allow_agent": False,
-            "look_for_keys": False,
-            "banner_timeout": timeout,
-            "auth_timeout": timeout,
-        },
-    )
-    client = conn.client
+    client = paramiko.SSHClient()  # knows no host keys: none loaded from known_hosts files
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client._system_host_keys = paramiko.HostKeys()  # never the operator's known_hosts
     for key in pinned:
         client.get_host_keys().add(_hostkey_name(endpoint), key.get_name(), key)
     try:
-        conn.open()
+        client.connect(
+            endpoint.address,
+            port=endpoint.port,
+            username=endpoint.user,
+            pkey=pkey,
+            sock=sock,
+            timeout=timeout,
+            allow_agent=False,
+            look_for_keys=False,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+        )
     except paramiko.BadHostKeyException as exc:
+        client.close()
         sock.close()
         raise _mismatch(endpoint, exc) from None
     except BaseException:
+        client.close()
         sock.close()
         raise
-    transport = conn.client.get_transport()
+    transport = client.get_transport()
     if transport is not None:
         transport.set_keepalive(30)
-    return conn
+    return client
 
 
 def _retryable() -> tuple[type[BaseException], ...]:
@@ -183,6 +196,7 @@ def connect(
 
     Setting `cancel` stops the retries (an interrupted `hosts:add`).
     """
+    _import_paramiko()
     import paramiko
 
     pkey = _load_key(endpoint)
@@ -212,9 +226,9 @@ def connect(
 class Connection:
     """One live SSH connection to a host; safe to use from several threads."""
 
-    def __init__(self, endpoint: Endpoint, conn: fabric.Connection) -> None:
+    def __init__(self, endpoint: Endpoint, client: paramiko.SSHClient) -> None:
         self.endpoint = endpoint
-        self.fabric = conn
+        self.client = client
         self.sudo = endpoint.user != "root"
 
     @property
@@ -223,14 +237,14 @@ class Connection:
 
     @property
     def transport(self) -> paramiko.Transport:
-        transport = self.fabric.client.get_transport()
+        transport = self.client.get_transport()
         if transport is None:
             raise RemoteError(f"connection to host {self.endpoint.name} is closed")
         return transport
 
     @property
     def alive(self) -> bool:
-        transport = self.fabric.client.get_transport()
+        transport = self.client.get_transport()
         return bool(transport and transport.is_active())
 
     def run(
@@ -286,7 +300,7 @@ class Connection:
         return self.run(argv, sudo=True, stdin=data, timeout=timeout, check=True, label=label)
 
     def close(self) -> None:
-        self.fabric.close()
+        self.client.close()
 
 
 def _collect(

@@ -148,3 +148,24 @@ def test_an_existing_database_is_ours_only_by_its_tags():
     assert owned_by(tags, "prod", "a")
     assert not owned_by(tags, "prod", "b") and not owned_by(tags, "stage", "a")
     assert not owned_by([], "prod", "a")
+
+
+def test_the_local_account_is_known_without_sts() -> None:
+    """A local command asks STS nothing: its account is the one moto maps the local cloud's
+    fixed credentials to; a local target pointed elsewhere, and AWS targets, still ask."""
+    from provisioner.aws.session import LOCAL_ACCOUNT, Aws
+    from provisioner.localcloud.daemon import ACCOUNT
+    from provisioner.targets import LOCAL_TARGET, Target
+
+    assert LOCAL_ACCOUNT == ACCOUNT
+
+    class NoSts(Aws):
+        @property
+        def sts(self) -> Any:
+            raise AssertionError("STS asked")
+
+    assert NoSts(LOCAL_TARGET).account_id() == ACCOUNT
+    with pytest.raises(AssertionError, match="STS asked"):
+        NoSts(LOCAL_TARGET, endpoint_url="http://127.0.0.1:1").account_id()
+    with pytest.raises(AssertionError, match="STS asked"):
+        NoSts(Target("aws1")).account_id()

@@ -139,3 +139,24 @@ def test_aws_errors_are_explained_without_main_importing_botocore() -> None:
     messages = [getattr(_aws_failure(e), "message", None) for e in (denied, NoCredentialsError())]
     assert messages == ["AWS said AccessDenied: no", "no AWS credentials found"]
     assert _aws_failure(ValueError("x")) is None
+
+
+def test_the_first_connection_imports_paramiko_without_invoke() -> None:
+    """paramiko.config imports invoke (~35 ms) only for ssh_config `Match exec`, which dynoform
+    never reads: the first connection imports paramiko without it, and a later `import
+    invoke` (if installed) still works."""
+    code = """
+import importlib.util, sys
+from provisioner.remote import ssh
+ssh._import_paramiko()
+print("paramiko" in sys.modules, "invoke" in sys.modules)
+if importlib.util.find_spec("invoke") is not None:
+    import invoke
+print("invoke" in sys.modules or importlib.util.find_spec("invoke") is None)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False", "True"]
