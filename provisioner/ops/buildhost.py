@@ -463,8 +463,11 @@ def cache_next(layout: BuildLayout) -> str:
     return f"{layout.cache_in}.next"
 
 
-# Stops the unit (SIGKILL to all it has left) and waits until systemd says it is gone.
+# Stops the unit (SIGKILL to all it has left) and waits until systemd says it is gone. A build
+# that ended by itself (`systemd-run --wait` returned) is gone already, and the first look says
+# so: no kill and stop then (two systemctl calls on the deploy's path, which did nothing).
 _STOP_FN = """stop() {
+  case $(systemctl show -p ActiveState --value -- "$1") in inactive|failed) return 0;; esac
   systemctl kill --signal=SIGKILL -- "$1" 2>/dev/null
   systemctl stop -- "$1" 2>/dev/null
   for _ in $(seq 100); do

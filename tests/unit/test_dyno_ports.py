@@ -19,6 +19,8 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from provisioner.paths import resource_dir
 from provisioner.plan.batch import PORT_MARK, batch_argv, parse_batch
 from provisioner.plan.ports import parse_port_checks, parse_reserved, reserve_ports_argv
@@ -335,3 +337,41 @@ def test_a_streaming_page_answers_at_its_status_line() -> None:
     finally:
         server.shutdown()
     assert done.stdout.strip() == "True", done.stderr
+
+
+def _probe(port: int) -> str:
+    """The tool's own answers_http on 127.0.0.1:port, as the host runs it."""
+    probe = f"import sys; exec(sys.stdin.read()); print(answers_http('127.0.0.1', {port}))"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", probe],
+        input=ports_tool_source().replace('if __name__ == "__main__":', "if False:"),
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    return done.stdout.strip() or done.stderr
+
+
+@pytest.mark.parametrize(
+    ("reply", "answers"),
+    [
+        (b"HTTP/1.0 503\r\n\r\n", "True"),  # any status: the router's check judges it
+        (b"HTTP/1.1 200 OK\r\nX: y\r\n", "True"),  # closed before the headers ended
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "False"),
+        (b"", "False"),
+    ],
+)
+def test_only_an_http_status_line_is_an_answer(reply: bytes, answers: str) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def reply_once() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(reply)
+
+        threading.Thread(target=reply_once, daemon=True).start()
+        assert _probe(server.getsockname()[1]) == answers

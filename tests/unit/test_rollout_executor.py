@@ -671,12 +671,14 @@ def test_removing_an_app_clears_every_host(
 
 # The programs as they were sent before they became files (the hosts run the same commands),
 # with what came since: the reference copies of dyno units (start-units, stop-units, remove-user),
-# stop-units' own checked stop (a failed `disable --now` used to stop nothing), and start-units
-# asking about a reload before `enable` (whose link made every deploy reload systemd).
+# stop-units' own checked stop (a failed `disable --now` used to stop nothing), start-units
+# asking about a reload before enabling (whose link made every deploy reload systemd), and its
+# enabling by the link itself (`systemctl enable` made every unit of the host need a reload).
 OLD_PROGRAMS = {
     START_UNITS: r"""
 if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; then systemctl daemon-reload || exit 1; fi
-systemctl enable --no-reload --quiet "$@" || exit 1
+w=/etc/systemd/system/multi-user.target.wants; [ -d "$w" ] || mkdir -p "$w" || exit 1
+for u in "$@"; do ln -sfn "/etc/systemd/system/$u" "$w/$u" || exit 1; done
 err=$(systemctl start "$@" 2>&1 >/dev/null) || { printf '%s\n' "$err" | grep -v 'changed on disk' >&2; exit 1; }
 install -d -m 0700 /srv/dynoform/units && for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" && mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done
 """,
