@@ -90,6 +90,7 @@ def run_platform(quick: bool, runs: int, counts: list[int] | None = None) -> dic
     started_cloud = control.daemon_pid() is None
     control.up()
     counts = counts or ([1, 2, 4] if quick else [1, 2, 4, 8])
+    plat.cli("platform:init")  # a new local cloud has no platform: `hosts` would fail
     before = {h["id"] for h in plat.cli_json("hosts")}
     plat.ensure_hosts(max(counts))
     app = plat.new_app()
