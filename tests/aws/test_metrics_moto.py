@@ -109,7 +109,7 @@ def test_an_app_never_requested_has_empty_figures(tmp_path, monkeypatch, capsys)
 
 
 def test_the_local_cloud_keeps_a_day_of_minutes(tmp_path, monkeypatch, capsys):
-    """What the local cloud's daemon prunes after each publish (motofix.prune_metrics) leaves
+    """What the local cloud's daemon prunes once a minute (motofix.prune_metrics) leaves
     the points of 24 hours ago readable by `metrics --since 24h`, and drops older ones."""
     from provisioner.localcloud import motofix
 
