@@ -80,9 +80,9 @@ def deploy(
     # Look at the hosts (the platform's record, EC2, SSH connections: ~0.25 s) while the lease
     # is taken and the source uploaded. This look only picks the build host among the hosts
     # that answer, so it need not wait for the lease; the rollout looks again after the build.
-    observing = _background(lambda: open_rollout(ctx, options).observe())
+    rollout = open_rollout(ctx, options)
+    observing = _background(rollout.observe)
     with repair.changing(ctx, app, "deploy", wait=wait):
-        rollout = open_rollout(ctx, options)
         return _deploy_locked(rollout, record, source, on_output, max_slug_bytes, observing)
 
 
