@@ -168,6 +168,8 @@ class FakeHost:
             return int(any(u in self.never_answer for u, _, _ in checks)), "\n".join(lines) + "\n"
         elif argv[:2] == ["systemctl", "show"]:
             return 0, self._facts()
+        elif argv[:2] == ["systemctl", "is-active"]:
+            return 0, "active\n" if argv[2] in self.running else "inactive\n"
         elif argv[0] == "cat":
             return (0, self.files[argv[1]].decode()) if argv[1] in self.files else (1, "")
         elif argv[0] == "ls":
@@ -488,6 +490,34 @@ def test_a_new_release_serves_before_the_old_one_retires(
     ]
     assert order == sorted(order)
     assert {f"{t.ip}:{t.port}" for t in router.targets} == set(new.split())
+
+
+def test_a_deploy_says_each_phase_as_it_ends(
+    hosts: list[FakeHost], router: FakeRouter, said: list[str]
+) -> None:
+    """The progress lines `dynoform deploy` prints, in order: the web dynos' boot (each host's
+    batch), their health, the worker rolled, then the old web dynos' retirement."""
+    options = RolloutOptions(health_timeout_s=1.0, settle_s=0.01)
+    rollout = Rollout(
+        FakeFleet(hosts), Store(MemoryDocs()), router, FakeBlobs(), said.append, options
+    )
+    both = {**web(2), "worker": ProcessFormation(1)}
+    rollout.converge(APP, release(1), {}, both)
+    said.clear()
+
+    rollout.converge(APP, release(2), {}, both)
+
+    assert said == [
+        "starting web.1, web.2",
+        "web.1, web.2 answering on $PORT",
+        "web.1, web.2 healthy in the router",
+        "starting worker.1",
+        "worker.1 running",
+        "web.1, web.2 (old) deregistered, draining",
+    ]
+    assert {u for h in hosts for u in h.running} == {
+        unit(2, "web.1"), unit(2, "web.2"), unit(2, "worker.1")
+    }  # fmt: skip
 
 
 def test_scaling_down_retires_the_last_dyno_after_the_drain(
