@@ -41,7 +41,7 @@ from provisioner.plan.batch import (
 )
 from provisioner.plan.batch import Release as BatchRelease
 from provisioner.plan.placement import DynoRef, HostSpace, held_formations, place
-from provisioner.plan.ports import PortCheck, parse_port_checks, wait_ports_argv
+from provisioner.plan.ports import PortCheck
 from provisioner.plan.rollout import (
     Action,
     ActionKind,
@@ -106,9 +106,9 @@ def program_argv(name: str, *args: str) -> list[str]:
 # local cloud's router follows at once; an ALB within a second or two).
 ROUTER_SETTLE_S = 1.5
 
-# Progress after each kind of step (start has its own line before it runs).
+# Progress after each kind of step (boot and start have their own line before they run).
 _DONE = {
-    ActionKind.WAIT_PORT: "{dynos} answering on $PORT",
+    ActionKind.BOOT: "{dynos} answering on $PORT",
     ActionKind.WAIT_HEALTHY: "{dynos} healthy in the router",
     ActionKind.DEREGISTER: "{dynos} (old) deregistered, draining",
     ActionKind.WAIT_RUNNING: "{dynos} running",
@@ -285,19 +285,15 @@ class Rollout(Generic[R]):
         reserved: dict[str, int] = {}
         try:
             if started:
-                # The release on every host that starts a dyno, and the new web dynos booted
-                # there: one round trip per host (plan/batch.py).
+                # The release on every host that starts a dyno, and the plan's BOOT actions
+                # (the new web dynos) done there: one round trip per host (plan/batch.py).
                 boot = plan.booting()
                 if boot:
                     self.say(f"starting {', '.join(a.dyno for a in boot)}")
                 hosts = {d.host for d in started}
                 self._prepare_and_route(observed, app, release, config, hosts, boot, reserved)
                 plan = plan.with_ports(reserved)
-                if boot:
-                    self.say(
-                        _DONE[ActionKind.WAIT_PORT].format(dynos=", ".join(a.dyno for a in boot))
-                    )
-            undoable, retiring = plan.after_boot().split_at_commit()
+            undoable, retiring = plan.split_at_commit()
             for group in undoable:
                 self._run_step(observed, app, group)
         except BaseException as exc:
@@ -354,7 +350,7 @@ class Rollout(Generic[R]):
         boot: Sequence[Action] = (),
         reserved: dict[str, int] | None = None,
     ) -> dict[str, int]:
-        """Put the release on `hosts` and boot there the new web dynos of `boot` (their START
+        """Put the release on `hosts` and boot there the new web dynos of `boot` (their BOOT
         actions): ports reserved under each host's lock (apps rolling out at the same moment
         never get the same port), units written and started, and each waited for until its
         own process answers on its port. One round trip per host (plan/batch.py).
@@ -453,8 +449,8 @@ class Rollout(Generic[R]):
     def steps(self) -> dict[ActionKind, Step]:
         """The method that does each kind of action (all of a step's actions of that kind)."""
         return {
+            ActionKind.BOOT: self._booted,
             ActionKind.START: self._start,
-            ActionKind.WAIT_PORT: self._wait_port,
             ActionKind.REGISTER: self._register,
             ActionKind.WAIT_HEALTHY: self._wait_healthy,
             ActionKind.DEREGISTER: self._deregister,
@@ -488,21 +484,9 @@ class Rollout(Generic[R]):
         self.say(f"starting {', '.join(a.dyno for a in actions)}")
         self._fan(self._by_host(actions), start, "starting dynos")
 
-    def _wait_port(self, observed: Observed, app: str, actions: list[Action]) -> None:
-        tool = ports_tool_source().encode()
-
-        def wait(item: tuple[str, list[Action]]) -> None:
-            host_id, host_actions = item
-            conn = self.conn(host_id, observed)
-            timeout = int(max(a.timeout_s or 60 for a in host_actions))
-            targets = {a.unit: int(a.port) for a in host_actions if a.port}
-            argv = wait_ports_argv(observed.address(host_id), timeout, targets)
-            result = conn.run(argv, sudo=True, stdin=tool, timeout=timeout + 30)
-            if not result.ok:
-                checks = parse_port_checks(result.stdout)
-                raise DynoformError(*self._boot_failure(conn, host_actions, checks, timeout))
-
-        self._fan(self._by_host(actions), wait, "booting dynos")
+    def _booted(self, observed: Observed, app: str, actions: list[Action]) -> None:
+        """The boot happened in the hosts' batches, with the release, before the first step
+        (`prepare_hosts`): each new web dyno answers on its port, or the rollout stopped there."""
 
     def _boot_failure(
         self, conn: HostRunner, actions: list[Action], checks: dict[int, PortCheck], timeout: int

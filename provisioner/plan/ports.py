@@ -5,9 +5,9 @@ never collide. Existing instances keep their port; a deploy's new instances get 
 to the old ones (preboot), the lowest free first, so the result is deterministic.
 
 What is planned here is a first guess from an earlier look at the hosts. The ports a rollout
-uses are reserved on each host under a lock (templates/dyno/dyno-ports, argv built below), so
-rollouts of different apps at the same moment never share one, and a dyno is registered with
-the router only once the socket on its port belongs to its own unit.
+uses are reserved on each host under a lock (templates/dyno/dyno-ports, run by the host's batch:
+plan/batch.py), so rollouts of different apps at the same moment never share one, and a dyno is
+registered with the router only once the socket on its port belongs to its own unit.
 """
 
 from __future__ import annotations
@@ -66,40 +66,16 @@ def assign_ports(
     return result
 
 
-# The host side: templates/dyno/dyno-ports, sent on stdin and run as root. The planner's ports
+# The host side: templates/dyno/dyno-ports, run as root by each host's batch. The planner's ports
 # above come from an earlier look at the hosts; the host's reservation, taken under its lock at
 # the moment of the rollout, is the one that counts (two apps may roll out at the same moment).
 PORTS_TOOL = "dyno/dyno-ports"
 
 
-def reserve_ports_argv(
-    units: Sequence[str], low: int = PORT_LOW, high: int = PORT_HIGH
-) -> list[str]:
-    """argv (as root, the tool on stdin) reserving a port for each unit on a host."""
-    return ["python3", "-I", "-", "reserve", str(low), str(high), *units]
-
-
-def parse_reserved(text: str) -> dict[str, int]:
-    """`UNIT PORT` lines of `reserve` -> {unit: port}."""
-    result = {}
-    for line in text.splitlines():
-        unit, _, port = line.strip().partition(" ")
-        if unit and port.isdigit():
-            result[unit] = int(port)
-    return result
-
-
-def wait_ports_argv(addr: str, timeout_s: int, targets: Mapping[str, int]) -> list[str]:
-    """argv (as root, the tool on stdin) waiting until each unit's own process answers on its
-    port; `addr` is the host's address (the router's view)."""
-    pairs = [f"{unit}={port}" for unit, port in sorted(targets.items())]
-    return ["python3", "-I", "-", "wait", addr, str(timeout_s), *pairs]
-
-
 @dataclass(frozen=True)
 class PortCheck:
-    """One line of `wait`: ok, timeout, crashed (the dyno's process keeps exiting before it
-    listens), or foreign (another process listens on the port)."""
+    """One line of the batch's `wait`: ok, timeout, crashed (the dyno's process keeps exiting
+    before it listens), or foreign (another process listens on the port)."""
 
     state: str
     port: int

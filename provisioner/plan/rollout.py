@@ -3,13 +3,13 @@
 One path for deploys, config changes, rollbacks, restarts and scaling (Heroku's preboot):
 
 web dynos that must be replaced or added (all at once, next to the old ones)
-  step 1 start        new units (fresh ports, reserved on each host before this step)
-  step 2 wait_port    each new dyno's own unit listens on its $PORT (no other process does)
-                      and answers HTTP there (boot timeout, 60 s)
-  step 3 register     new targets in the app's target group: only now, so that the router
+  step 1 boot         each host's batch (plan/batch.py), one round trip with the release:
+                      fresh ports reserved under the host's lock, the new units started, and
+                      each waited for until its own unit listens on its $PORT (no other
+                      process does) and answers HTTP there (boot timeout, 60 s)
+  step 2 register     new targets in the app's target group: only now, so that the router
                       never sends the app's users to a port some other process holds
-  step 4 wait_healthy each new target healthy
-  (the executor does steps 1 and 2 in one round trip per host, with the release: plan/batch.py)
+  step 3 wait_healthy each new target healthy
 other process types, one dyno at a time: stop old, start new, wait_running
 then the old web dynos retire (the plan's `commit_step`)
   deregister          old targets
@@ -41,20 +41,17 @@ from provisioner.plan.units import DynoInstance
 class ActionKind(StrEnum):
     """What an action does; the executor (provisioner.ops.rollout) has one method for each.
 
-    A StrEnum: plans print and serialise as the plain words (`start`, `wait_port`, ...).
+    A StrEnum: plans print and serialise as the plain words (`boot`, `register`, ...).
     """
 
-    START = "start"  # write the unit file, enable and start the unit
-    WAIT_PORT = "wait_port"  # the unit's own process answers on its $PORT
+    BOOT = "boot"  # a new web dyno: started by its host's batch and answering on its $PORT
+    START = "start"  # a non-web dyno: write the unit file, enable and start the unit
     REGISTER = "register"  # add the dyno's target to the router
     WAIT_HEALTHY = "wait_healthy"  # the router's health check passes
     DEREGISTER = "deregister"  # remove the dyno's target from the router
     DRAIN = "drain"  # the router's deregistration delay (the stop waits it out on the host)
     STOP = "stop"  # stop and disable the unit, remove its file and port reservation
     WAIT_RUNNING = "wait_running"  # a non-web dyno stays up for a moment
-
-
-PREBOOT_STEPS = 4  # failures up to this step roll back to the old dynos
 
 
 @dataclass(frozen=True)
@@ -128,25 +125,17 @@ class RolloutPlan:
 
     @property
     def started(self) -> list[DynoInstance]:
-        return [a.instance for a in self.actions if a.kind is ActionKind.START]
+        """The new dynos: web ones booted by their hosts' batches, the others started."""
+        kinds = (ActionKind.BOOT, ActionKind.START)
+        return [a.instance for a in self.actions if a.kind in kinds]
 
     @property
     def stopped(self) -> list[DynoInstance]:
         return [a.instance for a in self.actions if a.kind is ActionKind.STOP]
 
     def booting(self) -> list[Action]:
-        """The new web dynos' START actions: each host's batch (plan/batch.py) starts them with
-        the release and waits until they answer on their ports, in one round trip."""
-        return [a for a in self.actions if a.kind is ActionKind.START and a.instance.is_web]
-
-    def after_boot(self) -> RolloutPlan:
-        """The plan without what the hosts' batch did: the new web dynos' start and port wait."""
-        booted = {a.unit for a in self.booting()}
-
-        def batched(action: Action) -> bool:
-            return action.kind in (ActionKind.START, ActionKind.WAIT_PORT) and action.unit in booted
-
-        return replace(self, actions=[a for a in self.actions if not batched(a)])
+        """The new web dynos' BOOT actions, which the hosts' batches do (plan/batch.py)."""
+        return [a for a in self.actions if a.kind is ActionKind.BOOT]
 
     def steps(self) -> list[list[Action]]:
         """Actions grouped by step, in order; each group may run in parallel."""
@@ -315,10 +304,9 @@ def _last(actions: list[Action]) -> int:
 
 def _bring_up(new: list[DynoInstance], first: int, opts: RolloutOptions) -> list[Action]:
     return (
-        [Action(ActionKind.START, first, d) for d in new]
-        + [Action(ActionKind.WAIT_PORT, first + 1, d, opts.boot_timeout_s) for d in new]
-        + [Action(ActionKind.REGISTER, first + 2, d) for d in new]
-        + [Action(ActionKind.WAIT_HEALTHY, first + 3, d, opts.health_timeout_s) for d in new]
+        [Action(ActionKind.BOOT, first, d, opts.boot_timeout_s) for d in new]
+        + [Action(ActionKind.REGISTER, first + 1, d) for d in new]
+        + [Action(ActionKind.WAIT_HEALTHY, first + 2, d, opts.health_timeout_s) for d in new]
     )
 
 

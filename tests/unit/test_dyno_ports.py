@@ -1,4 +1,6 @@
-"""templates/dyno/dyno-ports, run for real: host port reservations and the listener check.
+"""templates/dyno/dyno-ports, run for real: host port reservations and the listener check,
+through the batch a rollout sends (its `reserve` step), or the tool's own `wait` called on its
+own (the batch's `wait` step takes the ports its `reserve` step reserved).
 
 The tool reads /etc/systemd/system, /run/dynoform/ports and /proc under DYNO_PORTS_ROOT, so
 these tests give it a made-up host in a temporary directory (and, for one test, this machine's
@@ -23,7 +25,7 @@ import pytest
 
 from provisioner.paths import resource_dir
 from provisioner.plan.batch import PORT_MARK, batch_argv, parse_batch
-from provisioner.plan.ports import parse_port_checks, parse_reserved, reserve_ports_argv
+from provisioner.plan.ports import parse_port_checks
 from provisioner.render import ports_tool_source
 
 TOOL = resource_dir("templates") / "dyno" / "dyno-ports"
@@ -33,18 +35,47 @@ OTHER = "dyno-blog.v9.web.1.service"
 TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
 
 
-def tool(root: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+def env_of(root: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DYNO_PORTS_ROOT"}
     if root:
         env["DYNO_PORTS_ROOT"] = str(root)
+    return env
+
+
+def wait(
+    root: Path | None, addr: str, timeout: float, unit: str, port: int
+) -> subprocess.CompletedProcess[str]:
+    """The tool's own `wait` for one dyno, as the batch's `wait` step runs it."""
+    targets = [(unit, port)]
+    call = f"import sys; exec(sys.stdin.read()); sys.exit(wait({addr!r}, {timeout}, {targets}))"
     return subprocess.run(
-        [sys.executable, "-I", "-", *args],
-        input=ports_tool_source(),
+        [sys.executable, "-I", "-c", call],
+        input=ports_tool_source().replace('if __name__ == "__main__":', "if False:"),
         capture_output=True,
         text=True,
-        env=env,
+        env=env_of(root),
         timeout=30,
         check=False,
+    )
+
+
+def reserve(*units: str, low: int = 20000, high: int = 29999) -> dict[str, object]:
+    """A batch's `reserve` step."""
+    return {"op": "reserve", "low": low, "high": high, "units": list(units)}
+
+
+def document(*steps: dict[str, object]) -> str:
+    return json.dumps({"steps": list(steps)})
+
+
+def batch_process(root: Path) -> subprocess.Popen[str]:
+    """`python3 -I -c TOOL batch`, as a rollout runs it, reading its document on stdin."""
+    return subprocess.Popen(
+        [sys.executable, *batch_argv(ports_tool_source())[1:]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env_of(root),
     )
 
 
@@ -96,66 +127,56 @@ def test_reserve_skips_unit_ports_reservations_and_listeners(tmp_path: Path) -> 
     stale = root / "run/dynoform/ports" / "dyno-gone.v1.web.1.service"
     stale.write_text("20003\n")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    done = tool(root, *reserve_ports_argv([WEB1, WEB2])[3:])
+    done = batch(root, [reserve(WEB1, WEB2)])
     assert done.returncode == 0, done.stderr
-    assert parse_reserved(done.stdout) == {WEB1: 20003, WEB2: 20004}
+    assert parse_batch(done.stdout).reserved == {WEB1: 20003, WEB2: 20004}
     assert not stale.exists() and fresh.exists()
     assert (root / "run/dynoform/ports" / WEB1).read_text() == "20003\n"
     # Asking again (a retried rollout) gives the same ports; a new unit gets the next one.
-    again = tool(root, "reserve", "20000", "29999", WEB1, "dyno-shop.v4.web.3.service")
-    assert parse_reserved(again.stdout) == {WEB1: 20003, "dyno-shop.v4.web.3.service": 20005}
+    again = batch(root, [reserve(WEB1, "dyno-shop.v4.web.3.service")])
+    assert parse_batch(again.stdout).reserved == {
+        WEB1: 20003,
+        "dyno-shop.v4.web.3.service": 20005,
+    }
 
 
 def test_reservations_made_at_the_same_moment_never_share_a_port(tmp_path: Path) -> None:
     root = host(tmp_path)
-    env = {**os.environ, "DYNO_PORTS_ROOT": str(root)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-I", "-", "reserve", "20000", "29999"]
-            + [f"dyno-app{n}.v1.web.{i}.service" for i in range(1, 4)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for n in range(8)
-    ]
-    outputs = [p.communicate(ports_tool_source(), timeout=60)[0] for p in procs]
-    ports = [port for out in outputs for port in parse_reserved(out).values()]
+    procs = [batch_process(root) for _ in range(8)]
+    for n, proc in enumerate(procs):  # all of them get their document before any is read
+        assert proc.stdin is not None
+        units = [f"dyno-app{n}.v1.web.{i}.service" for i in (1, 2, 3)]
+        proc.stdin.write(document(reserve(*units)))
+        proc.stdin.close()
+    outputs = [p.stdout.read() for p in procs if p.stdout and p.wait(60) == 0]
+    ports = [port for out in outputs for port in parse_batch(out).reserved.values()]
     assert len(ports) == 24 and len(set(ports)) == 24
     assert set(ports) == set(range(20000, 20024))
 
 
 def test_a_reservation_waits_for_the_hosts_lock(tmp_path: Path) -> None:
     root = host(tmp_path)
-    env = {**os.environ, "DYNO_PORTS_ROOT": str(root)}
     with open(root / "run/dynoform/ports.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another rollout is reserving
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-", "reserve", "20000", "29999", WEB1],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        proc = batch_process(root)
         assert proc.stdin is not None
-        proc.stdin.write(ports_tool_source())
+        proc.stdin.write(document(reserve(WEB1)))
         proc.stdin.close()
         time.sleep(1.0)
         assert proc.poll() is None and not (root / "run/dynoform/ports" / WEB1).exists()
         unit_file(root, OTHER, 20000)  # what the other rollout wrote before letting go
         fcntl.flock(lock, fcntl.LOCK_UN)
     assert proc.stdout is not None
-    assert parse_reserved(proc.stdout.read()) == {WEB1: 20001}
+    assert parse_batch(proc.stdout.read()).reserved == {WEB1: 20001}
     assert proc.wait(30) == 0
 
 
 def test_reserve_refuses_a_full_range_and_bad_names(tmp_path: Path) -> None:
     root = host(tmp_path)
     unit_file(root, OTHER, 20000)
-    full = tool(root, "reserve", "20000", "20000", WEB1)
+    full = batch(root, [reserve(WEB1, low=20000, high=20000)])
     assert full.returncode == 2 and "no free dyno ports" in full.stderr
-    bad = tool(root, "reserve", "20000", "29999", "../../etc/passwd")
+    bad = batch(root, [reserve("../../etc/passwd")])
     assert bad.returncode == 2 and "not a dyno unit name" in bad.stderr
 
 
@@ -176,12 +197,12 @@ def test_wait_accepts_a_port_held_by_the_dynos_own_unit(tmp_path: Path) -> None:
         root = host(tmp_path)
         listening(root, (port, 5150))
         process(root, 321, WEB1, 5150)
-        done = tool(root, "wait", "127.0.0.1", "5", f"{WEB1}={port}")
+        done = wait(root, "127.0.0.1", 5, WEB1, port)
         assert done.returncode == 0, done.stdout + done.stderr
         assert parse_port_checks(done.stdout)[port].state == "ok"
         # The same socket seen from another app's new dyno: foreign at once, naming the holder.
         started = time.monotonic()
-        other = tool(root, "wait", "127.0.0.1", "5", f"{OTHER}={port}")
+        other = wait(root, "127.0.0.1", 5, OTHER, port)
         assert other.returncode == 1 and time.monotonic() - started < 4
         check = parse_port_checks(other.stdout)[port]
         assert (check.state, check.holder) == ("foreign", f"321 {WEB1}")
@@ -196,25 +217,24 @@ def test_wait_names_a_real_process_on_this_machine_and_times_out_on_silence(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        done = tool(None, "wait", "127.0.0.1", "5", f"{WEB1}={port}")
+        done = wait(None, "127.0.0.1", 5, WEB1, port)
         assert done.returncode == 1, done.stderr
         check = parse_port_checks(done.stdout)[port]
         assert check.state == "foreign" and check.holder.split()[0] == str(os.getpid())
     root = host(tmp_path)
     listening(root)
-    quiet = tool(root, "wait", "127.0.0.1", "0.3", f"{WEB1}=20009")
+    quiet = wait(root, "127.0.0.1", 0.3, WEB1, 20009)
     assert quiet.returncode == 1 and quiet.stdout == "timeout 20009\n"
 
 
 def batch(root: Path, steps: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
     """`python3 -I -c TOOL batch` with the document on stdin, as a rollout runs it."""
-    env = {**os.environ, "DYNO_PORTS_ROOT": str(root)}
     return subprocess.run(
         [sys.executable, *batch_argv(ports_tool_source())[1:]],
-        input=json.dumps({"steps": steps}),
+        input=document(*steps),
         capture_output=True,
         text=True,
-        env=env,
+        env=env_of(root),
         timeout=30,
         check=False,
     )

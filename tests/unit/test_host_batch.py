@@ -1,5 +1,5 @@
 """The host batch's document (golden file), its output, the marked web units, and the plan's
-split between what the batch does and what follows it.
+BOOT actions, which the batch does.
 
 The document is what `dyno-ports batch` runs on a host (tests/unit/test_dyno_ports.py runs it
 for real). Regenerate the golden file after an intended change:
@@ -117,7 +117,7 @@ def test_a_marked_web_unit_is_the_unit_once_the_host_puts_its_port_in() -> None:
     assert render_dyno_unit(worker, port=PORT_MARK) == render_dyno_unit(worker)
 
 
-def test_the_plan_without_the_batch_keeps_register_health_and_the_rest() -> None:
+def test_the_batch_boots_the_new_web_dynos_and_nothing_else() -> None:
     formation = {"web": ProcessFormation(2), "worker": ProcessFormation(1)}
     placement = {
         DynoRef("shop", "web", 1): "h1",
@@ -130,16 +130,13 @@ def test_the_plan_without_the_batch_keeps_register_health_and_the_rest() -> None
         DynoInstance("shop", 3, "worker.1", "h1"),
     ]
     plan = plan_converge("shop", 4, formation, placement, old)
-    assert [a.dyno for a in plan.booting()] == ["web.1", "web.2"]
-    rest = plan.after_boot()
-    kinds = [(a.kind, a.dyno) for a in rest.actions]
-    assert (ActionKind.START, "web.1") not in kinds and (ActionKind.WAIT_PORT, "web.1") not in kinds
-    # The worker still starts by itself (after its old one stops), and everything after
-    # the boot is as planned.
+    assert [(a.kind, a.dyno) for a in plan.booting()] == [
+        (ActionKind.BOOT, "web.1"),
+        (ActionKind.BOOT, "web.2"),
+    ]
+    # The first step, before everything else: registered only once they answer. The worker
+    # starts by itself (after its old one stops).
+    assert plan.steps()[0] == plan.booting()
+    kinds = [(a.kind, a.dyno) for a in plan.actions]
+    assert kinds.index((ActionKind.REGISTER, "web.1")) > kinds.index((ActionKind.BOOT, "web.1"))
     assert (ActionKind.START, "worker.1") in kinds
-    booted = (ActionKind.START, ActionKind.WAIT_PORT)
-    assert [a for a in plan.actions if a.kind not in booted or not a.instance.is_web] == (
-        rest.actions
-    )
-    assert rest.on_failure == plan.on_failure and rest.commit_step == plan.commit_step
-    assert rest.split_at_commit()[1] == plan.split_at_commit()[1]

@@ -14,9 +14,6 @@ from provisioner.plan.ports import (
     allocate_ports,
     assign_ports,
     parse_port_checks,
-    parse_reserved,
-    reserve_ports_argv,
-    wait_ports_argv,
 )
 from provisioner.plan.rollout import plan_converge, releases_to_prune
 from provisioner.plan.units import (
@@ -83,18 +80,18 @@ def test_ports_lowest_free_first_and_existing_keep_theirs() -> None:
 def test_first_deploy_starts_everything_with_preboot_order() -> None:
     plan = plan_converge(APP, 1, FORMATION, PLACEMENT, [])
     assert kinds(plan) == [
-        (1, "start", "web.1", 1, 20000),
-        (1, "start", "web.2", 1, 20000),
-        (2, "wait_port", "web.1", 1, 20000),
-        (2, "wait_port", "web.2", 1, 20000),
-        (3, "register", "web.1", 1, 20000),  # only once the port is the dyno's own
-        (3, "register", "web.2", 1, 20000),
-        (4, "wait_healthy", "web.1", 1, 20000),
-        (4, "wait_healthy", "web.2", 1, 20000),
-        (6, "start", "worker.1", 1, None),
-        (7, "wait_running", "worker.1", 1, None),
+        (1, "boot", "web.1", 1, 20000),  # started, and answering on its port
+        (1, "boot", "web.2", 1, 20000),
+        (2, "register", "web.1", 1, 20000),  # only once the port is the dyno's own
+        (2, "register", "web.2", 1, 20000),
+        (3, "wait_healthy", "web.1", 1, 20000),
+        (3, "wait_healthy", "web.2", 1, 20000),
+        (5, "start", "worker.1", 1, None),
+        (6, "wait_running", "worker.1", 1, None),
     ]
-    assert plan.actions[2].timeout_s == 60.0
+    assert plan.actions[0].timeout_s == 60.0
+    assert plan.booting() == plan.actions[:2]
+    assert [d.name for d in plan.started] == ["web.1", "web.2", "worker.1"]
     assert plan.commit_step is None and plan.split_at_commit() == (plan.steps(), [])
     assert [(a.step, a.kind, a.dyno) for a in plan.on_failure] == [
         (1, "deregister", "web.1"),
@@ -108,29 +105,27 @@ def test_first_deploy_starts_everything_with_preboot_order() -> None:
 def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -> None:
     plan = plan_converge(APP, 4, FORMATION, PLACEMENT, RUNNING_V3, {"h1": [20001]})
     assert kinds(plan) == [
-        (1, "start", "web.1", 4, 20002),  # 20000 is v3's web.1, 20001 another app's
-        (1, "start", "web.2", 4, 20001),
-        (2, "wait_port", "web.1", 4, 20002),
-        (2, "wait_port", "web.2", 4, 20001),
-        (3, "register", "web.1", 4, 20002),
-        (3, "register", "web.2", 4, 20001),
-        (4, "wait_healthy", "web.1", 4, 20002),
-        (4, "wait_healthy", "web.2", 4, 20001),
-        (5, "stop", "worker.1", 3, None),
-        (6, "start", "worker.1", 4, None),
-        (7, "wait_running", "worker.1", 4, None),
-        (8, "deregister", "web.1", 3, 20000),  # old web retires last: commit_step
-        (8, "deregister", "web.2", 3, 20000),
-        (9, "drain", "web.1", 3, 20000),
-        (9, "drain", "web.2", 3, 20000),
-        (10, "stop", "web.1", 3, 20000),
-        (10, "stop", "web.2", 3, 20000),
+        (1, "boot", "web.1", 4, 20002),  # 20000 is v3's web.1, 20001 another app's
+        (1, "boot", "web.2", 4, 20001),
+        (2, "register", "web.1", 4, 20002),
+        (2, "register", "web.2", 4, 20001),
+        (3, "wait_healthy", "web.1", 4, 20002),
+        (3, "wait_healthy", "web.2", 4, 20001),
+        (4, "stop", "worker.1", 3, None),
+        (5, "start", "worker.1", 4, None),
+        (6, "wait_running", "worker.1", 4, None),
+        (7, "deregister", "web.1", 3, 20000),  # old web retires last: commit_step
+        (7, "deregister", "web.2", 3, 20000),
+        (8, "drain", "web.1", 3, 20000),
+        (8, "drain", "web.2", 3, 20000),
+        (9, "stop", "web.1", 3, 20000),
+        (9, "stop", "web.2", 3, 20000),
     ]
     assert plan.actions[0].unit == "dyno-shop.v4.web.1.service"
-    assert plan.commit_step == 8
+    assert plan.commit_step == 7
     undoable, retiring = plan.split_at_commit()
-    assert [g[0].step for g in undoable] == [1, 2, 3, 4, 5, 6, 7]
-    assert [g[0].step for g in retiring] == [8, 9, 10]
+    assert [g[0].step for g in undoable] == [1, 2, 3, 4, 5, 6]
+    assert [g[0].step for g in retiring] == [7, 8, 9]
     assert [(a.step, a.kind, a.dyno, a.release) for a in plan.on_failure] == [
         (1, "deregister", "web.1", 4),
         (1, "deregister", "web.2", 4),
@@ -140,15 +135,15 @@ def test_deploy_boots_new_web_next_to_old_then_retires_old_and_rolls_workers() -
         (4, "start", "worker.1", 3),  # the old worker was stopped for the new one
     ]
     assert [d.release for d in plan.final] == [4, 4, 4]
-    assert len(plan.steps()) == 10
+    assert len(plan.steps()) == 9
 
 
 def test_ports_the_hosts_reserved_replace_the_planned_ones() -> None:
     plan = plan_converge(APP, 4, FORMATION, PLACEMENT, RUNNING_V3)
     reserved = plan.with_ports({"dyno-shop.v4.web.1.service": 20007})
     ports = {(a.kind, a.dyno, a.release): a.port for a in reserved.actions}
-    assert ports[("start", "web.1", 4)] == ports[("register", "web.1", 4)] == 20007
-    assert ports[("start", "web.2", 4)] == 20001  # not reserved anew: as planned
+    assert ports[("boot", "web.1", 4)] == ports[("register", "web.1", 4)] == 20007
+    assert ports[("boot", "web.2", 4)] == 20001  # not reserved anew: as planned
     assert ports[("deregister", "web.1", 3)] == 20000  # the old dyno keeps its port
     assert {a.port for a in reserved.on_failure if a.dyno == "web.1"} == {20007}
     assert [d.port for d in reserved.final if d.name == "web.1"] == [20007]
@@ -175,19 +170,7 @@ def test_an_old_dyno_whose_port_a_new_one_took_is_stopped_but_not_deregistered()
     ]
 
 
-def test_port_tool_argv_and_its_output() -> None:
-    units = ["dyno-shop.v4.web.1.service", "dyno-shop.v4.web.2.service"]
-    assert reserve_ports_argv(units) == [
-        "python3", "-I", "-", "reserve", "20000", "29999", *units
-    ]  # fmt: skip
-    assert parse_reserved("dyno-shop.v4.web.1.service 20003\nnoise\n") == {
-        "dyno-shop.v4.web.1.service": 20003
-    }
-    targets = {units[1]: 20004, units[0]: 20003}
-    assert wait_ports_argv("198.18.0.5", 60, targets) == [
-        "python3", "-I", "-", "wait", "198.18.0.5", "60",
-        "dyno-shop.v4.web.1.service=20003", "dyno-shop.v4.web.2.service=20004",
-    ]  # fmt: skip
+def test_port_checks_parse_the_tools_wait_lines() -> None:
     checks = parse_port_checks(
         "ok 20003\nforeign 20004 812 dyno-squat.v1.web.1.service\ncrashed 20005\n"
     )
@@ -217,10 +200,9 @@ def test_scale_up_and_down_touch_only_the_difference() -> None:
     up = {**PLACEMENT, DynoRef(APP, "web", 3): "h1"}
     plan = plan_converge(APP, 3, {**FORMATION, "web": ProcessFormation(3)}, up, RUNNING_V3)
     assert kinds(plan) == [
-        (1, "start", "web.3", 3, 20001),
-        (2, "wait_port", "web.3", 3, 20001),
-        (3, "register", "web.3", 3, 20001),
-        (4, "wait_healthy", "web.3", 3, 20001),
+        (1, "boot", "web.3", 3, 20001),
+        (2, "register", "web.3", 3, 20001),
+        (3, "wait_healthy", "web.3", 3, 20001),
     ]
     down = {d: h for d, h in PLACEMENT.items() if d.name != "web.2"}
     plan = plan_converge(APP, 3, {**FORMATION, "web": ProcessFormation(1)}, down, RUNNING_V3)
@@ -249,8 +231,8 @@ def test_one_off_dynos_are_left_alone_by_every_rollout() -> None:
 
 def test_restart_of_web_uses_a_new_generation_so_it_can_preboot() -> None:
     plan = plan_converge(APP, 3, FORMATION, PLACEMENT, RUNNING_V3, restart=["web.1"])
-    assert [(a.kind, a.unit) for a in plan.actions if a.kind in ("start", "stop")] == [
-        ("start", "dyno-shop.v3-1.web.1.service"),
+    assert [(a.kind, a.unit) for a in plan.actions if a.kind in ("boot", "stop")] == [
+        ("boot", "dyno-shop.v3-1.web.1.service"),
         ("stop", "dyno-shop.v3.web.1.service"),
     ]
     again = plan_converge(APP, 3, FORMATION, PLACEMENT, plan.final, restart=["web"])
@@ -263,8 +245,8 @@ def test_restart_of_web_uses_a_new_generation_so_it_can_preboot() -> None:
 def test_moved_or_resized_dynos_are_replaced() -> None:
     moved = {**PLACEMENT, DynoRef(APP, "web", 2): "h1"}
     plan = plan_converge(APP, 3, FORMATION, moved, RUNNING_V3)
-    assert [(a.kind, a.host, a.port) for a in plan.actions if a.kind in ("start", "stop")] == [
-        ("start", "h1", 20001),
+    assert [(a.kind, a.host, a.port) for a in plan.actions if a.kind in ("boot", "stop")] == [
+        ("boot", "h1", 20001),
         ("stop", "h2", 20000),
     ]
     bigger = {**FORMATION, "worker": ProcessFormation(1, "standard-2x")}
@@ -385,4 +367,9 @@ def test_rollout_invariants(scenario) -> None:
     # A new web dyno is registered only after its port was checked to be its own.
     for dyno in (d for d in started if d.is_web):
         steps = {a.kind: a.step for a in plan.actions if a.instance == dyno}
-        assert steps["start"] < steps["wait_port"] < steps["register"] < steps["wait_healthy"]
+        assert steps["boot"] < steps["register"] < steps["wait_healthy"]
+    # New web dynos boot, all in the first step (their hosts' batches, before any other
+    # action); the other types start.
+    assert plan.booting() in ([], [a for a in plan.actions if a.step == 1])
+    assert all(a.instance.is_web for a in plan.booting())
+    assert not any(a.instance.is_web for a in plan.actions if a.kind == "start")

@@ -160,12 +160,6 @@ class FakeHost:
                 self.reserved.pop(unit, None)
         elif program == UNPACK_RELEASE:
             self.releases.add(int(argv[4].rsplit("/v", 1)[1]))
-        elif argv[:4] == ["python3", "-I", "-", "reserve"]:
-            return 0, "".join(f"{u} {self._reserve(u)}\n" for u in argv[6:])
-        elif argv[:4] == ["python3", "-I", "-", "wait"]:
-            checks = [p.partition("=") for p in argv[6:]]
-            lines = [f"{'timeout' if u in self.never_answer else 'ok'} {p}" for u, _, p in checks]
-            return int(any(u in self.never_answer for u, _, _ in checks)), "\n".join(lines) + "\n"
         elif argv[:2] == ["systemctl", "show"]:
             return 0, self._facts()
         elif argv[:2] == ["systemctl", "is-active"]:
