@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import cached_property
 from types import TracebackType
 
@@ -33,12 +34,13 @@ from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.tlscerts import require_validatable
 from provisioner.fleet import Fleet, OnFleet
 from provisioner.model.tls import Bundle
-from provisioner.store import Store
+from provisioner.store import LeaseBusy, Store
 from provisioner.targets import Target, get_target
 
 Say = Callable[[str], None]
 PLATFORM_DOC = "platform.json"
 PLATFORM_LEASE = "_platform"  # a lease name no app can have: one platform build at a time
+BUILD = "platform:init"
 
 
 def quiet(_message: str) -> None:
@@ -145,7 +147,12 @@ class Context:
     def build_platform(self, ssh_cidr: str | None = None, bundle: Bundle | None = None) -> Platform:
         """Make or complete the platform, one build at a time: two at once would each find no
         VPC (or gateway, route table, group) and each make one."""
-        with self.store.lease(PLATFORM_LEASE, "platform:init", wait=True, timeout=1800):
+        with ExitStack() as held:
+            try:
+                held.enter_context(self.store.lease(PLATFORM_LEASE, BUILD, patient=False))
+            except LeaseBusy:
+                self.say("waiting for another platform:init to finish (one build at a time)")
+                held.enter_context(self.store.lease(PLATFORM_LEASE, BUILD, wait=True, timeout=1800))
             platform = ensure_platform(
                 self.aws, self.target, ssh_cidr=ssh_cidr, say=self.say, bundle=bundle
             )

@@ -124,12 +124,13 @@ def test_two_inits_at_once_make_one_network(aws, target, config_home):
             pass  # the other init waits for this one's lease: it lists later
 
     outcomes: list[object] = []
+    said: list[str] = []
 
     def init() -> None:
         own = Aws(target)
         own.ec2.meta.events.register("after-call.ec2.DescribeVpcs", hold)
         try:
-            with Context(target, aws=own) as ctx:
+            with Context(target, said.append, aws=own) as ctx:
                 outcomes.append(platform_ops.init(ctx, ssh_cidr=SSH_CIDR))
         except Exception as exc:  # noqa: BLE001 - the assertion below shows it
             outcomes.append(exc)
@@ -147,6 +148,7 @@ def test_two_inits_at_once_make_one_network(aws, target, config_home):
         "route_tables": 1,
         "groups": 2,
     }
+    assert said.count("waiting for another platform:init to finish (one build at a time)") == 1
     first, second = outcomes
     assert first.as_dict() == second.as_dict()  # type: ignore[attr-defined]
     made = [line for platform in outcomes for line in platform.created]  # type: ignore[attr-defined]
