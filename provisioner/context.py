@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import cached_property
 from types import TracebackType
 
@@ -32,11 +33,14 @@ from provisioner.aws.session import Aws
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.tlscerts import require_validatable
 from provisioner.fleet import Fleet, OnFleet
-from provisioner.store import Store
+from provisioner.model.tls import Bundle
+from provisioner.store import LeaseBusy, Store
 from provisioner.targets import Target, get_target
 
 Say = Callable[[str], None]
 PLATFORM_DOC = "platform.json"
+PLATFORM_LEASE = "_platform"  # a lease name no app can have: one platform build at a time
+BUILD = "platform:init"
 
 
 def quiet(_message: str) -> None:
@@ -59,6 +63,7 @@ class Context:
         self.on_fleet = on_fleet  # made on a fleet host (the controller), not a laptop
         self._aws = aws
         self._store = store  # tests hand in their own clients and store
+        self._made_bucket = False  # the store made the state bucket (platform:init says so)
         self._platform: Platform | None = None
         self._fleet: Fleet | None = None
         self._lock = threading.RLock()  # operations fan out over threads that share one Context
@@ -97,7 +102,7 @@ class Context:
         if self._store is not None:
             return self._store
         docs = Documents(self.aws.s3, bucket_name(self.target.platform, self.aws.account_id()))
-        docs.ensure_bucket(self.target.region)
+        self._made_bucket = docs.ensure_bucket(self.target.region)
         return Store(docs)
 
     def platform(self, create: bool = True) -> Platform:
@@ -133,10 +138,27 @@ class Context:
         if create:
             require_valid_name(self.aws, self.target)  # before anything is made
             require_validatable(self.aws, self.target)  # before anything billed is made
-            platform = ensure_platform(self.aws, self.target)
+            platform = self.build_platform()
         else:
             platform = load_platform(self.aws, self.target)
         self.remember_platform(platform)
+        return platform
+
+    def build_platform(self, ssh_cidr: str | None = None, bundle: Bundle | None = None) -> Platform:
+        """Make or complete the platform, one build at a time: two at once would each find no
+        VPC (or gateway, route table, group) and each make one."""
+        with ExitStack() as held:
+            try:
+                held.enter_context(self.store.lease(PLATFORM_LEASE, BUILD, patient=False))
+            except LeaseBusy:
+                self.say("waiting for another platform:init to finish (one build at a time)")
+                held.enter_context(self.store.lease(PLATFORM_LEASE, BUILD, wait=True, timeout=1800))
+            platform = ensure_platform(
+                self.aws, self.target, ssh_cidr=ssh_cidr, say=self.say, bundle=bundle
+            )
+        if self._made_bucket:  # made for the lease, before the build looked for it
+            platform.created.insert(0, f"bucket {self.store.docs.bucket}")
+            self._made_bucket = False
         return platform
 
     def remember_platform(self, platform: Platform) -> None:

@@ -6,19 +6,21 @@ from __future__ import annotations
 import ipaddress
 import os
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from provisioner import paths
-from provisioner.aws.session import eventually
-from provisioner.aws.tags import Finder, key_name, tag_spec
+from provisioner.aws.session import eventually, retry_in_use
+from provisioner.aws.tags import Finder, key_name, lb_name, tag_filters, tag_spec
 from provisioner.errors import DynoformError
 from provisioner.targets import Target
 
 MAX_ZONES = 3
 DYNO_PORTS = (1024, 65535)  # dynos bind $PORT in this range; only the LB may reach them
+Delete = Callable[..., None]  # retry_in_use's shape: (what, call, **kwargs)
 
 
 def subnet_cidrs(vpc_cidr: str, count: int) -> list[str]:
@@ -77,9 +79,19 @@ def operator_cidr(target: Target) -> str:
 
 
 def vpc(b: Finder) -> str:
-    found = b.find("describe_vpcs", "Vpcs", "vpc")
+    """The platform's VPC. With two tagged ones (two inits at once, from before they took
+    turns), the one its load balancer is in, else the lowest id: every run takes the same one,
+    and init removes the other unless something runs in it."""
+    found = sorted(str(v["VpcId"]) for v in b.find("describe_vpcs", "Vpcs", "vpc"))
+    if len(found) == 1:
+        return found[0]
     if found:
-        return str(found[0]["VpcId"])
+        lb_vpc = _load_balancer_vpc(b)
+        chosen = lb_vpc if lb_vpc in found else found[0]
+        for other in found:
+            if other != chosen and b.create:
+                _remove_second_network(b, other, chosen)
+        return chosen
     b.missing("VPC")
     made = b.aws.ec2.create_vpc(
         CidrBlock=b.target.cidr, TagSpecifications=tag_spec("vpc", b.name, "vpc")
@@ -90,6 +102,39 @@ def vpc(b: Finder) -> str:
         b.aws.ec2.modify_vpc_attribute(VpcId=vpc_id, **{attribute: {"Value": True}})
     b.created.append(f"vpc {vpc_id} {b.target.cidr}")
     return vpc_id
+
+
+def _load_balancer_vpc(b: Finder) -> str | None:
+    """The VPC of the platform's first load balancer (None before it is made)."""
+    try:
+        found = b.aws.elbv2.describe_load_balancers(Names=[lb_name(b.name)])["LoadBalancers"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "LoadBalancerNotFound":
+            raise
+        return None
+    return str(found[0]["VpcId"]) if found else None
+
+
+def _remove_second_network(b: Finder, vpc_id: str, kept: str) -> None:
+    """Delete a second tagged VPC and its parts, unless a host runs in it, or AWS refuses a
+    delete (something else is in it): then it is only reported (platform:destroy removes it)."""
+    ec2 = b.aws.ec2
+    live = ["pending", "running", "stopping", "stopped"]
+    hosts = ec2.describe_instances(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "instance-state-name", "Values": live},
+        ]
+    )["Reservations"]
+    if hosts:
+        b.say(f"warning: platform {b.name} has a second VPC {vpc_id}, kept: hosts run in it")
+        return
+    try:
+        delete_network(ec2, b.name, vpc_id, delete=_delete_now)
+    except ClientError as exc:
+        b.say(f"warning: platform {b.name} has a second VPC {vpc_id}, kept: {exc}")
+        return
+    b.say(f"removed a second VPC {vpc_id} of platform {b.name} (this one uses {kept})")
 
 
 def zones(b: Finder) -> list[str]:
@@ -113,7 +158,7 @@ def subnets(b: Finder, vpc_id: str) -> tuple[list[str], list[str]]:
     subnet_ids, subnet_zones = [], []
     for index, (zone, cidr) in enumerate(zip(in_zones, cidrs, strict=True)):
         resource = f"subnet-{index}"
-        found = b.find("describe_subnets", "Subnets", resource)
+        found = _in_vpc(b.find("describe_subnets", "Subnets", resource), vpc_id)
         if found:
             subnet_ids.append(str(found[0]["SubnetId"]))
             subnet_zones.append(str(found[0]["AvailabilityZone"]))
@@ -136,23 +181,28 @@ def subnets(b: Finder, vpc_id: str) -> tuple[list[str], list[str]]:
 
 
 def gateway(b: Finder, vpc_id: str) -> str:
+    """The tagged gateway attached to the VPC; else a tagged one attached nowhere (an init
+    stopped before attaching it), attached now; else a new one. One attached to another VPC
+    (a second network) is never taken: a gateway attaches to one VPC only."""
     found = b.find("describe_internet_gateways", "InternetGateways", "igw")
-    if found:
-        igw_id = str(found[0]["InternetGatewayId"])
+    for igw in found:
+        if any(a.get("VpcId") == vpc_id for a in igw.get("Attachments", [])):
+            return str(igw["InternetGatewayId"])
+    free = [str(igw["InternetGatewayId"]) for igw in found if not igw.get("Attachments")]
+    b.missing("internet gateway attached to its VPC")
+    if free:
+        igw_id = free[0]
     else:
-        b.missing("internet gateway")
         igw_id = b.aws.ec2.create_internet_gateway(
             TagSpecifications=tag_spec("internet-gateway", b.name, "igw")
         )["InternetGateway"]["InternetGatewayId"]
         b.created.append(f"internet gateway {igw_id}")
-        found = [{"Attachments": []}]
-    if not any(a.get("VpcId") == vpc_id for a in found[0].get("Attachments", [])):
-        b.aws.ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc_id)
-    return igw_id
+    b.aws.ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc_id)
+    return str(igw_id)
 
 
 def routes(b: Finder, vpc_id: str, igw_id: str, subnet_ids: list[str]) -> str:
-    found = b.find("describe_route_tables", "RouteTables", "routes")
+    found = _in_vpc(b.find("describe_route_tables", "RouteTables", "routes"), vpc_id)
     if found:
         table = found[0]
     else:
@@ -176,7 +226,7 @@ def routes(b: Finder, vpc_id: str, igw_id: str, subnet_ids: list[str]) -> str:
 def _group(
     b: Finder, vpc_id: str, resource: str, description: str
 ) -> tuple[str, list[dict[str, Any]]]:
-    found = b.find("describe_security_groups", "SecurityGroups", resource)
+    found = _in_vpc(b.find("describe_security_groups", "SecurityGroups", resource), vpc_id)
     if found:
         return str(found[0]["GroupId"]), list(found[0].get("IpPermissions", []))
     b.missing(f"security group {resource}")
@@ -235,10 +285,10 @@ def security_groups(b: Finder, vpc_id: str, ssh_cidr: str | None) -> tuple[str, 
     return runner_id, lb_id
 
 
-def existing_groups(b: Finder) -> tuple[str, str]:
+def existing_groups(b: Finder, vpc_id: str) -> tuple[str, str]:
     """The two security groups as they are (loading the platform changes no rule)."""
-    runner = b.find("describe_security_groups", "SecurityGroups", "runners")
-    lb = b.find("describe_security_groups", "SecurityGroups", "lb")
+    runner = _in_vpc(b.find("describe_security_groups", "SecurityGroups", "runners"), vpc_id)
+    lb = _in_vpc(b.find("describe_security_groups", "SecurityGroups", "lb"), vpc_id)
     if not runner or not lb:
         b.missing("security groups")
     return str(runner[0]["GroupId"]), str(lb[0]["GroupId"])
@@ -268,6 +318,65 @@ def key_pair(b: Finder) -> tuple[str, str]:
     )
     b.created.append(f"key pair {name} ({path})")
     return name, str(path)
+
+
+def _in_vpc(found: list[dict[str, Any]], vpc_id: str) -> list[dict[str, Any]]:
+    """The tagged resources of the platform's VPC (a second network's have the same tags)."""
+    return [item for item in found if item.get("VpcId") == vpc_id]
+
+
+def delete_network(
+    ec2: Any, name: str, vpc_id: str | None = None, delete: Delete = retry_in_use
+) -> list[str]:
+    """The platform's security groups, subnets, route tables, gateways and VPCs (those of
+    vpc_id only, when given), in that order; returns what was deleted."""
+    done = []
+    groups = _of(ec2.describe_security_groups(Filters=tag_filters(name))["SecurityGroups"], vpc_id)
+    for group in groups:  # rules first: the groups refer to each other
+        if group.get("IpPermissions"):
+            ec2.revoke_security_group_ingress(
+                GroupId=group["GroupId"], IpPermissions=group["IpPermissions"]
+            )
+    for group in groups:
+        delete("security group", ec2.delete_security_group, GroupId=group["GroupId"])
+        done.append(f"security group {group['GroupId']}")
+    for subnet in _of(ec2.describe_subnets(Filters=tag_filters(name))["Subnets"], vpc_id):
+        delete("subnet", ec2.delete_subnet, SubnetId=subnet["SubnetId"])
+        done.append(f"subnet {subnet['SubnetId']}")
+    for table in _of(ec2.describe_route_tables(Filters=tag_filters(name))["RouteTables"], vpc_id):
+        for assoc in table.get("Associations", []):
+            if not assoc.get("Main"):
+                ec2.disassociate_route_table(AssociationId=assoc["RouteTableAssociationId"])
+        delete("route table", ec2.delete_route_table, RouteTableId=table["RouteTableId"])
+        done.append(f"route table {table['RouteTableId']}")
+    gateways = ec2.describe_internet_gateways(Filters=tag_filters(name))["InternetGateways"]
+    for igw in gateways:
+        attached = [a["VpcId"] for a in igw.get("Attachments", [])]
+        if vpc_id is not None and attached != [vpc_id]:
+            continue  # the kept VPC's, or attached nowhere (gateway() may take that one)
+        igw_id = igw["InternetGatewayId"]
+        for attached_to in attached:
+            delete(
+                "internet gateway",
+                ec2.detach_internet_gateway,
+                InternetGatewayId=igw_id,
+                VpcId=attached_to,
+            )
+        ec2.delete_internet_gateway(InternetGatewayId=igw_id)
+        done.append(f"internet gateway {igw_id}")
+    for found in _of(ec2.describe_vpcs(Filters=tag_filters(name))["Vpcs"], vpc_id):
+        delete("VPC", ec2.delete_vpc, VpcId=found["VpcId"])
+        done.append(f"vpc {found['VpcId']}")
+    return done
+
+
+def _of(found: list[dict[str, Any]], vpc_id: str | None) -> list[dict[str, Any]]:
+    return found if vpc_id is None else _in_vpc(found, vpc_id)
+
+
+def _delete_now(_what: str, call: Callable[..., Any], **kwargs: Any) -> None:
+    """A delete tried once (removing a second network must not wait minutes on a busy one)."""
+    call(**kwargs)
 
 
 def _cidr_rule(low: int, high: int, cidr: str, description: str) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def _build(b: Finder, ssh_cidr: str | None, bundle: Bundle | None) -> Platform:
     if b.create:
         runner_sg, lb_sg = network.security_groups(b, vpc_id, ssh_cidr)
     else:
-        runner_sg, lb_sg = network.existing_groups(b)
+        runner_sg, lb_sg = network.existing_groups(b, vpc_id)
     key, path = network.key_pair(b)
     bucket = _bucket(b)
     instance_profile = ensure_controller_access(b, bucket)

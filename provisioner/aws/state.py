@@ -119,7 +119,12 @@ class Documents:
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        self.s3.create_bucket(**kwargs)
+        try:
+            self.s3.create_bucket(**kwargs)
+        except ClientError as exc:  # made a moment ago by a command started with this one
+            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                raise
+            return False
         self.s3.put_bucket_versioning(
             Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
         )

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from provisioner.aws.iam import remove_controller_access
 from provisioner.aws.listeners import platform_load_balancers
 from provisioner.aws.managed import destroy_managed
+from provisioner.aws.network import delete_network
 from provisioner.aws.session import Aws, retry_in_use
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.tags import PLATFORM_TAG, key_name, tag_filters, tagged
@@ -87,42 +88,11 @@ def _target_groups(aws: Aws, name: str) -> list[str]:
 
 
 def _network(aws: Aws, name: str) -> list[str]:
-    """Security groups, subnets, routes, gateway, VPC and key pair, in that order."""
-    ec2 = aws.ec2
-    done = []
-    groups = ec2.describe_security_groups(Filters=tag_filters(name))["SecurityGroups"]
-    for group in groups:  # rules first: the groups refer to each other
-        if group.get("IpPermissions"):
-            ec2.revoke_security_group_ingress(
-                GroupId=group["GroupId"], IpPermissions=group["IpPermissions"]
-            )
-    for group in groups:
-        retry_in_use("security group", ec2.delete_security_group, GroupId=group["GroupId"])
-        done.append(f"security group {group['GroupId']}")
-    for subnet in ec2.describe_subnets(Filters=tag_filters(name))["Subnets"]:
-        retry_in_use("subnet", ec2.delete_subnet, SubnetId=subnet["SubnetId"])
-        done.append(f"subnet {subnet['SubnetId']}")
-    for table in ec2.describe_route_tables(Filters=tag_filters(name))["RouteTables"]:
-        for assoc in table.get("Associations", []):
-            if not assoc.get("Main"):
-                ec2.disassociate_route_table(AssociationId=assoc["RouteTableAssociationId"])
-        retry_in_use("route table", ec2.delete_route_table, RouteTableId=table["RouteTableId"])
-        done.append(f"route table {table['RouteTableId']}")
-    for igw in ec2.describe_internet_gateways(Filters=tag_filters(name))["InternetGateways"]:
-        for attachment in igw.get("Attachments", []):
-            retry_in_use(
-                "internet gateway",
-                ec2.detach_internet_gateway,
-                InternetGatewayId=igw["InternetGatewayId"],
-                VpcId=attachment["VpcId"],
-            )
-        ec2.delete_internet_gateway(InternetGatewayId=igw["InternetGatewayId"])
-        done.append(f"internet gateway {igw['InternetGatewayId']}")
-    for vpc in ec2.describe_vpcs(Filters=tag_filters(name))["Vpcs"]:
-        retry_in_use("VPC", ec2.delete_vpc, VpcId=vpc["VpcId"])
-        done.append(f"vpc {vpc['VpcId']}")
+    """Security groups, subnets, routes, gateways, VPCs (all of them: a second network too),
+    and the key pair."""
+    done = delete_network(aws.ec2, name)
     try:
-        ec2.delete_key_pair(KeyName=key_name(name))
+        aws.ec2.delete_key_pair(KeyName=key_name(name))
         done.append(f"key pair {key_name(name)}")
     except ClientError:
         pass

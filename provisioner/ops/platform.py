@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from provisioner.aws import billing
 from provisioner.aws.billing import Billed
 from provisioner.aws.iam import controller_policy
-from provisioner.aws.platform import Platform, ensure_platform, load_platform, require_valid_name
+from provisioner.aws.platform import Platform, load_platform, require_valid_name
 from provisioner.aws.policy import cli_policy
 from provisioner.aws.state import Documents, bucket_name
 from provisioner.aws.teardown import destroy_platform
@@ -28,7 +28,7 @@ def init(ctx: Context, ssh_cidr: str | None = None, bundle: Bundle | None = None
     require_valid_name(ctx.aws, ctx.target)  # existing ones (older, longer names) upgrade
     if bundle is None:
         require_validatable(ctx.aws, ctx.target)
-    platform = ensure_platform(ctx.aws, ctx.target, ssh_cidr=ssh_cidr, say=ctx.say, bundle=bundle)
+    platform = ctx.build_platform(ssh_cidr=ssh_cidr, bundle=bundle)
     ctx.remember_platform(platform)  # what other operations read
     _upgrade_controllers(ctx)
     return platform

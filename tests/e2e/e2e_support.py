@@ -180,7 +180,7 @@ def new_app(prefix: str) -> str:
 
 
 def cli_at_once(
-    commands: list[list[str]], timeout: float = 600
+    commands: list[list[str]], timeout: float = 600, env: dict[str, str] | None = None
 ) -> list[subprocess.CompletedProcess[str]]:
     """Run each `dynoform ARGS` in its own thread, all released at the same moment; the
     results in the order of commands (nothing checked: the caller judges them)."""
@@ -189,7 +189,7 @@ def cli_at_once(
 
     def one(i: int) -> None:
         start.wait()
-        results[i] = cli(*commands[i], check=False, timeout=timeout)
+        results[i] = cli(*commands[i], check=False, timeout=timeout, env=env)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(commands))]
     for thread in threads:
