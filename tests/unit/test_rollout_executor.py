@@ -697,11 +697,18 @@ systemctl daemon-reload; systemctl reset-failed -- "$@" >/dev/null 2>&1; exit $s
         'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; '
         'done; rm -rf -- "$2"'
     ),
-    REMOVE_USER: (
-        "if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; "
-        'rm -f -- "/srv/dynoform/units/dyno-$2".v*.service; exec 9<&-; fi\n'
-        'userdel "$1" 2>/dev/null || true'
-    ),
+    REMOVE_USER: r"""
+if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; rm -f -- "/srv/dynoform/units/dyno-$2".v*.service; exec 9<&-; fi
+left=
+for f in /etc/systemd/system/"dyno-$2".v*.service; do
+  [ -e "$f" ] || continue
+  u=${f##*/}; left=1
+  systemctl stop -- "$u" 2>/dev/null || true
+  rm -rf -- "$f" /etc/systemd/system/*.wants/"$u" "/run/dynoform/ports/$u" "/etc/systemd/system/$u.d" "/run/systemd/system/$u.d" "/etc/systemd/system.control/$u.d" "/run/systemd/system.control/$u.d"
+done
+if [ -n "$left" ]; then systemctl daemon-reload; systemctl reset-failed -- "dyno-$2.v*.service" >/dev/null 2>&1 || true; fi
+userdel "$1" 2>/dev/null || true
+""",
     UNPACK_RELEASE: r"""
 set -e
 dir="$1"; sha="$2"; user="$3"; envdir="$4"
