@@ -181,8 +181,9 @@ def destroy(ctx: Context, app: str, wait: bool = False) -> int:
     a heal, a scale or a deploy that came meanwhile would start dynos, re-create the app's user
     and unpack a slug being deleted on the hosts just cleaned. Whoever waited for the lease
     finds the app gone."""
+    ctx.store.app(app)  # no such app: said before any lease is written
     with ctx.store.lease(app, DESTROY_OPERATION, wait=wait):
-        app_id = ctx.store.app_id(app)  # after the lease: a second destroy finds it gone
+        app_id = ctx.store.app_id(app)  # again under the lease: a second destroy finds it gone
         remove_from_hosts(ctx, app)
         certs.destroy_app_certs(ctx, app)
         delete_app_objects(ctx.store, ctx.blobs(), app, app_id, ctx.say)
