@@ -46,6 +46,9 @@ LEASE_RENEWALS = 6
 # the app's lease waits for it (at most CONTROLLER_PATIENCE s) instead of failing as busy.
 CONTROLLER_OPERATION = "controller"
 CONTROLLER_PATIENCE = 120.0
+# `apps:destroy` holds the app's lease under this operation (the controller's duties that do not
+# take the lease, such as cron, look for it).
+DESTROY_OPERATION = "destroy"
 
 
 # An app id is 12 hex digits starting with a digit: app names start with a letter, so no id is
@@ -142,6 +145,7 @@ class Store:
     def delete_app(self, app: str) -> int:
         """Remove the app's documents; its domain claims go first, while it still exists."""
         validate_app_name(app)
+        self._fence(app)
         doc = self.docs.get(self._app_key(app))
         for domain in App.from_dict(doc.data).domains if doc else ():
             self.release_domain(domain, app)

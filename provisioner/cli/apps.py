@@ -110,11 +110,12 @@ def plain_http(
 def destroy(
     app: str = AppOption,
     confirm_name: str = typer.Option(None, "--confirm", help="The app's name, to confirm."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for a running command to finish."),
 ) -> None:
     """Destroy an app and everything it has. Example: dynoform apps:destroy -a myapp --confirm myapp"""
     name = resolve_app(app)
     common.confirm(f"Destroy {name} with its dynos, releases and slugs?", name, confirm_name)
-    removed = ops.destroy(g().ctx, name)
+    removed = ops.destroy(g().ctx, name, wait=wait)
     status(f"destroyed {name} ({removed} stored objects removed)")
 
 

@@ -20,7 +20,7 @@ from provisioner.model.release import Release
 from provisioner.ops import addons, buildpacks, certs, drains, repair, router
 from provisioner.ops.rollout import activator, open_rollout
 from provisioner.plan.buildpacks import mask
-from provisioner.store import MAX_CONFLICT_RETRIES, Store
+from provisioner.store import DESTROY_OPERATION, MAX_CONFLICT_RETRIES, Store
 
 # Rolls an app's dynos to a release with its config (rollout.activator).
 Activate = Callable[[str, Release, dict[str, str]], None]
@@ -173,16 +173,23 @@ def remove_from_hosts(ctx: Context, app: str) -> bool:
     return True
 
 
-def destroy(ctx: Context, app: str) -> int:
+def destroy(ctx: Context, app: str, wait: bool = False) -> int:
     """Remove the app's dynos and router entries, its certificates, its stored objects, its
-    add-ons (its attachments to others' go), then its records; returns how many records went."""
-    app_id = ctx.store.app_id(app)
-    remove_from_hosts(ctx, app)
-    certs.destroy_app_certs(ctx, app)
-    delete_app_objects(ctx.store, ctx.blobs(), app, app_id, ctx.say)
-    addons.destroy_app_addons(ctx, app)
-    ctx.store.docs.delete_prefix(drains.stats_prefix(app))  # the shippers' figures
-    return ctx.store.delete_app(app)
+    add-ons (its attachments to others' go), then its records; returns how many records went.
+
+    All of it under the app's lease (waiting for a heal of the controller, like any command):
+    a heal, a scale or a deploy that came meanwhile would start dynos, re-create the app's user
+    and unpack a slug being deleted on the hosts just cleaned. Whoever waited for the lease
+    finds the app gone."""
+    ctx.store.app(app)  # no such app: said before any lease is written
+    with ctx.store.lease(app, DESTROY_OPERATION, wait=wait):
+        app_id = ctx.store.app_id(app)  # again under the lease: a second destroy finds it gone
+        remove_from_hosts(ctx, app)
+        certs.destroy_app_certs(ctx, app)
+        delete_app_objects(ctx.store, ctx.blobs(), app, app_id, ctx.say)
+        addons.destroy_app_addons(ctx, app)
+        ctx.store.docs.delete_prefix(drains.stats_prefix(app))  # the shippers' figures
+        return ctx.store.delete_app(app)
 
 
 def rename(ctx: Context, old: str, new: str, wait: bool = False) -> App:
@@ -210,7 +217,7 @@ def rename(ctx: Context, old: str, new: str, wait: bool = False) -> App:
 
     with (
         repair.changing(ctx, old, "rename", wait=wait),
-        repair.changing(ctx, new, f"rename from {old}", wait=wait),
+        repair.changing(ctx, new, f"rename from {old}", wait=wait, exists=False),
     ):
         _move_records(ctx.store, old, new, start_under_new_name)
     _move_platform_entries(ctx, old, new)

@@ -125,6 +125,8 @@ def follow(
             after, decision = _carry_out(ctx, app, policy, seen, decision, guard, now)
         except LeaseBusy:
             decision = None  # a command is changing the app: the next tick decides again
+        except NotFound:
+            return None  # destroyed meanwhile: an event or a state would bring records back
     if after != state:
         ctx.store.docs.put(plan.state_key(app), after.to_dict())
     return decision
@@ -147,6 +149,8 @@ def _carry_out(
         except LeaseBusy:
             raise  # not a failure: the next tick decides again
         except DynoformError as exc:
+            if isinstance(exc, NotFound) and not ctx.store.app_exists(app):
+                raise  # destroyed meanwhile
             decision = plan.failed(decision, exc.message)
     said = plan.said(seen, decision, now)
     if said is None:

@@ -36,7 +36,7 @@ from provisioner import events
 from provisioner.aws import instances
 from provisioner.aws.state import Documents
 from provisioner.context import Context
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, NotFound
 from provisioner.fleet import Fleet
 from provisioner.model.formation import default_formation
 from provisioner.ops import (
@@ -568,6 +568,8 @@ class Controller:
         except LeaseBusy:
             return  # a command is changing it: look again next loop
         except Exception as exc:  # noqa: BLE001 - said, and tried again later
+            if isinstance(exc, NotFound) and not self.ctx.store.app_exists(app):
+                return  # destroyed since this loop listed it: nothing to heal, nothing to say
             self._heal_failed(app, exc.message if isinstance(exc, DynoformError) else repr(exc))
             return
         self.retry_at.pop(app, None)

@@ -28,7 +28,7 @@ from provisioner.plan import cron as plan
 from provisioner.plan.units import DynoInstance
 from provisioner.remote.fanout import fan_out
 from provisioner.render import run_dyno_argv
-from provisioner.store import Store, now_iso
+from provisioner.store import DESTROY_OPERATION, Store, now_iso
 
 SOURCE = "scheduler"
 TICK_SECONDS = 1.0
@@ -167,18 +167,19 @@ def tick(ctx: Context, guard: Callable[[], None]) -> None:
             job = m.CronJob.from_dict(doc.data)
             if job.running() or job.removed or plan.due(_schedule(job), _last(job), now):
                 mine.append(_JobWork(ctx, guard, app, key, job, doc.etag))
-        if mine and not _renaming(ctx, app):
+        if mine and not _renaming_or_destroying(ctx, app):
             work += mine
     for outcome in fan_out(work, lambda w: w.advance(now), timeout=120):
         if not outcome.ok:
             ctx.say(f"cron {outcome.item.app}/{outcome.item.job.id}: {outcome.error}")
 
 
-def _renaming(ctx: Context, app: str) -> bool:
+def _renaming_or_destroying(ctx: Context, app: str) -> bool:
     """While an app is renamed its jobs exist under both names: neither runs them (a minute
-    that passes meanwhile runs late, once, under the new name)."""
+    that passes meanwhile runs late, once, under the new name). While it is destroyed, a run
+    would put its user and files back on a host the destroy has cleaned."""
     holder = ctx.store.lease_holder(app)
-    return holder is not None and holder.operation.startswith("rename")
+    return holder is not None and holder.operation.startswith(("rename", DESTROY_OPERATION))
 
 
 def _schedule(job: m.CronJob) -> plan.Schedule:
@@ -291,6 +292,8 @@ class _JobWork:
 
     def _launch(self, run: m.CronRun, host: instances.Host) -> None:
         store = self.ctx.store
+        if _renaming_or_destroying(self.ctx, self.app) or not store.app_exists(self.app):
+            raise DynoformError(f"{self.app} is being destroyed or renamed")  # since the tick
         release = store.release(self.app, run.release)
         config = store.release_config(self.app, run.release)
         rollout = open_rollout(self.ctx)

@@ -43,12 +43,23 @@ def needs_repair(store: Store, app: str) -> bool:
 
 @contextmanager
 def changing(
-    ctx: Context, app: str, operation: str, wait: bool = False, patient: bool = True
+    ctx: Context,
+    app: str,
+    operation: str,
+    wait: bool = False,
+    patient: bool = True,
+    exists: bool = True,
 ) -> Iterator[Lease]:
     """The app's lease for a command that changes it; what an interrupted command left half-way
     is repaired first (when the lease was taken over from a dead holder, or the newest release
-    is pending). A command is `patient` with the controller's repairs; the controller is not."""
+    is pending). A command is `patient` with the controller's repairs; the controller is not.
+
+    The app must still exist once the lease is ours (NotFound else): a command or a heal that
+    waited on an `apps:destroy` finds it gone instead of starting its dynos again. `exists`
+    False: the name is being claimed (a rename's new name)."""
     with ctx.store.lease(app, operation, wait=wait, patient=patient) as lease:
+        if exists:
+            ctx.store.app(app)
         _repair_if_needed(ctx, app, lease)
         yield lease
 

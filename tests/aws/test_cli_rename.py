@@ -3,6 +3,7 @@ and build logs belong to the app (by its id), not to whichever app has its old n
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -15,16 +16,16 @@ from provisioner.aws.blobs import Blobs
 from provisioner.aws.session import Aws
 from provisioner.cli.common import g
 from provisioner.context import Context
-from provisioner.errors import DynoformError
+from provisioner.errors import DynoformError, NotFound
 from provisioner.model.addons import Addon
 from provisioner.model.app import App
 from provisioner.model.formation import ProcessFormation
 from provisioner.model.release import Release
 from provisioner.ops import apps as ops
-from provisioner.ops import builds
+from provisioner.ops import builds, repair
 from provisioner.ops.addons import destroy_app_addons
 from provisioner.ops.addons import get as get_addon
-from provisioner.store import APP_ID_RE, Store, now_iso
+from provisioner.store import APP_ID_RE, CONTROLLER_OPERATION, LeaseBusy, Store, now_iso
 from provisioner.targets import Target
 
 
@@ -196,3 +197,31 @@ def test_destroy_keeps_objects_another_record_shares_after_a_cut_short_rename(st
     kept = destroy_app_addons(ctx, "half-new")
     assert kept == [] and lines[-1].startswith("kept the add-ons of half-new")
     assert get_addon(ctx, "postgres-abc123") == addon
+
+
+def test_destroy_holds_the_lease_so_a_racing_command_is_refused_or_finds_the_app_gone(aws, store):
+    """apps:destroy takes the app's lease like any command: a deploy holding it refuses the
+    destroy as busy (the app stays whole), a controller's heal is waited for, and a command
+    that waited for the destroy finds no app instead of writing records back."""
+    store.create_app("shop")
+    deploy = Store(store.docs)  # as another process would: its own leases
+    with deploy.lease("shop", "deploy"):
+        with pytest.raises(LeaseBusy, match="'shop' is busy: deploy by"):
+            ops.destroy(context(aws, store), "shop")
+    assert store.app_exists("shop")
+
+    heal = Store(store.docs).lease("shop", f"{CONTROLLER_OPERATION}: heal")
+    heal.__enter__()
+    threading.Timer(1.5, heal.__exit__, (None, None, None)).start()
+    started = time.monotonic()
+    assert ops.destroy(context(aws, store), "shop") >= 1  # waited for the heal, then destroyed
+    assert time.monotonic() - started >= 1.0
+    assert store.docs.keys("apps/shop/") == [] and store.docs.keys("leases/shop.") == []
+
+    late = context(aws, Store(store.docs))
+    with pytest.raises(NotFound, match="no app named 'shop'"):
+        with repair.changing(late, "shop", "deploy", wait=True):
+            late.store.create_release("shop", lambda v: Release(v, "Deploy", "test", now_iso()), {})
+    assert store.docs.keys("apps/shop/") == [] and store.docs.keys("leases/shop.") == []
+    with pytest.raises(NotFound):
+        ops.destroy(context(aws, store), "shop")

@@ -12,7 +12,8 @@ import pytest
 from provisioner.aws.session import Aws
 from provisioner.context import Context
 from provisioner.ops import controller
-from provisioner.store import Store
+from provisioner.ops.rollout import Observed
+from provisioner.store import CONTROLLER_OPERATION, Lease, Store
 from provisioner.targets import Target
 
 
@@ -86,3 +87,21 @@ def test_a_paused_controller_ticks_no_more(start, store: Store) -> None:  # type
     assert ticks.of("i-one") == paused_at
     controller.set_paused(ctl.ctx, False)
     wait_until(lambda: ticks.of("i-one") > paused_at)
+
+
+def test_a_heal_of_an_app_destroyed_since_the_loop_listed_it_does_nothing(aws, store) -> None:  # type: ignore[no-untyped-def]
+    """The loop lists the apps, then heals them one by one under each one's lease: an app an
+    apps:destroy took meanwhile is skipped once the lease is taken, with no event (an event
+    would be a document under apps/<app>/, an app `dynoform apps` lists again)."""
+    ctx = Context(Target("test", region="us-east-1"), aws=aws, store=store)
+    ctl = controller.Controller(ctx, "i-one")
+    lease = Lease(store.docs, controller.SOURCE, CONTROLLER_OPERATION, controller.LEADER_TTL,
+                  key=controller.LEADER_KEY)  # fmt: skip
+    lease.acquire(patient=False)
+    ctl.lease = lease
+    try:  # no rollout: nothing of it may be used for an app that is gone
+        ctl._keep_app(None, Observed([]), "gone", {}, [], {"i-one"})  # type: ignore[arg-type]
+    finally:
+        lease.release()
+    assert store.apps() == [] and ctl.failed == {}
+    assert store.docs.keys("apps/") == [] and store.docs.keys("leases/gone") == []

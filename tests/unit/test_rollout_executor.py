@@ -721,25 +721,44 @@ systemctl daemon-reload; systemctl reset-failed -- "$@" >/dev/null 2>&1; exit $s
         'rm -rf -- "$1" "${1%.tar}"; for old in "$2"/*; do umount -l -- "$old" 2>/dev/null; '
         'done; rm -rf -- "$2"'
     ),
-    REMOVE_USER: (
-        "if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; "
-        'rm -f -- "/srv/dynoform/units/dyno-$2".v*.service; exec 9<&-; fi\n'
-        'userdel "$1" 2>/dev/null || true'
-    ),
+    REMOVE_USER: r"""
+if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; rm -f -- "/srv/dynoform/units/dyno-$2".v*.service; exec 9<&-; fi
+left=
+for f in /etc/systemd/system/"dyno-$2".v*.service; do
+  [ -e "$f" ] || continue
+  u=${f##*/}; left=1
+  systemctl stop -- "$u" 2>/dev/null || true
+  rm -rf -- "$f" /etc/systemd/system/*.wants/"$u" "/run/dynoform/ports/$u" "/etc/systemd/system/$u.d" "/run/systemd/system/$u.d" "/etc/systemd/system.control/$u.d" "/run/systemd/system.control/$u.d"
+done
+if [ -n "$left" ]; then systemctl daemon-reload; systemctl reset-failed -- "dyno-$2.v*.service" >/dev/null 2>&1 || true; fi
+userdel "$1" 2>/dev/null || true
+""",
     UNPACK_RELEASE: r"""
 set -e
 dir="$1"; sha="$2"; user="$3"; envdir="$4"
+parent=$(dirname "$dir"); appdir=$(dirname "$parent"); tmp="$dir.tmp.$$"
+[ -d "$appdir" ] && had_app=1 || had_app=
+[ -d "$parent" ] && had_releases=1 || had_releases=
+[ -d "$envdir" ] && had_env=1 || had_env=
+undo() {
+  rm -rf -- "$tmp" "$tmp.tgz"
+  [ -n "$had_env" ] || rmdir -- "$envdir" 2>/dev/null || true
+  [ -n "$had_releases" ] || rmdir -- "$parent" 2>/dev/null || true
+  [ -n "$had_app" ] || rmdir -- "$appdir" 2>/dev/null || true
+}
+trap 'status=$?; if [ "$status" -ne 0 ]; then undo; fi; exit "$status"' EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
 install -d -m 0700 "$envdir"
 if [ "$(cat "$dir/.dynoform-slug" 2>/dev/null)" = "$sha" ]; then exit 0; fi
-parent=$(dirname "$dir"); mkdir -p "$parent"; chmod 0755 "$parent" "$(dirname "$parent")"
-tmp="$dir.tmp.$$"; rm -rf "$tmp"
+mkdir -p "$parent"; chmod 0755 "$parent" "$appdir"
+rm -rf "$tmp"
 twin=$(grep -lx "$sha" "$parent"/v*/.dynoform-slug 2>/dev/null | head -n 1 || true)
 if [ -n "$twin" ]; then
   cp -a "$(dirname "$twin")" "$tmp"
 else
   mkdir -p "$tmp"
   curl -fsS --retry 3 -K - -o "$tmp.tgz"
-  echo "$sha  $tmp.tgz" | sha256sum -c --quiet - || { rm -rf "$tmp" "$tmp.tgz"; echo "slug checksum mismatch" >&2; exit 3; }
+  echo "$sha  $tmp.tgz" | sha256sum -c --quiet - || { echo "slug checksum mismatch" >&2; exit 3; }
   tar -xzf "$tmp.tgz" -C "$tmp" --no-same-owner
   rm -f "$tmp.tgz"
   echo "$sha" > "$tmp/.dynoform-slug"
