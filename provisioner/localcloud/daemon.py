@@ -150,13 +150,13 @@ class Cloud:
         phase("ready")
 
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
+        from provisioner.localcloud.endpoint import Endpoint
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         _hook_reboots()
         motofix.apply()  # targets keyed by (Id, Port) and true health, as on AWS
         port = free_port(DEFAULT_PORT)
-        self.server = ThreadedMotoServer(ip_address=GATEWAY, port=port, verbose=False)
+        self.server = Endpoint(GATEWAY, port)
         self.server.start()
         self.endpoint = f"http://{GATEWAY}:{port}"
 

@@ -131,12 +131,11 @@ class Backend:
 
 @pytest.fixture
 def endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
+    from provisioner.localcloud.endpoint import Endpoint  # the daemon's AWS endpoint
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = Endpoint("127.0.0.1", 0)
     server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
+    url = f"http://127.0.0.1:{server.port}"
     # moto keeps its state per process, not per server: start every test from nothing.
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
     try:
