@@ -340,15 +340,39 @@ class Load:
 
 
 def deploys(app: str, runs: int) -> dict[str, Any]:
+    """The cold deploy, then `runs` warm ones each on a settled platform, then `runs` warm
+    ones back to back (each starting as the one before returns)."""
     cli("ps:scale", "web=2", "-a", app) if cli_json("apps:info", "-a", app)["release"] else None
     first = timed_deploy(app, 1)  # the empty build cache: cold
     cli("ps:scale", "web=2", "-a", app)
-    warm = [timed_deploy(app, 2) for _ in range(runs)]
+    warm = [settled_deploy(app, 2) for _ in range(runs)]
+    chained = [timed_deploy(app, 2) for _ in range(runs)]
     return {
         "deploy_cold_s": summary([first.seconds]),
         "deploy_warm_s": summary([w.seconds for w in warm]),
+        "deploy_warm_back_to_back_s": summary([w.seconds for w in chained]),
         "deploy_cli_max_rss_mb": round(max(w.cli_rss_mb for w in [first, *warm]), 1),
     }
+
+
+def settled_deploy(app: str, web: int) -> Deploy:
+    """A timed deploy once the deploy before it has finished on the hosts too: the old
+    release's dynos drained and stopped (5 s after that deploy returned), their files gone and
+    systemd reloaded. Back to back, that stop lands on the hosts during a later deploy."""
+    settle(app)
+    return timed_deploy(app, web)
+
+
+def settle(app: str, limit: float = 30) -> None:
+    """Wait until `ps` lists only the current release's dynos, then a second for the stop's
+    `daemon-reload` on the hosts."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        release = f"v{cli_json('apps:info', '-a', app)['release']}"
+        if all(d["release"] == release for d in cli_json("ps", "-a", app)):
+            break
+        time.sleep(1.0)
+    time.sleep(1.0)
 
 
 def deploy_vs_hosts(app: str, counts: list[int], runs: int) -> dict[str, Any]:
@@ -360,7 +384,7 @@ def deploy_vs_hosts(app: str, counts: list[int], runs: int) -> dict[str, Any]:
         cli("ps:scale", f"web={count}", "worker=0", "-a", app)
         ps = cli_json("ps", "-a", app)
         hosts = {r["host"] for r in ps if r["type"] == "web" and r["state"] == "up"}
-        done = [timed_deploy(app, count) for _ in range(runs)]
+        done = [settled_deploy(app, count) for _ in range(runs)]
         result[str(count)] = summary([d.seconds for d in done]) | {
             "hosts_used": len(hosts),
             "cli_cpu_s": round(statistics.median(d.cli_cpu_s for d in done), 3),
