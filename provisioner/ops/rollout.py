@@ -114,6 +114,18 @@ _DONE = {
     ActionKind.WAIT_RUNNING: "{dynos} running",
 }
 
+
+def dyno_names(actions: Sequence[Action]) -> str:
+    """`web.1, web.2`; with dynos of several releases (old ones still draining from the deploys
+    before, retired again), each release's own: `web.1, web.2 of v3; web.1, web.2 of v2`."""
+    by_release: dict[int, list[str]] = defaultdict(list)
+    for action in actions:
+        by_release[action.release].append(action.dyno)
+    if len(by_release) == 1:
+        return ", ".join(a.dyno for a in actions)
+    return "; ".join(f"{', '.join(names)} of v{v}" for v, names in sorted(by_release.items())[::-1])
+
+
 R = TypeVar("R", bound=HostRunner)
 R_co = TypeVar("R_co", bound=HostRunner, covariant=True)
 
@@ -464,7 +476,7 @@ class Rollout(Generic[R]):
         for kind, actions in _by_kind(group).items():
             steps[kind](observed, app, actions)
             if kind in _DONE:
-                self.say(_DONE[kind].format(dynos=", ".join(a.dyno for a in actions)))
+                self.say(_DONE[kind].format(dynos=dyno_names(actions)))
 
     def _by_host(self, actions: list[Action]) -> list[tuple[str, list[Action]]]:
         result: dict[str, list[Action]] = defaultdict(list)

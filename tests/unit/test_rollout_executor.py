@@ -774,3 +774,17 @@ def test_host_programs_are_the_commands_hosts_ran_before(name: str) -> None:
     program = host_program(name)
     assert program == OLD_PROGRAMS[name].strip("\n") + "\n"
     assert not program.startswith("#")  # the file's comment block stays on this side
+
+
+def test_retired_dynos_of_several_releases_are_named_with_their_release() -> None:
+    from provisioner.ops.rollout import dyno_names
+    from provisioner.plan.rollout import Action
+    from provisioner.plan.units import DynoInstance
+
+    def dereg(release: int, name: str) -> Action:
+        return Action(ActionKind.DEREGISTER, 1, DynoInstance("app", release, name, "h1", 20000))
+
+    one = [dereg(3, "web.1"), dereg(3, "web.2")]
+    assert dyno_names(one) == "web.1, web.2"
+    several = [dereg(2, "web.1"), dereg(3, "web.1"), dereg(2, "web.2"), dereg(3, "web.2")]
+    assert dyno_names(several) == "web.1, web.2 of v3; web.1, web.2 of v2"
