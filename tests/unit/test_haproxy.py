@@ -521,7 +521,7 @@ def test_command_builders() -> None:
     t = hx.Target(id="198.18.0.15", address="198.18.0.15", port=5000)
     assert hx.cmd_add_server(tg, t) == (
         "add server tg-web/198.18.0.15:5000 198.18.0.15:5000 check inter 5s fastinter 25ms "
-        "downinter 50ms rise 2 fall 3 observe layer4 error-limit 3 on-error mark-down "
+        "downinter 20ms rise 2 fall 3 observe layer4 error-limit 3 on-error mark-down "
         "pool-max-conn -1 pool-purge-delay 500ms"
     )
     assert hx.cmd_activate(tg, t) == (
@@ -571,7 +571,7 @@ def test_server_args_health_port_and_slow_interval() -> None:
         "fastinter",
         "25ms",
         "downinter",
-        "50ms",
+        "20ms",
         "rise",
         "5",
         "fall",
