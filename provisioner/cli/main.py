@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+import threading
 
 import typer
 
@@ -97,7 +99,24 @@ def _aws_failure(exc: Exception) -> DynoformError | None:
     return DynoformError(f"AWS request failed: {exc}", "check the target's endpoint and network")
 
 
+# The command's imports and its AWS clients' service models make about a million objects in its
+# first few tenths of a second, and the cyclic garbage collector kept walking them as they were
+# made: ~40 ms of every command (imports, an S3 and an EC2 client and paramiko: 0.33 -> 0.29 s,
+# n=5, best 3). Reference counting still frees everything not in a cycle meanwhile; a command
+# that runs long (logs --tail, the dashboard) gets the collector back after GC_PAUSE_S.
+GC_PAUSE_S = 10.0
+
+
+def _pause_gc() -> None:
+    gc.disable()
+    resume = threading.Timer(GC_PAUSE_S, gc.enable)
+    resume.daemon = True
+    resume.start()
+
+
 def main(argv: list[str] | None = None) -> None:
+    if argv is None:  # the process's own command, not a test calling main() in its process
+        _pause_gc()
     args = normalize_argv(list(sys.argv[1:] if argv is None else argv))
     common.GLOBALS = common.Globals()  # fresh per invocation (tests call main() repeatedly)
     try:
