@@ -14,9 +14,11 @@ from functools import cached_property
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from provisioner.aws import models
 from provisioner.errors import DynoformError
 from provisioner.targets import Target
 
@@ -53,13 +55,18 @@ class Aws:
 
     @cached_property
     def session(self) -> boto3.Session:
+        core = botocore.session.Session()
+        core.register_component("data_loader", models.loader())  # models parsed once
         if self.target.is_local:
             return boto3.Session(
                 region_name=self.target.region,
                 aws_access_key_id=LOCAL_CREDENTIALS["aws_access_key_id"],
                 aws_secret_access_key=LOCAL_CREDENTIALS["aws_secret_access_key"],
+                botocore_session=core,
             )
-        return boto3.Session(profile_name=self.target.profile, region_name=self.target.region)
+        return boto3.Session(
+            profile_name=self.target.profile, region_name=self.target.region, botocore_session=core
+        )
 
     def client(self, service: str) -> Any:
         with self._lock:
