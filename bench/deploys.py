@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import resource
 import secrets
@@ -364,15 +365,36 @@ def settled_deploy(app: str, web: int) -> Deploy:
 
 
 def settle(app: str, limit: float = 30) -> None:
-    """Wait until `ps` lists only the current release's dynos, then a second for the stop's
-    `daemon-reload` on the hosts."""
+    """Wait until `ps` lists only the current release's dynos, then until the machine is
+    quiet (the stop's `daemon-reload` on the hosts, and whatever a new platform's hosts and
+    controller still do in their first minutes)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         release = f"v{cli_json('apps:info', '-a', app)['release']}"
         if all(d["release"] == release for d in cli_json("ps", "-a", app)):
             break
         time.sleep(1.0)
-    time.sleep(1.0)
+    quiet()
+
+
+def quiet(busy_cores: float = 0.3, window: float = 1.0, limit: float = 60) -> None:
+    """Wait (at most `limit` s) for a `window` in which the machine's CPUs, all of them
+    together, were busy less than `busy_cores` on average."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = _cpu_ticks()
+        time.sleep(window)
+        after = _cpu_ticks()
+        busy, total = after[0] - before[0], after[1] - before[1]
+        if total and busy / total * (os.cpu_count() or 1) < busy_cores:
+            return
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, all) jiffies of the machine's CPUs, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def deploy_vs_hosts(app: str, counts: list[int], runs: int) -> dict[str, Any]:
