@@ -46,6 +46,10 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle
             if close:
                 return
             last = time.monotonic()
+    except asyncio.CancelledError:
+        # The harness is ending (SIGTERM): asyncio.run cancels the open connections, and a
+        # handler that ends cancelled is printed as a failed callback. Neither side closed it.
+        return
     finally:
         writer.close()
 
