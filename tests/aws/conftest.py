@@ -85,3 +85,21 @@ def like_aws():
     yield motofix.imitation
     motofix.imitate_aws(visible_after=0.0, page_size=0)
     motofix.imitation["conflicts"] = 0
+
+
+@pytest.fixture
+def aws_endpoint():
+    """The local cloud's AWS endpoint (moto, served as the daemon serves it) on a free port of
+    127.0.0.1, its state reset: moto keeps its state per process, not per server."""
+    import urllib.request
+
+    from provisioner.localcloud.endpoint import Endpoint
+
+    server = Endpoint("127.0.0.1", 0)
+    server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+    try:
+        yield server
+    finally:
+        server.stop()

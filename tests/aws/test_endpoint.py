@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -17,16 +15,8 @@ BUCKET = "endpoint-test"
 
 
 @pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    server = Endpoint("127.0.0.1", 0)
-    server.start()
-    url = f"http://127.0.0.1:{server.port}"
-    # moto keeps its state per process, not per server: start from nothing.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-    try:
-        yield server
-    finally:
-        server.stop()
+def endpoint(aws_endpoint: Endpoint) -> Endpoint:
+    return aws_endpoint
 
 
 def _s3(endpoint: Endpoint) -> Any:

@@ -17,7 +17,6 @@ import signal
 import socket
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,18 +129,8 @@ class Backend:
 
 
 @pytest.fixture
-def endpoint() -> Iterator[str]:
-    from provisioner.localcloud.endpoint import Endpoint  # the daemon's AWS endpoint
-
-    server = Endpoint("127.0.0.1", 0)
-    server.start()
-    url = f"http://127.0.0.1:{server.port}"
-    # moto keeps its state per process, not per server: start every test from nothing.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-    try:
-        yield url
-    finally:
-        server.stop()
+def endpoint(aws_endpoint: Any) -> str:
+    return f"http://127.0.0.1:{aws_endpoint.port}"
 
 
 def _client(endpoint: str, service: str) -> Any:

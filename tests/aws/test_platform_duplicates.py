@@ -14,6 +14,10 @@ from provisioner.ops import platform as platform_ops
 SSH_CIDR = "203.0.113.7/32"
 
 
+# One platform's network: its VPC, gateway, route table, a subnet per zone, two groups.
+ONE_NETWORK = {"vpcs": 1, "igws": 1, "subnets": 3, "route_tables": 1, "groups": 2}
+
+
 def _counts(aws, name: str) -> dict[str, int]:
     ec2, found = aws.ec2, tag_filters(name)
     return {
@@ -82,13 +86,7 @@ def test_init_removes_the_unused_second_network(aws, target, config_home):
     other = _second_network(aws, target)
     said: list[str] = []
     ensure_platform(aws, target, say=said.append)
-    assert _counts(aws, target.platform) == {
-        "vpcs": 1,
-        "igws": 1,
-        "subnets": 3,
-        "route_tables": 1,
-        "groups": 2,
-    }
+    assert _counts(aws, target.platform) == ONE_NETWORK
     assert any(other in line and "removed" in line for line in said), said
     said.clear()
     ensure_platform(aws, target, say=said.append)  # nothing more to do
@@ -141,13 +139,7 @@ def test_two_inits_at_once_make_one_network(aws, target, config_home):
     for thread in threads:
         thread.join(timeout=120)
     assert [type(o).__name__ for o in outcomes] == ["Platform", "Platform"], outcomes
-    assert _counts(aws, target.platform) == {
-        "vpcs": 1,
-        "igws": 1,
-        "subnets": 3,
-        "route_tables": 1,
-        "groups": 2,
-    }
+    assert _counts(aws, target.platform) == ONE_NETWORK
     assert said.count("waiting for another platform:init to finish (one build at a time)") == 1
     first, second = outcomes
     assert first.as_dict() == second.as_dict()  # type: ignore[attr-defined]
