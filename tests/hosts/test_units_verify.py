@@ -293,21 +293,29 @@ def fake_imds(booted: Booted) -> Iterator[None]:
 
 
 def check_report(booted: Booted) -> dict[str, str]:
-    """Start the check dyno once and return what it found."""
+    """Start the check dyno once and return what it found (its first report after the start).
+
+    Read by the journal's position before the start, not by the run's InvocationID: the check
+    exits at once and the unit starts it again, so under load the ID read after `restart`
+    could be a later run's, or none (once in CI: "reported nothing")."""
+    cursor = booted.sh(["journalctl", "--show-cursor", "-n", "0", "-q"]).stdout.strip()
+    cursor = cursor.removeprefix("-- cursor: ")
+    assert cursor, "the journal gave no cursor"
     assert booted.sh(["systemctl", "restart", CHECK.unit]).returncode == 0
-    invocation = booted.sh(["systemctl", "show", "-P", "InvocationID", CHECK.unit]).stdout.strip()
     try:
-        # Up to 30 s: CI runs this beside a CPython compile on both cores, and a dyno's Python
-        # start and the journal can take more than the 10 s this once waited.
-        for _ in range(150):
-            query = ["journalctl", f"_SYSTEMD_INVOCATION_ID={invocation}", "-o", "cat"]
+        # Up to 60 s: CI runs this beside a CPython compile on both cores, and a dyno's Python
+        # start and the journal took more than the 10 s this once waited (once 30 s, too).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            query = ["journalctl", "-u", CHECK.unit, f"--after-cursor={cursor}", "-o", "cat"]
             lines = [x for x in booted.sh(query).stdout.splitlines() if x.startswith("CHECK ")]
             if lines:
                 return dict(json.loads(lines[0][len("CHECK ") :]))
             time.sleep(0.2)
+        status = booted.sh(["systemctl", "status", "--no-pager", "-n", "20", CHECK.unit]).stdout
     finally:
         booted.sh(["systemctl", "stop", CHECK.unit])
-    raise AssertionError("the check dyno reported nothing")
+    raise AssertionError(f"the check dyno reported nothing in 60 s:\n{status}")
 
 
 def test_dyno_is_isolated(booted: Booted, fake_imds: None) -> None:
