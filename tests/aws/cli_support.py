@@ -1,4 +1,5 @@
-"""Running the CLI in-process against moto, as the tests/aws CLI tests do."""
+"""Running the CLI in-process against moto, as the tests/aws CLI tests do; and what the tests
+count of a platform's network."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from moto import mock_aws
 
+from provisioner.aws.tags import tag_filters
 from provisioner.cli.main import main
 
 DEFAULT_DOMAIN = "dynoform.example.com"  # target t1's app domain (platform "dynoform")
@@ -78,3 +80,15 @@ def http_load_balancer(aws) -> tuple[str, str, str]:
         DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": not_found}],
     )["Listeners"][0]["ListenerArn"]
     return vpc, arn, listener
+
+
+def network_counts(aws: Any, platform: str) -> dict[str, int]:
+    """How many of each part of its network the platform's tags find."""
+    ec2, found = aws.ec2, tag_filters(platform)
+    return {
+        "vpcs": len(ec2.describe_vpcs(Filters=found)["Vpcs"]),
+        "subnets": len(ec2.describe_subnets(Filters=found)["Subnets"]),
+        "igws": len(ec2.describe_internet_gateways(Filters=found)["InternetGateways"]),
+        "route_tables": len(ec2.describe_route_tables(Filters=found)["RouteTables"]),
+        "groups": len(ec2.describe_security_groups(Filters=found)["SecurityGroups"]),
+    }

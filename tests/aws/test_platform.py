@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from cli_support import network_counts
 
 from provisioner.aws import instances
 from provisioner.aws.platform import ensure_platform, load_platform
@@ -18,15 +19,8 @@ SSH_CIDR = "203.0.113.7/32"
 
 
 def _count(aws) -> dict[str, int]:
-    ec2 = aws.ec2
-    tagged = [{"Name": f"tag:{PLATFORM_TAG}", "Values": ["plat"]}]
-    return {
-        "vpcs": len(ec2.describe_vpcs(Filters=tagged)["Vpcs"]),
-        "subnets": len(ec2.describe_subnets(Filters=tagged)["Subnets"]),
-        "igws": len(ec2.describe_internet_gateways(Filters=tagged)["InternetGateways"]),
-        "route_tables": len(ec2.describe_route_tables(Filters=tagged)["RouteTables"]),
-        "groups": len(ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]),
-        "keys": len(ec2.describe_key_pairs()["KeyPairs"]),
+    return network_counts(aws, "plat") | {
+        "keys": len(aws.ec2.describe_key_pairs()["KeyPairs"]),
         "lbs": len(aws.elbv2.describe_load_balancers()["LoadBalancers"]),
         "buckets": len(aws.s3.list_buckets()["Buckets"]),
     }

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 
+from cli_support import network_counts
+
 from provisioner.aws.platform import ensure_platform, load_platform
 from provisioner.aws.session import Aws
-from provisioner.aws.tags import tag_filters, tags
+from provisioner.aws.tags import tags
 from provisioner.context import Context
 from provisioner.ops import platform as platform_ops
 
@@ -16,17 +18,6 @@ SSH_CIDR = "203.0.113.7/32"
 
 # One platform's network: its VPC, gateway, route table, a subnet per zone, two groups.
 ONE_NETWORK = {"vpcs": 1, "igws": 1, "subnets": 3, "route_tables": 1, "groups": 2}
-
-
-def _counts(aws, name: str) -> dict[str, int]:
-    ec2, found = aws.ec2, tag_filters(name)
-    return {
-        "vpcs": len(ec2.describe_vpcs(Filters=found)["Vpcs"]),
-        "igws": len(ec2.describe_internet_gateways(Filters=found)["InternetGateways"]),
-        "subnets": len(ec2.describe_subnets(Filters=found)["Subnets"]),
-        "route_tables": len(ec2.describe_route_tables(Filters=found)["RouteTables"]),
-        "groups": len(ec2.describe_security_groups(Filters=found)["SecurityGroups"]),
-    }
 
 
 def _lb_vpc(aws, platform) -> str:
@@ -86,7 +77,7 @@ def test_init_removes_the_unused_second_network(aws, target, config_home):
     other = _second_network(aws, target)
     said: list[str] = []
     ensure_platform(aws, target, say=said.append)
-    assert _counts(aws, target.platform) == ONE_NETWORK
+    assert network_counts(aws, target.platform) == ONE_NETWORK
     assert any(other in line and "removed" in line for line in said), said
     said.clear()
     ensure_platform(aws, target, say=said.append)  # nothing more to do
@@ -106,7 +97,7 @@ def test_a_second_network_with_a_host_is_kept(aws, target, config_home):
     said: list[str] = []
     platform = ensure_platform(aws, target, say=said.append)
     assert platform.vpc_id != other
-    assert _counts(aws, target.platform)["vpcs"] == 2
+    assert network_counts(aws, target.platform)["vpcs"] == 2
     assert any(other in line and "kept" in line for line in said), said
 
 
@@ -139,7 +130,7 @@ def test_two_inits_at_once_make_one_network(aws, target, config_home):
     for thread in threads:
         thread.join(timeout=120)
     assert [type(o).__name__ for o in outcomes] == ["Platform", "Platform"], outcomes
-    assert _counts(aws, target.platform) == ONE_NETWORK
+    assert network_counts(aws, target.platform) == ONE_NETWORK
     assert said.count("waiting for another platform:init to finish (one build at a time)") == 1
     first, second = outcomes
     assert first.as_dict() == second.as_dict()  # type: ignore[attr-defined]
