@@ -122,7 +122,7 @@ def dyno_names(actions: Sequence[Action]) -> str:
     for action in actions:
         by_release[action.release].append(action.dyno)
     if len(by_release) == 1:
-        return ", ".join(a.dyno for a in actions)
+        return ", ".join(*by_release.values())
     return "; ".join(f"{', '.join(names)} of v{v}" for v, names in sorted(by_release.items())[::-1])
 
 
@@ -301,7 +301,7 @@ class Rollout(Generic[R]):
                 # (the new web dynos) done there: one round trip per host (plan/batch.py).
                 boot = plan.booting()
                 if boot:
-                    self.say(f"starting {', '.join(a.dyno for a in boot)}")
+                    self.say(f"starting {dyno_names(boot)}")
                 hosts = {d.host for d in started}
                 self._prepare_and_route(observed, app, release, config, hosts, boot, reserved)
                 plan = plan.with_ports(reserved)
@@ -493,7 +493,7 @@ class Rollout(Generic[R]):
             units = [a.unit for a in host_actions]
             conn.run(program_argv(START_UNITS, *units), sudo=True, check=True)
 
-        self.say(f"starting {', '.join(a.dyno for a in actions)}")
+        self.say(f"starting {dyno_names(actions)}")
         self._fan(self._by_host(actions), start, "starting dynos")
 
     def _booted(self, observed: Observed, app: str, actions: list[Action]) -> None:
