@@ -391,8 +391,9 @@ def quiet(busy_cores: float = 0.3, window: float = 1.0, limit: float = 60) -> No
 
 
 def _cpu_ticks() -> tuple[int, int]:
-    """(busy, all) jiffies of the machine's CPUs, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    """(busy, all) jiffies of the machine's CPUs, from /proc/stat: user to steal (guest time is
+    counted in user already)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     idle = fields[3] + fields[4]  # idle + iowait
     return sum(fields) - idle, sum(fields)
 
