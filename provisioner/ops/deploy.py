@@ -82,15 +82,27 @@ def deploy(
     # the hosts that answer, so it need not wait for the lease; the rollout looks at what runs
     # after the build, over the connections made here. The platform's record is read in that
     # thread too: this one needs the Rollout only once it waits for the answer.
-    reaching = _background(lambda: _reach(ctx, options))
-    with repair.changing(ctx, app, "deploy", wait=wait):
-        return _deploy_locked(ctx, record, source, on_output, max_slug_bytes, reaching)
+    opened: Future[Rollout[Connection]] = Future()
+    reaching = _background(lambda: _reach(ctx, options, opened))
+    try:
+        with repair.changing(ctx, app, "deploy", wait=wait):
+            return _deploy_locked(ctx, record, source, on_output, max_slug_bytes, reaching)
+    finally:
+        # Opening the rollout makes or completes the platform when its record is missing or
+        # stale: a deploy that fails meanwhile (its app busy) still lets that finish, as it
+        # did when the rollout was opened before the lease.
+        opened.exception()  # waits for it, raising nothing
 
 
 def _reach(
-    ctx: Context, options: RolloutOptions | None
+    ctx: Context, options: RolloutOptions | None, opened: Future[Rollout[Connection]]
 ) -> tuple[Rollout[Connection], list[instances.Host]]:
-    rollout = open_rollout(ctx, options)
+    try:
+        rollout = open_rollout(ctx, options)
+    except BaseException as exc:
+        opened.set_exception(exc)
+        raise
+    opened.set_result(rollout)
     return rollout, rollout.reachable()
 
 
