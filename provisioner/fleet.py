@@ -24,7 +24,7 @@ from provisioner.errors import DynoformError, NotFound
 from provisioner.model.sizes import architecture
 from provisioner.remote.fanout import MAX_WORKERS, Outcome, fan_out
 from provisioner.remote.hostkeys import cloud_config, generate_host_keys, pin_record
-from provisioner.remote.ssh import Connection, Endpoint, Pool
+from provisioner.remote.ssh import Connection, Endpoint, Pool, preload
 from provisioner.render import api_endpoint, wall_vars
 from provisioner.store import now_iso
 from provisioner.targets import Target
@@ -220,6 +220,7 @@ class Fleet:
     def ready(self) -> list[instances.Host]:
         """Running hosts whose bootstrap finished and that the controller has not declared
         lost: the only ones to place dynos or builds on."""
+        preload()  # callers connect to these hosts next
         running = [h for h in self.hosts() if h.state == "running"]
         # The records are read at once, not one host after another: this is on every
         # deploy's path (a few ms per host on the local cloud, tens of ms on S3).

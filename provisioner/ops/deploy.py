@@ -34,13 +34,13 @@ from provisioner.ops import (
     runtime_node,
     runtimes,
 )
-from provisioner.ops.oneoff import run_oneoff
 from provisioner.ops.releases import publish
 from provisioner.ops.rollout import Observed, Rollout, current_formation, open_rollout
 from provisioner.ops.runtime_python import PYTHON
 from provisioner.ops.runtime_uv import UV
 from provisioner.ops.source import Source, package_commit, package_source
 from provisioner.plan.rollout import RolloutOptions
+from provisioner.remote.ssh import Connection
 from provisioner.store import Store, now_iso, whoami
 
 Say = Callable[[str], None]
@@ -77,13 +77,33 @@ def deploy(
 ) -> DeployResult:
     """Build the source on a fleet host and roll the app's dynos to the new release."""
     record = ctx.store.app(app)
-    # Look at the hosts (the platform's record, EC2, SSH connections: ~0.25 s) while the lease
-    # is taken and the source uploaded. This look only picks the build host among the hosts
-    # that answer, so it need not wait for the lease; the rollout looks again after the build.
-    rollout = open_rollout(ctx, options)
-    observing = _background(rollout.observe)
-    with repair.changing(ctx, app, "deploy", wait=wait):
-        return _deploy_locked(rollout, record, source, on_output, max_slug_bytes, observing)
+    # Reach the hosts (the platform's record, EC2, the host records, SSH connections: ~0.1 s)
+    # while the lease is taken and the source uploaded. This only chooses the build host among
+    # the hosts that answer, so it need not wait for the lease; the rollout looks at what runs
+    # after the build, over the connections made here. The platform's record is read in that
+    # thread too: this one needs the Rollout only once it waits for the answer.
+    opened: Future[Rollout[Connection]] = Future()
+    reaching = _background(lambda: _reach(ctx, options, opened))
+    try:
+        with repair.changing(ctx, app, "deploy", wait=wait):
+            return _deploy_locked(ctx, record, source, on_output, max_slug_bytes, reaching)
+    finally:
+        # Opening the rollout makes or completes the platform when its record is missing or
+        # stale: a deploy that fails meanwhile (its app busy) still lets that finish, as it
+        # did when the rollout was opened before the lease.
+        opened.exception()  # waits for it, raising nothing
+
+
+def _reach(
+    ctx: Context, options: RolloutOptions | None, opened: Future[Rollout[Connection]]
+) -> tuple[Rollout[Connection], list[instances.Host]]:
+    try:
+        rollout = open_rollout(ctx, options)
+    except BaseException as exc:
+        opened.set_exception(exc)
+        raise
+    opened.set_result(rollout)
+    return rollout, rollout.reachable()
 
 
 def deploy_dir(
@@ -116,14 +136,14 @@ def deploy_dir(
 
 
 def _deploy_locked(
-    rollout: Rollout,
+    ctx: Context,
     record: App,
     source: Source,
     on_output: Say,
     max_slug_bytes: int | None,
-    observing: Future[Observed],
+    reaching: Future[tuple[Rollout[Connection], list[instances.Host]]],
 ) -> DeployResult:
-    store, blobs, say = rollout.store, rollout.blobs, rollout.say
+    store, blobs, say = ctx.store, ctx.blobs(), ctx.say
     app, app_id = record.name, record.app_id  # the bucket keys everything of the app's by its id
     source_sha = keys.sha256_file(source.tarball)
     blobs.upload_if_absent(keys.source_key(app_id, source_sha), source.tarball)
@@ -134,20 +154,29 @@ def _deploy_locked(
     # Config changes take the app's lease, held here: what the build gets is what the
     # release records.
     config, _ = store.config(app)
-    observed = observing.result()
-    host = build_host(observed.hosts, app)
+    # Asked before the hosts' answer, which this thread waits for: only builds of the app
+    # write its cache, and they hold the lease.
+    had_cache = blobs.exists(keys.cache_key(app_id))
+    rollout, answered = reaching.result()
+    host = build_host(answered, app)
     builds.start_build(store, app, build_id, source.description, source_sha, host.id)
     say(f"building {app} on {host.id} ({host.private_ip})")
-    # The app's releases are read during the build (the lease keeps them as they are), and
-    # the dyno unit's template made ready for the rollout.
-    releases = _background(lambda: _known_releases(store, app))
-    _background(render.preload_dyno_unit)
+    releases: Future[tuple[int, Release | None]] = Future()
+
+    def during_build() -> None:
+        # The app's releases are read (the lease keeps them as they are) and the dyno unit's
+        # template made ready for the rollout while the build runs, not before its first
+        # round trip goes out: before it, their CPU (~25 ms) held this thread back.
+        _run(releases, lambda: _known_releases(store, app))
+        _background(render.preload_dyno_unit)
+
     with builds.BuildLog(on_output) as log:
         log_key = keys.build_log_key(app_id, build_id)
         try:
             result = _build(
-                rollout, host, record, build_id, source, source_sha, config, log, max_slug_bytes
-            )
+                rollout, host, record, build_id, source, source_sha, config, log,
+                max_slug_bytes, had_cache, during_build,
+            )  # fmt: skip
         except BaseException as exc:
             # Ctrl-C too: the build's record must not stay pending for ever.
             error = exc.message if isinstance(exc, DynoformError) else "interrupted"
@@ -251,6 +280,12 @@ def _background(work: Callable[[], T]) -> Future[T]:
     daemon: a command that fails meanwhile (its app busy, Ctrl-C) exits without waiting for
     work it no longer needs, such as a look at an unreachable host."""
     future: Future[T] = Future()
+    _run(future, work)
+    return future
+
+
+def _run(future: Future[T], work: Callable[[], T]) -> None:
+    """work() in a daemon thread (see _background), its result into `future`."""
 
     def run() -> None:
         if not future.set_running_or_notify_cancel():
@@ -261,7 +296,6 @@ def _background(work: Callable[[], T]) -> Future[T]:
             future.set_exception(exc)
 
     threading.Thread(target=run, name="deploy-background", daemon=True).start()
-    return future
 
 
 def dropped_types(previous: Release | None, release: Release) -> list[str]:
@@ -286,6 +320,8 @@ def _build(
     config: dict[str, str],
     output: Say,
     max_slug_bytes: int | None,
+    had_cache: bool,
+    during_build: Callable[[], None],
 ) -> BuildResult:
     store, blobs = rollout.store, rollout.blobs
     app = record.name
@@ -298,16 +334,11 @@ def _build(
         buildhost.ensure_node(conn, rollout.say)
     app_id = record.app_id
     cache_key = keys.cache_key(app_id)
-    had_cache = blobs.exists(cache_key)
+    source_in = blobs.get_url(keys.source_key(app_id, source_sha))
+    cache_in = blobs.get_url(cache_key) if had_cache else None
+    during_build()
     # One round trip makes the app's user, the build's tmpfs, its config and its inputs.
-    prepared = buildhost.prepare(
-        conn,
-        layout,
-        config,
-        blobs.get_url(keys.source_key(app_id, source_sha)),
-        blobs.get_url(cache_key) if had_cache else None,
-        disk,
-    )
+    prepared = buildhost.prepare(conn, layout, config, source_in, cache_in, disk)
     buildhost.ensure_tooling(conn, prepared.tooling)
     delivered = False
     try:
@@ -376,6 +407,10 @@ def run_release_phase(
     on_output: Say,
 ) -> None:
     """Heroku's release phase: the Procfile's `release:` command in a one-off dyno first."""
+    # Imported here: one-off dynos bring IAM and metrics modules (~8 ms) that a deploy without
+    # a release command never uses.
+    from provisioner.ops.oneoff import run_oneoff
+
     rollout.say(f"running release command: {release.release_command}")
     code = run_oneoff(rollout, app, release, config, str(release.release_command), on_output)
     if code != 0:

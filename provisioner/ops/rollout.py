@@ -223,6 +223,17 @@ class Rollout(Generic[R]):
         observed.hosts = [h for h in hosts if h.id not in observed.unreachable]
         return observed
 
+    def reachable(self) -> list[instances.Host]:
+        """The ready hosts that accept a connection, kept in the pool for what follows: enough
+        to choose a host to build on. What runs on them (observe) is asked when it matters."""
+        answered = []
+        for outcome in fan_out(self.fleet.ready(), self.fleet.connect, timeout=60):
+            if outcome.ok:
+                answered.append(outcome.item)
+            else:
+                self.say(f"warning: host {outcome.item.id} is unreachable: {outcome.error}")
+        return answered
+
     def conn(self, host_id: str, observed: Observed) -> R:
         for host in observed.hosts:
             if host.id == host_id:

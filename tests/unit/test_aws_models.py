@@ -78,3 +78,32 @@ def test_clients_made_through_the_cache_match_botocore_own(tmp_path: Path) -> No
         model = session.get_service_model("elbv2")
         assert model.operation_names == plain.get_service_model("elbv2").operation_names
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_a_model_is_found_without_listing_every_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import UnknownServiceError
+    from botocore.loaders import Loader
+
+    plain = Loader()
+    ours = models.loader(tmp_path / "cache")
+    listed: list[str] = []
+    listing = Loader.list_available_services
+
+    def counting(self: Loader, type_name: str) -> Any:
+        listed.append(type_name)
+        return listing(self, type_name)
+
+    monkeypatch.setattr(Loader, "list_available_services", counting)
+    for service, kind in [("s3", "service-2"), ("s3", "paginators-1"), ("ec2", "service-2")]:
+        assert ours.load_service_model(service, kind) == plain.load_service_model(service, kind)
+    assert ours.load_service_model("s3", "service-2", "2006-03-01") == plain.load_service_model(
+        "s3", "service-2", "2006-03-01"
+    )
+    listed.clear()
+    ours.load_service_model("elbv2", "waiters-2")
+    assert listed == []
+    with pytest.raises(UnknownServiceError, match="Unknown service: 'no-such-service'"):
+        ours.load_service_model("no-such-service", "service-2")
+    assert listed == ["service-2"]  # botocore's own lookup names the services it knows

@@ -788,3 +788,21 @@ def test_retired_dynos_of_several_releases_are_named_with_their_release() -> Non
     assert dyno_names(one) == "web.1, web.2"
     several = [dereg(2, "web.1"), dereg(3, "web.1"), dereg(2, "web.2"), dereg(3, "web.2")]
     assert dyno_names(several) == "web.1, web.2 of v3; web.1, web.2 of v2"
+
+
+def test_the_reachable_hosts_are_those_that_accept_a_connection_and_nothing_runs(
+    hosts: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+) -> None:
+    """A deploy chooses its build host among these: no command is sent to learn it."""
+
+    @dataclass
+    class HalfDown(FakeFleet):
+        def connect(self, host: Host) -> FakeHost:
+            if host.id == "h1":
+                raise RemoteError("cannot connect to host h1: refused")
+            return super().connect(host)
+
+    rollout = Rollout(HalfDown(hosts), Store(MemoryDocs()), router, FakeBlobs(), said.append)
+    assert [h.id for h in rollout.reachable()] == ["h2"]
+    assert said == ["warning: host h1 is unreachable: cannot connect to host h1: refused"]
+    assert world.events == []
