@@ -421,11 +421,13 @@ def run_build(
     max_slug_bytes: int | None = None,
     cache_bytes: int = 0,
     runtimes: list[str] | None = None,
+    on_ended: Callable[[], object] | None = None,
 ) -> tuple[BuildResult, bool]:
     """Run the build unit, make sure none of its processes remain, then take its results: the
     parsed result, root's copy of the slug (layout.slug_copy, checked against the result) and
     whether the build left a cache (root's copy next to layout.cache_in, see deliver).
-    `runtimes`: KIND=DIR of the runtimes unpacked for it (ops.runtimes.ensure)."""
+    `runtimes`: KIND=DIR of the runtimes unpacked for it (ops.runtimes.ensure). `on_ended` is
+    called when the build's command has returned, before its results are taken."""
     command = runner_argv(
         layout,
         buildpacks,
@@ -438,6 +440,8 @@ def run_build(
     except BaseException:
         stop_unit(conn, layout)
         raise
+    if on_ended is not None:
+        on_ended()
     slug_limit = max_slug_bytes or MAX_SLUG_BYTES
     found = finish(
         conn,

@@ -14,12 +14,18 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from provisioner import render
 from provisioner.aws import blobs as keys
 from provisioner.aws import instances
-from provisioner.build import MAX_SLUG_BYTES, BuildResult, build_disk_bytes, build_layout
+from provisioner.build import (
+    MAX_SLUG_BYTES,
+    BuildLayout,
+    BuildResult,
+    build_disk_bytes,
+    build_layout,
+)
 from provisioner.context import Context
 from provisioner.errors import DynoformError
 from provisioner.model.app import App
@@ -43,11 +49,25 @@ from provisioner.plan.rollout import RolloutOptions
 from provisioner.remote.ssh import Connection
 from provisioner.store import Store, now_iso, whoami
 
+if TYPE_CHECKING:
+    from provisioner.aws.blobs import Blobs
+    from provisioner.model.formation import Formation
+
 Say = Callable[[str], None]
 T = TypeVar("T")
 # The languages whose version a source may ask for (.python-version, engines.node...), and uv.
 # uv last: it names no file and every build gets it (the python buildpack installs with it).
 RUNTIME_KINDS: tuple[runtimes.Kind, ...] = (PYTHON, runtime_node.NODE, UV)
+
+
+@dataclass(frozen=True)
+class Built:
+    """A build that succeeded, and what runs beside its slug's upload."""
+
+    result: BuildResult
+    delivered: Future[None]  # the slug in the bucket, the build's files gone from the host
+    observed: Future[Observed]  # the hosts, looked at when the build's command returned
+    formation: Future[tuple[Formation, str | None]]  # the app's formation, read then too
 
 
 @dataclass(frozen=True)
@@ -173,7 +193,7 @@ def _deploy_locked(
     with builds.BuildLog(on_output) as log:
         log_key = keys.build_log_key(app_id, build_id)
         try:
-            result = _build(
+            built = _build(
                 rollout, host, record, build_id, source, source_sha, config, log,
                 max_slug_bytes, had_cache, during_build,
             )  # fmt: skip
@@ -183,13 +203,12 @@ def _deploy_locked(
             builds.finish_build(store, app, build_id, status="failed", error=error)
             log.store(blobs, log_key)
             raise
-        # The hosts again, now (what runs may have changed during the build), and the log
-        # stored, while the release is made; the build's record says it ended only after both.
-        observing = _background(rollout.observe)
+        # The log stored while the release is made; the build's record says it ended only
+        # after that.
         logged = _background(lambda: log.store(blobs, log_key))
         newest, previous = releases.result()
         return _release(
-            rollout, record, build_id, source, result, config, newest, previous, observing, logged,
+            rollout, record, build_id, source, built, config, newest, previous, logged,
             cron_entries, host, on_output,
         )  # fmt: skip
 
@@ -209,19 +228,20 @@ def _release(
     record: App,
     build_id: str,
     source: Source,
-    result: BuildResult,
+    built: Built,
     config: dict[str, str],
     newest: int,
     previous: Release | None,
-    observing: Future[Observed],
     logged: Future[None],
     cron_entries: list[tuple[str, str]],
     host: instances.Host,
     on_output: Say,
 ) -> DeployResult:
-    """The built slug released and rolled out; the build's record finished."""
+    """The built slug released and rolled out; the build's record finished. The release's
+    records are written while the slug is uploaded; no dyno starts before it is in the bucket."""
     store, say = rollout.store, rollout.say
     app, app_id = record.name, record.app_id
+    result = built.result
     template = Release(
         version=1,
         description=source.description,
@@ -236,10 +256,11 @@ def _release(
     )
 
     def activate(app_name: str, release: Release, cfg: dict[str, str]) -> None:
-        formation = current_formation(store, app_name, release)
+        formation = current_formation(store, app_name, release, built.formation.result())
         for line in dropped_types(previous, release):
             say(line)
-        seen = observing.result()
+        seen = built.observed.result()
+        _delivered(built.delivered)
         if release.release_command:
             run_release_phase(rollout, app_name, release, cfg, on_output)
             seen = rollout.observe()  # the release phase's one-off dyno ran meanwhile
@@ -249,7 +270,15 @@ def _release(
         release = publish(store, app, template, config, activate, newest=newest)
     except DynoformError as exc:
         _log_stored(logged, say)
-        builds.finish_build(store, app, build_id, status="succeeded", release_failed=exc.message)
+        if _settled(built.delivered):
+            builds.finish_build(
+                store, app, build_id, status="succeeded", release_failed=exc.message
+            )
+        else:  # the slug never reached the bucket: the build did not finish
+            builds.finish_build(store, app, build_id, status="failed", error=exc.message)
+        raise
+    except BaseException:
+        _settled(built.delivered)  # Ctrl-C: the upload ends (and cleans up) before we exit
         raise
     _log_stored(logged, say)
     builds.finish_build(
@@ -265,6 +294,28 @@ def _release(
     for change in cron.sync_app_json(store, app, cron_entries):
         say(f"app.json: {change}")
     return DeployResult(release, build_id, result.buildpack)
+
+
+def _delivered(delivering: Future[None]) -> None:
+    """Wait for the slug's upload; any failure of it is the deploy's clear error."""
+    try:
+        delivering.result()
+    except DynoformError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an SSH or S3 error: say what failed
+        raise DynoformError(
+            f"could not upload the slug from the build host: {exc}",
+            "check the build host and the bucket, then deploy again",
+        ) from exc
+
+
+def _settled(delivering: Future[None]) -> bool:
+    """Wait for the slug's upload to end; whether it succeeded."""
+    try:
+        delivering.result()
+    except BaseException:  # noqa: BLE001 - reported by _delivered where it matters
+        return False
+    return True
 
 
 def _log_stored(logged: Future[None], say: Say) -> None:
@@ -322,7 +373,8 @@ def _build(
     max_slug_bytes: int | None,
     had_cache: bool,
     during_build: Callable[[], None],
-) -> BuildResult:
+) -> Built:
+    """The build run on `host`. Its slug is uploaded in the background (Built.delivered)."""
     store, blobs = rollout.store, rollout.blobs
     app = record.name
     conn = rollout.fleet.connect(host)
@@ -340,7 +392,14 @@ def _build(
     # One round trip makes the app's user, the build's tmpfs, its config and its inputs.
     prepared = buildhost.prepare(conn, layout, config, source_in, cache_in, disk)
     buildhost.ensure_tooling(conn, prepared.tooling)
-    delivered = False
+    looks: list[tuple[Future[Observed], Future[tuple[Formation, str | None]]]] = []
+
+    def look_again() -> None:
+        # The hosts again (what runs may have changed during the build) and the formation,
+        # as soon as the build's command returned: the rollout needs both once the slug is in.
+        looks.append((_background(rollout.observe), _background(lambda: store.formation(app))))
+
+    handed = False
     try:
         packs = buildpack_cache.resolve_all(blobs, app_id, record.buildpacks, output)
         if packs:  # what each resolved to, for apps:info and `builds --json`
@@ -350,19 +409,42 @@ def _build(
             conn, blobs, source.tarball, RUNTIME_KINDS, rollout.say, output, prepared.host
         )
         result, cached = buildhost.run_build(
-            conn, layout, output, buildpacks, source.commit, slug_limit, disk, runtimes=asked
+            conn, layout, output, buildpacks, source.commit, slug_limit, disk, asked, look_again
         )
-        slug = keys.slug_key(app_id, result.sha256)
-        slug_url = None if blobs.exists(slug) else blobs.put_url(slug)
-        # The bucket gets the host's cache when it has none (a build that left its cache
-        # unchanged writes none: the host's copy is the one to upload).
-        cache_url = None if had_cache else blobs.put_url(cache_key)
-        buildhost.deliver(conn, layout, cached, slug_url, cache_url)
-        delivered = True
+        upload = _Upload(blobs, conn, layout, app_id, result.sha256, cached, had_cache)
+        delivering = _background(upload.run)
+        handed = True
     finally:
-        if not delivered:
+        if not handed:
             buildhost.cleanup(conn, layout)
-    return result
+    observed, formation = looks[0]  # run_build looked again before it returned
+    return Built(result, delivering, observed, formation)
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """The slug to the bucket (unless it has it) and the host's cache when the bucket has none
+    (a build that left its cache unchanged writes none: the host's copy is the one to upload);
+    the build's files removed on the host either way."""
+
+    blobs: Blobs
+    conn: Connection
+    layout: BuildLayout
+    app_id: str
+    sha256: str
+    cached: bool
+    had_cache: bool
+
+    def run(self) -> None:
+        blobs = self.blobs
+        try:
+            slug = keys.slug_key(self.app_id, self.sha256)
+            slug_url = None if blobs.exists(slug) else blobs.put_url(slug)
+            cache_url = None if self.had_cache else blobs.put_url(keys.cache_key(self.app_id))
+            buildhost.deliver(self.conn, self.layout, self.cached, slug_url, cache_url)
+        except BaseException:
+            buildhost.cleanup(self.conn, self.layout)
+            raise
 
 
 def read_app_json(source: Source) -> str | None:

@@ -707,11 +707,14 @@ def open_rollout(ctx: Context, options: RolloutOptions | None = None) -> Rollout
     )
 
 
-def current_formation(store: Store, app: str, release: Release) -> Formation:
-    """The app's formation, with Heroku's defaults for process types seen the first time."""
+def current_formation(
+    store: Store, app: str, release: Release, read: tuple[Formation, str | None] | None = None
+) -> Formation:
+    """The app's formation, with Heroku's defaults for process types seen the first time.
+    `read`: the formation and its etag as read already under the app's lease."""
     from provisioner.model.formation import default_formation
 
-    formation, etag = store.formation(app)
+    formation, etag = read or store.formation(app)
     wanted = default_formation(list(release.process_types), formation)
     if wanted != formation:
         store.save_formation(app, wanted, etag)
