@@ -698,15 +698,15 @@ def test_removing_an_app_clears_every_host(
 # stop-units' own checked stop (a failed `disable --now` used to stop nothing), start-units
 # asking about a reload before enabling (whose link made every deploy reload systemd), and its
 # enabling by the link itself (`systemctl enable` made every unit of the host need a reload),
-# and unpack-release's fewer processes (shell builtins for dirname, cat, grep and echo) and
-# umask.
+# and fewer processes: unpack-release's shell builtins for dirname, cat, grep and echo (and its
+# umask), start-units' case for the reload answer and its reference directory made once.
 OLD_PROGRAMS = {
     START_UNITS: r"""
-if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; then systemctl daemon-reload || exit 1; fi
+case $(systemctl show -p NeedDaemonReload --value "$@") in *yes*) systemctl daemon-reload || exit 1;; esac
 w=/etc/systemd/system/multi-user.target.wants; [ -d "$w" ] || mkdir -p "$w" || exit 1
 for u in "$@"; do ln -sfn "/etc/systemd/system/$u" "$w/$u" || exit 1; done
 err=$(systemctl start "$@" 2>&1 >/dev/null) || { printf '%s\n' "$err" | grep -v 'changed on disk' >&2; exit 1; }
-install -d -m 0700 /srv/dynoform/units && for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" && mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done
+{ [ -d /srv/dynoform/units ] || install -d -m 0700 /srv/dynoform/units; } && for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" && mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done
 """,
     STOP_UNITS: r"""
 delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi
