@@ -227,6 +227,31 @@ def test_wait_names_a_real_process_on_this_machine_and_times_out_on_silence(
     assert quiet.returncode == 1 and quiet.stdout == "timeout 20009\n"
 
 
+def test_the_kernels_listeners_are_those_proc_lists() -> None:
+    """sock_diag (what `reserve` and `wait` ask on a host) finds what /proc/net/tcp{,6} list."""
+    with socket.socket() as four, socket.socket(socket.AF_INET6) as six:
+        four.bind(("127.0.0.1", 0))
+        four.listen()
+        six.bind(("::1", 0))
+        six.listen()
+        ports = [four.getsockname()[1], six.getsockname()[1]]
+        call = (  # only these ports: other listeners of the machine may come and go meanwhile
+            "import sys; exec(sys.stdin.read()); "
+            f"print([(_diag_listeners().get(p), _proc_listeners().get(p)) for p in {ports}])"
+        )
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", call],
+            input=ports_tool_source().replace('if __name__ == "__main__":', "if False:"),
+            capture_output=True,
+            text=True,
+            env=env_of(None),
+            timeout=30,
+            check=True,
+        )
+        inodes = [os.fstat(four.fileno()).st_ino, os.fstat(six.fileno()).st_ino]
+        assert done.stdout == f"{[({i}, {i}) for i in inodes]}\n", done.stdout
+
+
 def batch(root: Path, steps: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
     """`python3 -I -c TOOL batch` with the document on stdin, as a rollout runs it."""
     return subprocess.run(

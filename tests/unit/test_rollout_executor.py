@@ -697,14 +697,16 @@ def test_removing_an_app_clears_every_host(
 # with what came since: the reference copies of dyno units (start-units, stop-units, remove-user),
 # stop-units' own checked stop (a failed `disable --now` used to stop nothing), start-units
 # asking about a reload before enabling (whose link made every deploy reload systemd), and its
-# enabling by the link itself (`systemctl enable` made every unit of the host need a reload).
+# enabling by the link itself (`systemctl enable` made every unit of the host need a reload),
+# and fewer processes: unpack-release's shell builtins for dirname, cat, grep and echo (and its
+# umask), start-units' case for the reload answer and its reference directory made once.
 OLD_PROGRAMS = {
     START_UNITS: r"""
-if systemctl show -p NeedDaemonReload --value "$@" | grep -qx yes; then systemctl daemon-reload || exit 1; fi
+case $(systemctl show -p NeedDaemonReload --value "$@") in *yes*) systemctl daemon-reload || exit 1;; esac
 w=/etc/systemd/system/multi-user.target.wants; [ -d "$w" ] || mkdir -p "$w" || exit 1
 for u in "$@"; do ln -sfn "/etc/systemd/system/$u" "$w/$u" || exit 1; done
 err=$(systemctl start "$@" 2>&1 >/dev/null) || { printf '%s\n' "$err" | grep -v 'changed on disk' >&2; exit 1; }
-install -d -m 0700 /srv/dynoform/units && for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" && mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done
+{ [ -d /srv/dynoform/units ] || install -d -m 0700 /srv/dynoform/units; } && for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" && mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done
 """,
     STOP_UNITS: r"""
 delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi
@@ -735,13 +737,14 @@ userdel "$1" 2>/dev/null || true
 """,
     UNPACK_RELEASE: r"""
 set -e
+umask 077
 dir="$1"; sha="$2"; user="$3"; envdir="$4"
-parent=$(dirname "$dir"); appdir=$(dirname "$parent"); tmp="$dir.tmp.$$"
+parent=${dir%/*}; appdir=${parent%/*}; tmp="$dir.tmp.$$"
 [ -d "$appdir" ] && had_app=1 || had_app=
 [ -d "$parent" ] && had_releases=1 || had_releases=
 [ -d "$envdir" ] && had_env=1 || had_env=
 undo() {
-  rm -rf -- "$tmp" "$tmp.tgz"
+  rm -rf -- "$tmp" "$tmp.tgz" "$tmp.sum"
   [ -n "$had_env" ] || rmdir -- "$envdir" 2>/dev/null || true
   [ -n "$had_releases" ] || rmdir -- "$parent" 2>/dev/null || true
   [ -n "$had_app" ] || rmdir -- "$appdir" 2>/dev/null || true
@@ -749,22 +752,25 @@ undo() {
 trap 'status=$?; if [ "$status" -ne 0 ]; then undo; fi; exit "$status"' EXIT
 trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
 install -d -m 0700 "$envdir"
-if [ "$(cat "$dir/.dynoform-slug" 2>/dev/null)" = "$sha" ]; then exit 0; fi
-mkdir -p "$parent"; chmod 0755 "$parent" "$appdir"
-rm -rf "$tmp"
-twin=$(grep -lx "$sha" "$parent"/v*/.dynoform-slug 2>/dev/null | head -n 1 || true)
+if { read -r have < "$dir/.dynoform-slug"; } 2>/dev/null && [ "$have" = "$sha" ]; then exit 0; fi
+if [ -e "$tmp" ] || [ -L "$tmp" ]; then rm -rf -- "$tmp"; fi
+twin=
+for slug in "$parent"/v*/.dynoform-slug; do
+  if { read -r have < "$slug"; } 2>/dev/null && [ "$have" = "$sha" ]; then twin=${slug%/*}; break; fi
+done
 if [ -n "$twin" ]; then
-  cp -a "$(dirname "$twin")" "$tmp"
+  chmod 0755 "$parent" "$appdir"
+  cp -a "$twin" "$tmp"
 else
-  mkdir -p "$tmp"
+  mkdir -p -m 0750 "$tmp"; chmod 0755 "$parent" "$appdir"
   curl -fsS --retry 3 -K - -o "$tmp.tgz"
-  echo "$sha  $tmp.tgz" | sha256sum -c --quiet - || { echo "slug checksum mismatch" >&2; exit 3; }
-  tar -xzf "$tmp.tgz" -C "$tmp" --no-same-owner
-  rm -f "$tmp.tgz"
+  printf '%s  %s\n' "$sha" "$tmp.tgz" > "$tmp.sum"
+  sha256sum -c --quiet "$tmp.sum" || { echo "slug checksum mismatch" >&2; exit 3; }
+  tar -xzf "$tmp.tgz" -C "$tmp" --no-same-owner --no-overwrite-dir
   echo "$sha" > "$tmp/.dynoform-slug"
-  chown -R "root:$user" "$tmp"; chmod -R g+rX,g-w,o-rwx "$tmp"; chmod 0750 "$tmp"
+  chown -R "root:$user" "$tmp"; chmod -R g+rX,g-w,o-rwx "$tmp"
 fi
-rm -rf "$dir"; mv "$tmp" "$dir"
+rm -rf -- "$dir" "$tmp.tgz" "$tmp.sum"; mv "$tmp" "$dir"
 """,
 }
 

@@ -75,3 +75,36 @@ def test_a_failed_fetch_keeps_what_was_there(tmp_path: Path) -> None:
     assert sorted(p.name for p in (app_dir / "releases").iterdir()) == ["v2"]  # no v2.tmp.PID
     assert (app_dir / "releases" / "v2" / "Procfile").exists()
     assert (app_dir / "env" / "v1.json").exists()
+
+
+def test_the_release_has_our_modes_whatever_the_slug_says(tmp_path: Path) -> None:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        top = tarfile.TarInfo(".")
+        top.type, top.mode = tarfile.DIRTYPE, 0o500  # tar would give the release this mode
+        tar.addfile(top)
+        info = tarfile.TarInfo("./Procfile")
+        info.size, info.mode = 4, 0o666
+        tar.addfile(info, io.BytesIO(b"web\n"))
+    path = tmp_path / "slug.tgz"
+    path.write_bytes(data.getvalue())
+    app_dir = tmp_path / "apps" / "shop"
+    done = unpack(app_dir, path.as_uri(), hashlib.sha256(data.getvalue()).hexdigest())
+    assert done.returncode == 0, done.stderr
+    release = app_dir / "releases" / "v2"
+    assert oct(release.stat().st_mode & 0o7777) == "0o750"
+    assert oct((release / "Procfile").stat().st_mode & 0o7777) == "0o640"
+    assert oct((release / ".dynoform-slug").stat().st_mode & 0o7777) == "0o640"
+    assert oct((app_dir / "releases").stat().st_mode & 0o7777) == "0o755"
+    assert oct((app_dir / "env").stat().st_mode & 0o7777) == "0o700"
+
+
+def test_a_slug_already_on_the_host_is_copied_not_fetched(tmp_path: Path) -> None:
+    path, sha = slug(tmp_path)
+    app_dir = tmp_path / "apps" / "shop"
+    assert unpack(app_dir, path.as_uri(), sha).returncode == 0
+    (app_dir / "releases" / "v2").rename(app_dir / "releases" / "v1")
+    done = unpack(app_dir, (tmp_path / "deleted.tgz").as_uri(), sha)  # a fetch would fail
+    assert done.returncode == 0, done.stderr
+    assert (app_dir / "releases" / "v2" / "Procfile").read_text() == "web: run\n"
+    assert sorted(p.name for p in (app_dir / "releases").iterdir()) == ["v1", "v2"]
