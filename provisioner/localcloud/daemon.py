@@ -56,6 +56,7 @@ POLL_SECONDS = 0.3
 LB_SYNC_SECONDS = 5.0  # HAProxy follows ELBv2 at once when it changes; this often regardless
 METRICS_SECONDS = 5.0  # how often the router's response times reach moto's CloudWatch
 HEALTH_FEED_SECONDS = 0.1  # how often HAProxy's checks reach moto while a target is not healthy
+PRUNE_SECONDS = 60.0  # how often noncurrent S3 versions past motofix.VERSIONS_KEPT are dropped
 FAILURE_PAUSE = 5.0
 ACCOUNT = "123456789012"  # moto's default account, which our fixed local credentials map to
 
@@ -221,6 +222,7 @@ class Cloud:
     def run(self) -> None:
         ec2 = self.client("ec2")
         failure = ""
+        pruned = time.monotonic()
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
@@ -231,7 +233,19 @@ class Cloud:
                     log.exception("reconcile failed; retrying")
                 failure = str(exc)
             self._write_status()
+            if started - pruned >= PRUNE_SECONDS:
+                pruned = started
+                self._prune_versions()
             self.stop_event.wait(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
+
+    def _prune_versions(self) -> None:
+        try:
+            dropped = motofix.prune_versions(time.time())
+        except Exception:  # noqa: BLE001 - memory kept a minute longer; logged, not fatal
+            log.exception("pruning old S3 versions failed")
+            return
+        if dropped:
+            log.info("dropped %d old S3 versions", dropped)
 
     def _lb_loop(self) -> None:
         """HAProxy follows ELBv2 at once when a call changes it (and every LB_SYNC_SECONDS, for

@@ -46,6 +46,12 @@
     moto refuses none of them (and counts a listener's default certificate among its 25).
     `quotas` makes it refuse them as AWS does, with AWS's error codes, so tests meet the same
     walls.
+12. Old versions: a versioned bucket keeps every write as a noncurrent version, and the
+    platform's lifecycle rules (aws/state.py) expire them after days; moto keeps each one in
+    memory and runs no lifecycle rules, so the daemon grew without bound (leases and the
+    controllers' records are rewritten every few seconds; an hour of tests and benchmarks left
+    it at 11 GB and every call slower). Here a noncurrent version goes VERSIONS_KEPT seconds
+    after it stopped being current (`prune_versions`, once a minute).
 11. Dispatch: moto's server lists its own package directory (a stat of each of ~150 entries)
     on every request to tell a service name from a host; that list cannot change while the
     daemon runs, so it is read once (`fast_dispatch`). It was ~10 % of the daemon's CPU
@@ -91,6 +97,7 @@ METRICS_KEPT = 25 * 3600.0  # seconds of CloudWatch values kept in moto (AWS: 15
 COMPACT_AFTER = 3600.0  # response times older than this are thinned (compact_timings)
 KEEP_EVERY = 10
 _compacted: dict[tuple[str, str], float] = {}  # (account, region) -> thinned up to that minute
+VERSIONS_KEPT = 600.0  # seconds a noncurrent S3 version stays in moto (S3: the lifecycle's days)
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
 _STATES = {
@@ -561,6 +568,37 @@ def prune_metrics(now: float, kept: float = METRICS_KEPT) -> int:
             dropped += len(backend.metric_data) - len(fresh)
             backend.metric_data = fresh
     return dropped
+
+
+def prune_versions(now: float, kept: float = VERSIONS_KEPT) -> int:
+    """Drop the versions of versioned buckets' objects that stopped being current more than
+    `kept` seconds ago (see 12 above); how many went. The current version always stays."""
+    from moto.s3.models import s3_backends
+
+    dropped = 0
+    for account in list(s3_backends):
+        for region in list(s3_backends[account]):
+            for bucket in list(s3_backends[account][region].buckets.values()):
+                if bucket.versioning_status is None:
+                    continue  # never versioned: moto replaces and disposes on each write
+                for name in list(bucket.keys.keys()):
+                    dropped += _expire_old(bucket.keys.getlist(name) or [], now - kept)
+    return dropped
+
+
+def _expire_old(versions: list[Any], cutoff: float) -> int:
+    """Remove, in place, the oldest versions of one key (oldest first in moto's list) whose
+    successor was written before `cutoff`. In place: a write that appends a version to this
+    very list meanwhile is kept. Their buffers are closed, as moto does for what it drops."""
+    old = 0
+    while old < len(versions) - 1 and _epoch(versions[old + 1].last_modified) < cutoff:
+        old += 1
+    gone = versions[:old]
+    del versions[:old]
+    for version in gone:
+        if hasattr(version, "dispose"):  # a delete marker holds no buffer
+            version.dispose()
+    return old
 
 
 def compact_timings(data: list[Any], since: float, before: float) -> list[Any]:
