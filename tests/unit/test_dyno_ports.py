@@ -48,6 +48,13 @@ def wait(
     """The tool's own `wait` for one dyno, as the batch's `wait` step runs it."""
     targets = [(unit, port)]
     call = f"import sys; exec(sys.stdin.read()); sys.exit(wait({addr!r}, {timeout}, {targets}))"
+    return run_in_tool(call, root)
+
+
+def run_in_tool(
+    call: str, root: Path | None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Python `call` run with the tool's functions defined (its main not run)."""
     return subprocess.run(
         [sys.executable, "-I", "-c", call],
         input=ports_tool_source().replace('if __name__ == "__main__":', "if False:"),
@@ -55,7 +62,7 @@ def wait(
         text=True,
         env=env_of(root),
         timeout=30,
-        check=False,
+        check=check,
     )
 
 
@@ -239,15 +246,7 @@ def test_the_kernels_listeners_are_those_proc_lists() -> None:
             "import sys; exec(sys.stdin.read()); "
             f"print([(_diag_listeners().get(p), _proc_listeners().get(p)) for p in {ports}])"
         )
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", call],
-            input=ports_tool_source().replace('if __name__ == "__main__":', "if False:"),
-            capture_output=True,
-            text=True,
-            env=env_of(None),
-            timeout=30,
-            check=True,
-        )
+        done = run_in_tool(call, None, check=True)
         inodes = [os.fstat(four.fileno()).st_ino, os.fstat(six.fileno()).st_ino]
         assert done.stdout == f"{[({i}, {i}) for i in inodes]}\n", done.stdout
 
