@@ -46,16 +46,16 @@
     moto refuses none of them (and counts a listener's default certificate among its 25).
     `quotas` makes it refuse them as AWS does, with AWS's error codes, so tests meet the same
     walls.
+11. Dispatch: moto's server lists its own package directory (a stat of each of ~150 entries)
+    on every request to tell a service name from a host; that list cannot change while the
+    daemon runs, so it is read once (`fast_dispatch`). It was ~10 % of the daemon's CPU
+    during a deploy.
 12. Old versions: a versioned bucket keeps every write as a noncurrent version, and the
     platform's lifecycle rules (aws/state.py) expire them after days; moto keeps each one in
     memory and runs no lifecycle rules, so the daemon grew without bound (leases and the
     controllers' records are rewritten every few seconds; an hour of tests and benchmarks left
     it at 11 GB and every call slower). Here a noncurrent version goes VERSIONS_KEPT seconds
     after it stopped being current (`prune_versions`, once a minute).
-11. Dispatch: moto's server lists its own package directory (a stat of each of ~150 entries)
-    on every request to tell a service name from a host; that list cannot change while the
-    daemon runs, so it is read once (`fast_dispatch`). It was ~10 % of the daemon's CPU
-    during a deploy.
 
 Applied in the daemon's process only (moto serves from there); tests with `mock_aws` keep
 moto's own behaviour, but for 6 to 8 and 10 (tests/aws/conftest.py applies them too; 9 with
