@@ -4,6 +4,7 @@ Layout (one bucket per platform):
   apps/<app>/app.json                  the app record, with the app's immutable id
   apps/<app>/config.json               current config vars {"version": n, "vars": {...}}
   apps/<app>/formation.json            process types -> quantity, size
+  apps/<app>/hosts.json                the hosts that may hold the app's dynos (see dyno_hosts)
   apps/<app>/releases/<00000012>.json  release v12 (no config values in it)
   apps/<app>/release-config/<00000012>.json   the config snapshot of v12
   leases/<app>.json                    who is changing the app right now
@@ -335,6 +336,20 @@ class Store:
             self.docs.create(key, data)
         else:
             self.docs.update(key, data, etag)
+
+    # where the app's dynos may run ---------------------------------------------------------
+    def dyno_hosts(self, app: str) -> frozenset[str] | None:
+        """The hosts that may hold the app's dynos; None: not recorded (every host may). A
+        rollout adds the hosts it starts dynos on before it starts them, and drops the ones it
+        emptied only once it has stopped what ran there, so the set never misses a dyno: a
+        rollout need look at no other host (provisioner.ops.rollout)."""
+        doc = self.docs.get(f"apps/{app}/hosts.json")
+        return None if doc is None else frozenset(doc.data.get("hosts", []))
+
+    def save_dyno_hosts(self, app: str, hosts: frozenset[str]) -> None:
+        self._fence(app)
+        data = {"hosts": sorted(hosts), "updated_at": now_iso()}
+        self.docs.put(f"apps/{app}/hosts.json", data)
 
     # leases -----------------------------------------------------------------------------------
     @contextmanager

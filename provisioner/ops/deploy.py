@@ -103,7 +103,7 @@ def deploy(
     # after the build, over the connections made here. The platform's record is read in that
     # thread too: this one needs the Rollout only once it waits for the answer.
     opened: Future[Rollout[Connection]] = Future()
-    reaching = _background(lambda: _reach(ctx, options, opened))
+    reaching = _background(lambda: _reach(ctx, app, options, opened))
     try:
         with repair.changing(ctx, app, "deploy", wait=wait):
             return _deploy_locked(ctx, record, source, on_output, max_slug_bytes, reaching)
@@ -114,16 +114,35 @@ def deploy(
         opened.exception()  # waits for it, raising nothing
 
 
+@dataclass(frozen=True)
+class Reached:
+    """What the deploy learnt while it took the lease: the rollout, the host to build on, and
+    the hosts that may hold the app's dynos (Store.dyno_hosts; None: any may)."""
+
+    rollout: Rollout[Connection]
+    host: instances.Host
+    recorded: frozenset[str] | None
+
+
 def _reach(
-    ctx: Context, options: RolloutOptions | None, opened: Future[Rollout[Connection]]
-) -> tuple[Rollout[Connection], list[instances.Host]]:
+    ctx: Context, app: str, options: RolloutOptions | None, opened: Future[Rollout[Connection]]
+) -> Reached:
+    """Connections to the build host and to the hosts the rollout will look at: those that may
+    hold the app's dynos, or every ready host when the app has no record of them."""
     try:
         rollout = open_rollout(ctx, options)
     except BaseException as exc:
         opened.set_exception(exc)
         raise
     opened.set_result(rollout)
-    return rollout, rollout.reachable()
+    recorded = rollout.store.dyno_hosts(app)
+    ready = rollout.fleet.ready()
+    first = build_host(ready, app)
+    looked = [h for h in ready if h.id != first.id and (recorded is None or h.id in recorded)]
+    answered = rollout.reachable([first, *looked])
+    if first not in answered:  # the app's usual build host is down: any that answers
+        first = build_host(rollout.reachable(ready), app)
+    return Reached(rollout, first, recorded)
 
 
 def deploy_dir(
@@ -161,7 +180,7 @@ def _deploy_locked(
     source: Source,
     on_output: Say,
     max_slug_bytes: int | None,
-    reaching: Future[tuple[Rollout[Connection], list[instances.Host]]],
+    reaching: Future[Reached],
 ) -> DeployResult:
     store, blobs, say = ctx.store, ctx.blobs(), ctx.say
     app, app_id = record.name, record.app_id  # the bucket keys everything of the app's by its id
@@ -177,8 +196,8 @@ def _deploy_locked(
     # Asked before the hosts' answer, which this thread waits for: only builds of the app
     # write its cache, and they hold the lease.
     had_cache = blobs.exists(keys.cache_key(app_id))
-    rollout, answered = reaching.result()
-    host = build_host(answered, app)
+    reached = reaching.result()
+    rollout, host = reached.rollout, reached.host
     builds.start_build(store, app, build_id, source.description, source_sha, host.id)
     say(f"building {app} on {host.id} ({host.private_ip})")
     releases: Future[tuple[int, Release | None]] = Future()
@@ -195,7 +214,7 @@ def _deploy_locked(
         try:
             built = _build(
                 rollout, host, record, build_id, source, source_sha, config, log,
-                max_slug_bytes, had_cache, during_build,
+                max_slug_bytes, had_cache, during_build, reached.recorded,
             )  # fmt: skip
         except BaseException as exc:
             # Ctrl-C too: the build's record must not stay pending for ever.
@@ -373,6 +392,7 @@ def _build(
     max_slug_bytes: int | None,
     had_cache: bool,
     during_build: Callable[[], None],
+    recorded: frozenset[str] | None,
 ) -> Built:
     """The build run on `host`. Its slug is uploaded in the background (Built.delivered)."""
     store, blobs = rollout.store, rollout.blobs
@@ -397,7 +417,10 @@ def _build(
     def look_again() -> None:
         # The hosts again (what runs may have changed during the build) and the formation,
         # as soon as the build's command returned: the rollout needs both once the slug is in.
-        looks.append((_background(rollout.observe), _background(lambda: store.formation(app))))
+        # Only the hosts that may hold the app's dynos: the rollout looks at the rest of the
+        # fleet only when a dyno has to be placed anew.
+        observed = _background(lambda: rollout.observe_scope(recorded))
+        looks.append((observed, _background(lambda: store.formation(app))))
 
     handed = False
     try:

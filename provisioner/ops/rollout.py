@@ -40,7 +40,13 @@ from provisioner.plan.batch import (
     parse_batch,
 )
 from provisioner.plan.batch import Release as BatchRelease
-from provisioner.plan.placement import DynoRef, HostSpace, held_formations, place
+from provisioner.plan.placement import (
+    DynoRef,
+    HostSpace,
+    desired_dynos,
+    held_formations,
+    place,
+)
 from provisioner.plan.ports import PortCheck
 from provisioner.plan.rollout import (
     Action,
@@ -178,6 +184,9 @@ class Observed:
     hosts: list[instances.Host]
     dynos: dict[str, list[DynoState]] = field(default_factory=dict)  # host id -> states
     unreachable: dict[str, str] = field(default_factory=dict)
+    # Only these hosts were looked at (an app's recorded hosts: Store.dyno_hosts); None: every
+    # ready host was.
+    scope: frozenset[str] | None = None
 
     def of_app(self, app: str) -> list[DynoState]:
         return [s for states in self.dynos.values() for s in states if s.instance.app == app]
@@ -223,11 +232,28 @@ class Rollout(Generic[R]):
         observed.hosts = [h for h in hosts if h.id not in observed.unreachable]
         return observed
 
-    def reachable(self) -> list[instances.Host]:
-        """The ready hosts that accept a connection, kept in the pool for what follows: enough
-        to choose a host to build on. What runs on them (observe) is asked when it matters."""
+    def observe_app(self, app: str) -> Observed:
+        """What runs on the hosts that may hold the app's dynos (observe_scope)."""
+        return self.observe_scope(self.store.dyno_hosts(app))
+
+    def observe_scope(self, recorded: frozenset[str] | None) -> Observed:
+        """What runs on the `recorded` hosts of an app (Store.dyno_hosts), when each of them is
+        ready; else, or with no record, on every ready host. A rollout of an app whose dynos
+        all stay where they are then costs no SSH to the rest of the fleet."""
+        ready = self.fleet.ready()
+        if recorded is None or not recorded <= {h.id for h in ready}:
+            return self.observe(ready)
+        observed = self.observe([h for h in ready if h.id in recorded])
+        observed.scope = recorded
+        return observed
+
+    def reachable(self, hosts: list[instances.Host] | None = None) -> list[instances.Host]:
+        """The ready hosts (or `hosts`) that accept a connection, kept in the pool for what
+        follows: enough to choose a host to build on. What runs on them (observe) is asked when
+        it matters."""
         answered = []
-        for outcome in fan_out(self.fleet.ready(), self.fleet.connect, timeout=60):
+        hosts = self.fleet.ready() if hosts is None else hosts
+        for outcome in fan_out(hosts, self.fleet.connect, timeout=60):
             if outcome.ok:
                 answered.append(outcome.item)
             else:
@@ -245,19 +271,23 @@ class Rollout(Generic[R]):
         if not observed.hosts and any(pf.quantity for pf in formation.values()):
             raise DynoformError("no usable hosts", "add some: dynoform hosts:add --count 2")
         hosts = [HostSpace(h.id, h.zone, instance_memory_mb(h.type)) for h in observed.hosts]
-        existing = {}
-        others = []  # other apps hold the capacity of what runs, not of their formations
-        for host_id, states in observed.dynos.items():
-            for state in sorted(states, key=lambda s: s.instance.release):
-                inst = state.instance
-                if state.active in RUNNING_STATES:
-                    ref = DynoRef(inst.app, inst.type, inst.index)
-                    existing[ref] = host_id
-                    if inst.app != app:
-                        others.append((ref, inst.size))
+        existing = _existing(observed)
+        # other apps hold the capacity of what runs, not of their formations
+        others = [(ref, size) for ref, (_, size) in existing.items() if ref.app != app]
         formations = held_formations(others)
         formations[app] = formation
-        return place(formations, hosts, existing)
+        return place(formations, hosts, {ref: host for ref, (host, _) in existing.items()})
+
+    def _settles(self, observed: Observed, app: str, formation: Formation) -> bool:
+        """Whether a look at only some hosts (observe_scope) decides the app's rollout: every
+        dyno of its formation runs there, and placement keeps each where it is. Those hosts
+        were looked at in full, so their room is known; new dynos need the whole fleet."""
+        existing = _existing(observed)
+        wanted = list(desired_dynos({app: formation}))
+        if any(ref not in existing for ref in wanted):
+            return False
+        placed = self.placement(observed, app, formation)
+        return all(placed.get(ref) == existing[ref][0] for ref in wanted)
 
     def plan(
         self,
@@ -300,12 +330,23 @@ class Rollout(Generic[R]):
         restart: Iterable[str],
         observed: Observed | None,
     ) -> RolloutPlan:
-        observed = observed or self.observe()
+        observed = observed or self.observe_app(app)
+        recorded = observed.scope
+        if recorded is not None and not self._settles(observed, app, formation):
+            observed = self.observe()
+        elif recorded is None:
+            recorded = self.store.dyno_hosts(app)
         plan = self.plan(observed, app, release.version, formation, restart)
         if plan.is_empty():
             return plan
         started = plan.started
         reserved: dict[str, int] = {}
+        # Before any dyno starts, the record names every host that holds or will hold one.
+        # With no record yet, a host that did not answer may hold some too.
+        before = _app_hosts(observed, app) | {d.host for d in started}
+        before |= set(observed.unreachable) if recorded is None else recorded
+        if before != recorded:
+            self.store.save_dyno_hosts(app, frozenset(before))
         try:
             if started:
                 # The release on every host that starts a dyno, and the plan's BOOT actions
@@ -324,18 +365,35 @@ class Rollout(Generic[R]):
             self.say(f"rolling back: {_reason(exc)}")
             self._undo(observed, app, plan.with_ports(reserved))
             raise
-        self._retire(observed, app, retiring)
+        if self._retire(observed, app, retiring):
+            self._narrow(observed, app, plan, frozenset(before))
         self._prune(observed, app, {d.host for d in started}, plan)
         return plan
 
-    def _retire(self, observed: Observed, app: str, groups: list[list[Action]]) -> None:
+    def _retire(self, observed: Observed, app: str, groups: list[list[Action]]) -> bool:
         """The old web dynos go; the new release serves already, so a failure here is no
-        reason to undo it: the next rollout of the app stops what is left."""
+        reason to undo it: the next rollout of the app stops what is left. Whether all went."""
         try:
             for group in groups:
                 self._run_step(observed, app, group)
         except Exception as exc:  # noqa: BLE001 - reported; the new release serves
             self.say(f"warning: retiring the old dynos failed: {_reason(exc)}")
+            return False
+        return True
+
+    def _narrow(
+        self, observed: Observed, app: str, plan: RolloutPlan, before: frozenset[str]
+    ) -> None:
+        """The app's record keeps only the hosts its dynos run on now (and any it could not
+        reach, whose dynos are unknown). The old dynos' stops are on their hosts already: a
+        draining one stops by itself. A failed write leaves the wider set, which is safe."""
+        after = {d.host for d in (*plan.final, *plan.keep)} | (before & set(observed.unreachable))
+        if after == before:
+            return
+        try:
+            self.store.save_dyno_hosts(app, frozenset(after))
+        except Exception as exc:  # noqa: BLE001 - the wider record only costs a look
+            self.say(f"warning: recording the app's hosts failed: {_reason(exc)}")
 
     def _prepare_and_route(
         self,
@@ -682,6 +740,26 @@ class Rollout(Generic[R]):
             conn.run(program_argv(REMOVE_USER, app_user(app), app), sudo=True)
 
         fan_out(observed.hosts, clean, timeout=300)
+
+
+def _existing(observed: Observed) -> dict[DynoRef, tuple[str, str]]:
+    """Every running dyno: its host and size (of its newest release)."""
+    existing: dict[DynoRef, tuple[str, str]] = {}
+    for host_id, states in observed.dynos.items():
+        for state in sorted(states, key=lambda s: s.instance.release):
+            inst = state.instance
+            if state.active in RUNNING_STATES:
+                existing[DynoRef(inst.app, inst.type, inst.index)] = (host_id, inst.size)
+    return existing
+
+
+def _app_hosts(observed: Observed, app: str) -> set[str]:
+    """The hosts that hold a unit of the app's dynos that is not inactive (one-offs apart)."""
+    return {
+        s.instance.host
+        for s in observed.of_app(app)
+        if s.active != "inactive" and not s.instance.is_oneoff
+    }
 
 
 def _by_kind(group: list[Action]) -> dict[ActionKind, list[Action]]:

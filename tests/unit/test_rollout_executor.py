@@ -301,6 +301,10 @@ class MemoryDocs:
     def get(self, key: str) -> Doc | None:
         return Doc(self.data[key], "etag") if key in self.data else None
 
+    def put(self, key: str, data: Any) -> str:
+        self.data[key] = data
+        return "etag"
+
 
 class FakeBlobs:
     def get_url(self, key: str) -> str:
@@ -812,3 +816,105 @@ def test_the_reachable_hosts_are_those_that_accept_a_connection_and_nothing_runs
     assert [h.id for h in rollout.reachable()] == ["h2"]
     assert said == ["warning: host h1 is unreachable: cannot connect to host h1: refused"]
     assert world.events == []
+
+
+# the hosts a rollout looks at (Store.dyno_hosts) ---------------------------------------------
+@pytest.fixture
+def three(world: World) -> list[FakeHost]:
+    return [FakeHost(f"h{n}", f"198.18.0.1{n}", world) for n in (1, 2, 3)]
+
+
+def scoped_rollout(hosts: list[FakeHost], router: FakeRouter, said: list[str]) -> Rollout:
+    options = RolloutOptions(health_timeout_s=1.0)
+    store = Store(MemoryDocs())
+    return Rollout(FakeFleet(hosts), store, router, FakeBlobs(), said.append, options)
+
+
+def recorded(rollout: Rollout[FakeHost]) -> list[str] | None:
+    hosts = rollout.store.dyno_hosts(APP)
+    return None if hosts is None else sorted(hosts)
+
+
+def test_a_redeploy_looks_only_at_the_hosts_of_the_apps_dynos(
+    three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+) -> None:
+    rollout = scoped_rollout(three, router, said)
+    assert recorded(rollout) is None
+    rollout.converge(APP, release(1), {}, web(2))
+    used = sorted(h.id for h in three if h.running)
+    idle = next(h for h in three if not h.running)
+    assert recorded(rollout) == used and len(used) == 2
+    world.clear()
+
+    rollout.converge(APP, release(2), {}, web(2))
+
+    assert world.of(idle.id) == []  # not even asked what runs there
+    assert sorted(h.id for h in three if h.running) == used
+    assert recorded(rollout) == used
+
+
+def test_a_dyno_placed_anew_looks_at_every_host_and_is_recorded_before_it_starts(
+    three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+) -> None:
+    rollout = scoped_rollout(three, router, said)
+    rollout.converge(APP, release(1), {}, web(1))
+    assert recorded(rollout) == ["h1"]
+    seen: list[list[str] | None] = []
+    batch = FakeHost._batch
+
+    def batch_seeing_the_record(host: FakeHost, document: dict[str, Any]) -> tuple[int, str]:
+        seen.append(recorded(rollout))
+        return batch(host, document)
+
+    world.clear()
+    FakeHost._batch = batch_seeing_the_record  # type: ignore[method-assign]
+    try:
+        rollout.converge(APP, release(1), {}, web(3))
+    finally:
+        FakeHost._batch = batch  # type: ignore[method-assign]
+
+    assert all(world.of(h.id)[0] == FACTS for h in three)  # the whole fleet was looked at
+    assert seen == [["h1", "h2", "h3"]] * 2  # h2 and h3 booted web.2 and web.3, recorded first
+    assert recorded(rollout) == ["h1", "h2", "h3"]
+
+
+def test_scaling_down_narrows_the_record_once_the_dynos_are_stopped(
+    three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+) -> None:
+    rollout = scoped_rollout(three, router, said)
+    rollout.converge(APP, release(1), {}, web(3))
+    world.clear()
+
+    rollout.converge(APP, release(1), {}, web(1))
+
+    assert [sorted(h.running) for h in three] == [[unit(1, "web.1")], [], []]
+    assert recorded(rollout) == ["h1"]
+
+
+def test_a_record_naming_a_host_that_is_gone_looks_at_every_host(
+    three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+) -> None:
+    rollout = scoped_rollout(three, router, said)
+    rollout.converge(APP, release(1), {}, web(2))
+    rollout.store.save_dyno_hosts(APP, frozenset({"h1", "h9"}))  # h9 was terminated
+    world.clear()
+
+    observed = rollout.observe_app(APP)
+
+    assert observed.scope is None
+    assert [world.of(h.id) for h in three] == [[FACTS]] * 3
+
+
+def test_a_failed_retirement_keeps_the_wider_record(
+    three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+) -> None:
+    """The old dynos left running are on hosts the next rollout must look at."""
+    rollout = scoped_rollout(three, router, said)
+    rollout.converge(APP, release(1), {}, web(2))
+    router.fail["deregister"] = RuntimeError("throttled")
+
+    rollout.converge(APP, release(2), {}, web(1))  # web.2 of v1 is left running on h2
+
+    assert said[-1] == "warning: retiring the old dynos failed: RuntimeError: throttled"
+    assert three[1].running == {unit(1, "web.2"): 20000}
+    assert recorded(rollout) == ["h1", "h2"]
