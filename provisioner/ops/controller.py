@@ -205,6 +205,8 @@ class Controller:
         self.stop = threading.Event()
         self.lease: Lease | None = None
         self.silent_since: dict[str, float] = {}
+        self.observed_at: float | None = None  # the last look at what runs on the hosts
+        self.observed_hosts: list[str] = []  # the hosts that answered then
         self.retry_at: dict[str, float] = {}  # app -> when a failed heal may be tried again
         self.failed: dict[str, tuple[str, float]] = {}  # app -> (last failure, its backoff)
         self.reported: dict[str, tuple[int, int]] = {}  # unit -> (main pid, crash threshold)
@@ -283,6 +285,7 @@ class Controller:
             return False
         self.lease = lease
         self.silent_since = {}  # a new leader judges silence afresh
+        self.observed_at = None  # and looks at what runs at once
         self.ctx.refresh_platform()  # read it anew: platform:init may have changed it
         taken = f" (took over from {lease.took_over.holder})" if lease.took_over else ""
         self.say(f"{self.host_id} leads{taken}")
@@ -328,13 +331,43 @@ class Controller:
         fleet = self.ctx.fleet()
         pins = self._runner_pins(fleet)
         views, hosts = self._look(fleet, pins)
-        for verdict in plan.judge(list(views.values()), self.silent_since, self.clock()):
+        verdicts = plan.judge(list(views.values()), self.silent_since, self.clock())
+        for verdict in verdicts:
             host = hosts.get(verdict.host)
             if self._guard(f"declaring {verdict.host} lost", self._lost, fleet, host, verdict):
                 views[verdict.host] = _with_lost(views[verdict.host], verdict.reason)
         self._guard("forgetting gone hosts", self._forget_gone, fleet, views, hosts, pins)
         self._guard("sweeping the router", self._sweep_router, hosts, views)
         answered = [h for h in hosts.values() if _usable(h, views.get(h.id), self.silent_since)]
+        ids = [h.id for h in answered]
+        due = plan.observation_due(self.observed_at, self.clock(), ids, self.observed_hosts)
+        if due or verdicts:  # a host lost now: its dynos move at once
+            self.observed_at, self.observed_hosts = self.clock(), ids
+            self._tend_apps(hosts, pins, answered)
+        declared = fleet.declared_size()
+        self._guard(
+            "keeping the fleet's size",
+            self._keep_size,
+            fleet,
+            list(views.values()),
+            hosts,
+            declared,
+        )
+        self._status = {
+            "declared": declared,
+            "alive": sum(1 for v in views.values() if v.lost is None and v.state in plan.ALIVE),
+            "lost": sorted(i for i, v in views.items() if v.lost),
+        }
+        self._prune()
+
+    def _tend_apps(
+        self,
+        hosts: dict[str, instances.Host],
+        pins: dict[str, dict[str, Any]],
+        answered: list[instances.Host],
+    ) -> None:
+        """What runs on the hosts that answered: recorded, crash loops reported, units edited
+        by hand restored, and every idle app that lacks dynos converged."""
         rollout = open_rollout(self.ctx)
         observed = rollout.observe(answered)
         apps = self.ctx.store.apps()
@@ -355,21 +388,6 @@ class Controller:
                     answered,
                     drifted.get(app, set()),
                 )
-        declared = fleet.declared_size()
-        self._guard(
-            "keeping the fleet's size",
-            self._keep_size,
-            fleet,
-            list(views.values()),
-            hosts,
-            declared,
-        )
-        self._status = {
-            "declared": declared,
-            "alive": sum(1 for v in views.values() if v.lost is None and v.state in plan.ALIVE),
-            "lost": sorted(i for i, v in views.items() if v.lost),
-        }
-        self._prune()
 
     def _guard(self, what: str, step: Callable[..., object], *args: object) -> bool:
         """One step's failure is said and the loop goes on (the next loop tries again)."""

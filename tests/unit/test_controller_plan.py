@@ -185,3 +185,16 @@ def test_event_keys_sort_by_time() -> None:
     keys = [events.event_key("events/", t) for t in (9.5, 10.0, 1700000000.25, 1800000000.0)]
     assert keys == sorted(keys)
     assert keys[2].startswith("events/1700000000.250000-")
+
+
+def test_the_leader_looks_at_what_runs_on_its_first_loop_then_every_few_seconds() -> None:
+    hosts = ["i-1", "i-2"]
+    assert plan.observation_due(None, 100.0, hosts, [])
+    assert not plan.observation_due(100.0, 102.0, hosts, hosts, every=6.0)
+    assert not plan.observation_due(100.0, 105.9, list(reversed(hosts)), hosts, every=6.0)
+    assert plan.observation_due(100.0, 106.0, hosts, hosts, every=6.0)
+
+
+def test_the_leader_looks_at_once_when_the_hosts_that_answer_change() -> None:
+    assert plan.observation_due(100.0, 102.0, ["i-1"], ["i-1", "i-2"])  # i-2 went silent
+    assert plan.observation_due(100.0, 102.0, ["i-1", "i-3"], ["i-1"])  # i-3 is new
