@@ -384,10 +384,12 @@ class Rollout(Generic[R]):
     def _narrow(
         self, observed: Observed, app: str, plan: RolloutPlan, before: frozenset[str]
     ) -> None:
-        """The app's record keeps only the hosts its dynos run on now (and any it could not
-        reach, whose dynos are unknown). The old dynos' stops are on their hosts already: a
-        draining one stops by itself. A failed write leaves the wider set, which is safe."""
-        after = {d.host for d in (*plan.final, *plan.keep)} | (before & set(observed.unreachable))
+        """The app's record keeps only the hosts its dynos run on now, those of the dynos it
+        stopped (a draining one stops by its host's timer, after this command: the next
+        rollout sees it gone and drops its host), and any it could not reach (their dynos are
+        unknown). A failed write leaves the wider set, which is safe."""
+        after = {d.host for d in (*plan.final, *plan.keep, *plan.stopped)}
+        after |= before & set(observed.unreachable)
         if after == before:
             return
         try:

@@ -878,16 +878,21 @@ def test_a_dyno_placed_anew_looks_at_every_host_and_is_recorded_before_it_starts
     assert recorded(rollout) == ["h1", "h2", "h3"]
 
 
-def test_scaling_down_narrows_the_record_once_the_dynos_are_stopped(
+def test_a_host_leaves_the_record_once_a_rollout_saw_its_dynos_gone(
     three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
 ) -> None:
+    """The scale down's stops run on the hosts after the drain, after the command: the next
+    rollout looks at those hosts once more, finds them empty and drops them."""
     rollout = scoped_rollout(three, router, said)
     rollout.converge(APP, release(1), {}, web(3))
-    world.clear()
 
     rollout.converge(APP, release(1), {}, web(1))
-
     assert [sorted(h.running) for h in three] == [[unit(1, "web.1")], [], []]
+    assert recorded(rollout) == ["h1", "h2", "h3"]
+    world.clear()
+
+    rollout.converge(APP, release(2), {}, web(1))
+    assert world.of("h3") == [FACTS]  # looked at once more: nothing of the app runs there
     assert recorded(rollout) == ["h1"]
 
 
