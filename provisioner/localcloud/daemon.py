@@ -339,7 +339,11 @@ class Cloud:
         now = time.monotonic()
         if ec2_changed.is_set() or now - self.described_at >= EC2_RESCAN_SECONDS:
             ec2_changed.clear()  # before the call: a change during it is described next time
-            self.instances = {i.instance_id: i for i in self.describe(ec2)}
+            try:
+                self.instances = {i.instance_id: i for i in self.describe(ec2)}
+            except BaseException:
+                ec2_changed.set()  # the next loop tries again, not EC2_RESCAN_SECONDS later
+                raise
             self.described_at = now
         return list(self.instances.values())
 

@@ -340,9 +340,11 @@ class Controller:
         self._guard("sweeping the router", self._sweep_router, hosts, views)
         answered = [h for h in hosts.values() if _usable(h, views.get(h.id), self.silent_since)]
         ids = [h.id for h in answered]
-        due = plan.observation_due(self.observed_at, self.clock(), ids, self.observed_hosts)
+        # The monotonic clock: a wall clock set back must not hold the next look back.
+        now = time.monotonic()
+        due = plan.observation_due(self.observed_at, now, ids, self.observed_hosts)
         if due or verdicts:  # a host lost now: its dynos move at once
-            self.observed_at, self.observed_hosts = self.clock(), ids
+            self.observed_at, self.observed_hosts = now, ids
             self._tend_apps(hosts, pins, answered)
         declared = fleet.declared_size()
         self._guard(

@@ -116,19 +116,18 @@ def deploy(
 
 @dataclass(frozen=True)
 class Reached:
-    """What the deploy learnt while it took the lease: the rollout, the host to build on, and
-    the hosts that may hold the app's dynos (Store.dyno_hosts; None: any may)."""
+    """What the deploy learnt while it took the lease: the rollout and the host to build on."""
 
     rollout: Rollout[Connection]
     host: instances.Host
-    recorded: frozenset[str] | None
 
 
 def _reach(
     ctx: Context, app: str, options: RolloutOptions | None, opened: Future[Rollout[Connection]]
 ) -> Reached:
-    """Connections to the build host and to the hosts the rollout will look at: those that may
-    hold the app's dynos, or every ready host when the app has no record of them."""
+    """Connections to the build host and to the hosts the rollout will likely look at: those
+    that may hold the app's dynos, or every ready host when the app has no record of them.
+    (The rollout reads that record again under the lease: this is only a head start.)"""
     try:
         rollout = open_rollout(ctx, options)
     except BaseException as exc:
@@ -142,7 +141,7 @@ def _reach(
     answered = rollout.reachable([first, *looked])
     if first not in answered:  # the app's usual build host is down: any that answers
         first = build_host(rollout.reachable(ready), app)
-    return Reached(rollout, first, recorded)
+    return Reached(rollout, first)
 
 
 def deploy_dir(
@@ -214,7 +213,7 @@ def _deploy_locked(
         try:
             built = _build(
                 rollout, host, record, build_id, source, source_sha, config, log,
-                max_slug_bytes, had_cache, during_build, reached.recorded,
+                max_slug_bytes, had_cache, during_build,
             )  # fmt: skip
         except BaseException as exc:
             # Ctrl-C too: the build's record must not stay pending for ever.
@@ -392,7 +391,6 @@ def _build(
     max_slug_bytes: int | None,
     had_cache: bool,
     during_build: Callable[[], None],
-    recorded: frozenset[str] | None,
 ) -> Built:
     """The build run on `host`. Its slug is uploaded in the background (Built.delivered)."""
     store, blobs = rollout.store, rollout.blobs
@@ -417,9 +415,10 @@ def _build(
     def look_again() -> None:
         # The hosts again (what runs may have changed during the build) and the formation,
         # as soon as the build's command returned: the rollout needs both once the slug is in.
-        # Only the hosts that may hold the app's dynos: the rollout looks at the rest of the
-        # fleet only when a dyno has to be placed anew.
-        observed = _background(lambda: rollout.observe_scope(recorded))
+        # Only the hosts that may hold the app's dynos, as the record says now (under the
+        # lease): the rollout looks at the rest of the fleet only when a dyno has to be
+        # placed anew.
+        observed = _background(lambda: rollout.observe_app(app))
         looks.append((observed, _background(lambda: store.formation(app))))
 
     handed = False

@@ -278,15 +278,28 @@ class Rollout(Generic[R]):
         formations[app] = formation
         return place(formations, hosts, {ref: host for ref, (host, _) in existing.items()})
 
-    def _settles(self, observed: Observed, app: str, formation: Formation) -> bool:
-        """Whether a look at only some hosts (observe_scope) decides the app's rollout: every
-        dyno of its formation runs there, and placement keeps each where it is. Those hosts
-        were looked at in full, so their room is known; new dynos need the whole fleet."""
+    def _decides(
+        self,
+        observed: Observed,
+        recorded: frozenset[str] | None,
+        app: str,
+        formation: Formation,
+    ) -> bool:
+        """Whether a look at only the app's recorded hosts (observe_scope) decides its rollout:
+        the record, read again under the app's lease, names no host beyond those looked at;
+        every dyno of the formation runs there; and placement keeps each where it is. Those
+        hosts were looked at in full, so their room is known. New dynos, or too little room on
+        these hosts alone, need the whole fleet."""
+        if observed.scope is None or recorded is None or not recorded <= observed.scope:
+            return False
         existing = _existing(observed)
         wanted = list(desired_dynos({app: formation}))
         if any(ref not in existing for ref in wanted):
             return False
-        placed = self.placement(observed, app, formation)
+        try:
+            placed = self.placement(observed, app, formation)
+        except DynoformError:  # no room on these hosts: the rest of the fleet may have some
+            return False
         return all(placed.get(ref) == existing[ref][0] for ref in wanted)
 
     def plan(
@@ -331,22 +344,23 @@ class Rollout(Generic[R]):
         observed: Observed | None,
     ) -> RolloutPlan:
         observed = observed or self.observe_app(app)
-        recorded = observed.scope
-        if recorded is not None and not self._settles(observed, app, formation):
+        # Read under the app's lease: a record read before it (a deploy reaches its hosts
+        # while it waits for the lease) may lack a host that a heal added meanwhile.
+        recorded = self.store.dyno_hosts(app)
+        if observed.scope is not None and not self._decides(observed, recorded, app, formation):
             observed = self.observe()
-        elif recorded is None:
-            recorded = self.store.dyno_hosts(app)
         plan = self.plan(observed, app, release.version, formation, restart)
-        if plan.is_empty():
-            return plan
         started = plan.started
-        reserved: dict[str, int] = {}
-        # Before any dyno starts, the record names every host that holds or will hold one.
-        # With no record yet, a host that did not answer may hold some too.
+        # Before any dyno starts, the record names every host that holds or will hold one
+        # (with no record yet, a host that did not answer may hold some too). An empty plan
+        # still adds what this look found.
         before = _app_hosts(observed, app) | {d.host for d in started}
         before |= set(observed.unreachable) if recorded is None else recorded
         if before != recorded:
             self.store.save_dyno_hosts(app, frozenset(before))
+        if plan.is_empty():
+            return plan
+        reserved: dict[str, int] = {}
         try:
             if started:
                 # The release on every host that starts a dyno, and the plan's BOOT actions
@@ -384,12 +398,13 @@ class Rollout(Generic[R]):
     def _narrow(
         self, observed: Observed, app: str, plan: RolloutPlan, before: frozenset[str]
     ) -> None:
-        """The app's record keeps only the hosts its dynos run on now, those of the dynos it
-        stopped (a draining one stops by its host's timer, after this command: the next
-        rollout sees it gone and drops its host), and any it could not reach (their dynos are
-        unknown). A failed write leaves the wider set, which is safe."""
+        """The app's record keeps the hosts its dynos run on now, those where this look found
+        a unit of the app in any state (a stopped one goes by its host's timer, after this
+        command, and one stopped by hand may be restored: the next rollout that finds none
+        there drops the host), and those it did not look at (not ready, not answering: what
+        they hold is unknown). A failed write leaves the wider set, which is safe."""
         after = {d.host for d in (*plan.final, *plan.keep, *plan.stopped)}
-        after |= before & set(observed.unreachable)
+        after |= _app_hosts(observed, app) | (before - {h.id for h in observed.hosts})
         if after == before:
             return
         try:
@@ -756,12 +771,8 @@ def _existing(observed: Observed) -> dict[DynoRef, tuple[str, str]]:
 
 
 def _app_hosts(observed: Observed, app: str) -> set[str]:
-    """The hosts that hold a unit of the app's dynos that is not inactive (one-offs apart)."""
-    return {
-        s.instance.host
-        for s in observed.of_app(app)
-        if s.active != "inactive" and not s.instance.is_oneoff
-    }
+    """The hosts that hold a unit of the app's dynos in any state (one-offs apart)."""
+    return {s.instance.host for s in observed.of_app(app) if not s.instance.is_oneoff}
 
 
 def _by_kind(group: list[Action]) -> dict[ActionKind, list[Action]]:

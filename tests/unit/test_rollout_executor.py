@@ -923,3 +923,42 @@ def test_a_failed_retirement_keeps_the_wider_record(
     assert said[-1] == "warning: retiring the old dynos failed: RuntimeError: throttled"
     assert three[1].running == {unit(1, "web.2"): 20000}
     assert recorded(rollout) == ["h1", "h2"]
+
+
+def test_too_little_room_on_the_recorded_hosts_looks_at_every_host(
+    three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+) -> None:
+    """Other apps' dynos seen on the recorded hosts alone would seem to need room there for
+    their dynos elsewhere: the look at every host decides instead of failing."""
+    rollout = scoped_rollout(three, router, said)
+    rollout.converge(APP, release(1), {}, web(1))
+    assert recorded(rollout) == ["h1"]
+    h1, h2, h3 = three
+    h1.running["dyno-blog.v1.web.3.service"] = 20100
+    h2.running["dyno-blog.v1.web.1.service"] = 20100
+    h3.running["dyno-blog.v1.web.2.service"] = 20100
+    world.clear()
+
+    rollout.converge(APP, release(2), {}, web(1))
+
+    assert [world.of(h.id)[0] for h in three] == [FACTS] * 3
+    assert unit(2, "web.1") in h1.running
+
+
+def test_a_record_read_before_the_lease_is_read_again(
+    three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+) -> None:
+    """A deploy looks at the hosts while it waits for the app's lease; a heal may move a dyno
+    to another host meanwhile. The rollout, under the lease, reads the record again."""
+    rollout = scoped_rollout(three, router, said)
+    rollout.converge(APP, release(1), {}, web(2))
+    early = rollout.observe_scope(frozenset({"h1", "h2"}))
+    h1, h2, h3 = three
+    h3.running[unit(1, "web.3")] = h2.running.pop(unit(1, "web.2"))  # the heal's doing
+    rollout.store.save_dyno_hosts(APP, frozenset({"h1", "h2", "h3"}))
+    world.clear()
+
+    rollout.converge(APP, release(2), {}, web(2), observed=early)
+
+    assert world.of("h3")[0] == FACTS
+    assert not [u for h in three for u in h.running if ".v1." in u]  # web.3 of v1 retired too
