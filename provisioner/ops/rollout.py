@@ -401,10 +401,11 @@ class Rollout(Generic[R]):
         """The app's record keeps the hosts its dynos run on now, those where this look found
         a unit of the app in any state (a stopped one goes by its host's timer, after this
         command, and one stopped by hand may be restored: the next rollout that finds none
-        there drops the host), and those it did not look at (not ready, not answering: what
-        they hold is unknown). A failed write leaves the wider set, which is safe."""
+        there drops the host), and those that did not answer (what they hold is unknown). A
+        host no longer ready goes: it is lost, and the controller terminates it. A failed
+        write leaves the wider set, which is safe."""
         after = {d.host for d in (*plan.final, *plan.keep, *plan.stopped)}
-        after |= _app_hosts(observed, app) | (before - {h.id for h in observed.hosts})
+        after |= _app_hosts(observed, app) | (before & set(observed.unreachable))
         if after == before:
             return
         try:

@@ -908,6 +908,8 @@ def test_a_record_naming_a_host_that_is_gone_looks_at_every_host(
 
     assert observed.scope is None
     assert [world.of(h.id) for h in three] == [[FACTS]] * 3
+    rollout.converge(APP, release(2), {}, web(2))
+    assert "h9" not in (recorded(rollout) or [])  # the next scoped look is possible again
 
 
 def test_a_failed_retirement_keeps_the_wider_record(
