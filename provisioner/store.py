@@ -340,9 +340,9 @@ class Store:
     # where the app's dynos may run ---------------------------------------------------------
     def dyno_hosts(self, app: str) -> frozenset[str] | None:
         """The hosts that may hold the app's dynos; None: not recorded (every host may). A
-        rollout adds the hosts it starts dynos on before it starts them, and drops the ones it
-        emptied only once it has stopped what ran there, so the set never misses a dyno: a
-        rollout need look at no other host (provisioner.ops.rollout)."""
+        rollout adds the hosts it starts dynos on before it starts them, and drops a host only
+        when a later look finds none of the app's units there (or the host is lost), so the set
+        never misses a dyno: a rollout need look at no other host (provisioner.ops.rollout)."""
         doc = self.docs.get(f"apps/{app}/hosts.json")
         return None if doc is None else frozenset(doc.data.get("hosts", []))
 
