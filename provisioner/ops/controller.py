@@ -733,7 +733,7 @@ def settled(observed: Observed) -> Observed:
         host: [s for s in states if s.active != "deactivating"]
         for host, states in observed.dynos.items()
     }
-    return Observed(observed.hosts, dynos, observed.unreachable)
+    return replace(observed, dynos=dynos)
 
 
 def _is_lost(view: plan.HostView | None) -> bool:

@@ -114,20 +114,13 @@ def deploy(
         opened.exception()  # waits for it, raising nothing
 
 
-@dataclass(frozen=True)
-class Reached:
-    """What the deploy learnt while it took the lease: the rollout and the host to build on."""
-
-    rollout: Rollout[Connection]
-    host: instances.Host
-
-
 def _reach(
     ctx: Context, app: str, options: RolloutOptions | None, opened: Future[Rollout[Connection]]
-) -> Reached:
-    """Connections to the build host and to the hosts the rollout will likely look at: those
-    that may hold the app's dynos, or every ready host when the app has no record of them.
-    (The rollout reads that record again under the lease: this is only a head start.)"""
+) -> tuple[Rollout[Connection], instances.Host]:
+    """The rollout and the host to build on, with connections open to it and to the hosts the
+    rollout will likely look at: those that may hold the app's dynos, or every ready host when
+    the app has no record of them. (The rollout reads that record again under the lease: this
+    is only a head start.)"""
     try:
         rollout = open_rollout(ctx, options)
     except BaseException as exc:
@@ -141,7 +134,7 @@ def _reach(
     answered = rollout.reachable([first, *looked])
     if first not in answered:  # the app's usual build host is down: any that answers
         first = build_host(rollout.reachable(ready), app)
-    return Reached(rollout, first)
+    return rollout, first
 
 
 def deploy_dir(
@@ -179,7 +172,7 @@ def _deploy_locked(
     source: Source,
     on_output: Say,
     max_slug_bytes: int | None,
-    reaching: Future[Reached],
+    reaching: Future[tuple[Rollout[Connection], instances.Host]],
 ) -> DeployResult:
     store, blobs, say = ctx.store, ctx.blobs(), ctx.say
     app, app_id = record.name, record.app_id  # the bucket keys everything of the app's by its id
@@ -195,8 +188,7 @@ def _deploy_locked(
     # Asked before the hosts' answer, which this thread waits for: only builds of the app
     # write its cache, and they hold the lease.
     had_cache = blobs.exists(keys.cache_key(app_id))
-    reached = reaching.result()
-    rollout, host = reached.rollout, reached.host
+    rollout, host = reaching.result()
     builds.start_build(store, app, build_id, source.description, source_sha, host.id)
     say(f"building {app} on {host.id} ({host.private_ip})")
     releases: Future[tuple[int, Release | None]] = Future()

@@ -331,13 +331,17 @@ def said() -> list[str]:
     return []
 
 
-@pytest.fixture
-def rollout(hosts: list[FakeHost], router: FakeRouter, said: list[str]) -> Rollout[FakeHost]:
+def make_rollout(hosts: list[FakeHost], router: FakeRouter, said: list[str]) -> Rollout[FakeHost]:
     options = RolloutOptions(health_timeout_s=1.0)
     store = Store(MemoryDocs())
     return Rollout(
         FakeFleet(hosts), store, router, FakeBlobs(), said.append, options, lambda: CLOCK
     )
+
+
+@pytest.fixture
+def rollout(hosts: list[FakeHost], router: FakeRouter, said: list[str]) -> Rollout[FakeHost]:
+    return make_rollout(hosts, router, said)
 
 
 def web(n: int) -> dict[str, ProcessFormation]:
@@ -824,12 +828,6 @@ def three(world: World) -> list[FakeHost]:
     return [FakeHost(f"h{n}", f"198.18.0.1{n}", world) for n in (1, 2, 3)]
 
 
-def scoped_rollout(hosts: list[FakeHost], router: FakeRouter, said: list[str]) -> Rollout:
-    options = RolloutOptions(health_timeout_s=1.0)
-    store = Store(MemoryDocs())
-    return Rollout(FakeFleet(hosts), store, router, FakeBlobs(), said.append, options)
-
-
 def recorded(rollout: Rollout[FakeHost]) -> list[str] | None:
     hosts = rollout.store.dyno_hosts(APP)
     return None if hosts is None else sorted(hosts)
@@ -838,7 +836,7 @@ def recorded(rollout: Rollout[FakeHost]) -> list[str] | None:
 def test_a_redeploy_looks_only_at_the_hosts_of_the_apps_dynos(
     three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
 ) -> None:
-    rollout = scoped_rollout(three, router, said)
+    rollout = make_rollout(three, router, said)
     assert recorded(rollout) is None
     rollout.converge(APP, release(1), {}, web(2))
     used = sorted(h.id for h in three if h.running)
@@ -854,9 +852,13 @@ def test_a_redeploy_looks_only_at_the_hosts_of_the_apps_dynos(
 
 
 def test_a_dyno_placed_anew_looks_at_every_host_and_is_recorded_before_it_starts(
-    three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
+    three: list[FakeHost],
+    world: World,
+    router: FakeRouter,
+    said: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rollout = scoped_rollout(three, router, said)
+    rollout = make_rollout(three, router, said)
     rollout.converge(APP, release(1), {}, web(1))
     assert recorded(rollout) == ["h1"]
     seen: list[list[str] | None] = []
@@ -867,11 +869,8 @@ def test_a_dyno_placed_anew_looks_at_every_host_and_is_recorded_before_it_starts
         return batch(host, document)
 
     world.clear()
-    FakeHost._batch = batch_seeing_the_record  # type: ignore[method-assign]
-    try:
-        rollout.converge(APP, release(1), {}, web(3))
-    finally:
-        FakeHost._batch = batch  # type: ignore[method-assign]
+    monkeypatch.setattr(FakeHost, "_batch", batch_seeing_the_record)
+    rollout.converge(APP, release(1), {}, web(3))
 
     assert all(world.of(h.id)[0] == FACTS for h in three)  # the whole fleet was looked at
     assert seen == [["h1", "h2", "h3"]] * 2  # h2 and h3 booted web.2 and web.3, recorded first
@@ -883,7 +882,7 @@ def test_a_host_leaves_the_record_once_a_rollout_saw_its_dynos_gone(
 ) -> None:
     """The scale down's stops run on the hosts after the drain, after the command: the next
     rollout looks at those hosts once more, finds them empty and drops them."""
-    rollout = scoped_rollout(three, router, said)
+    rollout = make_rollout(three, router, said)
     rollout.converge(APP, release(1), {}, web(3))
 
     rollout.converge(APP, release(1), {}, web(1))
@@ -899,7 +898,7 @@ def test_a_host_leaves_the_record_once_a_rollout_saw_its_dynos_gone(
 def test_a_record_naming_a_host_that_is_gone_looks_at_every_host(
     three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
 ) -> None:
-    rollout = scoped_rollout(three, router, said)
+    rollout = make_rollout(three, router, said)
     rollout.converge(APP, release(1), {}, web(2))
     rollout.store.save_dyno_hosts(APP, frozenset({"h1", "h9"}))  # h9 was terminated
     world.clear()
@@ -916,7 +915,7 @@ def test_a_failed_retirement_keeps_the_wider_record(
     three: list[FakeHost], world: World, router: FakeRouter, said: list[str]
 ) -> None:
     """The old dynos left running are on hosts the next rollout must look at."""
-    rollout = scoped_rollout(three, router, said)
+    rollout = make_rollout(three, router, said)
     rollout.converge(APP, release(1), {}, web(2))
     router.fail["deregister"] = RuntimeError("throttled")
 
@@ -932,7 +931,7 @@ def test_too_little_room_on_the_recorded_hosts_looks_at_every_host(
 ) -> None:
     """Other apps' dynos seen on the recorded hosts alone would seem to need room there for
     their dynos elsewhere: the look at every host decides instead of failing."""
-    rollout = scoped_rollout(three, router, said)
+    rollout = make_rollout(three, router, said)
     rollout.converge(APP, release(1), {}, web(1))
     assert recorded(rollout) == ["h1"]
     h1, h2, h3 = three
@@ -952,7 +951,7 @@ def test_a_record_read_before_the_lease_is_read_again(
 ) -> None:
     """A deploy looks at the hosts while it waits for the app's lease; a heal may move a dyno
     to another host meanwhile. The rollout, under the lease, reads the record again."""
-    rollout = scoped_rollout(three, router, said)
+    rollout = make_rollout(three, router, said)
     rollout.converge(APP, release(1), {}, web(2))
     early = rollout.observe_scope(frozenset({"h1", "h2"}))
     h1, h2, h3 = three
