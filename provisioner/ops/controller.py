@@ -347,14 +347,15 @@ class Controller:
             self.observed_at, self.observed_hosts = now, ids
             self._tend_apps(hosts, pins, answered)
         declared = fleet.declared_size()
-        self._guard(
-            "keeping the fleet's size",
-            self._keep_size,
-            fleet,
-            list(views.values()),
-            hosts,
-            declared,
-        )
+        if not _is_lost(views.get(self.host_id)):  # else its launch would die with its host
+            self._guard(
+                "keeping the fleet's size",
+                self._keep_size,
+                fleet,
+                list(views.values()),
+                hosts,
+                declared,
+            )
         self._status = {
             "declared": declared,
             "alive": sum(1 for v in views.values() if v.lost is None and v.state in plan.ALIVE),
@@ -416,6 +417,7 @@ class Controller:
         launched right now, or was removed by `hosts:remove`: not the controller's to judge),
         probing the sshd of those that should answer."""
         now = self.clock()
+        me = self.lease.holder if self.lease else None
         hosts = {h.id: h for h in fleet.hosts()}
         running = [i for i, h in hosts.items() if h.state == "running" and i in pins]
         failing = instances.impaired(self.ctx.aws, running) if running else set()
@@ -430,8 +432,9 @@ class Controller:
                 bool(pin.get("bootstrapped")),
                 _age(host.launched_at, now),
                 pin.get("lost"),
-                bool(pin.get("launched_by")),
-                host_id in failing,
+                by_controller=bool(pin.get("launched_by")),
+                impaired=host_id in failing,
+                orphaned=pin.get("launched_by") not in (None, me),
             )
         for host_id, pin in pins.items():
             if host_id not in hosts and pin.get("bootstrapped"):

@@ -39,6 +39,9 @@ class HostView:
     lost: str | None = None  # why it was declared lost already
     by_controller: bool = False  # launched by a controller (not by hosts:add)
     impaired: bool = False  # EC2's status checks fail (where the cloud has them)
+    # launched by a controller that no longer leads: a process that is gone (its host lost, or
+    # restarted), so nothing will finish the bootstrap it began
+    orphaned: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ def _lost_reason(host: HostView, silent: float | None, now: float, grace: float)
         return f"{host.state} (EC2)"
     if host.impaired and host.bootstrapped:
         return "EC2 status checks failed"
+    if not host.bootstrapped and host.orphaned:
+        return "abandoned half-way: the controller that launched it no longer leads"
     if not host.bootstrapped:
         limit = ABANDONED_LIMIT if host.by_controller else BOOTSTRAP_LIMIT
         if host.age > limit:

@@ -303,3 +303,56 @@ def test_the_controller_terminates_a_failed_launch_left_running(aws, store, targ
         ctl._forget_gone(ctx.fleet(), {}, {host.id: host}, pins)
     state = aws.ec2.describe_instances(InstanceIds=[host.id])["Reservations"][0]["Instances"][0]
     assert state["State"]["Name"] in ("shutting-down", "terminated")
+
+
+def _pin(ctx, host_id: str, **fields) -> None:  # type: ignore[no-untyped-def]
+    from provisioner.fleet import pin_key
+    from provisioner.remote.hostkeys import generate_host_keys, pin_record
+
+    ctx.store.docs.create(pin_key(host_id), pin_record(host_id, generate_host_keys(), **fields))
+
+
+def test_a_new_leader_declares_lost_a_launch_its_predecessor_left_half_way(
+    aws, store, target, config_home
+):  # type: ignore[no-untyped-def]
+    # The leader launched a host, then its own host went (CI, 12-02): nobody will finish that
+    # bootstrap, and waiting ABANDONED_LIMIT kept the fleet short for five minutes.
+    from provisioner.context import Context
+    from provisioner.ops import controller
+    from provisioner.plan import controller as plan
+
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    orphan, mine = _launch(aws, platform), _launch(aws, platform)
+    with Context(target, lambda line: None, aws, store) as ctx:
+        ctl = controller.Controller(ctx, "runner-1", probe=lambda ip: True)
+        assert ctl._lead()
+        _pin(ctx, orphan.id, bootstrapped=False, launched_by="i-gone:41")
+        _pin(ctx, mine.id, bootstrapped=False, launched_by=ctl.lease.holder)  # type: ignore[union-attr]
+        fleet = ctx.fleet()
+        views, _ = ctl._look(fleet, ctl._runner_pins(fleet))
+        verdicts = plan.judge(list(views.values()), {}, ctl.clock())
+    assert verdicts == [
+        plan.Verdict(
+            orphan.id, "abandoned half-way: the controller that launched it no longer leads"
+        )
+    ]
+
+
+def test_a_leader_whose_own_host_is_terminated_launches_nothing(aws, store, target, config_home):  # type: ignore[no-untyped-def]
+    from provisioner.context import Context
+    from provisioner.fleet import SIZE_DOC
+    from provisioner.ops import controller
+
+    platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    own, other = _launch(aws, platform), _launch(aws, platform)
+    said: list[str] = []
+    with Context(target, said.append, aws, store) as ctx:
+        _pin(ctx, own.id, bootstrapped=True)
+        _pin(ctx, other.id, bootstrapped=True)
+        ctx.store.docs.create(SIZE_DOC, {"runners": 2})
+        aws.ec2.terminate_instances(InstanceIds=[own.id])
+        ctl = controller.Controller(ctx, own.id, probe=lambda ip: False)
+        assert ctl._lead()
+        ctl.loop()
+    assert f"host {own.id} is lost: terminated" in said, said
+    assert not [line for line in said if line.startswith("launching")], said

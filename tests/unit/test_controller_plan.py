@@ -64,6 +64,20 @@ def test_hosts_being_bootstrapped_are_not_judged_silent_until_the_limit() -> Non
     ]
 
 
+def test_a_host_whose_launching_controller_no_longer_leads_is_lost_at_once() -> None:
+    # The leader launched it, then its own host went: nothing will finish the bootstrap, and
+    # the fleet must not wait ABANDONED_LIMIT for its size back.
+    orphan = HostView("a", "running", False, 5.0, by_controller=True, orphaned=True)
+    pending = HostView("b", "pending", False, 1.0, by_controller=True, orphaned=True)
+    mine = HostView("c", "running", False, 5.0, by_controller=True)
+    done = HostView("d", "running", True, 5.0, by_controller=True, orphaned=True)
+    why = "abandoned half-way: the controller that launched it no longer leads"
+    assert plan.judge([orphan, pending, mine, done], {}, now=10.0) == [
+        Verdict("a", why),
+        Verdict("b", why),
+    ]
+
+
 def test_failed_status_checks_lose_a_bootstrapped_host_at_once() -> None:
     sick = HostView("a", "running", True, 60.0, impaired=True)
     booting = HostView("b", "running", False, 20.0, impaired=True)
