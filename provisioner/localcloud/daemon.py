@@ -300,6 +300,7 @@ class Cloud:
             if time.monotonic() - last_metrics >= METRICS_SECONDS:
                 last_metrics = time.monotonic()
                 self._lb_step(partial(self.lbs.publish_metrics, cloudwatch))
+                self._lb_step(lambda: self._rotate_router_log(access))
             due = time.monotonic() - last_sync >= LB_SYNC_SECONDS
             if due or motofix.elb_changed.is_set():
                 motofix.elb_changed.clear()
@@ -312,6 +313,17 @@ class Cloud:
             elif motofix.waiting() or self.lbs.draining:
                 self._lb_step(self.lbs.drain_tick)
             motofix.elb_changed.wait(HEALTH_FEED_SECONDS)
+
+    def _rotate_router_log(self, access: accesslog.AccessLogs) -> None:
+        """Both of the daemon's readers of router.log catch up, then it is rotated when big."""
+        from provisioner.localcloud import lb
+
+        path = self.lbs.haproxy.router_log
+        if not path.exists() or path.stat().st_size <= lb.ROUTER_LOG_MAX:
+            return
+        access.deliver((b.name, b.arn) for b in self.lbs.model.load_balancers)
+        if lb.rotate_log(path):
+            log.info("router.log rotated to router.log.1")
 
     def _lb_step(self, step: Callable[[], object]) -> None:
         try:

@@ -1,0 +1,35 @@
+"""router.log is copied aside and emptied past its size; HAProxy's O_APPEND writes go on."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from provisioner.localcloud.lb import _append, rotate_log
+
+
+def test_a_big_log_is_copied_aside_and_emptied_and_writing_goes_on_at_its_start(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "router.log"
+    writer = _append(log)  # as HAProxy's stdout is opened
+    writer.write(b"GET /secret?token=1\n" * 10)
+    writer.flush()
+    assert rotate_log(log, limit=100)
+    kept = tmp_path / "router.log.1"
+    assert kept.read_bytes() == b"GET /secret?token=1\n" * 10
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # request paths may carry tokens
+    writer.write(b"after\n")
+    writer.flush()
+    writer.close()
+    assert log.read_bytes() == b"after\n"  # no hole of zeros where the old lines were
+    assert not (tmp_path / "router.log.1.tmp").exists()
+
+
+def test_a_small_or_missing_log_is_left_alone(tmp_path: Path) -> None:
+    log = tmp_path / "router.log"
+    assert not rotate_log(log, limit=100)
+    log.write_bytes(b"x\n" * 50)
+    assert not rotate_log(log, limit=100)
+    assert log.read_bytes() == b"x\n" * 50
+    assert not (tmp_path / "router.log.1").exists()
