@@ -20,6 +20,7 @@ from provisioner import paths
 from provisioner.localcloud import GATEWAY
 from provisioner.localcloud.accesslog import AccessLogs
 from provisioner.localfiles import LocalCloud
+from provisioner.ops import drainship
 
 pytestmark = pytest.mark.cloud
 
@@ -86,7 +87,11 @@ def drained_app(controlled: Controlled, tmp_path: Path) -> Iterator[tuple[str, S
     try:
         added = controlled.cli("drains:add", f"syslog://{GATEWAY}:{server.port}", "-a", app)
         assert re.fullmatch(r"d\.[0-9a-f-]{36}\n", added.stdout), added.stdout
+        added_at = time.monotonic()
         controlled.cli("deploy", "-a", app, str(tmp_path))
+        # The shippers read the drains at most CACHE_SECONDS late (the README: a new drain gets
+        # lines within about 5 s); a deploy may now take less than that.
+        time.sleep(max(0.0, added_at + drainship.CACHE_SECONDS + 0.5 - time.monotonic()))
         web_url = urlsplit(str(controlled.json("apps:info", "-a", app)["web_url"]))
         yield app, server, Url(str(web_url.hostname), int(web_url.port or 443), web_url.scheme)
     finally:
@@ -111,7 +116,14 @@ def test_a_syslog_drain_gets_router_and_app_lines(
         dyno = [f for f in mine if re.search(rf" {token} app web\.1 - - .*GET {path} ", f)]
         return [*router, *dyno] if router and dyno else None
 
-    router, dyno = wait_for("the request's router and app lines at the drain", both, 10, 0.2)
+    try:
+        router, dyno = wait_for("the request's router and app lines at the drain", both, 10, 0.2)
+    except AssertionError:
+        print("frames with the path:", [f for f in server.frames() if path in f])
+        print("drains:", controlled.json("drains", "-a", app))
+        print(controlled.cli("controller:status", "-n", "30", check=False).stdout)
+        raise
+    print(f"router and app lines at the drain after {time.monotonic() - asked:.1f} s")
     assert time.monotonic() - asked < 10
     assert re.match(r"<158>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 ", router), router
     assert "dyno=web.1 " in router and " status=404 " in router, router
