@@ -39,8 +39,8 @@ class HostView:
     lost: str | None = None  # why it was declared lost already
     by_controller: bool = False  # launched by a controller (not by hosts:add)
     impaired: bool = False  # EC2's status checks fail (where the cloud has them)
-    # launched by a controller that no longer leads: a process that is gone (its host lost, or
-    # restarted), so nothing will finish the bootstrap it began
+    # launched by a controller that no longer leads (its host lost, its process restarted, or
+    # its lease lost): no one will finish the bootstrap it began, so no one waits for it
     orphaned: bool = False
 
 
