@@ -67,12 +67,28 @@ def read_router(
 ) -> list[lg.LogLine]:
     if path is None:
         return []
-    with path.open("rb") as handle:
-        size = path.stat().st_size
-        handle.seek(max(0, size - max_bytes))
-        text = handle.read().decode("utf-8", errors="replace")
+    newest = _tail(path, max_bytes)
+    # Just after a rotation the newest lines are few: the rest are in router.log.1.
+    older = _tail(path.with_name(path.name + ".1"), max_bytes - len(newest))
+    text = (older + newest).decode("utf-8", errors="replace")
     parsed = (lg.parse_router_line(line, names, servers) for line in text.splitlines())
     return [line for line in parsed if line is not None]
+
+
+def _tail(path: Path, max_bytes: int) -> bytes:
+    """The last `max_bytes` of the file, from a line's start (nothing if it is missing)."""
+    if max_bytes <= 0:
+        return b""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read(max_bytes)
+    except FileNotFoundError:
+        return b""
+    if size > max_bytes:
+        data = data[data.find(b"\n") + 1 :]  # the cut line is not a line
+    return data
 
 
 def history(
@@ -250,19 +266,34 @@ class Tail:
         path = router_log_path(self.ctx.target)
         if path is None:
             return
-        with path.open("rb") as handle:
-            handle.seek(0, 2)
-            pending = b""
-            while not self.stop.is_set():
-                chunk = handle.read(65536)
-                if not chunk:
-                    self.stop.wait(0.2)
-                    continue
+        for raw in follow_lines(path, self.stop):
+            line = lg.parse_router_line(raw.decode(errors="replace"), self.names, self.servers)
+            if line is not None:
+                self.emit(line)
+
+
+def follow_lines(path: Path, stop: threading.Event, poll: float = 0.2) -> Iterator[bytes]:
+    """The complete lines added to `path` from now until `stop`, across its rotations: the
+    local cloud empties router.log past its size (copy and truncate), and then its lines
+    start again at 0."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        pending = b""
+        while not stop.is_set():
+            chunk = handle.read(65536)
+            if chunk:
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    line = lg.parse_router_line(
-                        raw.decode(errors="replace"), self.names, self.servers
-                    )
-                    if line is not None:
-                        self.emit(line)
+                yield from complete
+            elif _shrunk(path, handle.tell()):
+                handle.seek(0)
+                pending = b""
+            else:
+                stop.wait(poll)
+
+
+def _shrunk(path: Path, offset: int) -> bool:
+    try:
+        return path.stat().st_size < offset
+    except FileNotFoundError:
+        return False
