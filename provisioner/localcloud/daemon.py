@@ -322,7 +322,7 @@ class Cloud:
         if not path.exists() or path.stat().st_size <= lb.ROUTER_LOG_MAX:
             return
         access.deliver((b.name, b.arn) for b in self.lbs.model.load_balancers)
-        if lb.rotate_log(path):
+        if lb.rotate_log(path, writers=self.lbs.haproxy.log_writers()):
             log.info("router.log rotated to router.log.1")
 
     def _lb_step(self, step: Callable[[], object]) -> None:

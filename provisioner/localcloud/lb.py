@@ -21,6 +21,7 @@ read from router.log, so autoscaling and `dynoform metrics` read the same metric
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,16 +67,23 @@ def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
 
 
 def _append(path: Path) -> IO[bytes]:
-    # O_APPEND: after rotate_log empties the file, HAProxy's next line lands at its start.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     return os.fdopen(fd, "ab")
 
 
-def rotate_log(path: Path, limit: int = ROUTER_LOG_MAX) -> bool:
+def _appending(fd: int) -> None:
+    """O_APPEND on the open file that `fd` shares with HAProxy's stdout: HAProxy sets its
+    log output non-blocking with F_SETFL, which drops O_APPEND, and then it would go on
+    writing at its old offset after a truncation (a hole of zeros, then the lines)."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+
+
+def rotate_log(path: Path, limit: int = ROUTER_LOG_MAX, writers: Sequence[int] = ()) -> bool:
     """Past `limit` bytes, copy the log to `<name>.1` (root only, like the log) and empty it.
-    HAProxy keeps the file open on its stdout, so it cannot be renamed away; its readers start
-    again from 0 when the file shrinks. Lines written between the copy and the truncation are
-    lost, as with logrotate's copytruncate."""
+    HAProxy keeps the file open on its stdout, so it cannot be renamed away: its `writers`
+    (our copies of its descriptors) append from then on, and the readers start again from 0
+    when the file shrinks. Lines written between the copy and the truncation are lost, as
+    with logrotate's copytruncate."""
     try:
         if path.stat().st_size <= limit:
             return False
@@ -89,6 +97,8 @@ def rotate_log(path: Path, limit: int = ROUTER_LOG_MAX) -> bool:
     ):
         shutil.copyfileobj(source, copy, 1 << 20)
     os.replace(partial, kept)
+    for fd in writers:
+        _appending(fd)
     os.truncate(path, 0)
     return True
 
@@ -224,6 +234,10 @@ class HaproxyProcess:
                     break
                 chunks.append(data)
         return b"".join(chunks).decode(errors="replace")
+
+    def log_writers(self) -> list[int]:
+        """Our copies of the descriptors HAProxy writes router.log with (none if stopped)."""
+        return [self._logs[0].fileno()] if self._logs else []
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -88,7 +88,8 @@ def _tail(path: Path, max_bytes: int) -> bytes:
         return b""
     if size > max_bytes:
         data = data[data.find(b"\n") + 1 :]  # the cut line is not a line
-    return data
+    # A writer that went on at its old offset after a rotation leaves a hole of zeros.
+    return data.replace(b"\0", b"")
 
 
 def history(
@@ -284,7 +285,7 @@ def follow_lines(path: Path, stop: threading.Event, poll: float = 0.2) -> Iterat
             if chunk:
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
-                yield from complete
+                yield from (line.lstrip(b"\0") for line in complete)  # see _tail
             elif _shrunk(path, handle.tell()):
                 handle.seek(0)
                 pending = b""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import stat
 from pathlib import Path
 
@@ -13,9 +15,11 @@ def test_a_big_log_is_copied_aside_and_emptied_and_writing_goes_on_at_its_start(
 ) -> None:
     log = tmp_path / "router.log"
     writer = _append(log)  # as HAProxy's stdout is opened
+    # and as HAProxy then sets it: non-blocking, with F_SETFL, which drops O_APPEND
+    fcntl.fcntl(writer.fileno(), fcntl.F_SETFL, os.O_NONBLOCK)
     writer.write(b"GET /secret?token=1\n" * 10)
     writer.flush()
-    assert rotate_log(log, limit=100)
+    assert rotate_log(log, limit=100, writers=[os.dup(writer.fileno())])  # a copy, as ours is
     kept = tmp_path / "router.log.1"
     assert kept.read_bytes() == b"GET /secret?token=1\n" * 10
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # request paths may carry tokens
