@@ -393,3 +393,35 @@ def test_one_off_run_dyno_passes_output_and_exit_status(booted: Booted) -> None:
     assert booted.sh(detached).returncode == 0
     state = booted.sh(["systemctl", "is-active", "dyno-shop.v3.run.2.service"]).stdout.strip()
     assert state in ("active", "activating")
+
+
+def test_a_delayed_stop_leaves_alone_a_unit_a_later_command_started(booted: Booted) -> None:
+    """A deploy's delayed stop of v1 web.1 must not stop the v1 web.1 of an app destroyed and
+    made again under the same name meanwhile (CI, 12-02): the same unit name, started again by
+    start-units. A retired unit merely restarted (as systemd restarts a crashed one) stops."""
+    worker = UNITS[2].unit
+    start = ["sh", "-c", host_program("start-units"), "sh", worker]
+    stop = ["sh", "-c", host_program("stop-units"), "sh", "2", worker]
+
+    def delayed(name: str) -> list[str]:  # as the rollout schedules it
+        return ["systemd-run", "--quiet", "--collect", "--no-block", f"--unit={name}", *stop]
+
+    def active() -> bool:
+        return booted.sh(["systemctl", "is-active", worker]).stdout.strip() == "active"
+
+    assert booted.sh(start).returncode == 0
+    assert booted.sh(delayed("stop-test-1")).returncode == 0
+    time.sleep(0.5)
+    assert booted.sh(start).returncode == 0  # the later command
+    time.sleep(3)
+    assert active()
+    said = booted.sh(["journalctl", "-u", "stop-test-1", "-o", "cat", "--no-pager"]).stdout
+    assert f"stop-units: {worker} was started again since; left alone" in said, said
+    assert booted.sh(delayed("stop-test-2")).returncode == 0
+    time.sleep(0.5)
+    assert booted.sh(["systemctl", "restart", worker]).returncode == 0
+    time.sleep(1)
+    assert active()  # still draining
+    time.sleep(2.5)
+    assert not active()
+    assert booted.sh(["test", "-e", f"/etc/systemd/system/{worker}"]).returncode == 1

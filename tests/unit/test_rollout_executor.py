@@ -707,7 +707,8 @@ def test_removing_an_app_clears_every_host(
 # asking about a reload before enabling (whose link made every deploy reload systemd), and its
 # enabling by the link itself (`systemctl enable` made every unit of the host need a reload),
 # and fewer processes: unpack-release's shell builtins for dirname, cat, grep and echo (and its
-# umask), start-units' case for the reload answer and its reference directory made once.
+# umask), start-units' case for the reload answer and its reference directory made once, and
+# stop-units' delayed stop leaving alone a unit started again during the delay.
 OLD_PROGRAMS = {
     START_UNITS: r"""
 case $(systemctl show -p NeedDaemonReload --value "$@") in *yes*) systemctl daemon-reload || exit 1;; esac
@@ -720,6 +721,7 @@ err=$(systemctl start "$@" 2>&1 >/dev/null) || { printf '%s\n' "$err" | grep -v 
 delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi
 sleep "$delay"; status=0
 for u in "$@"; do
+  if [ "$delay" != 0 ] && [ -e "/srv/dynoform/units/$u" ]; then echo "stop-units: $u was started again since; left alone" >&2; continue; fi
   tries=0; until systemctl stop -- "$u" 2>/dev/null || [ $? -eq 5 ]; do tries=$((tries + 1)); [ $tries -lt 3 ] || break; sleep 1; done
   state=$(systemctl show -p ActiveState --value -- "$u" 2>/dev/null)
   case $state in inactive|failed) ;; *) echo "stop-units: $u is still ${state:-unknown}" >&2; status=1; continue;; esac
