@@ -708,14 +708,15 @@ def test_removing_an_app_clears_every_host(
 # enabling by the link itself (`systemctl enable` made every unit of the host need a reload),
 # and fewer processes: unpack-release's shell builtins for dirname, cat, grep and echo (and its
 # umask), start-units' case for the reload answer and its reference directory made once, and
-# stop-units' delayed stop leaving alone a unit started again during the delay.
+# stop-units' delayed stop leaving alone a unit started again during the delay (start-units
+# makes its reference copies before the start, the mark that stop-units looks for).
 OLD_PROGRAMS = {
     START_UNITS: r"""
 case $(systemctl show -p NeedDaemonReload --value "$@") in *yes*) systemctl daemon-reload || exit 1;; esac
 w=/etc/systemd/system/multi-user.target.wants; [ -d "$w" ] || mkdir -p "$w" || exit 1
 for u in "$@"; do ln -sfn "/etc/systemd/system/$u" "$w/$u" || exit 1; done
-err=$(systemctl start "$@" 2>&1 >/dev/null) || { printf '%s\n' "$err" | grep -v 'changed on disk' >&2; exit 1; }
 { [ -d /srv/dynoform/units ] || install -d -m 0700 /srv/dynoform/units; } && for u in "$@"; do install -m 0600 "/etc/systemd/system/$u" "/srv/dynoform/units/.$u.tmp" && mv -f "/srv/dynoform/units/.$u.tmp" "/srv/dynoform/units/$u" || exit 1; done
+err=$(systemctl start "$@" 2>&1 >/dev/null) || { printf '%s\n' "$err" | grep -v 'changed on disk' >&2; exit 1; }
 """,
     STOP_UNITS: r"""
 delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi
