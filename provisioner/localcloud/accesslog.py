@@ -26,19 +26,42 @@ def split_by_lb(lines: list[str]) -> dict[str, list[str]]:
     return found
 
 
+class LogCursor:
+    """A reader of router.log: each call gives the complete lines added since the one before
+    (the first call: none, it starts from the log's end), from 0 again once the file shrank
+    (the daemon rotates it: copy and truncate)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset: int | None = None
+
+    def new_lines(self) -> list[str]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if self.offset is None or size < self.offset:  # first call, or log rotated
+            self.offset = size if self.offset is None else 0
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read(size - self.offset)
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+        self.offset += len(complete)
+        return complete.decode("utf-8", "replace").splitlines()
+
+
 class AccessLogs:
     """Delivers router.log's new lines; the first call starts from the log's end."""
 
     def __init__(self, router_log: Path, elbv2: Any, s3: Any) -> None:
-        self.path = router_log
+        self.log = LogCursor(router_log)
         self.elbv2 = elbv2
         self.s3 = s3
-        self.offset: int | None = None
 
     def deliver(self, lbs: Iterable[tuple[str, str]]) -> int:
         """Write the new lines of load balancers (name, ARN) with access logs on; returns how
         many."""
-        lines = self._new_lines()
+        lines = self.log.new_lines()
         if not lines:
             return 0
         by_lb = split_by_lb(lines)
@@ -62,17 +85,3 @@ class AccessLogs:
         if attrs.get("access_logs.s3.enabled") != "true":
             return None
         return attrs.get("access_logs.s3.bucket") or None
-
-    def _new_lines(self) -> list[str]:
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return []
-        if self.offset is None or size < self.offset:  # first call, or log rotated
-            self.offset = size if self.offset is None else 0
-        with self.path.open("rb") as fh:
-            fh.seek(self.offset)
-            chunk = fh.read(size - self.offset)
-        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
-        self.offset += len(complete)
-        return complete.decode("utf-8", "replace").splitlines()

@@ -42,6 +42,7 @@ from provisioner.aws import metrics
 from provisioner.errors import DynoformError
 from provisioner.localcloud import ca, motofix
 from provisioner.localcloud import haproxy as hx
+from provisioner.localcloud.accesslog import LogCursor
 from provisioner.localfiles import LocalCloud
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ class LoadBalancers:
         self._bad_key: str | None = None
         self._retry_at = 0.0
         self._warned: set[str] = set()
-        self._log_offset: int | None = None  # how far router.log was published
+        self._log = LogCursor(self.haproxy.router_log)  # how far router.log was published
         self._pruned = 0.0  # when moto's CloudWatch values were last pruned (time.time())
         self._raw_tgs: dict[str, dict[str, Any]] = {}  # ARN -> describe_target_groups entry
 
@@ -438,19 +439,7 @@ class LoadBalancers:
     def publish_metrics(self, cloudwatch: Any) -> int:
         """Publish the response times of the requests logged since the last call (at the first
         call: from now on); returns how many requests were published."""
-        path = self.haproxy.router_log
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return 0
-        if self._log_offset is None or size < self._log_offset:  # first call, or log rotated
-            self._log_offset = size if self._log_offset is None else 0
-        with path.open("rb") as fh:
-            fh.seek(self._log_offset)
-            chunk = fh.read(size - self._log_offset)
-        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
-        self._log_offset += len(complete)
-        lines = complete.decode("utf-8", "replace").splitlines()
+        lines = self._log.new_lines()
         timings = [t for t in map(hx.parse_timing, lines) if t is not None]
         answers = [a for a in map(hx.parse_answer, lines) if a is not None]
         datums = hx.metric_data(timings, self._model, metrics.dimensions)

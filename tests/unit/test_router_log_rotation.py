@@ -7,6 +7,7 @@ import os
 import stat
 from pathlib import Path
 
+from provisioner.localcloud.accesslog import LogCursor
 from provisioner.localcloud.lb import _append, rotate_log
 
 
@@ -37,3 +38,20 @@ def test_a_small_or_missing_log_is_left_alone(tmp_path: Path) -> None:
     assert not rotate_log(log, limit=100)
     assert log.read_bytes() == b"x\n" * 50
     assert not (tmp_path / "router.log.1").exists()
+
+
+def test_the_daemons_readers_start_again_from_the_emptied_logs_start(tmp_path: Path) -> None:
+    log = tmp_path / "router.log"
+    writer = _append(log)
+    writer.write(b"before the reader\n")
+    writer.flush()
+    cursor = LogCursor(log)
+    assert cursor.new_lines() == []  # from the log's end
+    writer.write(b"one\n" + b"x" * 200 + b"\npart")
+    writer.flush()
+    assert cursor.new_lines() == ["one", "x" * 200]  # a line still being written waits
+    assert rotate_log(log, limit=100)
+    writer.write(b"two\n")
+    writer.flush()
+    writer.close()
+    assert cursor.new_lines() == ["two"]
