@@ -37,6 +37,9 @@ def _launch(aws, platform) -> instances.Host:
 def test_new_groups_and_instances_are_waited_for(aws, target, config_home, like_aws):
     # The platform's security groups get their rules right after they are made.
     platform = ensure_platform(aws, target, ssh_cidr=SSH_CIDR)
+    # Longer than the fixture's 0.3 s: under CI's load, moto's answer to run_instances and the
+    # next call took longer than that once, and the new instance was already visible.
+    like_aws["visible_after"] = 2.0
     host = _launch(aws, platform)
     with pytest.raises(ClientError, match="InvalidInstanceID.NotFound"):
         aws.ec2.describe_instances(InstanceIds=[host.id])  # as AWS answers, for a moment
