@@ -13,6 +13,7 @@ import re
 import resource
 import secrets
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -508,7 +509,8 @@ def loads(router: Router, action: Callable[[], object]) -> dict[str, Any]:
 
 def router_overhead(app: str, seconds: int, rounds: int = 3) -> dict[str, Any]:
     """wrk against one dyno: directly over HTTP, through the router over HTTP (the app set to
-    serve plain HTTP) and through the router over HTTPS; alternated `rounds` times, medians."""
+    serve plain HTTP), through the router over HTTPS, and through a bare HAProxy hop (see
+    bare_hop); alternated `rounds` times, medians."""
     if shutil.which("wrk") is None:
         return {"router_overhead": "wrk is not installed (apt-get install wrk)"}
     cli("ps:scale", "web=1", "worker=0", "-a", app)
@@ -524,6 +526,9 @@ def router_overhead(app: str, seconds: int, rounds: int = 3) -> dict[str, Any]:
     }
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
     waited = 0.0
+    bare = bare_hop(address, int(web["port"]))
+    urls["bare_hop_http"] = (f"http://127.0.0.1:{bare.port}/json", None)
+    runs["bare_hop_http"] = []
     try:
         for _ in range(rounds):
             for name, (url, host) in urls.items():
@@ -535,12 +540,14 @@ def router_overhead(app: str, seconds: int, rounds: int = 3) -> dict[str, Any]:
                 waited += settle_time_wait(address, int(web["port"]))
                 runs[name].append(wrk(url, host, seconds))
     finally:
+        bare.close()
         cli("apps:http", "--redirect", "-a", app, check=False)
     got = {
         name: {k: round(statistics.median(r[k] for r in rs), 3) for k in rs[0]}
         for name, rs in runs.items()
     }
     direct, http_, https = got["direct_http"], got["router_http"], got["router_https"]
+    hop = got["bare_hop_http"]
     return {
         "router_overhead": got
         | {
@@ -550,8 +557,68 @@ def router_overhead(app: str, seconds: int, rounds: int = 3) -> dict[str, Any]:
             "p50_added_ms": round(http_["p50_ms"] - direct["p50_ms"], 3),
             "https_rps_ratio": round(https["rps"] / http_["rps"], 3) if http_["rps"] else None,
             "https_p50_added_ms": round(https["p50_ms"] - http_["p50_ms"], 3),
+            "bare_hop_rps_ratio": round(hop["rps"] / direct["rps"], 3) if direct["rps"] else None,
+            "bare_hop_p50_added_ms": round(hop["p50_ms"] - direct["p50_ms"], 3),
         }
     }
+
+
+# The least a proxy in the path costs on these cores: the same HAProxy binary and thread count
+# as the router, keep-alive on both sides, nothing else (no router headers, no router line, no
+# rules). What the router keeps against it is what its features cost; what it loses against
+# direct is the hop itself (a second TCP connection per request, both ends on the same cores).
+BARE_HOP_CFG = """global
+    nbthread 1
+defaults
+    mode http
+    timeout connect 500ms
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse safe
+frontend bare
+    bind 127.0.0.1:{port}
+    default_backend dyno
+backend dyno
+    server dyno {address}:{dyno_port}
+"""
+
+
+class BareHop:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, directory: Path) -> None:
+        self.proc, self.port, self.directory = proc, port, directory
+
+    def close(self) -> None:
+        self.proc.terminate()  # ours: started by bare_hop
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def bare_hop(address: str, dyno_port: int) -> BareHop:
+    """A bare HAProxy (BARE_HOP_CFG) on a free loopback port in front of address:dyno_port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    directory = Path(tempfile.mkdtemp(prefix="dynoform-bare-hop-"))
+    config = directory / "haproxy.cfg"
+    config.write_text(BARE_HOP_CFG.format(port=port, address=address, dyno_port=dyno_port))
+    argv = ["haproxy", "-db", "-f", str(config)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hop = BareHop(proc, port, directory)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return hop
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                hop.close()
+                raise RuntimeError("the bare HAProxy hop did not start") from None
+            time.sleep(0.05)
 
 
 def http_port(https_port: int, config: Path = Path("/var/lib/dynoform/local/haproxy.cfg")) -> int:

@@ -24,8 +24,11 @@
 7. Percentiles: moto's CloudWatch keeps every value put with PutMetricData but answers `p95`
    (a GetMetricData Stat, as autoscaling asks) with nothing. CloudWatch computes percentiles
    from the values it was given; so do we (nearest rank, over the values of each period).
+   moto stores a value put with a count as that many values (the router's response times: a
+   value per request, and 2 s of the daemon's CPU a minute to prune them after a benchmark);
+   here it is stored once with its count (`weighted_values`), which every statistic counts.
    moto also keeps every value forever: those older than METRICS_KEPT are dropped, and the
-   response times older than COMPACT_AFTER are thinned to one in KEEP_EVERY.
+   equal values of a metric within a minute older than COMPACT_AFTER are merged into one.
 8. Metric reads: moto's GetMetricData scans every value of the window once per period and
    query, so a day of one-minute points took minutes; it reads each query's own values once
    and groups them by period (`fast_metric_reads`), with the same answers.
@@ -64,6 +67,7 @@ its `like_aws` fixture).
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -94,9 +98,8 @@ _applied = False
 # at once rather than at the next periodic feed.
 _feeder: Callable[[], None] | None = None
 METRICS_KEPT = 25 * 3600.0  # seconds of CloudWatch values kept in moto (AWS: 15 days per minute)
-COMPACT_AFTER = 3600.0  # response times older than this are thinned (compact_timings)
-KEEP_EVERY = 10
-_compacted: dict[tuple[str, str], float] = {}  # (account, region) -> thinned up to that minute
+COMPACT_AFTER = 3600.0  # values older than this are merged per minute (compact_timings)
+_compacted: dict[tuple[str, str], float] = {}  # (account, region) -> merged up to that minute
 VERSIONS_KEPT = 600.0  # seconds a noncurrent S3 version stays in moto (S3: the lifecycle's days)
 
 # HAProxy `show stat` server status -> ELBv2 target health state.
@@ -256,6 +259,7 @@ def apply(ca_dir: Path | None = None) -> None:
     _issue_from_local_ca(ca_dir)
     atomic_conditional_writes()
     percentiles()
+    weighted_values()
     fast_metric_reads()
     imitate_aws()
     quotas()
@@ -477,6 +481,50 @@ def percentiles() -> None:
     Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign]
 
 
+def weighted_values() -> None:
+    """PutMetricData's `Values` with `Counts` kept as one datum per value with its `count`,
+    where moto appends the value `count` times; each statistic counts a datum `count` times."""
+    from moto.cloudwatch.models import CloudWatchBackend, MetricDatum, Statistics
+
+    original = CloudWatchBackend.put_metric_data
+    if getattr(original, "weighted", False):
+        return
+
+    def put_metric_data(self: Any, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+        for i, member in enumerate(metric_data):
+            self._validate_parameters_put_metric_data(member, i + 1)
+        counted = [m for m in metric_data if m.get("Values") and m.get("Counts")]
+        for member in counted:
+            for value, count in zip(member["Values"], member["Counts"], strict=False):
+                if int(float(count)) < 1:
+                    continue
+                datum = MetricDatum(
+                    namespace,
+                    member["MetricName"],
+                    float(value),
+                    member.get("Dimensions", []),
+                    member.get("Timestamp"),
+                    member.get("Unit"),
+                )
+                datum.count = int(float(count))  # type: ignore[attr-defined]
+                self.metric_data.append(datum)
+        if rest := [m for m in metric_data if not (m.get("Values") and m.get("Counts"))]:
+            original(self, namespace, rest)
+
+    put_metric_data.weighted = True  # type: ignore[attr-defined]
+    CloudWatchBackend.put_metric_data = put_metric_data  # type: ignore[method-assign]
+
+    def single_values(self: Any) -> list[float]:
+        return [
+            m.value
+            for m in self.metric_data or []
+            if isinstance(m, MetricDatum)
+            for _ in range(getattr(m, "count", 1))
+        ]
+
+    Statistics.metric_single_values_list = property(single_values)  # type: ignore[assignment,method-assign]
+
+
 def fast_metric_reads() -> None:
     """GetMetricData of MetricStat queries: each query's values read once, grouped by period
     (moto's own, kept for metric math, scans the whole window for each period of each query).
@@ -552,21 +600,23 @@ def _percentile_of(stat: str) -> float | None:
 
 def prune_metrics(now: float, kept: float = METRICS_KEPT) -> int:
     """Drop the CloudWatch values older than `kept` seconds (each query scans them all), and
-    thin the response times older than COMPACT_AFTER (see compact_timings)."""
+    merge the values older than COMPACT_AFTER (see compact_timings); how many datums went. In
+    place: values that the endpoint's threads append meanwhile are kept."""
     from moto.cloudwatch.models import cloudwatch_backends
 
     dropped = 0
     for account in list(cloudwatch_backends):
         for region in list(cloudwatch_backends[account]):
-            backend = cloudwatch_backends[account][region]
-            fresh = [m for m in backend.metric_data if _epoch(m.timestamp) >= now - kept]
+            data = cloudwatch_backends[account][region].metric_data
+            seen = len(data)
+            fresh = [m for m in data[:seen] if _epoch(m.timestamp) >= now - kept]
             before = (now - COMPACT_AFTER) // 60 * 60
             since = _compacted.get((account, region), 0.0)
             if before > since:
                 fresh = compact_timings(fresh, since, before)
                 _compacted[(account, region)] = before
-            dropped += len(backend.metric_data) - len(fresh)
-            backend.metric_data = fresh
+            dropped += seen - len(fresh)
+            data[:seen] = fresh  # one step under the GIL: values appended since stay after it
     return dropped
 
 
@@ -602,25 +652,36 @@ def _expire_old(versions: list[Any], cutoff: float) -> int:
 
 
 def compact_timings(data: list[Any], since: float, before: float) -> list[Any]:
-    """moto keeps one value per request of a response-time metric (values with counts are
-    spread out): a day of a busy app would be millions. Of the values of unit Seconds taken in
-    [since, before), each minute of each metric keeps every KEEP_EVERY-th by rank (at least
-    one), so its percentiles stay within a few ranks and the minutes keep their weight in a
-    longer period's; their sums and sample counts (read for the last minutes only) do not
-    survive. Other values are kept as they are."""
+    """Of the single values (not statistic sets) taken in [since, before), the equal values
+    of one metric within a minute are merged into one datum with their summed `count` (see
+    weighted_values): each minute's statistics, percentiles included, stay what they were, and
+    a busy minute of the router keeps about one datum per distinct millisecond. A merged datum
+    takes the place of the first of its kind; the data's datums are not changed (the endpoint
+    may be reading them)."""
+    from moto.cloudwatch.models import MetricDatum
+
     groups: dict[tuple[Any, ...], list[Any]] = {}
-    out = []
+    out: list[Any] = []
     for m in data:
         at = _epoch(m.timestamp)
-        if m.unit == "Seconds" and since <= at < before and hasattr(m, "value"):
-            dims = tuple(sorted((d.name, d.value) for d in m.dimensions))
-            groups.setdefault((m.namespace, m.name, dims, at // 60), []).append(m)
-        else:
+        if not (isinstance(m, MetricDatum) and since <= at < before):
             out.append(m)
-    for values in groups.values():
-        ranked = sorted(values, key=lambda m: m.value)
-        out += ranked[KEEP_EVERY - 1 :: KEEP_EVERY] or ranked[-1:]
-    return out
+            continue
+        dims = tuple(sorted((d.name, d.value) for d in m.dimensions))
+        key = (m.namespace, m.name, dims, m.unit, at // 60, m.value)
+        if key not in groups:
+            groups[key] = []
+            out.append(key)  # its place, filled below
+        groups[key].append(m)
+    return [_merged(groups[m]) if isinstance(m, tuple) else m for m in out]
+
+
+def _merged(same: list[Any]) -> Any:
+    if len(same) == 1:
+        return same[0]
+    one = copy.copy(same[0])
+    one.count = sum(getattr(m, "count", 1) for m in same)
+    return one
 
 
 def _epoch(stamp: Any) -> float:

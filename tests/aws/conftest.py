@@ -18,12 +18,14 @@ def acm_issues_at_once(monkeypatch):
 @pytest.fixture(autouse=True, scope="session")
 def moto_as_aws():
     """S3's conditional writes are atomic, moto's are not under threads; CloudWatch computes
-    percentiles, moto does not, and reads a day of points slowly; ELBv2 enforces AWS's default
-    quotas, moto does not (motofix items 6 to 8 and 10; the others stay the daemon's own)."""
+    percentiles, moto does not, keeps a value per count and reads a day of points slowly; ELBv2
+    enforces AWS's default quotas, moto does not (motofix items 6 to 8 and 10; the others stay
+    the daemon's own)."""
     from provisioner.localcloud import motofix
 
     motofix.atomic_conditional_writes()
     motofix.percentiles()
+    motofix.weighted_values()
     motofix.fast_metric_reads()
     motofix.quotas()
 

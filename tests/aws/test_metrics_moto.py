@@ -15,6 +15,9 @@ from provisioner.ops import metrics as ops
 from provisioner.plan import metrics as plan
 from provisioner.targets import get_target
 
+LB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/dynoform-p/50dc6c495c0c9188"
+TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/dynoform-p-shop/73e2d6bc24d8a067"
+
 
 def _router_datums(dims: list[dict[str, str]], at: float) -> list[dict[str, object]]:
     stamp = datetime.fromtimestamp(at, UTC)
@@ -133,3 +136,47 @@ def test_the_local_cloud_keeps_a_day_of_minutes(tmp_path, monkeypatch, capsys):
         assert result.router.p95_ms is not None
         assert result.dynos == [plan.DynoSummary("web.1", 50.0, 512.0, None, 0)]
         assert result.points[0].dynos == {"web.1": plan.DynoPoint(50.0, None)}
+
+
+def test_values_put_with_counts_are_kept_once_and_counted(aws):
+    """The router's response times, put per second as values with counts (a value per
+    request in moto's own storage), are stored once per value and every statistic counts
+    them (motofix.weighted_values)."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    cloudwatch = aws.client("cloudwatch")
+    backend = cloudwatch_backends["123456789012"]["us-east-1"]
+    dims = metrics.dimensions(LB_ARN, TG_ARN)
+    at = datetime(2026, 11, 30, 19, 4, 1, tzinfo=UTC)
+    cloudwatch.put_metric_data(
+        Namespace="AWS/ApplicationELB",
+        MetricData=[
+            {
+                "MetricName": "TargetResponseTime",
+                "Dimensions": dims,
+                "Timestamp": at,
+                "Values": [0.002, 0.010, 0.300],
+                "Counts": [900.0, 90.0, 10.0],
+                "Unit": "Seconds",
+            },
+            {"MetricName": "RequestCount", "Dimensions": dims, "Timestamp": at, "Value": 1000},
+        ],
+    )
+    assert len(backend.metric_data) == 4  # moto alone: 1,001
+    query = {"Namespace": "AWS/ApplicationELB", "MetricName": "TargetResponseTime"}
+    query["Dimensions"] = dims
+
+    def stat(name: str) -> float:
+        answer = cloudwatch.get_metric_data(
+            MetricDataQueries=[
+                {"Id": "q", "MetricStat": {"Metric": query, "Period": 60, "Stat": name}}
+            ],
+            StartTime=datetime(2026, 11, 30, 19, 4, tzinfo=UTC),
+            EndTime=datetime(2026, 11, 30, 19, 5, tzinfo=UTC),
+        )
+        return answer["MetricDataResults"][0]["Values"][0]
+
+    assert stat("SampleCount") == 1000
+    assert round(stat("Sum"), 6) == round(900 * 0.002 + 90 * 0.010 + 10 * 0.300, 6)
+    assert (stat("p50"), stat("p95"), stat("p99"), stat("p99.5")) == (0.002, 0.010, 0.010, 0.3)
+    assert (stat("Minimum"), stat("Maximum")) == (0.002, 0.3)

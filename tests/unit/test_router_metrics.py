@@ -135,7 +135,7 @@ def test_count_data_counts_requests_and_the_targets_answers_by_class():
     }  # what the reader asks for
 
 
-def test_old_response_times_are_thinned_by_rank_per_minute():
+def test_old_values_are_merged_per_minute_and_keep_their_statistics():
     from moto.cloudwatch.models import MetricDatum
 
     from provisioner.localcloud import motofix
@@ -144,18 +144,29 @@ def test_old_response_times_are_thinned_by_rank_per_minute():
     minute = datetime(2026, 11, 30, 19, 4, tzinfo=UTC)
     t0 = minute.timestamp()
 
-    def datum(value: float, seconds: int, unit: str = "Seconds", name: str = "TargetResponseTime"):
+    def datum(value: float, seconds: int, unit: str = "Seconds", count: int = 1) -> MetricDatum:
         stamp = datetime.fromtimestamp(t0 + seconds, UTC)
-        return MetricDatum("AWS/ApplicationELB", name, value, dims, stamp, unit)
+        made = MetricDatum("AWS/ApplicationELB", "TargetResponseTime", value, dims, stamp, unit)
+        if count > 1:
+            made.count = count  # type: ignore[attr-defined]
+        return made
 
-    old = [datum(v / 1000, v % 60) for v in range(1, 101)]  # 100 values in the minute
-    lonely = [datum(0.5, 70)]  # the next minute: 1 value, kept
-    count = [datum(3.0, 5, "Count", "RequestCount")]  # not a timing: kept as it is
-    recent = [datum(0.2, 200)]  # after `before`: kept
+    def expanded(data: list[MetricDatum]) -> list[float]:
+        return sorted(m.value for m in data for _ in range(getattr(m, "count", 1)))
+
+    old = [datum((v % 10 + 1) / 1000, v % 60) for v in range(100)]  # 10 values, 10 times each
+    old.append(datum(0.004, 30, count=5))  # put with a count (weighted_values)
+    lonely = [datum(0.004, 70)]  # the next minute: not merged with the one before
+    count = [datum(3.0, 5, "Count")]  # another unit: its own kind
+    recent = [datum(0.004, 200)]  # after `before`: left alone
     kept = motofix.compact_timings(old + lonely + count + recent, t0, t0 + 180)
-    timings = sorted(m.value for m in kept if m.unit == "Seconds")
-    assert timings == [v / 1000 for v in range(10, 101, 10)] + [0.2, 0.5]
-    assert [m.value for m in kept if m.unit == "Count"] == [3.0]
-    minute_kept = [m.value for m in kept if m.unit == "Seconds" and m.value <= 0.1]
-    assert percentile([m.value for m in old], 95) == 0.095
-    assert percentile(minute_kept, 95) == 0.1  # within KEEP_EVERY ranks
+    first_minute = [m for m in kept if m.unit == "Seconds" and _epoch(m) < t0 + 60]
+    assert len(first_minute) == 10
+    assert expanded(first_minute) == expanded(old)
+    assert percentile(expanded(first_minute), 95) == percentile(expanded(old), 95)
+    assert kept[-3:] == lonely + count + recent  # the same objects, in their order
+    assert all(not hasattr(m, "count") for m in old[:100])  # merged copies, nothing changed
+
+
+def _epoch(m: object) -> float:
+    return m.timestamp.timestamp()  # type: ignore[attr-defined]
