@@ -51,9 +51,9 @@ SOCKET_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
 START_RETRY_SECONDS = 5.0
 METRICS_BATCH = 500  # datums per PutMetricData call (CloudWatch takes up to 1000)
-# How often moto's old CloudWatch values are dropped and thinned: each pass reads every value
-# kept (one per request for an hour), which at every publish (2 s) took a fifth of a core
-# for an hour after a load test.
+# How often moto's old CloudWatch values are dropped and merged: each pass reads every value
+# kept. When moto kept one per request, a pass at every publish (2 s) took a fifth of a core
+# for an hour after a load test; once a minute, it held this thread ~2 s (motofix item 7).
 PRUNE_EVERY = 60.0
 # router.log is rotated past this size: a day of benchmarks wrote 1.5 GB to it.
 ROUTER_LOG_MAX = 64 << 20
