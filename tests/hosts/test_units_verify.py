@@ -38,6 +38,7 @@ from provisioner.render import (
     LAUNCHER_PATH,
     host_program,
     launcher_source,
+    ports_tool_source,
     render_dyno_unit,
     render_env_document,
     render_metadata_block,
@@ -425,3 +426,22 @@ def test_a_delayed_stop_leaves_alone_a_unit_a_later_command_started(booted: Boot
     time.sleep(2.5)
     assert not active()
     assert booted.sh(["test", "-e", f"/etc/systemd/system/{worker}"]).returncode == 1
+    # A batch writes the unit again during a drain, and the stop comes before its start-units
+    # (CI, 12-02: start-units found its file gone): the batch called the stop off.
+    doc = json.dumps({"steps": [{"op": "units", "files": {worker: render_dyno_unit(UNITS[2])}}]})
+    write = 'printf %s "$1" > /var/tmp/doc && python3 -I -c "$2" batch < /var/tmp/doc'
+
+    def units_step() -> None:
+        done = booted.sh(["sh", "-c", write, "sh", doc, ports_tool_source()])
+        assert done.returncode == 0, done.stderr
+
+    units_step()
+    assert booted.sh(start).returncode == 0
+    assert booted.sh(delayed("stop-test-3")).returncode == 0
+    time.sleep(0.5)
+    units_step()
+    time.sleep(3)
+    assert active()
+    assert booted.sh(["test", "-e", f"/etc/systemd/system/{worker}"]).returncode == 0
+    said = booted.sh(["journalctl", "-u", "stop-test-3", "-o", "cat", "--no-pager"]).stdout
+    assert f"stop-units: {worker} was started again since; left alone" in said, said

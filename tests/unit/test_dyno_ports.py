@@ -410,3 +410,33 @@ def test_only_an_http_status_line_is_an_answer(reply: bytes, answers: str) -> No
 
         threading.Thread(target=reply_once, daemon=True).start()
         assert _probe(server.getsockname()[1]) == answers
+
+
+def test_writing_a_unit_calls_off_its_pending_stop_and_waits_for_one_under_way(
+    tmp_path: Path,
+) -> None:
+    """stop-units marks each unit's stop (templates/dyno/stop-units): a batch writing a unit
+    of the same name removes a pending mark (that stop then leaves the unit alone), and waits
+    while the mark says the unit is being stopped, so neither removes nor stops the other's."""
+    root = host(tmp_path)
+    stops = root / "run/dynoform/stops"
+    stops.mkdir(parents=True)
+    (stops / WEB1).write_text("pending 4242\n")
+    (stops / WEB2).write_text("stopping 4343\n")
+    (stops / OTHER).write_text("pending 4444\n")
+    step = {"op": "units", "files": {WEB1: "[Service]\n"}}
+    assert batch(root, [step]).returncode == 0
+    assert not (stops / WEB1).exists() and (root / "etc/systemd/system" / WEB1).exists()
+    assert (stops / OTHER).read_text() == "pending 4444\n"  # another unit's stop: untouched
+    slow = batch_process(root)
+    assert slow.stdin is not None
+    slow.stdin.write(document({"op": "units", "files": {WEB2: "[Service]\n"}}))
+    slow.stdin.close()
+    time.sleep(0.5)
+    assert slow.poll() is None and not (root / "etc/systemd/system" / WEB2).exists()
+    (stops / WEB2).unlink()  # the stop is done
+    assert slow.wait(timeout=10) == 0
+    assert (root / "etc/systemd/system" / WEB2).exists()
+    (stops / WEB2).write_text("stopping 4545\n")
+    os.utime(stops / WEB2, (time.time() - 400, time.time() - 400))  # its stop-units died
+    assert batch(root, [{"op": "units", "files": {WEB2: "[Service]\n"}}]).returncode == 0

@@ -720,13 +720,20 @@ err=$(systemctl start "$@" 2>&1 >/dev/null) || { printf '%s\n' "$err" | grep -v 
 """,
     STOP_UNITS: r"""
 delay=$1; shift; if [ -d /srv/dynoform/units ]; then exec 9</srv/dynoform/units; flock 9; for u in "$@"; do rm -f "/srv/dynoform/units/$u"; done; exec 9<&-; fi
+marks=/run/dynoform/stops; lock=/run/dynoform/ports.lock
+mark() { exec 8>>"$lock"; flock 8; m=; { read -r m < "$marks/$1"; } 2>/dev/null; }
+unmark() { mark "$1"; [ "$m" != "stopping $$" ] || rm -f "$marks/$1"; exec 8>&-; }
+mkdir -p "$marks"; exec 8>>"$lock"; flock 8; for u in "$@"; do echo "pending $$" > "$marks/$u"; done; exec 8>&-
 sleep "$delay"; status=0
 for u in "$@"; do
-  if [ "$delay" != 0 ] && [ -e "/srv/dynoform/units/$u" ]; then echo "stop-units: $u was started again since; left alone" >&2; continue; fi
+  mark "$u"; go=
+  if [ "$m" = "pending $$" ]; then if [ "$delay" = 0 ] || [ ! -e "/srv/dynoform/units/$u" ]; then go=1; echo "stopping $$" > "$marks/$u"; else rm -f "$marks/$u"; fi; fi; exec 8>&-
+  if [ -z "$go" ]; then echo "stop-units: $u was started again since; left alone" >&2; continue; fi
   tries=0; until systemctl stop -- "$u" 2>/dev/null || [ $? -eq 5 ]; do tries=$((tries + 1)); [ $tries -lt 3 ] || break; sleep 1; done
   state=$(systemctl show -p ActiveState --value -- "$u" 2>/dev/null)
-  case $state in inactive|failed) ;; *) echo "stop-units: $u is still ${state:-unknown}" >&2; status=1; continue;; esac
+  case $state in inactive|failed) ;; *) echo "stop-units: $u is still ${state:-unknown}" >&2; status=1; unmark "$u"; continue;; esac
   rm -rf "/etc/systemd/system/$u" /etc/systemd/system/*.wants/"$u" "/run/dynoform/ports/$u" "/etc/systemd/system/$u.d" "/run/systemd/system/$u.d" "/etc/systemd/system.control/$u.d" "/run/systemd/system.control/$u.d"
+  unmark "$u"
 done
 systemctl daemon-reload; systemctl reset-failed -- "$@" >/dev/null 2>&1; exit $status
 """,
