@@ -38,6 +38,7 @@ from provisioner.plan.batch import (
     batch_argv,
     batch_document,
     parse_batch,
+    start_document,
 )
 from provisioner.plan.batch import Release as BatchRelease
 from provisioner.plan.placement import (
@@ -81,8 +82,6 @@ from provisioner.render import (
 from provisioner.store import Store
 
 Say = Callable[[str], None]
-
-UNIT_DIR = "/etc/systemd/system"
 
 # Shell programs hosts run (templates/dyno/), as `sh -c PROGRAM sh ARGS...`.
 UNPACK_RELEASE = "unpack-release"
@@ -575,10 +574,10 @@ class Rollout(Generic[R]):
         def start(item: tuple[str, list[Action]]) -> None:
             host_id, host_actions = item
             conn = self.conn(host_id, observed)
-            for action in host_actions:
-                conn.put(render_dyno_unit(action.instance).encode(), f"{UNIT_DIR}/{action.unit}")
-            units = [a.unit for a in host_actions]
-            conn.run(program_argv(START_UNITS, *units), sudo=True, check=True)
+            units = {a.unit: render_dyno_unit(a.instance) for a in host_actions}
+            document = start_document(units, program_argv(START_UNITS, *sorted(units)))
+            argv = batch_argv(ports_tool_source())
+            conn.run(argv, sudo=True, stdin=document, check=True, label="dyno-ports batch")
 
         self.say(f"starting {dyno_names(actions)}")
         self._fan(self._by_host(actions), start, "starting dynos")

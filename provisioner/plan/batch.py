@@ -81,6 +81,16 @@ def batch_steps(batch: HostBatch) -> list[dict[str, Any]]:
     ]
 
 
+def start_document(units: dict[str, str], start_argv: list[str]) -> bytes:
+    """A batch that writes units (name -> text, ports filled in) and starts them: the units
+    step calls off a pending stop of the same unit names (templates/dyno/stop-units)."""
+    steps = [
+        {"op": "units", "files": dict(sorted(units.items()))},
+        {"op": "run", "name": "start-units", "argv": start_argv},
+    ]
+    return json.dumps({"steps": steps}, sort_keys=True).encode()
+
+
 def batch_document(batch: HostBatch) -> bytes:
     """The batch's stdin."""
     return json.dumps({"steps": batch_steps(batch)}, sort_keys=True).encode()

@@ -195,7 +195,8 @@ class FakeHost:
             elif op == "units":
                 self.world.record(self.id, f"  units {' '.join(step['files'])}")
                 for u, text in step["files"].items():
-                    text = text.replace(PORT_MARK, str(ports[u]))
+                    if PORT_MARK in text:  # as the host: a port only where the unit asks one
+                        text = text.replace(PORT_MARK, str(ports[u]))
                     self.files[f"/etc/systemd/system/{u}"] = text.encode()
             elif op == "wait":
                 pairs = " ".join(f"{u}={ports[u]}" for u in step["units"])
@@ -353,10 +354,12 @@ def unit(version: int, dyno: str) -> str:
 
 
 def start(version: int, dyno: str) -> list[str]:
-    """A non-web dyno's start, or an old one's again (not batched)."""
+    """A non-web dyno's start, or an old one's again: a batch of its unit and its start (the
+    units step calls off a pending stop of the same name)."""
     return [
-        f"put /etc/systemd/system/{unit(version, dyno)} 0644",
-        f"sudo sh -c '<start-units>' sh {unit(version, dyno)}",
+        BATCH,
+        f"  units {unit(version, dyno)}",
+        f"  sh -c '<start-units>' sh {unit(version, dyno)}",
     ]
 
 
